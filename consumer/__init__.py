@@ -1,0 +1,1 @@
+"""The trio consumer runtime (scanner, manager, workers, lease extender); see issue 4."""

@@ -1,0 +1,120 @@
+"""Every key quick stores: one root, named subspaces, and a decoder back into words.
+
+All keys are ``fdb.tuple``-packed under the root tuple ``("qk",)``, so a quick
+keyspace can share a cluster with other data and be cleared or inspected as a
+whole. Times are integer milliseconds since the epoch; tags are short strings.
+Values are :mod:`keyspace.codec` records unless the table says otherwise.
+
+=================================================  ===============================================
+key (after the root ``("qk",)``)                   value
+=================================================  ===============================================
+``("meta", name)``                                 store metadata (e.g. the layout format)
+``("ix", vis_ms, queue)``                          empty; pointer index: ``queue`` has work
+                                                   visible from ``vis_ms`` (exactly one per queue)
+``("ptr", queue)``                                 pointer record: its ``vis_ms``, last activity
+``("ql", queue)``                                  queue lease: owner, lease expiry
+``("q", queue, "j", job_id)``                      job record: topic, payload, priority, state,
+                                                   attempt, lease owner and expiry, last error
+``("q", queue, "r", priority, vis_ms, job_id)``    empty; ready index (visible jobs, best first)
+``("q", queue, "s", vis_ms, job_id)``              empty; scheduled index (future and leased
+                                                   jobs, by the time they become visible)
+``("q", queue, "n", state)``                       little-endian int64 counter (atomic add)
+``("q", queue, "u", unique_key)``                  job id holding the unique key
+``("dl", queue, job_id)``                          dead letter: the job record and last error
+``("id", job_id)``                                 the queue a job id lives in
+``("cron", name)``                                 cron schedule: expression, target, next run
+``("wf", ...)``                                    reserved for the workflow layer
+=================================================  ===============================================
+
+:func:`describe` turns any stored key into one readable line, for ``quick inspect
+keyspace``; keys outside these shapes are shown as their raw tuple or bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+from typing import Any
+
+import fdb.tuple as fdbtuple
+
+from keyspace.subspace import Subspace
+
+__all__ = ["ROOT", "Shape", "SHAPES", "describe", "decode"]
+
+ROOT = Subspace(("qk",))
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """One key shape: literal tags and named fields, e.g. ``q/{queue}/j/{job_id}``."""
+
+    pattern: str
+    meaning: str
+
+    @property
+    def parts(self) -> list[str]:
+        return self.pattern.split("/")
+
+    def match(self, items: tuple[Any, ...]) -> dict[str, Any] | None:
+        parts = self.parts
+        if len(parts) != len(items):
+            return None
+        fields: dict[str, Any] = {}
+        for part, item in zip(parts, items, strict=True):
+            if part.startswith("{"):
+                fields[part[1:-1]] = item
+            elif part != item:
+                return None
+        return fields
+
+
+SHAPES: tuple[Shape, ...] = (
+    Shape("meta/{name}", "store metadata"),
+    Shape("ix/{vis_ms}/{queue}", "pointer index entry"),
+    Shape("ptr/{queue}", "queue pointer"),
+    Shape("ql/{queue}", "queue lease"),
+    Shape("q/{queue}/j/{job_id}", "job"),
+    Shape("q/{queue}/r/{priority}/{vis_ms}/{job_id}", "ready job"),
+    Shape("q/{queue}/s/{vis_ms}/{job_id}", "scheduled or leased job"),
+    Shape("q/{queue}/n/{state}", "queue counter"),
+    Shape("q/{queue}/u/{unique_key}", "unique key reservation"),
+    Shape("dl/{queue}/{job_id}", "dead letter"),
+    Shape("id/{job_id}", "job id directory"),
+    Shape("cron/{name}", "cron schedule"),
+)
+
+
+def decode(key: bytes) -> tuple[Shape | None, tuple[Any, ...] | None, dict[str, Any]]:
+    """(shape, tuple after the root, fields) for ``key``; Nones where it does not parse."""
+    if not ROOT.contains(key):
+        return None, None, {}
+    try:
+        items = ROOT.unpack(key)
+    except ValueError:
+        return None, None, {}
+    for shape in SHAPES:
+        fields = shape.match(items)
+        if fields is not None:
+            return shape, items, fields
+    return None, items, {}
+
+
+def _show(name: str, value: Any) -> str:
+    if name.endswith("_ms") and isinstance(value, int):
+        when = _dt.datetime.fromtimestamp(value / 1000, tz=_dt.UTC)
+        return f"{name}={value} ({when.isoformat(timespec='milliseconds')})"
+    return f"{name}={value!r}"
+
+
+def describe(key: bytes) -> str:
+    """One line saying what ``key`` is, e.g. ``job  queue='t1' job_id='...'``."""
+    shape, items, fields = decode(key)
+    if shape is not None:
+        return "  ".join([shape.meaning] + [_show(k, v) for k, v in fields.items()])
+    if items is not None:
+        return f"unknown quick key {items!r}"
+    try:
+        return f"foreign key {tuple(fdbtuple.unpack(key))!r}"
+    except Exception:
+        return f"foreign key {key!r}"

@@ -1,0 +1,98 @@
+"""``keyspace.open(url)``: from a database URL to an engine.
+
+=================================  ===============================================
+URL                                engine
+=================================  ===============================================
+``sqlite:///path/to/file.db``      embedded engine on that file (relative paths are
+                                   relative to the working directory)
+``fdb://``                         FoundationDB, default cluster file
+``fdb:///path/to/fdb.cluster``     FoundationDB, that cluster file
+=================================  ===============================================
+
+Query parameters: ``sync=normal|full`` (sqlite durability), ``retry_limit=N``, and
+``faults=not_committed:0.05,commit_unknown_result:0.05,transaction_too_old:0.02``
+with ``seed=N`` to wrap any engine in the fault injector.
+With no URL, ``$QUICK_DB`` is used, else ``sqlite:///./quick.db``.
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from keyspace.errors import InvalidURL
+from keyspace.faults import FaultRates, FaultyDatabase
+from keyspace.protocol import Database
+
+__all__ = ["DEFAULT_URL", "open", "resolve_url"]
+
+DEFAULT_URL = "sqlite:///./quick.db"
+_KNOWN = {"sync", "retry_limit", "faults", "seed"}
+
+
+def resolve_url(url: str | None = None) -> str:
+    """``url``, else ``$QUICK_DB``, else the default embedded file."""
+    return url or os.environ.get("QUICK_DB") or DEFAULT_URL
+
+
+def _param(params: dict[str, list[str]], name: str) -> str | None:
+    values = params.get(name)
+    return values[-1] if values else None
+
+
+def _int_param(params: dict[str, list[str]], name: str, url: str) -> int | None:
+    text = _param(params, name)
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidURL(f"{url}: {name} must be an integer, not {text!r}") from None
+
+
+def open(url: str | None = None) -> Database:  # noqa: A001 - mirrors fdb.open
+    """Open the database at ``url`` (see the module docstring for the forms).
+
+    Raises:
+        InvalidURL: an unknown scheme, a missing path or a bad parameter.
+        EngineUnavailable: ``fdb`` without ``libfdb_c``, or a cluster that does not answer.
+    """
+    url = resolve_url(url)
+    parts = urlsplit(url)
+    params = parse_qs(parts.query)
+    unknown = set(params) - _KNOWN
+    if unknown:
+        raise InvalidURL(f"{url}: unknown parameter(s) {', '.join(sorted(unknown))}")
+    retry_limit = _int_param(params, "retry_limit", url)
+    db: Database
+    if parts.scheme == "sqlite":
+        from keyspace.sqlite_engine import SqliteDatabase
+
+        if parts.netloc:
+            raise InvalidURL(f"{url}: write sqlite:///relative/or/absolute/path (three slashes)")
+        path = unquote(parts.path)[1:] if parts.path.startswith("/") else unquote(parts.path)
+        if not path:
+            raise InvalidURL(f"{url}: the sqlite URL names no file, e.g. sqlite:///./quick.db")
+        sync = _param(params, "sync") or "normal"
+        try:
+            db = SqliteDatabase(path, sync=sync, retry_limit=retry_limit, url=url)
+        except ValueError as error:
+            raise InvalidURL(f"{url}: {error}") from None
+    elif parts.scheme == "fdb":
+        from keyspace.fdb_engine import open_fdb
+
+        cluster = unquote(parts.path) or None
+        db = open_fdb(cluster, url)
+    else:
+        raise InvalidURL(
+            f"{url}: unknown database scheme {parts.scheme or '(none)'!r}; "
+            "use sqlite:///path/to/file.db or fdb:// or fdb:///path/to/fdb.cluster"
+        )
+    faults = _param(params, "faults")
+    if faults:
+        try:
+            rates = FaultRates.parse(faults)
+        except ValueError as error:
+            raise InvalidURL(f"{url}: {error}") from None
+        db = FaultyDatabase(db, rates, seed=_int_param(params, "seed", url) or 0)
+    return db

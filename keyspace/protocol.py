@@ -1,0 +1,131 @@
+"""The transaction protocol every engine implements, modelled on FoundationDB's.
+
+Layers above ``keyspace`` are written once against these protocols and run unchanged
+on the ``sqlite`` and ``fdb`` engines. Calls are blocking and return values, not
+futures; the one exception is :meth:`Transaction.get_versionstamp`, whose value only
+exists once the transaction has committed.
+
+Semantics, identical on every engine:
+
+* Keys and values are ``bytes``; keys order bytewise. Range ends are exclusive.
+* Reads see the transaction's own earlier writes (read-your-writes), snapshot reads
+  included. Serializable reads add read-conflict ranges; snapshot reads do not.
+* A transaction conflicts (error 1020 at commit) when a key it read serializably was
+  written by a transaction that committed after its read version.
+* Atomic mutations add no read conflict (see :mod:`keyspace.atomic` for their rules).
+* Limits: key <= 10,000 bytes (2102), value <= 100,000 bytes (2103), transaction
+  <= 10,000,000 bytes (2101), lifetime 5 seconds from the read version (1007).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+__all__ = ["KeyValue", "ReadView", "Transaction", "Database", "VersionstampFuture"]
+
+KeyValue = tuple[bytes, bytes]
+T = TypeVar("T")
+
+
+class ReadView(Protocol):
+    """The read half of a transaction; ``tr.snapshot`` is one that adds no conflicts."""
+
+    def get(self, key: bytes) -> bytes | None:
+        """The value at ``key``, or None when absent."""
+        ...
+
+    def get_range(
+        self, begin: bytes, end: bytes, *, limit: int = 0, reverse: bool = False
+    ) -> list[KeyValue]:
+        """Key-value pairs with ``begin <= key < end`` in key order (``limit`` 0 = all)."""
+        ...
+
+    def get_range_startswith(
+        self, prefix: bytes, *, limit: int = 0, reverse: bool = False
+    ) -> list[KeyValue]:
+        """Key-value pairs whose key starts with ``prefix``."""
+        ...
+
+
+class VersionstampFuture(Protocol):
+    """The 10-byte versionstamp of a transaction, known once it has committed."""
+
+    def wait(self) -> bytes:
+        """The versionstamp; raises StorageError(2021) before a successful commit."""
+        ...
+
+
+@runtime_checkable
+class Transaction(ReadView, Protocol):
+    """One FoundationDB-style transaction. Not safe to share between threads."""
+
+    @property
+    def snapshot(self) -> ReadView:
+        """Reads through this view add no read-conflict ranges."""
+        ...
+
+    def set(self, key: bytes, value: bytes) -> None: ...
+    def clear(self, key: bytes) -> None: ...
+    def clear_range(self, begin: bytes, end: bytes) -> None: ...
+    def clear_range_startswith(self, prefix: bytes) -> None: ...
+
+    def add(self, key: bytes, param: bytes) -> None: ...
+    def bit_and(self, key: bytes, param: bytes) -> None: ...
+    def bit_or(self, key: bytes, param: bytes) -> None: ...
+    def bit_xor(self, key: bytes, param: bytes) -> None: ...
+    def max(self, key: bytes, param: bytes) -> None: ...
+    def min(self, key: bytes, param: bytes) -> None: ...
+    def byte_max(self, key: bytes, param: bytes) -> None: ...
+    def byte_min(self, key: bytes, param: bytes) -> None: ...
+    def compare_and_clear(self, key: bytes, param: bytes) -> None: ...
+
+    def set_versionstamped_key(self, key: bytes, value: bytes) -> None:
+        """Set a key whose 10-byte placeholder (at the LE offset in its last 4 bytes) is stamped."""
+        ...
+
+    def set_versionstamped_value(self, key: bytes, value: bytes) -> None:
+        """Set a value whose 10-byte placeholder (LE offset in its last 4 bytes) is stamped."""
+        ...
+
+    def get_versionstamp(self) -> VersionstampFuture: ...
+
+    def add_read_conflict_range(self, begin: bytes, end: bytes) -> None: ...
+    def add_read_conflict_key(self, key: bytes) -> None: ...
+    def add_write_conflict_range(self, begin: bytes, end: bytes) -> None: ...
+    def add_write_conflict_key(self, key: bytes) -> None: ...
+
+    def get_read_version(self) -> int: ...
+
+    def get_committed_version(self) -> int:
+        """The commit version; -1 for a read-only transaction. Valid after commit."""
+        ...
+
+    def commit(self) -> None: ...
+
+    def on_error(self, error: BaseException) -> None:
+        """Back off and reset when ``error`` is retryable; re-raise it otherwise."""
+        ...
+
+    def reset(self) -> None: ...
+
+    def cancel(self) -> None: ...
+
+
+@runtime_checkable
+class Database(Protocol):
+    """A handle on one store; safe to share between threads of a process."""
+
+    url: str
+
+    def create_transaction(self) -> Transaction: ...
+
+    def transact(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(tr, *args, **kwargs)`` in the retry loop and commit; return its result."""
+        ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Database: ...
+
+    def __exit__(self, *exc: object) -> None: ...

@@ -1,0 +1,92 @@
+"""Tuple-packed key prefixes: a small subspace type over ``fdb.tuple``.
+
+``fdb.tuple`` imports without ``libfdb_c``, so both engines pack keys with
+FoundationDB's own tuple encoding and sort them identically. One wrinkle: the
+binding's ``Versionstamp.to_bytes`` consults ``fdb.impl``, which exists only once
+``libfdb_c`` has loaded, so packing goes through :func:`pack`, which swaps in a
+:class:`Versionstamp` that encodes identically without it.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import fdb.tuple as fdbtuple
+
+__all__ = ["Subspace", "Versionstamp", "pack", "pack_with_versionstamp"]
+
+
+class Versionstamp(fdbtuple.Versionstamp):  # type: ignore[misc]
+    """``fdb.tuple.Versionstamp`` that packs without the FoundationDB client library."""
+
+    def to_bytes(self) -> bytes:
+        tr_version = self.tr_version if self.is_complete() else self._UNSET_TR_VERSION
+        return struct.pack(self._STRUCT_FORMAT_STRING, bytes(tr_version), self.user_version)
+
+
+def _portable(items: tuple[Any, ...]) -> tuple[Any, ...]:
+    out = []
+    for item in items:
+        if type(item) is fdbtuple.Versionstamp:
+            item = Versionstamp(item.tr_version, item.user_version)
+        elif type(item) is tuple:
+            item = _portable(item)
+        out.append(item)
+    return tuple(out)
+
+
+def _has_stamp(items: tuple[Any, ...]) -> bool:
+    return any(
+        type(i) is fdbtuple.Versionstamp or (type(i) is tuple and _has_stamp(i)) for i in items
+    )
+
+
+def pack(items: tuple[Any, ...], prefix: bytes = b"") -> bytes:
+    """``fdb.tuple.pack`` that also works for versionstamps without ``libfdb_c``."""
+    if _has_stamp(items):
+        items = _portable(items)
+    return bytes(fdbtuple.pack(items, prefix=prefix))
+
+
+def pack_with_versionstamp(items: tuple[Any, ...], prefix: bytes = b"") -> bytes:
+    """``fdb.tuple.pack_with_versionstamp`` that works without ``libfdb_c``."""
+    return bytes(fdbtuple.pack_with_versionstamp(_portable(items), prefix=prefix))
+
+
+class Subspace:
+    """Every key that starts with one packed tuple prefix."""
+
+    __slots__ = ("prefix", "raw")
+
+    def __init__(self, prefix: tuple[Any, ...] = (), raw: bytes = b"") -> None:
+        self.prefix = prefix
+        self.raw = raw + pack(prefix)
+
+    def __getitem__(self, item: Any) -> Subspace:
+        return Subspace((item,), self.raw)
+
+    def pack(self, items: tuple[Any, ...] = ()) -> bytes:
+        """The key for ``items`` under this prefix."""
+        return pack(items, self.raw)
+
+    def pack_with_versionstamp(self, items: tuple[Any, ...]) -> bytes:
+        """A versionstamped-key template for ``items`` (one incomplete Versionstamp)."""
+        return pack_with_versionstamp(items, self.raw)
+
+    def unpack(self, key: bytes) -> tuple[Any, ...]:
+        """The tuple after this prefix; ValueError when ``key`` is not under it."""
+        if not key.startswith(self.raw):
+            raise ValueError("key is not in this subspace")
+        return tuple(fdbtuple.unpack(key[len(self.raw) :]))
+
+    def contains(self, key: bytes) -> bool:
+        return key.startswith(self.raw)
+
+    def range(self, items: tuple[Any, ...] = ()) -> tuple[bytes, bytes]:
+        """[begin, end) of every key strictly under ``items``."""
+        packed = self.pack(items)
+        return packed + b"\x00", packed + b"\xff"
+
+    def __repr__(self) -> str:
+        return f"Subspace({self.raw!r})"

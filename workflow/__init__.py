@@ -1,0 +1,1 @@
+"""DAG workflows on leased queue items; see issue 5."""
