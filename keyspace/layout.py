@@ -9,19 +9,21 @@ Values are :mod:`keyspace.codec` records unless the table says otherwise.
 key (after the root ``("qk",)``)                   value
 =================================================  ===============================================
 ``("meta", name)``                                 store metadata (e.g. the layout format)
-``("ix", vis_ms, queue)``                          empty; pointer index: ``queue`` has work
+``("ix", vis_ms, queue)``                          empty; pointer index: ``queue`` may have work
                                                    visible from ``vis_ms`` (exactly one per queue)
-``("ptr", queue)``                                 pointer record: its ``vis_ms``, last activity
+``("ptr", queue)``                                 pointer record: ``vis_ms``, empty-since time
 ``("ql", queue)``                                  queue lease: owner, lease expiry
 ``("q", queue, "j", job_id)``                      job record: topic, payload, priority, state,
-                                                   attempt, lease owner and expiry, last error
+                                                   attempt, lease owner/token/expiry, last error
 ``("q", queue, "r", priority, vis_ms, job_id)``    empty; ready index (visible jobs, best first)
 ``("q", queue, "s", vis_ms, job_id)``              empty; scheduled index (future and leased
                                                    jobs, by the time they become visible)
 ``("q", queue, "n", state)``                       little-endian int64 counter (atomic add)
 ``("q", queue, "u", unique_key)``                  job id holding the unique key
 ``("dl", queue, job_id)``                          dead letter: the job record and last error
-``("id", job_id)``                                 the queue a job id lives in
+``("id", job_id)``                                 job directory: queue, and the outcome once
+                                                   finished (kept for the retention window)
+``("done", done_ms, job_id)``                      empty; finished jobs by time, for purging
 ``("cron", name)``                                 cron schedule: expression, target, next run
 ``("wf", ...)``                                    reserved for the workflow layer
 =================================================  ===============================================
@@ -40,9 +42,82 @@ import fdb.tuple as fdbtuple
 
 from keyspace.subspace import Subspace
 
-__all__ = ["ROOT", "Shape", "SHAPES", "describe", "decode"]
+__all__ = [
+    "ROOT",
+    "POINTER_INDEX",
+    "POINTERS",
+    "QUEUE_LEASES",
+    "DEAD_LETTERS",
+    "JOB_DIRECTORY",
+    "FINISHED",
+    "CRON",
+    "QueueKeys",
+    "Shape",
+    "SHAPES",
+    "describe",
+    "decode",
+]
 
 ROOT = Subspace(("qk",))
+POINTER_INDEX = ROOT["ix"]
+POINTERS = ROOT["ptr"]
+QUEUE_LEASES = ROOT["ql"]
+DEAD_LETTERS = ROOT["dl"]
+JOB_DIRECTORY = ROOT["id"]
+FINISHED = ROOT["done"]
+CRON = ROOT["cron"]
+QUEUES = ROOT["q"]
+
+
+class QueueKeys:
+    """The keys of one queue's range: its jobs, indexes, counters and unique keys."""
+
+    __slots__ = ("queue", "space", "_jobs", "_ready", "_sched", "_counters", "_unique")
+
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+        self.space = QUEUES[queue]
+        self._jobs = self.space["j"]
+        self._ready = self.space["r"]
+        self._sched = self.space["s"]
+        self._counters = self.space["n"]
+        self._unique = self.space["u"]
+
+    def job(self, job_id: str) -> bytes:
+        return self._jobs.pack((job_id,))
+
+    def ready(self, priority: int, vis_ms: int, job_id: str) -> bytes:
+        return self._ready.pack((priority, vis_ms, job_id))
+
+    def ready_range(self) -> tuple[bytes, bytes]:
+        return self._ready.range()
+
+    def unpack_ready(self, key: bytes) -> tuple[int, int, str]:
+        priority, vis_ms, job_id = self._ready.unpack(key)
+        return priority, vis_ms, job_id
+
+    def scheduled(self, vis_ms: int, job_id: str) -> bytes:
+        return self._sched.pack((vis_ms, job_id))
+
+    def scheduled_range(self, until_ms: int | None = None) -> tuple[bytes, bytes]:
+        """Scheduled entries, or only those visible at or before ``until_ms``."""
+        begin, end = self._sched.range()
+        if until_ms is not None:
+            end = self._sched.pack((until_ms + 1,))
+        return begin, end
+
+    def unpack_scheduled(self, key: bytes) -> tuple[int, str]:
+        vis_ms, job_id = self._sched.unpack(key)
+        return vis_ms, job_id
+
+    def counter(self, state: str) -> bytes:
+        return self._counters.pack((state,))
+
+    def counters_range(self) -> tuple[bytes, bytes]:
+        return self._counters.range()
+
+    def unique(self, unique_key: str) -> bytes:
+        return self._unique.pack((unique_key,))
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +155,8 @@ SHAPES: tuple[Shape, ...] = (
     Shape("q/{queue}/n/{state}", "queue counter"),
     Shape("q/{queue}/u/{unique_key}", "unique key reservation"),
     Shape("dl/{queue}/{job_id}", "dead letter"),
-    Shape("id/{job_id}", "job id directory"),
+    Shape("id/{job_id}", "job directory"),
+    Shape("done/{done_ms}/{job_id}", "finished job"),
     Shape("cron/{name}", "cron schedule"),
 )
 

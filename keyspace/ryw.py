@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from enum import Enum
+from typing import NamedTuple
 
 from keyspace.atomic import AtomicOp, apply
 from keyspace.errors import StorageError
@@ -36,25 +36,29 @@ class MutationKind(Enum):
     VERSIONSTAMPED_VALUE = 6
 
 
-@dataclass(frozen=True, slots=True)
-class Mutation:
-    """One buffered write, applied in order at commit."""
+_SET = MutationKind.SET
+
+
+class Mutation(NamedTuple):
+    """One buffered write, applied in order at commit (a tuple: the log is hot)."""
 
     kind: MutationKind
     key: bytes
-    value: bytes = b""
-    end: bytes = b""
-    op: AtomicOp | None = None
+    value: bytes
+    end: bytes
+    op: AtomicOp | None
 
 
-@dataclass(slots=True)
 class _Entry:
     """What the transaction has done to one key, for reads."""
 
-    known: bool
-    value: bytes | None = None
-    ops: list[tuple[AtomicOp, bytes]] = field(default_factory=list)
-    unreadable: bool = False
+    __slots__ = ("known", "value", "ops", "unreadable")
+
+    def __init__(self, known: bool, value: bytes | None = None) -> None:
+        self.known = known
+        self.value = value
+        self.ops: list[tuple[AtomicOp, bytes]] = []
+        self.unreadable = False
 
     def resolve(self, stored: bytes | None) -> bytes | None:
         value = self.value if self.known else stored
@@ -98,9 +102,10 @@ class RangeSet:
 class WriteBuffer:
     """A transaction's pending writes: the ordered log and the index reads consult."""
 
-    __slots__ = ("_entries", "_sorted", "cleared", "log", "size")
+    __slots__ = ("log", "_entries", "_sorted", "cleared", "size", "stamped")
 
     def __init__(self) -> None:
+        self.stamped = False
         self.log: list[Mutation] = []
         self._entries: dict[bytes, _Entry] = {}
         self._sorted: list[bytes] | None = []
@@ -120,22 +125,28 @@ class WriteBuffer:
             self._sorted = None
         return entry
 
+    def _known(self, key: bytes, value: bytes | None) -> None:
+        entry = self._entries.get(key)
+        if entry is None:
+            self._entries[key] = _Entry(True, value)
+            self._sorted = None
+        else:
+            entry.known, entry.value, entry.ops, entry.unreadable = True, value, [], False
+
     def set(self, key: bytes, value: bytes) -> None:
-        self.log.append(Mutation(MutationKind.SET, key, value))
+        self.log.append(Mutation(_SET, key, value, b"", None))
         self.size += len(key) + len(value)
-        entry = self._entry(key, True)
-        entry.known, entry.value, entry.ops, entry.unreadable = True, value, [], False
+        self._known(key, value)
 
     def clear(self, key: bytes) -> None:
-        self.log.append(Mutation(MutationKind.CLEAR, key))
+        self.log.append(Mutation(MutationKind.CLEAR, key, b"", b"", None))
         self.size += len(key)
-        entry = self._entry(key, True)
-        entry.known, entry.value, entry.ops, entry.unreadable = True, None, [], False
+        self._known(key, None)
 
     def clear_range(self, begin: bytes, end: bytes) -> None:
         if begin >= end:
             return
-        self.log.append(Mutation(MutationKind.CLEAR_RANGE, begin, end=end))
+        self.log.append(Mutation(MutationKind.CLEAR_RANGE, begin, b"", end, None))
         self.size += len(begin) + len(end)
         for key in self.keys_between(begin, end):
             del self._entries[key]
@@ -143,20 +154,22 @@ class WriteBuffer:
         self.cleared.add(begin, end)
 
     def atomic(self, op: AtomicOp, key: bytes, param: bytes) -> None:
-        self.log.append(Mutation(MutationKind.ATOMIC, key, param, op=op))
+        self.log.append(Mutation(MutationKind.ATOMIC, key, param, b"", op))
         self.size += len(key) + len(param)
         entry = self._entry(key, self.cleared.contains(key))
         entry.ops.append((op, param))
 
     def set_versionstamped_key(self, template: bytes, value: bytes) -> None:
-        self.log.append(Mutation(MutationKind.VERSIONSTAMPED_KEY, template, value))
+        self.stamped = True
+        self.log.append(Mutation(MutationKind.VERSIONSTAMPED_KEY, template, value, b"", None))
         self.size += len(template) + len(value)
 
     def set_versionstamped_value(self, key: bytes, template: bytes) -> None:
-        self.log.append(Mutation(MutationKind.VERSIONSTAMPED_VALUE, key, template))
+        self.stamped = True
+        self.log.append(Mutation(MutationKind.VERSIONSTAMPED_VALUE, key, template, b"", None))
         self.size += len(key) + len(template)
-        entry = self._entry(key, True)
-        entry.known, entry.value, entry.ops, entry.unreadable = True, None, [], True
+        self._known(key, None)
+        self._entries[key].unreadable = True
 
     # -- reading through the buffer -----------------------------------------
 

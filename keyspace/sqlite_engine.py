@@ -87,6 +87,7 @@ _WLOG_RETENTION_US = 10_000_000
 _PRUNE_EVERY = 512
 _RANGE_PAGE = 256
 _SYNC_MODES = {"normal": "NORMAL", "full": "FULL", "off": "OFF"}
+_SQLITE_BUSY_SNAPSHOT = 517
 
 
 def _now_us() -> int:
@@ -128,9 +129,10 @@ class SqliteDatabase:
         self.retry_limit = retry_limit
         self._closed = False
         self._setup_process()
-        with self._writer() as conn:
+        with _WriterLock(self) as lock:
+            assert lock.conn is not None
             for statement in filter(str.strip, _SCHEMA.split(";")):
-                conn.execute(statement)
+                lock.conn.execute(statement)
 
     # -- process-local resources ---------------------------------------------
 
@@ -177,9 +179,6 @@ class SqliteDatabase:
                 return
         conn.close()
 
-    def _writer(self) -> _WriterLock:
-        return _WriterLock(self)
-
     # -- public API ----------------------------------------------------------
 
     def create_transaction(self) -> SqliteTransaction:
@@ -211,39 +210,72 @@ class SqliteDatabase:
 
     # -- commit --------------------------------------------------------------
 
-    def apply_commit(self, tr: SqliteTransaction, conn: sqlite3.Connection) -> int:
-        """Check conflicts and apply ``tr``'s writes under the writer lock; return the version."""
-        with self._writer_on(conn):
-            latest = _latest_version(conn)
-            if tr.read_ranges and tr.read_version is not None and latest > tr.read_version:
-                _check_conflicts(conn, tr.read_version, tr.read_ranges)
-            version = max(latest + 1, _now_us())
-            stamp = _stamp(version)
-            points, ranges = _apply(conn, tr.buffer, stamp)
-            for begin, end in tr.extra_write_ranges:
-                ranges.extend((begin, end))
-            conn.execute(
-                "INSERT INTO wlog(version, ranges) VALUES(?, ?)",
-                (version, msgpack.packb((points, ranges))),
-            )
-            self._commits += 1
-            if self._commits % _PRUNE_EVERY == 0:
-                _prune(conn, version - _WLOG_RETENTION_US)
-            return version
+    def apply_commit(self, tr: SqliteTransaction, conn: sqlite3.Connection, reading: bool) -> int:
+        """Check conflicts and apply ``tr``'s writes under the writer lock; return the version.
 
-    def _writer_on(self, conn: sqlite3.Connection) -> _WriterLock:
-        return _WriterLock(self, conn)
+        When ``conn`` still holds ``tr``'s read snapshot (``reading``), the write is first
+        tried in place: SQLite accepts it only if nothing has committed since the snapshot,
+        in which case there can be no conflict and the read version is the latest version.
+        Otherwise SQLite refuses at once (SQLITE_BUSY_SNAPSHOT) and the commit falls back
+        to a fresh ``BEGIN IMMEDIATE`` and the conflict check.
+        """
+        with _WriterLock(self, conn, begin=not reading) as lock:
+            if reading:
+                assert tr.read_version is not None
+                try:
+                    return self._write(conn, tr, tr.read_version)
+                except sqlite3.OperationalError as error:
+                    if error.sqlite_errorcode != _SQLITE_BUSY_SNAPSHOT:
+                        raise
+                    conn.execute("ROLLBACK")
+                    lock.begin()
+            if tr.read_ranges and tr.read_version is not None:
+                latest = _latest_version(conn)
+                if latest > tr.read_version:
+                    _check_conflicts(conn, tr.read_version, tr.read_ranges)
+                return self._write(conn, tr, latest)
+            return self._write(conn, tr, None)
+
+    def _write(self, conn: sqlite3.Connection, tr: SqliteTransaction, latest: int | None) -> int:
+        """Apply the log and append the wlog row; ``latest`` None = look it up as needed."""
+        if latest is None and tr.buffer.stamped:
+            latest = _latest_version(conn)
+        version = 0 if latest is None else max(latest + 1, _now_us())
+        points, ranges = _apply(conn, tr.buffer, _stamp(version))
+        for begin, end in tr.extra_write_ranges:
+            ranges.extend((begin, end))
+        blob = msgpack.packb((points, ranges))
+        if latest is None:
+            # One statement computes the next version from the newest row and appends.
+            (version,) = conn.execute(
+                "INSERT INTO wlog(version, ranges) "
+                "SELECT max(coalesce(max(version), 0) + 1, ?), ? FROM wlog RETURNING version",
+                (_now_us(), blob),
+            ).fetchone()
+        else:
+            conn.execute("INSERT INTO wlog(version, ranges) VALUES(?, ?)", (version, blob))
+        self._commits += 1
+        if self._commits % _PRUNE_EVERY == 0:
+            _prune(conn, version - _WLOG_RETENTION_US)
+        return version
 
 
 class _WriterLock:
-    """Holds the writer lock and a ``BEGIN IMMEDIATE`` transaction; commits on success."""
+    """Holds the writer lock (and, unless told not to, ``BEGIN IMMEDIATE``); commits on success."""
 
-    def __init__(self, db: SqliteDatabase, conn: sqlite3.Connection | None = None) -> None:
+    def __init__(
+        self, db: SqliteDatabase, conn: sqlite3.Connection | None = None, begin: bool = True
+    ) -> None:
         self.db = db
         self.conn = conn
         self.own = conn is None
+        self.begin_now = begin
 
-    def __enter__(self) -> sqlite3.Connection:
+    def begin(self) -> None:
+        assert self.conn is not None
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __enter__(self) -> _WriterLock:
         db = self.db
         db._check_process()
         db._commit_lock.acquire()
@@ -251,12 +283,13 @@ class _WriterLock:
             fcntl.flock(db._lock_fd, fcntl.LOCK_EX)
             if self.conn is None:
                 self.conn = db._connect()
-            self.conn.execute("BEGIN IMMEDIATE")
+            if self.begin_now:
+                self.begin()
         except BaseException:
             fcntl.flock(db._lock_fd, fcntl.LOCK_UN)
             db._commit_lock.release()
             raise
-        return self.conn
+        return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         conn = self.conn
@@ -390,8 +423,18 @@ class _Reader:
     def get(self, key: bytes) -> bytes | None:
         check_read_key(key)
         tr = self.tr
-        conn = tr._snapshot_conn()
-        value, consulted = tr.buffer.read(key, lambda k: _fetch(conn, k))
+        fetch: Callable[[bytes], bytes | None]
+        if tr.read_version is None:
+            fetch = tr._begin_read_at
+        else:
+            conn = tr._snapshot_conn()
+
+            def fetch(k: bytes) -> bytes | None:
+                return _fetch(conn, k)
+
+        value, consulted = tr.buffer.read(key, fetch)
+        if tr.read_version is None:
+            tr._snapshot_conn()
         if consulted and self.conflicts:
             tr.read_ranges.add(key, _key_after(key))
         return value
@@ -461,8 +504,10 @@ class SqliteTransaction:
 
     def __init__(self, db: SqliteDatabase) -> None:
         self.db = db
-        self._backoff = Backoff(retry_limit=db.retry_limit)
+        self._backoff: Backoff | None = None
         self._conn: sqlite3.Connection | None = None
+        self._reader = _Reader(self, True)
+        self.snapshot = _Reader(self, False)
         self._init()
 
     def _init(self) -> None:
@@ -473,8 +518,6 @@ class SqliteTransaction:
         self._started = 0.0
         self._committed_version: int | None = None
         self._versionstamp = _Versionstamp()
-        self._reader = _Reader(self, True)
-        self.snapshot = _Reader(self, False)
         self._done = False
 
     # -- snapshot management -------------------------------------------------
@@ -488,17 +531,25 @@ class SqliteTransaction:
         return self._conn
 
     def _begin_read(self) -> None:
+        self._begin_read_at(None)
+
+    def _begin_read_at(self, key: bytes | None) -> bytes | None:
+        """Pin the snapshot and take the read version, fetching ``key`` in the same statement."""
         self._live()
         if self._conn is None:
             self._conn = self.db.acquire()
         conn = self._conn
         try:
             conn.execute("BEGIN")
-            self.read_version = _latest_version(conn)
+            version, value = conn.execute(
+                "SELECT (SELECT max(version) FROM wlog), (SELECT v FROM kv WHERE k = ?)", (key,)
+            ).fetchone()
         except sqlite3.Error as error:
             self._end_read()
             raise StorageError(1037, f"sqlite read failed: {error}") from error
+        self.read_version = version or 0
         self._started = time.monotonic()
+        return value  # type: ignore[no-any-return]
 
     def _end_read(self) -> None:
         conn = self._conn
@@ -636,6 +687,8 @@ class SqliteTransaction:
 
     def _size(self) -> int:
         size = self.buffer.size
+        if size < TRANSACTION_LIMIT // 2 and len(self.read_ranges.begins) < 200:
+            return size
         for begins in (self.read_ranges.begins, self.read_ranges.ends):
             size += sum(map(len, begins))
         return size
@@ -655,13 +708,13 @@ class SqliteTransaction:
             self._end_read()
             raise StorageError(2101, f"transaction of {self._size()} bytes exceeds the limit")
         conn = self._conn
+        reading = conn is not None and conn.in_transaction
         if conn is None:
             conn = self.db.acquire()
         else:
             self._conn = None
-            _rollback(conn)
         try:
-            version = self.db.apply_commit(self, conn)
+            version = self.db.apply_commit(self, conn, reading)
         except sqlite3.Error as error:
             conn.close()
             raise StorageError(1020, f"sqlite write failed: {error}") from error
@@ -683,6 +736,8 @@ class SqliteTransaction:
         if not isinstance(error, StorageError):
             raise error
         self._end_read()
+        if self._backoff is None:
+            self._backoff = Backoff(retry_limit=self.db.retry_limit)
         self._backoff.wait(error)
         self._init()
 
