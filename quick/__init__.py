@@ -1,7 +1,8 @@
 """quick: a QuiCK-style distributed job queue on FoundationDB.
 
-The queue API lands in this package (see the issues); today it re-exports the storage
-seam so ``quick.open(url)`` already opens either engine.
+Jobs live in per-queue (per-tenant) key ranges ordered by priority and visibility
+time; a pointer index lists the queues with visible work; consumers lease a queue,
+then a batch of its jobs. Enqueue can join the caller's own transaction.
 """
 
 from keyspace import (
@@ -12,12 +13,90 @@ from keyspace import (
     open,
     transactional,
 )
+from quick.app import App, JobConfig, Meta
+from quick.cron import Schedule, activate_due, list_schedules, remove_schedule, schedule
+from quick.enqueueing import enqueue, enqueue_many
+from quick.errors import (
+    Discard,
+    InvalidArgument,
+    InvalidPayload,
+    JobNotFound,
+    JobRunning,
+    LeaseLost,
+    Snooze,
+)
+from quick.inspection import (
+    DeadLetter,
+    cancel,
+    get_job,
+    job_state,
+    list_dead,
+    list_queues,
+    purge_dead,
+    purge_finished,
+    queue_counts,
+    requeue_dead,
+)
+from quick.jobs import Claim, Job, JobState
+from quick.leases import (
+    claim,
+    complete,
+    dead_letter,
+    discard,
+    fail,
+    heartbeat,
+    release,
+    snooze,
+)
+from quick.outcomes import Outcome, run_claim
+from quick.pointers import collect
 
 __all__ = [
+    "App",
+    "Claim",
+    "DeadLetter",
+    "Discard",
     "EngineUnavailable",
+    "InvalidArgument",
+    "InvalidPayload",
     "InvalidURL",
+    "Job",
+    "JobConfig",
+    "JobNotFound",
+    "JobRunning",
+    "JobState",
+    "LeaseLost",
+    "Meta",
+    "Outcome",
     "QuickError",
+    "Schedule",
+    "Snooze",
     "StorageError",
+    "activate_due",
+    "cancel",
+    "claim",
+    "collect",
+    "complete",
+    "dead_letter",
+    "discard",
+    "enqueue",
+    "enqueue_many",
+    "fail",
+    "get_job",
+    "heartbeat",
+    "job_state",
+    "list_dead",
+    "list_queues",
+    "list_schedules",
     "open",
+    "purge_dead",
+    "purge_finished",
+    "queue_counts",
+    "release",
+    "remove_schedule",
+    "requeue_dead",
+    "run_claim",
+    "schedule",
+    "snooze",
     "transactional",
 ]

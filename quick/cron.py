@@ -1,0 +1,184 @@
+"""Cron schedules: jobs enqueued on a cron expression, exactly once per tick.
+
+Each schedule is one key holding its expression, timezone, target and next run time.
+:func:`activate_due` enqueues the job of every due schedule and advances its next run
+time *in the same transaction*, so however many consumers run activators, each tick
+is enqueued once: concurrent activators conflict on the schedule key and the loser,
+retried, finds the tick already taken. The tick's job id is derived from the schedule
+and the tick time, so a retry after ``commit_unknown_result`` adds nothing either.
+After downtime, the missed ticks coalesce into one run; the next run time is computed
+from *now*.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from dataclasses import dataclass
+from typing import Any
+
+from croniter import croniter
+
+from keyspace.codec import pack_value, unpack_value
+from keyspace.layout import CRON
+from keyspace.protocol import Database, Transaction
+from keyspace.retry import transactional
+from quick.enqueueing import prepare, store_new
+from quick.errors import InvalidArgument
+from quick.jobs import now_ms
+from quick.validation import check_name
+
+__all__ = [
+    "Schedule",
+    "schedule",
+    "list_schedules",
+    "remove_schedule",
+    "activate_due",
+    "next_fire_ms",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Schedule:
+    """A cron schedule and when it next fires."""
+
+    name: str
+    cron: str
+    tz: str
+    queue_id: str
+    topic: str
+    payload: Any
+    next_ms: int
+
+
+def _zone(tz: Any) -> zoneinfo.ZoneInfo:
+    if not isinstance(tz, str) or not tz:
+        raise InvalidArgument("tz", f"must be an IANA timezone name, not {tz!r}")
+    try:
+        return zoneinfo.ZoneInfo(tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise InvalidArgument("tz", f"unknown timezone {tz!r}") from None
+
+
+def _check_cron(expr: Any) -> str:
+    if not isinstance(expr, str) or not croniter.is_valid(expr):
+        raise InvalidArgument("cron_expr", f"{expr!r} is not a valid cron expression")
+    return expr
+
+
+def next_fire_ms(expr: str, tz: str, after_ms: int) -> int:
+    """The first tick of ``expr`` in ``tz`` strictly after ``after_ms``."""
+    start = dt.datetime.fromtimestamp(after_ms / 1000, tz=_zone(tz))
+    fire: dt.datetime = croniter(expr, start).get_next(dt.datetime)
+    return int(fire.timestamp() * 1000)
+
+
+def _decode(name: str, value: bytes) -> Schedule:
+    record = unpack_value(value)
+    return Schedule(
+        name=name,
+        cron=record["cron"],
+        tz=record["tz"],
+        queue_id=record["q"],
+        topic=record["t"],
+        payload=record["p"],
+        next_ms=record["n"],
+    )
+
+
+def _encode(item: Schedule) -> bytes:
+    return pack_value(
+        {
+            "cron": item.cron,
+            "tz": item.tz,
+            "q": item.queue_id,
+            "t": item.topic,
+            "p": item.payload,
+            "n": item.next_ms,
+        }
+    )
+
+
+def schedule(
+    db: Database | Transaction,
+    name: str,
+    cron_expr: str,
+    queue_id: str,
+    topic: str,
+    payload: Any,
+    tz: str = "UTC",
+) -> Schedule:
+    """Create or replace the schedule ``name``: enqueue ``topic`` on ``queue_id`` per ``cron_expr``.
+
+    Raises:
+        InvalidArgument: a malformed cron expression, unknown timezone, or bad name/queue/topic.
+        InvalidPayload: a payload msgpack cannot encode.
+    """
+    check_name("name", name)
+    _check_cron(cron_expr)
+    _zone(tz)
+    prepare(queue_id, topic, payload)
+    item = Schedule(
+        name=name,
+        cron=cron_expr,
+        tz=tz,
+        queue_id=queue_id,
+        topic=topic,
+        payload=payload,
+        next_ms=next_fire_ms(cron_expr, tz, now_ms()),
+    )
+    _put(db, item)
+    return item
+
+
+@transactional
+def _put(tr: Transaction, item: Schedule) -> None:
+    tr.set(CRON.pack((item.name,)), _encode(item))
+
+
+@transactional
+def list_schedules(tr: Transaction) -> list[Schedule]:
+    """Every schedule, by name."""
+    return [_decode(CRON.unpack(k)[0], v) for k, v in tr.snapshot.get_range(*CRON.range())]
+
+
+@transactional
+def remove_schedule(tr: Transaction, name: str) -> bool:
+    """Delete the schedule ``name``; False if there was none."""
+    key = CRON.pack((name,))
+    if tr.get(key) is None:
+        return False
+    tr.clear(key)
+    return True
+
+
+@transactional
+def _activate(tr: Transaction, now: int, limit: int) -> list[str]:
+    enqueued = []
+    for key, _ in tr.snapshot.get_range(*CRON.range(), limit=limit):
+        value = tr.get(key)
+        if value is None:
+            continue
+        item = _decode(CRON.unpack(key)[0], value)
+        if item.next_ms > now:
+            continue
+        job = prepare(
+            item.queue_id,
+            item.topic,
+            item.payload,
+            job_id=f"cron:{item.name}:{item.next_ms}",
+            now=now,
+        )
+        enqueued.append(store_new(tr, job))
+        advanced = Schedule(**{**_fields(item), "next_ms": next_fire_ms(item.cron, item.tz, now)})
+        tr.set(key, _encode(advanced))
+    return enqueued
+
+
+def _fields(item: Schedule) -> dict[str, Any]:
+    return {name: getattr(item, name) for name in Schedule.__dataclass_fields__}
+
+
+def activate_due(db: Database, *, now: int | None = None, limit: int = 1000) -> list[str]:
+    """Enqueue one job for every schedule due at ``now``; return the job ids."""
+    return _activate(db, now_ms() if now is None else now, limit)

@@ -1,0 +1,216 @@
+"""Putting jobs on queues: ``enqueue`` and ``enqueue_many``.
+
+Both join the caller's transaction when given one (QuiCK's central property: the job
+commits or rolls back with the caller's own writes) and otherwise run their own.
+Everything is validated and encoded before the first write, so bad input raises
+(naming the field) and leaves the store untouched.
+
+Retry semantics: job ids are made before the retry loop, and an enqueue first looks
+its id up in the job directory, so a retry after ``commit_unknown_result`` returns the
+same id and adds nothing, even if the job already ran (the directory keeps a tombstone
+for finished jobs). A ``unique_key`` makes a second enqueue return the first job's id
+while that job is pending or running.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from keyspace.codec import pack_value, unpack_value
+from keyspace.layout import JOB_DIRECTORY, QueueKeys
+from keyspace.limits import VALUE_LIMIT
+from keyspace.protocol import Database, Transaction
+from keyspace.retry import transactional
+from quick import counters, pointers
+from quick.errors import InvalidArgument, InvalidPayload
+from quick.jobs import Job, JobState, now_ms
+from quick.validation import (
+    check_max_attempts,
+    check_name,
+    check_priority,
+    visibility_ms,
+)
+
+__all__ = ["enqueue", "enqueue_many", "new_job_id", "prepare", "store_new", "JobSpec"]
+
+_seq_lock = threading.Lock()
+_seq = [0, 0]
+
+
+def new_job_id() -> str:
+    """A 32-hex-digit id that sorts by creation time (ms, then a per-process sequence)."""
+    ms = now_ms()
+    with _seq_lock:
+        if _seq[0] == ms:
+            _seq[1] += 1
+        else:
+            _seq[0], _seq[1] = ms, 0
+        seq = _seq[1] & 0xFFFF
+    return f"{ms:012x}{seq:04x}{os.urandom(8).hex()}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    job: Job
+    value: bytes
+
+
+def prepare(
+    queue_id: Any,
+    topic: Any,
+    payload: Any,
+    *,
+    priority: Any = 100,
+    delay: Any = None,
+    at: Any = None,
+    max_attempts: Any = None,
+    job_id: Any = None,
+    unique_key: Any = None,
+    now: int | None = None,
+) -> _Prepared:
+    """Validate and encode one job; raises before anything is written."""
+    queue = check_name("queue_id", queue_id)
+    name = check_name("topic", topic)
+    assert queue is not None
+    assert name is not None
+    ident = check_name("job_id", job_id, optional=True) or new_job_id()
+    unique = check_name("unique_key", unique_key, optional=True)
+    current = now_ms() if now is None else now
+    vis = visibility_ms(delay, at, current)
+    job = Job(
+        id=ident,
+        queue=queue,
+        topic=name,
+        payload=payload,
+        priority=check_priority(priority),
+        vis_ms=vis,
+        state=JobState.READY if vis <= current else JobState.SCHEDULED,
+        max_attempts=check_max_attempts(max_attempts),
+        created_ms=current,
+        unique_key=unique,
+    )
+    try:
+        value = job.to_value()
+    except TypeError as error:
+        raise InvalidPayload(str(error)) from None
+    if len(value) > VALUE_LIMIT:
+        raise InvalidArgument(
+            "payload",
+            f"encodes to a {len(value)}-byte job record; the limit is {VALUE_LIMIT} bytes",
+        )
+    return _Prepared(job, value)
+
+
+def store_new(tr: Transaction, prepared: _Prepared) -> str:
+    """Write a prepared job unless its id or unique key is already taken; return the job id."""
+    job = prepared.job
+    keys = QueueKeys(job.queue)
+    directory = JOB_DIRECTORY.pack((job.id,))
+    if tr.get(directory) is not None:
+        return job.id
+    if job.unique_key is not None:
+        holder = tr.get(keys.unique(job.unique_key))
+        if holder is not None:
+            return holder.decode()
+        tr.set(keys.unique(job.unique_key), job.id.encode())
+    tr.set(keys.job(job.id), prepared.value)
+    tr.set(job.index_key(keys), b"")
+    tr.set(directory, pack_value({"q": job.queue}))
+    counters.bump(tr, keys, job.state)
+    pointers.ensure_visible(tr, job.queue, job.vis_ms)
+    return job.id
+
+
+def enqueue(
+    db_or_tr: Database | Transaction,
+    queue_id: str,
+    topic: str,
+    payload: Any,
+    *,
+    priority: int = 100,
+    delay: Any = None,
+    at: Any = None,
+    max_attempts: int | None = None,
+    job_id: str | None = None,
+    unique_key: str | None = None,
+) -> str:
+    """Put one job on ``queue_id``; return its id.
+
+    Args:
+        db_or_tr: a database (commits on its own) or the caller's transaction (joins it).
+        queue_id: the queue (tenant) the job belongs to.
+        topic: routes the job to its handler.
+        payload: any msgpack-encodable value.
+        priority: lower numbers run first.
+        delay: seconds or a timedelta until the job becomes visible.
+        at: an aware datetime when the job becomes visible (instead of delay).
+        max_attempts: attempts before the job is dead-lettered (default: the handler's, else 5).
+        job_id: a caller-chosen id; enqueueing the same id again adds nothing.
+        unique_key: while a job with this key is pending or running, enqueue returns its id.
+
+    Raises:
+        InvalidArgument: a bad queue id, topic, priority, delay, at, max_attempts or size.
+        InvalidPayload: a payload msgpack cannot encode.
+    """
+    prepared = prepare(
+        queue_id,
+        topic,
+        payload,
+        priority=priority,
+        delay=delay,
+        at=at,
+        max_attempts=max_attempts,
+        job_id=job_id,
+        unique_key=unique_key,
+    )
+    return _store_one(db_or_tr, prepared)
+
+
+@transactional
+def _store_one(tr: Transaction, prepared: _Prepared) -> str:
+    return store_new(tr, prepared)
+
+
+JobSpec = Mapping[str, Any]
+
+
+def enqueue_many(db_or_tr: Database | Transaction, jobs: Iterable[JobSpec]) -> list[str]:
+    """Enqueue several jobs in one transaction; each is a mapping of ``enqueue``'s arguments.
+
+    Every job is validated before any is written; the ids come back in order.
+    """
+    prepared = []
+    for index, spec in enumerate(jobs):
+        args = dict(spec)
+        try:
+            queue_id, topic = args.pop("queue_id"), args.pop("topic")
+        except KeyError as missing:
+            raise InvalidArgument(f"jobs[{index}]", f"needs {missing.args[0]}") from None
+        payload = args.pop("payload", None)
+        unknown = set(args) - {
+            "priority",
+            "delay",
+            "at",
+            "max_attempts",
+            "job_id",
+            "unique_key",
+        }
+        if unknown:
+            raise InvalidArgument(f"jobs[{index}]", f"unknown field(s) {sorted(unknown)}")
+        prepared.append(prepare(queue_id, topic, payload, **args))
+    return _store_many(db_or_tr, prepared)
+
+
+@transactional
+def _store_many(tr: Transaction, prepared: list[_Prepared]) -> list[str]:
+    return [store_new(tr, item) for item in prepared]
+
+
+def directory_entry(view: Any, job_id: str) -> dict[str, Any] | None:
+    """The job directory record for ``job_id`` (queue, and outcome once finished)."""
+    data = view.get(JOB_DIRECTORY.pack((job_id,)))
+    return None if data is None else dict(unpack_value(data))

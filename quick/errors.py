@@ -1,0 +1,81 @@
+"""quick's error family above the storage seam, and the handler outcomes.
+
+Every error derives from :class:`keyspace.QuickError`. Validation errors are also
+``ValueError``/``TypeError`` and carry the offending ``field``; they are raised before
+anything is written.
+"""
+
+from __future__ import annotations
+
+from keyspace.errors import QuickError
+
+__all__ = [
+    "InvalidArgument",
+    "InvalidPayload",
+    "LeaseLost",
+    "JobNotFound",
+    "JobRunning",
+    "Snooze",
+    "Discard",
+]
+
+
+class InvalidArgument(QuickError, ValueError):
+    """An argument quick cannot accept; ``field`` names it."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+class InvalidPayload(QuickError, TypeError):
+    """A payload that msgpack cannot encode; ``field`` is ``"payload"``."""
+
+    def __init__(self, problem: str, field: str = "payload") -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+class LeaseLost(QuickError):
+    """The job's lease passed to another owner (or the job is gone); nothing was changed."""
+
+    def __init__(self, job_id: str, reason: str) -> None:
+        self.job_id = job_id
+        self.reason = reason
+        super().__init__(f"lease on job {job_id} lost: {reason}")
+
+
+class JobNotFound(QuickError, LookupError):
+    """No job (or dead letter) with that id."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"no job {job_id!r}")
+
+
+class JobRunning(QuickError):
+    """The job holds a live lease, so it cannot be cancelled now."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id!r} is running; it can only be cancelled when not leased")
+
+
+class Snooze(Exception):
+    """Raised by a handler: run the job again after ``seconds``, without using an attempt."""
+
+    def __init__(self, seconds: float) -> None:
+        if seconds < 0:
+            raise InvalidArgument("seconds", "snooze must not be negative")
+        self.seconds = seconds
+        super().__init__(f"snooze {seconds} s")
+
+
+class Discard(Exception):
+    """Raised by a handler: drop the job and record ``reason``."""
+
+    def __init__(self, reason: str = "") -> None:
+        self.reason = reason
+        super().__init__(reason or "discarded")

@@ -1,0 +1,239 @@
+"""Looking at and steering queues: job state, counts, dead letters, cancel, purge.
+
+Counts come from the per-queue atomic counters (no scans); they count jobs by the
+index they sit in, so a scheduled job whose time has come still counts as
+``scheduled`` (and an expired lease as ``leased``) until a claim promotes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from keyspace.codec import CorruptValue, unpack_value
+from keyspace.layout import DEAD_LETTERS, FINISHED, JOB_DIRECTORY, POINTERS, QueueKeys
+from keyspace.protocol import Database, Transaction
+from keyspace.retry import transactional
+from quick import counters
+from quick.enqueueing import directory_entry, prepare, store_new
+from quick.errors import JobNotFound, JobRunning
+from quick.jobs import Job, JobState, now_ms
+from quick.leases import _finish
+
+__all__ = [
+    "DeadLetter",
+    "get_job",
+    "job_state",
+    "queue_counts",
+    "list_queues",
+    "list_dead",
+    "requeue_dead",
+    "purge_dead",
+    "cancel",
+    "purge_finished",
+    "FINISHED_RETENTION_MS",
+]
+
+#: How long finished jobs' tombstones stay in the directory (for idempotent retries and lookups).
+FINISHED_RETENTION_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeadLetter:
+    """A dead-lettered job: the job as it was, why it died, and when."""
+
+    queue_id: str
+    job_id: str
+    error: str
+    failed_ms: int
+    job: Job | None
+    raw: bytes | None = None
+
+
+def _lookup(tr: Transaction, job_id: str) -> tuple[str, dict[str, Any]] | None:
+    entry = directory_entry(tr, job_id)
+    if entry is None:
+        return None
+    return entry["q"], entry
+
+
+@transactional
+def get_job(tr: Transaction, job_id: str) -> Job | None:
+    """The stored job with ``job_id`` while it is pending or running, else None."""
+    found = _lookup(tr, job_id)
+    if found is None:
+        return None
+    data = tr.get(QueueKeys(found[0]).job(job_id))
+    return None if data is None else Job.from_value(found[0], job_id, data)
+
+
+@transactional
+def _job_state(tr: Transaction, job_id: str, now: int) -> JobState | None:
+    found = _lookup(tr, job_id)
+    if found is None:
+        return None
+    queue, entry = found
+    if "s" in entry:
+        return JobState(entry["s"])
+    data = tr.get(QueueKeys(queue).job(job_id))
+    if data is None:
+        return None
+    return Job.from_value(queue, job_id, data).visible_state(now)
+
+
+def job_state(db_or_tr: Database | Transaction, job_id: str) -> JobState | None:
+    """``scheduled``, ``ready``, ``leased``, ``dead``, or the outcome of a finished job
+    (``completed``, ``discarded``, ``cancelled``, kept for a day); None if unknown."""
+    return _job_state(db_or_tr, job_id, now_ms())
+
+
+@transactional
+def queue_counts(tr: Transaction, queue_id: str) -> dict[str, int]:
+    """``{state: count}`` for one queue, from its atomic counters."""
+    return counters.read_counts(tr.snapshot, queue_id)
+
+
+@transactional
+def list_queues(tr: Transaction, *, limit: int = 1000) -> list[dict[str, Any]]:
+    """Queues that have a pointer, with their pointer time and counts."""
+    out = []
+    for key, value in tr.snapshot.get_range(*POINTERS.range(), limit=limit):
+        (queue,) = POINTERS.unpack(key)
+        pointer = unpack_value(value)
+        out.append(
+            {
+                "queue": queue,
+                "next_visible_ms": pointer["v"],
+                "empty_since_ms": pointer["e"],
+                "counts": counters.read_counts(tr.snapshot, queue),
+            }
+        )
+    return out
+
+
+def _dead_letter(queue: str, job_id: str, value: bytes) -> DeadLetter:
+    record = unpack_value(value)
+    job = None
+    if record.get("job") is not None:
+        try:
+            job = Job.from_value(queue, job_id, record["job"])
+        except CorruptValue:
+            job = None
+    return DeadLetter(
+        queue_id=queue,
+        job_id=job_id,
+        error=record["error"],
+        failed_ms=record["at"],
+        job=job,
+        raw=record.get("raw"),
+    )
+
+
+@transactional
+def list_dead(
+    tr: Transaction, queue_id: str | None = None, *, limit: int = 100
+) -> list[DeadLetter]:
+    """Dead letters, of one queue or all, in queue then job-id order."""
+    bounds = DEAD_LETTERS.range((queue_id,) if queue_id is not None else ())
+    out = []
+    for key, value in tr.snapshot.get_range(*bounds, limit=limit):
+        queue, job_id = DEAD_LETTERS.unpack(key)
+        out.append(_dead_letter(queue, job_id, value))
+    return out
+
+
+@transactional
+def requeue_dead(tr: Transaction, queue_id: str, job_id: str) -> str:
+    """Put a dead letter back on its queue as a fresh job (attempts reset); return its id.
+
+    Raises:
+        JobNotFound: no such dead letter, or it is corrupt and cannot be replayed.
+    """
+    key = DEAD_LETTERS.pack((queue_id, job_id))
+    value = tr.get(key)
+    if value is None:
+        raise JobNotFound(job_id)
+    dead = _dead_letter(queue_id, job_id, value)
+    if dead.job is None:
+        raise JobNotFound(job_id)
+    job = dead.job
+    tr.clear(key)
+    keys = QueueKeys(queue_id)
+    counters.bump(tr, keys, JobState.DEAD, -1)
+    tr.clear(JOB_DIRECTORY.pack((job_id,)))
+    prepared = prepare(
+        queue_id,
+        job.topic,
+        job.payload,
+        priority=job.priority,
+        max_attempts=job.max_attempts,
+        job_id=job_id,
+        unique_key=job.unique_key,
+    )
+    return store_new(tr, prepared)
+
+
+@transactional
+def purge_dead(tr: Transaction, queue_id: str | None = None, job_id: str | None = None) -> int:
+    """Delete dead letters (one, one queue's, or all); return how many."""
+    if job_id is not None:
+        if queue_id is None:
+            raise JobNotFound(job_id)
+        prefix: tuple[Any, ...] = (queue_id, job_id)
+        rows = [(DEAD_LETTERS.pack(prefix), tr.get(DEAD_LETTERS.pack(prefix)))]
+        rows = [(k, v) for k, v in rows if v is not None]
+    else:
+        bounds = DEAD_LETTERS.range((queue_id,) if queue_id is not None else ())
+        rows = list(tr.get_range(*bounds, limit=1000))
+    for key, _ in rows:
+        queue, ident = DEAD_LETTERS.unpack(key)
+        tr.clear(key)
+        tr.clear(JOB_DIRECTORY.pack((ident,)))
+        counters.bump(tr, QueueKeys(queue), JobState.DEAD, -1)
+    return len(rows)
+
+
+@transactional
+def _cancel(tr: Transaction, job_id: str, now: int) -> bool:
+    found = _lookup(tr, job_id)
+    if found is None or "s" in found[1]:
+        return False
+    keys = QueueKeys(found[0])
+    data = tr.get(keys.job(job_id))
+    if data is None:
+        return False
+    job = Job.from_value(found[0], job_id, data)
+    if job.state is JobState.LEASED and job.vis_ms > now:
+        raise JobRunning(job_id)
+    _finish(tr, keys, job, JobState.CANCELLED, now)
+    return True
+
+
+def cancel(db_or_tr: Database | Transaction, job_id: str) -> bool:
+    """Remove a job that is not running; True if it was removed, False if unknown or finished.
+
+    Raises:
+        JobRunning: the job holds a live lease.
+    """
+    return _cancel(db_or_tr, job_id, now_ms())
+
+
+@transactional
+def _purge_finished(tr: Transaction, before: int, limit: int) -> int:
+    end = FINISHED.pack((before,))
+    rows = tr.get_range(FINISHED.range()[0], end, limit=limit)
+    for key, _ in rows:
+        _, job_id = FINISHED.unpack(key)
+        tr.clear(key)
+        directory = JOB_DIRECTORY.pack((job_id,))
+        entry = tr.get(directory)
+        if entry is not None and "s" in unpack_value(entry):
+            tr.clear(directory)
+    return len(rows)
+
+
+def purge_finished(
+    db: Database, *, older_than_ms: int = FINISHED_RETENTION_MS, limit: int = 1000
+) -> int:
+    """Forget finished jobs' tombstones older than ``older_than_ms``; return how many."""
+    return _purge_finished(db, now_ms() - older_than_ms, limit)

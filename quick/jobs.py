@@ -1,0 +1,163 @@
+"""Job values: the stored job record, its states, and the Claim a consumer holds.
+
+A job record lives at ``("q", queue, "j", job_id)`` (see :mod:`keyspace.layout`) and
+is stored through the msgpack codec with short field names. Its ``state`` says which
+index entry accompanies it: ``ready`` jobs sit in the ready index under
+``(priority, vis_ms, job_id)``; ``scheduled`` and ``leased`` jobs sit in the scheduled
+index under ``(vis_ms, job_id)``, where a leased job's ``vis_ms`` is its lease expiry,
+so an expired lease makes the job visible again with no reaper.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from keyspace.codec import CorruptValue, pack_value, unpack_value
+from keyspace.layout import QueueKeys
+
+__all__ = ["JobState", "Job", "Claim", "now_ms", "DEFAULT_MAX_ATTEMPTS", "COUNTED_STATES"]
+
+#: Attempts a job gets when neither the enqueue nor the handler says otherwise.
+DEFAULT_MAX_ATTEMPTS = 5
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds since the epoch: the queue's only clock."""
+    return time.time_ns() // 1_000_000
+
+
+class JobState(StrEnum):
+    """Where a job is in its life."""
+
+    SCHEDULED = "scheduled"
+    READY = "ready"
+    LEASED = "leased"
+    DEAD = "dead"
+    COMPLETED = "completed"
+    DISCARDED = "discarded"
+    CANCELLED = "cancelled"
+
+
+#: States with a per-queue atomic counter.
+COUNTED_STATES = (JobState.SCHEDULED, JobState.READY, JobState.LEASED, JobState.DEAD)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Job:
+    """A job as stored in its queue."""
+
+    id: str
+    queue: str
+    topic: str
+    payload: Any
+    priority: int
+    vis_ms: int
+    state: JobState
+    attempt: int = 0
+    max_attempts: int | None = None
+    created_ms: int = 0
+    owner: str | None = None
+    token: str | None = None
+    last_error: str | None = None
+    unique_key: str | None = None
+
+    def to_value(self) -> bytes:
+        """The stored form (TypeError when the payload is not msgpack-encodable)."""
+        return pack_value(
+            {
+                "t": self.topic,
+                "p": self.payload,
+                "pr": self.priority,
+                "v": self.vis_ms,
+                "s": self.state.value,
+                "a": self.attempt,
+                "m": self.max_attempts,
+                "c": self.created_ms,
+                "o": self.owner,
+                "k": self.token,
+                "e": self.last_error,
+                "u": self.unique_key,
+            }
+        )
+
+    @classmethod
+    def from_value(cls, queue: str, job_id: str, data: bytes) -> Job:
+        """Decode a stored record; CorruptValue when it is not one."""
+        record = unpack_value(data)
+        try:
+            return cls(
+                id=job_id,
+                queue=queue,
+                topic=record["t"],
+                payload=record["p"],
+                priority=record["pr"],
+                vis_ms=record["v"],
+                state=JobState(record["s"]),
+                attempt=record["a"],
+                max_attempts=record["m"],
+                created_ms=record["c"],
+                owner=record["o"],
+                token=record["k"],
+                last_error=record["e"],
+                unique_key=record["u"],
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise CorruptValue(f"job record {job_id!r} is malformed: {error!r}") from error
+
+    def index_key(self, keys: QueueKeys) -> bytes:
+        """The ready- or scheduled-index entry that accompanies this record."""
+        if self.state is JobState.READY:
+            return keys.ready(self.priority, self.vis_ms, self.id)
+        return keys.scheduled(self.vis_ms, self.id)
+
+    def evolve(self, **changes: Any) -> Job:
+        return dataclasses.replace(self, **changes)
+
+    def visible_state(self, now: int) -> JobState:
+        """The state a reader sees at ``now``: due scheduled jobs and expired leases are ready."""
+        if self.state is not JobState.READY and self.vis_ms <= now:
+            return JobState.READY
+        return self.state
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Claim:
+    """A leased job, as handed to a consumer; ``token`` fences every later call."""
+
+    job_id: str
+    queue_id: str
+    topic: str
+    payload: Any
+    attempt: int
+    owner: str
+    lease_until_ms: int
+    token: str
+    priority: int = 100
+    max_attempts: int | None = None
+    enqueued_ms: int = 0
+
+    @classmethod
+    def of(cls, job: Job) -> Claim:
+        assert job.owner is not None
+        assert job.token is not None
+        return cls(
+            job_id=job.id,
+            queue_id=job.queue,
+            topic=job.topic,
+            payload=job.payload,
+            attempt=job.attempt,
+            owner=job.owner,
+            lease_until_ms=job.vis_ms,
+            token=job.token,
+            priority=job.priority,
+            max_attempts=job.max_attempts,
+            enqueued_ms=job.created_ms,
+        )
+
+    def __post_init__(self) -> None:
+        if not self.token:
+            raise CorruptValue("a claim needs its lease token")
