@@ -12,7 +12,8 @@ jobs become visible again by themselves. Every lease carries a fresh token; hear
 complete, fail, snooze, discard and release check the job's stored token against the
 claim's and raise :class:`LeaseLost` (changing nothing) once the job has been claimed
 by someone else or removed. A lease that has expired but not been re-claimed may still
-be heartbeated or completed.
+be heartbeated or completed. A job put back (fail, snooze, release) keeps its token
+until it is claimed again, so a retried put-back recognises its own earlier commit.
 
 Retry semantics: every operation here is safe under the retry loop. The claim token
 is made before the loop and recorded with the queue lease, so a claim retried after
@@ -112,7 +113,10 @@ def _bury(tr: Transaction, keys: QueueKeys, job: Job, error: str, now: int) -> N
         DEAD_LETTERS.pack((job.queue, job.id)),
         pack_value({"job": dead.to_value(), "error": error, "at": now}),
     )
-    tr.set(JOB_DIRECTORY.pack((job.id,)), pack_value({"q": job.queue, "s": "dead", "at": now}))
+    tr.set(
+        JOB_DIRECTORY.pack((job.id,)),
+        pack_value({"q": job.queue, "s": "dead", "at": now, "k": job.token}),
+    )
 
 
 def _bury_corrupt(
@@ -267,11 +271,16 @@ def _fenced(tr: Transaction, claim: Claim) -> tuple[QueueKeys, Job]:
     return keys, job
 
 
+def _held(claim: Claim, job: Job) -> None:
+    """LeaseLost when the claim's own earlier call put the job back on the queue."""
+    if job.state is JobState.SCHEDULED:
+        raise LeaseLost(claim.job_id, "the job was put back on the queue")
+
+
 @transactional
 def _heartbeat(tr: Transaction, claim: Claim, lease_ms: int, now: int) -> Claim:
     keys, job = _fenced(tr, claim)
-    if job.state is JobState.SCHEDULED:
-        raise LeaseLost(claim.job_id, "the job was put back on the queue")
+    _held(claim, job)
     renewed = job.evolve(state=JobState.LEASED, vis_ms=now + lease_ms)
     _store(tr, keys, job, renewed)
     return Claim.of(renewed)
@@ -306,6 +315,7 @@ def _complete(tr: Transaction, claim: Claim, outcome: JobState, now: int) -> Non
         if _finished_by(tr, claim, outcome):
             return
         raise
+    _held(claim, job)
     _finish(tr, keys, job, outcome, now)
 
 
@@ -331,6 +341,7 @@ def _discard(tr: Transaction, claim: Claim, reason: str, now: int) -> None:
         if _finished_by(tr, claim, JobState.DISCARDED):
             return
         raise
+    _held(claim, job)
     _finish(tr, keys, job.evolve(last_error=reason or None), JobState.DISCARDED, now)
 
 
@@ -339,11 +350,12 @@ def _put_back(
     tr: Transaction, claim: Claim, vis_ms: int, error: str | None, refund: bool, ready: bool
 ) -> None:
     keys, job = _fenced(tr, claim)
+    if job.state is not JobState.LEASED:
+        return  # an earlier try of this call put it back already (or its lease ran out)
     back = job.evolve(
         state=JobState.READY if ready else JobState.SCHEDULED,
         vis_ms=vis_ms,
         owner=None,
-        token=None,
         attempt=job.attempt - 1 if refund else job.attempt,
         last_error=error if error is not None else job.last_error,
     )
@@ -360,15 +372,20 @@ def _fail(
     delay: Callable[[int], int],
     max_attempts: int | None,
 ) -> Literal["requeued", "dead_lettered"]:
-    keys, job = _fenced(tr, claim)
+    try:
+        keys, job = _fenced(tr, claim)
+    except LeaseLost:
+        if _finished_by(tr, claim, JobState.DEAD):
+            return "dead_lettered"
+        raise
+    if job.state is not JobState.LEASED:
+        return "requeued"  # an earlier try of this call requeued it (or its lease ran out)
     allowed = job.max_attempts or max_attempts or DEFAULT_MAX_ATTEMPTS
     if job.attempt >= allowed:
         _bury(tr, keys, job, reason, now)
         return "dead_lettered"
     vis = now + delay(job.attempt)
-    retry = job.evolve(
-        state=JobState.SCHEDULED, vis_ms=vis, owner=None, token=None, last_error=reason
-    )
+    retry = job.evolve(state=JobState.SCHEDULED, vis_ms=vis, owner=None, last_error=reason)
     _store(tr, keys, job, retry)
     pointers.ensure_visible(tr, job.queue, vis)
     return "requeued"
@@ -426,7 +443,12 @@ def release(db: Database | Transaction, claim: Claim, *, now_ms: int | None = No
 
 @transactional
 def _dead_letter(tr: Transaction, claim: Claim, reason: str, now: int) -> None:
-    keys, job = _fenced(tr, claim)
+    try:
+        keys, job = _fenced(tr, claim)
+    except LeaseLost:
+        if _finished_by(tr, claim, JobState.DEAD):
+            return
+        raise
     _bury(tr, keys, job, reason, now)
 
 
