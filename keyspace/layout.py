@@ -35,6 +35,7 @@ keyspace``; keys outside these shapes are shown as their raw tuple or bytes.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,7 @@ __all__ = [
     "FINISHED",
     "CRON",
     "QueueKeys",
+    "queue_keys",
     "Shape",
     "SHAPES",
     "describe",
@@ -70,7 +72,10 @@ QUEUES = ROOT["q"]
 
 
 class QueueKeys:
-    """The keys of one queue's range: its jobs, indexes, counters and unique keys."""
+    """The keys of one queue's range: its jobs, indexes, counters and unique keys.
+
+    Build them with :func:`queue_keys`, which caches one per queue name.
+    """
 
     __slots__ = ("queue", "space", "_jobs", "_ready", "_sched", "_counters", "_unique")
 
@@ -111,13 +116,24 @@ class QueueKeys:
         return vis_ms, job_id
 
     def counter(self, state: str) -> bytes:
-        return self._counters.pack((state,))
+        return _counter_key(self._counters.raw, state)
 
     def counters_range(self) -> tuple[bytes, bytes]:
         return self._counters.range()
 
     def unique(self, unique_key: str) -> bytes:
         return self._unique.pack((unique_key,))
+
+
+@functools.lru_cache(maxsize=16384)
+def _counter_key(prefix: bytes, state: str) -> bytes:
+    return Subspace((state,), prefix).raw
+
+
+@functools.lru_cache(maxsize=4096)
+def queue_keys(queue: str) -> QueueKeys:
+    """The (cached) keys of ``queue``."""
+    return QueueKeys(queue)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from keyspace.layout import QueueKeys
+from keyspace.layout import QueueKeys, queue_keys
 from keyspace.protocol import ReadView, Transaction
 from quick.jobs import COUNTED_STATES, JobState
 
@@ -32,7 +32,7 @@ def move(tr: Transaction, keys: QueueKeys, old: JobState | None, new: JobState |
 
 def read_counts(view: ReadView, queue: str) -> dict[str, int]:
     """``{state: count}`` for every counted state of ``queue`` (zeros included)."""
-    keys = QueueKeys(queue)
+    keys = queue_keys(queue)
     counts = {state.value: 0 for state in COUNTED_STATES}
     for key, value in view.get_range(*keys.counters_range()):
         (state,) = keys.space["n"].unpack(key)

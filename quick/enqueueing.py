@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from keyspace.codec import pack_value, unpack_value
-from keyspace.layout import JOB_DIRECTORY, QueueKeys
+from keyspace.layout import JOB_DIRECTORY, queue_keys
 from keyspace.limits import VALUE_LIMIT
 from keyspace.protocol import Database, Transaction
 from keyspace.retry import transactional
@@ -35,7 +35,15 @@ from quick.validation import (
     visibility_ms,
 )
 
-__all__ = ["enqueue", "enqueue_many", "new_job_id", "prepare", "store_new", "JobSpec"]
+__all__ = [
+    "enqueue",
+    "enqueue_many",
+    "new_job_id",
+    "prepare",
+    "store_new",
+    "store_batch",
+    "JobSpec",
+]
 
 _seq_lock = threading.Lock()
 _seq = [0, 0]
@@ -57,6 +65,8 @@ def new_job_id() -> str:
 class _Prepared:
     job: Job
     value: bytes
+    #: True when the id was generated here: nothing can hold it before our first try.
+    fresh_id: bool = False
 
 
 def prepare(
@@ -102,27 +112,72 @@ def prepare(
             "payload",
             f"encodes to a {len(value)}-byte job record; the limit is {VALUE_LIMIT} bytes",
         )
-    return _Prepared(job, value)
+    return _Prepared(job, value, fresh_id=job_id is None)
 
 
-def store_new(tr: Transaction, prepared: _Prepared) -> str:
-    """Write a prepared job unless its id or unique key is already taken; return the job id."""
+def _write(tr: Transaction, prepared: _Prepared, first_try: bool) -> tuple[str, bool]:
+    """Write a job's record, index entry and directory entry, unless its id or unique key
+    is taken; (job id, whether it was written). Counters and pointer are the caller's."""
     job = prepared.job
-    keys = QueueKeys(job.queue)
+    keys = queue_keys(job.queue)
     directory = JOB_DIRECTORY.pack((job.id,))
-    if tr.get(directory) is not None:
-        return job.id
+    if not (first_try and prepared.fresh_id) and tr.get(directory) is not None:
+        return job.id, False
     if job.unique_key is not None:
         holder = tr.get(keys.unique(job.unique_key))
         if holder is not None:
-            return holder.decode()
+            return holder.decode(), False
         tr.set(keys.unique(job.unique_key), job.id.encode())
     tr.set(keys.job(job.id), prepared.value)
     tr.set(job.index_key(keys), b"")
     tr.set(directory, pack_value({"q": job.queue}))
-    counters.bump(tr, keys, job.state)
-    pointers.ensure_visible(tr, job.queue, job.vis_ms)
-    return job.id
+    return job.id, True
+
+
+def store_new(tr: Transaction, prepared: _Prepared, *, first_try: bool = False) -> str:
+    """Write a prepared job unless its id or unique key is already taken; return the job id.
+
+    ``first_try`` may skip the directory lookup for a freshly generated id: it only
+    matters when an earlier try of the same transaction may have committed.
+    """
+    job_id, written = _write(tr, prepared, first_try)
+    if written:
+        job = prepared.job
+        counters.bump(tr, queue_keys(job.queue), job.state)
+        pointers.ensure_visible(tr, job.queue, job.vis_ms)
+    return job_id
+
+
+def store_batch(tr: Transaction, batch: list[_Prepared], *, first_try: bool = False) -> list[str]:
+    """``store_new`` for many jobs, with one pointer check and one count per queue and state."""
+    ids = []
+    earliest: dict[str, int] = {}
+    counts: dict[tuple[str, JobState], int] = {}
+    for prepared in batch:
+        job_id, written = _write(tr, prepared, first_try)
+        ids.append(job_id)
+        if written:
+            job = prepared.job
+            earliest[job.queue] = min(job.vis_ms, earliest.get(job.queue, job.vis_ms))
+            counts[job.queue, job.state] = counts.get((job.queue, job.state), 0) + 1
+    for (queue, state), count in counts.items():
+        counters.bump(tr, queue_keys(queue), state, count)
+    for queue, vis_ms in earliest.items():
+        pointers.ensure_visible(tr, queue, vis_ms)
+    return ids
+
+
+class _Tries:
+    """Counts the runs of a transaction body, so the first one can skip lookups."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def first(self) -> bool:
+        self.count += 1
+        return self.count == 1
 
 
 def enqueue(
@@ -167,12 +222,12 @@ def enqueue(
         job_id=job_id,
         unique_key=unique_key,
     )
-    return _store_one(db_or_tr, prepared)
+    return _store_one(db_or_tr, prepared, _Tries())
 
 
 @transactional
-def _store_one(tr: Transaction, prepared: _Prepared) -> str:
-    return store_new(tr, prepared)
+def _store_one(tr: Transaction, prepared: _Prepared, tries: _Tries) -> str:
+    return store_new(tr, prepared, first_try=tries.first())
 
 
 JobSpec = Mapping[str, Any]
@@ -202,12 +257,12 @@ def enqueue_many(db_or_tr: Database | Transaction, jobs: Iterable[JobSpec]) -> l
         if unknown:
             raise InvalidArgument(f"jobs[{index}]", f"unknown field(s) {sorted(unknown)}")
         prepared.append(prepare(queue_id, topic, payload, **args))
-    return _store_many(db_or_tr, prepared)
+    return _store_many(db_or_tr, prepared, _Tries())
 
 
 @transactional
-def _store_many(tr: Transaction, prepared: list[_Prepared]) -> list[str]:
-    return [store_new(tr, item) for item in prepared]
+def _store_many(tr: Transaction, prepared: list[_Prepared], tries: _Tries) -> list[str]:
+    return store_batch(tr, prepared, first_try=tries.first())
 
 
 def directory_entry(view: Any, job_id: str) -> dict[str, Any] | None:

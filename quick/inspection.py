@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from keyspace.codec import CorruptValue, unpack_value
-from keyspace.layout import DEAD_LETTERS, FINISHED, JOB_DIRECTORY, POINTERS, QueueKeys
+from keyspace.layout import DEAD_LETTERS, FINISHED, JOB_DIRECTORY, POINTERS, queue_keys
 from keyspace.protocol import Database, Transaction
 from keyspace.retry import transactional
 from quick import counters
@@ -63,7 +63,7 @@ def get_job(tr: Transaction, job_id: str) -> Job | None:
     found = _lookup(tr, job_id)
     if found is None:
         return None
-    data = tr.get(QueueKeys(found[0]).job(job_id))
+    data = tr.get(queue_keys(found[0]).job(job_id))
     return None if data is None else Job.from_value(found[0], job_id, data)
 
 
@@ -75,7 +75,7 @@ def _job_state(tr: Transaction, job_id: str, now: int) -> JobState | None:
     queue, entry = found
     if "s" in entry:
         return JobState(entry["s"])
-    data = tr.get(QueueKeys(queue).job(job_id))
+    data = tr.get(queue_keys(queue).job(job_id))
     if data is None:
         return None
     return Job.from_value(queue, job_id, data).visible_state(now)
@@ -158,7 +158,7 @@ def requeue_dead(tr: Transaction, queue_id: str, job_id: str) -> str:
         raise JobNotFound(job_id)
     job = dead.job
     tr.clear(key)
-    keys = QueueKeys(queue_id)
+    keys = queue_keys(queue_id)
     counters.bump(tr, keys, JobState.DEAD, -1)
     tr.clear(JOB_DIRECTORY.pack((job_id,)))
     prepared = prepare(
@@ -189,7 +189,7 @@ def purge_dead(tr: Transaction, queue_id: str | None = None, job_id: str | None 
         queue, ident = DEAD_LETTERS.unpack(key)
         tr.clear(key)
         tr.clear(JOB_DIRECTORY.pack((ident,)))
-        counters.bump(tr, QueueKeys(queue), JobState.DEAD, -1)
+        counters.bump(tr, queue_keys(queue), JobState.DEAD, -1)
     return len(rows)
 
 
@@ -198,7 +198,7 @@ def _cancel(tr: Transaction, job_id: str, now: int) -> bool:
     found = _lookup(tr, job_id)
     if found is None or "s" in found[1]:
         return False
-    keys = QueueKeys(found[0])
+    keys = queue_keys(found[0])
     data = tr.get(keys.job(job_id))
     if data is None:
         return False

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from keyspace.codec import CorruptValue, pack_value, unpack_value
-from keyspace.layout import DEAD_LETTERS, FINISHED, JOB_DIRECTORY, QueueKeys
+from keyspace.layout import DEAD_LETTERS, FINISHED, JOB_DIRECTORY, QueueKeys, queue_keys
 from keyspace.protocol import Database, Transaction
 from keyspace.retry import transactional
 from quick import counters, pointers
@@ -162,13 +162,14 @@ def claim_jobs(
     tr: Transaction, queue: str, owner: str, now: int, limit: int, lease_ms: int, token: str
 ) -> list[Claim]:
     """Lease up to ``limit`` of the best visible jobs of ``queue`` (the second claim step)."""
-    keys = QueueKeys(queue)
+    keys = queue_keys(queue)
     lease = pointers.queue_lease(tr, queue)
     if lease is not None and lease.get("c") == token:
         return _reclaimed(tr, keys, lease["j"], token)
     _promote(tr, keys, now)
     claimed: list[Claim] = []
-    for key, _ in tr.get_range(*keys.ready_range(), limit=limit):
+    rows = tr.get_range(*keys.ready_range(), limit=limit + 1)
+    for key, _ in rows[:limit]:
         _, _, job_id = keys.unpack_ready(key)
         try:
             job = _load(tr, keys, job_id)
@@ -187,7 +188,7 @@ def claim_jobs(
         )
         _store(tr, keys, job, leased)
         claimed.append(Claim.of(leased))
-    if pointers.refresh(tr, keys, now):
+    if pointers.refresh(tr, keys, now, ready_left=len(rows) > limit):
         record = dict(lease or {})
         record.update(o=owner, u=0, c=token, j=[c.job_id for c in claimed])
         pointers.write_queue_lease(tr, queue, record)
@@ -259,7 +260,7 @@ def _now(value: int | None) -> int:
 
 def _fenced(tr: Transaction, claim: Claim) -> tuple[QueueKeys, Job]:
     """The claim's job, if the claim still holds it; LeaseLost otherwise."""
-    keys = QueueKeys(claim.queue_id)
+    keys = queue_keys(claim.queue_id)
     try:
         job = _load(tr, keys, claim.job_id)
     except CorruptValue as error:

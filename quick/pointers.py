@@ -35,7 +35,7 @@ from __future__ import annotations
 from typing import Any
 
 from keyspace.codec import pack_value, unpack_value
-from keyspace.layout import POINTER_INDEX, POINTERS, QUEUE_LEASES, QueueKeys
+from keyspace.layout import POINTER_INDEX, POINTERS, QUEUE_LEASES, QueueKeys, queue_keys
 from keyspace.protocol import ReadView, Transaction
 
 __all__ = [
@@ -84,15 +84,23 @@ def _first(tr: Transaction, bounds: tuple[bytes, bytes]) -> bytes | None:
     return rows[0][0] if rows else None
 
 
-def refresh(tr: Transaction, keys: QueueKeys, now: int, grace_ms: int = EMPTY_GRACE_MS) -> bool:
+def refresh(
+    tr: Transaction,
+    keys: QueueKeys,
+    now: int,
+    grace_ms: int = EMPTY_GRACE_MS,
+    *,
+    ready_left: bool = False,
+) -> bool:
     """Point the queue at its true earliest visibility after a claim (consumer side).
 
     Deletes the pointer instead when the queue has been empty for ``grace_ms``.
+    ``ready_left`` says the caller already saw ready jobs remain (saves a read).
     Returns False when the queue no longer has a pointer.
     """
     queue = keys.queue
     pointer = read_pointer(tr, queue)
-    if _first(tr, keys.ready_range()) is not None:
+    if ready_left or _first(tr, keys.ready_range()) is not None:
         if pointer is None or pointer["v"] > now:
             _move(tr, queue, pointer, now, None)
         return True
@@ -124,7 +132,7 @@ def collect(tr: Transaction, queue: str, now: int, grace_ms: int = EMPTY_GRACE_M
     pointer = read_pointer(tr, queue)
     if pointer is None:
         return False
-    keys = QueueKeys(queue)
+    keys = queue_keys(queue)
     if _first(tr, keys.ready_range()) is not None or _first(tr, keys.scheduled_range()):
         return False
     if pointer["e"] is None:
