@@ -25,6 +25,7 @@ key (after the root ``("qk",)``)                   value
                                                    finished (kept for the retention window)
 ``("done", done_ms, job_id)``                      empty; finished jobs by time, for purging
 ``("cron", name)``                                 cron schedule: expression, target, next run
+``("cron_at", next_ms, name)``                     empty; schedules by next run, for activation
 ``("wf", ...)``                                    reserved for the workflow layer
 =================================================  ===============================================
 
@@ -52,6 +53,7 @@ __all__ = [
     "JOB_DIRECTORY",
     "FINISHED",
     "CRON",
+    "CRON_DUE",
     "QueueKeys",
     "queue_keys",
     "Shape",
@@ -68,6 +70,7 @@ DEAD_LETTERS = ROOT["dl"]
 JOB_DIRECTORY = ROOT["id"]
 FINISHED = ROOT["done"]
 CRON = ROOT["cron"]
+CRON_DUE = ROOT["cron_at"]
 QUEUES = ROOT["q"]
 
 
@@ -174,6 +177,7 @@ SHAPES: tuple[Shape, ...] = (
     Shape("id/{job_id}", "job directory"),
     Shape("done/{done_ms}/{job_id}", "finished job"),
     Shape("cron/{name}", "cron schedule"),
+    Shape("cron_at/{next_ms}/{name}", "cron schedule due"),
 )
 
 

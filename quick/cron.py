@@ -17,10 +17,10 @@ import zoneinfo
 from dataclasses import dataclass
 from typing import Any
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 from keyspace.codec import pack_value, unpack_value
-from keyspace.layout import CRON
+from keyspace.layout import CRON, CRON_DUE
 from keyspace.protocol import Database, Transaction
 from keyspace.retry import transactional
 from quick.enqueueing import prepare, store_new
@@ -60,10 +60,18 @@ def _zone(tz: Any) -> zoneinfo.ZoneInfo:
         raise InvalidArgument("tz", f"unknown timezone {tz!r}") from None
 
 
-def _check_cron(expr: Any) -> str:
+#: Schedule names leave room for the tick's job id, ``cron:<name>:<tick_ms>``.
+MAX_SCHEDULE_NAME_BYTES = 200
+
+
+def _check_cron(expr: Any, tz: str) -> int:
+    """The next tick of a valid, satisfiable expression from now; InvalidArgument otherwise."""
     if not isinstance(expr, str) or not croniter.is_valid(expr):
         raise InvalidArgument("cron_expr", f"{expr!r} is not a valid cron expression")
-    return expr
+    try:
+        return next_fire_ms(expr, tz, now_ms())
+    except (CroniterError, ValueError):
+        raise InvalidArgument("cron_expr", f"{expr!r} never fires (no such date)") from None
 
 
 def next_fire_ms(expr: str, tz: str, after_ms: int) -> int:
@@ -115,8 +123,10 @@ def schedule(
         InvalidPayload: a payload msgpack cannot encode.
     """
     check_name("name", name)
-    _check_cron(cron_expr)
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_SCHEDULE_NAME_BYTES:
+        raise InvalidArgument("name", f"must be at most {MAX_SCHEDULE_NAME_BYTES} bytes")
     _zone(tz)
+    first = _check_cron(cron_expr, tz)
     prepare(queue_id, topic, payload)
     item = Schedule(
         name=name,
@@ -125,7 +135,7 @@ def schedule(
         queue_id=queue_id,
         topic=topic,
         payload=payload,
-        next_ms=next_fire_ms(cron_expr, tz, now_ms()),
+        next_ms=first,
     )
     _put(db, item)
     return item
@@ -133,7 +143,12 @@ def schedule(
 
 @transactional
 def _put(tr: Transaction, item: Schedule) -> None:
-    tr.set(CRON.pack((item.name,)), _encode(item))
+    key = CRON.pack((item.name,))
+    old = tr.get(key)
+    if old is not None:
+        tr.clear(CRON_DUE.pack((_decode(item.name, old).next_ms, item.name)))
+    tr.set(key, _encode(item))
+    tr.set(CRON_DUE.pack((item.next_ms, item.name)), b"")
 
 
 @transactional
@@ -146,21 +161,28 @@ def list_schedules(tr: Transaction) -> list[Schedule]:
 def remove_schedule(tr: Transaction, name: str) -> bool:
     """Delete the schedule ``name``; False if there was none."""
     key = CRON.pack((name,))
-    if tr.get(key) is None:
+    old = tr.get(key)
+    if old is None:
         return False
     tr.clear(key)
+    tr.clear(CRON_DUE.pack((_decode(name, old).next_ms, name)))
     return True
 
 
 @transactional
-def _activate(tr: Transaction, now: int, limit: int) -> list[str]:
+def _activate(tr: Transaction, now: int, limit: int) -> tuple[list[str], bool]:
+    """Fire up to ``limit`` due schedules; (job ids, whether more may be due)."""
     enqueued = []
-    for key, _ in tr.snapshot.get_range(*CRON.range(), limit=limit):
+    due = tr.snapshot.get_range(CRON_DUE.range()[0], CRON_DUE.pack((now + 1,)), limit=limit)
+    for due_key, _ in due:
+        _, name = CRON_DUE.unpack(due_key)
+        key = CRON.pack((name,))
         value = tr.get(key)
         if value is None:
+            tr.clear(due_key)
             continue
-        item = _decode(CRON.unpack(key)[0], value)
-        if item.next_ms > now:
+        item = _decode(name, value)
+        if item.next_ms > now or CRON_DUE.pack((item.next_ms, name)) != due_key:
             continue
         job = prepare(
             item.queue_id,
@@ -171,14 +193,21 @@ def _activate(tr: Transaction, now: int, limit: int) -> list[str]:
         )
         enqueued.append(store_new(tr, job))
         advanced = Schedule(**{**_fields(item), "next_ms": next_fire_ms(item.cron, item.tz, now)})
-        tr.set(key, _encode(advanced))
-    return enqueued
+        _put(tr, advanced)
+    return enqueued, len(due) == limit
 
 
 def _fields(item: Schedule) -> dict[str, Any]:
     return {name: getattr(item, name) for name in Schedule.__dataclass_fields__}
 
 
-def activate_due(db: Database, *, now: int | None = None, limit: int = 1000) -> list[str]:
-    """Enqueue one job for every schedule due at ``now``; return the job ids."""
-    return _activate(db, now_ms() if now is None else now, limit)
+def activate_due(db: Database, *, now: int | None = None, limit: int = 500) -> list[str]:
+    """Enqueue one job for every schedule due at ``now`` (``limit`` per transaction);
+    return the job ids."""
+    at = now_ms() if now is None else now
+    fired: list[str] = []
+    while True:
+        ids, more = _activate(db, at, limit)
+        fired.extend(ids)
+        if not more:
+            return fired

@@ -12,8 +12,9 @@ jobs become visible again by themselves. Every lease carries a fresh token; hear
 complete, fail, snooze, discard and release check the job's stored token against the
 claim's and raise :class:`LeaseLost` (changing nothing) once the job has been claimed
 by someone else or removed. A lease that has expired but not been re-claimed may still
-be heartbeated or completed. A job put back (fail, snooze, release) keeps its token
-until it is claimed again, so a retried put-back recognises its own earlier commit.
+be heartbeated or completed. A job put back (fail, snooze, release) loses its owner but
+keeps its token until it is claimed again: the claim can no longer complete or extend
+it, yet a retried put-back recognises its own earlier commit.
 
 Retry semantics: every operation here is safe under the retry loop. The claim token
 is made before the loop and recorded with the queue lease, so a claim retried after
@@ -273,8 +274,9 @@ def _fenced(tr: Transaction, claim: Claim) -> tuple[QueueKeys, Job]:
 
 
 def _held(claim: Claim, job: Job) -> None:
-    """LeaseLost when the claim's own earlier call put the job back on the queue."""
-    if job.state is JobState.SCHEDULED:
+    """LeaseLost when the claim put the job back on the queue (put-backs clear the owner;
+    an expired lease nobody has re-claimed keeps it)."""
+    if job.owner is None:
         raise LeaseLost(claim.job_id, "the job was put back on the queue")
 
 
@@ -351,8 +353,8 @@ def _put_back(
     tr: Transaction, claim: Claim, vis_ms: int, error: str | None, refund: bool, ready: bool
 ) -> None:
     keys, job = _fenced(tr, claim)
-    if job.state is not JobState.LEASED:
-        return  # an earlier try of this call put it back already (or its lease ran out)
+    if job.owner is None:
+        return  # an earlier try of this call put it back already
     back = job.evolve(
         state=JobState.READY if ready else JobState.SCHEDULED,
         vis_ms=vis_ms,
@@ -379,8 +381,8 @@ def _fail(
         if _finished_by(tr, claim, JobState.DEAD):
             return "dead_lettered"
         raise
-    if job.state is not JobState.LEASED:
-        return "requeued"  # an earlier try of this call requeued it (or its lease ran out)
+    if job.owner is None:
+        return "requeued"  # an earlier try of this call requeued it
     allowed = job.max_attempts or max_attempts or DEFAULT_MAX_ATTEMPTS
     if job.attempt >= allowed:
         _bury(tr, keys, job, reason, now)
@@ -450,6 +452,7 @@ def _dead_letter(tr: Transaction, claim: Claim, reason: str, now: int) -> None:
         if _finished_by(tr, claim, JobState.DEAD):
             return
         raise
+    _held(claim, job)
     _bury(tr, keys, job, reason, now)
 
 

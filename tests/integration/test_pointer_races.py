@@ -496,10 +496,6 @@ PUT_BACK_DIAGNOSIS = (
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=PUT_BACK_DIAGNOSIS + ": complete() removes a job that was given back to the queue",
-)
 @pytest.mark.parametrize("put_back", ["release", "fail", "snooze"])
 def test_lease_claim_put_back_cannot_complete_the_job_later(db: Database, put_back: str) -> None:
     held = _put_back_then_promoted(db, put_back)
@@ -508,12 +504,6 @@ def test_lease_claim_put_back_cannot_complete_the_job_later(db: Database, put_ba
     assert quick.job_state(db, held.job_id) is JobState.READY
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=PUT_BACK_DIAGNOSIS
-    + ": heartbeat() fails with a bare AssertionError in Claim.of (owner is None) instead"
-    " of LeaseLost; under python -O it would re-lease the job with no owner",
-)
 @pytest.mark.parametrize("put_back", ["release", "fail", "snooze"])
 def test_lease_claim_put_back_cannot_heartbeat_the_job_later(db: Database, put_back: str) -> None:
     held = _put_back_then_promoted(db, put_back)
