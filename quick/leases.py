@@ -301,25 +301,31 @@ def heartbeat(
     return _heartbeat(db, claim, lease_ms, _now(now_ms))
 
 
-def _finished_by(tr: Transaction, claim: Claim, outcome: JobState) -> bool:
-    """True if an earlier try of this very call already finished the job."""
+def _done_as(tr: Transaction, claim: Claim, outcome: JobState) -> bool:
+    """True if an earlier try of this very call already finished the job with ``outcome``."""
     data = tr.get(JOB_DIRECTORY.pack((claim.job_id,)))
-    if data is None:
-        return False
-    entry = unpack_value(data)
+    entry = unpack_value(data) if data is not None else {}
     return bool(entry.get("k") == claim.token and entry.get("s") == outcome.value)
+
+
+def _holding(tr: Transaction, claim: Claim, outcome: JobState) -> tuple[QueueKeys, Job] | None:
+    """The claim's job while the claim holds it; None when an earlier try of this very
+    call already finished it with ``outcome``; LeaseLost otherwise."""
+    try:
+        keys, job = _fenced(tr, claim)
+    except LeaseLost:
+        if _done_as(tr, claim, outcome):
+            return None
+        raise
+    _held(claim, job)
+    return keys, job
 
 
 @transactional
 def _complete(tr: Transaction, claim: Claim, outcome: JobState, now: int) -> None:
-    try:
-        keys, job = _fenced(tr, claim)
-    except LeaseLost:
-        if _finished_by(tr, claim, outcome):
-            return
-        raise
-    _held(claim, job)
-    _finish(tr, keys, job, outcome, now)
+    held = _holding(tr, claim, outcome)
+    if held is not None:
+        _finish(tr, *held, outcome, now)
 
 
 def complete(db_or_tr: Database | Transaction, claim: Claim) -> None:
@@ -338,14 +344,10 @@ def discard(db_or_tr: Database | Transaction, claim: Claim, reason: str = "") ->
 
 @transactional
 def _discard(tr: Transaction, claim: Claim, reason: str, now: int) -> None:
-    try:
-        keys, job = _fenced(tr, claim)
-    except LeaseLost:
-        if _finished_by(tr, claim, JobState.DISCARDED):
-            return
-        raise
-    _held(claim, job)
-    _finish(tr, keys, job.evolve(last_error=reason or None), JobState.DISCARDED, now)
+    held = _holding(tr, claim, JobState.DISCARDED)
+    if held is not None:
+        keys, job = held
+        _finish(tr, keys, job.evolve(last_error=reason or None), JobState.DISCARDED, now)
 
 
 @transactional
@@ -378,7 +380,7 @@ def _fail(
     try:
         keys, job = _fenced(tr, claim)
     except LeaseLost:
-        if _finished_by(tr, claim, JobState.DEAD):
+        if _done_as(tr, claim, JobState.DEAD):
             return "dead_lettered"
         raise
     if job.owner is None:
@@ -446,14 +448,9 @@ def release(db: Database | Transaction, claim: Claim, *, now_ms: int | None = No
 
 @transactional
 def _dead_letter(tr: Transaction, claim: Claim, reason: str, now: int) -> None:
-    try:
-        keys, job = _fenced(tr, claim)
-    except LeaseLost:
-        if _finished_by(tr, claim, JobState.DEAD):
-            return
-        raise
-    _held(claim, job)
-    _bury(tr, keys, job, reason, now)
+    held = _holding(tr, claim, JobState.DEAD)
+    if held is not None:
+        _bury(tr, *held, reason, now)
 
 
 def dead_letter(
