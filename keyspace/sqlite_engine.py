@@ -472,7 +472,10 @@ class _Reader:
 
 
 def _fetch(conn: sqlite3.Connection, key: bytes) -> bytes | None:
-    row = conn.execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()
+    try:
+        row = conn.execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()
+    except sqlite3.Error as error:
+        raise StorageError(1037, f"sqlite read failed: {error}") from error
     return row[0] if row else None
 
 
@@ -480,10 +483,13 @@ def _query(
     conn: sqlite3.Connection, begin: bytes, end: bytes, limit: int, reverse: bool
 ) -> list[KeyValue]:
     order = "DESC" if reverse else "ASC"
-    return conn.execute(
-        f"SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k {order} LIMIT ?",
-        (begin, end, limit or -1),
-    ).fetchall()
+    try:
+        return conn.execute(
+            f"SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k {order} LIMIT ?",
+            (begin, end, limit or -1),
+        ).fetchall()
+    except sqlite3.Error as error:
+        raise StorageError(1037, f"sqlite read failed: {error}") from error
 
 
 def _scan(conn: sqlite3.Connection, begin: bytes, end: bytes, reverse: bool) -> Iterator[KeyValue]:
@@ -523,6 +529,7 @@ class SqliteTransaction:
     # -- snapshot management -------------------------------------------------
 
     def _snapshot_conn(self) -> sqlite3.Connection:
+        self._live()
         if self.read_version is None:
             self._begin_read()
         elif time.monotonic() - self._started > LIFETIME_SECONDS:

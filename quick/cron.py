@@ -123,7 +123,7 @@ def schedule(
         InvalidPayload: a payload msgpack cannot encode.
     """
     check_name("name", name)
-    if len(name.encode("utf-8", "surrogatepass")) > MAX_SCHEDULE_NAME_BYTES:
+    if len(name.encode("utf-8")) > MAX_SCHEDULE_NAME_BYTES:
         raise InvalidArgument("name", f"must be at most {MAX_SCHEDULE_NAME_BYTES} bytes")
     _zone(tz)
     first = _check_cron(cron_expr, tz)

@@ -16,7 +16,7 @@ from keyspace.protocol import Database, Transaction
 from keyspace.retry import transactional
 from quick import counters
 from quick.enqueueing import directory_entry, prepare, store_new
-from quick.errors import JobNotFound, JobRunning
+from quick.errors import InvalidArgument, JobNotFound, JobRunning
 from quick.jobs import Job, JobState, now_ms
 from quick.leases import _finish
 
@@ -152,13 +152,24 @@ def requeue_dead(tr: Transaction, queue_id: str, job_id: str) -> str:
     key = DEAD_LETTERS.pack((queue_id, job_id))
     value = tr.get(key)
     if value is None:
+        entry = directory_entry(tr, job_id)
+        if entry is not None and entry["q"] == queue_id and "s" not in entry:
+            return job_id  # an earlier try of this call requeued it
         raise JobNotFound(job_id)
     dead = _dead_letter(queue_id, job_id, value)
     if dead.job is None:
         raise JobNotFound(job_id)
     job = dead.job
-    tr.clear(key)
     keys = queue_keys(queue_id)
+    if job.unique_key is not None:
+        holder = tr.get(keys.unique(job.unique_key))
+        if holder is not None:
+            raise InvalidArgument(
+                "unique_key",
+                f"{job.unique_key!r} is held by pending job {holder.decode()}; "
+                "requeue this one after it finishes",
+            )
+    tr.clear(key)
     counters.bump(tr, keys, JobState.DEAD, -1)
     tr.clear(JOB_DIRECTORY.pack((job_id,)))
     prepared = prepare(
@@ -196,8 +207,10 @@ def purge_dead(tr: Transaction, queue_id: str | None = None, job_id: str | None 
 @transactional
 def _cancel(tr: Transaction, job_id: str, now: int) -> bool:
     found = _lookup(tr, job_id)
-    if found is None or "s" in found[1]:
+    if found is None:
         return False
+    if "s" in found[1]:
+        return bool(found[1]["s"] == JobState.CANCELLED.value)
     keys = queue_keys(found[0])
     data = tr.get(keys.job(job_id))
     if data is None:
@@ -210,7 +223,8 @@ def _cancel(tr: Transaction, job_id: str, now: int) -> bool:
 
 
 def cancel(db_or_tr: Database | Transaction, job_id: str) -> bool:
-    """Remove a job that is not running; True if it was removed, False if unknown or finished.
+    """Remove a job that is not running; True if it is (now) cancelled, False if it is
+    unknown or finished otherwise.
 
     Raises:
         JobRunning: the job holds a live lease.

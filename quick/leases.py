@@ -34,7 +34,7 @@ from keyspace.layout import DEAD_LETTERS, FINISHED, JOB_DIRECTORY, QueueKeys, qu
 from keyspace.protocol import Database, Transaction
 from keyspace.retry import transactional
 from quick import counters, pointers
-from quick.errors import LeaseLost
+from quick.errors import InvalidArgument, LeaseLost
 from quick.jobs import DEFAULT_MAX_ATTEMPTS, Claim, Job, JobState, now_ms
 from quick.validation import check_name, check_positive_ms
 
@@ -253,7 +253,11 @@ def claim(
 
 
 def _now(value: int | None) -> int:
-    return now_ms() if value is None else value
+    if value is None:
+        return now_ms()
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidArgument("now_ms", f"must be milliseconds since the epoch, not {value!r}")
+    return value
 
 
 # -- fenced operations on a claim -------------------------------------------------------------
@@ -286,6 +290,8 @@ def _heartbeat(tr: Transaction, claim: Claim, lease_ms: int, now: int) -> Claim:
     _held(claim, job)
     renewed = job.evolve(state=JobState.LEASED, vis_ms=now + lease_ms)
     _store(tr, keys, job, renewed)
+    if renewed.vis_ms < job.vis_ms:
+        pointers.ensure_visible(tr, job.queue, renewed.vis_ms)
     return Claim.of(renewed)
 
 

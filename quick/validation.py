@@ -32,7 +32,10 @@ def check_name(field: str, value: Any, *, optional: bool = False) -> str | None:
         raise InvalidArgument(field, f"must be a string, not {type(value).__name__}")
     if not value.strip():
         raise InvalidArgument(field, "must not be empty")
-    size = len(value.encode("utf-8", "surrogatepass"))
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidArgument(field, "must be valid Unicode (it holds a lone surrogate)") from None
     if size > MAX_NAME_BYTES:
         raise InvalidArgument(field, f"is {size} bytes; the limit is {MAX_NAME_BYTES}")
     return value

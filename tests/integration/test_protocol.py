@@ -485,3 +485,11 @@ def test_transactional_refuses_generators() -> None:
         @transactional
         def gen(tr: Transaction) -> Any:
             yield tr
+
+
+def test_protocol_reads_after_commit_are_refused(exact_db: Database, space: Subspace) -> None:
+    tr = exact_db.create_transaction()
+    tr.set(space.pack(("k",)), b"v")
+    tr.commit()
+    with pytest.raises(StorageError):
+        tr.get(space.pack(("k",)))

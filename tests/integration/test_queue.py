@@ -363,3 +363,70 @@ def test_corrupt_job_met_by_a_claim_is_dead_lettered(db: Database, queue: str) -
     assert "corrupt job record" in dead.error
     assert dead.raw == b"\x01\xc1garbage"
     assert quick.job_state(db, bad) is JobState.DEAD
+
+
+# -- regressions from review --------------------------------------------------------------
+
+
+def test_requeue_dead_refuses_while_its_unique_key_is_held(db: Database, queue: str) -> None:
+    dead_id = quick.enqueue(db, queue, "t", "first", unique_key="U", max_attempts=1)
+    (held,) = quick.claim(db, queue, "w")
+    assert quick.fail(db, held, "boom") == "dead_lettered"
+    holder = quick.enqueue(db, queue, "t", "second", unique_key="U")
+    with pytest.raises(quick.InvalidArgument) as caught:
+        quick.requeue_dead(db, queue, dead_id)
+    assert caught.value.field == "unique_key"
+    assert [d.job_id for d in quick.list_dead(db, queue)] == [dead_id]
+    assert quick.job_state(db, dead_id) is JobState.DEAD
+    assert quick.job_state(db, holder) is JobState.READY
+
+
+def test_requeue_dead_and_cancel_repeated_report_their_effect(db: Database, queue: str) -> None:
+    job = quick.enqueue(db, queue, "t", "x", max_attempts=1)
+    (held,) = quick.claim(db, queue, "w")
+    quick.dead_letter(db, held, "poison")
+    assert quick.requeue_dead(db, queue, job) == job
+    assert quick.requeue_dead(db, queue, job) == job
+    assert quick.queue_counts(db, queue) == {"scheduled": 0, "ready": 1, "leased": 0, "dead": 0}
+    assert quick.cancel(db, job) is True
+    assert quick.cancel(db, job) is True
+    assert quick.queue_counts(db, queue) == {"scheduled": 0, "ready": 0, "leased": 0, "dead": 0}
+
+
+def test_names_with_lone_surrogates_are_refused_before_any_write(
+    exact_db: Database, space: Subspace
+) -> None:
+    queue = f"q-{space.prefix[1][:12]}"
+
+    def batch(tr: Transaction) -> None:
+        with pytest.raises(quick.InvalidArgument) as caught:
+            quick.enqueue_many(
+                tr,
+                [
+                    {"queue_id": queue, "topic": "t", "payload": 1},
+                    {"queue_id": queue, "topic": "t", "payload": 2, "job_id": "bad\udc80"},
+                ],
+            )
+        assert caught.value.field == "job_id"
+
+    exact_db.transact(batch)
+    assert quick.queue_counts(exact_db, queue)["ready"] == 0
+    assert quick.claim(exact_db, queue, "w") == []
+
+
+def test_heartbeat_shortening_a_lease_brings_the_job_back_sooner(db: Database, queue: str) -> None:
+    quick.enqueue(db, queue, "t", "job")
+    (held,) = quick.claim(db, queue, "a", lease_ms=60_000, now_ms=T0)
+    quick.heartbeat(db, held, lease_ms=1_000, now_ms=T0)
+    (again,) = quick.claim(db, queue, "b", now_ms=T0 + 2_000)
+    assert again.job_id == held.job_id
+
+
+def test_bad_clock_values_are_refused_before_any_write(db: Database, queue: str) -> None:
+    quick.enqueue(db, queue, "t", "job", max_attempts=1)
+    (held,) = quick.claim(db, queue, "w")
+    with pytest.raises(quick.InvalidArgument) as caught:
+        quick.dead_letter(db, held, "r", now_ms=object())  # type: ignore[arg-type]
+    assert caught.value.field == "now_ms"
+    assert quick.queue_counts(db, queue) == {"scheduled": 0, "ready": 0, "leased": 1, "dead": 0}
+    quick.complete(db, held)
