@@ -1,0 +1,42 @@
+"""Where blocking transactions meet trio: ``await bridge.run(fn, *args)``.
+
+Transactions are blocking calls on both engines. They run in worker threads under a
+``trio.CapacityLimiter``, so a consumer never holds more transactions in flight than
+the limiter allows and the trio loop never blocks.
+
+Cancellation: a transaction already running in a thread cannot be interrupted; when
+the calling task is cancelled, trio waits for the call to finish (it is short, bounded
+by FoundationDB's 5-second limit) and then raises ``Cancelled``. A transaction is
+therefore either committed or not, never half-applied, whatever the caller's scope.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import trio
+
+from keyspace.protocol import Database
+
+__all__ = ["Bridge"]
+
+T = TypeVar("T")
+
+
+class Bridge:
+    """Runs blocking database calls from trio, at most ``limit`` at a time."""
+
+    def __init__(self, db: Database, limit: int = 8) -> None:
+        self.db = db
+        self.limiter = trio.CapacityLimiter(limit)
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` in a worker thread; see the module docstring on cancellation."""
+        call = functools.partial(fn, *args, **kwargs)
+        return await trio.to_thread.run_sync(call, limiter=self.limiter)
+
+    async def call_db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(db, *args, **kwargs)`` in a worker thread (fn is usually transactional)."""
+        return await self.run(fn, self.db, *args, **kwargs)

@@ -1,0 +1,262 @@
+"""The consumer: scanner, workers, lease extenders and cron, children of one trio nursery.
+
+Theory of operation
+-------------------
+* The **scanner** walks the pointer index (snapshot reads, a cursor carried across
+  rounds so no queue starves), picks a random due queue, and claims up to as many
+  jobs as there are free workers (at most ``batch_size``): QuiCK's queue lease, then
+  the job batch. Claims go to the workers through a memory channel. With nothing
+  due it backs off to ``idle_sleep`` between scans.
+* Each **worker** runs one job at a time: the handler (``async def`` in trio, plain
+  ``def`` in a thread, ``def handler(tr, payload, meta)`` inside the transaction that
+  completes the job) beside a **lease extender** that heartbeats every third of the
+  lease. If the lease is lost, the handler's cancel scope is cancelled and its
+  outcome discarded. A handler past its ``timeout`` counts as a failed attempt.
+* The **cron activator** enqueues due schedules once a second.
+* :meth:`Consumer.stop` is graceful: claiming stops, claims not yet started are
+  released at once (visible to other consumers), running jobs get ``grace`` seconds
+  to finish, then are cancelled (their leases expire and others retry them).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+import quick
+from consumer.bridge import Bridge
+from keyspace.protocol import Database, Transaction
+from quick import pointers
+from quick.app import App, JobConfig
+from quick.errors import LeaseLost
+from quick.jobs import Claim, now_ms
+from quick.outcomes import Outcome, describe_error, meta_for, settle
+
+__all__ = ["ConsumerConfig", "Consumer"]
+
+log = logging.getLogger("quick.consumer")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsumerConfig:
+    """How a consumer runs."""
+
+    concurrency: int = 8
+    batch_size: int = 10
+    lease_ms: int = 30_000
+    owner: str = field(default_factory=lambda: f"consumer-{uuid.uuid4().hex[:8]}")
+    idle_sleep: float = 0.05
+    scan_limit: int = 100
+    grace: float = 30.0
+    cron: bool = True
+
+
+class Consumer:
+    """Drains queues with the handlers of ``app``; run it with ``await consumer.run()``."""
+
+    def __init__(self, db: Database, app: App, config: ConsumerConfig | None = None) -> None:
+        self.db = db
+        self.app = app
+        self.config = config or ConsumerConfig()
+        self.bridge = Bridge(db, limit=max(2, self.config.concurrency + 2))
+        self.outcomes: Counter[str] = Counter()
+        self._busy = 0
+        self._capacity = trio.Event()
+        self._stopping = trio.Event()
+        self._cancel_scope: trio.CancelScope | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop claiming, release unstarted claims, let running jobs finish within the grace."""
+        self._stopping.set()
+        self._capacity.set()
+
+    def kill(self) -> None:
+        """Stop at once: running jobs are abandoned and their leases left to expire."""
+        self.stop()
+        if self._cancel_scope is not None:
+            self._cancel_scope.cancel()
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Run until :meth:`stop` (or cancellation); ``nursery.start`` returns once claiming."""
+        config = self.config
+        send, receive = trio.open_memory_channel[Claim](math.inf)
+        with trio.CancelScope() as scope:
+            self._cancel_scope = scope
+            async with trio.open_nursery() as nursery:
+                for _ in range(config.concurrency):
+                    nursery.start_soon(self._worker, receive.clone())
+                receive.close()
+                if config.cron:
+                    nursery.start_soon(self._cron)
+                task_status.started()
+                async with send:
+                    await self._scan(send)
+                nursery.cancel_scope.deadline = trio.current_time() + config.grace
+
+    # -- scanning and claiming -------------------------------------------------------------
+
+    async def _scan(self, send: trio.MemorySendChannel[Claim]) -> None:
+        config = self.config
+        cursor: bytes | None = None
+        pause = 0.001
+        rng = random.Random()
+        while not self._stopping.is_set():
+            free = config.concurrency - self._busy
+            if free <= 0:
+                self._capacity = trio.Event()
+                await self._capacity.wait()
+                continue
+            now = now_ms()
+            due = await self.bridge.call_db(_scan_due, now, cursor, config.scan_limit)
+            cursor = due[-1][0] if len(due) == config.scan_limit else None
+            claims: list[Claim] = []
+            for _, queue in rng.sample(due, min(len(due), 3)):
+                claims = await self.bridge.run(
+                    quick.claim,
+                    self.db,
+                    queue,
+                    config.owner,
+                    limit=min(config.batch_size, free),
+                    lease_ms=config.lease_ms,
+                )
+                if claims:
+                    break
+            if not claims:
+                with trio.move_on_after(pause):
+                    await self._stopping.wait()
+                pause = min(pause * 2, config.idle_sleep)
+                continue
+            pause = 0.001
+            for claim in claims:
+                self._busy += 1
+                await send.send(claim)
+
+    # -- running jobs -------------------------------------------------------------------
+
+    async def _worker(self, receive: trio.MemoryReceiveChannel[Claim]) -> None:
+        async with receive:
+            async for claim in receive:
+                try:
+                    if self._stopping.is_set():
+                        await self._release(claim)
+                    else:
+                        await self._execute(claim)
+                finally:
+                    self._busy -= 1
+                    self._capacity.set()
+
+    async def _release(self, claim: Claim) -> None:
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            try:
+                await self.bridge.run(quick.release, self.db, claim)
+            except LeaseLost:
+                return
+        self.outcomes["released"] += 1
+
+    async def _execute(self, claim: Claim) -> None:
+        config = self.app.config(claim.topic)
+        started = time.perf_counter()
+        error: BaseException | None = None
+        lost = False
+        if config is not None:
+            async with trio.open_nursery() as nursery:
+                job_scope = trio.CancelScope()
+
+                async def extend() -> None:
+                    nonlocal lost
+                    lost = await self._extend(claim, job_scope)
+
+                nursery.start_soon(extend)
+                with job_scope:
+                    try:
+                        if config.timeout is not None:
+                            with trio.fail_after(config.timeout):
+                                await self._invoke(config, claim)
+                        else:
+                            await self._invoke(config, claim)
+                    except trio.TooSlowError:
+                        error = TimeoutError(f"timed out after {config.timeout} s")
+                    except LeaseLost:
+                        lost = True
+                    except Exception as exc:
+                        error = exc
+                nursery.cancel_scope.cancel()
+        if lost:
+            outcome = Outcome.LEASE_LOST
+        elif config is not None and config.transactional and error is None:
+            outcome = Outcome.COMPLETED
+        else:
+            with trio.CancelScope(shield=True):
+                outcome = await self.bridge.run(settle, self.db, claim, config, error)
+        self.outcomes[outcome.value] += 1
+        log.info(
+            "job %s",
+            outcome.value,
+            extra={
+                "queue": claim.queue_id,
+                "topic": claim.topic,
+                "job_id": claim.job_id,
+                "attempt": claim.attempt,
+                "outcome": outcome.value,
+                "duration": time.perf_counter() - started,
+                "error": describe_error(error) if error is not None else None,
+            },
+        )
+
+    async def _invoke(self, config: JobConfig, claim: Claim) -> None:
+        meta = meta_for(claim)
+        if config.is_async:
+            await config.handler(claim.payload, meta)
+        elif config.transactional:
+
+            def body(tr: Transaction) -> None:
+                config.handler(tr, claim.payload, meta)
+                quick.complete(tr, claim)
+
+            await trio.to_thread.run_sync(self.db.transact, body, abandon_on_cancel=True)
+        else:
+            await trio.to_thread.run_sync(
+                config.handler, claim.payload, meta, abandon_on_cancel=True
+            )
+
+    async def _extend(self, claim: Claim, job_scope: trio.CancelScope) -> bool:
+        """Heartbeat every third of the lease; on lease loss cancel the job and return True."""
+        interval = self.config.lease_ms / 3000
+        current = claim
+        while True:
+            await trio.sleep(interval)
+            try:
+                current = await self.bridge.run(
+                    quick.heartbeat, self.db, current, lease_ms=self.config.lease_ms
+                )
+            except LeaseLost:
+                job_scope.cancel()
+                return True
+
+    # -- cron ------------------------------------------------------------------------------
+
+    async def _cron(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.bridge.run(quick.activate_due, self.db)
+            except quick.QuickError as error:
+                log.warning("cron activation failed: %s", error)
+            with trio.move_on_after(1.0):
+                await self._stopping.wait()
+
+
+def _scan_due(db: Database, now: int, cursor: bytes | None, limit: int) -> list[tuple[bytes, str]]:
+    def body(tr: Transaction) -> list[tuple[bytes, str]]:
+        return pointers.scan(tr.snapshot, now, after=cursor, limit=limit)
+
+    return db.transact(body)
