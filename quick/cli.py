@@ -31,6 +31,12 @@ class UsageProblem(click.ClickException):
     exit_code = 2
 
 
+class NotFound(click.ClickException):
+    """The named thing does not exist (exit code 4)."""
+
+    exit_code = 4
+
+
 class Unavailable(click.ClickException):
     """The store cannot be reached or used (exit code 3)."""
 
@@ -171,6 +177,280 @@ def _scan(db: Database, begin: bytes, end: bytes) -> Iterator[tuple[bytes, bytes
         if len(rows) < 500:
             return
         start = rows[-1][0] + b"\x00"
+
+
+def _load_app(spec: str) -> Any:
+    """``module:attribute`` -> the App it names; UsageProblem when it does not resolve."""
+    import importlib
+
+    from quick.app import App
+
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise UsageProblem(f"--app {spec!r}: write module:attribute, e.g. myproject.jobs:app")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise UsageProblem(f"--app {spec!r}: cannot import {module_name}: {error}") from None
+    app = getattr(module, attribute, None)
+    if not isinstance(app, App):
+        raise UsageProblem(f"--app {spec!r}: {attribute} is not a quick.App")
+    return app
+
+
+@cli.command()
+@click.option(
+    "--app", "app_spec", required=True, help="The quick.App to serve, as module:attribute."
+)
+@click.option("--concurrency", default=8, show_default=True, help="Jobs run at once per process.")
+@click.option("--batch-size", default=10, show_default=True, help="Most jobs leased per claim.")
+@click.option(
+    "--lease-seconds",
+    default=30.0,
+    show_default=True,
+    help="Lease length; extended while a job runs.",
+)
+@click.option("--processes", default=1, show_default=True, help="Consumer processes to supervise.")
+@click.option(
+    "--grace",
+    default=30.0,
+    show_default=True,
+    help="Seconds running jobs get to finish on shutdown.",
+)
+@click.pass_context
+def worker(
+    ctx: click.Context,
+    app_spec: str,
+    concurrency: int,
+    batch_size: int,
+    lease_seconds: float,
+    processes: int,
+    grace: float,
+) -> None:
+    """Run consumers until SIGINT/SIGTERM (a second signal exits at once)."""
+    if min(concurrency, batch_size, processes) < 1 or lease_seconds <= 0:
+        raise UsageProblem(
+            "--concurrency, --batch-size, --processes and --lease-seconds must be positive"
+        )
+    if processes > 1:
+        from consumer.supervisor import supervise
+
+        argv = [
+            "--db",
+            ctx.obj["db"],
+            "worker",
+            "--app",
+            app_spec,
+            "--concurrency",
+            str(concurrency),
+            "--batch-size",
+            str(batch_size),
+            "--lease-seconds",
+            str(lease_seconds),
+            "--grace",
+            str(grace),
+        ]
+        raise SystemExit(supervise(argv, processes))
+    app = _load_app(app_spec)
+    from consumer.runtime import ConsumerConfig
+    from consumer.serve import serve
+
+    config = ConsumerConfig(
+        concurrency=concurrency,
+        batch_size=batch_size,
+        lease_ms=round(lease_seconds * 1000),
+        grace=grace,
+    )
+    with _database(ctx) as db:
+        outcomes = serve(db, app, config)
+    click.echo(f"stopped: {dict(outcomes)}", err=True)
+
+
+def _payload(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UsageProblem(f"--payload is not valid JSON: {error}") from None
+
+
+@cli.command()
+@click.argument("queue")
+@click.argument("topic")
+@click.option("--payload", help="The job's payload as JSON.")
+@click.option("--delay", type=float, help="Seconds until the job becomes visible.")
+@click.option("--priority", default=100, show_default=True, help="Lower runs first.")
+@click.option("--max-attempts", type=int, help="Attempts before dead-lettering.")
+@click.pass_context
+def enqueue(
+    ctx: click.Context,
+    queue: str,
+    topic: str,
+    payload: str | None,
+    delay: float | None,
+    priority: int,
+    max_attempts: int | None,
+) -> None:
+    """Put one job on QUEUE for TOPIC and print its id."""
+    import quick
+
+    value = _payload(payload)
+    with _database(ctx) as db:
+        try:
+            job_id = quick.enqueue(
+                db, queue, topic, value, priority=priority, delay=delay, max_attempts=max_attempts
+            )
+        except (ValueError, TypeError) as error:
+            raise UsageProblem(str(error)) from None
+    click.echo(job_id)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def queues(ctx: click.Context, as_json: bool) -> None:
+    """Queues with work, and their job counts by state."""
+    import quick
+
+    with _database(ctx) as db:
+        rows = quick.list_queues(db)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("(no queues)")
+        return
+    click.echo(f"{'queue':<32} {'ready':>7} {'sched':>7} {'leased':>7} {'dead':>7}")
+    for row in rows:
+        c = row["counts"]
+        click.echo(
+            f"{row['queue']:<32} {c['ready']:>7} {c['scheduled']:>7} "
+            f"{c['leased']:>7} {c['dead']:>7}"
+        )
+
+
+@cli.group()
+def dlq() -> None:
+    """Dead letters: list, requeue, purge."""
+
+
+@dlq.command("list")
+@click.option("--queue", help="Only this queue.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def dlq_list(ctx: click.Context, queue: str | None, as_json: bool) -> None:
+    """List dead letters."""
+    import quick
+
+    with _database(ctx) as db:
+        dead = quick.list_dead(db, queue)
+    rows = [
+        {
+            "queue": d.queue_id,
+            "job_id": d.job_id,
+            "topic": d.job.topic if d.job else None,
+            "error": d.error,
+            "failed_ms": d.failed_ms,
+        }
+        for d in dead
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['queue']}  {row['job_id']}  {row['topic']}  {row['error']}")
+    if not rows:
+        click.echo("(no dead letters)")
+
+
+@dlq.command("requeue")
+@click.argument("queue")
+@click.argument("job_id")
+@click.pass_context
+def dlq_requeue(ctx: click.Context, queue: str, job_id: str) -> None:
+    """Put a dead letter back on its queue."""
+    import quick
+
+    with _database(ctx) as db:
+        try:
+            click.echo(quick.requeue_dead(db, queue, job_id))
+        except quick.JobNotFound:
+            raise NotFound(f"no dead letter {job_id} in queue {queue}") from None
+
+
+@dlq.command("purge")
+@click.option("--queue", help="Only this queue.")
+@click.pass_context
+def dlq_purge(ctx: click.Context, queue: str | None) -> None:
+    """Delete dead letters."""
+    import quick
+
+    with _database(ctx) as db:
+        click.echo(f"purged {quick.purge_dead(db, queue)}")
+
+
+@cli.group()
+def cron() -> None:
+    """Cron schedules: list, add, remove."""
+
+
+@cron.command("list")
+@click.pass_context
+def cron_list(ctx: click.Context) -> None:
+    """List schedules and when each next fires."""
+    import quick
+
+    with _database(ctx) as db:
+        items = quick.list_schedules(db)
+    for item in items:
+        click.echo(
+            f"{item.name}  {item.cron!r} {item.tz}  -> {item.queue_id}/{item.topic}"
+            f"  next_ms={item.next_ms}"
+        )
+    if not items:
+        click.echo("(no schedules)")
+
+
+@cron.command("add")
+@click.argument("name")
+@click.argument("expression")
+@click.argument("queue")
+@click.argument("topic")
+@click.option("--payload", help="The payload as JSON.")
+@click.option("--tz", default="UTC", show_default=True, help="IANA timezone of the expression.")
+@click.pass_context
+def cron_add(
+    ctx: click.Context,
+    name: str,
+    expression: str,
+    queue: str,
+    topic: str,
+    payload: str | None,
+    tz: str,
+) -> None:
+    """Create or replace schedule NAME."""
+    import quick
+
+    with _database(ctx) as db:
+        try:
+            item = quick.schedule(db, name, expression, queue, topic, _payload(payload), tz=tz)
+        except (ValueError, TypeError) as error:
+            raise UsageProblem(str(error)) from None
+    click.echo(f"{item.name} next fires at next_ms={item.next_ms}")
+
+
+@cron.command("remove")
+@click.argument("name")
+@click.pass_context
+def cron_remove(ctx: click.Context, name: str) -> None:
+    """Delete schedule NAME."""
+    import quick
+
+    with _database(ctx) as db:
+        if not quick.remove_schedule(db, name):
+            raise NotFound(f"no schedule {name!r}")
+    click.echo(f"removed {name}")
 
 
 def main() -> None:
