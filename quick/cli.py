@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import struct
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -451,6 +452,67 @@ def cron_remove(ctx: click.Context, name: str) -> None:
         if not quick.remove_schedule(db, name):
             raise NotFound(f"no schedule {name!r}")
     click.echo(f"removed {name}")
+
+
+@cli.command()
+@click.option("--tenants", default=50, show_default=True, help="Tenant queues to spread jobs over.")
+@click.option("--jobs", default=2000, show_default=True, help="Jobs to enqueue.")
+@click.option("--concurrency", default=8, show_default=True, help="Jobs run at once.")
+@click.option("--timeout", default=30.0, show_default=True, help="Stop after this many seconds.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_context
+def demo(
+    ctx: click.Context, tenants: int, jobs: int, concurrency: int, timeout: float, as_json: bool
+) -> None:
+    """Enqueue a mixed multi-tenant workload and drain it, with live progress.
+
+    Priorities, delayed jobs, a flaky topic that succeeds on retry and a poison job that
+    ends in the dead letters; then a summary. Runs on the --db store (default ./quick.db).
+    """
+    from consumer.demo import run_demo, summary
+
+    if min(tenants, jobs, concurrency) < 1 or timeout <= 0:
+        raise UsageProblem("--tenants, --jobs, --concurrency and --timeout must be positive")
+    live = sys.stdout.isatty() and not as_json
+
+    def progress(result: Any, settled: int) -> None:
+        if live:
+            bar = int(30 * settled / max(result.enqueued, 1))
+            click.echo(
+                f"\r[{'#' * bar}{'.' * (30 - bar)}] {settled}/{result.enqueued} settled, "
+                f"{result.outcomes['requeued']} retried, {result.outcomes['dead_lettered']} dead",
+                nl=False,
+            )
+
+    with _database(ctx) as db:
+        click.echo(f"demo on {db.url}: {jobs} jobs across {tenants} tenants", err=as_json)
+        result = run_demo(
+            db,
+            tenants=tenants,
+            jobs=jobs,
+            concurrency=concurrency,
+            timeout=timeout,
+            progress=progress,
+        )
+    if live:
+        click.echo()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "enqueued": result.enqueued,
+                    "finished": result.finished,
+                    "elapsed_s": result.elapsed,
+                    "outcomes": dict(result.outcomes),
+                    "dead_letters": result.dead,
+                }
+            )
+        )
+        return
+    for line in summary(result):
+        click.echo(line)
+    if not result.finished:
+        raise click.ClickException("the demo did not finish within --timeout")
 
 
 def main() -> None:

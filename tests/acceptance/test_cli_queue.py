@@ -119,3 +119,16 @@ def test_cli_worker_drains_and_stops_cleanly_on_sigterm(tmp_path: Path, processe
     assert sorted(int(line.split()[0]) for line in lines) == list(range(300))
     if processes == 2:
         assert len({line.split()[1] for line in lines}) == 2, "both processes took work"
+
+
+def test_cli_demo_drains_its_workload_and_reports(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    code, out = _run(url, "demo", "--jobs", "150", "--tenants", "10", "--json")
+    assert code == 0, out
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["finished"] is True
+    assert report["enqueued"] == 151
+    assert report["outcomes"]["completed"] == 150
+    assert report["outcomes"]["dead_lettered"] == 1
+    assert report["outcomes"]["requeued"] >= 1
+    assert len(report["dead_letters"]) == 1
