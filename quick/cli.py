@@ -331,6 +331,46 @@ def queues(ctx: click.Context, as_json: bool) -> None:
         )
 
 
+@cli.command()
+@click.argument("queue")
+@click.option("--limit", default=100, show_default=True, help="Most jobs to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def jobs(ctx: click.Context, queue: str, limit: int, as_json: bool) -> None:
+    """Jobs waiting or running in QUEUE: ready ones best first, then by visibility."""
+    import quick
+    from quick.jobs import now_ms
+
+    with _database(ctx) as db:
+        found = quick.list_jobs(db, queue, limit=limit)
+    now = now_ms()
+    rows = [
+        {
+            "job_id": job.id,
+            "state": job.visible_state(now).value,
+            "topic": job.topic,
+            "priority": job.priority,
+            "visible_in_s": max(0.0, (job.vis_ms - now) / 1000),
+            "attempt": job.attempt,
+            "owner": job.owner,
+            "last_error": job.last_error,
+        }
+        for job in found
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        raise NotFound(f"queue {queue!r} has no waiting or running jobs")
+    for row in rows:
+        when = f"in {row['visible_in_s']:.1f}s" if row["visible_in_s"] else "now"
+        click.echo(
+            f"{row['job_id']}  {row['state']:<9} {row['topic']:<20} prio {row['priority']:<5} "
+            f"visible {when:<9} attempt {row['attempt']}"
+            + (f"  last error: {row['last_error']}" if row["last_error"] else "")
+        )
+
+
 @cli.group()
 def dlq() -> None:
     """Dead letters: list, requeue, purge."""

@@ -26,6 +26,7 @@ __all__ = [
     "job_state",
     "queue_counts",
     "list_queues",
+    "list_jobs",
     "list_dead",
     "requeue_dead",
     "purge_dead",
@@ -91,6 +92,27 @@ def job_state(db_or_tr: Database | Transaction, job_id: str) -> JobState | None:
 def queue_counts(tr: Transaction, queue_id: str) -> dict[str, int]:
     """``{state: count}`` for one queue, from its atomic counters."""
     return counters.read_counts(tr.snapshot, queue_id)
+
+
+@transactional
+def list_jobs(tr: Transaction, queue_id: str, *, limit: int = 100) -> list[Job]:
+    """Jobs waiting or running in one queue: ready ones best first, then by visibility time."""
+    keys = queue_keys(queue_id)
+    ids = [
+        keys.unpack_ready(k)[2] for k, _ in tr.snapshot.get_range(*keys.ready_range(), limit=limit)
+    ]
+    if len(ids) < limit:
+        rows = tr.snapshot.get_range(*keys.scheduled_range(), limit=limit - len(ids))
+        ids += [keys.unpack_scheduled(k)[1] for k, _ in rows]
+    jobs = []
+    for job_id in ids:
+        data = tr.snapshot.get(keys.job(job_id))
+        if data is not None:
+            try:
+                jobs.append(Job.from_value(queue_id, job_id, data))
+            except CorruptValue:
+                continue
+    return jobs
 
 
 @transactional

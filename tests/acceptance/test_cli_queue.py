@@ -132,3 +132,17 @@ def test_cli_demo_drains_its_workload_and_reports(tmp_path: Path) -> None:
     assert report["outcomes"]["dead_lettered"] == 1
     assert report["outcomes"]["requeued"] >= 1
     assert len(report["dead_letters"]) == 1
+
+
+def test_cli_jobs_lists_a_queue_and_names_an_unknown_one(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    with quick.open(url) as db:
+        later = quick.enqueue(db, "q", "t", 1, delay=60)
+        first = quick.enqueue(db, "q", "t", 2, priority=1)
+    code, out = _run(url, "jobs", "q", "--json")
+    assert code == 0
+    rows = json.loads(out)
+    assert [(r["job_id"], r["state"]) for r in rows] == [(first, "ready"), (later, "scheduled")]
+    code, out = _run(url, "jobs", "nobody")
+    assert code == 4
+    assert "no waiting or running jobs" in out
