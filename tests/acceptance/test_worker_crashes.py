@@ -1,0 +1,129 @@
+"""Real worker processes killed mid-run: no job is lost, effects in the store are exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import quick
+
+ROOT = Path(__file__).resolve().parents[2]
+QUEUES = [f"tenant-{i}" for i in range(20)]
+
+pytestmark = pytest.mark.slow
+
+
+def _start(url: str, out: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "QUICK_TEST_OUT": str(out), "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "quick",
+            "--db",
+            url,
+            "worker",
+            "--app",
+            "tests.acceptance.crash_app:app",
+            "--concurrency",
+            "4",
+            "--lease-seconds",
+            "2",
+            "--grace",
+            "10",
+        ],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _lines(out: Path) -> list[list[str]]:
+    return [line.split() for line in out.read_text().splitlines()] if out.exists() else []
+
+
+def _remaining(url: str) -> int:
+    with quick.open(url) as db:
+        return sum(
+            quick.queue_counts(db, q)["ready"]
+            + quick.queue_counts(db, q)["scheduled"]
+            + quick.queue_counts(db, q)["leased"]
+            for q in QUEUES
+        )
+
+
+def _wait(predicate: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.1)
+
+
+def test_workers_killed_and_stopped_mid_run_lose_nothing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    out = tmp_path / "out.txt"
+    with quick.open(url) as db:
+        for start in range(0, 5_000, 500):
+            quick.enqueue_many(
+                db,
+                [
+                    {
+                        "queue_id": QUEUES[i % 20],
+                        "topic": "work" if i % 2 else "ledger",
+                        "payload": i,
+                    }
+                    for i in range(start, start + 500)
+                ],
+            )
+        work_ids = {
+            job.id
+            for q in QUEUES
+            for job in quick.list_jobs(db, q, limit=1000)
+            if job.topic == "work"
+        }
+        ledger_ids = {
+            job.id
+            for q in QUEUES
+            for job in quick.list_jobs(db, q, limit=1000)
+            if job.topic == "ledger"
+        }
+    assert len(work_ids) == len(ledger_ids) == 2_500
+    workers = [_start(url, out) for _ in range(4)]
+    _wait(lambda: len(_lines(out)) >= 400, 120)
+    killed = workers[0]
+    killed.send_signal(signal.SIGKILL)
+    killed.communicate(timeout=10)
+    _wait(lambda: len(_lines(out)) >= 1_200, 120)
+    stopped = workers[1]
+    stopped.send_signal(signal.SIGTERM)
+    _, err = stopped.communicate(timeout=60)
+    assert stopped.returncode == 0, err.decode()
+    _wait(lambda: _remaining(url) == 0, 180)
+    for worker in workers[2:]:
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=60)
+        assert worker.returncode == 0, err.decode()
+
+    records = _lines(out)
+    seen: dict[str, list[str]] = {}
+    for job_id, pid in records:
+        seen.setdefault(job_id, []).append(pid)
+    assert set(seen) == work_ids, "every work job ran"
+    duplicated = {job_id: pids for job_id, pids in seen.items() if len(pids) > 1}
+    for job_id, pids in duplicated.items():
+        assert pids[0] == str(killed.pid), f"{job_id} ran twice without a crash: {pids}"
+    with quick.open(url) as db:
+        effects = dict(db.transact(lambda tr: tr.get_range_startswith(b"effects/")))
+        states = {quick.job_state(db, job_id) for job_id in work_ids | ledger_ids}
+    assert {key.decode()[8:] for key in effects} == ledger_ids
+    assert {struct.unpack("<q", value)[0] for value in effects.values()} == {1}
+    assert states == {quick.JobState.COMPLETED}
