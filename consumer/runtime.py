@@ -38,6 +38,7 @@ from quick import pointers
 from quick.app import App, JobConfig
 from quick.errors import LeaseLost
 from quick.jobs import Claim, now_ms
+from quick.leases import holds
 from quick.outcomes import Outcome, describe_error, meta_for, settle
 
 __all__ = ["ConsumerConfig", "Consumer"]
@@ -220,6 +221,8 @@ class Consumer:
         elif config.transactional:
 
             def body(tr: Transaction) -> None:
+                if not holds(tr, claim):
+                    return  # an earlier try committed the handler and the completion
                 config.handler(tr, claim.payload, meta)
                 quick.complete(tr, claim)
 

@@ -43,6 +43,7 @@ __all__ = [
     "PROMOTE_BATCH",
     "claim",
     "claim_jobs",
+    "holds",
     "heartbeat",
     "complete",
     "fail",
@@ -325,6 +326,13 @@ def _holding(tr: Transaction, claim: Claim, outcome: JobState) -> tuple[QueueKey
         raise
     _held(claim, job)
     return keys, job
+
+
+def holds(tr: Transaction, claim: Claim) -> bool:
+    """In a transactional handler's transaction, before its writes: True while the claim
+    holds the job; False when an earlier try of this transaction already completed it
+    (then the handler must not run again). Raises LeaseLost otherwise."""
+    return _holding(tr, claim, JobState.COMPLETED) is not None
 
 
 @transactional

@@ -16,7 +16,7 @@ from keyspace.protocol import Database, Transaction
 from quick.app import App, JobConfig, Meta
 from quick.errors import Discard, LeaseLost, Snooze
 from quick.jobs import Claim
-from quick.leases import complete, dead_letter, discard, fail, snooze
+from quick.leases import complete, dead_letter, discard, fail, holds, snooze
 
 __all__ = ["Outcome", "settle", "run_claim", "meta_for", "describe_error"]
 
@@ -96,6 +96,8 @@ def run_claim(db: Database, app: App, claim: Claim) -> Outcome:
         if config.transactional:
 
             def body(tr: Transaction) -> Any:
+                if not holds(tr, claim):
+                    return None  # an earlier try committed the handler and the completion
                 result = config.handler(tr, claim.payload, meta)
                 complete(tr, claim)
                 return result

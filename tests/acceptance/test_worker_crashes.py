@@ -68,8 +68,11 @@ def _wait(predicate: Callable[[], bool], timeout: float) -> None:
         time.sleep(0.1)
 
 
-def test_workers_killed_and_stopped_mid_run_lose_nothing(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'q.db'}"
+@pytest.mark.parametrize(
+    "faults", ["", "?faults=not_committed:0.05,commit_unknown_result:0.05&seed=11"]
+)
+def test_workers_killed_and_stopped_mid_run_lose_nothing(tmp_path: Path, faults: str) -> None:
+    url = f"sqlite:///{tmp_path / 'q.db'}{faults}"
     out = tmp_path / "out.txt"
     with quick.open(url) as db:
         for start in range(0, 5_000, 500):
