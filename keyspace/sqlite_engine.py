@@ -423,6 +423,7 @@ class _Reader:
     def get(self, key: bytes) -> bytes | None:
         check_read_key(key)
         tr = self.tr
+        tr._live()
         fetch: Callable[[bytes], bytes | None]
         if tr.read_version is None:
             fetch = tr._begin_read_at
@@ -433,8 +434,6 @@ class _Reader:
                 return _fetch(conn, k)
 
         value, consulted = tr.buffer.read(key, fetch)
-        if tr.read_version is None:
-            tr._snapshot_conn()
         if consulted and self.conflicts:
             tr.read_ranges.add(key, _key_after(key))
         return value

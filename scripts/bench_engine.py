@@ -37,10 +37,8 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import platform
-import shlex
 import shutil
 import sqlite3
 import statistics
@@ -52,6 +50,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from benchreport import command_line, print_footer, write_json
 
 import keyspace
 from keyspace import Database, Subspace, Transaction
@@ -345,7 +345,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
-    command = shlex.join(sys.orig_argv) if argv is None else shlex.join(["bench_engine", *argv])
+    command = command_line("bench_engine", argv)
     counts = {w.name: max(1, round(w.count * args.scale)) for w in WORKLOADS}
     python = platform.python_version()
     print(
@@ -407,29 +407,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"engine vs raw sqlite3, sync={args.sync}, median of {args.reps} (tx/s):")
     print()
     print(_table(rows))
-    print()
-    print(
-        f"python {python}, sqlite {sqlite3.sqlite_version}, {os.cpu_count()} cpus, "
-        f"total {total_seconds:.1f} s"
+    print_footer(command, total_seconds)
+    write_json(
+        args.json,
+        command,
+        argv,
+        total_seconds,
+        {"sync": args.sync, "reps": args.reps, "scale": args.scale, "workloads": rows},
     )
-    print(f"command: {command}")
-
-    if args.json is not None:
-        report = {
-            "command": command,
-            "argv": list(sys.argv if argv is None else argv),
-            "sync": args.sync,
-            "reps": args.reps,
-            "scale": args.scale,
-            "python": sys.version,
-            "sqlite": sqlite3.sqlite_version,
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "total_seconds": total_seconds,
-            "workloads": rows,
-        }
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"results written to {args.json}")
     return 0
 
 

@@ -53,10 +53,8 @@ import argparse
 import collections
 import gc
 import importlib.util
-import json
 import os
 import platform
-import shlex
 import shutil
 import sqlite3
 import statistics
@@ -69,6 +67,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from benchreport import command_line, print_footer, write_json
 
 import quick
 from keyspace import Database, Transaction
@@ -435,7 +435,7 @@ def _floor_table(floor: dict[int, dict[str, float]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
-    command = shlex.join(sys.orig_argv) if argv is None else shlex.join(["bench_queue", *argv])
+    command = command_line("bench_queue", argv)
     workloads = [w for w in WORKLOADS if args.only is None or w.name in args.only]
     counts = {w.name: _jobs(w.count, args.scale, w.multiple) for w in workloads}
     floor_module = None
@@ -526,31 +526,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"floor ({floor_path}, {floor_jobs} jobs per run), median of {args.reps}:")
         print()
         print(_floor_table(floor))
-    print()
-    print(
-        f"python {python}, sqlite {sqlite3.sqlite_version}, {os.cpu_count()} cpus, "
-        f"total {total_seconds:.1f} s"
-    )
-    print(f"command: {command}")
-
-    if args.json is not None:
-        report = {
-            "command": command,
-            "argv": list(sys.argv if argv is None else argv),
+    print_footer(command, total_seconds)
+    write_json(
+        args.json,
+        command,
+        argv,
+        total_seconds,
+        {
             "reps": args.reps,
             "scale": args.scale,
-            "python": sys.version,
-            "sqlite": sqlite3.sqlite_version,
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "total_seconds": total_seconds,
             "floor_path": str(floor_path) if floor_module is not None else None,
             "floor_jobs": floor_jobs if floor_module is not None else None,
             "floor": {str(b): {"median": floor[b], "reps": floor_reps[b]} for b in floor},
             "workloads": rows,
-        }
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"results written to {args.json}")
+        },
+    )
     return 0
 
 

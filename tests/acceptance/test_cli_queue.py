@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,8 +12,7 @@ from click.testing import CliRunner
 
 import quick
 from quick.cli import cli
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.acceptance.processes import start_worker
 
 
 def _run(url: str, *args: str) -> tuple[int, str]:
@@ -71,26 +67,6 @@ def test_cli_dlq_and_cron(tmp_path: Path) -> None:
     assert _run(url, "cron", "remove", "nightly")[0] == 4
 
 
-def _worker(url: str, out: Path, *extra: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "QUICK_TEST_OUT": str(out), "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "quick",
-            "--db",
-            url,
-            "worker",
-            "--app",
-            "tests.acceptance.jobs_app:app",
-            *extra,
-        ],
-        cwd=ROOT,
-        env=env,
-        stderr=subprocess.PIPE,
-    )
-
-
 def _wait_lines(path: Path, count: int, timeout: float = 60) -> list[str]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -111,7 +87,15 @@ def test_cli_worker_drains_and_stops_cleanly_on_sigterm(tmp_path: Path, processe
             db,
             [{"queue_id": f"t{i % 7}", "topic": "record", "payload": {"n": i}} for i in range(300)],
         )
-    worker = _worker(url, out, "--processes", str(processes), "--concurrency", "4")
+    worker = start_worker(
+        url,
+        out,
+        "tests.acceptance.jobs_app:app",
+        "--processes",
+        str(processes),
+        "--concurrency",
+        "4",
+    )
     lines = _wait_lines(out, 300)
     worker.send_signal(signal.SIGTERM)
     _, err = worker.communicate(timeout=60)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import struct
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,35 +12,24 @@ from pathlib import Path
 import pytest
 
 import quick
+from tests.acceptance.processes import start_worker
 
-ROOT = Path(__file__).resolve().parents[2]
 QUEUES = [f"tenant-{i}" for i in range(20)]
 
 pytestmark = pytest.mark.slow
 
 
 def _start(url: str, out: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "QUICK_TEST_OUT": str(out), "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "quick",
-            "--db",
-            url,
-            "worker",
-            "--app",
-            "tests.acceptance.crash_app:app",
-            "--concurrency",
-            "4",
-            "--lease-seconds",
-            "2",
-            "--grace",
-            "10",
-        ],
-        cwd=ROOT,
-        env=env,
-        stderr=subprocess.PIPE,
+    return start_worker(
+        url,
+        out,
+        "tests.acceptance.crash_app:app",
+        "--concurrency",
+        "4",
+        "--lease-seconds",
+        "2",
+        "--grace",
+        "10",
     )
 
 
@@ -52,12 +39,8 @@ def _lines(out: Path) -> list[list[str]]:
 
 def _remaining(url: str) -> int:
     with quick.open(url) as db:
-        return sum(
-            quick.queue_counts(db, q)["ready"]
-            + quick.queue_counts(db, q)["scheduled"]
-            + quick.queue_counts(db, q)["leased"]
-            for q in QUEUES
-        )
+        counts = [quick.queue_counts(db, q) for q in QUEUES]
+    return sum(c["ready"] + c["scheduled"] + c["leased"] for c in counts)
 
 
 def _wait(predicate: Callable[[], bool], timeout: float) -> None:
