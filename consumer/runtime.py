@@ -6,7 +6,10 @@ Theory of operation
   rounds so no queue starves), picks a random due queue, and claims up to as many
   jobs as there are free workers (at most ``batch_size``): QuiCK's queue lease, then
   the job batch. Claims go to the workers through a memory channel. With nothing
-  due it backs off to ``idle_sleep`` between scans.
+  due it sleeps on a watch of the ``("wake",)`` key, which producers bump whenever
+  a queue gains earlier work, until then or the next known visibility time (at most
+  ``max_idle``): an idle consumer costs no CPU and wakes about a millisecond after an
+  enqueue commits. When queues are due but all leased by others it backs off briefly.
 * Each **worker** runs one job at a time: the handler (``async def`` in trio, plain
   ``def`` in a thread, ``def handler(tr, payload, meta)`` inside the transaction that
   completes the job) beside a **lease extender** that heartbeats every third of the
@@ -33,7 +36,8 @@ import trio
 
 import quick
 from consumer.bridge import Bridge
-from keyspace.protocol import Database, Transaction
+from keyspace.layout import WAKE
+from keyspace.protocol import Database, Transaction, Watch
 from quick import pointers
 from quick.app import App, JobConfig
 from quick.errors import LeaseLost
@@ -45,6 +49,9 @@ __all__ = ["ConsumerConfig", "Consumer"]
 
 log = logging.getLogger("quick.consumer")
 
+#: The longest pause between scans while due queues are all leased by other consumers.
+BUSY_BACKOFF = 0.05
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConsumerConfig:
@@ -54,7 +61,7 @@ class ConsumerConfig:
     batch_size: int = 10
     lease_ms: int = 30_000
     owner: str = field(default_factory=lambda: f"consumer-{uuid.uuid4().hex[:8]}")
-    idle_sleep: float = 0.05
+    max_idle: float = 1.0
     scan_limit: int = 100
     grace: float = 30.0
     cron: bool = True
@@ -73,6 +80,7 @@ class Consumer:
         self._capacity = trio.Event()
         self._stopping = trio.Event()
         self._cancel_scope: trio.CancelScope | None = None
+        self._watch: Watch | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -80,6 +88,8 @@ class Consumer:
         """Stop claiming, release unstarted claims, let running jobs finish within the grace."""
         self._stopping.set()
         self._capacity.set()
+        if self._watch is not None:
+            self._watch.cancel()
 
     def kill(self) -> None:
         """Stop at once: running jobs are abandoned and their leases left to expire."""
@@ -118,7 +128,7 @@ class Consumer:
                 await self._capacity.wait()
                 continue
             now = now_ms()
-            due = await self.bridge.call_db(_scan_due, now, cursor, config.scan_limit)
+            due, watch = await self.bridge.call_db(_scan_due, now, cursor, config.scan_limit)
             cursor = due[-1][0] if len(due) == config.scan_limit else None
             claims: list[Claim] = []
             for _, queue in rng.sample(due, min(len(due), 3)):
@@ -132,15 +142,31 @@ class Consumer:
                 )
                 if claims:
                     break
+            if watch is not None:
+                await self._idle(*watch)
+                continue
             if not claims:
                 with trio.move_on_after(pause):
                     await self._stopping.wait()
-                pause = min(pause * 2, config.idle_sleep)
+                pause = min(pause * 2, BUSY_BACKOFF)
                 continue
             pause = 0.001
             for claim in claims:
                 self._busy += 1
                 await send.send(claim)
+
+    async def _idle(self, watch: Watch, next_ms: int | None) -> None:
+        """Sleep until a producer bumps the wake key, the next pointer is due, or ``max_idle``."""
+        timeout = self.config.max_idle
+        if next_ms is not None:
+            timeout = min(timeout, max(0.0, (next_ms - now_ms()) / 1000))
+        self._watch = watch
+        try:
+            if not self._stopping.is_set():
+                await trio.to_thread.run_sync(watch.wait, timeout, abandon_on_cancel=True)
+        finally:
+            self._watch = None
+            watch.cancel()
 
     # -- running jobs -------------------------------------------------------------------
 
@@ -258,8 +284,22 @@ class Consumer:
                 await self._stopping.wait()
 
 
-def _scan_due(db: Database, now: int, cursor: bytes | None, limit: int) -> list[tuple[bytes, str]]:
-    def body(tr: Transaction) -> list[tuple[bytes, str]]:
-        return pointers.scan(tr.snapshot, now, after=cursor, limit=limit)
+Due = list[tuple[bytes, str]]
+
+
+def _scan_due(
+    db: Database, now: int, cursor: bytes | None, limit: int
+) -> tuple[Due, tuple[Watch, int | None] | None]:
+    """Due queues after ``cursor``; when none, a watch on the wake key and the next visibility.
+
+    One snapshot serves both, so work a producer commits after the scan either shows
+    in the next visibility or bumps the watched key: no wake-up is lost.
+    """
+
+    def body(tr: Transaction) -> tuple[Due, tuple[Watch, int | None] | None]:
+        due = pointers.scan(tr.snapshot, now, after=cursor, limit=limit)
+        if due or cursor is not None:
+            return due, None
+        return due, (tr.watch(WAKE), pointers.next_visible(tr.snapshot))
 
     return db.transact(body)

@@ -12,6 +12,7 @@ foundationdb`` ships only the Python half.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -101,6 +102,30 @@ class _Versionstamp:
         return _wrap(self._fdb, run)
 
 
+class _Watch:
+    """An FDB watch future behind :class:`keyspace.protocol.Watch`."""
+
+    def __init__(self, fdb: Any, future: Any) -> None:
+        self._fdb = fdb
+        self._future = future
+        self._ready = threading.Event()
+        future.on_ready(lambda _: self._ready.set())
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if not self._ready.wait(timeout):
+            return False
+        try:
+            self._future.wait()
+        except self._fdb.FDBError as error:
+            if error.code == 1101:  # operation_cancelled
+                return False
+            raise StorageError(error.code, error.description) from error
+        return True
+
+    def cancel(self) -> None:
+        self._future.cancel()
+
+
 class FdbTransaction(_Reads):
     """A binding transaction behind the quick protocol."""
 
@@ -159,6 +184,9 @@ class FdbTransaction(_Reads):
 
     def get_versionstamp(self) -> _Versionstamp:
         return _Versionstamp(self._fdb, _wrap(self._fdb, self._tr.get_versionstamp))
+
+    def watch(self, key: bytes) -> _Watch:
+        return _Watch(self._fdb, _wrap(self._fdb, self._tr.watch, key))
 
     def add_read_conflict_range(self, begin: bytes, end: bytes) -> None:
         self._do("add_read_conflict_range", begin, end)

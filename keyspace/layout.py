@@ -12,6 +12,9 @@ key (after the root ``("qk",)``)                   value
 ``("ix", vis_ms, queue)``                          empty; pointer index: ``queue`` may have work
                                                    visible from ``vis_ms`` (exactly one per queue)
 ``("ptr", queue)``                                 pointer record: ``vis_ms``, empty-since time
+``("wake",)``                                      little-endian counter, bumped whenever the
+                                                   pointer index gains earlier work; idle
+                                                   consumers watch it
 ``("ql", queue)``                                  queue lease: owner, lease expiry
 ``("q", queue, "j", job_id)``                      job record: topic, payload, priority, state,
                                                    attempt, lease owner/token/expiry, last error
@@ -49,6 +52,7 @@ __all__ = [
     "POINTER_INDEX",
     "POINTERS",
     "QUEUE_LEASES",
+    "WAKE",
     "DEAD_LETTERS",
     "JOB_DIRECTORY",
     "FINISHED",
@@ -66,6 +70,7 @@ ROOT = Subspace(("qk",))
 POINTER_INDEX = ROOT["ix"]
 POINTERS = ROOT["ptr"]
 QUEUE_LEASES = ROOT["ql"]
+WAKE = ROOT.pack(("wake",))
 DEAD_LETTERS = ROOT["dl"]
 JOB_DIRECTORY = ROOT["id"]
 FINISHED = ROOT["done"]
@@ -168,6 +173,7 @@ SHAPES: tuple[Shape, ...] = (
     Shape("ix/{vis_ms}/{queue}", "pointer index entry"),
     Shape("ptr/{queue}", "queue pointer"),
     Shape("ql/{queue}", "queue lease"),
+    Shape("wake", "wake-up counter"),
     Shape("q/{queue}/j/{job_id}", "job"),
     Shape("q/{queue}/r/{priority}/{vis_ms}/{job_id}", "ready job"),
     Shape("q/{queue}/s/{vis_ms}/{job_id}", "scheduled or leased job"),

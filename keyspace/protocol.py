@@ -13,6 +13,7 @@ Semantics, identical on every engine:
 * A transaction conflicts (error 1020 at commit) when a key it read serializably was
   written by a transaction that committed after its read version.
 * Atomic mutations add no read conflict (see :mod:`keyspace.atomic` for their rules).
+* Watches (``tr.watch(key)``) wake a waiter when a key's committed value changes.
 * Limits: key <= 10,000 bytes (2102), value <= 100,000 bytes (2103), transaction
   <= 10,000,000 bytes (2101), lifetime 5 seconds from the read version (1007).
 """
@@ -22,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["KeyValue", "ReadView", "Transaction", "Database", "VersionstampFuture"]
+__all__ = ["KeyValue", "ReadView", "Transaction", "Database", "VersionstampFuture", "Watch"]
 
 KeyValue = tuple[bytes, bytes]
 T = TypeVar("T")
@@ -53,6 +54,18 @@ class VersionstampFuture(Protocol):
 
     def wait(self) -> bytes:
         """The versionstamp; raises StorageError(2021) before a successful commit."""
+        ...
+
+
+class Watch(Protocol):
+    """Fires once a key's committed value differs from the one its transaction saw."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the value changed (True), or ``timeout`` passed or :meth:`cancel` (False)."""
+        ...
+
+    def cancel(self) -> None:
+        """Stop watching; a blocked :meth:`wait` returns False at once. Thread-safe."""
         ...
 
 
@@ -89,6 +102,14 @@ class Transaction(ReadView, Protocol):
         ...
 
     def get_versionstamp(self) -> VersionstampFuture: ...
+
+    def watch(self, key: bytes) -> Watch:
+        """Watch ``key`` for a change from the value this transaction sees (its own writes too).
+
+        As in FoundationDB, commit the transaction for the watch to count; a watch is
+        a hint to look again, not a log of changes (a change and change back may not fire).
+        """
+        ...
 
     def add_read_conflict_range(self, begin: bytes, end: bytes) -> None: ...
     def add_read_conflict_key(self, key: bytes) -> None: ...

@@ -71,6 +71,7 @@ from keyspace.limits import (
 from keyspace.protocol import KeyValue
 from keyspace.retry import Backoff, run_transaction
 from keyspace.ryw import MutationKind, RangeSet, WriteBuffer
+from keyspace.watches import FileWatch
 
 __all__ = ["SqliteDatabase", "SqliteTransaction"]
 
@@ -672,6 +673,18 @@ class SqliteTransaction:
         return self._versionstamp
 
     # -- conflict ranges -------------------------------------------------------
+
+    def watch(self, key: bytes) -> FileWatch:
+        """Watch ``key``; see :mod:`keyspace.watches` for how a waiter learns of a change."""
+        check_read_key(key)
+        seen = self.snapshot.get(key)
+        db = self.db
+
+        def changed() -> bool:
+            current: bytes | None = db.transact(lambda tr: tr.snapshot.get(key))
+            return current != seen
+
+        return FileWatch(db.path + "-wal", changed)
 
     def add_read_conflict_range(self, begin: bytes, end: bytes) -> None:
         check_range(begin, end)

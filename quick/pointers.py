@@ -23,6 +23,9 @@ more than :data:`REWRITE_THRESHOLD_MS`.
   move or collection that commits first, so it retries and sees the new pointer; a
   consumer's serializable reads of the job indexes conflict with any job a producer
   committed first. Either order leaves the pointer correct.
+* **Wake-ups.** Every move that makes work visible sooner than the index said (a
+  new pointer, or one moved earlier) adds one to the ``("wake",)`` counter, an atomic
+  add that conflicts with nothing. Idle consumers watch that key instead of polling.
 * **Collection.** A pointer marked empty for :data:`EMPTY_GRACE_MS` whose queue is
   still empty is deleted (by the claim that finds it so, or by :func:`collect`). The
   collector reads both job indexes serializably, so an enqueue committing first makes
@@ -35,7 +38,7 @@ from __future__ import annotations
 from typing import Any
 
 from keyspace.codec import pack_value, unpack_value
-from keyspace.layout import POINTER_INDEX, POINTERS, QUEUE_LEASES, QueueKeys, queue_keys
+from keyspace.layout import POINTER_INDEX, POINTERS, QUEUE_LEASES, WAKE, QueueKeys, queue_keys
 from keyspace.protocol import ReadView, Transaction
 
 __all__ = [
@@ -46,6 +49,7 @@ __all__ = [
     "collect",
     "scan",
     "read_pointer",
+    "next_visible",
     "lease_queue",
     "queue_lease",
     "write_queue_lease",
@@ -55,6 +59,15 @@ __all__ = [
 REWRITE_THRESHOLD_MS = 250
 #: How long a drained queue keeps its pointer before collection.
 EMPTY_GRACE_MS = 30_000
+
+
+_ONE = (1).to_bytes(8, "little")
+
+
+def next_visible(view: ReadView) -> int | None:
+    """The earliest ``vis_ms`` in the pointer index (None when no queue has work)."""
+    rows = view.get_range(*POINTER_INDEX.range(), limit=1)
+    return None if not rows else int(POINTER_INDEX.unpack(rows[0][0])[0])
 
 
 def read_pointer(view: ReadView, queue: str) -> dict[str, Any] | None:
@@ -68,6 +81,8 @@ def _move(
 ) -> None:
     if old is not None:
         tr.clear(POINTER_INDEX.pack((old["v"], queue)))
+    if old is None or vis_ms < old["v"]:
+        tr.add(WAKE, _ONE)
     tr.set(POINTER_INDEX.pack((vis_ms, queue)), b"")
     tr.set(POINTERS.pack((queue,)), pack_value({"v": vis_ms, "e": empty_since}))
 
