@@ -43,7 +43,7 @@ from quick.app import App, JobConfig
 from quick.errors import LeaseLost
 from quick.jobs import Claim, now_ms
 from quick.leases import holds
-from quick.outcomes import Outcome, describe_error, meta_for, settle
+from quick.outcomes import Outcome, complete_with, describe_error, job_config, meta_for, settle
 
 __all__ = ["ConsumerConfig", "Consumer"]
 
@@ -191,9 +191,10 @@ class Consumer:
         self.outcomes["released"] += 1
 
     async def _execute(self, claim: Claim) -> None:
-        config = self.app.config(claim.topic)
+        config = job_config(self.app, claim)
         started = time.perf_counter()
         error: BaseException | None = None
+        output: Any = None
         lost = False
         if config is not None:
             async with trio.open_nursery() as nursery:
@@ -208,9 +209,9 @@ class Consumer:
                     try:
                         if config.timeout is not None:
                             with trio.fail_after(config.timeout):
-                                await self._invoke(config, claim)
+                                output = await self._invoke(config, claim)
                         else:
-                            await self._invoke(config, claim)
+                            output = await self._invoke(config, claim)
                     except trio.TooSlowError:
                         error = TimeoutError(f"timed out after {config.timeout} s")
                     except LeaseLost:
@@ -224,7 +225,7 @@ class Consumer:
             outcome = Outcome.COMPLETED
         else:
             with trio.CancelScope(shield=True):
-                outcome = await self.bridge.run(settle, self.db, claim, config, error)
+                outcome = await self.bridge.run(settle, self.db, claim, config, error, output)
         self.outcomes[outcome.value] += 1
         log.info(
             "job %s",
@@ -240,23 +241,24 @@ class Consumer:
             },
         )
 
-    async def _invoke(self, config: JobConfig, claim: Claim) -> None:
+    async def _invoke(self, config: JobConfig, claim: Claim) -> Any:
+        """Run the handler; return what it returned (a workflow step's output)."""
         meta = meta_for(claim)
         if config.is_async:
-            await config.handler(claim.payload, meta)
-        elif config.transactional:
+            return await config.handler(claim.payload, meta)
+        if config.transactional:
 
-            def body(tr: Transaction) -> None:
+            def body(tr: Transaction) -> Any:
                 if not holds(tr, claim):
-                    return  # an earlier try committed the handler and the completion
-                config.handler(tr, claim.payload, meta)
-                quick.complete(tr, claim)
+                    return None  # an earlier try committed the handler and the completion
+                output = config.handler(tr, claim.payload, meta)
+                complete_with(tr, claim, output)
+                return output
 
-            await trio.to_thread.run_sync(self.db.transact, body, abandon_on_cancel=True)
-        else:
-            await trio.to_thread.run_sync(
-                config.handler, claim.payload, meta, abandon_on_cancel=True
-            )
+            return await trio.to_thread.run_sync(self.db.transact, body, abandon_on_cancel=True)
+        return await trio.to_thread.run_sync(
+            config.handler, claim.payload, meta, abandon_on_cancel=True
+        )
 
     async def _extend(self, claim: Claim, job_scope: trio.CancelScope) -> bool:
         """Heartbeat every third of the lease; on lease loss cancel the job and return True."""

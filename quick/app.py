@@ -34,6 +34,8 @@ class Meta:
     attempt: int
     lease_deadline_ms: int
     owner: str = ""
+    #: What a job extension adds; for a workflow step, a ``workflow.StepContext``.
+    context: Any = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -81,8 +81,13 @@ def prepare(
     job_id: Any = None,
     unique_key: Any = None,
     now: int | None = None,
+    extension: dict[str, Any] | None = None,
 ) -> _Prepared:
-    """Validate and encode one job; raises before anything is written."""
+    """Validate and encode one job; raises before anything is written.
+
+    ``extension`` is data for a job extension (:mod:`quick.extensions`); layers above
+    the queue, such as workflows, pass it here rather than through ``enqueue``.
+    """
     queue = check_name("queue_id", queue_id)
     name = check_name("topic", topic)
     assert queue is not None
@@ -102,6 +107,7 @@ def prepare(
         max_attempts=check_max_attempts(max_attempts),
         created_ms=current,
         unique_key=unique,
+        extension=extension,
     )
     try:
         value = job.to_value()

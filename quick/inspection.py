@@ -202,6 +202,7 @@ def requeue_dead(tr: Transaction, queue_id: str, job_id: str) -> str:
         max_attempts=job.max_attempts,
         job_id=job_id,
         unique_key=job.unique_key,
+        extension=job.extension,
     )
     return store_new(tr, prepared)
 

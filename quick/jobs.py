@@ -64,6 +64,8 @@ class Job:
     token: str | None = None
     last_error: str | None = None
     unique_key: str | None = None
+    #: Data for a job extension (see :mod:`quick.extensions`), e.g. a workflow step's run.
+    extension: dict[str, Any] | None = None
 
     def to_value(self) -> bytes:
         """The stored form (TypeError when the payload is not msgpack-encodable)."""
@@ -81,6 +83,7 @@ class Job:
                 "k": self.token,
                 "e": self.last_error,
                 "u": self.unique_key,
+                "x": self.extension,
             }
         )
 
@@ -104,6 +107,7 @@ class Job:
                 token=record["k"],
                 last_error=record["e"],
                 unique_key=record["u"],
+                extension=record.get("x"),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise CorruptValue(f"job record {job_id!r} is malformed: {error!r}") from error
@@ -139,6 +143,7 @@ class Claim:
     priority: int = 100
     max_attempts: int | None = None
     enqueued_ms: int = 0
+    extension: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, job: Job) -> Claim:
@@ -156,6 +161,7 @@ class Claim:
             priority=job.priority,
             max_attempts=job.max_attempts,
             enqueued_ms=job.created_ms,
+            extension=job.extension,
         )
 
     def __post_init__(self) -> None:

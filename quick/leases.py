@@ -35,6 +35,7 @@ from keyspace.protocol import Database, Transaction
 from keyspace.retry import transactional
 from quick import counters, pointers
 from quick.errors import InvalidArgument, LeaseLost
+from quick.extensions import extension_for
 from quick.jobs import DEFAULT_MAX_ATTEMPTS, Claim, Job, JobState, now_ms
 from quick.validation import check_name, check_positive_ms
 
@@ -44,6 +45,7 @@ __all__ = [
     "claim",
     "claim_jobs",
     "holds",
+    "holding",
     "heartbeat",
     "complete",
     "fail",
@@ -190,11 +192,23 @@ def claim_jobs(
         )
         _store(tr, keys, job, leased)
         claimed.append(Claim.of(leased))
+        if leased.extension is not None:
+            _notify_claimed(tr, claimed[-1], now)
     if pointers.refresh(tr, keys, now, ready_left=len(rows) > limit):
         record = dict(lease or {})
         record.update(o=owner, u=0, c=token, j=[c.job_id for c in claimed])
         pointers.write_queue_lease(tr, queue, record)
     return claimed
+
+
+def _notify_claimed(tr: Transaction, claim: Claim, now: int) -> None:
+    """Tell the job's extension it was leased; an unloadable one fails when the job runs."""
+    try:
+        extension = extension_for(claim.extension)
+    except InvalidArgument:
+        return
+    if extension is not None:
+        extension.on_claimed(tr, claim, now)
 
 
 def _reclaimed(tr: Transaction, keys: QueueKeys, job_ids: list[str], token: str) -> list[Claim]:
@@ -326,6 +340,27 @@ def _holding(tr: Transaction, claim: Claim, outcome: JobState) -> tuple[QueueKey
         raise
     _held(claim, job)
     return keys, job
+
+
+def holding(tr: Transaction, claim: Claim) -> bool:
+    """True while the claim holds its job; False when this claim already settled it
+    (finished it, or put it back, in an earlier try of the caller's transaction).
+    Raises LeaseLost otherwise. Lets a caller compose its own writes with a settlement
+    exactly once under the retry loop."""
+    keys = queue_keys(claim.queue_id)
+    try:
+        job = _load(tr, keys, claim.job_id)
+    except CorruptValue as error:
+        raise LeaseLost(claim.job_id, f"the job record is corrupt: {error}") from None
+    if job is not None and job.token == claim.token:
+        return job.owner is not None
+    data = tr.get(JOB_DIRECTORY.pack((claim.job_id,)))
+    entry = unpack_value(data) if data is not None else {}
+    if entry.get("k") == claim.token and "s" in entry:
+        return False
+    if job is None:
+        raise LeaseLost(claim.job_id, "the job is no longer in its queue")
+    raise LeaseLost(claim.job_id, f"it was claimed again (now held by {job.owner})")
 
 
 def holds(tr: Transaction, claim: Claim) -> bool:

@@ -5,6 +5,12 @@ dropped and recorded; any other exception -> retried with capped exponential bac
 jitter until the attempts run out, then dead-lettered with the last error; a topic with
 no handler -> dead-lettered at once. The consumer runtime uses :func:`settle` for each
 outcome; :func:`run_claim` runs a synchronous handler start to finish.
+
+A job with an extension (:mod:`quick.extensions`, e.g. a workflow step) settles in one
+transaction with its extension's hook: success records the handler's return value;
+a failure with attempts left is rescheduled; the last failure (or a ``Discard``, or a
+missing handler) finishes the job as ``failed`` instead of dead-lettering it, since
+the extension owns what happens next.
 """
 
 from __future__ import annotations
@@ -12,13 +18,32 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+from keyspace.errors import QuickError
 from keyspace.protocol import Database, Transaction
 from quick.app import App, JobConfig, Meta
-from quick.errors import Discard, LeaseLost, Snooze
-from quick.jobs import Claim
-from quick.leases import complete, dead_letter, discard, fail, holds, snooze
+from quick.errors import Discard, InvalidArgument, LeaseLost, Snooze
+from quick.extensions import JobExtension, extension_for
+from quick.jobs import DEFAULT_MAX_ATTEMPTS, Claim, now_ms
+from quick.leases import (
+    backoff_ms,
+    complete,
+    dead_letter,
+    discard,
+    fail,
+    holding,
+    holds,
+    snooze,
+)
 
-__all__ = ["Outcome", "settle", "run_claim", "meta_for", "describe_error"]
+__all__ = [
+    "Outcome",
+    "settle",
+    "run_claim",
+    "meta_for",
+    "describe_error",
+    "job_config",
+    "complete_with",
+]
 
 
 class Outcome(StrEnum):
@@ -30,9 +55,29 @@ class Outcome(StrEnum):
     SNOOZED = "snoozed"
     DISCARDED = "discarded"
     LEASE_LOST = "lease_lost"
+    #: An extension's job whose last attempt failed (the extension recorded it).
+    FAILED = "failed"
+
+
+def job_config(app: App, claim: Claim) -> JobConfig | None:
+    """The handler and policy that run ``claim``: the app's, unless its extension says."""
+    registered = app.config(claim.topic)
+    try:
+        extension = extension_for(claim.extension)
+    except InvalidArgument:
+        return registered  # settle reports the unloadable extension
+    return registered if extension is None else extension.job_config(claim, registered)
 
 
 def meta_for(claim: Claim) -> Meta:
+    context = None
+    if claim.extension is not None:
+        try:
+            extension = extension_for(claim.extension)
+        except InvalidArgument:
+            extension = None
+        if extension is not None:
+            context = extension.context(claim)
     return Meta(
         topic=claim.topic,
         queue_id=claim.queue_id,
@@ -40,7 +85,21 @@ def meta_for(claim: Claim) -> Meta:
         attempt=claim.attempt,
         lease_deadline_ms=claim.lease_until_ms,
         owner=claim.owner,
+        context=context,
     )
+
+
+def complete_with(tr: Transaction, claim: Claim, output: Any) -> None:
+    """Complete ``claim`` in ``tr``, recording ``output`` with its extension if it has one.
+
+    Raises:
+        InvalidPayload / InvalidArgument: the extension cannot store ``output``
+            (raised before anything is written).
+    """
+    extension = extension_for(claim.extension)
+    if extension is not None:
+        extension.on_succeeded(tr, claim, output, now_ms())
+    complete(tr, claim)
 
 
 def describe_error(error: BaseException) -> str:
@@ -49,10 +108,24 @@ def describe_error(error: BaseException) -> str:
 
 
 def settle(
-    db: Database, claim: Claim, config: JobConfig | None, error: BaseException | None
+    db: Database,
+    claim: Claim,
+    config: JobConfig | None,
+    error: BaseException | None,
+    output: Any = None,
 ) -> Outcome:
-    """Record the outcome of an attempt that ended with ``error`` (None = success)."""
+    """Record the outcome of an attempt that ended with ``error`` (None = success).
+
+    ``output`` is the handler's return value, kept by a job extension (workflow steps).
+    """
     try:
+        try:
+            extension = extension_for(claim.extension)
+        except InvalidArgument as bad:
+            dead_letter(db, claim, str(bad))
+            return Outcome.DEAD_LETTERED
+        if extension is not None:
+            return db.transact(_settle_extended, extension, claim, config, error, output)
         if config is None:
             dead_letter(db, claim, f"unknown topic {claim.topic!r}: no handler is registered")
             return Outcome.DEAD_LETTERED
@@ -80,13 +153,54 @@ def settle(
         return Outcome.LEASE_LOST
 
 
+def _settle_extended(
+    tr: Transaction,
+    extension: JobExtension,
+    claim: Claim,
+    config: JobConfig | None,
+    error: BaseException | None,
+    output: Any,
+) -> Outcome:
+    """One transaction: the job's settlement and its extension's record of it."""
+    if not holding(tr, claim):
+        return Outcome.COMPLETED if error is None else Outcome.REQUEUED  # an earlier try did it
+    now = now_ms()
+    if config is None:
+        error = LookupError(f"unknown topic {claim.topic!r}: no handler is registered")
+    if error is None:
+        try:
+            extension.on_succeeded(tr, claim, output, now)
+        except QuickError as unstorable:
+            error = unstorable
+        else:
+            complete(tr, claim)
+            return Outcome.COMPLETED
+    if isinstance(error, Snooze):
+        snooze(tr, claim, error.seconds, now_ms=now)
+        return Outcome.SNOOZED
+    reason = describe_error(error)
+    allowed = claim.max_attempts or (config and config.max_attempts) or DEFAULT_MAX_ATTEMPTS
+    final = config is None or isinstance(error, Discard) or claim.attempt >= allowed
+    if final:
+        discard(tr, claim, reason)
+        extension.on_failed(tr, claim, reason, None, now)
+        return Outcome.FAILED
+    assert config is not None
+    delay = config.retry_delay_ms(claim.attempt)
+    if delay is None:
+        delay = backoff_ms(claim.attempt, *config.backoff_bounds_ms())
+    fail(tr, claim, reason, delay_ms=delay, max_attempts=allowed, now_ms=now)
+    extension.on_failed(tr, claim, reason, now + delay, now)
+    return Outcome.REQUEUED
+
+
 def run_claim(db: Database, app: App, claim: Claim) -> Outcome:
     """Run a synchronous handler for ``claim`` and record its outcome.
 
     A transactional handler (``handler(tr, payload, meta)``) runs inside the
     transaction that completes the job, so its writes commit exactly once with it.
     """
-    config = app.config(claim.topic)
+    config = job_config(app, claim)
     if config is None:
         return settle(db, claim, None, None)
     if config.is_async:
@@ -99,14 +213,14 @@ def run_claim(db: Database, app: App, claim: Claim) -> Outcome:
                 if not holds(tr, claim):
                     return None  # an earlier try committed the handler and the completion
                 result = config.handler(tr, claim.payload, meta)
-                complete(tr, claim)
+                complete_with(tr, claim, result)
                 return result
 
             db.transact(body)
             return Outcome.COMPLETED
-        config.handler(claim.payload, meta)
+        output = config.handler(claim.payload, meta)
     except LeaseLost:
         return Outcome.LEASE_LOST
     except Exception as error:
         return settle(db, claim, config, error)
-    return settle(db, claim, config, None)
+    return settle(db, claim, config, None, output)

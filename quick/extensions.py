@@ -1,0 +1,95 @@
+"""Job extensions: how a layer above the queue (workflows) rides on ordinary jobs.
+
+A job may carry extension data (``Job.extension``, a mapping whose ``"m"`` names the
+module that owns it). The queue stays ignorant of what the data means; at the points
+where a job's life changes it asks the owning module's :class:`JobExtension`, inside
+the same transaction:
+
+* when a claim leases the job (``on_claimed``),
+* when an attempt succeeds (``on_succeeded``, with the handler's return value),
+* when an attempt fails (``on_failed``, with the retry time, or None when final).
+
+The consumer also asks it which handler runs the job and with what ``meta.context``.
+A module registers its extension with :func:`register` when imported; a job whose
+extension is not yet registered imports the module it names, so a worker needs no
+configuration to run, say, workflow steps. Layers depend downward only: ``quick``
+never imports the modules above it by name, only the one a stored job names.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from typing import Any, Protocol
+
+from keyspace.protocol import Transaction
+from quick.app import JobConfig
+from quick.errors import InvalidArgument
+from quick.jobs import Claim
+
+__all__ = ["JobExtension", "register", "extension_for", "MODULE_FIELD"]
+
+#: The field of ``Job.extension`` naming the module that owns the job.
+MODULE_FIELD = "m"
+
+
+class JobExtension(Protocol):
+    """The hooks a layer above the queue provides for its jobs. Transactional hooks
+    run inside the queue's own transaction and may run more than once (retries)."""
+
+    def job_config(self, claim: Claim, registered: JobConfig | None) -> JobConfig | None:
+        """The handler and policy to run ``claim`` with (``registered`` is the app's)."""
+        ...
+
+    def context(self, claim: Claim) -> Any:
+        """What the handler sees as ``meta.context``."""
+        ...
+
+    def on_claimed(self, tr: Transaction, claim: Claim, now: int) -> None:
+        """Inside the claim transaction that leased the job."""
+        ...
+
+    def on_succeeded(self, tr: Transaction, claim: Claim, output: Any, now: int) -> None:
+        """Inside the transaction that completes the job."""
+        ...
+
+    def on_failed(
+        self, tr: Transaction, claim: Claim, error: str, retry_at_ms: int | None, now: int
+    ) -> None:
+        """Inside the transaction that reschedules (``retry_at_ms``) or finishes the job."""
+        ...
+
+
+_registry: dict[str, JobExtension] = {}
+_lock = threading.Lock()
+
+
+def register(module: str, extension: JobExtension) -> None:
+    """Make ``extension`` handle jobs whose extension data names ``module``."""
+    with _lock:
+        _registry[module] = extension
+
+
+def extension_for(data: dict[str, Any] | None) -> JobExtension | None:
+    """The extension owning a job with extension ``data`` (None for a plain job).
+
+    Raises:
+        InvalidArgument: the data names no module, or a module that registers nothing.
+    """
+    if data is None:
+        return None
+    module = data.get(MODULE_FIELD) if isinstance(data, dict) else None
+    if not isinstance(module, str):
+        raise InvalidArgument("extension", f"job extension data names no module: {data!r}")
+    found = _registry.get(module)
+    if found is None:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise InvalidArgument(
+                "extension", f"cannot import job extension module {module!r}: {error}"
+            ) from None
+        found = _registry.get(module)
+        if found is None:
+            raise InvalidArgument("extension", f"module {module!r} registers no job extension")
+    return found
