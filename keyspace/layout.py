@@ -29,7 +29,13 @@ key (after the root ``("qk",)``)                   value
 ``("done", done_ms, job_id)``                      empty; finished jobs by time, for purging
 ``("cron", name)``                                 cron schedule: expression, target, next run
 ``("cron_at", next_ms, name)``                     empty; schedules by next run, for activation
-``("wf", ...)``                                    reserved for the workflow layer
+``("wf", "run", run_id)``                          workflow run: name, status, queue, input,
+                                                   definition, times
+``("wf", "step", run_id, step)``                   step state: status, attempts, job, output,
+                                                   error, signal
+``("wf", "j", run_id, versionstamp)``              journal event of the run, in commit order
+``("wf", "idem", workflow, key)``                  run id started with this idempotency key
+``("wf", "ix", status, workflow, run_id)``         empty; runs by status, for listing
 =================================================  ===============================================
 
 :func:`describe` turns any stored key into one readable line, for ``quick inspect
@@ -58,6 +64,11 @@ __all__ = [
     "FINISHED",
     "CRON",
     "CRON_DUE",
+    "WF_RUNS",
+    "WF_STEPS",
+    "WF_JOURNAL",
+    "WF_IDEMPOTENCY",
+    "WF_BY_STATUS",
     "QueueKeys",
     "queue_keys",
     "Shape",
@@ -77,6 +88,11 @@ FINISHED = ROOT["done"]
 CRON = ROOT["cron"]
 CRON_DUE = ROOT["cron_at"]
 QUEUES = ROOT["q"]
+WF_RUNS = ROOT["wf"]["run"]
+WF_STEPS = ROOT["wf"]["step"]
+WF_JOURNAL = ROOT["wf"]["j"]
+WF_IDEMPOTENCY = ROOT["wf"]["idem"]
+WF_BY_STATUS = ROOT["wf"]["ix"]
 
 
 class QueueKeys:
@@ -184,6 +200,11 @@ SHAPES: tuple[Shape, ...] = (
     Shape("done/{done_ms}/{job_id}", "finished job"),
     Shape("cron/{name}", "cron schedule"),
     Shape("cron_at/{next_ms}/{name}", "cron schedule due"),
+    Shape("wf/run/{run_id}", "workflow run"),
+    Shape("wf/step/{run_id}/{step}", "workflow step"),
+    Shape("wf/j/{run_id}/{versionstamp}", "workflow journal event"),
+    Shape("wf/idem/{workflow}/{key}", "workflow idempotency key"),
+    Shape("wf/ix/{status}/{workflow}/{run_id}", "workflow run by status"),
 )
 
 

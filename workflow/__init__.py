@@ -1,1 +1,80 @@
-"""DAG workflows on leased queue items; see issue 5."""
+"""Workflows: DAGs of steps on leased queue items, with a durable journal and signals.
+
+Define a workflow with :class:`Workflow`, start runs with :func:`start_run` (it joins
+the caller's transaction), and let ordinary consumers run the steps: each runnable
+step is a queue item whose completion, output, journal event and successors commit
+in one transaction. Read runs with :func:`inspect_run`, :func:`explain_run` and
+:func:`list_runs`; steer them with :func:`signal`, :func:`cancel_run`,
+:func:`pause_run`, :func:`resume_run` and :func:`retry_run`.
+"""
+
+from workflow.definition import StepKind, StepSpec, Workflow
+from workflow.engine import (
+    StepContext,
+    cancel_run,
+    pause_run,
+    resume_run,
+    retry_run,
+    signal,
+    start_run,
+)
+from workflow.errors import (
+    BlankStepKey,
+    CycleError,
+    DefinitionError,
+    DuplicateStep,
+    InvalidRunState,
+    InvalidSignal,
+    InvalidStepOption,
+    RunNotFound,
+    UnknownDependency,
+    UnknownTopic,
+    WorkflowError,
+)
+from workflow.hooks import HookEvent
+from workflow.journal import Event
+from workflow.records import RunStatus, StepStatus
+from workflow.views import (
+    Explanation,
+    RunSummary,
+    RunView,
+    StepView,
+    explain_run,
+    inspect_run,
+    list_runs,
+)
+
+__all__ = [
+    "BlankStepKey",
+    "CycleError",
+    "DefinitionError",
+    "DuplicateStep",
+    "Event",
+    "Explanation",
+    "HookEvent",
+    "InvalidRunState",
+    "InvalidSignal",
+    "InvalidStepOption",
+    "RunNotFound",
+    "RunStatus",
+    "RunSummary",
+    "RunView",
+    "StepContext",
+    "StepKind",
+    "StepSpec",
+    "StepStatus",
+    "StepView",
+    "UnknownDependency",
+    "UnknownTopic",
+    "Workflow",
+    "WorkflowError",
+    "cancel_run",
+    "explain_run",
+    "inspect_run",
+    "list_runs",
+    "pause_run",
+    "resume_run",
+    "retry_run",
+    "signal",
+    "start_run",
+]

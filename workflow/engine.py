@@ -1,0 +1,566 @@
+"""Executing runs: every state change of a run is one transaction over the queue.
+
+Theory of operation
+-------------------
+* A runnable task step is one queue item on the run's queue, carrying extension data
+  (run, step, its dependencies' outputs, its timeout) that routes its settlement back
+  here (:class:`StepExtension`). A sleep step is a delayed item with a built-in
+  handler; an external step has no item and waits for :func:`workflow.signal`.
+* When an item is claimed, completed or fails, the queue calls this module inside its
+  own transaction, so the fenced completion of the item, the step's output, the
+  journal event, the successors whose dependencies are now all done, and the run's
+  end are committed together or not at all.
+* Fencing: each step record names the queue item that currently represents it. A
+  settlement for another item (an old attempt, or one of a cancelled or failed run)
+  changes nothing but the item itself, so a late result cannot move a run.
+* Contention: steps have their own records. A completion reads (serializably) only
+  its run record, its own record and the records of its successors' other
+  dependencies, so parallel branches conflict only where they join, and there
+  exactly one of them schedules the joining step.
+* Pause stops new steps: successors are not scheduled and queued (unclaimed) items
+  are withdrawn; resume schedules every waiting step whose dependencies are done.
+  Failure of a step past its attempts fails the run and skips every unfinished step.
+* Hooks are queue items too (see :mod:`workflow.hooks`), enqueued in the same
+  transaction as the fact they report, so they run after commit, at least once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from keyspace.codec import pack_value
+from keyspace.layout import WF_BY_STATUS, WF_IDEMPOTENCY, WF_RUNS
+from keyspace.limits import VALUE_LIMIT
+from keyspace.protocol import Database, Transaction
+from keyspace.retry import transactional
+from quick import extensions
+from quick.app import JobConfig
+from quick.enqueueing import prepare, store_new
+from quick.errors import InvalidArgument, InvalidPayload, JobRunning
+from quick.inspection import cancel as cancel_job
+from quick.jobs import Claim, now_ms
+from quick.validation import check_name
+from workflow import hooks
+from workflow import journal as events
+from workflow.definition import Definition, StepKind, Workflow
+from workflow.errors import InvalidRunState, InvalidSignal
+from workflow.records import (
+    FINISHED_STEP,
+    TERMINAL_RUN,
+    RunStatus,
+    StepStatus,
+    read_run,
+    read_step,
+    set_run_status,
+    write_run,
+    write_step,
+)
+
+__all__ = [
+    "MODULE",
+    "SLEEP_TOPIC",
+    "HOOK_TOPIC",
+    "StepContext",
+    "StepExtension",
+    "start_run",
+    "signal",
+    "cancel_run",
+    "pause_run",
+    "resume_run",
+    "retry_run",
+]
+
+#: The module name stored in step items' extension data (see :mod:`quick.extensions`).
+MODULE = "workflow"
+SLEEP_TOPIC = "workflow.sleep"
+HOOK_TOPIC = "workflow.hook"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepContext:
+    """What a step's handler sees as ``meta.context``."""
+
+    run_id: str
+    workflow: str
+    step: str
+    #: The outputs of the step's dependencies, by step key.
+    results: dict[str, Any]
+
+
+# -- one run's state within one transaction ---------------------------------------------------
+
+
+class _Run:
+    """A run loaded in a transaction: its record, definition and journal writer."""
+
+    def __init__(self, tr: Transaction, run_id: str, now: int, run: dict[str, Any] | None = None):
+        self.tr = tr
+        self.id = run_id
+        self.now = now
+        self.record = run if run is not None else read_run(tr, run_id)
+        self.definition = Definition.from_record(self.record["w"], self.record["d"])
+        self.journal = events.Journal(tr, run_id, now)
+
+    @property
+    def status(self) -> RunStatus:
+        return RunStatus(self.record["s"])
+
+    def set_status(self, status: RunStatus) -> None:
+        set_run_status(self.tr, self.id, self.record, status)
+        if status in TERMINAL_RUN:
+            self.record["f"] = self.now
+            write_run(self.tr, self.id, self.record)
+
+    def step(self, key: str) -> dict[str, Any]:
+        return read_step(self.tr, self.id, key)
+
+    def save(self, key: str, record: dict[str, Any]) -> None:
+        write_step(self.tr, self.id, key, record)
+
+    def hook(self, kind: str, status: str, step: str | None = None, **fields: Any) -> None:
+        """Enqueue a hook item when this run's workflow had hooks of ``kind`` at start."""
+        if kind not in self.record.get("h", ()):
+            return
+        event = hooks.HookEvent(
+            kind=kind, workflow=self.record["w"], run_id=self.id, status=status, step=step, **fields
+        )
+        job = prepare(
+            self.record["q"],
+            HOOK_TOPIC,
+            event.to_payload(),
+            now=self.now,
+            extension={extensions.MODULE_FIELD: MODULE, "k": "hook"},
+        )
+        store_new(self.tr, job)
+
+
+def _make_runnable(run: _Run, key: str) -> None:
+    """Start ``key``, whose dependencies have all succeeded (unless the run is paused)."""
+    if run.status is not RunStatus.RUNNING:
+        return
+    step = run.step(key)
+    if step["s"] != StepStatus.WAITING:
+        return
+    spec = run.definition.steps[key]
+    if spec.kind is StepKind.EXTERNAL:
+        if "g" in step:
+            _succeed(run, key, step, step["g"])
+        elif not step.get("aw"):
+            step["aw"] = True
+            run.save(key, step)
+            run.journal.append(events.STEP_AWAITING, key)
+        return
+    data = {extensions.MODULE_FIELD: MODULE, "r": run.id, "s": key, "w": run.record["w"]}
+    if spec.kind is StepKind.SLEEP:
+        assert spec.seconds is not None
+        due = run.now + round(spec.seconds * 1000)
+        job = prepare(
+            run.record["q"], SLEEP_TOPIC, None, delay=spec.seconds, now=run.now, extension=data
+        )
+    else:
+        assert spec.topic is not None
+        due = run.now
+        data["d"] = {dependency: run.step(dependency).get("o") for dependency in spec.after}
+        data["to"] = spec.timeout
+        job = prepare(
+            run.record["q"],
+            spec.topic,
+            run.record["i"],
+            priority=spec.priority,
+            max_attempts=spec.max_attempts,
+            now=run.now,
+            extension=data,
+        )
+    job_id = store_new(run.tr, job)
+    step.update(s=StepStatus.SCHEDULED.value, j=job_id, n=due)
+    run.save(key, step)
+    run.journal.append(events.STEP_SCHEDULED, key, due_ms=due, job_id=job_id)
+
+
+def _schedule_ready(run: _Run, keys: Iterable[str]) -> None:
+    """Make runnable each of ``keys`` whose dependencies have all succeeded."""
+    for key in keys:
+        after = run.definition.steps[key].after
+        if all(run.step(dep)["s"] == StepStatus.SUCCEEDED for dep in after):
+            _make_runnable(run, key)
+
+
+def _succeed(run: _Run, key: str, step: dict[str, Any], output: Any) -> None:
+    step.update(s=StepStatus.SUCCEEDED.value, o=output, f=run.now, e=None)
+    run.save(key, step)
+    run.journal.append(events.STEP_SUCCEEDED, key, output=output)
+    run.hook(hooks.STEP_SUCCEEDED, StepStatus.SUCCEEDED.value, key, output=output)
+    _schedule_ready(run, run.definition.successors[key])
+    sinks = run.definition.sinks
+    finished = key in sinks and run.status not in TERMINAL_RUN
+    if finished and all(run.step(s)["s"] == StepStatus.SUCCEEDED for s in sinks if s != key):
+        run.set_status(RunStatus.SUCCEEDED)
+        run.journal.append(events.RUN_SUCCEEDED)
+        run.hook(hooks.RUN_FINISHED, RunStatus.SUCCEEDED.value)
+
+
+def _descendants(definition: Definition, key: str) -> set[str]:
+    found: set[str] = set()
+    todo = list(definition.successors[key])
+    while todo:
+        current = todo.pop()
+        if current not in found:
+            found.add(current)
+            todo.extend(definition.successors[current])
+    return found
+
+
+def _withdraw(run: _Run, step: dict[str, Any]) -> bool:
+    """Remove the step's queued item; False when it is running (then it is fenced)."""
+    job_id = step.get("j")
+    if job_id is None or step["s"] != StepStatus.SCHEDULED:
+        return bool(step["s"] != StepStatus.RUNNING)
+    try:
+        cancel_job(run.tr, job_id)
+    except JobRunning:
+        return False
+    return True
+
+
+def _end_unfinished(run: _Run, status: StepStatus, reason_for: Any) -> None:
+    """Move every unfinished step to ``status`` (skipped or cancelled), withdrawing items."""
+    kind = events.STEP_SKIPPED if status is StepStatus.SKIPPED else events.STEP_CANCELLED
+    for key in run.definition.steps:
+        step = run.step(key)
+        if step["s"] in FINISHED_STEP:
+            continue
+        _withdraw(run, step)
+        reason = reason_for(key)
+        step.update(s=status.value, why=reason, f=run.now)
+        run.save(key, step)
+        run.journal.append(kind, key, reason=reason)
+
+
+def _fail_run(run: _Run, key: str, step: dict[str, Any], error: str) -> None:
+    step.update(s=StepStatus.FAILED.value, e=error, f=run.now, n=None)
+    run.save(key, step)
+    run.journal.append(events.STEP_FAILED, key, error=error, attempt=step.get("a", 0))
+    run.hook(hooks.STEP_FAILED, StepStatus.FAILED.value, key, error=error)
+    run.set_status(RunStatus.FAILED)
+    run.record["why"] = f"step {key!r} failed: {error}"
+    write_run(run.tr, run.id, run.record)
+    downstream = _descendants(run.definition, key)
+
+    def reason(other: str) -> str:
+        if other in downstream:
+            return f"depends on step {key!r}, which failed"
+        return f"the run failed at step {key!r}"
+
+    _end_unfinished(run, StepStatus.SKIPPED, reason)
+    run.journal.append(events.RUN_FAILED, key, error=error)
+    run.hook(hooks.RUN_FINISHED, RunStatus.FAILED.value, key, error=error)
+
+
+# -- the queue's side: step items ------------------------------------------------------------
+
+
+async def _sleep_done(payload: Any, meta: Any) -> None:
+    """A sleep step's item: becoming visible is the whole point; nothing else to do."""
+
+
+def _run_hooks(payload: Any, meta: Any) -> None:
+    hooks.run_hooks(payload)
+
+
+_SLEEP_CONFIG = JobConfig(topic=SLEEP_TOPIC, handler=_sleep_done, is_async=True)
+_HOOK_CONFIG = JobConfig(topic=HOOK_TOPIC, handler=_run_hooks, max_attempts=10)
+
+
+class StepExtension:
+    """The :class:`quick.extensions.JobExtension` for workflow items."""
+
+    def job_config(self, claim: Claim, registered: JobConfig | None) -> JobConfig | None:
+        data = claim.extension or {}
+        if data.get("k") == "hook":
+            return _HOOK_CONFIG
+        if claim.topic == SLEEP_TOPIC:
+            return _SLEEP_CONFIG
+        if registered is None or data.get("to") is None:
+            return registered
+        return dataclasses.replace(registered, timeout=data["to"])
+
+    def context(self, claim: Claim) -> StepContext | None:
+        data = claim.extension or {}
+        if data.get("k") == "hook":
+            return None
+        return StepContext(
+            run_id=data["r"], workflow=data["w"], step=data["s"], results=dict(data.get("d", {}))
+        )
+
+    def _fenced(
+        self, tr: Transaction, claim: Claim, now: int
+    ) -> tuple[_Run, str, dict[str, Any]] | None:
+        """The run and step this item still stands for; None when it is stale or a hook."""
+        data = claim.extension or {}
+        if data.get("k") == "hook":
+            return None
+        run = _Run(tr, data["r"], now)
+        if run.status in TERMINAL_RUN:
+            return None
+        key = data["s"]
+        step = run.step(key)
+        if step.get("j") != claim.job_id or step["s"] in FINISHED_STEP:
+            return None
+        return run, key, step
+
+    def on_claimed(self, tr: Transaction, claim: Claim, now: int) -> None:
+        fenced = self._fenced(tr, claim, now)
+        if fenced is None:
+            return
+        run, key, step = fenced
+        step.update(s=StepStatus.RUNNING.value, a=step.get("a", 0) + 1)
+        step.setdefault("st", now)
+        run.save(key, step)
+        run.journal.append(events.STEP_CLAIMED, key, attempt=claim.attempt, owner=claim.owner)
+
+    def on_succeeded(self, tr: Transaction, claim: Claim, output: Any, now: int) -> None:
+        if claim.topic == SLEEP_TOPIC:
+            output = None
+        try:
+            size = len(pack_value(output))
+        except TypeError as error:
+            raise InvalidPayload(f"the step's output cannot be stored: {error}") from None
+        if size > VALUE_LIMIT // 2:
+            raise InvalidArgument(
+                "output", f"encodes to {size} bytes; a step output may be {VALUE_LIMIT // 2}"
+            )
+        fenced = self._fenced(tr, claim, now)
+        if fenced is not None:
+            _succeed(*fenced, output)
+
+    def on_failed(
+        self, tr: Transaction, claim: Claim, error: str, retry_at_ms: int | None, now: int
+    ) -> None:
+        fenced = self._fenced(tr, claim, now)
+        if fenced is None:
+            return
+        run, key, step = fenced
+        if retry_at_ms is None:
+            _fail_run(run, key, step, error)
+            return
+        step.update(s=StepStatus.SCHEDULED.value, e=error, n=retry_at_ms)
+        run.save(key, step)
+        run.journal.append(
+            events.STEP_RETRYING, key, error=error, attempt=claim.attempt, retry_at_ms=retry_at_ms
+        )
+
+
+extensions.register(MODULE, StepExtension())
+
+
+# -- the public operations -------------------------------------------------------------------
+
+
+def _check_payload(field: str, value: Any) -> None:
+    try:
+        size = len(pack_value(value))
+    except TypeError as error:
+        raise InvalidPayload(f"{field}: {error}") from None
+    if size > VALUE_LIMIT // 2:
+        raise InvalidArgument(field, f"encodes to {size} bytes; the limit is {VALUE_LIMIT // 2}")
+
+
+def start_run(
+    db_or_tr: Database | Transaction,
+    wf: Workflow,
+    input: Any,  # noqa: A002 - the issue fixes this public name
+    *,
+    queue_id: str,
+    idempotency_key: str | None = None,
+    app: Any = None,
+) -> str:
+    """Start a run of ``wf`` on queue ``queue_id``; return its run id.
+
+    Joins the caller's transaction when given one. A second start with the same
+    (workflow name, ``idempotency_key``) returns the first run's id and writes nothing.
+
+    Args:
+        db_or_tr: a database, or the caller's transaction to join.
+        wf: the workflow; its definition is validated and stored with the run.
+        input: the run's input (msgpack-encodable), every step handler's payload.
+        queue_id: the queue (tenant) the run's steps are enqueued on.
+        idempotency_key: dedupes starts per workflow name.
+        app: when given, every step topic must have a handler in it.
+
+    Raises:
+        DefinitionError: the definition is invalid (the subclass says how).
+        InvalidArgument / InvalidPayload: a bad queue id, key, or input.
+    """
+    definition = wf.validate(app)
+    check_name("queue_id", queue_id)
+    check_name("idempotency_key", idempotency_key, optional=True)
+    _check_payload("input", input)
+    record = {
+        "w": wf.name,
+        "s": RunStatus.RUNNING.value,
+        "q": queue_id,
+        "i": input,
+        "d": definition.to_record(),
+        "c": 0,
+        "f": None,
+        "k": idempotency_key,
+        "h": hooks.kinds_for(wf.name),
+    }
+    size = len(pack_value(record))
+    if size > VALUE_LIMIT:
+        raise InvalidArgument(
+            "input", f"the run record would be {size} bytes; the limit is {VALUE_LIMIT}"
+        )
+    return _start(db_or_tr, uuid.uuid4().hex, record)
+
+
+@transactional
+def _start(tr: Transaction, run_id: str, record: dict[str, Any]) -> str:
+    if record["k"] is not None:
+        claimed = tr.get(WF_IDEMPOTENCY.pack((record["w"], record["k"])))
+        if claimed is not None:
+            return claimed.decode()
+        tr.set(WF_IDEMPOTENCY.pack((record["w"], record["k"])), run_id.encode())
+    if tr.get(WF_RUNS.pack((run_id,))) is not None:
+        return run_id  # an earlier try of this start committed
+    now = now_ms()
+    record = dict(record, c=now)
+    write_run(tr, run_id, record)
+    tr.set(WF_BY_STATUS.pack((record["s"], record["w"], run_id)), b"")
+    run = _Run(tr, run_id, now, record)
+    run.journal.append(events.RUN_STARTED, queue_id=record["q"])
+    _schedule_ready(run, run.definition.roots)
+    return run_id
+
+
+def signal(db: Database | Transaction, run_id: str, step: str, payload: Any = None) -> None:
+    """Complete external step ``step`` of ``run_id`` with ``payload`` as its output.
+
+    A signal that arrives before the step is reached is kept and completes the step
+    the moment it is. Safe to retry.
+
+    Raises:
+        RunNotFound, InvalidRunState (the run has ended), InvalidSignal (no such
+        external step, or it was already signalled).
+    """
+    _check_payload("payload", payload)
+    _signal(db, run_id, step, payload, uuid.uuid4().hex)
+
+
+@transactional
+def _signal(tr: Transaction, run_id: str, key: str, payload: Any, signal_id: str) -> None:
+    run = _Run(tr, run_id, now_ms())
+    spec = run.definition.steps.get(key)
+    if spec is None:
+        raise InvalidSignal(run_id, key, "the workflow has no such step")
+    if spec.kind is not StepKind.EXTERNAL:
+        raise InvalidSignal(run_id, key, f"it is a {spec.kind.value} step, not an external one")
+    step = run.step(key)
+    if step.get("gi") == signal_id:
+        return  # an earlier try of this call committed
+    if run.status in TERMINAL_RUN:
+        raise InvalidRunState(run_id, run.status.value, "signal")
+    if "g" in step or step["s"] in FINISHED_STEP:
+        raise InvalidSignal(run_id, key, "it has already been signalled")
+    step.update(g=payload, gi=signal_id)
+    run.journal.append(events.SIGNAL_RECEIVED, key, payload=payload)
+    if step.get("aw"):
+        _succeed(run, key, step, payload)
+    else:
+        run.save(key, step)
+
+
+@transactional
+def cancel_run(tr: Transaction, run_id: str) -> None:
+    """Cancel the run: queued steps are withdrawn, running ones fenced (their results
+    change nothing), unfinished steps are marked cancelled. Cancelling a cancelled run
+    does nothing.
+
+    Raises:
+        RunNotFound; InvalidRunState when the run has succeeded or failed.
+    """
+    run = _Run(tr, run_id, now_ms())
+    if run.status is RunStatus.CANCELLED:
+        return
+    if run.status in TERMINAL_RUN:
+        raise InvalidRunState(run_id, run.status.value, "cancel")
+    run.set_status(RunStatus.CANCELLED)
+    _end_unfinished(run, StepStatus.CANCELLED, lambda key: "the run was cancelled")
+    run.journal.append(events.RUN_CANCELLED)
+    run.hook(hooks.RUN_FINISHED, RunStatus.CANCELLED.value)
+
+
+@transactional
+def pause_run(tr: Transaction, run_id: str) -> None:
+    """Stop new steps from starting: queued task steps are withdrawn (running ones
+    finish, timers keep running), and nothing new is scheduled until :func:`resume_run`.
+
+    Raises:
+        RunNotFound; InvalidRunState when the run has ended.
+    """
+    run = _Run(tr, run_id, now_ms())
+    if run.status is RunStatus.PAUSED:
+        return
+    if run.status in TERMINAL_RUN:
+        raise InvalidRunState(run_id, run.status.value, "pause")
+    run.set_status(RunStatus.PAUSED)
+    run.journal.append(events.RUN_PAUSED)
+    for key, spec in run.definition.steps.items():
+        step = run.step(key)
+        if (
+            spec.kind is StepKind.TASK
+            and step["s"] == StepStatus.SCHEDULED
+            and _withdraw(run, step)
+        ):
+            step.update(s=StepStatus.WAITING.value, j=None)
+            run.save(key, step)
+            run.journal.append(events.STEP_HELD, key)
+
+
+@transactional
+def resume_run(tr: Transaction, run_id: str) -> None:
+    """Continue a paused run exactly where it stopped.
+
+    Raises:
+        RunNotFound; InvalidRunState when the run has ended.
+    """
+    run = _Run(tr, run_id, now_ms())
+    if run.status is RunStatus.RUNNING:
+        return
+    if run.status in TERMINAL_RUN:
+        raise InvalidRunState(run_id, run.status.value, "resume")
+    run.set_status(RunStatus.RUNNING)
+    run.journal.append(events.RUN_RESUMED)
+    _schedule_ready(run, run.definition.steps)
+
+
+def retry_run(db: Database | Transaction, run_id: str) -> None:
+    """Re-run a failed run's failed and skipped steps, keeping the succeeded ones.
+
+    Raises:
+        RunNotFound; InvalidRunState unless the run has failed.
+    """
+    _retry(db, run_id, uuid.uuid4().hex)
+
+
+@transactional
+def _retry(tr: Transaction, run_id: str, retry_id: str) -> None:
+    run = _Run(tr, run_id, now_ms())
+    if run.record.get("rt") == retry_id:
+        return  # an earlier try of this call committed
+    if run.status is not RunStatus.FAILED:
+        raise InvalidRunState(run_id, run.status.value, "retry")
+    run.record.update(rt=retry_id, f=None, why=None)
+    run.set_status(RunStatus.RUNNING)
+    reset = []
+    for key in run.definition.steps:
+        step = run.step(key)
+        if step["s"] in (StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED):
+            run.save(key, {"s": StepStatus.WAITING.value, "a": step.get("a", 0)})
+            reset.append(key)
+    run.journal.append(events.RUN_RETRIED, steps=reset)
+    _schedule_ready(run, run.definition.steps)

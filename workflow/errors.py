@@ -1,0 +1,118 @@
+"""The workflow error family: every error names what was wrong in structured fields.
+
+Definition errors are raised while a :class:`workflow.Workflow` is built or validated,
+and start errors by :func:`workflow.start_run`, always before anything is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from keyspace.errors import QuickError
+
+__all__ = [
+    "WorkflowError",
+    "DefinitionError",
+    "BlankStepKey",
+    "DuplicateStep",
+    "UnknownDependency",
+    "CycleError",
+    "InvalidStepOption",
+    "UnknownTopic",
+    "RunNotFound",
+    "InvalidRunState",
+    "InvalidSignal",
+]
+
+
+class WorkflowError(QuickError):
+    """Root of the workflow errors."""
+
+
+class DefinitionError(WorkflowError, ValueError):
+    """A workflow definition is invalid; ``workflow`` names it."""
+
+    def __init__(self, workflow: str, message: str) -> None:
+        super().__init__(f"workflow {workflow!r}: {message}")
+        self.workflow = workflow
+
+
+class BlankStepKey(DefinitionError):
+    """A step key is empty, blank, or not a string."""
+
+    def __init__(self, workflow: str, key: object) -> None:
+        super().__init__(workflow, f"step keys must be non-blank strings, not {key!r}")
+        self.key = key
+
+
+class DuplicateStep(DefinitionError):
+    """Two steps share a key."""
+
+    def __init__(self, workflow: str, step: str) -> None:
+        super().__init__(workflow, f"step {step!r} is defined twice")
+        self.step = step
+
+
+class UnknownDependency(DefinitionError):
+    """A step runs ``after`` a step the workflow does not define."""
+
+    def __init__(self, workflow: str, step: str, dependency: str) -> None:
+        super().__init__(workflow, f"step {step!r} runs after unknown step {dependency!r}")
+        self.step = step
+        self.dependency = dependency
+
+
+class CycleError(DefinitionError):
+    """The steps' dependencies form a cycle; ``steps`` lists it in order."""
+
+    def __init__(self, workflow: str, steps: Sequence[str]) -> None:
+        path = " -> ".join([*steps, steps[0]])
+        super().__init__(workflow, f"steps form a cycle: {path}")
+        self.steps = list(steps)
+
+
+class InvalidStepOption(DefinitionError):
+    """A step option is out of range (a non-positive timeout, attempts or sleep)."""
+
+    def __init__(self, workflow: str, step: str, option: str, value: object, why: str) -> None:
+        super().__init__(workflow, f"step {step!r}: {option} {why}, not {value!r}")
+        self.step = step
+        self.option = option
+        self.value = value
+
+
+class UnknownTopic(DefinitionError):
+    """A step's topic has no handler in the app the run is started with."""
+
+    def __init__(self, workflow: str, step: str, topic: str) -> None:
+        super().__init__(workflow, f"step {step!r}: no handler is registered for topic {topic!r}")
+        self.step = step
+        self.topic = topic
+
+
+class RunNotFound(WorkflowError, LookupError):
+    """No run has this id."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"no workflow run {run_id!r}")
+        self.run_id = run_id
+
+
+class InvalidRunState(WorkflowError):
+    """The operation does not apply to the run in its current status."""
+
+    def __init__(self, run_id: str, status: str, action: str) -> None:
+        super().__init__(f"cannot {action} run {run_id!r}: it is {status}")
+        self.run_id = run_id
+        self.status = status
+        self.action = action
+
+
+class InvalidSignal(WorkflowError):
+    """A signal names a step that is not an external step waiting for one."""
+
+    def __init__(self, run_id: str, step: str, reason: str) -> None:
+        super().__init__(f"cannot signal step {step!r} of run {run_id!r}: {reason}")
+        self.run_id = run_id
+        self.step = step
+        self.reason = reason

@@ -1,0 +1,273 @@
+"""Reading runs: ``inspect_run``, ``explain_run`` and ``list_runs``.
+
+Each reads one consistent snapshot. ``inspect_run`` replays the run's journal
+(:func:`workflow.journal.fold`) over its stored definition; ``explain_run`` turns that
+view into the reasons a run is where it is and what an operator can do next.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from keyspace.codec import unpack_value
+from keyspace.layout import WF_BY_STATUS, WF_RUNS
+from keyspace.protocol import Database, ReadView, Transaction
+from workflow import journal as events
+from workflow.definition import Definition, StepKind
+from workflow.records import RunStatus, read_run
+
+__all__ = [
+    "StepView",
+    "RunView",
+    "RunSummary",
+    "Explanation",
+    "inspect_run",
+    "explain_run",
+    "list_runs",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepView:
+    """One step of a run: its kind, status, attempts, timings, output and last error."""
+
+    key: str
+    kind: str
+    topic: str | None
+    after: tuple[str, ...]
+    status: str
+    attempts: int
+    scheduled_ms: int | None
+    started_ms: int | None
+    finished_ms: int | None
+    due_ms: int | None
+    output: Any
+    error: str | None
+    reason: str | None
+    signalled: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunView:
+    """A run as of one snapshot; ``steps`` maps step keys to :class:`StepView`."""
+
+    run_id: str
+    workflow: str
+    status: str
+    queue_id: str
+    input: Any
+    created_ms: int
+    finished_ms: int | None
+    steps: Mapping[str, StepView]
+    journal: list[events.Event] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunSummary:
+    """A line of :func:`list_runs`."""
+
+    run_id: str
+    workflow: str
+    status: str
+    queue_id: str
+    created_ms: int
+    finished_ms: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Explanation:
+    """Why a run is where it is; ``str()`` says it in words."""
+
+    run_id: str
+    status: str
+    summary: str
+    running: list[str]
+    waiting_on: list[str]
+    awaiting_signal: list[str]
+    timers: dict[str, int]
+    retries: dict[str, int]
+    failed: dict[str, str]
+    next_actions: list[str]
+
+    def __str__(self) -> str:
+        lines = [f"run {self.run_id} is {self.status}: {self.summary}"]
+        lines += [f"  running: step {key!r}" for key in self.running]
+        lines += [f"  waiting for signal on step {key!r}" for key in self.awaiting_signal]
+        lines += [f"  timer {key!r} fires at {_when(at)}" for key, at in self.timers.items()]
+        lines += [f"  step {key!r} retries at {_when(at)}" for key, at in self.retries.items()]
+        lines += [f"  queued: step {key!r}" for key in self.waiting_on]
+        lines += [f"  step {key!r} failed: {error}" for key, error in self.failed.items()]
+        if self.next_actions:
+            lines.append("next: " + "; ".join(self.next_actions))
+        return "\n".join(lines)
+
+
+def _when(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).isoformat(timespec="seconds")
+
+
+def _read(view: ReadView, run_id: str) -> RunView:
+    record = read_run(view, run_id)
+    definition = Definition.from_record(record["w"], record["d"])
+    journal = events.read_journal(view, run_id)
+    facts = events.fold(list(definition.steps), journal)
+    steps = {}
+    for key, spec in definition.steps.items():
+        fact = facts.steps[key]
+        steps[key] = StepView(
+            key=key,
+            kind=spec.kind.value,
+            topic=spec.topic,
+            after=spec.after,
+            status=fact.status,
+            attempts=fact.attempts,
+            scheduled_ms=fact.scheduled_ms,
+            started_ms=fact.started_ms,
+            finished_ms=fact.finished_ms,
+            due_ms=fact.due_ms,
+            output=fact.output,
+            error=fact.error,
+            reason=fact.reason,
+            signalled=fact.signalled,
+        )
+    return RunView(
+        run_id=run_id,
+        workflow=record["w"],
+        status=facts.status,
+        queue_id=record["q"],
+        input=record["i"],
+        created_ms=record["c"],
+        finished_ms=facts.finished_ms,
+        steps=steps,
+        journal=journal,
+    )
+
+
+def inspect_run(db: Database | Transaction, run_id: str) -> RunView:
+    """The run and every step, from one snapshot of its journal.
+
+    Raises:
+        RunNotFound: no run has this id.
+    """
+    if isinstance(db, Transaction):
+        return _read(db.snapshot, run_id)
+    return db.transact(lambda tr: _read(tr.snapshot, run_id))
+
+
+def explain_run(db: Database | Transaction, run_id: str) -> Explanation:
+    """Why the run is where it is, and what an operator can do next (one snapshot)."""
+    return explain(inspect_run(db, run_id))
+
+
+def explain(run: RunView) -> Explanation:
+    """The explanation of an inspected run (pure)."""
+    running, queued, awaiting = [], [], []
+    timers: dict[str, int] = {}
+    retries: dict[str, int] = {}
+    failed: dict[str, str] = {}
+    for key, step in run.steps.items():
+        if step.status == "running":
+            running.append(key)
+        elif step.status == "scheduled" and step.kind == StepKind.SLEEP and step.due_ms:
+            timers[key] = step.due_ms
+        elif step.status == "scheduled" and step.error is not None and step.due_ms:
+            retries[key] = step.due_ms
+        elif step.status == "scheduled":
+            queued.append(key)
+        elif step.status == "waiting" and step.kind == StepKind.EXTERNAL:
+            done = all(run.steps[dep].status == "succeeded" for dep in step.after)
+            if done and not step.signalled:
+                awaiting.append(key)
+        elif step.status == "failed":
+            failed[key] = step.error or "unknown error"
+    status = run.status
+    actions: list[str] = []
+    if status == RunStatus.SUCCEEDED:
+        summary = "every step succeeded"
+    elif status == RunStatus.CANCELLED:
+        summary = "it was cancelled"
+    elif status == RunStatus.FAILED:
+        summary = "; ".join(f"step {k!r} failed after its attempts ran out" for k in failed)
+        summary = summary or "a step failed"
+        actions.append(f"`quick runs retry {run.run_id}` re-runs the failed and skipped steps")
+    elif status == RunStatus.PAUSED:
+        summary = "it is paused; no new step starts until it is resumed"
+        actions.append(f"`quick runs resume {run.run_id}`")
+    else:
+        parts = []
+        if running:
+            parts.append(f"{len(running)} step(s) running")
+        if awaiting:
+            parts.append("waiting for a signal on " + ", ".join(repr(k) for k in awaiting))
+        if timers:
+            parts.append(f"{len(timers)} timer(s) pending")
+        if retries:
+            parts.append(f"{len(retries)} step(s) waiting to retry")
+        if queued:
+            parts.append(f"{len(queued)} step(s) queued for a worker")
+        summary = ", ".join(parts) or "between steps"
+        for key in awaiting:
+            actions.append(f"`quick signal {run.run_id} {key} --payload JSON`")
+        if queued and not running:
+            actions.append(f"check that a worker serves queue {run.queue_id!r}")
+    if status in (RunStatus.RUNNING, RunStatus.PAUSED):
+        actions.append(f"`quick runs cancel {run.run_id}`")
+    return Explanation(
+        run_id=run.run_id,
+        status=status,
+        summary=summary,
+        running=running,
+        waiting_on=queued,
+        awaiting_signal=awaiting,
+        timers=timers,
+        retries=retries,
+        failed=failed,
+        next_actions=actions,
+    )
+
+
+def list_runs(
+    db: Database | Transaction,
+    *,
+    workflow: str | None = None,
+    status: str | None = None,
+    limit: int = 1000,
+) -> list[RunSummary]:
+    """Runs, optionally of one workflow and/or in one status, newest first within a status.
+
+    Raises:
+        ValueError: ``status`` is not a run status.
+    """
+    statuses = [RunStatus(status)] if status is not None else list(RunStatus)
+
+    def body(tr: Transaction) -> list[RunSummary]:
+        out: list[RunSummary] = []
+        for state in statuses:
+            prefix: tuple[Any, ...] = (
+                (state.value,) if workflow is None else (state.value, workflow)
+            )
+            for key, _ in tr.snapshot.get_range(*WF_BY_STATUS.range(prefix), limit=limit):
+                _, _, run_id = WF_BY_STATUS.unpack(key)
+                data = tr.snapshot.get(WF_RUNS.pack((run_id,)))
+                if data is None:
+                    continue
+                record = unpack_value(data)
+                out.append(
+                    RunSummary(
+                        run_id=run_id,
+                        workflow=record["w"],
+                        status=record["s"],
+                        queue_id=record["q"],
+                        created_ms=record["c"],
+                        finished_ms=record.get("f"),
+                    )
+                )
+        out.sort(key=lambda run: run.created_ms, reverse=True)
+        return out[:limit]
+
+    if isinstance(db, Transaction):
+        return body(db)
+    return db.transact(body)
