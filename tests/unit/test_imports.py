@@ -12,6 +12,7 @@ FORBIDDEN = {
     "keyspace": {"trio", "click", "quick", "consumer", "workflow"},
     "quick": {"click", "consumer", "workflow", "quick.cli"},
     "consumer": {"click", "workflow", "quick.cli"},
+    "workflow": {"click", "quick.cli"},
 }
 
 
