@@ -22,6 +22,7 @@ from keyspace import layout
 from keyspace.errors import EngineUnavailable, InvalidURL, QuickError
 from keyspace.protocol import Database, Transaction
 from keyspace.subspace import Versionstamp
+from quick.cli_workflow import runs, signal_step
 
 __all__ = ["main", "cli"]
 
@@ -553,6 +554,10 @@ def demo(
         click.echo(line)
     if not result.finished:
         raise click.ClickException("the demo did not finish within --timeout")
+
+
+cli.add_command(runs)
+cli.add_command(signal_step)
 
 
 def main() -> None:
