@@ -16,6 +16,8 @@ Theory of operation
   lease. If the lease is lost, the handler's cancel scope is cancelled and its
   outcome discarded. A handler past its ``timeout`` counts as a failed attempt.
 * The **cron activator** enqueues due schedules once a second.
+* With :class:`~consumer.metrics.ConsumerMetrics`, each settled attempt increments its
+  counters, and a **depth refresher** reads queue depths every ``depth_interval``.
 * :meth:`Consumer.stop` is graceful: claiming stops, claims not yet started are
   released at once (visible to other consumers), running jobs get ``grace`` seconds
   to finish, then are cancelled (their leases expire and others retry them).
@@ -29,8 +31,9 @@ import random
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -44,6 +47,9 @@ from quick.errors import LeaseLost
 from quick.jobs import Claim, now_ms
 from quick.leases import holds
 from quick.outcomes import Outcome, complete_with, describe_error, job_config, meta_for, settle
+
+if TYPE_CHECKING:  # prometheus_client is imported only by consumers that export metrics
+    from consumer.metrics import ConsumerMetrics
 
 __all__ = ["ConsumerConfig", "Consumer"]
 
@@ -68,12 +74,26 @@ class ConsumerConfig:
 
 
 class Consumer:
-    """Drains queues with the handlers of ``app``; run it with ``await consumer.run()``."""
+    """Drains queues with the handlers of ``app``; run it with ``await consumer.run()``.
 
-    def __init__(self, db: Database, app: App, config: ConsumerConfig | None = None) -> None:
+    ``metrics``, when given, records this consumer's jobs, claims and lease losses and
+    the queue depths (one :class:`~consumer.metrics.ConsumerMetrics` per consumer).
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        app: App,
+        config: ConsumerConfig | None = None,
+        *,
+        metrics: ConsumerMetrics | None = None,
+    ) -> None:
         self.db = db
         self.app = app
         self.config = config or ConsumerConfig()
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.running.set_function(lambda: self._busy)
         self.bridge = Bridge(db, limit=max(2, self.config.concurrency + 2))
         self.outcomes: Counter[str] = Counter()
         self._busy = 0
@@ -108,7 +128,11 @@ class Consumer:
                     nursery.start_soon(self._worker, receive.clone())
                 receive.close()
                 if config.cron:
-                    nursery.start_soon(self._cron)
+                    nursery.start_soon(self._every, 1.0, "cron activation", quick.activate_due)
+                if self.metrics is not None and self.metrics.depth_interval is not None:
+                    refresh = self.metrics.refresh_depth
+                    interval = self.metrics.depth_interval
+                    nursery.start_soon(self._every, interval, "queue depth refresh", refresh)
                 task_status.started()
                 async with send:
                     await self._scan(send)
@@ -151,6 +175,8 @@ class Consumer:
                 pause = min(pause * 2, BUSY_BACKOFF)
                 continue
             pause = 0.001
+            if self.metrics is not None:
+                self.metrics.claims.inc(len(claims))
             for claim in claims:
                 self._busy += 1
                 await send.send(claim)
@@ -187,6 +213,8 @@ class Consumer:
             try:
                 await self.bridge.run(quick.release, self.db, claim)
             except LeaseLost:
+                if self.metrics is not None:
+                    self.metrics.lease_losses.inc()
                 return
         self.outcomes["released"] += 1
 
@@ -226,7 +254,10 @@ class Consumer:
         else:
             with trio.CancelScope(shield=True):
                 outcome = await self.bridge.run(settle, self.db, claim, config, error, output)
+        duration = time.perf_counter() - started
         self.outcomes[outcome.value] += 1
+        if self.metrics is not None:
+            self.metrics.job_settled(claim.topic, outcome, duration)
         log.info(
             "job %s",
             outcome.value,
@@ -236,7 +267,7 @@ class Consumer:
                 "job_id": claim.job_id,
                 "attempt": claim.attempt,
                 "outcome": outcome.value,
-                "duration": time.perf_counter() - started,
+                "duration": duration,
                 "error": describe_error(error) if error is not None else None,
             },
         )
@@ -274,15 +305,16 @@ class Consumer:
                 job_scope.cancel()
                 return True
 
-    # -- cron ------------------------------------------------------------------------------
+    # -- periodic chores (cron, queue depth) -----------------------------------------------
 
-    async def _cron(self) -> None:
+    async def _every(self, interval: float, what: str, chore: Callable[[Database], Any]) -> None:
+        """``chore(db)`` every ``interval`` seconds until stopping; failures are logged."""
         while not self._stopping.is_set():
             try:
-                await self.bridge.run(quick.activate_due, self.db)
+                await self.bridge.call_db(chore)
             except quick.QuickError as error:
-                log.warning("cron activation failed: %s", error)
-            with trio.move_on_after(1.0):
+                log.warning("%s failed: %s", what, error)
+            with trio.move_on_after(interval):
                 await self._stopping.wait()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 from collections import Counter
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -16,12 +17,18 @@ from consumer.runtime import Consumer, ConsumerConfig
 from keyspace.protocol import Database
 from quick.app import App
 
+if TYPE_CHECKING:
+    from consumer.metrics import ConsumerMetrics
+
 __all__ = ["serve"]
 
 
-def serve(db: Database, app: App, config: ConsumerConfig) -> Counter[str]:
-    """Run a consumer until SIGINT/SIGTERM; return its outcome counts."""
-    consumer = Consumer(db, app, config)
+def serve(
+    db: Database, app: App, config: ConsumerConfig, metrics: ConsumerMetrics | None = None
+) -> Counter[str]:
+    """Run a consumer (recording ``metrics`` if given) until SIGINT/SIGTERM; return its
+    outcome counts."""
+    consumer = Consumer(db, app, config, metrics=metrics)
 
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

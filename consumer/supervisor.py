@@ -11,9 +11,10 @@ from types import FrameType
 __all__ = ["supervise"]
 
 
-def supervise(argv: list[str], processes: int) -> int:
-    """Run ``quick <argv>`` P times; forward SIGINT/SIGTERM; return the worst exit code."""
-    children = [subprocess.Popen([sys.executable, "-m", "quick", *argv]) for _ in range(processes)]
+def supervise(argvs: list[list[str]]) -> int:
+    """Run ``quick <argv>`` once per argv, at once; forward SIGINT/SIGTERM; return the worst
+    exit code. (Children differ only where they must, e.g. each its own metrics port.)"""
+    children = [subprocess.Popen([sys.executable, "-m", "quick", *argv]) for argv in argvs]
 
     def forward(signum: int, frame: FrameType | None) -> None:
         for child in children:

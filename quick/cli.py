@@ -12,7 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import click
@@ -219,6 +219,32 @@ def _load_app(spec: str) -> Any:
     show_default=True,
     help="Seconds running jobs get to finish on shutdown.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics. With --processes P, "
+    "process i (0..P-1) serves on PORT+i.",
+)
+@click.option(
+    "--metrics-host",
+    default="0.0.0.0",
+    show_default=True,
+    help="Address the metrics server binds (with --metrics-port).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines on stderr: text (key=value fields) or json (one object per line).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    help="Least severe log level shown; info logs every job attempt.",
+)
 @click.pass_context
 def worker(
     ctx: click.Context,
@@ -228,44 +254,62 @@ def worker(
     lease_seconds: float,
     processes: int,
     grace: float,
+    metrics_port: int | None,
+    metrics_host: str,
+    log_format: str,
+    log_level: str,
 ) -> None:
-    """Run consumers until SIGINT/SIGTERM (a second signal exits at once)."""
+    """Run consumers until SIGINT/SIGTERM (a second signal exits at once).
+
+    Each settled job attempt is logged with its queue, topic, job_id, attempt, outcome,
+    duration and error.
+    """
     if min(concurrency, batch_size, processes) < 1 or lease_seconds <= 0:
         raise UsageProblem(
             "--concurrency, --batch-size, --processes and --lease-seconds must be positive"
         )
+    if metrics_port is not None and metrics_port + processes - 1 > 65535:
+        raise UsageProblem(f"--metrics-port {metrics_port}: PORT+{processes - 1} is past 65535")
     if processes > 1:
         from consumer.supervisor import supervise
 
-        argv = [
-            "--db",
-            ctx.obj["db"],
-            "worker",
-            "--app",
-            app_spec,
-            "--concurrency",
-            str(concurrency),
-            "--batch-size",
-            str(batch_size),
-            "--lease-seconds",
-            str(lease_seconds),
-            "--grace",
-            str(grace),
+        argv = ["--db", ctx.obj["db"], "worker", "--app", app_spec]
+        argv += ["--concurrency", str(concurrency), "--batch-size", str(batch_size)]
+        argv += ["--lease-seconds", str(lease_seconds), "--grace", str(grace)]
+        argv += ["--log-format", log_format, "--log-level", log_level]
+        argvs = [
+            argv
+            if metrics_port is None
+            else [*argv, "--metrics-port", str(metrics_port + i), "--metrics-host", metrics_host]
+            for i in range(processes)
         ]
-        raise SystemExit(supervise(argv, processes))
+        raise SystemExit(supervise(argvs))
     app = _load_app(app_spec)
+    from consumer import logs
     from consumer.runtime import ConsumerConfig
     from consumer.serve import serve
 
+    logs.configure(log_format, log_level.upper())
     config = ConsumerConfig(
         concurrency=concurrency,
         batch_size=batch_size,
         lease_ms=round(lease_seconds * 1000),
         grace=grace,
     )
-    with _database(ctx) as db:
-        outcomes = serve(db, app, config)
-    click.echo(f"stopped: {dict(outcomes)}", err=True)
+    with _database(ctx) as db, ExitStack() as stack:
+        metrics = None
+        if metrics_port is not None:
+            from consumer.metrics import ConsumerMetrics, serve_metrics
+
+            metrics = ConsumerMetrics()
+            try:
+                stack.enter_context(serve_metrics(metrics, metrics_port, metrics_host))
+            except OSError as error:
+                raise UsageProblem(
+                    f"--metrics-port {metrics_port}: cannot serve on {metrics_host}: {error}"
+                ) from None
+        outcomes = serve(db, app, config, metrics)
+    logs.log_stopped(dict(outcomes))
 
 
 def _payload(text: str | None) -> Any:

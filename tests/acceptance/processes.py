@@ -10,12 +10,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def start_worker(url: str, out: Path, app: str, *extra: str) -> subprocess.Popen[bytes]:
-    """``python -m quick --db URL worker --app APP ...``, recording jobs to ``out``."""
+def start_worker(
+    url: str, out: Path, app: str, *extra: str, log_level: str = "warning"
+) -> subprocess.Popen[bytes]:
+    """``python -m quick --db URL worker --app APP ...``, recording jobs to ``out``.
+
+    stderr is a pipe read only when the worker exits, so by default the worker logs
+    warnings only: a line per job would fill the pipe and block it.
+    """
     env = {**os.environ, "QUICK_TEST_OUT": str(out), "PYTHONPATH": str(ROOT)}
+    argv = ["--db", url, "worker", "--app", app, "--log-level", log_level, *extra]
     return subprocess.Popen(
-        [sys.executable, "-m", "quick", "--db", url, "worker", "--app", app, *extra],
-        cwd=ROOT,
-        env=env,
-        stderr=subprocess.PIPE,
+        [sys.executable, "-m", "quick", *argv], cwd=ROOT, env=env, stderr=subprocess.PIPE
     )
