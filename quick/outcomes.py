@@ -125,7 +125,16 @@ def settle(
             dead_letter(db, claim, str(bad))
             return Outcome.DEAD_LETTERED
         if extension is not None:
-            return db.transact(_settle_extended, extension, claim, config, error, output)
+            try:
+                return db.transact(_settle_extended, extension, claim, config, error, output)
+            except LeaseLost:
+                raise
+            except QuickError as unstorable:
+                if error is not None:
+                    raise
+                # The success could not be recorded (say, an output too large to pass
+                # on); nothing of it was written, and the attempt fails with the reason.
+                return db.transact(_settle_extended, extension, claim, config, unstorable, None)
         if config is None:
             dead_letter(db, claim, f"unknown topic {claim.topic!r}: no handler is registered")
             return Outcome.DEAD_LETTERED
@@ -168,13 +177,9 @@ def _settle_extended(
     if config is None:
         error = LookupError(f"unknown topic {claim.topic!r}: no handler is registered")
     if error is None:
-        try:
-            extension.on_succeeded(tr, claim, output, now)
-        except QuickError as unstorable:
-            error = unstorable
-        else:
-            complete(tr, claim)
-            return Outcome.COMPLETED
+        extension.on_succeeded(tr, claim, output, now)
+        complete(tr, claim)
+        return Outcome.COMPLETED
     if isinstance(error, Snooze):
         snooze(tr, claim, error.seconds, now_ms=now)
         return Outcome.SNOOZED

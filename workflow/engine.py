@@ -185,7 +185,7 @@ def _schedule_ready(run: _Run, keys: Iterable[str]) -> None:
     """Make runnable each of ``keys`` whose dependencies have all succeeded."""
     for key in keys:
         after = run.definition.steps[key].after
-        if all(run.step(dep)["s"] == StepStatus.SUCCEEDED for dep in after):
+        if not after or any(run.step(dep)["s"] == StepStatus.SUCCEEDED for dep in after):
             _make_runnable(run, key)
 
 
