@@ -42,7 +42,7 @@ from quick.app import JobConfig
 from quick.enqueueing import prepare, store_new
 from quick.errors import InvalidArgument, InvalidPayload, JobRunning
 from quick.inspection import cancel as cancel_job
-from quick.jobs import Claim, now_ms
+from quick.jobs import DEFAULT_MAX_ATTEMPTS, Claim, now_ms
 from quick.validation import check_name
 from workflow import hooks
 from workflow import journal as events
@@ -166,12 +166,16 @@ def _make_runnable(run: _Run, key: str) -> None:
         due = run.now
         data["d"] = {dependency: run.step(dependency).get("o") for dependency in spec.after}
         data["to"] = spec.timeout
+        attempts = spec.max_attempts
+        if step.get("ra"):
+            # Held by a pause after failed attempts: the new item gets what is left.
+            attempts = max(1, (attempts or DEFAULT_MAX_ATTEMPTS) - step["ra"])
         job = prepare(
             run.record["q"],
             spec.topic,
             run.record["i"],
             priority=spec.priority,
-            max_attempts=spec.max_attempts,
+            max_attempts=attempts,
             now=run.now,
             extension=data,
         )
@@ -185,7 +189,7 @@ def _schedule_ready(run: _Run, keys: Iterable[str]) -> None:
     """Make runnable each of ``keys`` whose dependencies have all succeeded."""
     for key in keys:
         after = run.definition.steps[key].after
-        if not after or any(run.step(dep)["s"] == StepStatus.SUCCEEDED for dep in after):
+        if all(run.step(dep)["s"] == StepStatus.SUCCEEDED for dep in after):
             _make_runnable(run, key)
 
 
@@ -263,7 +267,7 @@ def _fail_run(run: _Run, key: str, step: dict[str, Any], error: str) -> None:
 # -- the queue's side: step items ------------------------------------------------------------
 
 
-async def _sleep_done(payload: Any, meta: Any) -> None:
+def _sleep_done(payload: Any, meta: Any) -> None:
     """A sleep step's item: becoming visible is the whole point; nothing else to do."""
 
 
@@ -271,7 +275,7 @@ def _run_hooks(payload: Any, meta: Any) -> None:
     hooks.run_hooks(payload)
 
 
-_SLEEP_CONFIG = JobConfig(topic=SLEEP_TOPIC, handler=_sleep_done, is_async=True)
+_SLEEP_CONFIG = JobConfig(topic=SLEEP_TOPIC, handler=_sleep_done)
 _HOOK_CONFIG = JobConfig(topic=HOOK_TOPIC, handler=_run_hooks, max_attempts=10)
 
 
@@ -317,7 +321,7 @@ class StepExtension:
         if fenced is None:
             return
         run, key, step = fenced
-        step.update(s=StepStatus.RUNNING.value, a=step.get("a", 0) + 1)
+        step.update(s=StepStatus.RUNNING.value, a=step.get("a", 0) + 1, ra=step.get("ra", 0) + 1)
         step.setdefault("st", now)
         run.save(key, step)
         run.journal.append(events.STEP_CLAIMED, key, attempt=claim.attempt, owner=claim.owner)

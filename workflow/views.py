@@ -236,7 +236,10 @@ def list_runs(
     status: str | None = None,
     limit: int = 1000,
 ) -> list[RunSummary]:
-    """Runs, optionally of one workflow and/or in one status, newest first within a status.
+    """Runs, optionally of one workflow and/or in one status: the newest ``limit``.
+
+    Reads the whole by-status index for the statuses asked (one snapshot); the index
+    is not ordered by time, so narrow by status on stores with very many runs.
 
     Raises:
         ValueError: ``status`` is not a run status.
@@ -249,7 +252,7 @@ def list_runs(
             prefix: tuple[Any, ...] = (
                 (state.value,) if workflow is None else (state.value, workflow)
             )
-            for key, _ in tr.snapshot.get_range(*WF_BY_STATUS.range(prefix), limit=limit):
+            for key, _ in tr.snapshot.get_range(*WF_BY_STATUS.range(prefix)):
                 _, _, run_id = WF_BY_STATUS.unpack(key)
                 data = tr.snapshot.get(WF_RUNS.pack((run_id,)))
                 if data is None:

@@ -438,11 +438,6 @@ def test_workflow_pause_withdraws_queued_steps_until_resumed(
         pause_run(db, run_id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: pause withdraws a step waiting to retry and resume enqueues a fresh item, "
-    "so the step's max_attempts starts over",
-)
 def test_workflow_pause_and_resume_keep_a_retrying_steps_attempts(
     db: Database, steps: Steps, queue: str, tag: str
 ) -> None:
@@ -555,12 +550,6 @@ def test_workflow_sleep_step_is_claimable_only_once_its_time_has_come(
     assert steps.calls(db, run_id) == {"a": 1, "b": 1}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="limitation: a sleep step's built-in handler is async, so run_claim (the "
-    "synchronous driver) refuses its item",
-)
 def test_workflow_sleep_step_settles_with_run_claim(
     db: Database, steps: Steps, queue: str, tag: str
 ) -> None:
@@ -633,11 +622,6 @@ def test_workflow_list_runs_filters_by_workflow_and_status(
         list_runs(db, status="nonsense")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: list_runs applies limit in index order (status, workflow, random run id) "
-    "before sorting by creation, so limit=N returns arbitrary runs, not the newest N",
-)
 def test_workflow_list_runs_limit_keeps_the_newest(
     db: Database, steps: Steps, queue: str, tag: str
 ) -> None:
@@ -696,12 +680,6 @@ def test_workflow_hooks_run_after_commit_as_hook_jobs(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a join whose dependencies' outputs together exceed the job record limit "
-    "cannot be enqueued; the last dependency is recorded as succeeded in the same "
-    "transaction and the run is stranded, 'between steps', with nothing queued",
-)
 def test_workflow_large_outputs_do_not_strand_a_join(db: Database, queue: str, tag: str) -> None:
     app = quick.App()
 
