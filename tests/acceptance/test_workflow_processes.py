@@ -1,0 +1,130 @@
+"""Workflow runs across real worker processes, one SIGKILLed mid-run: every run succeeds once.
+
+Four ``quick worker`` processes share one sqlite file and run many concurrent runs of
+a 10-step DAG (tests/acceptance/dag_app.py). One worker is killed with SIGKILL
+while holding leases; its steps come back when their leases expire. Every run must
+succeed, the journal must show each step succeeding exactly once per run, and the
+last step's output must show every dependency's result arrived. A handler may run a
+second time only for an item the killed worker held.
+
+Scale: the issue asks for 1,000 runs; on a 2-core machine four processes settle about
+a hundred steps a second on sqlite, so 1,000 runs (10,000 steps) take well over a
+minute. The test runs 200 (2,000 steps, roughly 20 s), and 50 on the fault-injecting
+engine.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import quick
+from keyspace.protocol import Transaction
+from tests.acceptance.dag_app import FINAL, FLOW
+from tests.acceptance.processes import start_worker
+from workflow import inspect_run, list_runs, start_run
+from workflow import journal as events
+
+pytestmark = pytest.mark.slow
+
+QUEUES = [f"tenant-{i}" for i in range(20)]
+STEPS = [spec.key for spec in FLOW.steps]
+
+
+def _start(url: str, out: Path) -> subprocess.Popen[bytes]:
+    return start_worker(
+        url,
+        out,
+        "tests.acceptance.dag_app:app",
+        "--concurrency",
+        "4",
+        "--lease-seconds",
+        "2",
+        "--grace",
+        "10",
+    )
+
+
+def _lines(out: Path) -> list[list[str]]:
+    return [line.split() for line in out.read_text().splitlines()] if out.exists() else []
+
+
+def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.25)
+
+
+def _succeeded(url: str, runs: int) -> int:
+    with quick.open(url) as db:
+        return len(list_runs(db, workflow=FLOW.name, status="succeeded", limit=runs + 1))
+
+
+@pytest.mark.parametrize(
+    ("runs", "faults"),
+    [(200, ""), (50, "?faults=not_committed:0.05,commit_unknown_result:0.05&seed=7")],
+    ids=["sqlite", "faulty-sqlite"],
+)
+def test_workflow_runs_survive_a_killed_worker(tmp_path: Path, runs: int, faults: str) -> None:
+    url = f"sqlite:///{tmp_path / 'q.db'}{faults}"
+    out = tmp_path / "out.txt"
+    with quick.open(url) as db:
+
+        def start_batch(tr: Transaction, first: int, last: int) -> list[str]:
+            return [
+                start_run(tr, FLOW, i, queue_id=QUEUES[i % 20], idempotency_key=f"run-{i}")
+                for i in range(first, last)
+            ]
+
+        run_ids = []
+        for first in range(0, runs, 100):
+            run_ids += db.transact(start_batch, first, min(runs, first + 100))
+    assert len(set(run_ids)) == runs
+
+    workers = [_start(url, out) for _ in range(4)]
+    try:
+        _wait(lambda: len(_lines(out)) >= runs * len(STEPS) // 3, 120, "a third of the steps")
+        killed = workers[0]
+        killed.send_signal(signal.SIGKILL)
+        killed.communicate(timeout=10)
+        _wait(lambda: _succeeded(url, runs) == runs, 180, "every run to succeed")
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+    for worker in workers[1:]:
+        _, err = worker.communicate(timeout=60)
+        assert worker.returncode == 0, err.decode()
+
+    with quick.open(url) as db:
+        views = [inspect_run(db, run_id) for run_id in run_ids]
+        leftover = sum(
+            count
+            for queue in QUEUES
+            for state, count in quick.queue_counts(db, queue).items()
+            if state != "dead"
+        )
+    assert {view.status for view in views} == {"succeeded"}
+    for view in views:
+        succeeded = Counter(e.step for e in view.journal if e.kind == events.STEP_SUCCEEDED)
+        assert succeeded == dict.fromkeys(STEPS, 1), view.run_id
+        assert [e.kind for e in view.journal].count(events.RUN_SUCCEEDED) == 1
+        assert view.steps["s10"].output == FINAL, view.run_id
+    assert leftover == 0
+
+    # Every step's handler ran; twice only where the killed worker ran it first.
+    ran: dict[tuple[str, str], list[str]] = {}
+    for run_id, step, pid in _lines(out):
+        ran.setdefault((run_id, step), []).append(pid)
+    assert set(ran) == {(run_id, step) for run_id in run_ids for step in STEPS}
+    for (run_id, step), pids in ran.items():
+        if len(pids) > 1:
+            assert pids[0] == str(killed.pid), f"{run_id} {step} ran twice: {pids}"
