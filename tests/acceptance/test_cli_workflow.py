@@ -17,8 +17,8 @@ import quick
 import workflow
 from quick.cli import cli
 from quick.cli_workflow import layers
+from tests.acceptance.cli_workflow_app import FLAKY, ORDER, app
 from tests.acceptance.processes import ROOT, start_worker
-from tests.acceptance.workflow_app import FLAKY, ORDER, app
 
 QUICK = Path(sys.executable).with_name("quick")
 
@@ -186,7 +186,7 @@ def _quick(url: str, *args: str, encoding: str = "utf-8") -> subprocess.Complete
 def test_cli_quick_process_runs_a_workflow_with_a_real_worker(url: str, tmp_path: Path) -> None:
     with quick.open(url) as db:
         run_id = workflow.start_run(db, ORDER, {"order": 7}, queue_id="tenant-1")
-    worker = start_worker(url, tmp_path / "out.txt", "tests.acceptance.workflow_app:app")
+    worker = start_worker(url, tmp_path / "out.txt", "tests.acceptance.cli_workflow_app:app")
     try:
         deadline = time.monotonic() + 60
         while "awaiting signal" not in _quick(url, "runs", "show", run_id).stdout.decode():

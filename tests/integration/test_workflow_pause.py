@@ -40,8 +40,8 @@ def test_workflow_pause_holds_the_retry_of_a_step_that_failed_while_paused(
 
 @pytest.mark.xfail(
     strict=True,
-    reason="workflow bug: pause withdraws a step's pending retry and resume enqueues a fresh "
-    "item at attempt 1, so every pause/resume grants the step max_attempts more attempts",
+    reason="workflow bug: resume re-enqueues a held retry with max_attempts left from the "
+    "step's option or the queue default (5), ignoring the handler's registered max_attempts",
 )
 def test_workflow_pause_resume_keeps_a_steps_attempt_budget(tmp_path: Path) -> None:
     app = quick.App()
