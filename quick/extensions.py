@@ -54,9 +54,16 @@ class JobExtension(Protocol):
         ...
 
     def on_failed(
-        self, tr: Transaction, claim: Claim, error: str, retry_at_ms: int | None, now: int
+        self,
+        tr: Transaction,
+        claim: Claim,
+        error: str,
+        retry_at_ms: int | None,
+        now: int,
+        max_attempts: int,
     ) -> None:
-        """Inside the transaction that reschedules (``retry_at_ms``) or finishes the job."""
+        """Inside the transaction that reschedules (``retry_at_ms``) or finishes the job;
+        ``max_attempts`` is the job's effective attempt limit."""
         ...
 
 

@@ -188,14 +188,14 @@ def _settle_extended(
     final = config is None or isinstance(error, Discard) or claim.attempt >= allowed
     if final:
         discard(tr, claim, reason)
-        extension.on_failed(tr, claim, reason, None, now)
+        extension.on_failed(tr, claim, reason, None, now, allowed)
         return Outcome.FAILED
     assert config is not None
     delay = config.retry_delay_ms(claim.attempt)
     if delay is None:
         delay = backoff_ms(claim.attempt, *config.backoff_bounds_ms())
     fail(tr, claim, reason, delay_ms=delay, max_attempts=allowed, now_ms=now)
-    extension.on_failed(tr, claim, reason, now + delay, now)
+    extension.on_failed(tr, claim, reason, now + delay, now, allowed)
     return Outcome.REQUEUED
 
 

@@ -168,8 +168,10 @@ def _make_runnable(run: _Run, key: str) -> None:
         data["to"] = spec.timeout
         attempts = spec.max_attempts
         if step.get("ra"):
-            # Held by a pause after failed attempts: the new item gets what is left.
-            attempts = max(1, (attempts or DEFAULT_MAX_ATTEMPTS) - step["ra"])
+            # Held by a pause after failed attempts: the new item gets what is left of
+            # the limit the last attempt ran under.
+            limit = step.get("ma") or attempts or DEFAULT_MAX_ATTEMPTS
+            attempts = max(1, limit - step["ra"])
         job = prepare(
             run.record["q"],
             spec.topic,
@@ -228,6 +230,14 @@ def _withdraw(run: _Run, step: dict[str, Any]) -> bool:
     except JobRunning:
         return False
     return True
+
+
+def _hold(run: _Run, key: str, step: dict[str, Any]) -> None:
+    """Withdraw a queued task step of a paused run; resume schedules it again."""
+    if _withdraw(run, step):
+        step.update(s=StepStatus.WAITING.value, j=None)
+        run.save(key, step)
+        run.journal.append(events.STEP_HELD, key)
 
 
 def _end_unfinished(run: _Run, status: StepStatus, reason_for: Any) -> None:
@@ -342,7 +352,13 @@ class StepExtension:
             _succeed(*fenced, output)
 
     def on_failed(
-        self, tr: Transaction, claim: Claim, error: str, retry_at_ms: int | None, now: int
+        self,
+        tr: Transaction,
+        claim: Claim,
+        error: str,
+        retry_at_ms: int | None,
+        now: int,
+        max_attempts: int,
     ) -> None:
         fenced = self._fenced(tr, claim, now)
         if fenced is None:
@@ -351,11 +367,13 @@ class StepExtension:
         if retry_at_ms is None:
             _fail_run(run, key, step, error)
             return
-        step.update(s=StepStatus.SCHEDULED.value, e=error, n=retry_at_ms)
+        step.update(s=StepStatus.SCHEDULED.value, e=error, n=retry_at_ms, ma=max_attempts)
         run.save(key, step)
         run.journal.append(
             events.STEP_RETRYING, key, error=error, attempt=claim.attempt, retry_at_ms=retry_at_ms
         )
+        if run.status is RunStatus.PAUSED:
+            _hold(run, key, step)
 
 
 extensions.register(MODULE, StepExtension())
@@ -515,14 +533,8 @@ def pause_run(tr: Transaction, run_id: str) -> None:
     run.journal.append(events.RUN_PAUSED)
     for key, spec in run.definition.steps.items():
         step = run.step(key)
-        if (
-            spec.kind is StepKind.TASK
-            and step["s"] == StepStatus.SCHEDULED
-            and _withdraw(run, step)
-        ):
-            step.update(s=StepStatus.WAITING.value, j=None)
-            run.save(key, step)
-            run.journal.append(events.STEP_HELD, key)
+        if spec.kind is StepKind.TASK and step["s"] == StepStatus.SCHEDULED:
+            _hold(run, key, step)
 
 
 @transactional
