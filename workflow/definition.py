@@ -154,6 +154,12 @@ class Workflow:
                 self.name, str(key), "max_attempts", max_attempts, "must be an integer >= 1"
             )
         _positive(self.name, str(key), "timeout", timeout)
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise InvalidStepOption(self.name, str(key), "priority", priority, "must be an integer")
+        if not -(2**63) <= priority < 2**63:
+            raise InvalidStepOption(
+                self.name, str(key), "priority", priority, "must fit in 64 bits"
+            )
         return self._add(
             key,
             StepKind.TASK,

@@ -8,7 +8,6 @@ that turns a run's journal into step states is pure and tested here without a db
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -244,27 +243,12 @@ def test_start_run_refusing_its_arguments_writes_nothing(
     assert _everything(db) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: step priority is checked only by the queue, inside the start's transaction, "
-    "after the run record, index and journal are written",
-)
-def test_start_run_refusing_an_out_of_range_priority_writes_nothing(db: Database) -> None:
-    """An out-of-range step priority is refused before anything is written.
-
-    Only the queue checks the priority, from inside the start's transaction after the
-    run record, index and journal are written; a caller whose transaction the start
-    joined and who handles the error commits a half-started run with no steps.
-    """
-    wf = Workflow("w").step("a", topic="t", priority=2**63)
-
-    def body(tr: Any) -> None:
-        with contextlib.suppress(quick.QuickError):
-            start_run(tr, wf, 1, queue_id="q")
-
-    before = _everything(db)
-    db.transact(body)
-    assert _everything(db) == before
+@pytest.mark.parametrize("priority", [2**63, -(2**63) - 1, "high", True])
+def test_workflow_step_refuses_a_priority_the_queue_cannot_store(priority: Any) -> None:
+    """Checked while building, so a start can never fail half-way on it."""
+    with pytest.raises(InvalidStepOption) as refused:
+        Workflow("w").step("a", topic="t", priority=priority)
+    assert refused.value.option == "priority"
 
 
 # -- the journal fold (pure) ----------------------------------------------------------------
