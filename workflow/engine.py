@@ -576,7 +576,10 @@ def _retry(tr: Transaction, run_id: str, retry_id: str) -> None:
     for key in run.definition.steps:
         step = run.step(key)
         if step["s"] in (StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED):
-            run.save(key, {"s": StepStatus.WAITING.value, "a": step.get("a", 0)})
+            fresh = {"s": StepStatus.WAITING.value, "a": step.get("a", 0)}
+            if "g" in step:  # a signal that arrived early still counts
+                fresh.update(g=step["g"], gi=step.get("gi"))
+            run.save(key, fresh)
             reset.append(key)
     run.journal.append(events.RUN_RETRIED, steps=reset)
     _schedule_ready(run, run.definition.steps)

@@ -52,3 +52,29 @@ def test_workflow_pause_resume_keeps_a_steps_attempt_budget(tmp_path: Path) -> N
             workflow.resume_run(db, run_id)
         assert len(attempts) == 2, f"max_attempts=2, yet the handler ran {len(attempts)} times"
         assert workflow.inspect_run(db, run_id).status == "failed"
+
+
+def test_workflow_retry_run_keeps_a_signal_that_arrived_before_its_step(tmp_path: Path) -> None:
+    app = quick.App()
+    failing = [True]
+
+    @app.job("flaky", max_attempts=1)
+    def flaky(payload: object, meta: quick.Meta) -> str:
+        if failing[0]:
+            raise RuntimeError("down")
+        return "up"
+
+    wf = workflow.Workflow("early-signal").step("a", topic="flaky").external("b", after=["a"])
+    with quick.open(f"sqlite:///{tmp_path / 'q.db'}") as db:
+        run_id = workflow.start_run(db, wf, None, queue_id="q")
+        workflow.signal(db, run_id, "b", {"ok": 1})
+        for claim in quick.claim(db, "q", "w"):
+            quick.run_claim(db, app, claim)
+        assert workflow.inspect_run(db, run_id).steps["b"].status == "skipped"
+        failing[0] = False
+        workflow.retry_run(db, run_id)
+        for claim in quick.claim(db, "q", "w"):
+            quick.run_claim(db, app, claim)
+        view = workflow.inspect_run(db, run_id)
+        assert view.status == "succeeded"
+        assert view.steps["b"].output == {"ok": 1}
