@@ -15,6 +15,9 @@ Theory of operation
   completes the job) beside a **lease extender** that heartbeats every third of the
   lease. If the lease is lost, the handler's cancel scope is cancelled and its
   outcome discarded. A handler past its ``timeout`` counts as a failed attempt.
+* Plain successes go to the **group committer**, which completes every success
+  waiting (up to ``COMPLETE_BATCH``) in one transaction; while it commits, the next
+  batch gathers. Failures, workflow steps and transactional handlers settle alone.
 * The **cron activator** enqueues due schedules once a second.
 * With :class:`~consumer.metrics.ConsumerMetrics`, each settled attempt increments its
   counters, and a **depth refresher** reads queue depths every ``depth_interval``.
@@ -57,6 +60,8 @@ log = logging.getLogger("quick.consumer")
 
 #: The longest pause between scans while due queues are all leased by other consumers.
 BUSY_BACKOFF = 0.05
+#: The most successes the group committer completes in one transaction.
+COMPLETE_BATCH = 100
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,12 +126,15 @@ class Consumer:
         """Run until :meth:`stop` (or cancellation); ``nursery.start`` returns once claiming."""
         config = self.config
         send, receive = trio.open_memory_channel[Claim](math.inf)
+        done_send, done_receive = trio.open_memory_channel[_Completion](math.inf)
         with trio.CancelScope() as scope:
             self._cancel_scope = scope
-            async with trio.open_nursery() as nursery:
+            async with trio.open_nursery() as outer, trio.open_nursery() as nursery:
+                outer.start_soon(self._complete_batches, done_receive)
                 for _ in range(config.concurrency):
-                    nursery.start_soon(self._worker, receive.clone())
+                    nursery.start_soon(self._worker, receive.clone(), done_send.clone())
                 receive.close()
+                done_send.close()
                 if config.cron:
                     nursery.start_soon(self._every, 1.0, "cron activation", quick.activate_due)
                 if self.metrics is not None and self.metrics.depth_interval is not None:
@@ -196,14 +204,18 @@ class Consumer:
 
     # -- running jobs -------------------------------------------------------------------
 
-    async def _worker(self, receive: trio.MemoryReceiveChannel[Claim]) -> None:
-        async with receive:
+    async def _worker(
+        self,
+        receive: trio.MemoryReceiveChannel[Claim],
+        completions: trio.MemorySendChannel[_Completion],
+    ) -> None:
+        async with receive, completions:
             async for claim in receive:
                 try:
                     if self._stopping.is_set():
                         await self._release(claim)
                     else:
-                        await self._execute(claim)
+                        await self._execute(claim, completions)
                 finally:
                     self._busy -= 1
                     self._capacity.set()
@@ -218,7 +230,9 @@ class Consumer:
                 return
         self.outcomes["released"] += 1
 
-    async def _execute(self, claim: Claim) -> None:
+    async def _execute(
+        self, claim: Claim, completions: trio.MemorySendChannel[_Completion]
+    ) -> None:
         config = job_config(self.app, claim)
         started = time.perf_counter()
         error: BaseException | None = None
@@ -251,6 +265,9 @@ class Consumer:
             outcome = Outcome.LEASE_LOST
         elif config is not None and config.transactional and error is None:
             outcome = Outcome.COMPLETED
+        elif config is not None and error is None and claim.extension is None:
+            with trio.CancelScope(shield=True):
+                outcome = await self._complete(claim, completions)
         else:
             with trio.CancelScope(shield=True):
                 outcome = await self.bridge.run(settle, self.db, claim, config, error, output)
@@ -271,6 +288,47 @@ class Consumer:
                 "error": describe_error(error) if error is not None else None,
             },
         )
+
+    async def _complete(
+        self, claim: Claim, completions: trio.MemorySendChannel[_Completion]
+    ) -> Outcome:
+        """Hand a plain success to the group committer and wait for its transaction."""
+        pending = _Completion(claim)
+        completions.send_nowait(pending)
+        await pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        return Outcome.COMPLETED if pending.completed else Outcome.LEASE_LOST
+
+    async def _complete_batches(self, receive: trio.MemoryReceiveChannel[_Completion]) -> None:
+        """Group commit: complete every success waiting, up to ``COMPLETE_BATCH``, at once.
+
+        While one batch commits, the next gathers, so a busy consumer completes many
+        jobs per transaction and an idle one still completes each job at once. Shielded:
+        it ends when every worker has closed its end of the channel, so no worker is
+        left waiting on a completion that will never come.
+        """
+        with trio.CancelScope(shield=True):
+            async with receive:
+                async for first in receive:
+                    batch = [first]
+                    while len(batch) < COMPLETE_BATCH:
+                        try:
+                            batch.append(receive.receive_nowait())
+                        except trio.WouldBlock:
+                            break
+                    try:
+                        results = await self.bridge.run(
+                            quick.complete_many, self.db, [p.claim for p in batch]
+                        )
+                    except Exception as error:
+                        for pending in batch:
+                            pending.error = error
+                            pending.done.set()
+                        continue
+                    for pending, completed in zip(batch, results, strict=True):
+                        pending.completed = completed
+                        pending.done.set()
 
     async def _invoke(self, config: JobConfig, claim: Claim) -> Any:
         """Run the handler; return what it returned (a workflow step's output)."""
@@ -319,6 +377,18 @@ class Consumer:
 
 
 Due = list[tuple[bytes, str]]
+
+
+class _Completion:
+    """A success waiting for the group committer."""
+
+    __slots__ = ("claim", "done", "completed", "error")
+
+    def __init__(self, claim: Claim) -> None:
+        self.claim = claim
+        self.done = trio.Event()
+        self.completed = False
+        self.error: BaseException | None = None
 
 
 def _scan_due(

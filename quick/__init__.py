@@ -42,6 +42,7 @@ from quick.jobs import Claim, Job, JobState
 from quick.leases import (
     claim,
     complete,
+    complete_many,
     dead_letter,
     discard,
     fail,
@@ -78,6 +79,7 @@ __all__ = [
     "claim",
     "collect",
     "complete",
+    "complete_many",
     "dead_letter",
     "discard",
     "enqueue",
