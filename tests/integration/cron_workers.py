@@ -5,7 +5,8 @@ engine URL (fault-injecting URLs included), waits for ``SYNC_DIR/go`` so every p
 starts together, then for each tick time T calls ``quick.activate_due(db, now=T)`` and
 waits at a barrier (one file per process and tick in ``SYNC_DIR``) until every process
 has finished T, so all of them race on every tick. It prints the job ids its own
-activations returned, one JSON list per tick, on stdout.
+activations returned, one JSON list per tick, on stdout, then a JSON object of the
+faults injected in this process by error code (empty on engines without injection).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def main(argv: list[str]) -> None:
         with open(os.path.join(sync_dir, f"tick{number}-proc{proc}"), "w"):
             pass
         _wait_for([os.path.join(sync_dir, f"tick{number}-proc{p}") for p in range(int(processes))])
+    print(json.dumps(getattr(db, "injected", {})), flush=True)
     db.close()
 
 
