@@ -23,7 +23,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from keyspace.errors import StorageError
 from keyspace.protocol import Database, Transaction
 
-__all__ = ["Backoff", "transactional", "run_transaction", "is_database"]
+__all__ = ["Backoff", "EarlierTries", "transactional", "run_transaction", "is_database"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -57,6 +57,20 @@ class Backoff:
 def is_database(obj: object) -> bool:
     """True for a database handle, False for a transaction."""
     return hasattr(obj, "create_transaction")
+
+
+class EarlierTries:
+    """What earlier tries of one call saw, made before the retry loop.
+
+    A retry after ``commit_unknown_result`` may follow a try that did commit; a call
+    whose result depends on what it found (how many it deleted, whether the thing
+    existed) keeps that here, so its retry can answer as the committed try would.
+    """
+
+    __slots__ = ("found",)
+
+    def __init__(self) -> None:
+        self.found: int = 0
 
 
 def run_transaction(db: Database, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

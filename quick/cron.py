@@ -22,7 +22,7 @@ from croniter import CroniterError, croniter
 from keyspace.codec import pack_value, unpack_value
 from keyspace.layout import CRON, CRON_DUE
 from keyspace.protocol import Database, Transaction
-from keyspace.retry import transactional
+from keyspace.retry import EarlierTries, transactional
 from quick.enqueueing import prepare, store_new
 from quick.errors import InvalidArgument
 from quick.jobs import now_ms
@@ -157,13 +157,22 @@ def list_schedules(tr: Transaction) -> list[Schedule]:
     return [_decode(CRON.unpack(k)[0], v) for k, v in tr.snapshot.get_range(*CRON.range())]
 
 
+def remove_schedule(db_or_tr: Database | Transaction, name: str) -> bool:
+    """Delete the schedule ``name``; False if there was none.
+
+    Retry semantics: a retry after ``commit_unknown_result`` whose earlier try found
+    the schedule answers True, since that try removed it (or another caller did).
+    """
+    return _remove_schedule(db_or_tr, name, EarlierTries())
+
+
 @transactional
-def remove_schedule(tr: Transaction, name: str) -> bool:
-    """Delete the schedule ``name``; False if there was none."""
+def _remove_schedule(tr: Transaction, name: str, earlier: EarlierTries) -> bool:
     key = CRON.pack((name,))
     old = tr.get(key)
     if old is None:
-        return False
+        return bool(earlier.found)
+    earlier.found = 1
     tr.clear(key)
     tr.clear(CRON_DUE.pack((_decode(name, old).next_ms, name)))
     return True

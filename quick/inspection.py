@@ -13,7 +13,7 @@ from typing import Any
 from keyspace.codec import CorruptValue, unpack_value
 from keyspace.layout import DEAD_LETTERS, FINISHED, JOB_DIRECTORY, POINTERS, queue_keys
 from keyspace.protocol import Database, Transaction
-from keyspace.retry import transactional
+from keyspace.retry import EarlierTries, transactional
 from quick import counters
 from quick.enqueueing import directory_entry, prepare, store_new
 from quick.errors import InvalidArgument, JobNotFound, JobRunning
@@ -207,9 +207,21 @@ def requeue_dead(tr: Transaction, queue_id: str, job_id: str) -> str:
     return store_new(tr, prepared)
 
 
+def purge_dead(
+    db_or_tr: Database | Transaction, queue_id: str | None = None, job_id: str | None = None
+) -> int:
+    """Delete dead letters (one, one queue's, or all, up to 1,000 at a time); return how many.
+
+    Retry semantics: a retry after ``commit_unknown_result`` that finds nothing left
+    reports what its earlier try deleted.
+    """
+    return _purge_dead(db_or_tr, queue_id, job_id, EarlierTries())
+
+
 @transactional
-def purge_dead(tr: Transaction, queue_id: str | None = None, job_id: str | None = None) -> int:
-    """Delete dead letters (one, one queue's, or all); return how many."""
+def _purge_dead(
+    tr: Transaction, queue_id: str | None, job_id: str | None, earlier: EarlierTries
+) -> int:
     if job_id is not None:
         if queue_id is None:
             raise JobNotFound(job_id)
@@ -224,6 +236,9 @@ def purge_dead(tr: Transaction, queue_id: str | None = None, job_id: str | None 
         tr.clear(key)
         tr.clear(JOB_DIRECTORY.pack((ident,)))
         counters.bump(tr, queue_keys(queue), JobState.DEAD, -1)
+    if not rows:
+        return earlier.found
+    earlier.found = len(rows)
     return len(rows)
 
 

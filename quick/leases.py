@@ -27,7 +27,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from keyspace.codec import CorruptValue, pack_value, unpack_value
 from keyspace.layout import DEAD_LETTERS, FINISHED, JOB_DIRECTORY, QueueKeys, queue_keys
@@ -58,6 +58,9 @@ __all__ = [
 ]
 
 QUEUE_LEASE_MS = 5_000
+#: Claims remembered on the queue lease, so a claim retried after commit_unknown_result
+#: recognises its committed try even when other consumers claimed from the queue since.
+RECENT_CLAIMS = 4
 #: Due scheduled jobs promoted into the ready index per claim.
 PROMOTE_BATCH = 256
 
@@ -169,8 +172,10 @@ def claim_jobs(
     """Lease up to ``limit`` of the best visible jobs of ``queue`` (the second claim step)."""
     keys = queue_keys(queue)
     lease = pointers.queue_lease(tr, queue)
-    if lease is not None and lease.get("c") == token:
-        return _reclaimed(tr, keys, lease["j"], token)
+    recent = _recent_claims(lease)
+    for earlier, job_ids in recent:
+        if earlier == token:
+            return _reclaimed(tr, keys, job_ids, token)
     _promote(tr, keys, now)
     claimed: list[Claim] = []
     rows = tr.get_range(*keys.ready_range(), limit=limit + 1)
@@ -197,9 +202,22 @@ def claim_jobs(
             _notify_claimed(tr, claimed[-1], now)
     if pointers.refresh(tr, keys, now, ready_left=len(rows) > limit):
         record = dict(lease or {})
-        record.update(o=owner, u=0, c=token, j=[c.job_id for c in claimed])
+        record.pop("c", None)
+        record.pop("j", None)
+        mine = [token, [c.job_id for c in claimed]]
+        record.update(o=owner, u=0, r=[mine, *recent[: RECENT_CLAIMS - 1]])
         pointers.write_queue_lease(tr, queue, record)
     return claimed
+
+
+def _recent_claims(lease: dict[str, Any] | None) -> list[tuple[str, list[str]]]:
+    """The last few claims' ``(token, job ids)`` kept on the queue lease, newest first."""
+    if lease is None:
+        return []
+    recent = [(token, list(ids)) for token, ids in lease.get("r") or []]
+    if lease.get("c") is not None:  # the one-claim form written by earlier versions
+        recent.append((lease["c"], list(lease.get("j") or [])))
+    return recent
 
 
 def _notify_claimed(tr: Transaction, claim: Claim, now: int) -> None:

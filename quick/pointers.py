@@ -178,7 +178,8 @@ def scan(
 
 
 def queue_lease(view: ReadView, queue: str) -> dict[str, Any] | None:
-    """The queue lease record (``{"o": owner, "u": until_ms, "c": last claim token, "j": ids}``)."""
+    """The queue lease record: ``{"o": owner, "u": until_ms, "r": recent claims}``, where
+    ``r`` lists the last few claims' ``[token, job ids]`` (see ``quick.leases``)."""
     data = view.get(QUEUE_LEASES.pack((queue,)))
     return None if data is None else dict(unpack_value(data))
 
@@ -198,7 +199,7 @@ def lease_queue(tr: Transaction, queue: str, owner: str, now: int, lease_ms: int
     pointer = read_pointer(tr.snapshot, queue)
     if pointer is None or pointer["v"] > now:
         return False
-    record = dict(lease or {"c": None, "j": []})
+    record = dict(lease or {"r": []})
     record.update(o=owner, u=now + lease_ms)
     write_queue_lease(tr, queue, record)
     return True

@@ -30,17 +30,6 @@ from tests.conftest import engine_url
 #: The faulty engine's seed: its first two draws are 1021s that apply the commit first.
 SEED = 79
 
-REMOVE_SCHEDULE_BUG = (
-    "quick.remove_schedule is not idempotent: when its commit applies and then reports "
-    "1021, the retry finds no schedule and returns False, so `quick cron remove` exits 4 "
-    "'no schedule' although it removed it"
-)
-PURGE_DEAD_BUG = (
-    "quick.purge_dead counts what its last try deleted: when its commit applies and then "
-    "reports 1021, the retry finds nothing, so `quick dlq purge` prints 'purged 0' "
-    "although it deleted the dead letters"
-)
-
 
 @pytest.fixture
 def url(engine: str, tmp_path: Path) -> str:
@@ -51,11 +40,6 @@ def url(engine: str, tmp_path: Path) -> str:
 def tag() -> str:
     """A prefix for queue and schedule names (the fdb engine shares one keyspace)."""
     return uuid.uuid4().hex[:8]
-
-
-def _xfail_on_faults(request: pytest.FixtureRequest, engine: str, reason: str) -> None:
-    if engine == "faulty-sqlite":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
 
 
 def _run(url: str, *args: str) -> tuple[int, str]:
@@ -137,10 +121,7 @@ def test_cli_dlq_lists_and_requeues_dead_letters(url: str, tag: str) -> None:
         assert quick.job_state(db, job) is quick.JobState.READY
 
 
-def test_cli_dlq_purge_reports_how_many_it_deleted(
-    url: str, tag: str, engine: str, request: pytest.FixtureRequest
-) -> None:
-    _xfail_on_faults(request, engine, PURGE_DEAD_BUG)
+def test_cli_dlq_purge_reports_how_many_it_deleted(url: str, tag: str) -> None:
     queue = f"{tag}-q"
     with quick.open(url) as db:
         for n in range(2):
@@ -152,10 +133,7 @@ def test_cli_dlq_purge_reports_how_many_it_deleted(
     assert _run(url, "dlq", "list", "--queue", queue, "--json") == (0, "[]\n")
 
 
-def test_cli_cron_adds_lists_and_removes_schedules(
-    url: str, tag: str, engine: str, request: pytest.FixtureRequest
-) -> None:
-    _xfail_on_faults(request, engine, REMOVE_SCHEDULE_BUG)
+def test_cli_cron_adds_lists_and_removes_schedules(url: str, tag: str) -> None:
     name = f"{tag}-nightly"
     code, out = _run(url, "cron", "add", name, "0 3 * * *", "q", "report", "--tz", "Europe/Paris")
     assert code == 0, out
@@ -250,10 +228,6 @@ def test_cli_worker_drains_and_stops_cleanly_on_sigterm(
                 for i in range(300)
             ],
         )
-    # On the faulty engine, a claim retried after its commit applied can leave the jobs
-    # it leased stranded until their lease expires when the other process claimed in
-    # between (the strict xfail in test_queue.py); short leases keep that wait short.
-    lease = ["--lease-seconds", "3"] if engine == "faulty-sqlite" else []
     worker = start_worker(
         url,
         out,
@@ -262,7 +236,6 @@ def test_cli_worker_drains_and_stops_cleanly_on_sigterm(
         str(processes),
         "--concurrency",
         "4",
-        *lease,
     )
     _wait(lambda: len({line.split()[0] for line in _lines(out)}) >= 300, "300 jobs to run")
     worker.send_signal(signal.SIGTERM)

@@ -122,13 +122,6 @@ def test_complete_retried_after_commit_succeeds_for_the_same_claim(
     assert quick.job_state(db, held.job_id) is JobState.COMPLETED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="claim_jobs finds its earlier committed try only through the queue lease's last "
-    "claim token, which a rival claim in between overwrites: the retry then leases other "
-    "jobs, and those the committed try leased stay leased to a consumer that never got "
-    "them, until their lease expires",
-)
 def test_claim_retried_after_its_commit_applied_returns_the_jobs_it_leased(
     db: Database, queue: str
 ) -> None:
