@@ -3,9 +3,10 @@
 Theory of operation
 -------------------
 * The **scanner** walks the pointer index (snapshot reads, a cursor carried across
-  rounds so no queue starves), picks a random due queue, and claims up to as many
-  jobs as there are free workers (at most ``batch_size``): QuiCK's queue lease, then
-  the job batch. Claims go to the workers through a memory channel. With nothing
+  rounds so no queue starves), picks a random due queue, and claims a batch (at
+  most ``batch_size``) while fewer than ``concurrency + batch_size`` jobs are held:
+  QuiCK's queue lease, then the job batch. Claims go to the workers through a
+  memory channel, so one batch waits ready while the workers run the last. With nothing
   due it sleeps on a watch of the ``("wake",)`` key, which producers bump whenever
   a queue gains earlier work, until then or the next known visibility time (at most
   ``max_idle``): an idle consumer costs no CPU and wakes about a millisecond after an
@@ -154,7 +155,7 @@ class Consumer:
         pause = 0.001
         rng = random.Random()
         while not self._stopping.is_set():
-            free = config.concurrency - self._busy
+            free = config.concurrency + config.batch_size - self._busy
             if free <= 0:
                 self._capacity = trio.Event()
                 await self._capacity.wait()

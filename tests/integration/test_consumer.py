@@ -256,8 +256,9 @@ def test_consumer_stop_releases_claims_not_yet_started(db: Database, tag: str) -
         return consumer
 
     consumer = trio.run(main)
-    # One claim of four (a free worker each): the first started, three were released.
-    assert consumer.outcomes == {"completed": 1, "released": 3}
+    # One claim of all ten (four workers plus one batch held ready): the first started,
+    # the nine not yet started were released.
+    assert consumer.outcomes == {"completed": 1, "released": 9}
     assert len(ran) == 1
     assert quick.queue_counts(db, queue) == {"scheduled": 0, "ready": 9, "leased": 0, "dead": 0}
     # Released claims are visible now, unowned, with their attempt refunded.
