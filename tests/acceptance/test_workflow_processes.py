@@ -7,10 +7,8 @@ succeed, the journal must show each step succeeding exactly once per run, and th
 last step's output must show every dependency's result arrived. A handler may run a
 second time only for an item the killed worker held.
 
-Scale: the issue asks for 1,000 runs; on a 2-core machine four processes settle about
-a hundred steps a second on sqlite, so 1,000 runs (10,000 steps) take well over a
-minute. The test runs 200 (2,000 steps, roughly 20 s), and 50 on the fault-injecting
-engine.
+Scale: 1,000 runs (10,000 steps) as the issue asks, about 40 s on an idle 2-core
+machine; 50 runs on the fault-injecting engine.
 """
 
 from __future__ import annotations
@@ -73,7 +71,7 @@ def _finished(url: str, runs: int) -> int:
 
 @pytest.mark.parametrize(
     ("runs", "faults"),
-    [(200, ""), (50, "?faults=not_committed:0.05,commit_unknown_result:0.05&seed=7")],
+    [(1000, ""), (50, "?faults=not_committed:0.05,commit_unknown_result:0.05&seed=7")],
     ids=["sqlite", "faulty-sqlite"],
 )
 def test_workflow_runs_survive_a_killed_worker(tmp_path: Path, runs: int, faults: str) -> None:
@@ -98,7 +96,7 @@ def test_workflow_runs_survive_a_killed_worker(tmp_path: Path, runs: int, faults
         killed = workers[0]
         killed.send_signal(signal.SIGKILL)
         killed.communicate(timeout=10)
-        _wait(lambda: _finished(url, runs) == runs, 180, "every run to finish")
+        _wait(lambda: _finished(url, runs) == runs, 480, "every run to finish")
     finally:
         for worker in workers:
             if worker.poll() is None:
