@@ -1,0 +1,632 @@
+"""Benchmark quick end to end on the embedded sqlite engine: enqueue, drain, pickup latency.
+
+What it measures, each run on a fresh temporary SQLite file (``sqlite:///<tmp>/bench.db``):
+
+==============  ======================================================================
+``enqueue1``    ``quick.enqueue(db, queue, topic, payload)`` in a loop: one job per
+                transaction, from this process (jobs/s)
+``enqueue100``  ``quick.enqueue_many(db, [100 specs])`` in a loop: 100 jobs per
+                transaction (jobs/s)
+``drain1``      20,000 no-op jobs pre-enqueued (untimed), then one real consumer
+                process, ``python -m quick --db URL worker --app bench_jobs:app``,
+                launched and left to run until every job has recorded its start
+``drain2``      the same with ``--processes 2`` (the supervisor and two consumers)
+``latency``     ``quick worker --processes 2`` started and confirmed ready by one probe
+                job, left idle for 2 s, then 200 jobs/s for 10 s enqueued from this
+                process with ``quick.enqueue`` on a fixed schedule (absolute deadlines)
+==============  ======================================================================
+
+The job (``scripts/bench_jobs.py``) appends ``<i> <t_enqueue> <t_start> <pid>`` to one
+``O_APPEND`` file; every count and timing comes from that file, as in the peer harness
+(``../shared/bench/peers``). Payloads carry ``i`` and ``t_enqueue = time.time()``, taken
+just before the enqueue call, so a latency includes the producer's own commit.
+
+* drain jobs/s = (N - 1) / (last job start - first job start): start-up excluded.
+* drain jobs/s incl. start-up = N / (moment the driver sees the N-th record - worker
+  launch); the driver polls the file every 20 ms. "start-up" is launch to first job start.
+* worker CPU ms/job = user + system CPU of the worker processes (supervisor included, from
+  launch to exit) / N: what a job costs whatever else the machine is doing.
+* latency = t_start - t_enqueue per job, nearest-rank p50 / p99 / max over the stream.
+
+Every run verifies before its numbers count: enqueue runs check the distinct ids and the
+queue's ready counter; drain and latency runs check that every job id ran at least once
+(duplicates are reported, not failed: the queue is at-least-once), that the workers
+exited cleanly on SIGTERM, and that afterwards the queue's counters (ready, scheduled,
+leased, dead) are all zero. A run that fails stops the benchmark with exit code 1.
+
+Each run also reports "others' CPUs": the CPUs that processes other than this script and
+its workers kept busy meanwhile (from ``/proc/stat``), since a shared machine skews rates.
+
+Workloads run in a fixed order, reversed on every other repetition, ``--reps`` times;
+the tables give medians and (min-max). The targets column is issue 4's: drain2 >= 15,000
+jobs/s, enqueue1 >= 11,200 jobs/s (twice the best peer's ~5,600), enqueue100 >= 30,000
+jobs/s, latency p99 below every peer's (best 1.3 ms). The exit code does not depend on them.
+
+Run it from the repository root::
+
+    .venv/bin/python scripts/bench.py                        # about 5 min on 2 cores
+    .venv/bin/python scripts/bench.py --scale 0.1 --reps 1   # a quick look
+    .venv/bin/python scripts/bench.py --only latency --reps 5 --json latency.json
+    .venv/bin/python scripts/bench.py --only drain2 --concurrency 16 --batch-size 50
+
+``--scale`` multiplies every job count and the latency stream's duration (not its rate).
+``--concurrency`` and ``--batch-size`` are passed to ``quick worker`` (its defaults, 8 and
+10, otherwise). Rerun it whenever the consumer changes: nothing here depends on how the
+consumer wakes up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import resource
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench_jobs import RECORD_ENV, TOPIC
+from benchreport import command_line, print_footer, write_json
+
+import quick
+from keyspace import Database
+
+SCRIPTS = Path(__file__).resolve().parent
+PROJECT_ROOT = SCRIPTS.parent
+QUEUE = "bench"
+APP = "bench_jobs:app"
+PREFILL_CHUNK = 1000  # jobs per enqueue_many transaction when pre-enqueueing (untimed)
+POLL = 0.02  # seconds between the driver's looks at the record file
+STOP_GRACE = 60.0  # seconds workers get to exit after SIGTERM before SIGKILL
+
+
+class BrokenRun(RuntimeError):
+    """A run whose results fail verification; it reports no numbers."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    scale: float
+    directory: Path | None
+    concurrency: int | None
+    batch_size: int | None
+    drain_jobs: int
+    latency_rate: float
+    latency_seconds: float
+    latency_idle: float
+    timeout: float
+
+
+# -- worker processes and the record file ---------------------------------------------
+
+
+def _worker_argv(url: str, processes: int, settings: Settings) -> list[str]:
+    argv = [sys.executable, "-m", "quick", "--db", url, "worker", "--app", APP]
+    argv += ["--processes", str(processes), "--log-level", "warning"]  # no line per job
+    if settings.concurrency is not None:
+        argv += ["--concurrency", str(settings.concurrency)]
+    if settings.batch_size is not None:
+        argv += ["--batch-size", str(settings.batch_size)]
+    return argv
+
+
+class Workers:
+    """``quick worker`` launched in its own session; stopped with SIGTERM, as in production."""
+
+    def __init__(self, argv: list[str], record: Path, log: Path) -> None:
+        path = os.pathsep.join([str(SCRIPTS), str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")])
+        env = {**os.environ, RECORD_ENV: str(record), "PYTHONPATH": path}
+        self.log = log
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                argv,
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+            )
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> int:
+        """SIGTERM (graceful: the supervisor forwards it), wait, then SIGKILL the session."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the session this script started
+            self.proc.wait()
+            return -signal.SIGKILL
+
+    def tail(self) -> str:
+        lines = self.log.read_text(errors="replace").splitlines()
+        return "\n".join(lines[-15:])
+
+
+class Records:
+    """The driver's side of the record file: counts complete lines as they arrive."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+        self._count = 0
+        path.write_bytes(b"")
+
+    def count(self) -> int:
+        with self.path.open("rb") as f:
+            f.seek(self._offset)
+            chunk = f.read()
+        end = chunk.rfind(b"\n")
+        if end >= 0:
+            self._count += chunk.count(b"\n", 0, end + 1)
+            self._offset += end + 1
+        return self._count
+
+    def wait_for(self, target: int, workers: Workers, timeout: float) -> float:
+        """Poll until ``target`` lines are there; the time they were seen (wall clock)."""
+        deadline = time.monotonic() + timeout
+        while self.count() < target:
+            if not workers.alive():
+                raise BrokenRun(f"workers exited with {workers.proc.returncode}:\n{workers.tail()}")
+            if time.monotonic() > deadline:
+                raise BrokenRun(f"only {self._count} of {target} jobs ran within {timeout:.0f} s")
+            time.sleep(POLL)
+        return time.time()
+
+    def first_starts(self) -> tuple[dict[int, tuple[float, float]], int]:
+        """``{i: (t_enqueue, first t_start)}`` and how many lines were repeats of an id."""
+        first: dict[int, tuple[float, float]] = {}
+        repeats = 0
+        for line in self.path.read_bytes().splitlines():
+            i, t_enqueue, t_start, _pid = line.split()
+            key = int(i)
+            if key in first:
+                repeats += 1
+                first[key] = min(first[key], (float(t_enqueue), float(t_start)), key=lambda p: p[1])
+            else:
+                first[key] = (float(t_enqueue), float(t_start))
+        return first, repeats
+
+
+def _check_all_ran(first: dict[int, tuple[float, float]], expected: range) -> None:
+    missing = [i for i in expected if i not in first]
+    extra = first.keys() - set(expected)
+    if missing or extra:
+        raise BrokenRun(
+            f"{len(missing)} jobs never ran (e.g. {missing[:5]}), {len(extra)} unexpected ids"
+        )
+
+
+def _check_drained(db: Database) -> None:
+    counts = quick.queue_counts(db, QUEUE)
+    if any(counts.values()):
+        raise BrokenRun(f"queue {QUEUE!r} not empty after the workers stopped: {counts}")
+
+
+def _stop_cleanly(workers: Workers) -> None:
+    code = workers.stop()
+    if code != 0:
+        raise BrokenRun(f"workers exited with {code} after SIGTERM:\n{workers.tail()}")
+
+
+# -- workloads: each returns its metrics ------------------------------------------------
+
+
+def _jobs(count: int, scale: float, multiple: int = 1) -> int:
+    wanted = max(1, round(count * scale))
+    return -(-wanted // multiple) * multiple
+
+
+def _payload(i: int) -> dict[str, Any]:
+    return {"i": i, "t": time.time()}
+
+
+def _check_enqueued(db: Database, ids: list[str], n: int) -> None:
+    if len(ids) != n or len(set(ids)) != n:
+        raise BrokenRun(f"{len(set(ids))} distinct ids from {n} enqueues")
+    ready = quick.queue_counts(db, QUEUE)["ready"]
+    if ready != n:
+        raise BrokenRun(f"{ready} jobs ready after {n} enqueues")
+
+
+def enqueue1(db: Database, settings: Settings) -> dict[str, float]:
+    n = _jobs(5000, settings.scale)
+    for i in range(20):  # warm up on another queue: connections, caches
+        quick.enqueue(db, "warm-up", TOPIC, _payload(i))
+    enqueue = quick.enqueue
+    ids: list[str] = []
+    append = ids.append
+    started = time.perf_counter()
+    for i in range(n):
+        append(enqueue(db, QUEUE, TOPIC, {"i": i, "t": time.time()}))
+    elapsed = time.perf_counter() - started
+    _check_enqueued(db, ids, n)
+    return {"jobs": n, "seconds": elapsed, "jobs_per_s": n / elapsed}
+
+
+def _specs(start: int, stop: int) -> list[dict[str, Any]]:
+    return [{"queue_id": QUEUE, "topic": TOPIC, "payload": _payload(i)} for i in range(start, stop)]
+
+
+def enqueue100(db: Database, settings: Settings) -> dict[str, float]:
+    n = _jobs(20000, settings.scale, 100)
+    quick.enqueue_many(db, [{"queue_id": "warm-up", "topic": TOPIC, "payload": {}}] * 100)
+    enqueue_many = quick.enqueue_many
+    ids: list[str] = []
+    started = time.perf_counter()
+    for start in range(0, n, 100):
+        ids += enqueue_many(db, _specs(start, start + 100))
+    elapsed = time.perf_counter() - started
+    _check_enqueued(db, ids, n)
+    return {"jobs": n, "seconds": elapsed, "jobs_per_s": n / elapsed}
+
+
+def _drain(processes: int) -> Callable[[Database, Settings], dict[str, float]]:
+    def workload(db: Database, settings: Settings) -> dict[str, float]:
+        n = settings.drain_jobs
+        prefill = time.perf_counter()
+        ids: list[str] = []
+        for start in range(0, n, PREFILL_CHUNK):
+            ids += quick.enqueue_many(db, _specs(start, min(n, start + PREFILL_CHUNK)))
+        _check_enqueued(db, ids, n)
+        prefill_s = time.perf_counter() - prefill
+        temp = Path(db.url.removeprefix("sqlite:///")).parent
+        records = Records(temp / "records.txt")
+        cpu_before = _children_cpu()
+        launched = time.time()
+        workers = Workers(_worker_argv(db.url, processes, settings), records.path, temp / "log")
+        try:
+            seen = records.wait_for(n, workers, settings.timeout)
+        finally:
+            _stop_cleanly(workers)
+        cpu = _children_cpu() - cpu_before
+        first, repeats = records.first_starts()
+        _check_all_ran(first, range(n))
+        _check_drained(db)
+        starts = sorted(start for _, start in first.values())
+        return {
+            "jobs": n,
+            "prefill_s": prefill_s,
+            "jobs_per_s": (n - 1) / (starts[-1] - starts[0]),
+            "jobs_per_s_incl_startup": n / (seen - launched),
+            "startup_s": starts[0] - launched,
+            "cpu_ms_per_job": cpu * 1000 / n,
+            "repeats": repeats,
+        }
+
+    return workload
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) used by this script's finished children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _pct(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of sorted ``values``."""
+    return values[max(0, min(len(values) - 1, math.ceil(q * len(values)) - 1))]
+
+
+def latency(db: Database, settings: Settings) -> dict[str, float]:
+    rate = settings.latency_rate
+    n = max(2, round(rate * settings.latency_seconds))
+    temp = Path(db.url.removeprefix("sqlite:///")).parent
+    records = Records(temp / "records.txt")
+    launched = time.time()
+    workers = Workers(_worker_argv(db.url, 2, settings), records.path, temp / "log")
+    try:
+        quick.enqueue(db, QUEUE, TOPIC, {"i": -1, "t": time.time()})  # readiness probe
+        ready = records.wait_for(1, workers, settings.timeout) - launched
+        time.sleep(settings.latency_idle)
+        late = 0
+        enqueue = quick.enqueue
+        started = time.perf_counter()
+        for i in range(n):
+            target = started + i / rate
+            now = time.perf_counter()
+            if target > now:
+                time.sleep(target - now)
+            elif now - target > 0.005:
+                late += 1
+            enqueue(db, QUEUE, TOPIC, {"i": i, "t": time.time()})
+        produced = time.perf_counter() - started
+        records.wait_for(n + 1, workers, settings.timeout)
+    finally:
+        _stop_cleanly(workers)
+    first, repeats = records.first_starts()
+    _check_all_ran(first, range(-1, n))
+    _check_drained(db)
+    waits = sorted((start - enqueued) * 1000 for i, (enqueued, start) in first.items() if i >= 0)
+    return {
+        "jobs": n,
+        "ready_s": ready,
+        "producer_rate": (n - 1) / produced,
+        "producer_late_gt5ms": late,
+        "p50_ms": _pct(waits, 0.50),
+        "p99_ms": _pct(waits, 0.99),
+        "max_ms": waits[-1],
+        "mean_ms": statistics.fmean(waits),
+        "repeats": repeats,
+    }
+
+
+Runner = Callable[[Database, Settings], dict[str, float]]
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    name: str
+    what: str
+    runner: Runner
+    metrics: tuple[str, ...]  # the first is the headline, compared with the target
+    target: str
+
+
+WORKLOADS = (
+    Workload(
+        "enqueue1", "`quick.enqueue`, 1 job per tx", enqueue1, ("jobs_per_s",), ">= 11,200 jobs/s"
+    ),
+    Workload(
+        "enqueue100",
+        "`quick.enqueue_many`, 100 jobs per tx",
+        enqueue100,
+        ("jobs_per_s",),
+        ">= 30,000 jobs/s",
+    ),
+    Workload(
+        "drain1",
+        "1 worker process",
+        _drain(1),
+        ("jobs_per_s", "jobs_per_s_incl_startup", "startup_s", "cpu_ms_per_job"),
+        "",
+    ),
+    Workload(
+        "drain2",
+        "`--processes 2`",
+        _drain(2),
+        ("jobs_per_s", "jobs_per_s_incl_startup", "startup_s", "cpu_ms_per_job"),
+        ">= 15,000 jobs/s",
+    ),
+    Workload(
+        "latency",
+        "`--processes 2`, 200 jobs/s",
+        latency,
+        ("p50_ms", "p99_ms", "max_ms"),
+        "p99 < 1.3 ms",
+    ),
+)
+BY_NAME = {w.name: w for w in WORKLOADS}
+TARGETS: dict[str, Callable[[dict[str, float]], bool]] = {
+    "enqueue1": lambda m: m["jobs_per_s"] >= 11_200,
+    "enqueue100": lambda m: m["jobs_per_s"] >= 30_000,
+    "drain2": lambda m: m["jobs_per_s"] >= 15_000,
+    "latency": lambda m: m["p99_ms"] < 1.3,
+}
+
+
+def _cpu_seconds() -> tuple[float, float]:
+    """(CPU seconds all processes have used since boot, CPU seconds this script and its
+    waited-for children have used); the difference over a run is everybody else's."""
+    own = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    mine = sum(r.ru_utime + r.ru_stime for r in own)
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return math.nan, mine
+    user, nice, system, _idle, _iowait, irq, softirq = map(int, fields[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK"), mine
+
+
+def run_once(workload: Workload, settings: Settings) -> dict[str, float]:
+    """One run of ``workload`` on a fresh database file, removed afterwards.
+
+    Adds ``other_cpus``: how many CPUs other processes kept busy meanwhile, on average
+    (the machine may be shared; NaN where ``/proc/stat`` is missing).
+    """
+    temp = Path(tempfile.mkdtemp(prefix="quick_bench_", dir=settings.directory))
+    all_before, mine_before = _cpu_seconds()
+    started = time.perf_counter()
+    try:
+        with quick.open(f"sqlite:///{temp / 'bench.db'}") as db:
+            result = workload.runner(db, settings)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    elapsed = time.perf_counter() - started
+    all_after, mine_after = _cpu_seconds()
+    others = (all_after - all_before) - (mine_after - mine_before)
+    return {**result, "other_cpus": max(0.0, others) / elapsed}
+
+
+# -- report ---------------------------------------------------------------------------
+
+
+def _check_checkout() -> None:
+    """The driver must run the same code as the workers it starts (PROJECT_ROOT's)."""
+    where = Path(quick.__file__).resolve().parent.parent
+    if where != PROJECT_ROOT:
+        raise SystemExit(
+            f"quick is imported from {where}, not from {PROJECT_ROOT} whose workers this "
+            f"script starts: run it with PYTHONPATH={PROJECT_ROOT}"
+        )
+
+
+def _code_version() -> str:
+    """The commit measured, and whether the library had uncommitted changes."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, check=False
+        )
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--", "keyspace", "quick", "consumer", "workflow")
+    return f"{commit} (uncommitted library changes)" if dirty else commit
+
+
+def _fmt(values: list[float], metric: str) -> str:
+    digits = 1 if metric.endswith("_ms") else 0 if metric.startswith("jobs") else 2
+    med, low, high = statistics.median(values), min(values), max(values)
+    spread = f" ({low:,.{digits}f}-{high:,.{digits}f})" if len(values) > 1 else ""
+    return f"{med:,.{digits}f}{spread}"
+
+
+def _median(reps: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(r[key] for r in reps) for key in reps[0]}
+
+
+HEADERS = {
+    "enqueue": ("jobs/s",),
+    "drain": (
+        "jobs/s, first → last start",
+        "jobs/s incl. start-up",
+        "start-up (s)",
+        "worker CPU ms/job",
+    ),
+    "latency": ("p50 (ms)", "p99 (ms)", "max (ms)"),
+}
+
+
+def _table(kind: str, rows: list[tuple[Workload, list[dict[str, float]]]]) -> str:
+    headers = HEADERS[kind]
+    lines = [
+        "| workload | how | " + " | ".join(headers) + " | target | met | others' CPUs |",
+        "|---|---|" + "--:|" * len(headers) + "---|---|--:|",
+    ]
+    for workload, reps in rows:
+        cells = [_fmt([r[m] for r in reps], m) for m in workload.metrics]
+        check = TARGETS.get(workload.name)
+        met = "" if check is None else "yes" if check(_median(reps)) else "no"
+        others = _fmt([r["other_cpus"] for r in reps], "other_cpus")
+        lines.append(
+            f"| `{workload.name}` | {workload.what} | "
+            + " | ".join(cells)
+            + f" | {workload.target} | {met} | {others} |"
+        )
+    return "\n".join(lines)
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Benchmark quick on the sqlite engine: enqueue, drain, pickup latency."
+    )
+    parser.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="multiply job counts and the latency duration"
+    )
+    parser.add_argument("--json", type=Path, metavar="PATH", help="write the results here")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=list(BY_NAME),
+        metavar="NAME",
+        help=f"run only these workloads (repeatable; {', '.join(BY_NAME)})",
+    )
+    parser.add_argument("--concurrency", type=int, help="quick worker --concurrency")
+    parser.add_argument("--batch-size", type=int, help="quick worker --batch-size")
+    parser.add_argument(
+        "--timeout", type=float, default=600.0, help="seconds a drain may take (default 600)"
+    )
+    parser.add_argument(
+        "--dir", type=Path, default=None, help="parent of the temporary files (default: $TMPDIR)"
+    )
+    args = parser.parse_args(argv)
+    if args.reps < 1:
+        parser.error("--reps must be at least 1")
+    if args.scale <= 0:
+        parser.error("--scale must be positive")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(argv)
+    _check_checkout()
+    command = command_line("bench", argv)
+    settings = Settings(
+        scale=args.scale,
+        directory=args.dir,
+        concurrency=args.concurrency,
+        batch_size=args.batch_size,
+        drain_jobs=_jobs(20000, args.scale),
+        latency_rate=200.0,
+        latency_seconds=10.0 * args.scale,
+        latency_idle=2.0,
+        timeout=args.timeout,
+    )
+    workloads = [w for w in WORKLOADS if args.only is None or w.name in args.only]
+    code = _code_version()
+    print(
+        f"quick {code}, python {platform.python_version()}, sqlite {sqlite3.sqlite_version}, "
+        f"reps={args.reps}, scale={args.scale:g}, cpus={os.cpu_count()}, "
+        f"worker concurrency={args.concurrency or 'default'}, "
+        f"batch size={args.batch_size or 'default'}"
+    )
+    per_rep: dict[str, list[dict[str, float]]] = {w.name: [] for w in workloads}
+    started = time.perf_counter()
+    try:
+        for rep in range(args.reps):
+            for workload in workloads if rep % 2 == 0 else reversed(workloads):
+                result = run_once(workload, settings)
+                per_rep[workload.name].append(result)
+                shown = ", ".join(
+                    f"{m} {result[m]:,.{2 if m.endswith(('_ms', '_s', '_job')) else 0}f}"
+                    for m in workload.metrics
+                )
+                extra = f", {result['repeats']:.0f} repeated" if result.get("repeats") else ""
+                print(
+                    f"rep {rep + 1}/{args.reps}  {workload.name:<10}  {shown}{extra}"
+                    f"  (other processes: {result['other_cpus']:.2f} cpus)",
+                    flush=True,
+                )
+    except BrokenRun as error:
+        print(f"BROKEN RUN, no numbers reported: {error}", file=sys.stderr)
+        return 1
+    total_seconds = time.perf_counter() - started
+
+    for kind, title in (
+        ("enqueue", "enqueue, one producer thread"),
+        ("drain", f"drain {settings.drain_jobs:,} no-op jobs with real `quick worker` processes"),
+        ("latency", f"pickup latency, {settings.latency_seconds:g} s at 200 jobs/s"),
+    ):
+        rows = [(w, per_rep[w.name]) for w in workloads if w.name.startswith(kind)]
+        if rows:
+            print(f"\n{title}, median (min-max) of {args.reps}:\n")
+            print(_table(kind, rows))
+    print(f"\ncode: {code}")
+    print_footer(command, total_seconds)
+    write_json(
+        args.json,
+        command,
+        argv,
+        total_seconds,
+        {
+            "code": code,
+            "reps": args.reps,
+            "scale": args.scale,
+            "worker_concurrency": args.concurrency,
+            "worker_batch_size": args.batch_size,
+            "workloads": {
+                name: {"median": _median(reps), "reps": reps} for name, reps in per_rep.items()
+            },
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
