@@ -8,7 +8,8 @@ What it measures, each run on a fresh temporary SQLite file (``sqlite:///<tmp>/b
 ``enqueue100``  ``quick.enqueue_many(db, [100 specs])`` in a loop: 100 jobs per
                 transaction (jobs/s)
 ``drain1``      20,000 no-op jobs pre-enqueued (untimed), then one real consumer
-                process, ``python -m quick --db URL worker --app bench_jobs:app``,
+                process, ``python -m quick --db URL worker --app bench_jobs:app
+                --log-level warning`` (no log line per job, as for the peers),
                 launched and left to run until every job has recorded its start
 ``drain2``      the same with ``--processes 2`` (the supervisor and two consumers)
 ``latency``     ``quick worker --processes 2`` started and confirmed ready by one probe
