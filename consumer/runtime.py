@@ -60,7 +60,7 @@ __all__ = ["ConsumerConfig", "Consumer"]
 log = logging.getLogger("quick.consumer")
 
 #: The longest pause between scans while due queues are all leased by other consumers.
-BUSY_BACKOFF = 0.05
+BUSY_BACKOFF = 0.005
 #: The most successes the group committer completes in one transaction.
 COMPLETE_BATCH = 100
 

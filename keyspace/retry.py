@@ -33,7 +33,11 @@ MAX_DELAY = 1.0
 
 
 class Backoff:
-    """FoundationDB-style retry delays: doubling from 5 ms up to a cap, with full jitter."""
+    """FoundationDB-style retry delays: doubling from 5 ms up to a cap, with full jitter.
+
+    The first retry after a conflict (1020) does not wait: the transaction that won has
+    already committed, so a new read version sees it. Later retries back off.
+    """
 
     __slots__ = ("delay", "max_delay", "retries", "retry_limit")
 
@@ -50,6 +54,8 @@ class Backoff:
         if self.retry_limit is not None and self.retries >= self.retry_limit:
             raise error
         self.retries += 1
+        if self.retries == 1 and error.code == 1020:
+            return  # a conflict means another commit landed: a fresh read sees it at once
         time.sleep(self.delay * random.random())
         self.delay = min(self.delay * 2, self.max_delay)
 
