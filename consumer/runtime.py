@@ -16,9 +16,9 @@ Theory of operation
   completes the job) beside a **lease extender** that heartbeats every third of the
   lease. If the lease is lost, the handler's cancel scope is cancelled and its
   outcome discarded. A handler past its ``timeout`` counts as a failed attempt.
-* Plain successes go to the **group committer**, which completes every success
-  waiting (up to ``COMPLETE_BATCH``) in one transaction; while it commits, the next
-  batch gathers. Failures, workflow steps and transactional handlers settle alone.
+* Successes go to the **group committer**, which records every success waiting
+  (up to ``COMPLETE_BATCH``, workflow steps included) in one transaction; while it
+  commits, the next batch gathers. Failures and transactional handlers settle alone.
 * The **cron activator** enqueues due schedules once a second.
 * With :class:`~consumer.metrics.ConsumerMetrics`, each settled attempt increments its
   counters, and a **depth refresher** reads queue depths every ``depth_interval``.
@@ -50,7 +50,15 @@ from quick.app import App, JobConfig
 from quick.errors import LeaseLost
 from quick.jobs import Claim, now_ms
 from quick.leases import holds
-from quick.outcomes import Outcome, complete_with, describe_error, job_config, meta_for, settle
+from quick.outcomes import (
+    Outcome,
+    complete_with,
+    describe_error,
+    job_config,
+    meta_for,
+    settle,
+    settle_successes,
+)
 
 if TYPE_CHECKING:  # prometheus_client is imported only by consumers that export metrics
     from consumer.metrics import ConsumerMetrics
@@ -266,9 +274,9 @@ class Consumer:
             outcome = Outcome.LEASE_LOST
         elif config is not None and config.transactional and error is None:
             outcome = Outcome.COMPLETED
-        elif config is not None and error is None and claim.extension is None:
+        elif config is not None and error is None:
             with trio.CancelScope(shield=True):
-                outcome = await self._complete(claim, completions)
+                outcome = await self._complete(claim, config, output, completions)
         else:
             with trio.CancelScope(shield=True):
                 outcome = await self.bridge.run(settle, self.db, claim, config, error, output)
@@ -291,15 +299,19 @@ class Consumer:
         )
 
     async def _complete(
-        self, claim: Claim, completions: trio.MemorySendChannel[_Completion]
+        self,
+        claim: Claim,
+        config: JobConfig,
+        output: Any,
+        completions: trio.MemorySendChannel[_Completion],
     ) -> Outcome:
-        """Hand a plain success to the group committer and wait for its transaction."""
-        pending = _Completion(claim)
+        """Hand a success to the group committer and wait for its transaction."""
+        pending = _Completion((claim, config, output))
         completions.send_nowait(pending)
         await pending.done.wait()
         if pending.error is not None:
             raise pending.error
-        return Outcome.COMPLETED if pending.completed else Outcome.LEASE_LOST
+        return pending.outcome
 
     async def _complete_batches(self, receive: trio.MemoryReceiveChannel[_Completion]) -> None:
         """Group commit: complete every success waiting, up to ``COMPLETE_BATCH``, at once.
@@ -320,15 +332,15 @@ class Consumer:
                             break
                     try:
                         results = await self.bridge.run(
-                            quick.complete_many, self.db, [p.claim for p in batch]
+                            settle_successes, self.db, [p.success for p in batch]
                         )
                     except Exception as error:
                         for pending in batch:
                             pending.error = error
                             pending.done.set()
                         continue
-                    for pending, completed in zip(batch, results, strict=True):
-                        pending.completed = completed
+                    for pending, outcome in zip(batch, results, strict=True):
+                        pending.outcome = outcome
                         pending.done.set()
 
     async def _invoke(self, config: JobConfig, claim: Claim) -> Any:
@@ -383,12 +395,12 @@ Due = list[tuple[bytes, str]]
 class _Completion:
     """A success waiting for the group committer."""
 
-    __slots__ = ("claim", "done", "completed", "error")
+    __slots__ = ("success", "done", "outcome", "error")
 
-    def __init__(self, claim: Claim) -> None:
-        self.claim = claim
+    def __init__(self, success: tuple[Claim, JobConfig, Any]) -> None:
+        self.success = success
         self.done = trio.Event()
-        self.completed = False
+        self.outcome = Outcome.LEASE_LOST
         self.error: BaseException | None = None
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "describe_error",
     "job_config",
     "complete_with",
+    "settle_successes",
 ]
 
 
@@ -197,6 +198,42 @@ def _settle_extended(
     fail(tr, claim, reason, delay_ms=delay, max_attempts=allowed, now_ms=now)
     extension.on_failed(tr, claim, reason, now + delay, now, allowed)
     return Outcome.REQUEUED
+
+
+Success = tuple[Claim, JobConfig, Any]
+
+
+def settle_successes(db: Database, successes: list[Success]) -> list[Outcome]:
+    """Record many successful attempts ``(claim, config, output)`` in one transaction.
+
+    A consumer's group commit. A lost lease fails only its own claim. If any success
+    cannot be recorded (an extension refuses its output, say), nothing of the batch
+    is written and each is settled on its own, so that one fails alone.
+    """
+    try:
+        return db.transact(_settle_successes, successes)
+    except LeaseLost:
+        raise
+    except QuickError:
+        return [settle(db, claim, config, None, output) for claim, config, output in successes]
+
+
+def _settle_successes(tr: Transaction, successes: list[Success]) -> list[Outcome]:
+    now = now_ms()
+    outcomes = []
+    for claim, _config, output in successes:
+        try:
+            held = holding(tr, claim)
+        except LeaseLost:
+            outcomes.append(Outcome.LEASE_LOST)
+            continue
+        if held:  # False: an earlier try of this transaction recorded it
+            extension = extension_for(claim.extension)
+            if extension is not None:
+                extension.on_succeeded(tr, claim, output, now)
+            complete(tr, claim)
+        outcomes.append(Outcome.COMPLETED)
+    return outcomes
 
 
 def run_claim(db: Database, app: App, claim: Claim) -> Outcome:
