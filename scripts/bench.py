@@ -77,7 +77,15 @@ from pathlib import Path
 from typing import Any
 
 from bench_jobs import RECORD_ENV, TOPIC
-from benchreport import command_line, print_footer, write_json
+from benchreport import (
+    BrokenRun,
+    add_common_arguments,
+    check_common,
+    command_line,
+    print_footer,
+    report_broken,
+    write_json,
+)
 
 import quick
 from keyspace import Database
@@ -89,10 +97,6 @@ APP = "bench_jobs:app"
 PREFILL_CHUNK = 1000  # jobs per enqueue_many transaction when pre-enqueueing (untimed)
 POLL = 0.02  # seconds between the driver's looks at the record file
 STOP_GRACE = 60.0  # seconds workers get to exit after SIGTERM before SIGKILL
-
-
-class BrokenRun(RuntimeError):
-    """A run whose results fail verification; it reports no numbers."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -526,11 +530,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Benchmark quick on the sqlite engine: enqueue, drain, pickup latency."
     )
-    parser.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
-    parser.add_argument(
-        "--scale", type=float, default=1.0, help="multiply job counts and the latency duration"
-    )
-    parser.add_argument("--json", type=Path, metavar="PATH", help="write the results here")
+    add_common_arguments(parser, scale="multiply job counts and the latency duration")
     parser.add_argument(
         "--only",
         action="append",
@@ -543,14 +543,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--timeout", type=float, default=600.0, help="seconds a drain may take (default 600)"
     )
-    parser.add_argument(
-        "--dir", type=Path, default=None, help="parent of the temporary files (default: $TMPDIR)"
-    )
     args = parser.parse_args(argv)
-    if args.reps < 1:
-        parser.error("--reps must be at least 1")
-    if args.scale <= 0:
-        parser.error("--scale must be positive")
+    check_common(parser, args)
     return args
 
 
@@ -595,8 +589,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     flush=True,
                 )
     except BrokenRun as error:
-        print(f"BROKEN RUN, no numbers reported: {error}", file=sys.stderr)
-        return 1
+        return report_broken(error)
     total_seconds = time.perf_counter() - started
 
     for kind, title in (

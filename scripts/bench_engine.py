@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchreport import command_line, print_footer, write_json
+from benchreport import add_common_arguments, check_common, command_line, print_footer, write_json
 
 import keyspace
 from keyspace import Database, Subspace, Transaction
@@ -310,17 +310,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Benchmark the embedded sqlite engine against raw sqlite3 (tx/s)."
     )
     parser.add_argument("--sync", choices=sorted(SYNC_PRAGMA), default="normal")
-    parser.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply every transaction count")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="write the results here")
-    parser.add_argument(
-        "--dir", type=Path, default=None, help="parent of the temporary files (default: $TMPDIR)"
-    )
+    add_common_arguments(parser, scale="multiply every transaction count")
     args = parser.parse_args(argv)
-    if args.reps < 1:
-        parser.error("--reps must be at least 1")
-    if args.scale <= 0:
-        parser.error("--scale must be positive")
+    check_common(parser, args)
     return args
 
 

@@ -68,7 +68,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from benchreport import command_line, print_footer, write_json
+from benchreport import (
+    BrokenRun,
+    add_common_arguments,
+    check_common,
+    command_line,
+    print_footer,
+    report_broken,
+    write_json,
+)
 
 import quick
 from keyspace import Database, Transaction
@@ -86,10 +94,6 @@ FLOOR_JOBS = 20000  # jobs per floor run at --scale 1
 
 
 # -- verification ---------------------------------------------------------------------
-
-
-class BrokenRun(RuntimeError):
-    """A run whose results fail verification; it reports no rate."""
 
 
 def _count(tr: Transaction, bounds: tuple[bytes, bytes]) -> int:
@@ -368,9 +372,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Benchmark quick's queue on the sqlite engine against a raw-SQLite floor."
     )
-    parser.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply every job count")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="write the results here")
+    add_common_arguments(parser)
     parser.add_argument(
         "--floor",
         type=Path,
@@ -386,14 +388,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="NAME",
         help=f"run only these workloads (repeatable; {', '.join(BY_NAME)})",
     )
-    parser.add_argument(
-        "--dir", type=Path, default=None, help="parent of the temporary files (default: $TMPDIR)"
-    )
     args = parser.parse_args(argv)
-    if args.reps < 1:
-        parser.error("--reps must be at least 1")
-    if args.scale <= 0:
-        parser.error("--scale must be positive")
+    check_common(parser, args)
     return args
 
 
@@ -486,8 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         flush=True,
                     )
     except BrokenRun as error:
-        print(f"BROKEN RUN, no rates reported: {error}", file=sys.stderr)
-        return 1
+        return report_broken(error)
     total_seconds = time.perf_counter() - started
 
     floor: dict[int, dict[str, float]] = {}

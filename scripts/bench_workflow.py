@@ -51,7 +51,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchreport import command_line, print_footer, write_json
+from benchreport import (
+    BrokenRun,
+    add_common_arguments,
+    check_common,
+    command_line,
+    print_footer,
+    report_broken,
+    write_json,
+)
 
 import quick
 import workflow
@@ -113,10 +121,6 @@ SHAPES: dict[str, Callable[[], workflow.Workflow]] = {"chain": chain, "fanout": 
 
 
 # -- running one workload -------------------------------------------------------------------
-
-
-class BrokenRun(RuntimeError):
-    """A repetition whose results fail verification; it reports no rate."""
 
 
 def _worker(url: str, record: Path) -> subprocess.Popen[bytes]:
@@ -303,16 +307,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Benchmark workflow runs (steps/s, start_run/s) against the plain queue."
     )
     parser.add_argument("--runs", type=int, default=1000, help="runs per shape (default 1000)")
-    parser.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
     parser.add_argument("--queues", type=int, default=10, help="queues to spread work over")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per drain at most")
-    parser.add_argument("--json", type=Path, metavar="PATH", help="write the results here")
-    parser.add_argument(
-        "--dir", type=Path, default=None, help="parent of the temporary files (default: $TMPDIR)"
-    )
+    add_common_arguments(parser, scale=None)
     args = parser.parse_args(argv)
-    if min(args.runs, args.reps, args.queues) < 1 or args.timeout <= 0:
-        parser.error("--runs, --reps, --queues and --timeout must be positive")
+    check_common(parser, args)
+    if min(args.runs, args.queues) < 1 or args.timeout <= 0:
+        parser.error("--runs, --queues and --timeout must be positive")
     if args.runs < 2:
         parser.error("--runs must be at least 2 (half are started one per transaction)")
     return args
@@ -357,8 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     flush=True,
                 )
     except BrokenRun as error:
-        print(f"BROKEN RUN, no rates reported: {error}", file=sys.stderr)
-        return 1
+        return report_broken(error)
     total_seconds = time.perf_counter() - started
 
     queue_rate = _median(results["queue"], "jobs_per_s")
