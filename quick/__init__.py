@@ -42,7 +42,6 @@ from quick.jobs import Claim, Job, JobState
 from quick.leases import (
     claim,
     complete,
-    complete_many,
     dead_letter,
     discard,
     fail,
@@ -79,7 +78,6 @@ __all__ = [
     "claim",
     "collect",
     "complete",
-    "complete_many",
     "dead_letter",
     "discard",
     "enqueue",

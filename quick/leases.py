@@ -48,7 +48,6 @@ __all__ = [
     "holding",
     "heartbeat",
     "complete",
-    "complete_many",
     "fail",
     "snooze",
     "discard",
@@ -403,28 +402,6 @@ def complete(db_or_tr: Database | Transaction, claim: Claim) -> None:
         LeaseLost: the job was claimed by someone else or is gone; nothing changed.
     """
     _complete(db_or_tr, claim, JobState.COMPLETED, now_ms())
-
-
-@transactional
-def complete_many(tr: Transaction, claims: list[Claim]) -> list[bool]:
-    """Complete several claims in one transaction (a consumer's group commit).
-
-    Returns, per claim, True when it is completed and False when its lease was lost
-    (that claim changes nothing; the others still complete). Safe to retry: a claim
-    an earlier try completed is recognised by its tombstone.
-    """
-    now = now_ms()
-    done = []
-    for claim in claims:
-        try:
-            held = _holding(tr, claim, JobState.COMPLETED)
-        except LeaseLost:
-            done.append(False)
-            continue
-        if held is not None:
-            _finish(tr, *held, JobState.COMPLETED, now)
-        done.append(True)
-    return done
 
 
 def discard(db_or_tr: Database | Transaction, claim: Claim, reason: str = "") -> None:
