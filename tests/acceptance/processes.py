@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,3 +25,25 @@ def start_worker(
     return subprocess.Popen(
         [sys.executable, "-m", "quick", *argv], cwd=ROOT, env=env, stderr=subprocess.PIPE
     )
+
+
+def start_crashable_worker(url: str, out: Path, app: str) -> subprocess.Popen[bytes]:
+    """A worker for kill tests: 4 jobs at once, 2-second leases (a killed worker's jobs
+    come back fast), 10 seconds' grace on SIGTERM."""
+    return start_worker(
+        url, out, app, "--concurrency", "4", "--lease-seconds", "2", "--grace", "10"
+    )
+
+
+def record_lines(out: Path) -> list[list[str]]:
+    """The records the test apps appended to ``out``, each split into its fields."""
+    return [line.split() for line in out.read_text().splitlines()] if out.exists() else []
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str, poll: float = 0.1) -> None:
+    """Poll ``predicate`` until true; AssertionError naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(poll)

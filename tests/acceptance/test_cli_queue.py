@@ -13,10 +13,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,7 +22,7 @@ from click.testing import CliRunner
 
 import quick
 from quick.cli import cli
-from tests.acceptance.processes import ROOT, start_worker
+from tests.acceptance.processes import ROOT, record_lines, start_worker, wait_until
 from tests.conftest import engine_url
 
 #: The faulty engine's seed: its first two draws are 1021s that apply the commit first.
@@ -67,18 +65,6 @@ def _queue_rows(url: str, *queues: str) -> dict[str, dict[str, int]]:
     code, out = _process(url, "queues", "--json")
     assert code == 0, out
     return {row["queue"]: row["counts"] for row in json.loads(out) if row["queue"] in queues}
-
-
-def _wait(predicate: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def _lines(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
 
 
 def test_cli_enqueue_queues_and_bad_json(url: str, tag: str) -> None:
@@ -174,7 +160,7 @@ def test_cli_enqueue_worker_queues_jobs_and_dlq_as_real_processes(
             states = {quick.job_state(db, job) for job in [*ids.values(), dead_id]}
             return states <= {quick.JobState.COMPLETED, quick.JobState.DEAD}
 
-        _wait(drained, "the worker to drain the visible jobs")
+        wait_until(drained, 60, "the worker to drain the visible jobs", 0.05)
         assert quick.job_state(db, dead_id) is quick.JobState.DEAD
         assert {quick.job_state(db, job) for job in ids.values()} == {quick.JobState.COMPLETED}
     worker.send_signal(signal.SIGTERM)
@@ -182,7 +168,7 @@ def test_cli_enqueue_worker_queues_jobs_and_dlq_as_real_processes(
     assert worker.returncode == 0, err.decode()
 
     # Each visible job ran (once, unless a commit's result was unknown), the delayed one not.
-    runs = Counter(int(line.split()[0]) for line in _lines(out))
+    runs = Counter(int(fields[0]) for fields in record_lines(out))
     assert set(runs) == set(ids)
     if engine != "faulty-sqlite":
         assert set(runs.values()) == {1}
@@ -237,19 +223,19 @@ def test_cli_worker_drains_and_stops_cleanly_on_sigterm(
         "--concurrency",
         "4",
     )
-    _wait(lambda: len({line.split()[0] for line in _lines(out)}) >= 300, "300 jobs to run")
+    wait_until(lambda: len({f[0] for f in record_lines(out)}) >= 300, 60, "300 jobs to run", 0.05)
     worker.send_signal(signal.SIGTERM)
     _, err = worker.communicate(timeout=60)
     assert worker.returncode == 0, err.decode()
-    lines = _lines(out)
-    runs = Counter(int(line.split()[0]) for line in lines)
+    lines = record_lines(out)
+    runs = Counter(int(fields[0]) for fields in lines)
     assert set(runs) == set(range(300))
     if engine != "faulty-sqlite":
         assert set(runs.values()) == {1}, "a job ran twice without an unknown commit result"
     with quick.open(url) as db:
         assert {quick.job_state(db, job) for job in ids} == {quick.JobState.COMPLETED}
     if processes == 2:
-        assert len({line.split()[1] for line in lines}) == 2, "both processes took work"
+        assert len({fields[1] for fields in lines}) == 2, "both processes took work"
 
 
 def test_cli_demo_drains_its_workload_and_reports(tmp_path: Path) -> None:

@@ -4,51 +4,22 @@ from __future__ import annotations
 
 import signal
 import struct
-import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import quick
-from tests.acceptance.processes import start_worker
+from tests.acceptance.processes import record_lines, start_crashable_worker, wait_until
 
 QUEUES = [f"tenant-{i}" for i in range(20)]
 
 pytestmark = pytest.mark.slow
 
 
-def _start(url: str, out: Path) -> subprocess.Popen[bytes]:
-    return start_worker(
-        url,
-        out,
-        "tests.acceptance.crash_app:app",
-        "--concurrency",
-        "4",
-        "--lease-seconds",
-        "2",
-        "--grace",
-        "10",
-    )
-
-
-def _lines(out: Path) -> list[list[str]]:
-    return [line.split() for line in out.read_text().splitlines()] if out.exists() else []
-
-
 def _remaining(url: str) -> int:
     with quick.open(url) as db:
         counts = [quick.queue_counts(db, q) for q in QUEUES]
     return sum(c["ready"] + c["scheduled"] + c["leased"] for c in counts)
-
-
-def _wait(predicate: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.1)
 
 
 @pytest.mark.parametrize(
@@ -83,23 +54,23 @@ def test_workers_killed_and_stopped_mid_run_lose_nothing(tmp_path: Path, faults:
             if job.topic == "ledger"
         }
     assert len(work_ids) == len(ledger_ids) == 2_500
-    workers = [_start(url, out) for _ in range(4)]
-    _wait(lambda: len(_lines(out)) >= 400, 120)
+    workers = [start_crashable_worker(url, out, "tests.acceptance.crash_app:app") for _ in range(4)]
+    wait_until(lambda: len(record_lines(out)) >= 400, 120, "400 jobs")
     killed = workers[0]
     killed.send_signal(signal.SIGKILL)
     killed.communicate(timeout=10)
-    _wait(lambda: len(_lines(out)) >= 1_200, 120)
+    wait_until(lambda: len(record_lines(out)) >= 1_200, 120, "1,200 jobs")
     stopped = workers[1]
     stopped.send_signal(signal.SIGTERM)
     _, err = stopped.communicate(timeout=60)
     assert stopped.returncode == 0, err.decode()
-    _wait(lambda: _remaining(url) == 0, 180)
+    wait_until(lambda: _remaining(url) == 0, 180, "every job to finish")
     for worker in workers[2:]:
         worker.send_signal(signal.SIGTERM)
         _, err = worker.communicate(timeout=60)
         assert worker.returncode == 0, err.decode()
 
-    records = _lines(out)
+    records = record_lines(out)
     seen: dict[str, list[str]] = {}
     for job_id, pid in records:
         seen.setdefault(job_id, []).append(pid)

@@ -14,10 +14,7 @@ machine; 50 runs on the fault-injecting engine.
 from __future__ import annotations
 
 import signal
-import subprocess
-import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,7 +22,7 @@ import pytest
 import quick
 from keyspace.protocol import Transaction
 from tests.acceptance.dag_app import FINAL, FLOW
-from tests.acceptance.processes import start_worker
+from tests.acceptance.processes import record_lines, start_crashable_worker, wait_until
 from workflow import inspect_run, list_runs, start_run
 from workflow import journal as events
 
@@ -33,32 +30,6 @@ pytestmark = pytest.mark.slow
 
 QUEUES = [f"tenant-{i}" for i in range(20)]
 STEPS = [spec.key for spec in FLOW.steps]
-
-
-def _start(url: str, out: Path) -> subprocess.Popen[bytes]:
-    return start_worker(
-        url,
-        out,
-        "tests.acceptance.dag_app:app",
-        "--concurrency",
-        "4",
-        "--lease-seconds",
-        "2",
-        "--grace",
-        "10",
-    )
-
-
-def _lines(out: Path) -> list[list[str]]:
-    return [line.split() for line in out.read_text().splitlines()] if out.exists() else []
-
-
-def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.25)
 
 
 def _finished(url: str, runs: int) -> int:
@@ -90,13 +61,14 @@ def test_workflow_runs_survive_a_killed_worker(tmp_path: Path, runs: int, faults
             run_ids += db.transact(start_batch, first, min(runs, first + 100))
     assert len(set(run_ids)) == runs
 
-    workers = [_start(url, out) for _ in range(4)]
+    workers = [start_crashable_worker(url, out, "tests.acceptance.dag_app:app") for _ in range(4)]
     try:
-        _wait(lambda: len(_lines(out)) >= runs * len(STEPS) // 3, 120, "a third of the steps")
+        third = runs * len(STEPS) // 3
+        wait_until(lambda: len(record_lines(out)) >= third, 120, "a third of the steps", 0.25)
         killed = workers[0]
         killed.send_signal(signal.SIGKILL)
         killed.communicate(timeout=10)
-        _wait(lambda: _finished(url, runs) == runs, 480, "every run to finish")
+        wait_until(lambda: _finished(url, runs) == runs, 480, "every run to finish", 0.25)
     finally:
         for worker in workers:
             if worker.poll() is None:
@@ -123,7 +95,7 @@ def test_workflow_runs_survive_a_killed_worker(tmp_path: Path, runs: int, faults
 
     # Every step's handler ran; twice only where the killed worker ran it first.
     ran: dict[tuple[str, str], list[str]] = {}
-    for run_id, step, pid in _lines(out):
+    for run_id, step, pid in record_lines(out):
         ran.setdefault((run_id, step), []).append(pid)
     assert set(ran) == {(run_id, step) for run_id in run_ids for step in STEPS}
     for (run_id, step), pids in ran.items():
