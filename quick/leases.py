@@ -389,19 +389,24 @@ def holds(tr: Transaction, claim: Claim) -> bool:
 
 
 @transactional
-def _complete(tr: Transaction, claim: Claim, outcome: JobState, now: int) -> None:
-    held = _holding(tr, claim, outcome)
-    if held is not None:
-        _finish(tr, *held, outcome, now)
+def _complete(tr: Transaction, claim: Claim, now: int) -> bool:
+    held = _holding(tr, claim, JobState.COMPLETED)
+    if held is None:
+        return False
+    _finish(tr, *held, JobState.COMPLETED, now)
+    return True
 
 
-def complete(db_or_tr: Database | Transaction, claim: Claim) -> None:
+def complete(db_or_tr: Database | Transaction, claim: Claim) -> bool:
     """Mark the claimed job done and remove it; joins the caller's transaction if given one.
+
+    Returns True when this call completed the job, False when an earlier try of the
+    same transaction already had (so a caller composing its own writes skips them).
 
     Raises:
         LeaseLost: the job was claimed by someone else or is gone; nothing changed.
     """
-    _complete(db_or_tr, claim, JobState.COMPLETED, now_ms())
+    return _complete(db_or_tr, claim, now_ms())
 
 
 def discard(db_or_tr: Database | Transaction, claim: Claim, reason: str = "") -> None:

@@ -94,13 +94,12 @@ def complete_with(tr: Transaction, claim: Claim, output: Any) -> None:
     """Complete ``claim`` in ``tr``, recording ``output`` with its extension if it has one.
 
     Raises:
-        InvalidPayload / InvalidArgument: the extension cannot store ``output``
-            (raised before anything is written).
+        InvalidPayload / InvalidArgument: the extension cannot store ``output``;
+            raised inside ``tr``, so the caller's transaction commits nothing.
     """
-    extension = extension_for(claim.extension)
+    extension = extension_for(claim.extension) if complete(tr, claim) else None
     if extension is not None:
         extension.on_succeeded(tr, claim, output, now_ms())
-    complete(tr, claim)
 
 
 def describe_error(error: BaseException) -> str:
@@ -223,15 +222,13 @@ def _settle_successes(tr: Transaction, successes: list[Success]) -> list[Outcome
     outcomes = []
     for claim, _config, output in successes:
         try:
-            held = holding(tr, claim)
+            completed = complete(tr, claim)  # False: an earlier try recorded it all
         except LeaseLost:
             outcomes.append(Outcome.LEASE_LOST)
             continue
-        if held:  # False: an earlier try of this transaction recorded it
-            extension = extension_for(claim.extension)
-            if extension is not None:
-                extension.on_succeeded(tr, claim, output, now)
-            complete(tr, claim)
+        extension = extension_for(claim.extension) if completed else None
+        if extension is not None:
+            extension.on_succeeded(tr, claim, output, now)
         outcomes.append(Outcome.COMPLETED)
     return outcomes
 
