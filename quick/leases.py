@@ -389,11 +389,11 @@ def holds(tr: Transaction, claim: Claim) -> bool:
 
 
 @transactional
-def _complete(tr: Transaction, claim: Claim, now: int) -> bool:
-    held = _holding(tr, claim, JobState.COMPLETED)
+def _complete(tr: Transaction, claim: Claim, outcome: JobState, now: int) -> bool:
+    held = _holding(tr, claim, outcome)
     if held is None:
         return False
-    _finish(tr, *held, JobState.COMPLETED, now)
+    _finish(tr, *held, outcome, now)
     return True
 
 
@@ -406,7 +406,7 @@ def complete(db_or_tr: Database | Transaction, claim: Claim) -> bool:
     Raises:
         LeaseLost: the job was claimed by someone else or is gone; nothing changed.
     """
-    return _complete(db_or_tr, claim, now_ms())
+    return _complete(db_or_tr, claim, JobState.COMPLETED, now_ms())
 
 
 def discard(db_or_tr: Database | Transaction, claim: Claim, reason: str = "") -> None:
