@@ -115,6 +115,16 @@ class _Run:
             self.record["f"] = self.now
             write_run(self.tr, self.id, self.record)
 
+    def steer(self, status: RunStatus, action: str) -> bool:
+        """An operator's move to ``status``: False when the run is there already (so a
+        retried call does nothing); InvalidRunState when the run has ended."""
+        if self.status is status:
+            return False
+        if self.status in TERMINAL_RUN:
+            raise InvalidRunState(self.id, self.status.value, action)
+        self.set_status(status)
+        return True
+
     def step(self, key: str) -> dict[str, Any]:
         return read_step(self.tr, self.id, key)
 
@@ -506,11 +516,8 @@ def cancel_run(tr: Transaction, run_id: str) -> None:
         RunNotFound; InvalidRunState when the run has succeeded or failed.
     """
     run = _Run(tr, run_id, now_ms())
-    if run.status is RunStatus.CANCELLED:
+    if not run.steer(RunStatus.CANCELLED, "cancel"):
         return
-    if run.status in TERMINAL_RUN:
-        raise InvalidRunState(run_id, run.status.value, "cancel")
-    run.set_status(RunStatus.CANCELLED)
     _end_unfinished(run, StepStatus.CANCELLED, lambda key: "the run was cancelled")
     run.journal.append(events.RUN_CANCELLED)
     run.hook(hooks.RUN_FINISHED, RunStatus.CANCELLED.value)
@@ -525,11 +532,8 @@ def pause_run(tr: Transaction, run_id: str) -> None:
         RunNotFound; InvalidRunState when the run has ended.
     """
     run = _Run(tr, run_id, now_ms())
-    if run.status is RunStatus.PAUSED:
+    if not run.steer(RunStatus.PAUSED, "pause"):
         return
-    if run.status in TERMINAL_RUN:
-        raise InvalidRunState(run_id, run.status.value, "pause")
-    run.set_status(RunStatus.PAUSED)
     run.journal.append(events.RUN_PAUSED)
     for key, spec in run.definition.steps.items():
         step = run.step(key)
@@ -545,11 +549,8 @@ def resume_run(tr: Transaction, run_id: str) -> None:
         RunNotFound; InvalidRunState when the run has ended.
     """
     run = _Run(tr, run_id, now_ms())
-    if run.status is RunStatus.RUNNING:
+    if not run.steer(RunStatus.RUNNING, "resume"):
         return
-    if run.status in TERMINAL_RUN:
-        raise InvalidRunState(run_id, run.status.value, "resume")
-    run.set_status(RunStatus.RUNNING)
     run.journal.append(events.RUN_RESUMED)
     _schedule_ready(run, run.definition.steps)
 
