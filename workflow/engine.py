@@ -349,14 +349,7 @@ class StepExtension:
     def on_succeeded(self, tr: Transaction, claim: Claim, output: Any, now: int) -> None:
         if claim.topic == SLEEP_TOPIC:
             output = None
-        try:
-            size = len(pack_value(output))
-        except TypeError as error:
-            raise InvalidPayload(f"the step's output cannot be stored: {error}") from None
-        if size > VALUE_LIMIT // 2:
-            raise InvalidArgument(
-                "output", f"encodes to {size} bytes; a step output may be {VALUE_LIMIT // 2}"
-            )
+        _check_storable("output", output)
         fenced = self._fenced(tr, claim, now)
         if fenced is not None:
             _succeed(*fenced, output)
@@ -392,7 +385,9 @@ extensions.register(MODULE, StepExtension())
 # -- the public operations -------------------------------------------------------------------
 
 
-def _check_payload(field: str, value: Any) -> None:
+def _check_storable(field: str, value: Any) -> None:
+    """Refuse, naming ``field``, a value msgpack cannot encode or over half a value's limit
+    (run inputs, step outputs and signal payloads are copied into other records)."""
     try:
         size = len(pack_value(value))
     except TypeError as error:
@@ -430,7 +425,7 @@ def start_run(
     definition = wf.validate(app)
     check_name("queue_id", queue_id)
     check_name("idempotency_key", idempotency_key, optional=True)
-    _check_payload("input", input)
+    _check_storable("input", input)
     record = {
         "w": wf.name,
         "s": RunStatus.RUNNING.value,
@@ -479,7 +474,7 @@ def signal(db: Database | Transaction, run_id: str, step: str, payload: Any = No
         RunNotFound, InvalidRunState (the run has ended), InvalidSignal (no such
         external step, or it was already signalled).
     """
-    _check_payload("payload", payload)
+    _check_storable("payload", payload)
     _signal(db, run_id, step, payload, uuid.uuid4().hex)
 
 
