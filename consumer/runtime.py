@@ -1,40 +1,42 @@
-"""The consumer: scanner, workers, lease extenders and cron, children of one trio nursery.
+"""The consumer: a claimer, thread lanes, async runners, one lease keeper and chores,
+children of one trio nursery.
 
 Theory of operation
 -------------------
-* The **scanner** walks the pointer index (snapshot reads, a cursor carried across
-  rounds so no queue starves), picks a random due queue, and claims a batch (at
-  most ``batch_size``) while fewer than ``concurrency + batch_size`` jobs are held:
-  QuiCK's queue lease, then the job batch. Claims go to the workers through a
-  memory channel, so one batch waits ready while the workers run the last. With nothing
-  due it sleeps on a watch of the ``("wake",)`` key, which producers bump whenever
-  a queue gains earlier work, until then or the next known visibility time (at most
-  ``max_idle``): an idle consumer costs no CPU and wakes about a millisecond after an
-  enqueue commits. When queues are due but all leased by others it backs off briefly.
-* Each **worker** runs one job at a time: the handler (``async def`` in trio, plain
-  ``def`` in a thread, ``def handler(tr, payload, meta)`` inside the transaction that
-  completes the job) beside a **lease extender** that heartbeats every third of the
-  lease. If the lease is lost, the handler's cancel scope is cancelled and its
-  outcome discarded. A handler past its ``timeout`` counts as a failed attempt.
-* Successes go to the **group committer**, which records every success waiting
-  (up to ``COMPLETE_BATCH``, workflow steps included) in one transaction; while it
-  commits, the next batch gathers. Failures and transactional handlers settle alone.
-* The **cron activator** enqueues due schedules once a second.
-* With :class:`~consumer.metrics.ConsumerMetrics`, each settled attempt increments its
-  counters, and a **depth refresher** reads queue depths every ``depth_interval``.
+* The **claimer** leases work in *claim rounds* (:func:`quick.claiming.claim_round`):
+  one transaction scans a page of the pointer index, picks due queues at random and
+  leases a batch across them. It claims again as soon as fewer than one batch of
+  claims is waiting, so the next batch is in flight while the last one runs. The
+  batch is sized to the work: up to ``batch_size``, and about :data:`CLAIM_SECONDS`
+  of work for all slots at the handlers' average time, so slow jobs are not hoarded.
+  With nothing due it sleeps on a watch of the ``("wake",)`` key, which producers
+  bump whenever a queue gains earlier work, until then or the next known visibility
+  time (at most ``max_idle``); with due queues all leased by others it backs off briefly.
+* Claims of plain ``def`` and transactional handlers go to the **lanes**
+  (:mod:`consumer.lanes`): runs of handlers in a thread, recorded in one transaction
+  from that thread. ``async def`` handlers, and handlers with a ``timeout``, go to the
+  **async runners**, which run each in trio under a cancel scope and hand the attempt
+  to one **group committer** that records every attempt waiting in one transaction.
+  Lanes and runners share ``concurrency`` slots.
+* The **lease keeper** (:mod:`consumer.keeper`) renews every claim held, in one
+  transaction per page, and marks (and cancels) the ones another consumer took.
+* **Chores**: cron activation every second, the queue depth refresh with metrics, and
+  the purge of finished jobs' tombstones older than ``keep_finished_ms``.
 * :meth:`Consumer.stop` is graceful: claiming stops, claims not yet started are
-  released at once (visible to other consumers), running jobs get ``grace`` seconds
-  to finish, then are cancelled (their leases expire and others retry them).
+  released at once in one transaction (visible to other consumers), running jobs get
+  ``grace`` seconds to finish, then are cancelled (their leases expire and others
+  retry them). :meth:`Consumer.kill` abandons running jobs at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -43,21 +45,22 @@ import trio
 
 import quick
 from consumer.bridge import Bridge
-from keyspace.layout import WAKE
+from consumer.keeper import Held, LeaseKeeper
+from consumer.lanes import SLICE_SECONDS, Finished, Flags, run_slice
 from keyspace.protocol import Database, Transaction, Watch
-from quick import pointers
-from quick.app import App, JobConfig
+from quick.app import App
+from quick.claiming import ClaimRound, RoundTries, claim_round
 from quick.errors import LeaseLost
 from quick.jobs import Claim, now_ms
-from quick.leases import holds
+from quick.leases import release_all
 from quick.outcomes import (
+    Attempt,
     Outcome,
-    complete_with,
     describe_error,
     job_config,
     meta_for,
-    settle,
-    settle_successes,
+    run_transactional,
+    settle_batch,
 )
 
 if TYPE_CHECKING:  # prometheus_client is imported only by consumers that export metrics
@@ -67,24 +70,36 @@ __all__ = ["ConsumerConfig", "Consumer"]
 
 log = logging.getLogger("quick.consumer")
 
-#: The longest pause between scans while due queues are all leased by other consumers.
+#: The longest pause between claim rounds while due queues are all leased by others.
 BUSY_BACKOFF = 0.005
-#: The most successes the group committer completes in one transaction.
-COMPLETE_BATCH = 100
+#: The work one claim should bring, in seconds of all slots at the average handler time.
+CLAIM_SECONDS = 0.1
+#: Smoothing of the average handler time (weight of the newest batch).
+EWMA_WEIGHT = 0.3
+#: Tombstones of finished jobs purged per transaction by the purge chore.
+PURGE_PAGE = 500
+#: Seconds between purge chores.
+PURGE_INTERVAL = 1.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConsumerConfig:
-    """How a consumer runs."""
+    """How a consumer runs.
+
+    ``batch_size`` is the most jobs one claim leases; ``keep_finished_ms`` how long
+    finished jobs' tombstones are kept (for idempotent enqueue by id), None to keep
+    them for an operator to purge.
+    """
 
     concurrency: int = 8
-    batch_size: int = 10
+    batch_size: int = 100
     lease_ms: int = 30_000
     owner: str = field(default_factory=lambda: f"consumer-{uuid.uuid4().hex[:8]}")
     max_idle: float = 1.0
     scan_limit: int = 100
     grace: float = 30.0
     cron: bool = True
+    keep_finished_ms: int | None = 86_400_000
 
 
 class Consumer:
@@ -106,27 +121,39 @@ class Consumer:
         self.app = app
         self.config = config or ConsumerConfig()
         self.metrics = metrics
+        self.bridge = Bridge(db, limit=max(4, self.config.concurrency + 4))
+        self.keeper = LeaseKeeper(self.bridge, self.config.lease_ms, self._lost)
         if metrics is not None:
-            metrics.running.set_function(lambda: self._busy)
-        self.bridge = Bridge(db, limit=max(2, self.config.concurrency + 2))
+            metrics.running.set_function(lambda: len(self.keeper))
         self.outcomes: Counter[str] = Counter()
-        self._busy = 0
+        self._slots = trio.CapacityLimiter(self.config.concurrency)
+        self._lane_queue: deque[Held] = deque()
+        self._task_queue: deque[Held] = deque()
+        self._flags = Flags()
+        self._idle_lanes: list[trio.Event] = []
+        self._idle_runners: list[trio.Event] = []
+        self._running_lanes = 0
         self._capacity = trio.Event()
         self._stopping = trio.Event()
         self._cancel_scope: trio.CancelScope | None = None
         self._watch: Watch | None = None
+        self._handler_seconds: float | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def stop(self) -> None:
         """Stop claiming, release unstarted claims, let running jobs finish within the grace."""
         self._stopping.set()
+        self._flags.stopping = True
         self._capacity.set()
+        self._wake_all()
         if self._watch is not None:
             self._watch.cancel()
 
     def kill(self) -> None:
         """Stop at once: running jobs are abandoned and their leases left to expire."""
+        self._flags.killed = True
         self.stop()
         if self._cancel_scope is not None:
             self._cancel_scope.cancel()
@@ -134,69 +161,115 @@ class Consumer:
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Run until :meth:`stop` (or cancellation); ``nursery.start`` returns once claiming."""
         config = self.config
-        send, receive = trio.open_memory_channel[Claim](math.inf)
-        done_send, done_receive = trio.open_memory_channel[_Completion](math.inf)
+        self._token = trio.lowlevel.current_trio_token()
+        self._flags.on_low_water = self._notify_capacity_threadsafe
+        attempts_send, attempts_receive = trio.open_memory_channel[_Pending](math.inf)
         with trio.CancelScope() as scope:
             self._cancel_scope = scope
             async with trio.open_nursery() as outer, trio.open_nursery() as nursery:
-                outer.start_soon(self._complete_batches, done_receive)
+                outer.start_soon(self._commit_attempts, attempts_receive)
+                nursery.start_soon(self.keeper.run)
                 for _ in range(config.concurrency):
-                    nursery.start_soon(self._worker, receive.clone(), done_send.clone())
-                receive.close()
-                done_send.close()
+                    nursery.start_soon(self._lane)
+                    nursery.start_soon(self._runner, attempts_send.clone())
+                attempts_send.close()
                 if config.cron:
                     nursery.start_soon(self._every, 1.0, "cron activation", quick.activate_due)
                 if self.metrics is not None and self.metrics.depth_interval is not None:
                     refresh = self.metrics.refresh_depth
-                    interval = self.metrics.depth_interval
-                    nursery.start_soon(self._every, interval, "queue depth refresh", refresh)
+                    nursery.start_soon(
+                        self._every, self.metrics.depth_interval, "queue depth refresh", refresh
+                    )
+                if config.keep_finished_ms is not None:
+                    nursery.start_soon(self._every, PURGE_INTERVAL, "purge", self._purge)
                 task_status.started()
-                async with send:
-                    await self._scan(send)
+                await self._claim_loop()
+                await self._release_unstarted()
+                self._wake_all()
                 nursery.cancel_scope.deadline = trio.current_time() + config.grace
+                await self._drained()
+                nursery.cancel_scope.cancel()
 
-    # -- scanning and claiming -------------------------------------------------------------
+    async def _drained(self) -> None:
+        """Wait until no claim is held (every running job settled)."""
+        while len(self.keeper):
+            self._capacity = trio.Event()
+            await self._capacity.wait()
 
-    async def _scan(self, send: trio.MemorySendChannel[Claim]) -> None:
+    # -- claiming ------------------------------------------------------------------------
+
+    def _claim_limit(self) -> int:
+        config = self.config
+        limit = config.batch_size
+        if self._handler_seconds:
+            limit = min(
+                limit, math.ceil(config.concurrency * CLAIM_SECONDS / self._handler_seconds)
+            )
+        return max(1, limit)
+
+    async def _claim_loop(self) -> None:
         config = self.config
         cursor: bytes | None = None
         pause = 0.001
         rng = random.Random()
         while not self._stopping.is_set():
-            free = config.concurrency + config.batch_size - self._busy
-            if free <= 0:
+            limit = self._claim_limit()
+            room = config.concurrency + 2 * limit - len(self.keeper)
+            waiting = len(self._lane_queue) + len(self._task_queue)
+            if room <= 0 or waiting >= limit:
+                self._flags.low_water = max(0, limit // 2)
                 self._capacity = trio.Event()
                 await self._capacity.wait()
                 continue
-            now = now_ms()
-            due, watch = await self.bridge.call_db(_scan_due, now, cursor, config.scan_limit)
-            cursor = due[-1][0] if len(due) == config.scan_limit else None
-            claims: list[Claim] = []
-            for _, queue in rng.sample(due, min(len(due), 3)):
-                claims = await self.bridge.run(
-                    quick.claim,
-                    self.db,
-                    queue,
-                    config.owner,
-                    limit=min(config.batch_size, free),
-                    lease_ms=config.lease_ms,
-                )
-                if claims:
-                    break
-            if watch is not None:
-                await self._idle(*watch)
+            found = await self.bridge.run(self._claim_round, min(limit, room), cursor, rng.random())
+            cursor = found.cursor
+            if found.idle is not None:
+                await self._idle(*found.idle)
                 continue
-            if not claims:
+            if not found.claims:
                 with trio.move_on_after(pause):
                     await self._stopping.wait()
                 pause = min(pause * 2, BUSY_BACKOFF)
                 continue
             pause = 0.001
             if self.metrics is not None:
-                self.metrics.claims.inc(len(claims))
-            for claim in claims:
-                self._busy += 1
-                await send.send(claim)
+                self.metrics.claims.inc(len(found.claims))
+            self._dispatch(found.claims)
+
+    def _claim_round(self, limit: int, cursor: bytes | None, seed: float) -> ClaimRound:
+        """One claim round in its own transaction (retried; see ``RoundTries``)."""
+        config = self.config
+        tries = RoundTries()
+        rng = random.Random(seed)
+
+        def body(tr: Transaction) -> ClaimRound:
+            rng.seed(seed)
+            return claim_round(
+                tr,
+                config.owner,
+                now_ms(),
+                limit=limit,
+                lease_ms=config.lease_ms,
+                tries=tries,
+                cursor=cursor,
+                scan_limit=config.scan_limit,
+                rng=rng,
+            )
+
+        return self.db.transact(body)
+
+    def _dispatch(self, claims: list[Claim]) -> None:
+        held = [Held(claim, job_config(self.app, claim)) for claim in claims]
+        self.keeper.add(held)
+        for item in held:
+            config = item.config
+            if config is not None and (config.is_async or config.timeout is not None):
+                self._task_queue.append(item)
+            else:
+                self._lane_queue.append(item)
+        for _ in range(min(len(self._task_queue), len(self._idle_runners))):
+            self._idle_runners.pop().set()
+        self._wake_lanes()
 
     async def _idle(self, watch: Watch, next_ms: int | None) -> None:
         """Sleep until a producer bumps the wake key, the next pointer is due, or ``max_idle``."""
@@ -211,172 +284,217 @@ class Consumer:
             self._watch = None
             watch.cancel()
 
-    # -- running jobs -------------------------------------------------------------------
+    def _notify_capacity(self) -> None:
+        self._capacity.set()
 
-    async def _worker(
-        self,
-        receive: trio.MemoryReceiveChannel[Claim],
-        completions: trio.MemorySendChannel[_Completion],
-    ) -> None:
-        async with receive, completions:
-            async for claim in receive:
+    def _notify_capacity_threadsafe(self) -> None:
+        token = self._token
+        if token is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(self._notify_capacity)
+
+    async def _release_unstarted(self) -> None:
+        """Give back every claim no worker has started, in one transaction."""
+        unstarted: list[Held] = []
+        for waiting in (self._lane_queue, self._task_queue):
+            while True:
                 try:
-                    if self._stopping.is_set():
-                        await self._release(claim)
-                    else:
-                        await self._execute(claim, completions)
-                finally:
-                    self._busy -= 1
-                    self._capacity.set()
-
-    async def _release(self, claim: Claim) -> None:
+                    unstarted.append(waiting.popleft())
+                except IndexError:
+                    break
+        if not unstarted:
+            return
+        claims = [h.claim for h in unstarted]
         with trio.CancelScope(shield=True), trio.move_on_after(5):
-            try:
-                await self.bridge.run(quick.release, self.db, claim)
-            except LeaseLost:
-                if self.metrics is not None:
-                    self.metrics.lease_losses.inc()
-                return
-        self.outcomes["released"] += 1
+            released = await self.bridge.call_db(release_all, claims, now_ms())
+            self.outcomes[Outcome.RELEASED.value] += released
+        for held in unstarted:
+            self.keeper.forget(held)
+        self._capacity.set()
 
-    async def _execute(
-        self, claim: Claim, completions: trio.MemorySendChannel[_Completion]
-    ) -> None:
-        config = job_config(self.app, claim)
+    # -- lanes: sync handlers in threads ----------------------------------------------------
+
+    def _wake_lanes(self) -> None:
+        """Wake as many lanes as the backlog needs (see :mod:`consumer.lanes`)."""
+        backlog = len(self._lane_queue)
+        if not backlog:
+            return
+        per_job = self._handler_seconds or 0.0
+        wanted = max(1, math.ceil(backlog * per_job / SLICE_SECONDS))
+        for _ in range(min(wanted - self._running_lanes, len(self._idle_lanes))):
+            self._idle_lanes.pop().set()
+
+    def _wake_all(self) -> None:
+        for idle in (self._idle_lanes, self._idle_runners):
+            while idle:
+                idle.pop().set()
+
+    async def _lane(self) -> None:
+        flags = self._flags
+        while True:
+            if not self._lane_queue or flags.stopping:
+                if flags.stopping and not self._lane_queue:
+                    return
+                wake = trio.Event()
+                self._idle_lanes.append(wake)
+                await wake.wait()
+                continue
+            self._running_lanes += 1
+            try:
+                finished = await trio.to_thread.run_sync(
+                    run_slice,
+                    self.db,
+                    self._lane_queue,
+                    flags,
+                    limiter=self._slots,
+                    abandon_on_cancel=True,
+                )
+            finally:
+                self._running_lanes -= 1
+            self._report(finished)
+            self._wake_lanes()
+
+    # -- async runners: async handlers and handlers with a timeout ------------------------------
+
+    async def _runner(self, attempts: trio.MemorySendChannel[_Pending]) -> None:
+        async with attempts:
+            while True:
+                if not self._task_queue:
+                    if self._stopping.is_set():
+                        return
+                    wake = trio.Event()
+                    self._idle_runners.append(wake)
+                    await wake.wait()
+                    continue
+                async with self._slots:
+                    if self._stopping.is_set() or not self._task_queue:
+                        continue
+                    held = self._task_queue.popleft()
+                    await self._run_async(held, attempts)
+
+    async def _run_async(self, held: Held, attempts: trio.MemorySendChannel[_Pending]) -> None:
+        config = held.config
+        assert config is not None
+        claim = held.claim
         started = time.perf_counter()
         error: BaseException | None = None
         output: Any = None
-        lost = False
-        if config is not None:
-            async with trio.open_nursery() as nursery:
-                job_scope = trio.CancelScope()
-
-                async def extend() -> None:
-                    nonlocal lost
-                    lost = await self._extend(claim, job_scope)
-
-                nursery.start_soon(extend)
-                with job_scope:
-                    try:
-                        if config.timeout is not None:
-                            with trio.fail_after(config.timeout):
-                                output = await self._invoke(config, claim)
-                        else:
-                            output = await self._invoke(config, claim)
-                    except trio.TooSlowError:
-                        error = TimeoutError(f"timed out after {config.timeout} s")
-                    except LeaseLost:
-                        lost = True
-                    except Exception as exc:
-                        error = exc
-                nursery.cancel_scope.cancel()
-        if lost:
-            outcome = Outcome.LEASE_LOST
-        elif config is not None and config.transactional and error is None:
-            outcome = Outcome.COMPLETED
-        elif config is not None and error is None:
-            with trio.CancelScope(shield=True):
-                outcome = await self._complete(claim, config, output, completions)
-        else:
-            with trio.CancelScope(shield=True):
-                outcome = await self.bridge.run(settle, self.db, claim, config, error, output)
+        with trio.CancelScope() as scope:
+            held.scope = scope
+            if held.lost:
+                scope.cancel()
+            try:
+                with trio.fail_after(config.timeout) if config.timeout else _nothing():
+                    output = await self._invoke(held)
+            except trio.TooSlowError:
+                error = TimeoutError(f"timed out after {config.timeout} s")
+            except LeaseLost:
+                held.lost = True
+            except Exception as exc:
+                error = exc
+        held.scope = None
         duration = time.perf_counter() - started
-        self.outcomes[outcome.value] += 1
-        if self.metrics is not None:
-            self.metrics.job_settled(claim.topic, outcome, duration)
-        log.info(
-            "job %s",
-            outcome.value,
-            extra={
-                "queue": claim.queue_id,
-                "topic": claim.topic,
-                "job_id": claim.job_id,
-                "attempt": claim.attempt,
-                "outcome": outcome.value,
-                "duration": duration,
-                "error": describe_error(error) if error is not None else None,
-            },
+        if held.lost:
+            self._report([Finished(held, Outcome.LEASE_LOST, duration)])
+            return
+        if config.transactional and error is None:
+            self._report([Finished(held, Outcome.COMPLETED, duration)])
+            return
+        pending = _Pending(held, Attempt(claim, config, error, output), duration)
+        attempts.send_nowait(pending)
+
+    async def _invoke(self, held: Held) -> Any:
+        """Run the handler; return what it returned (a workflow step's output)."""
+        config, claim = held.config, held.claim
+        assert config is not None
+        meta = meta_for(claim)
+        if config.is_async:
+            return await config.handler(claim.payload, meta)
+        if config.transactional:
+            return await trio.to_thread.run_sync(
+                self.db.transact, run_transactional, config, claim, meta, abandon_on_cancel=True
+            )
+        return await trio.to_thread.run_sync(
+            config.handler, claim.payload, meta, abandon_on_cancel=True
         )
 
-    async def _complete(
-        self,
-        claim: Claim,
-        config: JobConfig,
-        output: Any,
-        completions: trio.MemorySendChannel[_Completion],
-    ) -> Outcome:
-        """Hand a success to the group committer and wait for its transaction."""
-        pending = _Completion((claim, config, output))
-        completions.send_nowait(pending)
-        await pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
-        return pending.outcome
+    async def _commit_attempts(self, receive: trio.MemoryReceiveChannel[_Pending]) -> None:
+        """Group commit for the async runners: every attempt waiting, in one transaction.
 
-    async def _complete_batches(self, receive: trio.MemoryReceiveChannel[_Completion]) -> None:
-        """Group commit: complete every success waiting, up to ``COMPLETE_BATCH``, at once.
-
-        While one batch commits, the next gathers, so a busy consumer completes many
-        jobs per transaction and an idle one still completes each job at once. Shielded:
-        it ends when every worker has closed its end of the channel, so no worker is
-        left waiting on a completion that will never come.
+        While one batch commits, the next gathers. Shielded: it ends when every runner
+        has closed its end of the channel, so no finished attempt is left unrecorded.
         """
         with trio.CancelScope(shield=True):
             async with receive:
                 async for first in receive:
                     batch = [first]
-                    while len(batch) < COMPLETE_BATCH:
+                    while True:
                         try:
                             batch.append(receive.receive_nowait())
-                        except trio.WouldBlock:
+                        except (trio.WouldBlock, trio.EndOfChannel):
                             break
                     try:
-                        results = await self.bridge.run(
-                            settle_successes, self.db, [p.success for p in batch]
+                        outcomes = await self.bridge.call_db(
+                            settle_batch, [p.attempt for p in batch]
                         )
-                    except Exception as error:
-                        for pending in batch:
-                            pending.error = error
-                            pending.done.set()
-                        continue
-                    for pending, outcome in zip(batch, results, strict=True):
-                        pending.outcome = outcome
-                        pending.done.set()
+                    except quick.QuickError as failure:
+                        log.error("recording %d attempts failed: %s", len(batch), failure)
+                        outcomes = [Outcome.LEASE_LOST] * len(batch)
+                    self._report(
+                        [
+                            Finished(p.held, outcome, p.duration, p.attempt.error)
+                            for p, outcome in zip(batch, outcomes, strict=True)
+                        ]
+                    )
 
-    async def _invoke(self, config: JobConfig, claim: Claim) -> Any:
-        """Run the handler; return what it returned (a workflow step's output)."""
-        meta = meta_for(claim)
-        if config.is_async:
-            return await config.handler(claim.payload, meta)
-        if config.transactional:
+    # -- reporting ---------------------------------------------------------------------------
 
-            def body(tr: Transaction) -> Any:
-                if not holds(tr, claim):
-                    return None  # an earlier try committed the handler and the completion
-                output = config.handler(tr, claim.payload, meta)
-                complete_with(tr, claim, output)
-                return output
+    def _lost(self, held: Held) -> None:
+        """The keeper found ``held`` taken: its worker reports it (metrics count it then)."""
 
-            return await trio.to_thread.run_sync(self.db.transact, body, abandon_on_cancel=True)
-        return await trio.to_thread.run_sync(
-            config.handler, claim.payload, meta, abandon_on_cancel=True
-        )
-
-    async def _extend(self, claim: Claim, job_scope: trio.CancelScope) -> bool:
-        """Heartbeat every third of the lease; on lease loss cancel the job and return True."""
-        interval = self.config.lease_ms / 3000
-        current = claim
-        while True:
-            await trio.sleep(interval)
-            try:
-                current = await self.bridge.run(
-                    quick.heartbeat, self.db, current, lease_ms=self.config.lease_ms
+    def _report(self, finished: list[Finished]) -> None:
+        """Count, log and forget settled attempts; learn the average handler time."""
+        if not finished:
+            return
+        total = 0.0
+        metrics = self.metrics
+        logging_info = log.isEnabledFor(logging.INFO)
+        for done in finished:
+            held, outcome = done.held, done.outcome
+            self.keeper.forget(held)
+            total += done.duration
+            self.outcomes[outcome.value] += 1
+            claim = held.claim
+            if metrics is not None:
+                metrics.job_settled(claim.topic, outcome, done.duration)
+            if logging_info:
+                log.info(
+                    "job %s",
+                    outcome.value,
+                    extra={
+                        "queue": claim.queue_id,
+                        "topic": claim.topic,
+                        "job_id": claim.job_id,
+                        "attempt": claim.attempt,
+                        "outcome": outcome.value,
+                        "duration": done.duration,
+                        "error": describe_error(done.error) if done.error is not None else None,
+                    },
                 )
-            except LeaseLost:
-                job_scope.cancel()
-                return True
+        mean = total / len(finished)
+        previous = self._handler_seconds
+        self._handler_seconds = (
+            mean if previous is None else previous + EWMA_WEIGHT * (mean - previous)
+        )
+        self._capacity.set()
 
-    # -- periodic chores (cron, queue depth) -----------------------------------------------
+    # -- periodic chores (cron, queue depth, purge) ---------------------------------------------
+
+    def _purge(self, db: Database) -> None:
+        keep = self.config.keep_finished_ms or 0
+        while quick.purge_finished(db, older_than_ms=keep, limit=PURGE_PAGE) == PURGE_PAGE:
+            if self._flags.stopping:
+                return
 
     async def _every(self, interval: float, what: str, chore: Callable[[Database], Any]) -> None:
         """``chore(db)`` every ``interval`` seconds until stopping; failures are logged."""
@@ -389,34 +507,20 @@ class Consumer:
                 await self._stopping.wait()
 
 
-Due = list[tuple[bytes, str]]
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """An async runner's finished attempt, waiting for the group committer."""
+
+    held: Held
+    attempt: Attempt
+    duration: float
 
 
-class _Completion:
-    """A success waiting for the group committer."""
+class _nothing:
+    """A context manager that does nothing (no timeout)."""
 
-    __slots__ = ("success", "done", "outcome", "error")
+    def __enter__(self) -> None:
+        return None
 
-    def __init__(self, success: tuple[Claim, JobConfig, Any]) -> None:
-        self.success = success
-        self.done = trio.Event()
-        self.outcome = Outcome.LEASE_LOST
-        self.error: BaseException | None = None
-
-
-def _scan_due(
-    db: Database, now: int, cursor: bytes | None, limit: int
-) -> tuple[Due, tuple[Watch, int | None] | None]:
-    """Due queues after ``cursor``; when none, a watch on the wake key and the next visibility.
-
-    One snapshot serves both, so work a producer commits after the scan either shows
-    in the next visibility or bumps the watched key: no wake-up is lost.
-    """
-
-    def body(tr: Transaction) -> tuple[Due, tuple[Watch, int | None] | None]:
-        due = pointers.scan(tr.snapshot, now, after=cursor, limit=limit)
-        if due or cursor is not None:
-            return due, None
-        return due, (tr.watch(WAKE), pointers.next_visible(tr.snapshot))
-
-    return db.transact(body)
+    def __exit__(self, *exc: object) -> None:
+        return None

@@ -14,6 +14,7 @@ from keyspace import (
     transactional,
 )
 from quick.app import App, JobConfig, Meta
+from quick.claiming import claim
 from quick.cron import Schedule, activate_due, list_schedules, remove_schedule, schedule
 from quick.enqueueing import enqueue, enqueue_many
 from quick.errors import (
@@ -40,7 +41,6 @@ from quick.inspection import (
 )
 from quick.jobs import Claim, Job, JobState
 from quick.leases import (
-    claim,
     complete,
     dead_letter,
     discard,

@@ -16,6 +16,7 @@ from typing import Any
 from keyspace.protocol import Database, Transaction
 from quick.enqueueing import enqueue
 from quick.errors import InvalidArgument
+from quick.retrying import DEFAULT_BASE_DELAY_MS, DEFAULT_MAX_DELAY_MS
 from quick.validation import check_max_attempts, check_name, check_priority
 
 __all__ = ["App", "JobConfig", "Meta", "Backoff"]
@@ -64,7 +65,7 @@ class JobConfig:
         if isinstance(self.backoff, tuple):
             base, cap = self.backoff
             return max(1, round(base * 1000)), max(1, round(cap * 1000))
-        return 1000, 60_000
+        return DEFAULT_BASE_DELAY_MS, DEFAULT_MAX_DELAY_MS
 
 
 def _takes_transaction(handler: Callable[..., Any]) -> bool:

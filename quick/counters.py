@@ -1,4 +1,10 @@
-"""Per-queue job counts by state, kept with atomic adds so they never cause conflicts."""
+"""Per-queue job counts by state, kept with atomic adds so they never cause conflicts.
+
+A batch operation (a claim of many jobs, a group settlement) moves many jobs between
+the same few states; a :class:`Tally` sums those moves and writes one atomic add per
+(queue, state) at the end, as FoundationDB's client would coalesce them, rather than
+one per job.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from keyspace.layout import QueueKeys, queue_keys
 from keyspace.protocol import ReadView, Transaction
 from quick.jobs import COUNTED_STATES, JobState
 
-__all__ = ["bump", "move", "read_counts"]
+__all__ = ["Tally", "bump", "move", "read_counts"]
 
 _ONE = struct.pack("<q", 1)
 _MINUS_ONE = struct.pack("<q", -1)
@@ -28,6 +34,37 @@ def move(tr: Transaction, keys: QueueKeys, old: JobState | None, new: JobState |
         bump(tr, keys, old, -1)
     if new in COUNTED_STATES:
         bump(tr, keys, new, 1)
+
+
+class Tally:
+    """Counter moves summed within one transaction body; :meth:`flush` writes them.
+
+    Make one per run of the body (a retry starts from a fresh tally).
+    """
+
+    __slots__ = ("_deltas",)
+
+    def __init__(self) -> None:
+        self._deltas: dict[tuple[str, JobState], int] = {}
+
+    def move(self, keys: QueueKeys, old: JobState | None, new: JobState | None) -> None:
+        """Count one job of ``keys.queue`` leaving ``old`` and entering ``new``."""
+        if old is new:
+            return
+        deltas = self._deltas
+        if old in COUNTED_STATES:
+            assert old is not None
+            deltas[keys.queue, old] = deltas.get((keys.queue, old), 0) - 1
+        if new in COUNTED_STATES:
+            assert new is not None
+            deltas[keys.queue, new] = deltas.get((keys.queue, new), 0) + 1
+
+    def flush(self, tr: Transaction) -> None:
+        """Write one atomic add per (queue, state) that changed, and start over."""
+        for (queue, state), delta in self._deltas.items():
+            if delta:
+                bump(tr, queue_keys(queue), state, delta)
+        self._deltas.clear()
 
 
 def read_counts(view: ReadView, queue: str) -> dict[str, int]:

@@ -18,7 +18,7 @@ from quick import counters
 from quick.enqueueing import directory_entry, prepare, store_new
 from quick.errors import InvalidArgument, JobNotFound, JobRunning
 from quick.jobs import Job, JobState, now_ms
-from quick.leases import _finish
+from quick.records import finish_job
 
 __all__ = [
     "DeadLetter",
@@ -256,7 +256,7 @@ def _cancel(tr: Transaction, job_id: str, now: int) -> bool:
     job = Job.from_value(found[0], job_id, data)
     if job.state is JobState.LEASED and job.vis_ms > now:
         raise JobRunning(job_id)
-    _finish(tr, keys, job, JobState.CANCELLED, now)
+    finish_job(tr, keys, job, JobState.CANCELLED, now)
     return True
 
 

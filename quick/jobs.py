@@ -19,10 +19,7 @@ from typing import Any
 from keyspace.codec import CorruptValue, pack_value, unpack_value
 from keyspace.layout import QueueKeys
 
-__all__ = ["JobState", "Job", "Claim", "now_ms", "DEFAULT_MAX_ATTEMPTS", "COUNTED_STATES"]
-
-#: Attempts a job gets when neither the enqueue nor the handler says otherwise.
-DEFAULT_MAX_ATTEMPTS = 5
+__all__ = ["JobState", "Job", "Claim", "now_ms", "COUNTED_STATES"]
 
 
 def now_ms() -> int:

@@ -1,13 +1,15 @@
 """What happens to a claimed job after its handler runs.
 
 return -> completed; ``Snooze`` -> rescheduled without using an attempt; ``Discard`` ->
-dropped and recorded; any other exception -> retried with capped exponential backoff and
-jitter until the attempts run out, then dead-lettered with the last error; a topic with
-no handler -> dead-lettered at once. The consumer runtime uses :func:`settle` for each
-outcome; :func:`run_claim` runs a synchronous handler start to finish.
+dropped and recorded; any other exception -> retried by :mod:`quick.retrying` until
+the attempts run out, then dead-lettered with the last error; a topic with no handler
+-> dead-lettered at once.
 
-A job with an extension (:mod:`quick.extensions`, e.g. a workflow step) settles in one
-transaction with its extension's hook: success records the handler's return value;
+:func:`settle_batch` records many attempts in one transaction (the consumer's group
+commit), :func:`settle` one; :func:`run_claim` runs a synchronous handler start to finish.
+
+A job with an extension (:mod:`quick.extensions`, e.g. a workflow step) settles in the
+same transaction as its extension's hook: success records the handler's return value;
 a failure with attempts left is rescheduled; the last failure (or a ``Discard``, or a
 missing handler) finishes the job as ``failed`` instead of dead-lettering it, since
 the extension owns what happens next.
@@ -15,35 +17,34 @@ the extension owns what happens next.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from keyspace.errors import QuickError
+from keyspace.errors import QuickError, StorageError
 from keyspace.protocol import Database, Transaction
 from quick.app import App, JobConfig, Meta
+from quick.counters import Tally
 from quick.errors import Discard, InvalidArgument, LeaseLost, Snooze
 from quick.extensions import JobExtension, extension_for
-from quick.jobs import DEFAULT_MAX_ATTEMPTS, Claim, now_ms
-from quick.leases import (
-    backoff_ms,
-    complete,
-    dead_letter,
-    discard,
-    fail,
-    holding,
-    holds,
-    snooze,
-)
+from quick.fencing import Status, standing
+from quick.jobs import Claim, JobState, now_ms
+from quick.leases import complete_in, dead_letter_in, discard_in, fail_in, snooze_in
+from quick.retrying import decide
 
 __all__ = [
     "Outcome",
+    "Attempt",
     "settle",
+    "settle_batch",
     "run_claim",
     "meta_for",
     "describe_error",
     "job_config",
     "complete_with",
-    "settle_successes",
+    "may_run",
+    "run_transactional",
 ]
 
 
@@ -58,6 +59,19 @@ class Outcome(StrEnum):
     LEASE_LOST = "lease_lost"
     #: An extension's job whose last attempt failed (the extension recorded it).
     FAILED = "failed"
+    #: An unstarted claim given back (a consumer stopping).
+    RELEASED = "released"
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One finished attempt to record: the claim, its handler config, and how it ended
+    (``error`` None for a success returning ``output``)."""
+
+    claim: Claim
+    config: JobConfig | None
+    error: BaseException | None = None
+    output: Any = None
 
 
 def job_config(app: App, claim: Claim) -> JobConfig | None:
@@ -90,6 +104,20 @@ def meta_for(claim: Claim) -> Meta:
     )
 
 
+def may_run(tr: Transaction, claim: Claim) -> bool:
+    """In a transactional handler's transaction, before its writes: True while the claim
+    holds the job; False when an earlier try of this transaction already completed it
+    (then the handler must not run again). Raises LeaseLost otherwise."""
+    found = standing(tr, claim)
+    if found.status is Status.HELD:
+        return True
+    if found.status is Status.SETTLED and found.outcome == JobState.COMPLETED.value:
+        return False
+    raise LeaseLost(
+        claim.job_id, found.reason or f"this claim already settled it ({found.outcome})"
+    )
+
+
 def complete_with(tr: Transaction, claim: Claim, output: Any) -> None:
     """Complete ``claim`` in ``tr``, recording ``output`` with its extension if it has one.
 
@@ -97,14 +125,133 @@ def complete_with(tr: Transaction, claim: Claim, output: Any) -> None:
         InvalidPayload / InvalidArgument: the extension cannot store ``output``;
             raised inside ``tr``, so the caller's transaction commits nothing.
     """
-    extension = extension_for(claim.extension) if complete(tr, claim) else None
+    now = now_ms()
+    completed = complete_in(tr, claim, now)
+    extension = extension_for(claim.extension) if completed else None
     if extension is not None:
-        extension.on_succeeded(tr, claim, output, now_ms())
+        extension.on_succeeded(tr, claim, output, now)
 
 
 def describe_error(error: BaseException) -> str:
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _settle_in(tr: Transaction, attempt: Attempt, now: int, tally: Tally) -> Outcome:
+    """Record one attempt in ``tr``; LeaseLost (nothing written for it) once it is lost."""
+    claim, config, error = attempt.claim, attempt.config, attempt.error
+    try:
+        extension = extension_for(claim.extension)
+    except InvalidArgument as bad:
+        dead_letter_in(tr, claim, str(bad), now, tally)
+        return Outcome.DEAD_LETTERED
+    if extension is not None:
+        return _settle_extended(tr, extension, attempt, now, tally)
+    if config is None:
+        reason = f"unknown topic {claim.topic!r}: no handler is registered"
+        dead_letter_in(tr, claim, reason, now, tally)
+        return Outcome.DEAD_LETTERED
+    if error is None:
+        complete_in(tr, claim, now, tally)
+        return Outcome.COMPLETED
+    if isinstance(error, Snooze):
+        snooze_in(tr, claim, error.seconds, now, tally)
+        return Outcome.SNOOZED
+    if isinstance(error, Discard):
+        discard_in(tr, claim, error.reason, now, tally)
+        return Outcome.DISCARDED
+    decision = decide(attempt=claim.attempt, job_max=claim.max_attempts, config=config)
+    result = fail_in(
+        tr,
+        claim,
+        describe_error(error),
+        now,
+        delay_ms=decision.delay_ms or 0,
+        max_attempts=decision.max_attempts,
+        tally=tally,
+    )
+    return Outcome(result)
+
+
+def _settle_extended(
+    tr: Transaction, extension: JobExtension, attempt: Attempt, now: int, tally: Tally
+) -> Outcome:
+    """The job's settlement and its extension's record of it, in ``tr``."""
+    claim, config, error = attempt.claim, attempt.config, attempt.error
+    found = standing(tr, claim)
+    if found.status is Status.LOST:
+        raise found.lost(claim)
+    if found.status is Status.SETTLED:
+        return Outcome.COMPLETED if error is None else Outcome.REQUEUED  # an earlier try did it
+    if config is None:
+        error = LookupError(f"unknown topic {claim.topic!r}: no handler is registered")
+    if error is None:
+        extension.on_succeeded(tr, claim, attempt.output, now)
+        complete_in(tr, claim, now, tally)
+        return Outcome.COMPLETED
+    if isinstance(error, Snooze):
+        snooze_in(tr, claim, error.seconds, now, tally)
+        return Outcome.SNOOZED
+    reason = describe_error(error)
+    decision = decide(attempt=claim.attempt, job_max=claim.max_attempts, config=config)
+    if config is None or isinstance(error, Discard) or decision.final:
+        discard_in(tr, claim, reason, now, tally)
+        extension.on_failed(tr, claim, reason, None, now, decision.max_attempts)
+        return Outcome.FAILED
+    delay = decision.delay_ms or 0
+    fail_in(tr, claim, reason, now, delay_ms=delay, max_attempts=decision.max_attempts, tally=tally)
+    extension.on_failed(tr, claim, reason, now + delay, now, decision.max_attempts)
+    return Outcome.REQUEUED
+
+
+def _settle_all(tr: Transaction, attempts: Sequence[Attempt]) -> list[Outcome]:
+    now = now_ms()
+    tally = Tally()
+    outcomes = []
+    for attempt in attempts:
+        try:
+            outcomes.append(_settle_in(tr, attempt, now, tally))
+        except LeaseLost:
+            outcomes.append(Outcome.LEASE_LOST)
+    tally.flush(tr)
+    return outcomes
+
+
+def settle_batch(db: Database, attempts: Sequence[Attempt]) -> list[Outcome]:
+    """Record many attempts in one transaction; their outcomes, in order.
+
+    A lost lease loses only its own attempt. If any attempt cannot be recorded (an
+    extension refuses its output, say), nothing of the batch is written and each is
+    settled on its own, so that one fails alone.
+    """
+    if not attempts:
+        return []
+    try:
+        return db.transact(_settle_all, attempts)
+    except StorageError:
+        raise
+    except QuickError:
+        if len(attempts) == 1:
+            return [_settle_alone(db, attempts[0])]
+        return [_settle_alone(db, attempt) for attempt in attempts]
+
+
+def _settle_alone(db: Database, attempt: Attempt) -> Outcome:
+    try:
+        (outcome,) = db.transact(_settle_all, [attempt])
+        return outcome
+    except LeaseLost:
+        return Outcome.LEASE_LOST
+    except StorageError:
+        raise
+    except QuickError as unstorable:
+        if attempt.error is not None:
+            raise
+        # The success could not be recorded (say, an output too large to pass on);
+        # nothing of it was written, and the attempt fails with the reason.
+        failed = Attempt(attempt.claim, attempt.config, unstorable)
+        (outcome,) = db.transact(_settle_all, [failed])
+        return outcome
 
 
 def settle(
@@ -118,119 +265,7 @@ def settle(
 
     ``output`` is the handler's return value, kept by a job extension (workflow steps).
     """
-    try:
-        try:
-            extension = extension_for(claim.extension)
-        except InvalidArgument as bad:
-            dead_letter(db, claim, str(bad))
-            return Outcome.DEAD_LETTERED
-        if extension is not None:
-            try:
-                return db.transact(_settle_extended, extension, claim, config, error, output)
-            except LeaseLost:
-                raise
-            except QuickError as unstorable:
-                if error is not None:
-                    raise
-                # The success could not be recorded (say, an output too large to pass
-                # on); nothing of it was written, and the attempt fails with the reason.
-                return db.transact(_settle_extended, extension, claim, config, unstorable, None)
-        if config is None:
-            dead_letter(db, claim, f"unknown topic {claim.topic!r}: no handler is registered")
-            return Outcome.DEAD_LETTERED
-        if error is None:
-            complete(db, claim)
-            return Outcome.COMPLETED
-        if isinstance(error, Snooze):
-            snooze(db, claim, error.seconds)
-            return Outcome.SNOOZED
-        if isinstance(error, Discard):
-            discard(db, claim, error.reason)
-            return Outcome.DISCARDED
-        base, cap = config.backoff_bounds_ms()
-        result = fail(
-            db,
-            claim,
-            describe_error(error),
-            base_delay_ms=base,
-            max_delay_ms=cap,
-            max_attempts=config.max_attempts,
-            delay_ms=config.retry_delay_ms(claim.attempt),
-        )
-        return Outcome(result)
-    except LeaseLost:
-        return Outcome.LEASE_LOST
-
-
-def _settle_extended(
-    tr: Transaction,
-    extension: JobExtension,
-    claim: Claim,
-    config: JobConfig | None,
-    error: BaseException | None,
-    output: Any,
-) -> Outcome:
-    """One transaction: the job's settlement and its extension's record of it."""
-    if not holding(tr, claim):
-        return Outcome.COMPLETED if error is None else Outcome.REQUEUED  # an earlier try did it
-    now = now_ms()
-    if config is None:
-        error = LookupError(f"unknown topic {claim.topic!r}: no handler is registered")
-    if error is None:
-        extension.on_succeeded(tr, claim, output, now)
-        complete(tr, claim)
-        return Outcome.COMPLETED
-    if isinstance(error, Snooze):
-        snooze(tr, claim, error.seconds, now_ms=now)
-        return Outcome.SNOOZED
-    reason = describe_error(error)
-    allowed = claim.max_attempts or (config and config.max_attempts) or DEFAULT_MAX_ATTEMPTS
-    final = config is None or isinstance(error, Discard) or claim.attempt >= allowed
-    if final:
-        discard(tr, claim, reason)
-        extension.on_failed(tr, claim, reason, None, now, allowed)
-        return Outcome.FAILED
-    assert config is not None
-    delay = config.retry_delay_ms(claim.attempt)
-    if delay is None:
-        delay = backoff_ms(claim.attempt, *config.backoff_bounds_ms())
-    fail(tr, claim, reason, delay_ms=delay, max_attempts=allowed, now_ms=now)
-    extension.on_failed(tr, claim, reason, now + delay, now, allowed)
-    return Outcome.REQUEUED
-
-
-Success = tuple[Claim, JobConfig, Any]
-
-
-def settle_successes(db: Database, successes: list[Success]) -> list[Outcome]:
-    """Record many successful attempts ``(claim, config, output)`` in one transaction.
-
-    A consumer's group commit. A lost lease fails only its own claim. If any success
-    cannot be recorded (an extension refuses its output, say), nothing of the batch
-    is written and each is settled on its own, so that one fails alone.
-    """
-    try:
-        return db.transact(_settle_successes, successes)
-    except LeaseLost:
-        raise
-    except QuickError:
-        return [settle(db, claim, config, None, output) for claim, config, output in successes]
-
-
-def _settle_successes(tr: Transaction, successes: list[Success]) -> list[Outcome]:
-    now = now_ms()
-    outcomes = []
-    for claim, _config, output in successes:
-        try:
-            completed = complete(tr, claim)  # False: an earlier try recorded it all
-        except LeaseLost:
-            outcomes.append(Outcome.LEASE_LOST)
-            continue
-        extension = extension_for(claim.extension) if completed else None
-        if extension is not None:
-            extension.on_succeeded(tr, claim, output, now)
-        outcomes.append(Outcome.COMPLETED)
-    return outcomes
+    return _settle_alone(db, Attempt(claim, config, error, output))
 
 
 def run_claim(db: Database, app: App, claim: Claim) -> Outcome:
@@ -247,15 +282,7 @@ def run_claim(db: Database, app: App, claim: Claim) -> Outcome:
     meta = meta_for(claim)
     try:
         if config.transactional:
-
-            def body(tr: Transaction) -> Any:
-                if not holds(tr, claim):
-                    return None  # an earlier try committed the handler and the completion
-                result = config.handler(tr, claim.payload, meta)
-                complete_with(tr, claim, result)
-                return result
-
-            db.transact(body)
+            db.transact(run_transactional, config, claim, meta)
             return Outcome.COMPLETED
         output = config.handler(claim.payload, meta)
     except LeaseLost:
@@ -263,3 +290,12 @@ def run_claim(db: Database, app: App, claim: Claim) -> Outcome:
     except Exception as error:
         return settle(db, claim, config, error)
     return settle(db, claim, config, None, output)
+
+
+def run_transactional(tr: Transaction, config: JobConfig, claim: Claim, meta: Meta) -> Any:
+    """A transactional handler and its job's completion, as one transaction body."""
+    if not may_run(tr, claim):
+        return None  # an earlier try committed the handler and the completion
+    output = config.handler(tr, claim.payload, meta)
+    complete_with(tr, claim, output)
+    return output

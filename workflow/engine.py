@@ -42,7 +42,8 @@ from quick.app import JobConfig
 from quick.enqueueing import prepare, store_new
 from quick.errors import InvalidArgument, InvalidPayload, JobRunning
 from quick.inspection import cancel as cancel_job
-from quick.jobs import DEFAULT_MAX_ATTEMPTS, Claim, now_ms
+from quick.jobs import Claim, now_ms
+from quick.retrying import attempt_limit
 from quick.validation import check_name
 from workflow import hooks
 from workflow import journal as events
@@ -180,7 +181,7 @@ def _make_runnable(run: _Run, key: str) -> None:
         if step.get("ra"):
             # Held by a pause after failed attempts: the new item gets what is left of
             # the limit the last attempt ran under.
-            limit = step.get("ma") or attempts or DEFAULT_MAX_ATTEMPTS
+            limit = attempt_limit(step.get("ma"), attempts)
             attempts = max(1, limit - step["ra"])
         job = prepare(
             run.record["q"],

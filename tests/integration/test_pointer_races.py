@@ -37,9 +37,10 @@ from keyspace.errors import StorageError
 from keyspace.layout import POINTER_INDEX, POINTERS, QueueKeys
 from keyspace.protocol import Database, Transaction
 from quick import pointers
+from quick.claiming import claim_jobs
 from quick.enqueueing import prepare, store_new
 from quick.jobs import Claim, JobState
-from quick.leases import _complete, _fail, claim_jobs
+from quick.leases import complete_in, fail_in
 
 T0 = 1_800_000_000_000
 LEASE_MS = 10_000
@@ -234,12 +235,12 @@ class Harness:
         claim = self.held[op.pick % len(self.held)]
         if isinstance(op, Complete):
             return Body(
-                lambda tr: _complete(tr, claim, JobState.COMPLETED, now),
+                lambda tr: complete_in(tr, claim, now),
                 lambda _: self._drop(claim),
             )
         delay = op.delay_ms
         return Body(
-            lambda tr: _fail(tr, claim, "boom", now, lambda attempt: delay, None),
+            lambda tr: fail_in(tr, claim, "boom", now, delay_ms=delay),
             lambda _: self._drop(claim),
         )
 

@@ -12,7 +12,7 @@ from keyspace.layout import QueueKeys
 from keyspace.protocol import Database, Transaction
 from keyspace.subspace import Subspace
 from quick import JobState, Outcome
-from quick.leases import claim_jobs
+from quick.claiming import claim_jobs
 
 T0 = 1_800_000_000_000  # a fixed clock for lease and visibility tests
 

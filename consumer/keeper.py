@@ -1,0 +1,104 @@
+"""Every claim a consumer holds, and the one task that keeps their leases alive.
+
+Theory of operation
+-------------------
+A claim is registered here from the moment it is leased until its attempt is
+settled, whether it is waiting for a worker, running, or waiting to be recorded.
+One keeper task per consumer wakes every third of the lease and renews, in one
+transaction per :data:`RENEW_PAGE` claims, every claim whose lease has less than two
+thirds left (so short jobs, settled long before, never cost a heartbeat). A claim
+found lost is marked: a waiting one is skipped, a running async handler is
+cancelled through its scope, and a running sync handler finishes but its outcome is
+discarded (a thread cannot be interrupted). A claim found already settled by this
+consumer is left alone: its worker is about to report it.
+
+Cancellation: the keeper is a child of the consumer's nursery and stops with it;
+a renewal already running in its thread completes first (see :mod:`consumer.bridge`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+
+import trio
+
+from consumer.bridge import Bridge
+from keyspace.protocol import Database
+from quick.app import JobConfig
+from quick.fencing import Status
+from quick.jobs import Claim, now_ms
+from quick.leases import heartbeat_all
+
+__all__ = ["Held", "LeaseKeeper", "RENEW_PAGE"]
+
+log = logging.getLogger("quick.consumer")
+
+#: Claims renewed per transaction: bounded, so a renewal stays far under the 5-second
+#: transaction lifetime and the 10 MB size limit on FoundationDB.
+RENEW_PAGE = 500
+
+
+class Held:
+    """One claim this consumer holds: its current lease, its handler and its fate."""
+
+    __slots__ = ("claim", "config", "lost", "scope")
+
+    def __init__(self, claim: Claim, config: JobConfig | None) -> None:
+        self.claim = claim
+        self.config = config
+        #: Set by the keeper when another consumer took the job or it vanished.
+        self.lost = False
+        #: The cancel scope of a running async handler, cancelled when the lease is lost.
+        self.scope: trio.CancelScope | None = None
+
+
+class LeaseKeeper:
+    """The registry of held claims and their lease renewals."""
+
+    def __init__(self, bridge: Bridge, lease_ms: int, on_lost: Callable[[Held], None]) -> None:
+        self.bridge = bridge
+        self.lease_ms = lease_ms
+        self.on_lost = on_lost
+        self.held: dict[str, Held] = {}
+
+    def __len__(self) -> int:
+        return len(self.held)
+
+    def add(self, held: Iterable[Held]) -> None:
+        for item in held:
+            self.held[item.claim.job_id] = item
+
+    def forget(self, held: Held) -> None:
+        self.held.pop(held.claim.job_id, None)
+
+    async def run(self) -> None:
+        """Renew leases every third of the lease, until cancelled."""
+        interval = self.lease_ms / 3000
+        while True:
+            await trio.sleep(interval)
+            await self.renew(now_ms())
+
+    async def renew(self, now: int) -> None:
+        """Renew every held claim with less than two thirds of its lease left."""
+        due = [
+            h
+            for h in self.held.values()
+            if not h.lost and h.claim.lease_until_ms - now < self.lease_ms * 2 // 3
+        ]
+        for start in range(0, len(due), RENEW_PAGE):
+            page = due[start : start + RENEW_PAGE]
+            claims = [h.claim for h in page]
+            answers = await self.bridge.call_db(_renew, claims, self.lease_ms, now)
+            for held, answer in zip(page, answers, strict=True):
+                if isinstance(answer, Claim):
+                    held.claim = answer
+                elif answer is Status.LOST and held.claim.job_id in self.held:
+                    held.lost = True
+                    if held.scope is not None:
+                        held.scope.cancel()
+                    self.on_lost(held)
+
+
+def _renew(db: Database, claims: list[Claim], lease_ms: int, now: int) -> list[Claim | Status]:
+    return db.transact(heartbeat_all, claims, lease_ms, now)

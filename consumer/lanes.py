@@ -1,0 +1,122 @@
+"""Sync handlers in batches: a lane runs waiting claims one after another in a thread and
+records their outcomes in one transaction from that thread.
+
+Theory of operation
+-------------------
+Claims of plain ``def`` handlers (and transactional ones) wait in one deque. A lane is
+a trio task that, when woken, makes one ``trio.to_thread`` call: a *slice*, which pops
+claims and runs their handlers back to back until the deque is empty,
+:data:`SETTLE_MAX` attempts are waiting to be recorded, or :data:`SLICE_SECONDS` have
+passed; then it settles every attempt it ran in one transaction
+(:func:`quick.outcomes.settle_batch`) and returns the outcomes to trio. So a job
+costs no trio round trip of its own, and a busy consumer records a hundred jobs per
+commit. A transactional handler runs inside its own transaction, which completes its
+job, and so settles alone.
+
+Lanes are woken only as needed: one for a backlog a single lane clears quickly, more
+when the backlog times the average handler time exceeds a slice, so slow (blocking)
+handlers still run ``concurrency`` at once while no-op ones share one thread and one
+commit. Every lane slice holds one of the consumer's ``concurrency`` slots.
+
+Cancellation: a slice cannot be interrupted. When the consumer stops, a slice stops
+taking claims and records what it ran; when it is killed, the slice is abandoned
+(its thread finishes the handler in hand and records nothing: those leases expire).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from consumer.keeper import Held
+from keyspace.protocol import Database
+from quick.errors import LeaseLost
+from quick.outcomes import Attempt, Outcome, meta_for, run_transactional, settle_batch
+
+__all__ = ["Finished", "Flags", "run_slice", "SETTLE_MAX", "SLICE_SECONDS"]
+
+#: The most attempts one slice records in one transaction (the group commit's size).
+SETTLE_MAX = 128
+#: How long a slice runs handlers before it records them and reports back, so results
+#: (and the freed capacity) reach the consumer promptly even under slow handlers.
+SLICE_SECONDS = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """One attempt's end, reported back to the consumer."""
+
+    held: Held
+    outcome: Outcome
+    duration: float
+    error: BaseException | None = None
+
+
+class Flags:
+    """What a slice checks between handlers (plain attributes: read across threads)."""
+
+    __slots__ = ("stopping", "killed", "low_water", "on_low_water")
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self.killed = False
+        #: When the deque shrinks to this many claims, ``on_low_water`` is called
+        #: (thread-safe), so the claimer leases the next batch while this one runs.
+        self.low_water = 0
+        self.on_low_water: Callable[[], None] = lambda: None
+
+
+def run_slice(db: Database, waiting: deque[Held], flags: Flags) -> list[Finished]:
+    """Run waiting claims' handlers in this thread, then record them; see the module docstring."""
+    finished: list[Finished] = []
+    attempts: list[Attempt] = []
+    ran: list[tuple[Held, float]] = []
+    deadline = time.monotonic() + SLICE_SECONDS
+    while not flags.stopping and len(attempts) < SETTLE_MAX:
+        try:
+            held = waiting.popleft()
+        except IndexError:
+            break
+        if len(waiting) == flags.low_water:
+            flags.on_low_water()
+        if held.lost:
+            finished.append(Finished(held, Outcome.LEASE_LOST, 0.0))
+            continue
+        started = time.perf_counter()
+        attempt = _run(db, held)
+        duration = time.perf_counter() - started
+        if isinstance(attempt, Outcome):
+            finished.append(Finished(held, attempt, duration))
+        else:
+            attempts.append(attempt)
+            ran.append((held, duration))
+        if time.monotonic() > deadline:
+            break
+    if flags.killed:
+        return []
+    outcomes = settle_batch(db, attempts)
+    for (held, duration), attempt, outcome in zip(ran, attempts, outcomes, strict=True):
+        finished.append(Finished(held, outcome, duration, attempt.error))
+    return finished
+
+
+def _run(db: Database, held: Held) -> Attempt | Outcome:
+    """Run one claim's handler; the attempt to record, or the outcome when already recorded."""
+    claim, config = held.claim, held.config
+    if config is None:
+        return Attempt(claim, None)
+    meta = meta_for(claim)
+    output: Any = None
+    try:
+        if config.transactional:
+            db.transact(run_transactional, config, claim, meta)
+            return Outcome.COMPLETED
+        output = config.handler(claim.payload, meta)
+    except LeaseLost:
+        return Outcome.LEASE_LOST
+    except Exception as error:
+        return Attempt(claim, config, error)
+    return Attempt(claim, config, None, output)

@@ -1,0 +1,365 @@
+"""Leasing jobs: QuiCK's queue lease and job claim, and the consumer's batched claim round.
+
+Theory of operation
+-------------------
+``claim`` is two transactions, as in QuiCK: a short *queue lease* committed on its
+own (so other consumers see the queue is taken and move on), then one transaction
+that promotes due scheduled jobs and expired leases into the ready index, leases the
+best ``limit`` ready jobs, refreshes the queue's pointer and releases the queue lease.
+
+:func:`claim_round` is the consumer's hot path: one transaction that scans the
+pointer index (snapshot reads, so scanning adds no conflicts), picks due queues at
+random and claims from several of them, each as :func:`claim_jobs` would, skipping
+any queue whose short lease another consumer holds. A job's share of the claim cost
+therefore stays flat however many tenants there are, and the separate lease
+transaction, which only pays when consumers fight over one queue, is folded away.
+When nothing is due the same snapshot arms a watch on the wake key.
+
+A leased job moves to the scheduled index at its lease expiry, so a crashed
+consumer's jobs become visible again by themselves. Every claim carries a fresh
+token (made before the retry loop) and the last few claims' tokens and job ids are
+kept on the queue lease record, so a claim retried after ``commit_unknown_result``
+returns the jobs its committed try leased instead of stranding them.
+
+Limits: a claim stops promoting and leasing once it has rewritten
+:data:`CLAIM_BYTE_BUDGET` bytes of records (FoundationDB counts every byte written in
+its 10 MB transaction limit and recommends far less); a job whose leased record would
+outgrow the value limit is dead-lettered, never left to block its queue.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from keyspace.codec import CorruptValue
+from keyspace.layout import WAKE, QueueKeys, queue_keys
+from keyspace.limits import VALUE_LIMIT
+from keyspace.protocol import Database, Transaction, Watch
+from keyspace.retry import transactional
+from quick import pointers
+from quick.counters import Tally
+from quick.errors import InvalidArgument
+from quick.extensions import extension_for
+from quick.jobs import Claim, Job, JobState, now_ms
+from quick.records import bury_corrupt, bury_job, load_job, store_job
+from quick.validation import check_name, check_positive_ms
+
+__all__ = [
+    "QUEUE_LEASE_MS",
+    "PROMOTE_BATCH",
+    "CLAIM_BYTE_BUDGET",
+    "claim",
+    "claim_jobs",
+    "ClaimRound",
+    "RoundTries",
+    "claim_round",
+    "resolve_now",
+]
+
+QUEUE_LEASE_MS = 5_000
+#: Claims remembered on the queue lease, so a claim retried after commit_unknown_result
+#: recognises its committed try even when other consumers claimed from the queue since.
+RECENT_CLAIMS = 4
+#: Due scheduled jobs promoted into the ready index per claim.
+PROMOTE_BATCH = 256
+#: Record bytes one claim may rewrite (promotions and leases) before it stops: well
+#: under FoundationDB's advice of 1 MB per transaction, and far under its 10 MB limit.
+CLAIM_BYTE_BUDGET = 1_000_000
+#: The most queues one claim round leases from.
+MAX_QUEUES_PER_ROUND = 64
+
+
+class _Budget:
+    __slots__ = ("left",)
+
+    def __init__(self) -> None:
+        self.left = CLAIM_BYTE_BUDGET
+
+
+def _promote(
+    tr: Transaction, keys: QueueKeys, now: int, tally: Tally | None, budget: _Budget
+) -> None:
+    """Move due scheduled jobs and expired leases into the ready index."""
+    for key, _ in tr.get_range(*keys.scheduled_range(now), limit=PROMOTE_BATCH):
+        if budget.left <= 0:
+            return
+        vis_ms, job_id = keys.unpack_scheduled(key)
+        try:
+            job = load_job(tr, keys, job_id)
+        except CorruptValue as error:
+            bury_corrupt(tr, keys, job_id, key, JobState.SCHEDULED, str(error), now)
+            continue
+        if job is None or job.state is JobState.READY or job.vis_ms != vis_ms:
+            tr.clear(key)
+            continue
+        budget.left -= store_job(tr, keys, job, job.evolve(state=JobState.READY), tally)
+
+
+def _lease_one(
+    tr: Transaction,
+    keys: QueueKeys,
+    job: Job,
+    *,
+    owner: str,
+    token: str,
+    now: int,
+    lease_ms: int,
+    tally: Tally | None,
+    budget: _Budget,
+) -> Claim | None:
+    """Lease ``job``; None (and the job dead-lettered) when its leased record cannot be stored."""
+    leased = job.evolve(
+        state=JobState.LEASED,
+        vis_ms=now + lease_ms,
+        owner=owner,
+        token=token,
+        attempt=job.attempt + 1,
+    )
+    value = leased.to_value()
+    if len(value) > VALUE_LIMIT:
+        reason = (
+            f"the job record would grow to {len(value)} bytes when leased, "
+            f"over the {VALUE_LIMIT}-byte value limit"
+        )
+        bury_job(tr, keys, job, reason, now, tally)
+        return None
+    budget.left -= store_job(tr, keys, job, leased, tally, value=value)
+    claim = Claim.of(leased)
+    if leased.extension is not None:
+        _notify_claimed(tr, claim, now)
+    return claim
+
+
+def claim_jobs(
+    tr: Transaction,
+    queue: str,
+    owner: str,
+    now: int,
+    limit: int,
+    lease_ms: int,
+    token: str,
+    *,
+    tally: Tally | None = None,
+    budget: Any = None,
+) -> list[Claim]:
+    """Lease up to ``limit`` of the best visible jobs of ``queue`` (the second claim step)."""
+    keys = queue_keys(queue)
+    lease = pointers.queue_lease(tr, queue)
+    recent = _recent_claims(lease)
+    for earlier, job_ids in recent:
+        if earlier == token:
+            return _reclaimed(tr, keys, job_ids, token)
+    own_tally = tally is None
+    tally = Tally() if tally is None else tally
+    budget = _Budget() if budget is None else budget
+    _promote(tr, keys, now, tally, budget)
+    claimed: list[Claim] = []
+    rows = tr.get_range(*keys.ready_range(), limit=limit + 1)
+    taken = 0
+    for key, _ in rows[:limit]:
+        if budget.left <= 0 and claimed:
+            break
+        taken += 1
+        _, _, job_id = keys.unpack_ready(key)
+        try:
+            job = load_job(tr, keys, job_id)
+        except CorruptValue as error:
+            bury_corrupt(tr, keys, job_id, key, JobState.READY, str(error), now)
+            continue
+        if job is None or job.index_key(keys) != key:
+            tr.clear(key)
+            continue
+        got = _lease_one(
+            tr, keys, job, owner=owner, token=token, now=now, lease_ms=lease_ms,
+            tally=tally, budget=budget,
+        )  # fmt: skip
+        if got is not None:
+            claimed.append(got)
+    if own_tally:
+        tally.flush(tr)
+    ready_left = len(rows) > taken
+    if pointers.refresh(tr, keys, now, ready_left=ready_left):
+        record = {k: v for k, v in (lease or {}).items() if k in ("o", "u", "r")}
+        mine = [token, [c.job_id for c in claimed]]
+        record.update(o=owner, u=0, r=[mine, *recent[: RECENT_CLAIMS - 1]])
+        pointers.write_queue_lease(tr, queue, record)
+    return claimed
+
+
+def _recent_claims(lease: dict[str, Any] | None) -> list[tuple[str, list[str]]]:
+    """The last few claims' ``(token, job ids)`` kept on the queue lease, newest first."""
+    if lease is None:
+        return []
+    return [(token, list(ids)) for token, ids in lease.get("r") or []]
+
+
+def _notify_claimed(tr: Transaction, claim: Claim, now: int) -> None:
+    """Tell the job's extension it was leased; an unloadable one fails when the job runs."""
+    try:
+        extension = extension_for(claim.extension)
+    except InvalidArgument:
+        return
+    if extension is not None:
+        extension.on_claimed(tr, claim, now)
+
+
+def _reclaimed(tr: Transaction, keys: QueueKeys, job_ids: list[str], token: str) -> list[Claim]:
+    """The claims an earlier, committed try of this claim made."""
+    out = []
+    for job_id in job_ids:
+        job = load_job(tr, keys, job_id)
+        if job is not None and job.token == token and job.state is JobState.LEASED:
+            out.append(Claim.of(job))
+    return out
+
+
+@transactional
+def _lease_queue(tr: Transaction, queue: str, owner: str, now: int) -> bool:
+    return pointers.lease_queue(tr, queue, owner, now, QUEUE_LEASE_MS)
+
+
+@transactional
+def _claim_jobs(
+    tr: Transaction, queue: str, owner: str, now: int, limit: int, lease_ms: int, token: str
+) -> list[Claim]:
+    return claim_jobs(tr, queue, owner, now, limit, lease_ms, token)
+
+
+def claim(
+    db: Database,
+    queue_id: str,
+    owner: str,
+    *,
+    limit: int = 1,
+    lease_ms: int = 30_000,
+    now_ms: int | None = None,
+) -> list[Claim]:
+    """Lease up to ``limit`` visible jobs of ``queue_id`` for ``owner``, best first.
+
+    Returns an empty list when nothing is visible or another consumer holds the
+    queue's short lease right now.
+
+    Args:
+        db: the database (a claim is two transactions of its own).
+        queue_id: the queue to claim from.
+        owner: who holds the leases (a consumer id), recorded on each job.
+        limit: the most jobs to lease.
+        lease_ms: how long the leases last unless heartbeated.
+        now_ms: the clock, for tests and other runtimes; defaults to the wall clock.
+    """
+    queue = check_name("queue_id", queue_id)
+    check_name("owner", owner)
+    check_positive_ms("limit", limit)
+    check_positive_ms("lease_ms", lease_ms)
+    assert queue is not None
+    now = resolve_now(now_ms)
+    if not _lease_queue(db, queue, owner, now):
+        return []
+    token = uuid.uuid4().hex
+    return _claim_jobs(db, queue, owner, now, limit, lease_ms, token)
+
+
+def resolve_now(value: int | None) -> int:
+    """``value`` checked as milliseconds since the epoch, or the wall clock when None."""
+    if value is None:
+        return now_ms()
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidArgument("now_ms", f"must be milliseconds since the epoch, not {value!r}")
+    return value
+
+
+# -- the consumer's claim round --------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ClaimRound:
+    """What one claim round found: its claims, how many queues were due, where the next
+    scan resumes, and (when nothing was due) a watch on the wake key with the next
+    known visibility time."""
+
+    claims: list[Claim]
+    due: int
+    cursor: bytes | None
+    idle: tuple[Watch, int | None] | None = None
+
+
+@dataclass(slots=True)
+class RoundTries:
+    """Made before the retry loop: the round's token, and the queues earlier tries of
+    it leased from, so a retry after ``commit_unknown_result`` finds their claims."""
+
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    queues: set[str] = field(default_factory=set)
+
+
+def _leased_by_other(tr: Transaction, queue: str, owner: str, now: int) -> bool:
+    lease = pointers.queue_lease(tr, queue)
+    return lease is not None and lease.get("u", 0) > now and lease.get("o") != owner
+
+
+def claim_round(
+    tr: Transaction,
+    owner: str,
+    now: int,
+    *,
+    limit: int,
+    lease_ms: int,
+    tries: RoundTries,
+    cursor: bytes | None = None,
+    scan_limit: int = 100,
+    rng: random.Random | None = None,
+    watch: bool = True,
+) -> ClaimRound:
+    """Claim up to ``limit`` jobs across the due queues, in ``tr``; see the module docstring.
+
+    Queues are taken in random order from one page of the pointer index (resuming
+    after ``cursor``); each gives at most ``limit`` divided by the number of queues
+    sampled (at least one job), so a deep queue fills a batch alone and many small
+    queues share one. Queues whose short lease another consumer holds are skipped.
+    """
+    if tries.queues:
+        again = _claimed_before(tr, tries)
+        if again:
+            return ClaimRound(again, len(again), cursor)
+    rng = rng or random.Random()
+    due = pointers.scan(tr.snapshot, now, after=cursor, limit=scan_limit)
+    if not due and cursor is not None:
+        cursor = None
+        due = pointers.scan(tr.snapshot, now, limit=scan_limit)
+    next_cursor = due[-1][0] if len(due) == scan_limit else None
+    if not due:
+        idle = (tr.watch(WAKE), pointers.next_visible(tr.snapshot)) if watch else None
+        return ClaimRound([], 0, None, idle)
+    queues = [queue for _, queue in due]
+    picked = rng.sample(queues, min(len(queues), limit, MAX_QUEUES_PER_ROUND))
+    share = max(1, limit // len(picked))
+    claims: list[Claim] = []
+    tally = Tally()
+    budget = _Budget()
+    for queue in picked:
+        room = min(share, limit - len(claims))
+        if room <= 0 or budget.left <= 0:
+            break
+        if _leased_by_other(tr, queue, owner, now):
+            continue
+        tries.queues.add(queue)
+        claims.extend(
+            claim_jobs(
+                tr, queue, owner, now, room, lease_ms, tries.token, tally=tally, budget=budget
+            )
+        )
+    tally.flush(tr)
+    return ClaimRound(claims, len(due), next_cursor)
+
+
+def _claimed_before(tr: Transaction, tries: RoundTries) -> list[Claim]:
+    """The claims an earlier, committed try of this round made (none if it did not commit)."""
+    out: list[Claim] = []
+    for queue in sorted(tries.queues):
+        for earlier, job_ids in _recent_claims(pointers.queue_lease(tr, queue)):
+            if earlier == tries.token:
+                out.extend(_reclaimed(tr, queue_keys(queue), job_ids, tries.token))
+    return out

@@ -1,0 +1,151 @@
+"""Reading and writing job records with their index entries, counters and tombstones.
+
+Every change of a job's state goes through here, so a record, its one index entry
+(ready or scheduled, see :mod:`quick.jobs`) and its queue's counters always move
+together. Counter moves go to a :class:`~quick.counters.Tally` when the caller batches
+them, else straight to the transaction.
+"""
+
+from __future__ import annotations
+
+from keyspace.codec import pack_value
+from keyspace.layout import DEAD_LETTERS, FINISHED, JOB_DIRECTORY, QueueKeys
+from keyspace.protocol import Transaction
+from quick import counters
+from quick.counters import Tally
+from quick.jobs import Job, JobState
+
+__all__ = [
+    "MAX_ERROR_BYTES",
+    "load_job",
+    "store_job",
+    "finish_job",
+    "bury_job",
+    "bury_corrupt",
+    "tombstone",
+    "truncate_error",
+]
+
+
+def load_job(tr: Transaction, keys: QueueKeys, job_id: str) -> Job | None:
+    """The job record, or None; CorruptValue when the stored bytes are not one."""
+    data = tr.get(keys.job(job_id))
+    if data is None:
+        return None
+    return Job.from_value(keys.queue, job_id, data)
+
+
+def _count(
+    tr: Transaction, tally: Tally | None, keys: QueueKeys, old: JobState | None, new: JobState
+) -> None:
+    if tally is None:
+        counters.move(tr, keys, old, new)
+    else:
+        tally.move(keys, old, new)
+
+
+def store_job(
+    tr: Transaction,
+    keys: QueueKeys,
+    old: Job | None,
+    new: Job,
+    tally: Tally | None = None,
+    *,
+    value: bytes | None = None,
+) -> int:
+    """Write ``new`` (``value`` if already encoded), moving its index entry and count
+    from ``old``'s; return the record's size in bytes."""
+    new_index = new.index_key(keys)
+    if old is None:
+        tr.set(new_index, b"")
+    else:
+        old_index = old.index_key(keys)
+        if old_index != new_index:
+            tr.clear(old_index)
+            tr.set(new_index, b"")
+    if value is None:
+        value = new.to_value()
+    tr.set(keys.job(new.id), value)
+    old_state = old.state if old is not None else None
+    if old_state is not new.state:
+        _count(tr, tally, keys, old_state, new.state)
+    return len(value)
+
+
+def tombstone(queue: str, outcome: str, now: int, token: str | None) -> bytes:
+    """A finished job's directory entry: where it was, how it ended, and which claim."""
+    return pack_value({"q": queue, "s": outcome, "at": now, "k": token})
+
+
+def _remove(tr: Transaction, keys: QueueKeys, job: Job) -> None:
+    tr.clear(keys.job(job.id))
+    tr.clear(job.index_key(keys))
+    if job.unique_key is not None:
+        tr.clear(keys.unique(job.unique_key))
+
+
+def finish_job(
+    tr: Transaction,
+    keys: QueueKeys,
+    job: Job,
+    outcome: JobState,
+    now: int,
+    tally: Tally | None = None,
+) -> None:
+    """Remove ``job`` and leave its tombstone in the job directory (purged later)."""
+    _remove(tr, keys, job)
+    if tally is None:
+        counters.move(tr, keys, job.state, None)
+    else:
+        tally.move(keys, job.state, None)
+    tr.set(JOB_DIRECTORY.pack((job.id,)), tombstone(job.queue, outcome.value, now, job.token))
+    tr.set(FINISHED.pack((now, job.id)), b"")
+
+
+def bury_job(
+    tr: Transaction, keys: QueueKeys, job: Job, error: str, now: int, tally: Tally | None = None
+) -> None:
+    """Move ``job`` to the dead letters with ``error``."""
+    _remove(tr, keys, job)
+    _count(tr, tally, keys, job.state, JobState.DEAD)
+    dead = job.evolve(last_error=error, owner=None)
+    tr.set(
+        DEAD_LETTERS.pack((job.queue, job.id)),
+        pack_value({"job": dead.to_value(), "error": error, "at": now}),
+    )
+    tr.set(JOB_DIRECTORY.pack((job.id,)), tombstone(job.queue, "dead", now, job.token))
+
+
+def bury_corrupt(
+    tr: Transaction,
+    keys: QueueKeys,
+    job_id: str,
+    index_key: bytes,
+    state: JobState,
+    error: str,
+    now: int,
+) -> None:
+    """Move an undecodable job record to the dead letters, raw, with its decode error."""
+    raw = tr.get(keys.job(job_id))
+    tr.clear(keys.job(job_id))
+    tr.clear(index_key)
+    counters.move(tr, keys, state, JobState.DEAD)
+    tr.set(
+        DEAD_LETTERS.pack((keys.queue, job_id)),
+        pack_value({"raw": raw, "error": f"corrupt job record: {error}", "at": now}),
+    )
+    tr.set(JOB_DIRECTORY.pack((job_id,)), tombstone(keys.queue, "dead", now, None))
+
+
+#: The most bytes of error text stored with a job or dead letter: a handler's error
+#: can be any size, and a record must stay under the value limit.
+MAX_ERROR_BYTES = 2_000
+
+
+def truncate_error(text: str) -> str:
+    """``text`` cut to :data:`MAX_ERROR_BYTES` of UTF-8, marked when cut."""
+    data = text.encode("utf-8", "replace")
+    if len(data) <= MAX_ERROR_BYTES:
+        return text
+    kept = data[: MAX_ERROR_BYTES - 40].decode("utf-8", "ignore")
+    return f"{kept}... [{len(data) - len(kept.encode())} more bytes cut]"
