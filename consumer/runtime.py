@@ -214,10 +214,13 @@ class Consumer:
         rng = random.Random()
         while not self._stopping.is_set():
             limit = self._claim_limit()
+            low_water = limit // 2
             room = config.concurrency + 2 * limit - len(self.keeper)
             waiting = len(self._lane_queue) + len(self._task_queue)
-            if room <= 0 or waiting >= limit:
-                self._flags.low_water = max(0, limit // 2)
+            if waiting > low_water or room < max(1, low_water):
+                # Claim again once at most half a batch waits and a half batch fits:
+                # the next claim is in flight while this one runs, and no claim is tiny.
+                self._flags.low_water = low_water
                 self._capacity = trio.Event()
                 await self._capacity.wait()
                 continue

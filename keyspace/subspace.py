@@ -37,9 +37,11 @@ def _portable(items: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 def _has_stamp(items: tuple[Any, ...]) -> bool:
-    return any(
-        type(i) is fdbtuple.Versionstamp or (type(i) is tuple and _has_stamp(i)) for i in items
-    )
+    for item in items:  # a plain loop: this runs for every key packed
+        kind = type(item)
+        if kind is fdbtuple.Versionstamp or (kind is tuple and _has_stamp(item)):
+            return True
+    return False
 
 
 def pack(items: tuple[Any, ...], prefix: bytes = b"") -> bytes:

@@ -205,7 +205,12 @@ def _load_app(spec: str) -> Any:
     "--app", "app_spec", required=True, help="The quick.App to serve, as module:attribute."
 )
 @click.option("--concurrency", default=8, show_default=True, help="Jobs run at once per process.")
-@click.option("--batch-size", default=10, show_default=True, help="Most jobs leased per claim.")
+@click.option(
+    "--batch-size",
+    default=100,
+    show_default=True,
+    help="Most jobs leased per claim (fewer when jobs are slow or many queues are due).",
+)
 @click.option(
     "--lease-seconds",
     default=30.0,
