@@ -9,9 +9,16 @@ URL                                engine
 ``fdb:///path/to/fdb.cluster``     FoundationDB, that cluster file
 =================================  ===============================================
 
-Query parameters: ``sync=normal|full`` (sqlite durability), ``retry_limit=N``, and
-``faults=not_committed:0.05,commit_unknown_result:0.05,transaction_too_old:0.02``
-with ``seed=N`` to wrap any engine in the fault injector.
+Query parameters, on any engine unless noted:
+
+* ``timeout=MS``: a transaction's deadline across its retries, from its creation
+  (default 30000; 0 = none); past it calls fail with transaction_timed_out (1031).
+* ``retry_limit=N``: retries ``on_error`` allows one transaction (default 100; -1 = none);
+  past it the last error is raised.
+* ``sync=normal|full`` (sqlite durability).
+* ``faults=not_committed:0.05,commit_unknown_result:0.05,transaction_too_old:0.02``
+  with ``seed=N`` wraps the engine in the fault injector.
+
 With no URL, ``$QUICK_DB`` is used, else ``sqlite:///./quick.db``.
 """
 
@@ -22,12 +29,13 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from keyspace.errors import InvalidURL
 from keyspace.faults import FaultRates, FaultyDatabase
+from keyspace.limits import DEFAULT_RETRY_LIMIT, DEFAULT_TIMEOUT_MS
 from keyspace.protocol import Database
 
 __all__ = ["DEFAULT_URL", "open", "resolve_url"]
 
 DEFAULT_URL = "sqlite:///./quick.db"
-_KNOWN = {"sync", "retry_limit", "faults", "seed"}
+_KNOWN = {"sync", "retry_limit", "timeout", "faults", "seed"}
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -64,6 +72,15 @@ def open(url: str | None = None) -> Database:  # noqa: A001 - mirrors fdb.open
     if unknown:
         raise InvalidURL(f"{url}: unknown parameter(s) {', '.join(sorted(unknown))}")
     retry_limit = _int_param(params, "retry_limit", url)
+    if retry_limit is None:
+        retry_limit = DEFAULT_RETRY_LIMIT
+    elif retry_limit < -1:
+        raise InvalidURL(f"{url}: retry_limit must be -1 (no limit) or more, not {retry_limit}")
+    timeout_ms = _int_param(params, "timeout", url)
+    if timeout_ms is None:
+        timeout_ms = DEFAULT_TIMEOUT_MS
+    elif timeout_ms < 0:
+        raise InvalidURL(f"{url}: timeout must be 0 (none) or more milliseconds, not {timeout_ms}")
     db: Database
     if parts.scheme == "sqlite":
         from keyspace.sqlite_engine import SqliteDatabase
@@ -75,14 +92,16 @@ def open(url: str | None = None) -> Database:  # noqa: A001 - mirrors fdb.open
             raise InvalidURL(f"{url}: the sqlite URL names no file, e.g. sqlite:///./quick.db")
         sync = _param(params, "sync") or "normal"
         try:
-            db = SqliteDatabase(path, sync=sync, retry_limit=retry_limit, url=url)
+            db = SqliteDatabase(
+                path, sync=sync, retry_limit=retry_limit, timeout_ms=timeout_ms, url=url
+            )
         except ValueError as error:
             raise InvalidURL(f"{url}: {error}") from None
     elif parts.scheme == "fdb":
         from keyspace.fdb_engine import open_fdb
 
         cluster = unquote(parts.path) or None
-        db = open_fdb(cluster, url)
+        db = open_fdb(cluster, url, timeout_ms=timeout_ms, retry_limit=retry_limit)
     else:
         raise InvalidURL(
             f"{url}: unknown database scheme {parts.scheme or '(none)'!r}; "
