@@ -102,7 +102,8 @@ class StorageError(QuickError):
 
 
 class EngineUnavailable(QuickError):
-    """An engine cannot be used here: a missing client library or an unreachable cluster."""
+    """An engine cannot be used here: a missing client library, an unreachable cluster, or a
+    store file that cannot be opened (a directory, a missing directory, not a database)."""
 
 
 class InvalidURL(QuickError, ValueError):

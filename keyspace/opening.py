@@ -63,7 +63,8 @@ def open(url: str | None = None) -> Database:  # noqa: A001 - mirrors fdb.open
 
     Raises:
         InvalidURL: an unknown scheme, a missing path or a bad parameter.
-        EngineUnavailable: ``fdb`` without ``libfdb_c``, or a cluster that does not answer.
+        EngineUnavailable: ``fdb`` without ``libfdb_c``, or a cluster that does not answer;
+            a sqlite path that cannot hold a store, named by its absolute path.
     """
     url = resolve_url(url)
     parts = urlsplit(url)

@@ -75,6 +75,7 @@ from keyspace.limits import (
 from keyspace.protocol import KeyValue
 from keyspace.retry import Backoff, run_transaction
 from keyspace.ryw import MutationKind, RangeSet, WriteBuffer, versionstamp_range
+from keyspace.sqlite_files import PRIVATE_MODE, check_store_path, opening, storage_error
 from keyspace.watches import FileWatch
 
 __all__ = ["SqliteDatabase", "SqliteTransaction"]
@@ -147,11 +148,17 @@ class SqliteDatabase:
         self.retry_limit = retry_limit
         self.timeout = timeout_ms / 1000
         self._closed = False
-        self._setup_process()
-        with _WriterLock(self) as lock:
-            assert lock.conn is not None
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                lock.conn.execute(statement)
+        check_store_path(self.path)
+        with opening(self.path):
+            self._setup_process()
+            try:
+                with _WriterLock(self) as lock:
+                    assert lock.conn is not None
+                    for statement in filter(str.strip, _SCHEMA.split(";")):
+                        lock.conn.execute(statement)
+            except BaseException:
+                os.close(self._lock_fd)
+                raise
 
     # -- process-local resources ---------------------------------------------
 
@@ -162,7 +169,7 @@ class SqliteDatabase:
         self._pool_lock = threading.Lock()
         self._commit_lock = threading.Lock()
         self._commits = 0
-        self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, PRIVATE_MODE)
 
     def _check_process(self) -> None:
         if self._pid != os.getpid():
@@ -318,8 +325,9 @@ class _WriterLock:
                 try:
                     conn.execute("COMMIT")
                 except sqlite3.Error as error:
-                    _rollback(conn)
-                    raise StorageError(1021, f"sqlite commit failed: {error}") from error
+                    with contextlib.suppress(sqlite3.Error):
+                        _rollback(conn)
+                    raise storage_error(self.db.path, error, 1021) from error
             else:
                 _rollback(conn)
         finally:
@@ -455,7 +463,10 @@ class _Reader:
             def fetch(k: bytes) -> bytes | None:
                 return _fetch(conn, k)
 
-        value, consulted = tr.buffer.read(key, fetch)
+        try:
+            value, consulted = tr.buffer.read(key, fetch)
+        except sqlite3.Error as error:
+            raise storage_error(tr.db.path, error, 1037) from error
         if consulted and self.conflicts:
             tr.read_ranges.add(key, _key_after(key))
         return value
@@ -470,12 +481,15 @@ class _Reader:
             return []
         tr = self.tr
         conn = tr._snapshot_conn()
-        if tr.buffer.touches(begin, end):
-            rows = tr.buffer.merge_range(
-                begin, end, _scan(conn, begin, end, reverse), limit, reverse
-            )
-        else:
-            rows = _query(conn, begin, end, limit, reverse)
+        try:
+            if tr.buffer.touches(begin, end):
+                rows = tr.buffer.merge_range(
+                    begin, end, _scan(conn, begin, end, reverse), limit, reverse
+                )
+            else:
+                rows = _query(conn, begin, end, limit, reverse)
+        except sqlite3.Error as error:
+            raise storage_error(tr.db.path, error, 1037) from error
         # What the read covered: all of [begin, end), or up to the last row when limited.
         if limit and len(rows) >= limit:
             if reverse:
@@ -495,10 +509,7 @@ class _Reader:
 
 
 def _fetch(conn: sqlite3.Connection, key: bytes) -> bytes | None:
-    try:
-        row = conn.execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()
-    except sqlite3.Error as error:
-        raise StorageError(1037, f"sqlite read failed: {error}") from error
+    row = conn.execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()
     return row[0] if row else None
 
 
@@ -506,13 +517,10 @@ def _query(
     conn: sqlite3.Connection, begin: bytes, end: bytes, limit: int, reverse: bool
 ) -> list[KeyValue]:
     order = "DESC" if reverse else "ASC"
-    try:
-        return conn.execute(
-            f"SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k {order} LIMIT ?",
-            (begin, end, limit or -1),
-        ).fetchall()
-    except sqlite3.Error as error:
-        raise StorageError(1037, f"sqlite read failed: {error}") from error
+    return conn.execute(
+        f"SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k {order} LIMIT ?",
+        (begin, end, limit or -1),
+    ).fetchall()
 
 
 def _scan(conn: sqlite3.Connection, begin: bytes, end: bytes, reverse: bool) -> Iterator[KeyValue]:
@@ -577,7 +585,7 @@ class SqliteTransaction:
             ).fetchone()
         except sqlite3.Error as error:
             self._end_read()
-            raise StorageError(1037, f"sqlite read failed: {error}") from error
+            raise storage_error(self.db.path, error, 1037) from error
         self.read_version = version or 0
         self._started = time.monotonic()
         return value  # type: ignore[no-any-return]
@@ -797,7 +805,7 @@ class SqliteTransaction:
             version = self.db.apply_commit(self, conn, reading)
         except sqlite3.Error as error:
             conn.close()
-            raise StorageError(1020, f"sqlite write failed: {error}") from error
+            raise storage_error(self.db.path, error, 1020) from error
         except BaseException:
             self.db.release(conn)
             raise
