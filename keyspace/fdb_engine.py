@@ -324,6 +324,9 @@ class FdbTransaction(_Reads):
 class FdbDatabase:
     """A FoundationDB cluster behind the quick protocol."""
 
+    #: Engines serve the default namespace; :mod:`keyspace.namespace` wraps them for others.
+    namespace: str | None = None
+
     def __init__(self, fdb: Any, db: Any, url: str) -> None:
         self._fdb = fdb
         self._db = db

@@ -15,6 +15,8 @@ Query parameters, on any engine unless noted:
   (default 30000; 0 = none); past it calls fail with transaction_timed_out (1031).
 * ``retry_limit=N``: retries ``on_error`` allows one transaction (default 100; -1 = none);
   past it the last error is raised.
+* ``namespace=NAME``: keep everything under NAME, apart from other namespaces and the
+  default (see :mod:`keyspace.namespace`); printable, at most 64 characters.
 * ``sync=normal|full`` (sqlite durability).
 * ``faults=not_committed:0.05,commit_unknown_result:0.05,transaction_too_old:0.02``
   with ``seed=N`` wraps the engine in the fault injector.
@@ -30,12 +32,13 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from keyspace.errors import InvalidURL
 from keyspace.faults import FaultRates, FaultyDatabase
 from keyspace.limits import DEFAULT_RETRY_LIMIT, DEFAULT_TIMEOUT_MS
+from keyspace.namespace import NamespacedDatabase, validate_namespace
 from keyspace.protocol import Database
 
 __all__ = ["DEFAULT_URL", "open", "resolve_url"]
 
 DEFAULT_URL = "sqlite:///./quick.db"
-_KNOWN = {"sync", "retry_limit", "timeout", "faults", "seed"}
+_KNOWN = {"sync", "retry_limit", "timeout", "namespace", "faults", "seed"}
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -68,7 +71,7 @@ def open(url: str | None = None) -> Database:  # noqa: A001 - mirrors fdb.open
     """
     url = resolve_url(url)
     parts = urlsplit(url)
-    params = parse_qs(parts.query)
+    params = parse_qs(parts.query, keep_blank_values=True)
     unknown = set(params) - _KNOWN
     if unknown:
         raise InvalidURL(f"{url}: unknown parameter(s) {', '.join(sorted(unknown))}")
@@ -82,6 +85,12 @@ def open(url: str | None = None) -> Database:  # noqa: A001 - mirrors fdb.open
         timeout_ms = DEFAULT_TIMEOUT_MS
     elif timeout_ms < 0:
         raise InvalidURL(f"{url}: timeout must be 0 (none) or more milliseconds, not {timeout_ms}")
+    namespace = _param(params, "namespace")
+    if namespace is not None:
+        try:
+            validate_namespace(namespace)
+        except ValueError as error:
+            raise InvalidURL(f"{url}: {error}") from None
     db: Database
     if parts.scheme == "sqlite":
         from keyspace.sqlite_engine import SqliteDatabase
@@ -108,6 +117,8 @@ def open(url: str | None = None) -> Database:  # noqa: A001 - mirrors fdb.open
             f"{url}: unknown database scheme {parts.scheme or '(none)'!r}; "
             "use sqlite:///path/to/file.db or fdb:// or fdb:///path/to/fdb.cluster"
         )
+    if namespace is not None:
+        db = NamespacedDatabase(db, namespace)
     faults = _param(params, "faults")
     if faults:
         try:

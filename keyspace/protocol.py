@@ -161,9 +161,13 @@ class Transaction(ReadView, Protocol):
 
 @runtime_checkable
 class Database(Protocol):
-    """A handle on one store; safe to share between threads of a process."""
+    """A handle on one store; safe to share between threads of a process.
+
+    ``namespace`` is the URL's ``?namespace=NAME`` (None = the default, unprefixed keyspace).
+    """
 
     url: str
+    namespace: str | None
 
     def create_transaction(self) -> Transaction: ...
 

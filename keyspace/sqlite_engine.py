@@ -127,6 +127,9 @@ class SqliteDatabase:
             creation (0 = none); past it every call raises transaction_timed_out (1031).
     """
 
+    #: Engines serve the default namespace; :mod:`keyspace.namespace` wraps them for others.
+    namespace: str | None = None
+
     def __init__(
         self,
         path: str,

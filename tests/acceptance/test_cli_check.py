@@ -57,3 +57,16 @@ def test_cli_fdb_without_client_library_exits_3(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["--db", f"fdb://{cluster}", "check"])
     assert result.exit_code == 3
     assert "libfdb_c" in result.output
+
+
+def test_cli_check_and_inspect_show_the_namespace(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'q.db'}?namespace=billing"
+    checked = CliRunner().invoke(cli, ["--db", url, "check"])
+    assert checked.exit_code == 0, checked.output
+    assert "namespace  billing" in checked.output
+    as_json = CliRunner().invoke(cli, ["--db", url, "check", "--json"])
+    assert json.loads(as_json.output)["namespace"] == "billing"
+    plain = CliRunner().invoke(cli, ["--db", f"sqlite:///{tmp_path / 'q.db'}", "check"])
+    assert "namespace  (default)" in plain.output
+    listed = CliRunner().invoke(cli, ["--db", url, "inspect", "keyspace"])
+    assert listed.output.splitlines() == ["namespace billing", "(no quick keys)"]
