@@ -18,6 +18,8 @@ Query parameters, on any engine unless noted:
 * ``namespace=NAME``: keep everything under NAME, apart from other namespaces and the
   default (see :mod:`keyspace.namespace`); printable, at most 64 characters.
 * ``sync=normal|full`` (sqlite durability).
+* ``latency=grv:MS,read:MS,commit:MS`` (sqlite): simulated FoundationDB round trips,
+  see :mod:`keyspace.latency`.
 * ``faults=not_committed:0.05,commit_unknown_result:0.05,transaction_too_old:0.02``
   with ``seed=N`` wraps the engine in the fault injector.
 
@@ -31,6 +33,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from keyspace.errors import InvalidURL
 from keyspace.faults import FaultRates, FaultyDatabase
+from keyspace.latency import Latency
 from keyspace.limits import DEFAULT_RETRY_LIMIT, DEFAULT_TIMEOUT_MS
 from keyspace.namespace import NamespacedDatabase, validate_namespace
 from keyspace.protocol import Database
@@ -38,7 +41,7 @@ from keyspace.protocol import Database
 __all__ = ["DEFAULT_URL", "open", "resolve_url"]
 
 DEFAULT_URL = "sqlite:///./quick.db"
-_KNOWN = {"sync", "retry_limit", "timeout", "namespace", "faults", "seed"}
+_KNOWN = {"sync", "retry_limit", "timeout", "namespace", "latency", "faults", "seed"}
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -101,15 +104,24 @@ def open(url: str | None = None) -> Database:  # noqa: A001 - mirrors fdb.open
         if not path:
             raise InvalidURL(f"{url}: the sqlite URL names no file, e.g. sqlite:///./quick.db")
         sync = _param(params, "sync") or "normal"
+        latency_text = _param(params, "latency")
         try:
+            latency = None if latency_text is None else Latency.parse(latency_text)
             db = SqliteDatabase(
-                path, sync=sync, retry_limit=retry_limit, timeout_ms=timeout_ms, url=url
+                path,
+                sync=sync,
+                retry_limit=retry_limit,
+                timeout_ms=timeout_ms,
+                latency=latency,
+                url=url,
             )
         except ValueError as error:
             raise InvalidURL(f"{url}: {error}") from None
     elif parts.scheme == "fdb":
         from keyspace.fdb_engine import open_fdb
 
+        if "latency" in params:
+            raise InvalidURL(f"{url}: latency= simulates FoundationDB on sqlite URLs only")
         cluster = unquote(parts.path) or None
         db = open_fdb(cluster, url, timeout_ms=timeout_ms, retry_limit=retry_limit)
     else:

@@ -57,6 +57,7 @@ import msgpack
 
 from keyspace.atomic import AtomicOp, apply
 from keyspace.errors import StorageError
+from keyspace.latency import Latency
 from keyspace.limits import (
     DEFAULT_RETRY_LIMIT,
     DEFAULT_TIMEOUT_MS,
@@ -125,6 +126,7 @@ class SqliteDatabase:
             the error itself is raised, as FoundationDB's ``transaction_retry_limit`` does.
         timeout_ms: a transaction's deadline across all its retries, counted from its
             creation (0 = none); past it every call raises transaction_timed_out (1031).
+        latency: simulated FoundationDB round trips (see :mod:`keyspace.latency`).
     """
 
     #: Engines serve the default namespace; :mod:`keyspace.namespace` wraps them for others.
@@ -137,6 +139,7 @@ class SqliteDatabase:
         sync: str = "normal",
         retry_limit: int = DEFAULT_RETRY_LIMIT,
         timeout_ms: int = DEFAULT_TIMEOUT_MS,
+        latency: Latency | None = None,
         url: str = "",
     ) -> None:
         if sync not in _SYNC_MODES:
@@ -150,6 +153,7 @@ class SqliteDatabase:
         self.sync = sync
         self.retry_limit = retry_limit
         self.timeout = timeout_ms / 1000
+        self.latency = latency or Latency()
         self._closed = False
         check_store_path(self.path)
         with opening(self.path):
@@ -464,6 +468,8 @@ class _Reader:
             conn = tr._snapshot_conn()
 
             def fetch(k: bytes) -> bytes | None:
+                if not tr._batched:
+                    tr.db.latency.wait(tr.db.latency.read)
                 return _fetch(conn, k)
 
         try:
@@ -484,6 +490,7 @@ class _Reader:
             return []
         tr = self.tr
         conn = tr._snapshot_conn()
+        tr.db.latency.wait(tr.db.latency.read)
         try:
             if tr.buffer.touches(begin, end):
                 rows = tr.buffer.merge_range(
@@ -549,6 +556,7 @@ class SqliteTransaction:
         self._reader = _Reader(self, True)
         self.snapshot = _Reader(self, False)
         self._created = time.monotonic()
+        self._batched = False
         self._init()
 
     def _init(self) -> None:
@@ -578,6 +586,10 @@ class SqliteTransaction:
     def _begin_read_at(self, key: bytes | None) -> bytes | None:
         """Pin the snapshot and take the read version, fetching ``key`` in the same statement."""
         self._live()
+        latency = self.db.latency
+        latency.wait(latency.grv)
+        if key is not None and not self._batched:
+            latency.wait(latency.read)
         if self._conn is None:
             self._conn = self.db.acquire()
         conn = self._conn
@@ -626,7 +638,12 @@ class SqliteTransaction:
     def get_many(self, keys: Sequence[bytes], *, snapshot: bool = False) -> list[bytes | None]:
         """The values at ``keys`` in order; serializable reads add read conflicts."""
         reader = self.snapshot if snapshot else self._reader
-        return [reader.get(key) for key in keys]
+        self.db.latency.wait(self.db.latency.read)  # one round trip for all the keys
+        self._batched = True
+        try:
+            return [reader.get(key) for key in keys]
+        finally:
+            self._batched = False
 
     def get_range(
         self, begin: bytes, end: bytes, *, limit: int = 0, reverse: bool = False
@@ -798,6 +815,10 @@ class SqliteTransaction:
         if self._size() > TRANSACTION_LIMIT:
             self._end_read()
             raise StorageError(2101, f"transaction of {self._size()} bytes exceeds the limit")
+        latency = self.db.latency
+        if self.read_version is None:
+            latency.wait(latency.grv)  # FDB takes a read version for a commit that never read
+        latency.wait(latency.commit)  # before the writer lock: concurrent commits overlap
         conn = self._conn
         reading = conn is not None and conn.in_transaction
         if conn is None:
