@@ -18,7 +18,8 @@ __all__ = [
     "MAYBE_COMMITTED_CODES",
 ]
 
-#: FoundationDB error codes used by quick, with FoundationDB's own names.
+#: FoundationDB error codes quick raises or may receive, with FoundationDB's own names
+#: (``flow/include/flow/error_definitions.h``).
 ERROR_NAMES: dict[int, str] = {
     1004: "timed_out",
     1007: "transaction_too_old",
@@ -26,28 +27,42 @@ ERROR_NAMES: dict[int, str] = {
     1020: "not_committed",
     1021: "commit_unknown_result",
     1025: "transaction_cancelled",
+    1029: "watch_cancelled",
     1031: "transaction_timed_out",
+    1032: "too_many_watches",
     1036: "accessed_unreadable",
     1037: "process_behind",
     1038: "database_locked",
     1039: "cluster_version_changed",
+    1042: "commit_proxy_memory_limit_exceeded",
+    1051: "batch_transaction_throttled",
+    1078: "grv_proxy_memory_limit_exceeded",
+    1079: "blob_granule_request_failed",
     1101: "operation_cancelled",
     1213: "tag_throttled",
+    1223: "proxy_tag_throttled",
     2000: "client_invalid_operation",
     2004: "key_outside_legal_range",
     2005: "inverted_range",
     2006: "invalid_option_value",
     2017: "used_during_commit",
+    2020: "transaction_invalid_version",
     2021: "no_commit_version",
     2101: "transaction_too_large",
     2102: "key_too_large",
     2103: "value_too_large",
     2104: "connection_string_invalid",
-    4100: "unknown_error",
+    2203: "api_version_not_supported",
+    4000: "unknown_error",
+    4100: "internal_error",
 }
 
-#: Codes the retry loop retries (FoundationDB's ``on_error`` retries the same ones).
-RETRYABLE_CODES: frozenset[int] = frozenset({1007, 1009, 1020, 1021, 1037, 1038, 1039, 1213})
+#: Codes the retry loop retries: exactly those FoundationDB's ``Transaction::onError``
+#: (``fdbclient/NativeAPI.actor.cpp``) backs off and resets for, plus 1039, which the
+#: multi-version client retries after switching client library.
+RETRYABLE_CODES: frozenset[int] = frozenset(
+    {1007, 1009, 1020, 1021, 1037, 1038, 1039, 1042, 1051, 1078, 1079, 1213, 1223}
+)
 
 #: Codes after which the transaction may or may not have been applied.
 MAYBE_COMMITTED_CODES: frozenset[int] = frozenset({1021, 1031, 1039})
@@ -65,7 +80,7 @@ class StorageError(QuickError):
 
     def __init__(self, code: int, message: str | None = None) -> None:
         self.code = code
-        self.name = ERROR_NAMES.get(code, "unknown_error")
+        self.name = ERROR_NAMES.get(code, ERROR_NAMES[4000])
         self.detail = message
         text = f"{self.name} ({code})"
         if message:
@@ -87,7 +102,8 @@ class StorageError(QuickError):
 
 
 class EngineUnavailable(QuickError):
-    """An engine cannot be used here: a missing client library or an unreachable cluster."""
+    """An engine cannot be used here: a missing client library, an unreachable cluster, or a
+    store file that cannot be opened (a directory, a missing directory, not a database)."""
 
 
 class InvalidURL(QuickError, ValueError):

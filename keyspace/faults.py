@@ -94,6 +94,7 @@ class FaultyDatabase:
         self.inner = inner
         self.rates = rates
         self.url = inner.url
+        self.namespace = inner.namespace
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self.injected: dict[int, int] = {1020: 0, 1021: 0, 1007: 0}

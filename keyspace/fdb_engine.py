@@ -12,15 +12,17 @@ foundationdb`` ships only the Python half.
 from __future__ import annotations
 
 import os
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from keyspace.errors import EngineUnavailable, StorageError
+from keyspace.limits import DEFAULT_RETRY_LIMIT, DEFAULT_TIMEOUT_MS, require_bytes
 from keyspace.protocol import KeyValue
 from keyspace.retry import run_transaction
 
-__all__ = ["FdbDatabase", "open_fdb", "API_VERSION"]
+__all__ = ["FdbDatabase", "open_fdb", "API_VERSION", "explain_load_failure"]
 
 T = TypeVar("T")
 
@@ -38,13 +40,54 @@ def _load() -> Any:
     version = int(os.environ.get("QUICK_FDB_API_VERSION", API_VERSION))
     try:
         fdb.api_version(version)
-    except Exception as error:  # the binding raises a bare Exception for a missing library
-        raise EngineUnavailable(
+    except Exception as error:  # the binding raises bare Exception / RuntimeError
+        raise EngineUnavailable(explain_load_failure(fdb, version, error)) from error
+    return fdb
+
+
+def _library_max_api_version() -> int | None:
+    """The newest API version the loaded ``libfdb_c`` supports; None when it did not load."""
+    impl = sys.modules.get("fdb.impl")
+    capi = getattr(impl, "_capi", None)
+    if capi is None:
+        return None
+    try:
+        return int(capi.fdb_get_max_api_version())
+    except Exception:
+        return None
+
+
+def explain_load_failure(fdb: Any, requested: int, error: BaseException) -> str:
+    """Why ``fdb.api_version(requested)`` failed, and the fix, in one message.
+
+    Three causes look alike in the binding's bare exceptions: no ``libfdb_c`` at all;
+    a binding newer than the library (FoundationDB error 2203 api_version_not_supported:
+    an 8.x binding passes header version 800 to a 7.3 library); and an API version
+    (``QUICK_FDB_API_VERSION``) newer than the library or the binding supports.
+    """
+    binding_api = int(getattr(fdb, "LATEST_API_VERSION", 0))
+    library_api = _library_max_api_version()
+    if library_api is None:
+        return (
             f"the fdb engine cannot load the FoundationDB client library libfdb_c ({error}). "
             "Install the FoundationDB client package for your platform (it provides "
             "libfdb_c), or use the embedded engine with a sqlite:///path URL."
-        ) from error
-    return fdb
+        )
+    if binding_api > library_api:
+        return (
+            f"the FoundationDB Python binding (API {binding_api}) is newer than the installed "
+            f"client library libfdb_c (API {library_api}): api_version_not_supported (2203). "
+            "Install the binding of the library's release, e.g. `pip install "
+            f"'foundationdb=={library_api // 100}.{library_api % 100 // 10}.*'`, or a newer "
+            "FoundationDB client package."
+        )
+    if requested > min(library_api, binding_api or requested):
+        return (
+            f"API version {requested} (QUICK_FDB_API_VERSION) is newer than this FoundationDB "
+            f"client supports (library API {library_api}, binding API {binding_api}); "
+            f"unset it or choose at most {min(library_api, binding_api or library_api)}."
+        )
+    return f"the FoundationDB client could not start at API version {requested}: {error}"
 
 
 def _wrap(fdb: Any, fn: Callable[..., T], *args: Any) -> T:
@@ -62,15 +105,31 @@ class _Reads:
         self._view = view
 
     def get(self, key: bytes) -> bytes | None:
+        require_bytes("key", key)
+
         def run() -> bytes | None:
             value: bytes | None = self._view.get(key).value
             return value
 
         return _wrap(self._fdb, run)
 
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """Issue every read, then wait for each: one round trip for all of them."""
+        for key in keys:
+            require_bytes("key", key)
+
+        def run() -> list[bytes | None]:
+            futures = [self._view.get(key) for key in keys]
+            return [None if f.value is None else bytes(f.value) for f in futures]
+
+        return _wrap(self._fdb, run)
+
     def get_range(
         self, begin: bytes, end: bytes, *, limit: int = 0, reverse: bool = False
     ) -> list[KeyValue]:
+        require_bytes("key", begin)
+        require_bytes("key", end)
+
         def run() -> list[KeyValue]:
             mode = self._fdb.StreamingMode.want_all
             rows = self._view.get_range(begin, end, limit, reverse, mode)
@@ -81,6 +140,8 @@ class _Reads:
     def get_range_startswith(
         self, prefix: bytes, *, limit: int = 0, reverse: bool = False
     ) -> list[KeyValue]:
+        require_bytes("key", prefix)
+
         def run() -> list[KeyValue]:
             mode = self._fdb.StreamingMode.want_all
             rows = self._view.get_range_startswith(prefix, limit, reverse, mode)
@@ -103,26 +164,35 @@ class _Versionstamp:
 
 
 class _Watch:
-    """An FDB watch future behind :class:`keyspace.protocol.Watch`."""
+    """An FDB watch future behind :class:`keyspace.protocol.Watch`.
+
+    FoundationDB fails watches for many reasons that all mean "look again": the
+    watching transaction's commit failed (1020, 1021, 1007, 1009), it was reset or
+    destroyed (1025, 1101), the storage server dropped it (1029) or the client has too
+    many (1032). :meth:`wait` reports every such failure as the watch firing, so the
+    caller rescans; only our own :meth:`cancel` makes it return False.
+    """
 
     def __init__(self, fdb: Any, future: Any) -> None:
         self._fdb = fdb
         self._future = future
+        self._cancelled = False
         self._ready = threading.Event()
         future.on_ready(lambda _: self._ready.set())
 
     def wait(self, timeout: float | None = None) -> bool:
         if not self._ready.wait(timeout):
             return False
+        if self._cancelled:
+            return False
         try:
             self._future.wait()
-        except self._fdb.FDBError as error:
-            if error.code == 1101:  # operation_cancelled
-                return False
-            raise StorageError(error.code, error.description) from error
+        except self._fdb.FDBError:
+            return not self._cancelled
         return True
 
     def cancel(self) -> None:
+        self._cancelled = True
         self._future.cancel()
 
 
@@ -132,73 +202,97 @@ class FdbTransaction(_Reads):
     def __init__(self, fdb: Any, tr: Any) -> None:
         super().__init__(fdb, tr)
         self._tr = tr
+        self._reads = _Reads(fdb, tr)
         self.snapshot = _Reads(fdb, tr.snapshot)
 
     def _do(self, name: str, *args: Any) -> None:
         _wrap(self._fdb, getattr(self._tr, name), *args)
 
+    def _keyed(self, name: str, key: bytes) -> None:
+        require_bytes("key", key)
+        self._do(name, key)
+
+    def _keyed_value(self, name: str, key: bytes, value: bytes) -> None:
+        require_bytes("key", key)
+        require_bytes("value", value)
+        self._do(name, key, value)
+
+    def _ranged(self, name: str, begin: bytes, end: bytes) -> None:
+        require_bytes("key", begin)
+        require_bytes("key", end)
+        self._do(name, begin, end)
+
+    def get_many(self, keys: Sequence[bytes], *, snapshot: bool = False) -> list[bytes | None]:
+        """The values at ``keys``, all reads in flight at once."""
+        return (self.snapshot if snapshot else self._reads).get_many(keys)
+
     def set(self, key: bytes, value: bytes) -> None:
-        self._do("set", key, value)
+        self._keyed_value("set", key, value)
 
     def clear(self, key: bytes) -> None:
-        self._do("clear", key)
+        self._keyed("clear", key)
 
     def clear_range(self, begin: bytes, end: bytes) -> None:
-        self._do("clear_range", begin, end)
+        self._ranged("clear_range", begin, end)
 
     def clear_range_startswith(self, prefix: bytes) -> None:
-        self._do("clear_range_startswith", prefix)
+        self._keyed("clear_range_startswith", prefix)
 
     def add(self, key: bytes, param: bytes) -> None:
-        self._do("add", key, param)
+        self._keyed_value("add", key, param)
 
     def bit_and(self, key: bytes, param: bytes) -> None:
-        self._do("bit_and", key, param)
+        self._keyed_value("bit_and", key, param)
 
     def bit_or(self, key: bytes, param: bytes) -> None:
-        self._do("bit_or", key, param)
+        self._keyed_value("bit_or", key, param)
 
     def bit_xor(self, key: bytes, param: bytes) -> None:
-        self._do("bit_xor", key, param)
+        self._keyed_value("bit_xor", key, param)
 
     def max(self, key: bytes, param: bytes) -> None:
-        self._do("max", key, param)
+        self._keyed_value("max", key, param)
 
     def min(self, key: bytes, param: bytes) -> None:
-        self._do("min", key, param)
+        self._keyed_value("min", key, param)
 
     def byte_max(self, key: bytes, param: bytes) -> None:
-        self._do("byte_max", key, param)
+        self._keyed_value("byte_max", key, param)
 
     def byte_min(self, key: bytes, param: bytes) -> None:
-        self._do("byte_min", key, param)
+        self._keyed_value("byte_min", key, param)
 
     def compare_and_clear(self, key: bytes, param: bytes) -> None:
-        self._do("compare_and_clear", key, param)
+        self._keyed_value("compare_and_clear", key, param)
 
     def set_versionstamped_key(self, key: bytes, value: bytes) -> None:
+        require_bytes("versionstamp template", key)
+        require_bytes("value", value)
         self._do("set_versionstamped_key", key, value)
 
     def set_versionstamped_value(self, key: bytes, value: bytes) -> None:
+        require_bytes("key", key)
+        require_bytes("versionstamp template", value)
         self._do("set_versionstamped_value", key, value)
 
     def get_versionstamp(self) -> _Versionstamp:
         return _Versionstamp(self._fdb, _wrap(self._fdb, self._tr.get_versionstamp))
 
     def watch(self, key: bytes) -> _Watch:
+        require_bytes("key", key)
         return _Watch(self._fdb, _wrap(self._fdb, self._tr.watch, key))
 
     def add_read_conflict_range(self, begin: bytes, end: bytes) -> None:
-        self._do("add_read_conflict_range", begin, end)
+        self._ranged("add_read_conflict_range", begin, end)
 
     def add_read_conflict_key(self, key: bytes) -> None:
-        self._do("add_read_conflict_key", key)
+        self._keyed("add_read_conflict_key", key)
 
     def add_write_conflict_range(self, begin: bytes, end: bytes) -> None:
-        self._do("add_write_conflict_range", begin, end)
+        self._ranged("add_write_conflict_range", begin, end)
 
     def add_write_conflict_key(self, key: bytes) -> None:
-        self._do("add_write_conflict_key", key)
+        self._keyed("add_write_conflict_key", key)
 
     def get_read_version(self) -> int:
         return _wrap(self._fdb, lambda: int(self._tr.get_read_version().wait()))
@@ -230,6 +324,9 @@ class FdbTransaction(_Reads):
 class FdbDatabase:
     """A FoundationDB cluster behind the quick protocol."""
 
+    #: Engines serve the default namespace; :mod:`keyspace.namespace` wraps them for others.
+    namespace: str | None = None
+
     def __init__(self, fdb: Any, db: Any, url: str) -> None:
         self._fdb = fdb
         self._db = db
@@ -254,8 +351,18 @@ class FdbDatabase:
         return f"FdbDatabase({self.url!r})"
 
 
-def open_fdb(cluster_file: str | None, url: str) -> FdbDatabase:
-    """Connect to the cluster in ``cluster_file`` (None = the default) and check it answers."""
+def open_fdb(
+    cluster_file: str | None,
+    url: str,
+    *,
+    timeout_ms: int = DEFAULT_TIMEOUT_MS,
+    retry_limit: int = DEFAULT_RETRY_LIMIT,
+) -> FdbDatabase:
+    """Connect to the cluster in ``cluster_file`` (None = the default) and check it answers.
+
+    ``timeout_ms`` and ``retry_limit`` become the database's ``transaction_timeout`` and
+    ``transaction_retry_limit`` options, the defaults of every transaction it creates.
+    """
     if cluster_file is not None and not os.path.exists(cluster_file):
         raise EngineUnavailable(f"cluster file {cluster_file} does not exist")
     fdb = _load()
@@ -266,6 +373,8 @@ def open_fdb(cluster_file: str | None, url: str) -> FdbDatabase:
             f"cannot open the FoundationDB cluster file {cluster_file or '(default)'}: "
             f"{error.description} ({error.code})"
         ) from error
+    db.options.set_transaction_timeout(timeout_ms)
+    db.options.set_transaction_retry_limit(retry_limit)
     probe = db.create_transaction()
     probe.options.set_timeout(_PROBE_TIMEOUT_MS)
     try:

@@ -17,6 +17,9 @@ __all__ = [
     "LIFETIME_SECONDS",
     "SYSTEM_PREFIX",
     "VERSIONSTAMP_LENGTH",
+    "DEFAULT_TIMEOUT_MS",
+    "DEFAULT_RETRY_LIMIT",
+    "require_bytes",
     "check_key",
     "check_read_key",
     "check_value",
@@ -31,16 +34,23 @@ TRANSACTION_LIMIT = 10_000_000
 LIFETIME_SECONDS = 5.0
 SYSTEM_PREFIX = b"\xff"
 VERSIONSTAMP_LENGTH = 10
+#: A transaction's deadline across all its retries, from its creation (FoundationDB's
+#: ``transaction_timeout`` database option; 0 = none). Long enough for any of quick's
+#: transactions, short enough that a store that cannot commit surfaces as an error.
+DEFAULT_TIMEOUT_MS = 30_000
+#: Retries ``on_error`` allows one transaction (``transaction_retry_limit``; -1 = none).
+DEFAULT_RETRY_LIMIT = 100
 
 
-def _require_bytes(name: str, value: object) -> None:
+def require_bytes(name: str, value: object) -> None:
+    """Raise TypeError unless ``value`` is ``bytes``; the text every engine uses."""
     if type(value) is not bytes:
         raise TypeError(f"{name} must be bytes, not {type(value).__name__}")
 
 
 def check_key(key: bytes) -> None:
     """Reject a key that may not be written: not bytes, too long, or in the system keyspace."""
-    _require_bytes("key", key)
+    require_bytes("key", key)
     if len(key) > KEY_LIMIT:
         raise StorageError(2102, f"key of {len(key)} bytes exceeds {KEY_LIMIT}")
     if key[:1] == SYSTEM_PREFIX:
@@ -49,14 +59,14 @@ def check_key(key: bytes) -> None:
 
 def check_read_key(key: bytes) -> None:
     """Reject a key that may not be read: not bytes, or past the end of the user keyspace."""
-    _require_bytes("key", key)
+    require_bytes("key", key)
     if key > SYSTEM_PREFIX:
         raise StorageError(2004, "keys after 0xff are outside the user keyspace")
 
 
 def check_value(value: bytes) -> None:
     """Reject a value that is not bytes or is over the value limit."""
-    _require_bytes("value", value)
+    require_bytes("value", value)
     if len(value) > VALUE_LIMIT:
         raise StorageError(2103, f"value of {len(value)} bytes exceeds {VALUE_LIMIT}")
 
@@ -73,7 +83,7 @@ def versionstamp_template(data: bytes) -> tuple[bytes, int]:
     The last 4 bytes of ``data`` hold the little-endian offset of the 10-byte
     placeholder in the body, as ``fdb.tuple.pack_with_versionstamp`` writes it.
     """
-    _require_bytes("versionstamp template", data)
+    require_bytes("versionstamp template", data)
     if len(data) < 4 + VERSIONSTAMP_LENGTH:
         raise StorageError(2000, "versionstamp template is shorter than 14 bytes")
     (offset,) = struct.unpack("<I", data[-4:])

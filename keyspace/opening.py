@@ -9,9 +9,20 @@ URL                                engine
 ``fdb:///path/to/fdb.cluster``     FoundationDB, that cluster file
 =================================  ===============================================
 
-Query parameters: ``sync=normal|full`` (sqlite durability), ``retry_limit=N``, and
-``faults=not_committed:0.05,commit_unknown_result:0.05,transaction_too_old:0.02``
-with ``seed=N`` to wrap any engine in the fault injector.
+Query parameters, on any engine unless noted:
+
+* ``timeout=MS``: a transaction's deadline across its retries, from its creation
+  (default 30000; 0 = none); past it calls fail with transaction_timed_out (1031).
+* ``retry_limit=N``: retries ``on_error`` allows one transaction (default 100; -1 = none);
+  past it the last error is raised.
+* ``namespace=NAME``: keep everything under NAME, apart from other namespaces and the
+  default (see :mod:`keyspace.namespace`); printable, at most 64 characters.
+* ``sync=normal|full`` (sqlite durability).
+* ``latency=grv:MS,read:MS,commit:MS`` (sqlite): simulated FoundationDB round trips,
+  see :mod:`keyspace.latency`.
+* ``faults=not_committed:0.05,commit_unknown_result:0.05,transaction_too_old:0.02``
+  with ``seed=N`` wraps the engine in the fault injector.
+
 With no URL, ``$QUICK_DB`` is used, else ``sqlite:///./quick.db``.
 """
 
@@ -22,12 +33,15 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from keyspace.errors import InvalidURL
 from keyspace.faults import FaultRates, FaultyDatabase
+from keyspace.latency import Latency
+from keyspace.limits import DEFAULT_RETRY_LIMIT, DEFAULT_TIMEOUT_MS
+from keyspace.namespace import NamespacedDatabase, validate_namespace
 from keyspace.protocol import Database
 
 __all__ = ["DEFAULT_URL", "open", "resolve_url"]
 
 DEFAULT_URL = "sqlite:///./quick.db"
-_KNOWN = {"sync", "retry_limit", "faults", "seed"}
+_KNOWN = {"sync", "retry_limit", "timeout", "namespace", "latency", "faults", "seed"}
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -55,15 +69,31 @@ def open(url: str | None = None) -> Database:  # noqa: A001 - mirrors fdb.open
 
     Raises:
         InvalidURL: an unknown scheme, a missing path or a bad parameter.
-        EngineUnavailable: ``fdb`` without ``libfdb_c``, or a cluster that does not answer.
+        EngineUnavailable: ``fdb`` without ``libfdb_c``, or a cluster that does not answer;
+            a sqlite path that cannot hold a store, named by its absolute path.
     """
     url = resolve_url(url)
     parts = urlsplit(url)
-    params = parse_qs(parts.query)
+    params = parse_qs(parts.query, keep_blank_values=True)
     unknown = set(params) - _KNOWN
     if unknown:
         raise InvalidURL(f"{url}: unknown parameter(s) {', '.join(sorted(unknown))}")
     retry_limit = _int_param(params, "retry_limit", url)
+    if retry_limit is None:
+        retry_limit = DEFAULT_RETRY_LIMIT
+    elif retry_limit < -1:
+        raise InvalidURL(f"{url}: retry_limit must be -1 (no limit) or more, not {retry_limit}")
+    timeout_ms = _int_param(params, "timeout", url)
+    if timeout_ms is None:
+        timeout_ms = DEFAULT_TIMEOUT_MS
+    elif timeout_ms < 0:
+        raise InvalidURL(f"{url}: timeout must be 0 (none) or more milliseconds, not {timeout_ms}")
+    namespace = _param(params, "namespace")
+    if namespace is not None:
+        try:
+            validate_namespace(namespace)
+        except ValueError as error:
+            raise InvalidURL(f"{url}: {error}") from None
     db: Database
     if parts.scheme == "sqlite":
         from keyspace.sqlite_engine import SqliteDatabase
@@ -74,20 +104,33 @@ def open(url: str | None = None) -> Database:  # noqa: A001 - mirrors fdb.open
         if not path:
             raise InvalidURL(f"{url}: the sqlite URL names no file, e.g. sqlite:///./quick.db")
         sync = _param(params, "sync") or "normal"
+        latency_text = _param(params, "latency")
         try:
-            db = SqliteDatabase(path, sync=sync, retry_limit=retry_limit, url=url)
+            latency = None if latency_text is None else Latency.parse(latency_text)
+            db = SqliteDatabase(
+                path,
+                sync=sync,
+                retry_limit=retry_limit,
+                timeout_ms=timeout_ms,
+                latency=latency,
+                url=url,
+            )
         except ValueError as error:
             raise InvalidURL(f"{url}: {error}") from None
     elif parts.scheme == "fdb":
         from keyspace.fdb_engine import open_fdb
 
+        if "latency" in params:
+            raise InvalidURL(f"{url}: latency= simulates FoundationDB on sqlite URLs only")
         cluster = unquote(parts.path) or None
-        db = open_fdb(cluster, url)
+        db = open_fdb(cluster, url, timeout_ms=timeout_ms, retry_limit=retry_limit)
     else:
         raise InvalidURL(
             f"{url}: unknown database scheme {parts.scheme or '(none)'!r}; "
             "use sqlite:///path/to/file.db or fdb:// or fdb:///path/to/fdb.cluster"
         )
+    if namespace is not None:
+        db = NamespacedDatabase(db, namespace)
     faults = _param(params, "faults")
     if faults:
         try:

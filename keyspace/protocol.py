@@ -12,15 +12,33 @@ Semantics, identical on every engine:
   included. Serializable reads add read-conflict ranges; snapshot reads do not.
 * A transaction conflicts (error 1020 at commit) when a key it read serializably was
   written by a transaction that committed after its read version.
+* The read version is taken lazily: by the first read (``get``, ``get_many``, a range
+  read, ``watch``) or ``get_read_version()``, else at commit. ``add_read_conflict_range``
+  takes none; its range is checked against whichever read version the transaction ends
+  up with (FoundationDB's ``Transaction::addReadConflictRange`` only records the range,
+  and ``tryCommit`` fetches a read version if none was). So a write committed between
+  ``add_read_conflict_range`` and the first read, or the commit of a transaction that
+  never reads, does not conflict with it.
 * Atomic mutations add no read conflict (see :mod:`keyspace.atomic` for their rules).
-* Watches (``tr.watch(key)``) wake a waiter when a key's committed value changes.
+* Watches (``tr.watch(key)``) wake a waiter when a key's committed value changes. A
+  watch reads its key serializably, so it adds a read conflict range as a ``get`` does.
+* A versionstamped key is unreadable until commit: a read reaching any key it may
+  become raises accessed_unreadable (1036), as does reading a pending versionstamped value.
+* ``get_committed_version()`` is -1 before commit and after a read-only commit;
+  ``get_versionstamp()`` called once commit has started gives a future that fails with
+  used_during_commit (2017), so take it before committing.
+* Each database has a transaction timeout (1031 transaction_timed_out, counted from the
+  transaction's creation across its retries) and a retry limit (past it ``on_error``
+  re-raises the error), set from the URL (``timeout=`` ms, ``retry_limit=``).
 * Limits: key <= 10,000 bytes (2102), value <= 100,000 bytes (2103), transaction
   <= 10,000,000 bytes (2101), lifetime 5 seconds from the read version (1007).
+* Arguments that are not ``bytes`` raise ``TypeError("key must be bytes, not str")``
+  (the name varies: key, value, versionstamp template) on every engine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 __all__ = ["KeyValue", "ReadView", "Transaction", "Database", "VersionstampFuture", "Watch"]
@@ -78,6 +96,14 @@ class Transaction(ReadView, Protocol):
         """Reads through this view add no read-conflict ranges."""
         ...
 
+    def get_many(self, keys: Sequence[bytes], *, snapshot: bool = False) -> list[bytes | None]:
+        """The values at ``keys``, in order (None when absent), read concurrently.
+
+        One round trip however many keys: FoundationDB issues every read before waiting
+        on any. ``snapshot`` reads add no read-conflict ranges.
+        """
+        ...
+
     def set(self, key: bytes, value: bytes) -> None: ...
     def clear(self, key: bytes) -> None: ...
     def clear_range(self, begin: bytes, end: bytes) -> None: ...
@@ -119,7 +145,7 @@ class Transaction(ReadView, Protocol):
     def get_read_version(self) -> int: ...
 
     def get_committed_version(self) -> int:
-        """The commit version; -1 for a read-only transaction. Valid after commit."""
+        """The commit version; -1 before commit and for a read-only transaction."""
         ...
 
     def commit(self) -> None: ...
@@ -135,9 +161,13 @@ class Transaction(ReadView, Protocol):
 
 @runtime_checkable
 class Database(Protocol):
-    """A handle on one store; safe to share between threads of a process."""
+    """A handle on one store; safe to share between threads of a process.
+
+    ``namespace`` is the URL's ``?namespace=NAME`` (None = the default, unprefixed keyspace).
+    """
 
     url: str
+    namespace: str | None
 
     def create_transaction(self) -> Transaction: ...
 

@@ -10,8 +10,11 @@ Theory of operation: a :class:`WriteBuffer` keeps two views of the same writes.
 
 Reads call :meth:`WriteBuffer.read` / :meth:`WriteBuffer.merge_range` with a way to
 fetch stored values; those return what the transaction would see after its own
-writes. Versionstamped keys are not readable before commit (their key is unknown);
-reading a key with a versionstamped value raises ``accessed_unreadable`` (1036).
+writes. Versionstamped keys are not readable before commit (their key is unknown):
+as in FoundationDB's RYW layer, each makes the range of keys it could become
+unreadable (the template with its placeholder filled from the read version, or zeros,
+up to all ``0xff``), and a read reaching into that range, or of a key with a pending
+versionstamped value, raises ``accessed_unreadable`` (1036).
 """
 
 from __future__ import annotations
@@ -24,7 +27,20 @@ from typing import NamedTuple
 from keyspace.atomic import AtomicOp, apply
 from keyspace.errors import StorageError
 
-__all__ = ["Mutation", "MutationKind", "WriteBuffer", "RangeSet"]
+__all__ = ["KeyRange", "Mutation", "MutationKind", "WriteBuffer", "RangeSet", "versionstamp_range"]
+
+KeyRange = tuple[bytes, bytes]
+
+
+def versionstamp_range(body: bytes, offset: int, min_version: int) -> KeyRange:
+    """Every key a versionstamped-key template may become, as FoundationDB computes it.
+
+    From the template with its placeholder set to ``min_version`` (batch 0) to the
+    template with ten ``0xff`` bytes there, inclusive (``getVersionstampKeyRange``).
+    """
+    begin = body[:offset] + min_version.to_bytes(8, "big") + b"\x00\x00" + body[offset + 10 :]
+    end = body[:offset] + b"\xff" * 10 + body[offset + 10 :] + b"\x00"
+    return begin, min(end, b"\xff")
 
 
 class MutationKind(Enum):
@@ -102,7 +118,7 @@ class RangeSet:
 class WriteBuffer:
     """A transaction's pending writes: the ordered log and the index reads consult."""
 
-    __slots__ = ("log", "_entries", "_sorted", "cleared", "size", "stamped")
+    __slots__ = ("log", "_entries", "_sorted", "cleared", "size", "stamped", "unreadable")
 
     def __init__(self) -> None:
         self.stamped = False
@@ -110,6 +126,7 @@ class WriteBuffer:
         self._entries: dict[bytes, _Entry] = {}
         self._sorted: list[bytes] | None = []
         self.cleared = RangeSet()
+        self.unreadable = RangeSet()
         self.size = 0
 
     def __bool__(self) -> bool:
@@ -159,8 +176,10 @@ class WriteBuffer:
         entry = self._entry(key, self.cleared.contains(key))
         entry.ops.append((op, param))
 
-    def set_versionstamped_key(self, template: bytes, value: bytes) -> None:
+    def set_versionstamped_key(self, template: bytes, value: bytes, unreadable: KeyRange) -> None:
+        """Log a versionstamped key; ``unreadable`` is every key it may become."""
         self.stamped = True
+        self.unreadable.add(*unreadable)
         self.log.append(Mutation(MutationKind.VERSIONSTAMPED_KEY, template, value, b"", None))
         self.size += len(template) + len(value)
 
@@ -180,8 +199,15 @@ class WriteBuffer:
         keys = self._sorted
         return keys[bisect.bisect_left(keys, begin) : bisect.bisect_left(keys, end)]
 
+    def check_readable(self, begin: bytes, end: bytes) -> None:
+        """Raise 1036 when [begin, end) reaches a key a pending versionstamped key may take."""
+        if self.unreadable.intersects(begin, end):
+            raise StorageError(1036, "read of a range a pending versionstamped key may fall in")
+
     def lookup(self, key: bytes) -> tuple[bool, _Entry | None]:
         """(needs stored value, entry) for a point read of ``key``."""
+        if self.unreadable and self.unreadable.contains(key):
+            raise StorageError(1036, "read of a key a pending versionstamped key may take")
         entry = self._entries.get(key)
         if entry is None:
             return (not self.cleared.contains(key), None)
@@ -199,7 +225,11 @@ class WriteBuffer:
 
     def touches(self, begin: bytes, end: bytes) -> bool:
         """True when a range read over [begin, end) must merge buffered writes."""
-        return bool(self.keys_between(begin, end)) or self.cleared.intersects(begin, end)
+        return (
+            bool(self.keys_between(begin, end))
+            or self.cleared.intersects(begin, end)
+            or self.unreadable.intersects(begin, end)
+        )
 
     def merge_range(
         self,

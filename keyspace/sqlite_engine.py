@@ -50,14 +50,18 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import msgpack
 
 from keyspace.atomic import AtomicOp, apply
 from keyspace.errors import StorageError
+from keyspace.latency import Latency
 from keyspace.limits import (
+    DEFAULT_RETRY_LIMIT,
+    DEFAULT_TIMEOUT_MS,
+    KEY_LIMIT,
     LIFETIME_SECONDS,
     SYSTEM_PREFIX,
     TRANSACTION_LIMIT,
@@ -66,11 +70,13 @@ from keyspace.limits import (
     check_read_key,
     check_value,
     fill_versionstamp,
+    require_bytes,
     versionstamp_template,
 )
 from keyspace.protocol import KeyValue
 from keyspace.retry import Backoff, run_transaction
-from keyspace.ryw import MutationKind, RangeSet, WriteBuffer
+from keyspace.ryw import MutationKind, RangeSet, WriteBuffer, versionstamp_range
+from keyspace.sqlite_files import PRIVATE_MODE, check_store_path, opening, storage_error
 from keyspace.watches import FileWatch
 
 __all__ = ["SqliteDatabase", "SqliteTransaction"]
@@ -116,24 +122,50 @@ class SqliteDatabase:
     Args:
         path: the file; created with its schema when missing.
         sync: ``normal`` (default) or ``full``; see the module docstring.
-        retry_limit: retries the retry loop makes before giving up (None = no limit).
+        retry_limit: retries ``on_error`` allows one transaction (-1 = no limit); past it
+            the error itself is raised, as FoundationDB's ``transaction_retry_limit`` does.
+        timeout_ms: a transaction's deadline across all its retries, counted from its
+            creation (0 = none); past it every call raises transaction_timed_out (1031).
+        latency: simulated FoundationDB round trips (see :mod:`keyspace.latency`).
     """
 
+    #: Engines serve the default namespace; :mod:`keyspace.namespace` wraps them for others.
+    namespace: str | None = None
+
     def __init__(
-        self, path: str, *, sync: str = "normal", retry_limit: int | None = None, url: str = ""
+        self,
+        path: str,
+        *,
+        sync: str = "normal",
+        retry_limit: int = DEFAULT_RETRY_LIMIT,
+        timeout_ms: int = DEFAULT_TIMEOUT_MS,
+        latency: Latency | None = None,
+        url: str = "",
     ) -> None:
         if sync not in _SYNC_MODES:
             raise ValueError(f"sync must be one of {sorted(_SYNC_MODES)}, not {sync!r}")
+        if retry_limit < -1:
+            raise ValueError(f"retry_limit must be -1 (none) or more, not {retry_limit}")
+        if timeout_ms < 0:
+            raise ValueError(f"timeout must be 0 (none) or more milliseconds, not {timeout_ms}")
         self.path = os.path.abspath(path)
         self.url = url or f"sqlite:///{self.path}"
         self.sync = sync
         self.retry_limit = retry_limit
+        self.timeout = timeout_ms / 1000
+        self.latency = latency or Latency()
         self._closed = False
-        self._setup_process()
-        with _WriterLock(self) as lock:
-            assert lock.conn is not None
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                lock.conn.execute(statement)
+        check_store_path(self.path)
+        with opening(self.path):
+            self._setup_process()
+            try:
+                with _WriterLock(self) as lock:
+                    assert lock.conn is not None
+                    for statement in filter(str.strip, _SCHEMA.split(";")):
+                        lock.conn.execute(statement)
+            except BaseException:
+                os.close(self._lock_fd)
+                raise
 
     # -- process-local resources ---------------------------------------------
 
@@ -144,7 +176,7 @@ class SqliteDatabase:
         self._pool_lock = threading.Lock()
         self._commit_lock = threading.Lock()
         self._commits = 0
-        self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, PRIVATE_MODE)
 
     def _check_process(self) -> None:
         if self._pid != os.getpid():
@@ -300,8 +332,9 @@ class _WriterLock:
                 try:
                     conn.execute("COMMIT")
                 except sqlite3.Error as error:
-                    _rollback(conn)
-                    raise StorageError(1021, f"sqlite commit failed: {error}") from error
+                    with contextlib.suppress(sqlite3.Error):
+                        _rollback(conn)
+                    raise storage_error(self.db.path, error, 1021) from error
             else:
                 _rollback(conn)
         finally:
@@ -401,12 +434,15 @@ def _prune(conn: sqlite3.Connection, below: int) -> None:
 class _Versionstamp:
     """The versionstamp future of a sqlite transaction."""
 
-    __slots__ = ("value",)
+    __slots__ = ("error", "value")
 
     def __init__(self) -> None:
         self.value: bytes | None = None
+        self.error: StorageError | None = None
 
     def wait(self) -> bytes:
+        if self.error is not None:
+            raise self.error
         if self.value is None:
             raise StorageError(2021, "the transaction has not committed a write")
         return self.value
@@ -432,9 +468,14 @@ class _Reader:
             conn = tr._snapshot_conn()
 
             def fetch(k: bytes) -> bytes | None:
+                if not tr._batched:
+                    tr.db.latency.wait(tr.db.latency.read)
                 return _fetch(conn, k)
 
-        value, consulted = tr.buffer.read(key, fetch)
+        try:
+            value, consulted = tr.buffer.read(key, fetch)
+        except sqlite3.Error as error:
+            raise storage_error(tr.db.path, error, 1037) from error
         if consulted and self.conflicts:
             tr.read_ranges.add(key, _key_after(key))
         return value
@@ -449,33 +490,36 @@ class _Reader:
             return []
         tr = self.tr
         conn = tr._snapshot_conn()
-        if tr.buffer.touches(begin, end):
-            rows = tr.buffer.merge_range(
-                begin, end, _scan(conn, begin, end, reverse), limit, reverse
-            )
-        else:
-            rows = _query(conn, begin, end, limit, reverse)
-        if self.conflicts:
-            if limit and len(rows) >= limit:
-                if reverse:
-                    tr.read_ranges.add(rows[-1][0], end)
-                else:
-                    tr.read_ranges.add(begin, _key_after(rows[-1][0]))
+        tr.db.latency.wait(tr.db.latency.read)
+        try:
+            if tr.buffer.touches(begin, end):
+                rows = tr.buffer.merge_range(
+                    begin, end, _scan(conn, begin, end, reverse), limit, reverse
+                )
             else:
-                tr.read_ranges.add(begin, end)
+                rows = _query(conn, begin, end, limit, reverse)
+        except sqlite3.Error as error:
+            raise storage_error(tr.db.path, error, 1037) from error
+        # What the read covered: all of [begin, end), or up to the last row when limited.
+        if limit and len(rows) >= limit:
+            if reverse:
+                begin = rows[-1][0]
+            else:
+                end = _key_after(rows[-1][0])
+        tr.buffer.check_readable(begin, end)
+        if self.conflicts:
+            tr.read_ranges.add(begin, end)
         return rows
 
     def get_range_startswith(
         self, prefix: bytes, *, limit: int = 0, reverse: bool = False
     ) -> list[KeyValue]:
+        require_bytes("key", prefix)
         return self.get_range(prefix, _prefix_end(prefix), limit=limit, reverse=reverse)
 
 
 def _fetch(conn: sqlite3.Connection, key: bytes) -> bytes | None:
-    try:
-        row = conn.execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()
-    except sqlite3.Error as error:
-        raise StorageError(1037, f"sqlite read failed: {error}") from error
+    row = conn.execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()
     return row[0] if row else None
 
 
@@ -483,13 +527,10 @@ def _query(
     conn: sqlite3.Connection, begin: bytes, end: bytes, limit: int, reverse: bool
 ) -> list[KeyValue]:
     order = "DESC" if reverse else "ASC"
-    try:
-        return conn.execute(
-            f"SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k {order} LIMIT ?",
-            (begin, end, limit or -1),
-        ).fetchall()
-    except sqlite3.Error as error:
-        raise StorageError(1037, f"sqlite read failed: {error}") from error
+    return conn.execute(
+        f"SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k {order} LIMIT ?",
+        (begin, end, limit or -1),
+    ).fetchall()
 
 
 def _scan(conn: sqlite3.Connection, begin: bytes, end: bytes, reverse: bool) -> Iterator[KeyValue]:
@@ -514,6 +555,8 @@ class SqliteTransaction:
         self._conn: sqlite3.Connection | None = None
         self._reader = _Reader(self, True)
         self.snapshot = _Reader(self, False)
+        self._created = time.monotonic()
+        self._batched = False
         self._init()
 
     def _init(self) -> None:
@@ -543,6 +586,10 @@ class SqliteTransaction:
     def _begin_read_at(self, key: bytes | None) -> bytes | None:
         """Pin the snapshot and take the read version, fetching ``key`` in the same statement."""
         self._live()
+        latency = self.db.latency
+        latency.wait(latency.grv)
+        if key is not None and not self._batched:
+            latency.wait(latency.read)
         if self._conn is None:
             self._conn = self.db.acquire()
         conn = self._conn
@@ -553,7 +600,7 @@ class SqliteTransaction:
             ).fetchone()
         except sqlite3.Error as error:
             self._end_read()
-            raise StorageError(1037, f"sqlite read failed: {error}") from error
+            raise storage_error(self.db.path, error, 1037) from error
         self.read_version = version or 0
         self._started = time.monotonic()
         return value  # type: ignore[no-any-return]
@@ -573,12 +620,30 @@ class SqliteTransaction:
     def _live(self) -> None:
         if self._done:
             raise StorageError(2017, "the transaction has already committed; reset it to reuse")
+        self._check_timeout()
+
+    def _check_timeout(self) -> None:
+        """Raise 1031 once the database's transaction timeout has passed since creation."""
+        timeout = self.db.timeout
+        if timeout and time.monotonic() - self._created > timeout:
+            self._end_read()
+            raise StorageError(1031, f"the transaction passed its {timeout:g} s timeout")
 
     # -- reads -----------------------------------------------------------------
 
     def get(self, key: bytes) -> bytes | None:
         """The value at ``key`` (None when absent); adds a read conflict."""
         return self._reader.get(key)
+
+    def get_many(self, keys: Sequence[bytes], *, snapshot: bool = False) -> list[bytes | None]:
+        """The values at ``keys`` in order; serializable reads add read conflicts."""
+        reader = self.snapshot if snapshot else self._reader
+        self.db.latency.wait(self.db.latency.read)  # one round trip for all the keys
+        self._batched = True
+        try:
+            return [reader.get(key) for key in keys]
+        finally:
+            self._batched = False
 
     def get_range(
         self, begin: bytes, end: bytes, *, limit: int = 0, reverse: bool = False
@@ -619,6 +684,7 @@ class SqliteTransaction:
         self.buffer.clear_range(begin, end)
 
     def clear_range_startswith(self, prefix: bytes) -> None:
+        require_bytes("key", prefix)
         self.clear_range(prefix, _prefix_end(prefix))
 
     def _atomic(self, op: AtomicOp, key: bytes, param: bytes) -> None:
@@ -655,11 +721,12 @@ class SqliteTransaction:
         self._atomic(AtomicOp.COMPARE_AND_CLEAR, key, param)
 
     def set_versionstamped_key(self, key: bytes, value: bytes) -> None:
-        body, _ = versionstamp_template(key)
+        body, offset = versionstamp_template(key)
         check_key(body)
         check_value(value)
         self._live()
-        self.buffer.set_versionstamped_key(key, value)
+        unreadable = versionstamp_range(body, offset, self.read_version or 0)
+        self.buffer.set_versionstamped_key(key, value, unreadable)
 
     def set_versionstamped_value(self, key: bytes, value: bytes) -> None:
         check_key(key)
@@ -669,15 +736,29 @@ class SqliteTransaction:
         self.buffer.set_versionstamped_value(key, value)
 
     def get_versionstamp(self) -> _Versionstamp:
-        """A future holding this transaction's versionstamp once it has committed."""
+        """A future holding this transaction's versionstamp once it has committed.
+
+        Asked for after commit, the future fails with used_during_commit (2017), as
+        FoundationDB's is: take it before committing and wait on it after.
+        """
+        if self._done:
+            refused = _Versionstamp()
+            refused.error = StorageError(2017, "get_versionstamp() after commit; call it before")
+            return refused
         return self._versionstamp
 
     # -- conflict ranges -------------------------------------------------------
 
     def watch(self, key: bytes) -> FileWatch:
-        """Watch ``key``; see :mod:`keyspace.watches` for how a waiter learns of a change."""
+        """Watch ``key``; see :mod:`keyspace.watches` for how a waiter learns of a change.
+
+        Like FoundationDB's, the watch reads ``key`` serializably, so it adds a read
+        conflict range: a commit that changes the key first makes this one conflict.
+        """
         check_read_key(key)
-        seen = self.snapshot.get(key)
+        if len(key) > KEY_LIMIT:
+            raise StorageError(2102, f"watched key of {len(key)} bytes exceeds {KEY_LIMIT}")
+        seen = self._reader.get(key)
         db = self.db
 
         def changed() -> bool:
@@ -687,19 +768,27 @@ class SqliteTransaction:
         return FileWatch(db.path + "-wal", changed)
 
     def add_read_conflict_range(self, begin: bytes, end: bytes) -> None:
+        """Conflict if [begin, end) changes after the read version; takes no read version.
+
+        As on FoundationDB, the range is checked against the read version the transaction
+        ends up with: the first read's, or, for one that never reads, one taken at commit
+        (so a write committed before then does not conflict). See :mod:`keyspace.protocol`.
+        """
         check_range(begin, end)
+        self._live()
         self.read_ranges.add(begin, end)
-        if self.read_version is None:
-            self._begin_read()
 
     def add_read_conflict_key(self, key: bytes) -> None:
+        require_bytes("key", key)
         self.add_read_conflict_range(key, _key_after(key))
 
     def add_write_conflict_range(self, begin: bytes, end: bytes) -> None:
         check_range(begin, end)
+        self._live()
         self.extra_write_ranges.append((begin, end))
 
     def add_write_conflict_key(self, key: bytes) -> None:
+        require_bytes("key", key)
         self.add_write_conflict_range(key, _key_after(key))
 
     # -- lifecycle -------------------------------------------------------------
@@ -726,6 +815,10 @@ class SqliteTransaction:
         if self._size() > TRANSACTION_LIMIT:
             self._end_read()
             raise StorageError(2101, f"transaction of {self._size()} bytes exceeds the limit")
+        latency = self.db.latency
+        if self.read_version is None:
+            latency.wait(latency.grv)  # FDB takes a read version for a commit that never read
+        latency.wait(latency.commit)  # before the writer lock: concurrent commits overlap
         conn = self._conn
         reading = conn is not None and conn.in_transaction
         if conn is None:
@@ -736,7 +829,7 @@ class SqliteTransaction:
             version = self.db.apply_commit(self, conn, reading)
         except sqlite3.Error as error:
             conn.close()
-            raise StorageError(1020, f"sqlite write failed: {error}") from error
+            raise storage_error(self.db.path, error, 1020) from error
         except BaseException:
             self.db.release(conn)
             raise
@@ -746,23 +839,27 @@ class SqliteTransaction:
         self._done = True
 
     def get_committed_version(self) -> int:
-        if self._committed_version is None:
-            raise StorageError(2021, "the transaction has not committed")
-        return self._committed_version
+        """The commit version; -1 before a commit and after a read-only one (as on FDB)."""
+        return -1 if self._committed_version is None else self._committed_version
 
     def on_error(self, error: BaseException) -> None:
         """Back off and reset if ``error`` is retryable; re-raise it otherwise."""
         if not isinstance(error, StorageError):
             raise error
         self._end_read()
+        self._check_timeout()
         if self._backoff is None:
-            self._backoff = Backoff(retry_limit=self.db.retry_limit)
+            limit = self.db.retry_limit
+            self._backoff = Backoff(retry_limit=None if limit < 0 else limit)
         self._backoff.wait(error)
+        self._check_timeout()
         self._init()
 
     def reset(self) -> None:
-        """Discard everything this transaction did and start afresh."""
+        """Discard everything this transaction did and start afresh (timeout and retries too)."""
         self._end_read()
+        self._backoff = None
+        self._created = time.monotonic()
         self._init()
 
     def cancel(self) -> None:

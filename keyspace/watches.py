@@ -13,8 +13,12 @@ opened once and kept, because closing one takes the kernel tens of milliseconds.
 Elsewhere (no inotify) a watch re-reads its key every :data:`POLL_SECONDS`.
 
 A value that changes and changes back between two re-reads may go unnoticed; FDB
-watches make the same allowance. Re-reads are spaced at least
-:data:`MIN_RECHECK_SECONDS` apart, so a waiter beside a busy writer does not spin.
+watches make the same allowance. A watch is a hint to look again, never a source of
+errors: a re-read that fails (a closed database, a timed-out or damaged store) counts
+as the watch firing, as an FDB watch that fails with an error does, so the waiter
+rescans and meets the real error, if it persists, in its own transaction. Re-reads
+are spaced at least :data:`MIN_RECHECK_SECONDS` apart, so a waiter beside a busy
+writer does not spin.
 """
 
 from __future__ import annotations
@@ -134,7 +138,10 @@ class FileWatch:
         self._fired = False
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the value changes (True) or ``timeout`` passes or cancel (False)."""
+        """Block until the value changes (True) or ``timeout`` passes or cancel (False).
+
+        Never raises: a failed re-read returns True, so the caller rescans.
+        """
         notifier = self._notifier
         deadline = None if timeout is None else time.monotonic() + timeout
         checked = 0.0
@@ -147,7 +154,11 @@ class FileWatch:
             if gap < MIN_RECHECK_SECONDS:
                 time.sleep(MIN_RECHECK_SECONDS - gap)
             checked = time.monotonic()
-            if self._changed():
+            try:
+                changed = self._changed()
+            except Exception:  # any failure is a reason to look again; see the module doc
+                changed = True
+            if changed:
                 self._fired = True
                 break
             pause = SAFETY_SECONDS if notifier.live else POLL_SECONDS

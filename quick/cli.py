@@ -91,6 +91,7 @@ def check(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps(report, indent=2))
         return
     click.echo(f"store      {db.url}")
+    click.echo(f"namespace  {db.namespace or '(default)'}")
     for step, outcome in report["steps"].items():
         click.echo(f"{step:<10} {outcome}")
     click.echo(f"ok: {report['transactions']} transactions in {report['elapsed_ms']:.1f} ms")
@@ -134,7 +135,13 @@ def _round_trip(db: Database) -> dict[str, Any]:
     if value != b"value 3" or count != 10 or total != 42 or stamped != 1 or left != 0:
         raise click.ClickException(f"round trip saw unexpected results: {steps}")
     elapsed = (time.perf_counter() - started) * 1000
-    return {"url": db.url, "steps": steps, "transactions": 3, "elapsed_ms": elapsed}
+    return {
+        "url": db.url,
+        "namespace": db.namespace,
+        "steps": steps,
+        "transactions": 3,
+        "elapsed_ms": elapsed,
+    }
 
 
 @cli.group()
@@ -152,6 +159,8 @@ def inspect_keyspace(ctx: click.Context, prefix: str, raw: bool, limit: int) -> 
     begin, end = layout.ROOT.range()
     shown = 0
     with _database(ctx) as db:
+        if db.namespace is not None:
+            click.echo(f"namespace {db.namespace}")
         for key, value in _scan(db, begin, end):
             line = layout.describe(key)
             if prefix and prefix not in line:

@@ -183,10 +183,9 @@ def _activate(tr: Transaction, now: int, limit: int) -> tuple[list[str], bool]:
     """Fire up to ``limit`` due schedules; (job ids, whether more may be due)."""
     enqueued = []
     due = tr.snapshot.get_range(CRON_DUE.range()[0], CRON_DUE.pack((now + 1,)), limit=limit)
-    for due_key, _ in due:
-        _, name = CRON_DUE.unpack(due_key)
-        key = CRON.pack((name,))
-        value = tr.get(key)
+    names = [CRON_DUE.unpack(due_key)[1] for due_key, _ in due]
+    values = tr.get_many([CRON.pack((name,)) for name in names])  # one round trip for all
+    for (due_key, _), name, value in zip(due, names, values, strict=True):
         if value is None:
             tr.clear(due_key)
             continue

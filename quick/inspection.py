@@ -274,11 +274,10 @@ def cancel(db_or_tr: Database | Transaction, job_id: str) -> bool:
 def _purge_finished(tr: Transaction, before: int, limit: int) -> int:
     end = FINISHED.pack((before,))
     rows = tr.get_range(FINISHED.range()[0], end, limit=limit)
-    for key, _ in rows:
-        _, job_id = FINISHED.unpack(key)
+    directories = [JOB_DIRECTORY.pack((FINISHED.unpack(key)[1],)) for key, _ in rows]
+    entries = tr.get_many(directories)  # one round trip for the page
+    for (key, _), directory, entry in zip(rows, directories, entries, strict=True):
         tr.clear(key)
-        directory = JOB_DIRECTORY.pack((job_id,))
-        entry = tr.get(directory)
         if entry is not None and "s" in unpack_value(entry):
             tr.clear(directory)
     return len(rows)

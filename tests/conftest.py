@@ -4,12 +4,16 @@
 * ``faulty-sqlite``: the same, wrapped in the fault injector (commits fail with
   1020, 1021 before or after applying, and 1007), so retry-safety is exercised.
 * ``fdb``: a real FoundationDB cluster, when ``QUICK_TEST_FDB_CLUSTER_FILE`` names
-  its cluster file; skipped with that reason otherwise. Each test works under its
-  own random subspace, cleared afterwards.
+  its cluster file; skipped with that reason otherwise. Each test gets its own
+  namespace (``?namespace=``, derived from its temp directory and a per-session salt,
+  so every URL a test builds, in-process or for a subprocess, names the same one), so
+  tests and other applications on the cluster never see each other's keys, quick's
+  root included; the namespace is cleared afterwards.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,6 +29,12 @@ from keyspace.subspace import Subspace
 FDB_CLUSTER_ENV = "QUICK_TEST_FDB_CLUSTER_FILE"
 FAULTS = "not_committed:0.1,commit_unknown_result:0.1,transaction_too_old:0.05"
 ENGINES = ["sqlite", "faulty-sqlite", "fdb"]
+_SESSION = uuid.uuid4().hex[:8]
+
+
+def namespace_for(tmp_path: Path) -> str:
+    """The fdb namespace of the test whose temp directory is ``tmp_path``."""
+    return f"test-{_SESSION}-{hashlib.sha1(str(tmp_path).encode()).hexdigest()[:12]}"
 
 
 def engine_url(engine: str, tmp_path: Path, seed: int = 1) -> str:
@@ -33,7 +43,7 @@ def engine_url(engine: str, tmp_path: Path, seed: int = 1) -> str:
         cluster = os.environ.get(FDB_CLUSTER_ENV)
         if not cluster:
             pytest.skip(f"fdb engine: set {FDB_CLUSTER_ENV} to a cluster file to run")
-        return f"fdb://{cluster}"
+        return f"fdb://{cluster}?namespace={namespace_for(tmp_path)}"
     url = f"sqlite:///{tmp_path / 'quick.db'}"
     if engine == "faulty-sqlite":
         url += f"?faults={FAULTS}&seed={seed}"
@@ -69,7 +79,7 @@ def _open(url: str, space: Subspace) -> Iterator[Database]:
         yield db
     finally:
         if url.startswith("fdb"):
-            db.transact(lambda tr: tr.clear_range(*space.range()))
+            db.transact(lambda tr: tr.clear_range(b"", b"\xff"))  # the test's namespace
         db.close()
 
 

@@ -252,9 +252,10 @@ def list_runs(
             prefix: tuple[Any, ...] = (
                 (state.value,) if workflow is None else (state.value, workflow)
             )
-            for key, _ in tr.snapshot.get_range(*WF_BY_STATUS.range(prefix)):
-                _, _, run_id = WF_BY_STATUS.unpack(key)
-                data = tr.snapshot.get(WF_RUNS.pack((run_id,)))
+            index = tr.snapshot.get_range(*WF_BY_STATUS.range(prefix))
+            run_ids = [WF_BY_STATUS.unpack(key)[2] for key, _ in index]
+            records = tr.get_many([WF_RUNS.pack((run_id,)) for run_id in run_ids], snapshot=True)
+            for run_id, data in zip(run_ids, records, strict=True):
                 if data is None:
                     continue
                 record = unpack_value(data)

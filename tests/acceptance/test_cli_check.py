@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from quick.cli import cli
+from tests.fdb_client import CLIENT_LIBRARY_PRESENT
 
 
 def test_cli_check_round_trips_on_the_embedded_engine(tmp_path: Path) -> None:
@@ -46,9 +48,25 @@ def test_cli_runs_as_a_module_and_reads_quick_db(tmp_path: Path) -> None:
     assert listed.stdout.strip() == "(no quick keys)"
 
 
+@pytest.mark.skipif(
+    CLIENT_LIBRARY_PRESENT, reason="libfdb_c is installed here, so its absence cannot be shown"
+)
 def test_cli_fdb_without_client_library_exits_3(tmp_path: Path) -> None:
     cluster = tmp_path / "fdb.cluster"
     cluster.write_text("docker:docker@127.0.0.1:4500\n")
     result = CliRunner().invoke(cli, ["--db", f"fdb://{cluster}", "check"])
     assert result.exit_code == 3
     assert "libfdb_c" in result.output
+
+
+def test_cli_check_and_inspect_show_the_namespace(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'q.db'}?namespace=billing"
+    checked = CliRunner().invoke(cli, ["--db", url, "check"])
+    assert checked.exit_code == 0, checked.output
+    assert "namespace  billing" in checked.output
+    as_json = CliRunner().invoke(cli, ["--db", url, "check", "--json"])
+    assert json.loads(as_json.output)["namespace"] == "billing"
+    plain = CliRunner().invoke(cli, ["--db", f"sqlite:///{tmp_path / 'q.db'}", "check"])
+    assert "namespace  (default)" in plain.output
+    listed = CliRunner().invoke(cli, ["--db", url, "inspect", "keyspace"])
+    assert listed.output.splitlines() == ["namespace billing", "(no quick keys)"]

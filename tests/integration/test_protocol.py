@@ -16,6 +16,7 @@ import pytest
 from keyspace import StorageError, transactional
 from keyspace.protocol import Database, Transaction
 from keyspace.subspace import Subspace, Versionstamp
+from tests.integration.conflicts import commits
 
 ROOT = Path(__file__).resolve().parents[2]
 Once = Callable[[Database, Callable[[Transaction], Any]], Any]
@@ -246,13 +247,7 @@ def test_protocol_range_read_conflicts_only_inside_what_was_read(
         assert len(rows) == 2
         exact_db.transact(lambda t: t.set(write, b"x"))
         tr.set(out, b"mine")
-        try:
-            tr.commit()
-        except StorageError as error:
-            if error.code != 1020:
-                raise
-            return False
-        return True
+        return commits(tr)
 
     assert attempt(keys[0] + b"\x00") is False
     assert attempt(keys[3]) is True
@@ -261,6 +256,7 @@ def test_protocol_range_read_conflicts_only_inside_what_was_read(
 def test_protocol_explicit_conflict_ranges(exact_db: Database, space: Subspace) -> None:
     key, other = space.pack(("k",)), space.pack(("other",))
     tr = exact_db.create_transaction()
+    tr.get_read_version()
     tr.add_read_conflict_key(key)
     exact_db.transact(lambda t: t.set(key, b"theirs"))
     tr.set(other, b"mine")
@@ -276,6 +272,34 @@ def test_protocol_explicit_conflict_ranges(exact_db: Database, space: Subspace) 
     reader.set(other, b"mine")
     with pytest.raises(StorageError):
         reader.commit()
+
+
+def test_protocol_explicit_read_conflict_takes_no_read_version(
+    exact_db: Database, space: Subspace
+) -> None:
+    """The range is checked against the read version taken later: first read, else commit."""
+    key, other = space.pack(("k",)), space.pack(("other",))
+    never_reads = exact_db.create_transaction()
+    never_reads.add_read_conflict_key(key)
+    exact_db.transact(lambda t: t.set(key, b"before the commit's read version"))
+    never_reads.set(other, b"mine")
+    never_reads.commit()
+
+    reads_later = exact_db.create_transaction()
+    reads_later.add_read_conflict_key(key)
+    exact_db.transact(lambda t: t.set(key, b"before the first read"))
+    reads_later.get(other)
+    reads_later.set(other, b"mine again")
+    reads_later.commit()
+
+    reads_first = exact_db.create_transaction()
+    reads_first.add_read_conflict_key(key)
+    reads_first.get(other)
+    exact_db.transact(lambda t: t.set(key, b"after the first read"))
+    reads_first.set(other, b"conflicts")
+    with pytest.raises(StorageError) as caught:
+        reads_first.commit()
+    assert caught.value.code == 1020
 
 
 def test_protocol_blind_writes_never_conflict(exact_db: Database, space: Subspace) -> None:

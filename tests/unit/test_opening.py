@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 import keyspace
 from keyspace import EngineUnavailable, InvalidURL
+from tests.fdb_client import CLIENT_LIBRARY_PRESENT
 
 
 def test_open_without_url_uses_quick_db_then_default(
@@ -51,7 +51,7 @@ def test_open_fdb_with_missing_cluster_file_names_it(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(
-    bool(os.environ.get("QUICK_TEST_FDB_CLUSTER_FILE")), reason="libfdb_c is installed here"
+    CLIENT_LIBRARY_PRESENT, reason="libfdb_c is installed here, so its absence cannot be shown"
 )
 def test_open_fdb_without_client_library_names_the_fix(tmp_path: Path) -> None:
     cluster = tmp_path / "fdb.cluster"

@@ -1,0 +1,85 @@
+"""The sqlite engine's files: where they go, who may read them, what a damaged one says.
+
+A store is four files side by side: ``<name>`` (the database), ``<name>-wal`` and
+``<name>-shm`` (SQLite's write-ahead log and its index) and ``<name>.lock`` (the
+cross-process writer lock). They hold every payload ever enqueued, so new ones are
+created readable by their owner only (0600): the lock file explicitly, the database
+before SQLite first opens it, and the ``-wal``/``-shm`` files by SQLite itself, which
+gives them the database file's permissions.
+
+Errors: SQLite reports a busy or locked file (another writer) as a passing condition,
+which stays retryable. Anything else while reading or writing (``file is not a
+database``, ``database disk image is malformed``, an I/O error, a full disk) will not
+go away by retrying, so it becomes a non-retryable :class:`StorageError` naming the
+file: a damaged store fails fast instead of spinning in the retry loop. Opening a path
+that cannot be a store (a directory, a missing directory, a file that is not a
+database) raises :class:`EngineUnavailable` naming the resolved absolute path, and
+leaves behind none of the files the attempt created.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterator
+
+from keyspace.errors import EngineUnavailable, StorageError
+
+__all__ = ["PRIVATE_MODE", "DAMAGED_CODE", "check_store_path", "opening", "storage_error"]
+
+#: Owner read/write only, for every file of a store.
+PRIVATE_MODE = 0o600
+#: The code of a store that cannot be used (FoundationDB's internal_error): not retryable.
+DAMAGED_CODE = 4100
+_TRANSIENT = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+
+
+def storage_error(path: str, error: sqlite3.Error, transient_code: int) -> StorageError:
+    """The StorageError for ``error`` from the store at ``path``.
+
+    Busy or locked: ``transient_code`` (retryable). Anything else: :data:`DAMAGED_CODE`,
+    naming the file, with the SQLite error on ``__cause__`` when raised ``from`` it.
+    """
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in _TRANSIENT:
+        return StorageError(transient_code, f"sqlite: {error}")
+    return StorageError(
+        DAMAGED_CODE,
+        f"the sqlite store {path} cannot be used: {error}. It may be damaged or not a "
+        "quick store; restore it from a backup or point the URL at another file",
+    )
+
+
+def check_store_path(path: str) -> None:
+    """Refuse a path that cannot hold a store: a directory, or one in a missing directory."""
+    if os.path.isdir(path):
+        raise EngineUnavailable(f"cannot open the sqlite store {path}: it is a directory")
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        raise EngineUnavailable(
+            f"cannot open the sqlite store {path}: directory {parent} does not exist "
+            "(sqlite:///relative/path is relative to the working directory, "
+            "sqlite:////absolute/path is absolute)"
+        )
+
+
+@contextlib.contextmanager
+def opening(path: str) -> Iterator[None]:
+    """Create the store file 0600 if missing; if the block fails, remove what it created.
+
+    Failures inside become :class:`EngineUnavailable` naming ``path``.
+    """
+    created = [name for name in (path, path + ".lock") if not os.path.exists(name)]
+    if path in created:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_MODE))
+    try:
+        yield
+    except (sqlite3.Error, OSError, StorageError) as error:
+        for name in created:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+        raise EngineUnavailable(
+            f"cannot open the sqlite store {path}: {error}. Is it a quick store "
+            "(sqlite database) and readable and writable by this user?"
+        ) from error
