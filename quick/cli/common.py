@@ -51,6 +51,7 @@ __all__ = [
     "parse_payload",
     "store_location",
     "store_url",
+    "usage_problem",
     "warn_skipped",
     "when",
 ]
@@ -197,10 +198,29 @@ def parse_payload(text: str | None, option: str = "--payload") -> Any:
         return None
     try:
         return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise UsageProblem(f"{option} is not valid JSON: {error}") from None
     except RecursionError:
         raise UsageProblem(f"{option} is nested too deeply") from None
+    except ValueError as error:  # JSONDecodeError, and integers of over 4,300 digits
+        raise UsageProblem(f"{option} is not valid JSON: {error}") from None
+
+
+#: Library argument names -> the options that carry them, for error messages.
+OPTION_OF = {
+    "payload": "--payload",
+    "delay": "--delay",
+    "priority": "--priority",
+    "max_attempts": "--max-attempts",
+    "tz": "--tz",
+}
+
+
+def usage_problem(error: ValueError | TypeError) -> UsageProblem:
+    """A library validation error as a usage mistake, naming the option that carried the
+    offending value (``--delay: must be ...``) where there is one."""
+    field, problem = getattr(error, "field", None), getattr(error, "problem", None)
+    if isinstance(field, str) and field in OPTION_OF and problem is not None:
+        return UsageProblem(f"{OPTION_OF[field]}: {problem}")
+    return UsageProblem(str(error))
 
 
 def echo_json(value: Any) -> None:

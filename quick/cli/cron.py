@@ -5,7 +5,14 @@ from __future__ import annotations
 import click
 
 import quick
-from quick.cli.common import ID, NotFound, UsageProblem, open_store, parse_payload, warn_skipped
+from quick.cli.common import (
+    ID,
+    NotFound,
+    open_store,
+    parse_payload,
+    usage_problem,
+    warn_skipped,
+)
 from quick.inspection import read_schedules
 
 __all__ = ["cron"]
@@ -55,7 +62,7 @@ def cron_add(
         try:
             item = quick.schedule(db, name, expression, queue, topic, value, tz=tz)
         except (ValueError, TypeError) as error:
-            raise UsageProblem(str(error)) from None
+            raise usage_problem(error) from None
     click.echo(f"{item.name} next fires at next_ms={item.next_ms}")
 
 

@@ -11,10 +11,10 @@ from quick.cli.common import (
     LIMIT,
     MAX_DELAY_SECONDS,
     NotFound,
-    UsageProblem,
     echo_json,
     open_store,
     parse_payload,
+    usage_problem,
     warn_skipped,
 )
 from quick.inspection import read_queues
@@ -56,7 +56,7 @@ def enqueue(
                 db, queue, topic, value, priority=priority, delay=delay, max_attempts=max_attempts
             )
         except (ValueError, TypeError) as error:
-            raise UsageProblem(str(error)) from None
+            raise usage_problem(error) from None
     click.echo(job_id)
 
 

@@ -29,6 +29,7 @@ from quick.cli.common import (
     echo_json,
     open_store,
     parse_payload,
+    usage_problem,
     when,
 )
 
@@ -338,5 +339,5 @@ def signal_step(ctx: click.Context, run_id: str, step: str, payload: str | None)
         try:
             workflow.signal(db, run_id, step, value)
         except (ValueError, TypeError) as error:
-            raise UsageProblem(str(error)) from None
+            raise usage_problem(error) from None
     click.echo(f"signalled step {step!r} of run {run_id}")
