@@ -28,16 +28,12 @@ from quick.errors import (
 )
 from quick.inspection import (
     DeadLetter,
-    cancel,
     get_job,
     job_state,
     list_dead,
     list_jobs,
     list_queues,
-    purge_dead,
-    purge_finished,
     queue_counts,
-    requeue_dead,
 )
 from quick.jobs import Claim, Job, JobState
 from quick.leases import (
@@ -49,6 +45,7 @@ from quick.leases import (
     release,
     snooze,
 )
+from quick.operations import cancel, purge_dead, purge_finished, requeue_dead
 from quick.outcomes import Outcome, run_claim
 from quick.pointers import collect
 

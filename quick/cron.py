@@ -19,7 +19,7 @@ from typing import Any
 
 from croniter import CroniterError, croniter
 
-from keyspace.codec import pack_value, unpack_value
+from keyspace.codec import CorruptValue, pack_value, unpack_value
 from keyspace.layout import CRON, CRON_DUE
 from keyspace.protocol import Database, Transaction
 from keyspace.retry import EarlierTries, transactional
@@ -34,6 +34,7 @@ __all__ = [
     "list_schedules",
     "remove_schedule",
     "activate_due",
+    "decode_schedule",
     "next_fire_ms",
 ]
 
@@ -81,15 +82,25 @@ def next_fire_ms(expr: str, tz: str, after_ms: int) -> int:
     return int(fire.timestamp() * 1000)
 
 
-def _decode(name: str, value: bytes) -> Schedule:
+def decode_schedule(name: str, value: bytes) -> Schedule:
+    """The schedule ``name`` stored as ``value``.
+
+    Raises:
+        CorruptValue: the record does not decode, or not to a schedule.
+    """
     record = unpack_value(value)
+    if not isinstance(record, dict) or not isinstance(name, str):
+        raise CorruptValue(f"schedule record is a {type(record).__name__}, not a map")
+    texts = [record.get(f) for f in ("cron", "tz", "q", "t")]
+    if not all(isinstance(t, str) for t in texts) or not isinstance(record.get("n"), int):
+        raise CorruptValue(f"schedule record of the wrong shape: {record!r}")
     return Schedule(
         name=name,
         cron=record["cron"],
         tz=record["tz"],
         queue_id=record["q"],
         topic=record["t"],
-        payload=record["p"],
+        payload=record.get("p"),
         next_ms=record["n"],
     )
 
@@ -146,7 +157,7 @@ def _put(tr: Transaction, item: Schedule) -> None:
     key = CRON.pack((item.name,))
     old = tr.get(key)
     if old is not None:
-        tr.clear(CRON_DUE.pack((_decode(item.name, old).next_ms, item.name)))
+        tr.clear(CRON_DUE.pack((decode_schedule(item.name, old).next_ms, item.name)))
     tr.set(key, _encode(item))
     tr.set(CRON_DUE.pack((item.next_ms, item.name)), b"")
 
@@ -154,7 +165,7 @@ def _put(tr: Transaction, item: Schedule) -> None:
 @transactional
 def list_schedules(tr: Transaction) -> list[Schedule]:
     """Every schedule, by name."""
-    return [_decode(CRON.unpack(k)[0], v) for k, v in tr.snapshot.get_range(*CRON.range())]
+    return [decode_schedule(CRON.unpack(k)[0], v) for k, v in tr.snapshot.get_range(*CRON.range())]
 
 
 def remove_schedule(db_or_tr: Database | Transaction, name: str) -> bool:
@@ -174,7 +185,7 @@ def _remove_schedule(tr: Transaction, name: str, earlier: EarlierTries) -> bool:
         return bool(earlier.found)
     earlier.found = 1
     tr.clear(key)
-    tr.clear(CRON_DUE.pack((_decode(name, old).next_ms, name)))
+    tr.clear(CRON_DUE.pack((decode_schedule(name, old).next_ms, name)))
     return True
 
 
@@ -189,7 +200,7 @@ def _activate(tr: Transaction, now: int, limit: int) -> tuple[list[str], bool]:
         if value is None:
             tr.clear(due_key)
             continue
-        item = _decode(name, value)
+        item = decode_schedule(name, value)
         if item.next_ms > now or CRON_DUE.pack((item.next_ms, name)) != due_key:
             continue
         job = prepare(

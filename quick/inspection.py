@@ -1,42 +1,49 @@
-"""Looking at and steering queues: job state, counts, dead letters, cancel, purge.
+"""Looking at queues: job state, counts, listings of queues, jobs and dead letters.
+
+Everything here only reads. (Operator actions that change the store, such as
+requeueing or purging dead letters and cancelling jobs, live in :mod:`quick.operations`.)
 
 Counts come from the per-queue atomic counters (no scans); they count jobs by the
 index they sit in, so a scheduled job whose time has come still counts as
 ``scheduled`` (and an expired lease as ``leased``) until a claim promotes it.
+
+Nothing read from the store is trusted: the ``read_*`` listings skip a record that does
+not decode, or decodes to the wrong shape, and name it by its key in
+:attr:`Listing.skipped`, so one corrupt record never hides the others.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 from keyspace.codec import CorruptValue, unpack_value
-from keyspace.layout import DEAD_LETTERS, FINISHED, JOB_DIRECTORY, POINTERS, queue_keys
-from keyspace.protocol import Database, Transaction
-from keyspace.retry import EarlierTries, transactional
+from keyspace.layout import CRON, DEAD_LETTERS, POINTERS, queue_keys
+from keyspace.protocol import Database, ReadView, Transaction
+from keyspace.retry import transactional
 from quick import counters
-from quick.enqueueing import directory_entry, prepare, store_new
-from quick.errors import InvalidArgument, JobNotFound, JobRunning
-from quick.jobs import Job, JobState, now_ms
-from quick.records import finish_job
+from quick.cron import Schedule, decode_schedule
+from quick.enqueueing import directory_entry
+from quick.jobs import COUNTED_STATES, Job, JobState, now_ms
 
 __all__ = [
     "DeadLetter",
+    "Listing",
+    "Skipped",
+    "decode_dead_letter",
     "get_job",
     "job_state",
     "queue_counts",
     "list_queues",
     "list_jobs",
     "list_dead",
-    "requeue_dead",
-    "purge_dead",
-    "cancel",
-    "purge_finished",
-    "FINISHED_RETENTION_MS",
+    "read_queues",
+    "read_dead",
+    "read_schedules",
 ]
 
-#: How long finished jobs' tombstones stay in the directory (for idempotent retries and lookups).
-FINISHED_RETENTION_MS = 24 * 3600 * 1000
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,35 +58,47 @@ class DeadLetter:
     raw: bytes | None = None
 
 
-def _lookup(tr: Transaction, job_id: str) -> tuple[str, dict[str, Any]] | None:
-    entry = directory_entry(tr, job_id)
-    if entry is None:
-        return None
-    return entry["q"], entry
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A stored record a listing left out: its key, and why it could not be read."""
+
+    key: bytes
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Listing(Generic[T]):
+    """What a ``read_*`` listing found: the good records, and the corrupt ones it skipped."""
+
+    items: list[T] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+#: What a record that does not decode, or decodes to the wrong shape, raises when read.
+_UNREADABLE = (CorruptValue, ValueError, TypeError, KeyError, AttributeError, struct.error)
 
 
 @transactional
 def get_job(tr: Transaction, job_id: str) -> Job | None:
     """The stored job with ``job_id`` while it is pending or running, else None."""
-    found = _lookup(tr, job_id)
-    if found is None:
+    entry = directory_entry(tr, job_id)
+    if entry is None:
         return None
-    data = tr.get(queue_keys(found[0]).job(job_id))
-    return None if data is None else Job.from_value(found[0], job_id, data)
+    data = tr.get(queue_keys(entry["q"]).job(job_id))
+    return None if data is None else Job.from_value(entry["q"], job_id, data)
 
 
 @transactional
 def _job_state(tr: Transaction, job_id: str, now: int) -> JobState | None:
-    found = _lookup(tr, job_id)
-    if found is None:
+    entry = directory_entry(tr, job_id)
+    if entry is None:
         return None
-    queue, entry = found
     if "s" in entry:
         return JobState(entry["s"])
-    data = tr.get(queue_keys(queue).job(job_id))
+    data = tr.get(queue_keys(entry["q"]).job(job_id))
     if data is None:
         return None
-    return Job.from_value(queue, job_id, data).visible_state(now)
+    return Job.from_value(entry["q"], job_id, data).visible_state(now)
 
 
 def job_state(db_or_tr: Database | Transaction, job_id: str) -> JobState | None:
@@ -115,26 +134,72 @@ def list_jobs(tr: Transaction, queue_id: str, *, limit: int = 100) -> list[Job]:
     return jobs
 
 
+def _counts(view: ReadView, queue: str, skipped: list[Skipped]) -> dict[str, int]:
+    """The queue's counters, each one that is not an 8-byte integer skipped and named."""
+    keys = queue_keys(queue)
+    counts = {state.value: 0 for state in COUNTED_STATES}
+    for key, value in view.get_range(*keys.counters_range()):
+        try:
+            (state,) = keys.space["n"].unpack(key)
+            (counts[state],) = struct.unpack("<q", value)
+        except _UNREADABLE as error:
+            skipped.append(Skipped(key, f"counter is not an 8-byte integer: {error}"))
+    return counts
+
+
+def _pointer(key: bytes, value: bytes) -> tuple[str, int, int | None]:
+    (queue,) = POINTERS.unpack(key)
+    record = unpack_value(value)
+    visible, empty = record["v"], record["e"]
+    if not isinstance(queue, str) or not isinstance(visible, int):
+        raise CorruptValue(f"pointer of the wrong shape: {record!r}")
+    if empty is not None and not isinstance(empty, int):
+        raise CorruptValue(f"pointer of the wrong shape: {record!r}")
+    return queue, visible, empty
+
+
 @transactional
-def list_queues(tr: Transaction, *, limit: int = 1000) -> list[dict[str, Any]]:
-    """Queues that have a pointer, with their pointer time and counts."""
-    out = []
+def read_queues(tr: Transaction, *, limit: int = 1000) -> Listing[dict[str, Any]]:
+    """Queues that have a pointer, with their pointer time and counts; corrupt pointers and
+    counters are skipped and named."""
+    listing: Listing[dict[str, Any]] = Listing()
     for key, value in tr.snapshot.get_range(*POINTERS.range(), limit=limit):
-        (queue,) = POINTERS.unpack(key)
-        pointer = unpack_value(value)
-        out.append(
+        try:
+            queue, visible, empty = _pointer(key, value)
+        except _UNREADABLE as error:
+            listing.skipped.append(Skipped(key, _reason(error)))
+            continue
+        listing.items.append(
             {
                 "queue": queue,
-                "next_visible_ms": pointer["v"],
-                "empty_since_ms": pointer["e"],
-                "counts": counters.read_counts(tr.snapshot, queue),
+                "next_visible_ms": visible,
+                "empty_since_ms": empty,
+                "counts": _counts(tr.snapshot, queue, listing.skipped),
             }
         )
-    return out
+    return listing
 
 
-def _dead_letter(queue: str, job_id: str, value: bytes) -> DeadLetter:
+def list_queues(db_or_tr: Database | Transaction, *, limit: int = 1000) -> list[dict[str, Any]]:
+    """Queues that have a pointer, with their pointer time and counts (corrupt records are
+    left out; :func:`read_queues` names them)."""
+    return read_queues(db_or_tr, limit=limit).items
+
+
+def decode_dead_letter(queue: str, job_id: str, value: bytes) -> DeadLetter:
+    """The dead letter stored as ``value``.
+
+    Raises:
+        CorruptValue: the record does not decode, or not to a dead letter.
+    """
     record = unpack_value(value)
+    if not isinstance(record, dict):
+        raise CorruptValue(f"dead letter is a {type(record).__name__}, not a map")
+    error, failed, raw = record.get("error"), record.get("at"), record.get("raw")
+    if not isinstance(error, str) or not isinstance(failed, int):
+        raise CorruptValue(f"dead letter without a text error and an integer time: {record!r}")
+    if raw is not None and not isinstance(raw, bytes):
+        raise CorruptValue(f"dead letter's raw job is a {type(raw).__name__}")
     job = None
     if record.get("job") is not None:
         try:
@@ -142,149 +207,52 @@ def _dead_letter(queue: str, job_id: str, value: bytes) -> DeadLetter:
         except CorruptValue:
             job = None
     return DeadLetter(
-        queue_id=queue,
-        job_id=job_id,
-        error=record["error"],
-        failed_ms=record["at"],
-        job=job,
-        raw=record.get("raw"),
+        queue_id=queue, job_id=job_id, error=error, failed_ms=failed, job=job, raw=raw
     )
 
 
 @transactional
-def list_dead(
+def read_dead(
     tr: Transaction, queue_id: str | None = None, *, limit: int = 100
-) -> list[DeadLetter]:
-    """Dead letters, of one queue or all, in queue then job-id order."""
+) -> Listing[DeadLetter]:
+    """Dead letters, of one queue or all, in queue then job-id order; corrupt ones are
+    skipped and named."""
     bounds = DEAD_LETTERS.range((queue_id,) if queue_id is not None else ())
-    out = []
+    listing: Listing[DeadLetter] = Listing()
     for key, value in tr.snapshot.get_range(*bounds, limit=limit):
-        queue, job_id = DEAD_LETTERS.unpack(key)
-        out.append(_dead_letter(queue, job_id, value))
-    return out
+        try:
+            queue, job_id = DEAD_LETTERS.unpack(key)
+            if not isinstance(queue, str) or not isinstance(job_id, str):
+                raise CorruptValue("dead-letter key without a text queue and job id")
+            listing.items.append(decode_dead_letter(queue, job_id, value))
+        except _UNREADABLE as error:
+            listing.skipped.append(Skipped(key, _reason(error)))
+    return listing
+
+
+def list_dead(
+    db_or_tr: Database | Transaction, queue_id: str | None = None, *, limit: int = 100
+) -> list[DeadLetter]:
+    """Dead letters, of one queue or all, in queue then job-id order (corrupt ones are
+    left out; :func:`read_dead` names them)."""
+    return read_dead(db_or_tr, queue_id, limit=limit).items
 
 
 @transactional
-def requeue_dead(tr: Transaction, queue_id: str, job_id: str) -> str:
-    """Put a dead letter back on its queue as a fresh job (attempts reset); return its id.
-
-    Raises:
-        JobNotFound: no such dead letter, or it is corrupt and cannot be replayed.
-    """
-    key = DEAD_LETTERS.pack((queue_id, job_id))
-    value = tr.get(key)
-    if value is None:
-        entry = directory_entry(tr, job_id)
-        if entry is not None and entry["q"] == queue_id and "s" not in entry:
-            return job_id  # an earlier try of this call requeued it
-        raise JobNotFound(job_id)
-    dead = _dead_letter(queue_id, job_id, value)
-    if dead.job is None:
-        raise JobNotFound(job_id)
-    job = dead.job
-    keys = queue_keys(queue_id)
-    if job.unique_key is not None:
-        holder = tr.get(keys.unique(job.unique_key))
-        if holder is not None:
-            raise InvalidArgument(
-                "unique_key",
-                f"{job.unique_key!r} is held by pending job {holder.decode()}; "
-                "requeue this one after it finishes",
-            )
-    tr.clear(key)
-    counters.bump(tr, keys, JobState.DEAD, -1)
-    tr.clear(JOB_DIRECTORY.pack((job_id,)))
-    prepared = prepare(
-        queue_id,
-        job.topic,
-        job.payload,
-        priority=job.priority,
-        max_attempts=job.max_attempts,
-        job_id=job_id,
-        unique_key=job.unique_key,
-        extension=job.extension,
-    )
-    return store_new(tr, prepared)
+def read_schedules(tr: Transaction) -> Listing[Schedule]:
+    """Every cron schedule, by name; corrupt ones are skipped and named."""
+    listing: Listing[Schedule] = Listing()
+    for key, value in tr.snapshot.get_range(*CRON.range()):
+        try:
+            (name,) = CRON.unpack(key)
+            listing.items.append(decode_schedule(name, value))
+        except _UNREADABLE as error:
+            listing.skipped.append(Skipped(key, _reason(error)))
+    return listing
 
 
-def purge_dead(
-    db_or_tr: Database | Transaction, queue_id: str | None = None, job_id: str | None = None
-) -> int:
-    """Delete dead letters (one, one queue's, or all, up to 1,000 at a time); return how many.
-
-    Retry semantics: a retry after ``commit_unknown_result`` that finds nothing left
-    reports what its earlier try deleted.
-    """
-    return _purge_dead(db_or_tr, queue_id, job_id, EarlierTries())
-
-
-@transactional
-def _purge_dead(
-    tr: Transaction, queue_id: str | None, job_id: str | None, earlier: EarlierTries
-) -> int:
-    if job_id is not None:
-        if queue_id is None:
-            raise JobNotFound(job_id)
-        prefix: tuple[Any, ...] = (queue_id, job_id)
-        rows = [(DEAD_LETTERS.pack(prefix), tr.get(DEAD_LETTERS.pack(prefix)))]
-        rows = [(k, v) for k, v in rows if v is not None]
-    else:
-        bounds = DEAD_LETTERS.range((queue_id,) if queue_id is not None else ())
-        rows = list(tr.get_range(*bounds, limit=1000))
-    for key, _ in rows:
-        queue, ident = DEAD_LETTERS.unpack(key)
-        tr.clear(key)
-        tr.clear(JOB_DIRECTORY.pack((ident,)))
-        counters.bump(tr, queue_keys(queue), JobState.DEAD, -1)
-    if not rows:
-        return earlier.found
-    earlier.found = len(rows)
-    return len(rows)
-
-
-@transactional
-def _cancel(tr: Transaction, job_id: str, now: int) -> bool:
-    found = _lookup(tr, job_id)
-    if found is None:
-        return False
-    if "s" in found[1]:
-        return bool(found[1]["s"] == JobState.CANCELLED.value)
-    keys = queue_keys(found[0])
-    data = tr.get(keys.job(job_id))
-    if data is None:
-        return False
-    job = Job.from_value(found[0], job_id, data)
-    if job.state is JobState.LEASED and job.vis_ms > now:
-        raise JobRunning(job_id)
-    finish_job(tr, keys, job, JobState.CANCELLED, now)
-    return True
-
-
-def cancel(db_or_tr: Database | Transaction, job_id: str) -> bool:
-    """Remove a job that is not running; True if it is (now) cancelled, False if it is
-    unknown or finished otherwise.
-
-    Raises:
-        JobRunning: the job holds a live lease.
-    """
-    return _cancel(db_or_tr, job_id, now_ms())
-
-
-@transactional
-def _purge_finished(tr: Transaction, before: int, limit: int) -> int:
-    end = FINISHED.pack((before,))
-    rows = tr.get_range(FINISHED.range()[0], end, limit=limit)
-    directories = [JOB_DIRECTORY.pack((FINISHED.unpack(key)[1],)) for key, _ in rows]
-    entries = tr.get_many(directories)  # one round trip for the page
-    for (key, _), directory, entry in zip(rows, directories, entries, strict=True):
-        tr.clear(key)
-        if entry is not None and "s" in unpack_value(entry):
-            tr.clear(directory)
-    return len(rows)
-
-
-def purge_finished(
-    db: Database, *, older_than_ms: int = FINISHED_RETENTION_MS, limit: int = 1000
-) -> int:
-    """Forget finished jobs' tombstones older than ``older_than_ms``; return how many."""
-    return _purge_finished(db, now_ms() - older_than_ms, limit)
+def _reason(error: Exception) -> str:
+    """Why a record could not be read, in words (a KeyError's text is just the key)."""
+    if isinstance(error, KeyError):
+        return f"missing field {error}"
+    return str(error) or type(error).__name__

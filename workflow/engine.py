@@ -41,8 +41,8 @@ from quick import extensions
 from quick.app import JobConfig
 from quick.enqueueing import prepare, store_new
 from quick.errors import InvalidArgument, InvalidPayload, JobRunning
-from quick.inspection import cancel as cancel_job
 from quick.jobs import Claim, now_ms
+from quick.operations import cancel as cancel_job
 from quick.retrying import attempt_limit
 from quick.validation import check_name
 from workflow import hooks

@@ -1,10 +1,10 @@
 """``quick runs ...`` and ``quick signal``: workflow runs from the command line.
 
-The commands are registered on the main group by :mod:`quick.cli`. Nothing here imports
-:mod:`workflow` (or :mod:`quick.cli`) at module level: each command imports what it
-uses, so ``import quick`` and ``quick --help`` stay free of the workflow layer.
+The commands are registered on the main group by :mod:`quick.cli.main`. Nothing here
+imports :mod:`workflow` at module level: each command imports what it uses, so
+``import quick`` and ``quick --help`` stay free of the workflow layer.
 
-Exit codes follow :mod:`quick.cli`: 2 for a usage mistake (a bad ``--status`` or
+Exit codes follow :mod:`quick.cli.common`: 2 for a usage mistake (a bad ``--status`` or
 ``--payload``), 3 when the store is unavailable, 4 when the run does not exist, and 1
 when the run is not in a state the action applies to (an ended run, a step that is not
 an external step waiting for a signal).
@@ -13,8 +13,6 @@ an external step waiting for a signal).
 from __future__ import annotations
 
 import codecs
-import datetime as dt
-import json
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -23,6 +21,17 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from keyspace.protocol import Database
+from quick.cli.common import (
+    ID,
+    LIMIT,
+    NotFound,
+    UsageProblem,
+    echo_json,
+    open_store,
+    parse_payload,
+    usage_problem,
+    when,
+)
 
 if TYPE_CHECKING:
     from workflow import RunView, StepView
@@ -44,34 +53,13 @@ SYMBOLS = {
 @contextmanager
 def _store(ctx: click.Context) -> Iterator[Database]:
     """The ``--db`` store, with a missing run reported as exit code 4."""
-    from quick.cli import NotFound, _database
     from workflow import RunNotFound
 
-    with _database(ctx) as db:
+    with open_store(ctx) as db:
         try:
             yield db
         except RunNotFound as error:
             raise NotFound(str(error)) from None
-
-
-def _echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, default=_jsonable))
-
-
-def _jsonable(value: Any) -> Any:
-    """Values JSON has no type for (bytes outputs, tuples from msgpack) as text or lists."""
-    if isinstance(value, bytes | bytearray):
-        return value.hex()
-    if isinstance(value, set | frozenset):
-        return sorted(value)
-    return repr(value)
-
-
-def _when(ms: int | None) -> str:
-    if ms is None:
-        return "-"
-    moment = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _seconds(start_ms: int | None, end_ms: int | None) -> str | None:
@@ -122,7 +110,7 @@ def _step_facts(step: StepView, run: RunView) -> list[str]:
         facts.append(took)
     if step.status == "scheduled" and step.due_ms is not None:
         label = "fires" if step.kind == "sleep" else "retries" if step.error else "due"
-        facts.append(f"{label} {_when(step.due_ms)}")
+        facts.append(f"{label} {when(step.due_ms)}")
     if step.kind == "external" and step.status == "waiting":
         ready = all(run.steps[dep].status == "succeeded" for dep in step.after)
         if step.signalled:
@@ -143,8 +131,8 @@ def render_run(run: RunView, *, unicode: bool = True) -> list[str]:
     lines = [
         f"run {run.run_id}",
         f"  workflow {run.workflow}, queue {run.queue_id}, {run.status}",
-        f"  started {_when(run.created_ms)}"
-        + (f", finished {_when(run.finished_ms)} ({took})" if took else ""),
+        f"  started {when(run.created_ms)}"
+        + (f", finished {when(run.finished_ms)} ({took})" if took else ""),
     ]
     width = max(len(key) for key in run.steps)
     for number, keys in enumerate(layers({k: s.after for k, s in run.steps.items()}), 1):
@@ -214,25 +202,22 @@ def runs() -> None:
 
 
 @runs.command("list")
-@click.option("--workflow", help="Only runs of this workflow.")
+@click.option("--workflow", type=ID, help="Only runs of this workflow.")
 @click.option(
     "--status", help="Only runs in this status: running, paused, succeeded, failed, cancelled."
 )
-@click.option("--limit", default=100, show_default=True, help="Most runs to show.")
+@click.option("--limit", default=100, show_default=True, type=LIMIT, help="Most runs to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def runs_list(
     ctx: click.Context, workflow: str | None, status: str | None, limit: int, as_json: bool
 ) -> None:
     """Runs, newest first."""
-    from quick.cli import UsageProblem
     from workflow import RunStatus, list_runs
 
     if status is not None and status not in set(RunStatus):
         choices = ", ".join(RunStatus)
         raise UsageProblem(f"--status {status!r}: choose one of {choices}")
-    if limit < 1:
-        raise UsageProblem("--limit must be positive")
     with _store(ctx) as db:
         found = list_runs(db, workflow=workflow, status=status, limit=limit)
     rows = [
@@ -247,7 +232,7 @@ def runs_list(
         for run in found
     ]
     if as_json:
-        _echo_json(rows)
+        echo_json(rows)
         return
     if not rows:
         click.echo("(no runs)")
@@ -257,12 +242,12 @@ def runs_list(
         took = _seconds(run.created_ms, run.finished_ms) or "-"
         click.echo(
             f"{run.run_id:<32}  {run.workflow:<20} {run.status:<9}  "
-            f"{run.queue_id:<16} {_when(run.created_ms):<20} {took}"
+            f"{run.queue_id:<16} {when(run.created_ms):<20} {took}"
         )
 
 
 @runs.command("show")
-@click.argument("run_id")
+@click.argument("run_id", type=ID)
 @click.option("--json", "as_json", is_flag=True, help="Print the run, its steps and journal.")
 @click.option("--ascii", "ascii_only", is_flag=True, help="Plain ASCII status symbols.")
 @click.pass_context
@@ -278,14 +263,14 @@ def runs_show(ctx: click.Context, run_id: str, as_json: bool, ascii_only: bool) 
     with _store(ctx) as db:
         run = inspect_run(db, run_id)
     if as_json:
-        _echo_json(_run_json(run))
+        echo_json(_run_json(run))
         return
     for line in render_run(run, unicode=not ascii_only and _unicode_ok()):
         click.echo(line)
 
 
 @runs.command("explain")
-@click.argument("run_id")
+@click.argument("run_id", type=ID)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def runs_explain(ctx: click.Context, run_id: str, as_json: bool) -> None:
@@ -297,7 +282,7 @@ def runs_explain(ctx: click.Context, run_id: str, as_json: bool) -> None:
     with _store(ctx) as db:
         explanation = explain_run(db, run_id)
     if as_json:
-        _echo_json(dataclasses.asdict(explanation))
+        echo_json(dataclasses.asdict(explanation))
         return
     click.echo(str(explanation))
 
@@ -325,7 +310,7 @@ STEERING = {
 
 def _steering_command(name: str, function: str, done: str, help_text: str) -> None:
     @runs.command(name, help=help_text)
-    @click.argument("run_id")
+    @click.argument("run_id", type=ID)
     @click.pass_context
     def steer(ctx: click.Context, run_id: str) -> None:
         import workflow
@@ -341,19 +326,18 @@ for _name, (_function, _done, _help) in STEERING.items():
 
 
 @click.command("signal")
-@click.argument("run_id")
-@click.argument("step")
+@click.argument("run_id", type=ID)
+@click.argument("step", type=ID)
 @click.option("--payload", help="The signal's payload as JSON; it becomes the step's output.")
 @click.pass_context
 def signal_step(ctx: click.Context, run_id: str, step: str, payload: str | None) -> None:
     """Complete external STEP of RUN_ID (a signal sent early waits for the step)."""
     import workflow
-    from quick.cli import UsageProblem, _payload
 
-    value = _payload(payload)
+    value = parse_payload(payload)
     with _store(ctx) as db:
         try:
             workflow.signal(db, run_id, step, value)
         except (ValueError, TypeError) as error:
-            raise UsageProblem(str(error)) from None
+            raise usage_problem(error) from None
     click.echo(f"signalled step {step!r} of run {run_id}")

@@ -1,0 +1,121 @@
+"""``quick enqueue``, ``quick queues`` and ``quick jobs``: putting work on queues and
+seeing what waits there."""
+
+from __future__ import annotations
+
+import click
+
+import quick
+from quick.cli.common import (
+    ID,
+    LIMIT,
+    MAX_DELAY_SECONDS,
+    NotFound,
+    echo_json,
+    open_store,
+    parse_payload,
+    usage_problem,
+    warn_skipped,
+)
+from quick.inspection import read_queues
+from quick.jobs import now_ms
+
+__all__ = ["enqueue", "queues", "jobs"]
+
+
+@click.command()
+@click.argument("queue", type=ID)
+@click.argument("topic", type=ID)
+@click.option("--payload", help="The job's payload as JSON.")
+@click.option(
+    "--delay",
+    type=click.FloatRange(0, MAX_DELAY_SECONDS),
+    help="Seconds until the job becomes visible (at most about 100 years).",
+)
+@click.option("--priority", default=100, show_default=True, help="Lower runs first.")
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(1, 1_000_000),
+    help="Attempts before dead-lettering.",
+)
+@click.pass_context
+def enqueue(
+    ctx: click.Context,
+    queue: str,
+    topic: str,
+    payload: str | None,
+    delay: float | None,
+    priority: int,
+    max_attempts: int | None,
+) -> None:
+    """Put one job on QUEUE for TOPIC and print its id."""
+    value = parse_payload(payload)
+    with open_store(ctx) as db:
+        try:
+            job_id = quick.enqueue(
+                db, queue, topic, value, priority=priority, delay=delay, max_attempts=max_attempts
+            )
+        except (ValueError, TypeError) as error:
+            raise usage_problem(error) from None
+    click.echo(job_id)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def queues(ctx: click.Context, as_json: bool) -> None:
+    """Queues with work, and their job counts by state."""
+    with open_store(ctx) as db:
+        listing = read_queues(db)
+    warn_skipped(listing.skipped)
+    rows = listing.items
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("(no queues)")
+        return
+    click.echo(f"{'queue':<32} {'ready':>7} {'sched':>7} {'leased':>7} {'dead':>7}")
+    for row in rows:
+        c = row["counts"]
+        click.echo(
+            f"{row['queue']:<32} {c['ready']:>7} {c['scheduled']:>7} "
+            f"{c['leased']:>7} {c['dead']:>7}"
+        )
+
+
+@click.command()
+@click.argument("queue", type=ID)
+@click.option("--limit", default=100, show_default=True, type=LIMIT, help="Most jobs to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def jobs(ctx: click.Context, queue: str, limit: int, as_json: bool) -> None:
+    """Jobs waiting or running in QUEUE: ready ones best first, then by visibility."""
+    with open_store(ctx) as db:
+        found = quick.list_jobs(db, queue, limit=limit)
+    now = now_ms()
+    rows = [
+        {
+            "job_id": job.id,
+            "state": job.visible_state(now).value,
+            "topic": job.topic,
+            "priority": job.priority,
+            "visible_in_s": max(0.0, (job.vis_ms - now) / 1000),
+            "attempt": job.attempt,
+            "owner": job.owner,
+            "last_error": job.last_error,
+        }
+        for job in found
+    ]
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        raise NotFound(f"queue {queue!r} has no waiting or running jobs")
+    for row in rows:
+        when = f"in {row['visible_in_s']:.1f}s" if row["visible_in_s"] else "now"
+        click.echo(
+            f"{row['job_id']}  {row['state']:<9} {row['topic']:<20} prio {row['priority']:<5} "
+            f"visible {when:<9} attempt {row['attempt']}"
+            + (f"  last error: {row['last_error']}" if row["last_error"] else "")
+        )

@@ -1,0 +1,174 @@
+"""``quick worker``: serve an App's jobs from the store until a signal."""
+
+from __future__ import annotations
+
+import importlib
+from contextlib import ExitStack
+
+import click
+
+from quick.app import App
+from quick.cli.common import UsageProblem, open_store, store_url
+
+__all__ = ["worker", "load_app"]
+
+
+def load_app(spec: str) -> App:
+    """``module:attribute`` -> the App it names; UsageProblem when it does not resolve."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise UsageProblem(f"--app {spec!r}: write module:attribute, e.g. myproject.jobs:app")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise UsageProblem(f"--app {spec!r}: cannot import {module_name}: {error}") from None
+    app = getattr(module, attribute, None)
+    if not isinstance(app, App):
+        raise UsageProblem(f"--app {spec!r}: {attribute} is not a quick.App")
+    return app
+
+
+@click.command()
+@click.option(
+    "--app", "app_spec", required=True, help="The quick.App to serve, as module:attribute."
+)
+@click.option(
+    "--concurrency",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Jobs run at once per process.",
+)
+@click.option(
+    "--batch-size",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Most jobs leased per claim (fewer when jobs are slow or many queues are due).",
+)
+@click.option(
+    "--lease-seconds",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(0, 86_400, min_open=True),
+    help="Lease length; extended while a job runs.",
+)
+@click.option(
+    "--processes",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 1024),
+    help="Consumer processes to supervise; one that dies is restarted (with backoff).",
+)
+@click.option(
+    "--grace",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(0, 86_400),
+    help="Seconds running jobs get to finish on shutdown.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics. With --processes P, "
+    "process i (0..P-1) serves on PORT+i.",
+)
+@click.option(
+    "--metrics-host",
+    default="0.0.0.0",
+    show_default=True,
+    help="Address the metrics server binds (with --metrics-port).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines on stderr: text (key=value fields) or json (one object per line).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    help="Least severe log level shown; info logs every job attempt.",
+)
+@click.pass_context
+def worker(
+    ctx: click.Context,
+    app_spec: str,
+    concurrency: int,
+    batch_size: int,
+    lease_seconds: float,
+    processes: int,
+    grace: float,
+    metrics_port: int | None,
+    metrics_host: str,
+    log_format: str,
+    log_level: str,
+) -> None:
+    """Run consumers until SIGINT/SIGTERM (a second signal exits at once).
+
+    Each settled job attempt is logged with its queue, topic, job_id, attempt, outcome,
+    duration and error. With --processes, a process that dies is logged and restarted
+    (after 0.5 s, doubling to 30 s while it keeps dying); the exit code is non-zero if a
+    process ended abnormally and was not restarted.
+    """
+    if metrics_port is not None and metrics_port + processes - 1 > 65535:
+        raise UsageProblem(f"--metrics-port {metrics_port}: PORT+{processes - 1} is past 65535")
+    app = load_app(app_spec)
+    from consumer import logs
+
+    logs.configure(log_format, log_level.upper())
+    if processes > 1:
+        from quick.cli.supervisor import supervise
+
+        argv = ["--db", store_url(ctx), "worker", "--app", app_spec]
+        argv += ["--concurrency", str(concurrency), "--batch-size", str(batch_size)]
+        argv += ["--lease-seconds", str(lease_seconds), "--grace", str(grace)]
+        argv += ["--log-format", log_format, "--log-level", log_level]
+        argvs = [
+            argv
+            if metrics_port is None
+            else [*argv, "--metrics-port", str(metrics_port + i), "--metrics-host", metrics_host]
+            for i in range(processes)
+        ]
+        raise SystemExit(supervise(argvs))
+    _serve(ctx, app, concurrency, batch_size, lease_seconds, grace, metrics_port, metrics_host)
+
+
+def _serve(
+    ctx: click.Context,
+    app: App,
+    concurrency: int,
+    batch_size: int,
+    lease_seconds: float,
+    grace: float,
+    metrics_port: int | None,
+    metrics_host: str,
+) -> None:
+    """One consumer in this process, until a signal; its outcome counts logged at the end."""
+    from consumer import logs
+    from consumer.runtime import ConsumerConfig
+    from consumer.serve import serve
+
+    config = ConsumerConfig(
+        concurrency=concurrency,
+        batch_size=batch_size,
+        lease_ms=round(lease_seconds * 1000),
+        grace=grace,
+    )
+    with open_store(ctx) as db, ExitStack() as stack:
+        metrics = None
+        if metrics_port is not None:
+            from consumer.metrics import ConsumerMetrics, serve_metrics
+
+            metrics = ConsumerMetrics()
+            try:
+                stack.enter_context(serve_metrics(metrics, metrics_port, metrics_host))
+            except OSError as error:
+                raise UsageProblem(
+                    f"--metrics-port {metrics_port}: cannot serve on {metrics_host}: {error}"
+                ) from None
+        outcomes = serve(db, app, config, metrics)
+    logs.log_stopped(dict(outcomes))
