@@ -3,6 +3,11 @@
 Counts come from the per-queue atomic counters (no scans); they count jobs by the
 index they sit in, so a scheduled job whose time has come still counts as
 ``scheduled`` (and an expired lease as ``leased``) until a claim promotes it.
+
+The ``scan_*`` readers never raise on a stored record that does not decode: they
+return a :class:`CorruptRecord` naming its key in its place, so a listing (the
+dashboard's, say) can show the rest. The ``list_*`` readers keep their contracts
+on top of them.
 """
 
 from __future__ import annotations
@@ -11,7 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from keyspace.codec import CorruptValue, unpack_value
-from keyspace.layout import DEAD_LETTERS, FINISHED, JOB_DIRECTORY, POINTERS, queue_keys
+from keyspace.layout import (
+    DEAD_LETTERS,
+    FINISHED,
+    JOB_DIRECTORY,
+    POINTERS,
+    describe,
+    queue_keys,
+)
 from keyspace.protocol import Database, Transaction
 from keyspace.retry import EarlierTries, transactional
 from quick import counters
@@ -21,7 +33,13 @@ from quick.jobs import Job, JobState, now_ms
 from quick.leases import _finish
 
 __all__ = [
+    "CorruptRecord",
     "DeadLetter",
+    "scan_jobs",
+    "scan_dead",
+    "get_dead",
+    "oldest_ready_ms",
+    "count_finished",
     "get_job",
     "job_state",
     "queue_counts",
@@ -49,6 +67,23 @@ class DeadLetter:
     failed_ms: int
     job: Job | None
     raw: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CorruptRecord:
+    """A stored record that did not decode: its key and why, shown in place of the record."""
+
+    key: bytes
+    error: str
+
+    @property
+    def where(self) -> str:
+        """The key in words (``job  queue='t1' job_id='...'``), for messages."""
+        return describe(self.key)
+
+
+#: What a stored record that does not decode raises: the codec's error, or the wrong shape.
+_UNDECODABLE = (CorruptValue, KeyError, TypeError, ValueError, AttributeError)
 
 
 def _lookup(tr: Transaction, job_id: str) -> tuple[str, dict[str, Any]] | None:
@@ -95,8 +130,10 @@ def queue_counts(tr: Transaction, queue_id: str) -> dict[str, int]:
 
 
 @transactional
-def list_jobs(tr: Transaction, queue_id: str, *, limit: int = 100) -> list[Job]:
-    """Jobs waiting or running in one queue: ready ones best first, then by visibility time."""
+def scan_jobs(tr: Transaction, queue_id: str, *, limit: int = 100) -> list[Job | CorruptRecord]:
+    """Jobs waiting or running in one queue, in claim order: ready ones best first, then
+    scheduled and leased ones by the time they become visible; undecodable ones as
+    :class:`CorruptRecord`."""
     keys = queue_keys(queue_id)
     ids = [
         keys.unpack_ready(k)[2] for k, _ in tr.snapshot.get_range(*keys.ready_range(), limit=limit)
@@ -104,22 +141,70 @@ def list_jobs(tr: Transaction, queue_id: str, *, limit: int = 100) -> list[Job]:
     if len(ids) < limit:
         rows = tr.snapshot.get_range(*keys.scheduled_range(), limit=limit - len(ids))
         ids += [keys.unpack_scheduled(k)[1] for k, _ in rows]
-    jobs = []
+    jobs: list[Job | CorruptRecord] = []
     for job_id in ids:
-        data = tr.snapshot.get(keys.job(job_id))
+        key = keys.job(job_id)
+        data = tr.snapshot.get(key)
         if data is not None:
             try:
                 jobs.append(Job.from_value(queue_id, job_id, data))
-            except CorruptValue:
-                continue
+            except CorruptValue as error:
+                jobs.append(CorruptRecord(key=key, error=str(error)))
     return jobs
 
 
+def list_jobs(db_or_tr: Database | Transaction, queue_id: str, *, limit: int = 100) -> list[Job]:
+    """Jobs waiting or running in one queue: ready ones best first, then by visibility time
+    (corrupt records left out)."""
+    return [job for job in scan_jobs(db_or_tr, queue_id, limit=limit) if isinstance(job, Job)]
+
+
 @transactional
-def list_queues(tr: Transaction, *, limit: int = 1000) -> list[dict[str, Any]]:
-    """Queues that have a pointer, with their pointer time and counts."""
+def oldest_ready_ms(
+    tr: Transaction, queue_id: str, now: int, *, priorities: int = 32
+) -> int | None:
+    """When the longest-waiting job visible at ``now`` became visible; None if none is.
+
+    The ready index is ordered by priority first, so this reads the first entry of each
+    priority present (a skip scan, at most ``priorities`` of them) and the first
+    scheduled entry (a due scheduled job or an expired lease waits since its time).
+    """
+    keys = queue_keys(queue_id)
+    ready = keys.space["r"]
+    found: list[int] = []
+    begin, end = keys.ready_range()
+    for _ in range(priorities):
+        rows = tr.snapshot.get_range(begin, end, limit=1)
+        if not rows:
+            break
+        priority, vis_ms, _ = keys.unpack_ready(rows[0][0])
+        found.append(vis_ms)
+        begin = ready.range((priority,))[1]
+    due = tr.snapshot.get_range(*keys.scheduled_range(now), limit=1)
+    if due:
+        found.append(keys.unpack_scheduled(due[0][0])[0])
+    return min(found, default=None)
+
+
+@transactional
+def count_finished(tr: Transaction, since_ms: int, *, limit: int = 10_000) -> int:
+    """Jobs finished (completed, discarded or cancelled) at or after ``since_ms``, counted
+    from the finished-jobs index up to ``limit`` (a cap, so a busy hour stays cheap)."""
+    rows = tr.snapshot.get_range(FINISHED.pack((since_ms,)), FINISHED.range()[1], limit=limit)
+    return len(rows)
+
+
+@transactional
+def list_queues(
+    tr: Transaction, *, limit: int = 1000, after: str | None = None
+) -> list[dict[str, Any]]:
+    """Queues that have a pointer, by name (those after ``after``), with their pointer
+    time and counts."""
+    begin, end = POINTERS.range()
+    if after is not None:
+        begin = POINTERS.pack((after,)) + b"\x00"
     out = []
-    for key, value in tr.snapshot.get_range(*POINTERS.range(), limit=limit):
+    for key, value in tr.snapshot.get_range(begin, end, limit=limit):
         (queue,) = POINTERS.unpack(key)
         pointer = unpack_value(value)
         out.append(
@@ -151,17 +236,52 @@ def _dead_letter(queue: str, job_id: str, value: bytes) -> DeadLetter:
     )
 
 
+def _dead_or_corrupt(key: bytes, value: bytes) -> DeadLetter | CorruptRecord:
+    queue, job_id = DEAD_LETTERS.unpack(key)
+    try:
+        return _dead_letter(queue, job_id, value)
+    except _UNDECODABLE as error:
+        return CorruptRecord(key=key, error=f"{type(error).__name__}: {error}")
+
+
 @transactional
+def scan_dead(
+    tr: Transaction,
+    queue_id: str | None = None,
+    *,
+    after: str | None = None,
+    limit: int = 100,
+) -> list[DeadLetter | CorruptRecord]:
+    """Dead letters, of one queue or all, in queue then job-id order (with ``queue_id``,
+    those after job id ``after``); undecodable ones as :class:`CorruptRecord`."""
+    begin, end = DEAD_LETTERS.range((queue_id,) if queue_id is not None else ())
+    if queue_id is not None and after is not None:
+        begin = DEAD_LETTERS.pack((queue_id, after)) + b"\x00"
+    return [_dead_or_corrupt(k, v) for k, v in tr.snapshot.get_range(begin, end, limit=limit)]
+
+
 def list_dead(
-    tr: Transaction, queue_id: str | None = None, *, limit: int = 100
+    db_or_tr: Database | Transaction, queue_id: str | None = None, *, limit: int = 100
 ) -> list[DeadLetter]:
-    """Dead letters, of one queue or all, in queue then job-id order."""
-    bounds = DEAD_LETTERS.range((queue_id,) if queue_id is not None else ())
+    """Dead letters, of one queue or all, in queue then job-id order.
+
+    Raises:
+        CorruptValue: a dead-letter record does not decode (:func:`scan_dead` shows the rest).
+    """
     out = []
-    for key, value in tr.snapshot.get_range(*bounds, limit=limit):
-        queue, job_id = DEAD_LETTERS.unpack(key)
-        out.append(_dead_letter(queue, job_id, value))
+    for item in scan_dead(db_or_tr, queue_id, limit=limit):
+        if isinstance(item, CorruptRecord):
+            raise CorruptValue(f"corrupt record at {item.where}: {item.error}")
+        out.append(item)
     return out
+
+
+@transactional
+def get_dead(tr: Transaction, queue_id: str, job_id: str) -> DeadLetter | CorruptRecord | None:
+    """The dead letter of ``job_id`` in ``queue_id``, a :class:`CorruptRecord`, or None."""
+    key = DEAD_LETTERS.pack((queue_id, job_id))
+    value = tr.snapshot.get(key)
+    return None if value is None else _dead_or_corrupt(key, value)
 
 
 @transactional

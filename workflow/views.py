@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from keyspace.codec import unpack_value
+from keyspace.codec import CorruptValue, unpack_value
 from keyspace.layout import WF_BY_STATUS, WF_RUNS
 from keyspace.protocol import Database, ReadView, Transaction
+from quick.inspection import CorruptRecord
 from workflow import journal as events
 from workflow.definition import Definition, StepKind
 from workflow.records import RunStatus, read_run
@@ -27,6 +28,8 @@ __all__ = [
     "inspect_run",
     "explain_run",
     "list_runs",
+    "RunPage",
+    "page_runs",
 ]
 
 
@@ -255,21 +258,82 @@ def list_runs(
             for key, _ in tr.snapshot.get_range(*WF_BY_STATUS.range(prefix)):
                 _, _, run_id = WF_BY_STATUS.unpack(key)
                 data = tr.snapshot.get(WF_RUNS.pack((run_id,)))
-                if data is None:
-                    continue
-                record = unpack_value(data)
-                out.append(
-                    RunSummary(
-                        run_id=run_id,
-                        workflow=record["w"],
-                        status=record["s"],
-                        queue_id=record["q"],
-                        created_ms=record["c"],
-                        finished_ms=record.get("f"),
-                    )
-                )
+                if data is not None:
+                    out.append(_summary(run_id, data))
         out.sort(key=lambda run: run.created_ms, reverse=True)
         return out[:limit]
+
+    if isinstance(db, Transaction):
+        return body(db)
+    return db.transact(body)
+
+
+def _summary(run_id: str, data: bytes) -> RunSummary:
+    record = unpack_value(data)
+    return RunSummary(
+        run_id=run_id,
+        workflow=record["w"],
+        status=record["s"],
+        queue_id=record["q"],
+        created_ms=record["c"],
+        finished_ms=record.get("f"),
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunPage:
+    """One page of :func:`page_runs`; ``after`` continues it (None: this was the last)."""
+
+    runs: list[RunSummary | CorruptRecord]
+    after: tuple[str, str, str] | None
+
+
+def page_runs(
+    db: Database | Transaction,
+    *,
+    workflow: str | None = None,
+    status: str | None = None,
+    after: tuple[str, str, str] | None = None,
+    limit: int = 50,
+) -> RunPage:
+    """A page of runs in index order (status, workflow, run id), reading only ``limit``
+    run records however many runs there are: what a screen of runs needs.
+
+    ``after`` is the previous page's :attr:`RunPage.after`. A run record that does not
+    decode is a :class:`CorruptRecord` in its place.
+
+    Raises:
+        ValueError: ``status`` is not a run status.
+    """
+    statuses = [RunStatus(status)] if status is not None else list(RunStatus)
+    statuses.sort(key=lambda state: state.value)
+
+    def body(tr: Transaction) -> RunPage:
+        out: list[RunSummary | CorruptRecord] = []
+        last: tuple[str, str, str] | None = None
+        for state in statuses:
+            if after is not None and state.value < after[0]:
+                continue
+            prefix: tuple[Any, ...] = (
+                (state.value,) if workflow is None else (state.value, workflow)
+            )
+            begin, end = WF_BY_STATUS.range(prefix)
+            if after is not None and state.value == after[0]:
+                begin = max(begin, WF_BY_STATUS.pack(after) + b"\x00")
+            for key, _ in tr.snapshot.get_range(begin, end, limit=limit - len(out)):
+                _, name, run_id = WF_BY_STATUS.unpack(key)
+                last = (state.value, name, run_id)
+                run_key = WF_RUNS.pack((run_id,))
+                data = tr.snapshot.get(run_key)
+                if data is None:
+                    continue
+                try:
+                    out.append(_summary(run_id, data))
+                except (CorruptValue, KeyError, TypeError, ValueError) as error:
+                    out.append(CorruptRecord(key=run_key, error=f"{type(error).__name__}: {error}"))
+            if len(out) >= limit:
+                return RunPage(runs=out, after=last)
+        return RunPage(runs=out, after=None)
 
     if isinstance(db, Transaction):
         return body(db)
