@@ -600,6 +600,24 @@ def demo(
         raise click.ClickException("the demo did not finish within --timeout")
 
 
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on.")
+@click.option("--port", default=8900, type=click.IntRange(1, 65535), help="Port [default: 8900].")
+@click.option("--allow-actions", is_flag=True, help="Show requeue/purge forms (else read-only).")
+@click.pass_context
+def dashboard(ctx: click.Context, host: str, port: int, allow_actions: bool) -> None:
+    """Serve the web dashboard: queues, jobs, dead letters, cron, workflow runs."""
+    try:
+        from quick.dashboard import serve
+    except ImportError as error:
+        raise UsageProblem(f"{error}: pip install 'quick[dashboard]'") from None
+    with _database(ctx) as db:
+        try:
+            serve(db, host=host, port=port, allow_actions=allow_actions)
+        except OSError as error:
+            raise UsageProblem(f"cannot serve on {host}:{port}: {error}") from None
+
+
 cli.add_command(runs)
 cli.add_command(signal_step)
 
