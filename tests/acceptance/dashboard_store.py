@@ -34,8 +34,9 @@ class Seeded:
 
 
 def dead_letter(db: Database, queue: str, payload: object, error: str = "boom") -> str:
-    """A job on ``queue`` that failed its only attempt: a dead letter."""
-    job_id = quick.enqueue(db, queue, "email:send", payload, max_attempts=1)
+    """A job on ``queue`` that failed its only attempt: a dead letter (claimed first, by
+    its priority, whatever else the queue holds)."""
+    job_id = quick.enqueue(db, queue, "email:send", payload, max_attempts=1, priority=-(10**6))
     (held,) = quick.claim(db, queue, "seed-worker", limit=1)
     assert held.job_id == job_id
     assert quick.fail(db, held, error) == "dead_lettered"
