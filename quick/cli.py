@@ -602,7 +602,13 @@ def demo(
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on.")
-@click.option("--port", default=8900, type=click.IntRange(1, 65535), help="Port [default: 8900].")
+@click.option(
+    "--port",
+    default=8900,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port to serve on.",
+)
 @click.option("--allow-actions", is_flag=True, help="Show requeue/purge forms (else read-only).")
 @click.pass_context
 def dashboard(ctx: click.Context, host: str, port: int, allow_actions: bool) -> None:

@@ -145,10 +145,19 @@ def serve(db: Database, *, host: str, port: int, allow_actions: bool, threads: i
     Raises:
         OSError: the address cannot be bound (in use, or not this machine's).
     """
+    import socket
+
     from waitress.server import create_server
 
     app = create_app(db, allow_actions=allow_actions, host=host)
-    server = create_server(app, host=host, port=port, threads=threads, ident="quick")
+    # Bind here rather than in waitress, whose failed bind leaks its socket: ours closes.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.create_server((host.strip("[]"), port), family=family)
+    try:
+        server = create_server(app, sockets=[listener], threads=threads, ident="quick")
+    except BaseException:
+        listener.close()
+        raise
     mode = "actions enabled" if allow_actions else "read-only"
     shown = f"[{host}]" if ":" in host else host
     print(f"quick dashboard on http://{shown}:{port}/ ({mode}; store {db.url})", flush=True)

@@ -260,3 +260,20 @@ def test_dashboard_refuses_foreign_host_headers_on_loopback(store: Database) -> 
     assert client.get("/", headers={"Host": "127.0.0.1:8900"}).status_code == 200
     open_app = create_app(store, host="0.0.0.0").test_client()
     assert open_app.get("/", headers={"Host": "dash.example"}).status_code == 200
+
+
+def test_dashboard_command_reports_a_port_in_use(tmp_path: Path) -> None:
+    import socket
+
+    from click.testing import CliRunner
+
+    from quick.cli import cli
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        url = f"sqlite:///{tmp_path / 'q.db'}"
+        result = CliRunner().invoke(cli, ["--db", url, "dashboard", "--port", port])
+    assert result.exit_code == 2
+    assert f"cannot serve on 127.0.0.1:{port}" in result.output
