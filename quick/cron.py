@@ -23,6 +23,7 @@ from keyspace.codec import CorruptValue, pack_value, unpack_value
 from keyspace.layout import CRON, CRON_DUE
 from keyspace.protocol import Database, Transaction
 from keyspace.retry import EarlierTries, transactional
+from quick.corruption import CorruptRecord
 from quick.enqueueing import prepare, store_new
 from quick.errors import InvalidArgument
 from quick.jobs import now_ms
@@ -32,6 +33,7 @@ __all__ = [
     "Schedule",
     "schedule",
     "list_schedules",
+    "scan_schedules",
     "remove_schedule",
     "activate_due",
     "decode_schedule",
@@ -166,6 +168,18 @@ def _put(tr: Transaction, item: Schedule) -> None:
 def list_schedules(tr: Transaction) -> list[Schedule]:
     """Every schedule, by name."""
     return [decode_schedule(CRON.unpack(k)[0], v) for k, v in tr.snapshot.get_range(*CRON.range())]
+
+
+@transactional
+def scan_schedules(tr: Transaction) -> list[Schedule | CorruptRecord]:
+    """Every schedule, by name; one that does not decode as a :class:`CorruptRecord`."""
+    out: list[Schedule | CorruptRecord] = []
+    for key, value in tr.snapshot.get_range(*CRON.range()):
+        try:
+            out.append(decode_schedule(CRON.unpack(key)[0], value))
+        except (CorruptValue, KeyError, TypeError, ValueError) as error:
+            out.append(CorruptRecord(key=key, error=f"{type(error).__name__}: {error}"))
+    return out
 
 
 def remove_schedule(db_or_tr: Database | Transaction, name: str) -> bool:

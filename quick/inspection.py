@@ -9,7 +9,8 @@ index they sit in, so a scheduled job whose time has come still counts as
 
 Nothing read from the store is trusted: the ``read_*`` listings skip a record that does
 not decode, or decodes to the wrong shape, and name it by its key in
-:attr:`Listing.skipped`, so one corrupt record never hides the others.
+:attr:`Listing.skipped`, so one corrupt record never hides the others. The ``scan_*``
+readers (the dashboard's) return a :class:`CorruptRecord` naming the key in its place.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from keyspace.codec import CorruptValue, unpack_value
-from keyspace.layout import CRON, DEAD_LETTERS, POINTERS, queue_keys
+from keyspace.layout import CRON, DEAD_LETTERS, FINISHED, POINTERS, queue_keys
 from keyspace.protocol import Database, ReadView, Transaction
 from keyspace.retry import transactional
 from quick import counters
+from quick.corruption import CorruptRecord
 from quick.cron import Schedule, decode_schedule
 from quick.enqueueing import directory_entry
 from quick.jobs import COUNTED_STATES, Job, JobState, now_ms
@@ -32,6 +34,11 @@ __all__ = [
     "Listing",
     "Skipped",
     "decode_dead_letter",
+    "scan_jobs",
+    "scan_dead",
+    "get_dead",
+    "oldest_ready_ms",
+    "count_finished",
     "get_job",
     "job_state",
     "queue_counts",
@@ -134,6 +141,65 @@ def list_jobs(tr: Transaction, queue_id: str, *, limit: int = 100) -> list[Job]:
     return jobs
 
 
+@transactional
+def scan_jobs(tr: Transaction, queue_id: str, *, limit: int = 100) -> list[Job | CorruptRecord]:
+    """Jobs waiting or running in one queue, in claim order: ready ones best first, then
+    scheduled and leased ones by the time they become visible; undecodable ones as
+    :class:`CorruptRecord`."""
+    keys = queue_keys(queue_id)
+    ids = [
+        keys.unpack_ready(k)[2] for k, _ in tr.snapshot.get_range(*keys.ready_range(), limit=limit)
+    ]
+    if len(ids) < limit:
+        rows = tr.snapshot.get_range(*keys.scheduled_range(), limit=limit - len(ids))
+        ids += [keys.unpack_scheduled(k)[1] for k, _ in rows]
+    jobs: list[Job | CorruptRecord] = []
+    for job_id in ids:
+        key = keys.job(job_id)
+        data = tr.snapshot.get(key)
+        if data is not None:
+            try:
+                jobs.append(Job.from_value(queue_id, job_id, data))
+            except CorruptValue as error:
+                jobs.append(CorruptRecord(key=key, error=str(error)))
+    return jobs
+
+
+@transactional
+def oldest_ready_ms(
+    tr: Transaction, queue_id: str, now: int, *, priorities: int = 32
+) -> int | None:
+    """When the longest-waiting job visible at ``now`` became visible; None if none is.
+
+    The ready index is ordered by priority first, so this reads the first entry of each
+    priority present (a skip scan, at most ``priorities`` of them) and the first
+    scheduled entry (a due scheduled job or an expired lease waits since its time).
+    """
+    keys = queue_keys(queue_id)
+    ready = keys.space["r"]
+    found: list[int] = []
+    begin, end = keys.ready_range()
+    for _ in range(priorities):
+        rows = tr.snapshot.get_range(begin, end, limit=1)
+        if not rows:
+            break
+        priority, vis_ms, _ = keys.unpack_ready(rows[0][0])
+        found.append(vis_ms)
+        begin = ready.range((priority,))[1]
+    due = tr.snapshot.get_range(*keys.scheduled_range(now), limit=1)
+    if due:
+        found.append(keys.unpack_scheduled(due[0][0])[0])
+    return min(found, default=None)
+
+
+@transactional
+def count_finished(tr: Transaction, since_ms: int, *, limit: int = 10_000) -> int:
+    """Jobs finished (completed, discarded or cancelled) at or after ``since_ms``, counted
+    from the finished-jobs index up to ``limit`` (a cap, so a busy hour stays cheap)."""
+    rows = tr.snapshot.get_range(FINISHED.pack((since_ms,)), FINISHED.range()[1], limit=limit)
+    return len(rows)
+
+
 def _counts(view: ReadView, queue: str, skipped: list[Skipped]) -> dict[str, int]:
     """The queue's counters, each one that is not an 8-byte integer skipped and named."""
     keys = queue_keys(queue)
@@ -159,11 +225,16 @@ def _pointer(key: bytes, value: bytes) -> tuple[str, int, int | None]:
 
 
 @transactional
-def read_queues(tr: Transaction, *, limit: int = 1000) -> Listing[dict[str, Any]]:
-    """Queues that have a pointer, with their pointer time and counts; corrupt pointers and
-    counters are skipped and named."""
+def read_queues(
+    tr: Transaction, *, limit: int = 1000, after: str | None = None
+) -> Listing[dict[str, Any]]:
+    """Queues that have a pointer, by name (those after ``after``), with their pointer time
+    and counts; corrupt pointers and counters are skipped and named."""
     listing: Listing[dict[str, Any]] = Listing()
-    for key, value in tr.snapshot.get_range(*POINTERS.range(), limit=limit):
+    begin, end = POINTERS.range()
+    if after is not None:
+        begin = POINTERS.pack((after,)) + b"\x00"
+    for key, value in tr.snapshot.get_range(begin, end, limit=limit):
         try:
             queue, visible, empty = _pointer(key, value)
         except _UNREADABLE as error:
@@ -180,10 +251,12 @@ def read_queues(tr: Transaction, *, limit: int = 1000) -> Listing[dict[str, Any]
     return listing
 
 
-def list_queues(db_or_tr: Database | Transaction, *, limit: int = 1000) -> list[dict[str, Any]]:
-    """Queues that have a pointer, with their pointer time and counts (corrupt records are
-    left out; :func:`read_queues` names them)."""
-    return read_queues(db_or_tr, limit=limit).items
+def list_queues(
+    db_or_tr: Database | Transaction, *, limit: int = 1000, after: str | None = None
+) -> list[dict[str, Any]]:
+    """Queues that have a pointer, by name, with their pointer time and counts (corrupt
+    records are left out; :func:`read_queues` names them)."""
+    return read_queues(db_or_tr, limit=limit, after=after).items
 
 
 def decode_dead_letter(queue: str, job_id: str, value: bytes) -> DeadLetter:
@@ -256,3 +329,35 @@ def _reason(error: Exception) -> str:
     if isinstance(error, KeyError):
         return f"missing field {error}"
     return str(error) or type(error).__name__
+
+
+def _dead_or_corrupt(key: bytes, value: bytes) -> DeadLetter | CorruptRecord:
+    try:
+        queue, job_id = DEAD_LETTERS.unpack(key)
+        return decode_dead_letter(queue, job_id, value)
+    except _UNREADABLE as error:
+        return CorruptRecord(key=key, error=_reason(error))
+
+
+@transactional
+def scan_dead(
+    tr: Transaction,
+    queue_id: str | None = None,
+    *,
+    after: str | None = None,
+    limit: int = 100,
+) -> list[DeadLetter | CorruptRecord]:
+    """Dead letters, of one queue or all, in queue then job-id order (with ``queue_id``,
+    those after job id ``after``); undecodable ones as :class:`CorruptRecord`."""
+    begin, end = DEAD_LETTERS.range((queue_id,) if queue_id is not None else ())
+    if queue_id is not None and after is not None:
+        begin = DEAD_LETTERS.pack((queue_id, after)) + b"\x00"
+    return [_dead_or_corrupt(k, v) for k, v in tr.snapshot.get_range(begin, end, limit=limit)]
+
+
+@transactional
+def get_dead(tr: Transaction, queue_id: str, job_id: str) -> DeadLetter | CorruptRecord | None:
+    """One dead letter, a :class:`CorruptRecord` when it does not decode, or None."""
+    key = DEAD_LETTERS.pack((queue_id, job_id))
+    value = tr.snapshot.get(key)
+    return None if value is None else _dead_or_corrupt(key, value)

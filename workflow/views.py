@@ -8,13 +8,14 @@ view into the reasons a run is where it is and what an operator can do next.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from keyspace.codec import unpack_value
+from keyspace.codec import CorruptValue, unpack_value
 from keyspace.layout import WF_BY_STATUS, WF_RUNS
 from keyspace.protocol import Database, ReadView, Transaction
+from quick.corruption import CorruptRecord
 from workflow import journal as events
 from workflow.definition import Definition, StepKind
 from workflow.records import RunStatus, read_run
@@ -27,6 +28,9 @@ __all__ = [
     "inspect_run",
     "explain_run",
     "list_runs",
+    "RunPage",
+    "page_runs",
+    "layers",
 ]
 
 
@@ -256,22 +260,103 @@ def list_runs(
             run_ids = [WF_BY_STATUS.unpack(key)[2] for key, _ in index]
             records = tr.get_many([WF_RUNS.pack((run_id,)) for run_id in run_ids], snapshot=True)
             for run_id, data in zip(run_ids, records, strict=True):
-                if data is None:
-                    continue
-                record = unpack_value(data)
-                out.append(
-                    RunSummary(
-                        run_id=run_id,
-                        workflow=record["w"],
-                        status=record["s"],
-                        queue_id=record["q"],
-                        created_ms=record["c"],
-                        finished_ms=record.get("f"),
-                    )
-                )
+                if data is not None:
+                    out.append(_summary(run_id, data))
         out.sort(key=lambda run: run.created_ms, reverse=True)
         return out[:limit]
 
     if isinstance(db, Transaction):
         return body(db)
     return db.transact(body)
+
+
+def _summary(run_id: str, data: bytes) -> RunSummary:
+    record = unpack_value(data)
+    return RunSummary(
+        run_id=run_id,
+        workflow=record["w"],
+        status=record["s"],
+        queue_id=record["q"],
+        created_ms=record["c"],
+        finished_ms=record.get("f"),
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunPage:
+    """One page of :func:`page_runs`; ``after`` continues it (None: this was the last)."""
+
+    runs: list[RunSummary | CorruptRecord]
+    after: tuple[str, str, str] | None
+
+
+def page_runs(
+    db: Database | Transaction,
+    *,
+    workflow: str | None = None,
+    status: str | None = None,
+    after: tuple[str, str, str] | None = None,
+    limit: int = 50,
+) -> RunPage:
+    """A page of runs in index order (status, workflow, run id), reading only ``limit``
+    run records however many runs there are: what a screen of runs needs.
+
+    ``after`` is the previous page's :attr:`RunPage.after`. A run record that does not
+    decode is a :class:`CorruptRecord` in its place.
+
+    Raises:
+        ValueError: ``status`` is not a run status.
+    """
+    statuses = [RunStatus(status)] if status is not None else list(RunStatus)
+    statuses.sort(key=lambda state: state.value)
+
+    def body(tr: Transaction) -> RunPage:
+        out: list[RunSummary | CorruptRecord] = []
+        last: tuple[str, str, str] | None = None
+        for state in statuses:
+            if after is not None and state.value < after[0]:
+                continue
+            prefix: tuple[Any, ...] = (
+                (state.value,) if workflow is None else (state.value, workflow)
+            )
+            begin, end = WF_BY_STATUS.range(prefix)
+            if after is not None and state.value == after[0]:
+                begin = max(begin, WF_BY_STATUS.pack(after) + b"\x00")
+            for key, _ in tr.snapshot.get_range(begin, end, limit=limit - len(out)):
+                _, name, run_id = WF_BY_STATUS.unpack(key)
+                last = (state.value, name, run_id)
+                run_key = WF_RUNS.pack((run_id,))
+                data = tr.snapshot.get(run_key)
+                if data is None:
+                    continue
+                try:
+                    out.append(_summary(run_id, data))
+                except (CorruptValue, KeyError, TypeError, ValueError) as error:
+                    out.append(CorruptRecord(key=run_key, error=f"{type(error).__name__}: {error}"))
+            if len(out) >= limit:
+                return RunPage(runs=out, after=last)
+        return RunPage(runs=out, after=None)
+
+    if isinstance(db, Transaction):
+        return body(db)
+    return db.transact(body)
+
+
+def layers(after: Mapping[str, Sequence[str]]) -> list[list[str]]:
+    """Steps in topological layers: a step sits one layer below its deepest dependency.
+
+    ``after`` maps each step to its dependencies, in definition order (kept within a layer).
+    """
+    depth: dict[str, int] = {}
+
+    def of(key: str) -> int:
+        if key not in depth:
+            depth[key] = 1 + max((of(dep) for dep in after[key]), default=-1)
+        return depth[key]
+
+    out: list[list[str]] = []
+    for key in after:
+        level = of(key)
+        out.extend([] for _ in range(level + 1 - len(out)))
+        out[level].append(key)
+    return out

@@ -9,6 +9,7 @@ import click
 import keyspace
 from quick.cli.common import DB_HELP, Settings, add_db_option
 from quick.cli.cron import cron
+from quick.cli.dashboard import dashboard
 from quick.cli.demo import demo
 from quick.cli.dlq import dlq
 from quick.cli.inspect import check, inspect
@@ -33,7 +34,20 @@ def cli(ctx: click.Context, db: str) -> None:
     ctx.obj = Settings(db=db)
 
 
-for _command in (check, inspect, worker, enqueue, queues, jobs, dlq, cron, demo, runs, signal_step):
+for _command in (
+    check,
+    inspect,
+    worker,
+    enqueue,
+    queues,
+    jobs,
+    dlq,
+    cron,
+    demo,
+    runs,
+    signal_step,
+    dashboard,
+):
     cli.add_command(_command)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import codecs
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +36,7 @@ from quick.cli.common import (
 if TYPE_CHECKING:
     from workflow import RunView, StepView
 
-__all__ = ["runs", "signal_step", "layers", "render_run"]
+__all__ = ["runs", "signal_step", "render_run"]
 
 #: Step status -> (symbol, plain-ASCII fallback).
 SYMBOLS = {
@@ -80,26 +80,6 @@ def _unicode_ok() -> bool:
 # -- drawing a run (pure) --------------------------------------------------------------------
 
 
-def layers(after: Mapping[str, Sequence[str]]) -> list[list[str]]:
-    """Steps in topological layers: a step sits one layer below its deepest dependency.
-
-    ``after`` maps each step to its dependencies, in definition order (kept within a layer).
-    """
-    depth: dict[str, int] = {}
-
-    def of(key: str) -> int:
-        if key not in depth:
-            depth[key] = 1 + max((of(dep) for dep in after[key]), default=-1)
-        return depth[key]
-
-    out: list[list[str]] = []
-    for key in after:
-        level = of(key)
-        out.extend([] for _ in range(level + 1 - len(out)))
-        out[level].append(key)
-    return out
-
-
 def _step_facts(step: StepView, run: RunView) -> list[str]:
     facts = [] if step.kind == "task" else [step.kind]
     facts.append(step.status)
@@ -127,6 +107,8 @@ def render_run(run: RunView, *, unicode: bool = True) -> list[str]:
     ``after: <dependencies>``; a failed step's error and a skipped or cancelled step's reason
     follow on their own line.
     """
+    from workflow.views import layers  # workflow loads only with the runs commands
+
     took = _seconds(run.created_ms, run.finished_ms)
     lines = [
         f"run {run.run_id}",
@@ -156,6 +138,8 @@ def render_run(run: RunView, *, unicode: bool = True) -> list[str]:
 
 
 def _run_json(run: RunView) -> dict[str, Any]:
+    from workflow.views import layers  # workflow loads only with the runs commands
+
     order = layers({k: s.after for k, s in run.steps.items()})
     layer_of = {key: number for number, keys in enumerate(order, 1) for key in keys}
     return {

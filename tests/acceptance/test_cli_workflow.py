@@ -16,9 +16,9 @@ from click.testing import CliRunner
 import quick
 import workflow
 from quick.cli import cli
-from quick.cli.runs import layers
 from tests.acceptance.cli_workflow_app import FLAKY, ORDER, app
 from tests.acceptance.processes import ROOT, start_worker
+from workflow.views import layers
 
 QUICK = Path(sys.executable).with_name("quick")
 
