@@ -93,6 +93,8 @@ INSERT OR IGNORE INTO meta VALUES('format', 1);
 _WLOG_RETENTION_US = 10_000_000
 _PRUNE_EVERY = 512
 _RANGE_PAGE = 256
+#: Keys per ``SELECT ... IN (...)`` of a get_many (under SQLite's 999-variable floor).
+_MANY_PAGE = 500
 _SYNC_MODES = {"normal": "NORMAL", "full": "FULL", "off": "OFF"}
 _SQLITE_BUSY_SNAPSHOT = 517
 
@@ -480,6 +482,31 @@ class _Reader:
             tr.read_ranges.add(key, _key_after(key))
         return value
 
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """The values at ``keys``: one SQL statement per page of keys the buffer cannot answer."""
+        for key in keys:
+            check_read_key(key)
+        tr = self.tr
+        conn = tr._snapshot_conn()
+        stored: dict[bytes, bytes] = {}
+        try:
+            for start in range(0, len(keys), _MANY_PAGE):
+                page = keys[start : start + _MANY_PAGE]
+                marks = ",".join("?" * len(page))
+                query = f"SELECT k, v FROM kv WHERE k IN ({marks})"
+                stored.update(conn.execute(query, page).fetchall())
+        except sqlite3.Error as error:
+            raise storage_error(tr.db.path, error, 1037) from error
+        out = []
+        read = tr.buffer.read
+        ranges = tr.read_ranges if self.conflicts else None
+        for key in keys:
+            value, consulted = read(key, stored.get)
+            if consulted and ranges is not None:
+                ranges.add(key, _key_after(key))
+            out.append(value)
+        return out
+
     def get_range(
         self, begin: bytes, end: bytes, *, limit: int = 0, reverse: bool = False
     ) -> list[KeyValue]:
@@ -639,11 +666,9 @@ class SqliteTransaction:
         """The values at ``keys`` in order; serializable reads add read conflicts."""
         reader = self.snapshot if snapshot else self._reader
         self.db.latency.wait(self.db.latency.read)  # one round trip for all the keys
-        self._batched = True
-        try:
+        if len(keys) < 2:
             return [reader.get(key) for key in keys]
-        finally:
-            self._batched = False
+        return reader.get_many(keys)
 
     def get_range(
         self, begin: bytes, end: bytes, *, limit: int = 0, reverse: bool = False

@@ -83,12 +83,16 @@ def _promote(
     tr: Transaction, keys: QueueKeys, now: int, tally: Tally | None, budget: _Budget
 ) -> None:
     """Move due scheduled jobs and expired leases into the ready index."""
-    for key, _ in tr.get_range(*keys.scheduled_range(now), limit=PROMOTE_BATCH):
+    rows = tr.get_range(*keys.scheduled_range(now), limit=PROMOTE_BATCH)
+    if not rows:
+        return
+    entries = [(key, *keys.unpack_scheduled(key)) for key, _ in rows]
+    records = tr.get_many([keys.job(job_id) for _, _, job_id in entries])
+    for (key, vis_ms, job_id), data in zip(entries, records, strict=True):
         if budget.left <= 0:
             return
-        vis_ms, job_id = keys.unpack_scheduled(key)
         try:
-            job = load_job(tr, keys, job_id)
+            job = None if data is None else Job.from_value(keys.queue, job_id, data)
         except CorruptValue as error:
             bury_corrupt(tr, keys, job_id, key, JobState.SCHEDULED, str(error), now)
             continue
@@ -158,14 +162,15 @@ def claim_jobs(
     _promote(tr, keys, now, tally, budget)
     claimed: list[Claim] = []
     rows = tr.get_range(*keys.ready_range(), limit=limit + 1)
+    ids = [keys.unpack_ready(key)[2] for key, _ in rows[:limit]]
+    records = tr.get_many([keys.job(job_id) for job_id in ids])
     taken = 0
-    for key, _ in rows[:limit]:
+    for (key, _), job_id, data in zip(rows, ids, records, strict=False):
         if budget.left <= 0 and claimed:
             break
         taken += 1
-        _, _, job_id = keys.unpack_ready(key)
         try:
-            job = load_job(tr, keys, job_id)
+            job = None if data is None else Job.from_value(queue, job_id, data)
         except CorruptValue as error:
             bury_corrupt(tr, keys, job_id, key, JobState.READY, str(error), now)
             continue

@@ -17,6 +17,7 @@ Operations act on ``HELD``, answer as their earlier try did on ``SETTLED``, and 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -25,9 +26,8 @@ from keyspace.layout import JOB_DIRECTORY, QueueKeys, queue_keys
 from keyspace.protocol import Transaction
 from quick.errors import LeaseLost
 from quick.jobs import Claim, Job
-from quick.records import load_job
 
-__all__ = ["Status", "Standing", "standing", "held_job"]
+__all__ = ["Status", "Standing", "standing", "standings", "held_job"]
 
 
 class Status(Enum):
@@ -59,19 +59,46 @@ class Standing:
 
 def standing(tr: Transaction, claim: Claim) -> Standing:
     """Where ``claim`` stands with its job, read serializably in ``tr``."""
-    keys = queue_keys(claim.queue_id)
-    try:
-        job = load_job(tr, keys, claim.job_id)
-    except CorruptValue as error:
-        return Standing(Status.LOST, keys, reason=f"the job record is corrupt: {error}")
-    if job is not None and job.token == claim.token:
-        if job.owner is None:
-            return Standing(Status.SETTLED, keys, job, "put_back")
-        return Standing(Status.HELD, keys, job)
-    data = tr.get(JOB_DIRECTORY.pack((claim.job_id,)))
-    if data is not None:
+    return standings(tr, [claim])[0]
+
+
+def standings(tr: Transaction, claims: Sequence[Claim]) -> list[Standing]:
+    """:func:`standing` for many claims, reading their jobs (then the tombstones of those not
+    held) each in one batch: two round trips however many claims there are."""
+    keys = [queue_keys(claim.queue_id) for claim in claims]
+    records = tr.get_many([k.job(claim.job_id) for k, claim in zip(keys, claims, strict=True)])
+    out: list[Standing | None] = []
+    unheld: list[int] = []
+    for i, (claim, qkeys, data) in enumerate(zip(claims, keys, records, strict=True)):
         try:
-            entry = unpack_value(data)
+            job = None if data is None else Job.from_value(qkeys.queue, claim.job_id, data)
+        except CorruptValue as error:
+            out.append(Standing(Status.LOST, qkeys, reason=f"the job record is corrupt: {error}"))
+            continue
+        if job is not None and job.token == claim.token:
+            if job.owner is None:
+                out.append(Standing(Status.SETTLED, qkeys, job, "put_back"))
+            else:
+                out.append(Standing(Status.HELD, qkeys, job))
+            continue
+        out.append(Standing(Status.LOST, qkeys, job))  # unless its tombstone says otherwise
+        unheld.append(i)
+    if unheld:
+        entries = tr.get_many([JOB_DIRECTORY.pack((claims[i].job_id,)) for i in unheld])
+        for i, data in zip(unheld, entries, strict=True):
+            previous = out[i]
+            out[i] = _judge_gone(claims[i], keys[i], previous.job if previous else None, data)
+    return [found for found in out if found is not None]
+
+
+def _judge_gone(
+    claim: Claim, keys: QueueKeys, job: Job | None, entry_data: bytes | None
+) -> Standing:
+    """The standing of a claim whose token is not on the job: settled if the job's
+    tombstone carries the token, else lost."""
+    if entry_data is not None:
+        try:
+            entry = unpack_value(entry_data)
         except CorruptValue:
             entry = None
         if isinstance(entry, dict) and entry.get("k") == claim.token and "s" in entry:

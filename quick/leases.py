@@ -24,7 +24,7 @@ from quick import pointers
 from quick.claiming import resolve_now
 from quick.counters import Tally
 from quick.errors import LeaseLost
-from quick.fencing import Status, held_job, standing
+from quick.fencing import Standing, Status, held_job, standing, standings
 from quick.jobs import Claim, JobState
 from quick.records import bury_job, finish_job, store_job, truncate_error
 from quick.retrying import DEFAULT_BASE_DELAY_MS, DEFAULT_MAX_DELAY_MS, attempt_limit, backoff_ms
@@ -92,9 +92,10 @@ def complete_in(
     tally: Tally | None = None,
     *,
     outcome: JobState = JobState.COMPLETED,
+    found: Standing | None = None,
 ) -> bool:
     """Finish the claimed job with ``outcome`` in ``tr``; False when this claim already had."""
-    found = standing(tr, claim)
+    found = found if found is not None else standing(tr, claim)
     if found.status is Status.SETTLED and found.outcome == outcome.value:
         return False
     if found.status is not Status.HELD:
@@ -127,10 +128,16 @@ def complete(db_or_tr: Database | Transaction, claim: Claim, *, now_ms: int | No
 
 
 def discard_in(
-    tr: Transaction, claim: Claim, reason: str, now: int, tally: Tally | None = None
+    tr: Transaction,
+    claim: Claim,
+    reason: str,
+    now: int,
+    tally: Tally | None = None,
+    *,
+    found: Standing | None = None,
 ) -> bool:
     """Drop the claimed job in ``tr``, recording ``reason``; False when already done."""
-    found = standing(tr, claim)
+    found = found if found is not None else standing(tr, claim)
     if found.status is Status.SETTLED and found.outcome == JobState.DISCARDED.value:
         return False
     if found.status is not Status.HELD:
@@ -152,10 +159,16 @@ def discard(db_or_tr: Database | Transaction, claim: Claim, reason: str = "") ->
 
 
 def dead_letter_in(
-    tr: Transaction, claim: Claim, reason: str, now: int, tally: Tally | None = None
+    tr: Transaction,
+    claim: Claim,
+    reason: str,
+    now: int,
+    tally: Tally | None = None,
+    *,
+    found: Standing | None = None,
 ) -> bool:
     """Move the claimed job to the dead letters in ``tr``; False when already done."""
-    found = standing(tr, claim)
+    found = found if found is not None else standing(tr, claim)
     if found.status is Status.SETTLED and found.outcome == JobState.DEAD.value:
         return False
     if found.status is not Status.HELD:
@@ -189,8 +202,9 @@ def _put_back_in(
     refund: bool,
     ready: bool,
     tally: Tally | None = None,
+    found: Standing | None = None,
 ) -> None:
-    found = standing(tr, claim)
+    found = found if found is not None else standing(tr, claim)
     if found.status is Status.SETTLED and found.outcome == "put_back":
         return  # an earlier try of this call put it back already
     if found.status is not Status.HELD:
@@ -217,10 +231,11 @@ def fail_in(
     delay_ms: int,
     max_attempts: int | None = None,
     tally: Tally | None = None,
+    found: Standing | None = None,
 ) -> FailResult:
     """Record a failed attempt in ``tr``: retry after ``delay_ms``, or dead-letter when the
     job's attempts (its own limit, else ``max_attempts``, else the default) run out."""
-    found = standing(tr, claim)
+    found = found if found is not None else standing(tr, claim)
     if found.status is Status.SETTLED:
         if found.outcome == JobState.DEAD.value:
             return "dead_lettered"
@@ -281,11 +296,17 @@ def fail(
 
 
 def snooze_in(
-    tr: Transaction, claim: Claim, seconds: float, now: int, tally: Tally | None = None
+    tr: Transaction,
+    claim: Claim,
+    seconds: float,
+    now: int,
+    tally: Tally | None = None,
+    *,
+    found: Standing | None = None,
 ) -> None:
     """Put the job back in ``tr`` to run after ``seconds``, refunding the attempt."""
     vis = now + round(seconds * 1000)
-    _put_back_in(tr, claim, vis, error=None, refund=True, ready=False, tally=tally)
+    _put_back_in(tr, claim, vis, error=None, refund=True, ready=False, tally=tally, found=found)
 
 
 @transactional
@@ -321,9 +342,12 @@ def release_all(tr: Transaction, claims: Sequence[Claim], now: int) -> int:
     """Release many unstarted claims in one transaction; how many were still held."""
     tally = Tally()
     released = 0
-    for claim in claims:
+    for claim, found in zip(claims, standings(tr, claims), strict=True):
+        vis = min(claim.enqueued_ms or now, now)
         try:
-            release_in(tr, claim, now, tally)
+            _put_back_in(
+                tr, claim, vis, error=None, refund=True, ready=True, tally=tally, found=found
+            )
         except LeaseLost:
             continue
         released += 1
@@ -340,8 +364,7 @@ def heartbeat_all(
     ``Status.SETTLED`` (this claim already settled it) or ``Status.LOST``.
     """
     out: list[Claim | Status] = []
-    for claim in claims:
-        found = standing(tr, claim)
+    for found in standings(tr, claims):
         if found.status is not Status.HELD:
             out.append(found.status)
             continue

@@ -28,7 +28,7 @@ from quick.app import App, JobConfig, Meta
 from quick.counters import Tally
 from quick.errors import Discard, InvalidArgument, LeaseLost, Snooze
 from quick.extensions import JobExtension, extension_for
-from quick.fencing import Status, standing
+from quick.fencing import Standing, Status, standing, standings
 from quick.jobs import Claim, JobState, now_ms
 from quick.leases import complete_in, dead_letter_in, discard_in, fail_in, snooze_in
 from quick.retrying import decide
@@ -137,28 +137,31 @@ def describe_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def _settle_in(tr: Transaction, attempt: Attempt, now: int, tally: Tally) -> Outcome:
-    """Record one attempt in ``tr``; LeaseLost (nothing written for it) once it is lost."""
+def _settle_in(
+    tr: Transaction, attempt: Attempt, now: int, tally: Tally, found: Standing
+) -> Outcome:
+    """Record one attempt in ``tr``, given where its claim stands; LeaseLost (nothing
+    written for it) once it is lost."""
     claim, config, error = attempt.claim, attempt.config, attempt.error
     try:
         extension = extension_for(claim.extension)
     except InvalidArgument as bad:
-        dead_letter_in(tr, claim, str(bad), now, tally)
+        dead_letter_in(tr, claim, str(bad), now, tally, found=found)
         return Outcome.DEAD_LETTERED
     if extension is not None:
-        return _settle_extended(tr, extension, attempt, now, tally)
+        return _settle_extended(tr, extension, attempt, now, tally, found)
     if config is None:
         reason = f"unknown topic {claim.topic!r}: no handler is registered"
-        dead_letter_in(tr, claim, reason, now, tally)
+        dead_letter_in(tr, claim, reason, now, tally, found=found)
         return Outcome.DEAD_LETTERED
     if error is None:
-        complete_in(tr, claim, now, tally)
+        complete_in(tr, claim, now, tally, found=found)
         return Outcome.COMPLETED
     if isinstance(error, Snooze):
-        snooze_in(tr, claim, error.seconds, now, tally)
+        snooze_in(tr, claim, error.seconds, now, tally, found=found)
         return Outcome.SNOOZED
     if isinstance(error, Discard):
-        discard_in(tr, claim, error.reason, now, tally)
+        discard_in(tr, claim, error.reason, now, tally, found=found)
         return Outcome.DISCARDED
     decision = decide(attempt=claim.attempt, job_max=claim.max_attempts, config=config)
     result = fail_in(
@@ -169,16 +172,21 @@ def _settle_in(tr: Transaction, attempt: Attempt, now: int, tally: Tally) -> Out
         delay_ms=decision.delay_ms or 0,
         max_attempts=decision.max_attempts,
         tally=tally,
+        found=found,
     )
     return Outcome(result)
 
 
 def _settle_extended(
-    tr: Transaction, extension: JobExtension, attempt: Attempt, now: int, tally: Tally
+    tr: Transaction,
+    extension: JobExtension,
+    attempt: Attempt,
+    now: int,
+    tally: Tally,
+    found: Standing,
 ) -> Outcome:
     """The job's settlement and its extension's record of it, in ``tr``."""
     claim, config, error = attempt.claim, attempt.config, attempt.error
-    found = standing(tr, claim)
     if found.status is Status.LOST:
         raise found.lost(claim)
     if found.status is Status.SETTLED:
@@ -187,19 +195,28 @@ def _settle_extended(
         error = LookupError(f"unknown topic {claim.topic!r}: no handler is registered")
     if error is None:
         extension.on_succeeded(tr, claim, attempt.output, now)
-        complete_in(tr, claim, now, tally)
+        complete_in(tr, claim, now, tally, found=found)
         return Outcome.COMPLETED
     if isinstance(error, Snooze):
-        snooze_in(tr, claim, error.seconds, now, tally)
+        snooze_in(tr, claim, error.seconds, now, tally, found=found)
         return Outcome.SNOOZED
     reason = describe_error(error)
     decision = decide(attempt=claim.attempt, job_max=claim.max_attempts, config=config)
     if config is None or isinstance(error, Discard) or decision.final:
-        discard_in(tr, claim, reason, now, tally)
+        discard_in(tr, claim, reason, now, tally, found=found)
         extension.on_failed(tr, claim, reason, None, now, decision.max_attempts)
         return Outcome.FAILED
     delay = decision.delay_ms or 0
-    fail_in(tr, claim, reason, now, delay_ms=delay, max_attempts=decision.max_attempts, tally=tally)
+    fail_in(
+        tr,
+        claim,
+        reason,
+        now,
+        delay_ms=delay,
+        max_attempts=decision.max_attempts,
+        tally=tally,
+        found=found,
+    )
     extension.on_failed(tr, claim, reason, now + delay, now, decision.max_attempts)
     return Outcome.REQUEUED
 
@@ -208,9 +225,10 @@ def _settle_all(tr: Transaction, attempts: Sequence[Attempt]) -> list[Outcome]:
     now = now_ms()
     tally = Tally()
     outcomes = []
-    for attempt in attempts:
+    found = standings(tr, [attempt.claim for attempt in attempts])
+    for attempt, standing_now in zip(attempts, found, strict=True):
         try:
-            outcomes.append(_settle_in(tr, attempt, now, tally))
+            outcomes.append(_settle_in(tr, attempt, now, tally, standing_now))
         except LeaseLost:
             outcomes.append(Outcome.LEASE_LOST)
     tally.flush(tr)
