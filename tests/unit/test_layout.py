@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fdb.tuple as fdbtuple
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from keyspace import layout
 from keyspace.codec import CorruptValue, pack_value, unpack_value
@@ -60,3 +63,22 @@ def test_codec_round_trips_and_rejects_corrupt_values() -> None:
         unpack_value(b"\x01\xc1")
     with pytest.raises(TypeError, match="cannot encode as msgpack"):
         pack_value({"when": object()})
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.text(),
+            st.integers(min_value=-(2**70), max_value=2**70),
+            st.binary(max_size=8),
+            st.none(),
+        ),
+        max_size=5,
+    )
+)
+def test_subspace_pack_writes_the_same_bytes_as_fdb_tuple(items: list[object]) -> None:
+    # quick packs text and small integers itself (the hot path); every key must still be
+    # exactly fdb.tuple's encoding, so both engines and FoundationDB order keys alike.
+    packed = Subspace(("qk",)).pack(tuple(items))
+    assert packed == fdbtuple.pack(("qk", *items))
+    assert tuple(fdbtuple.unpack(packed)) == ("qk", *items)
