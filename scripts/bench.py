@@ -216,10 +216,11 @@ def _check_all_ran(first: dict[int, tuple[float, float]], expected: range) -> No
         )
 
 
-def _check_drained(db: Database) -> None:
-    counts = quick.queue_counts(db, QUEUE)
-    if any(counts.values()):
-        raise BrokenRun(f"queue {QUEUE!r} not empty after the workers stopped: {counts}")
+def _check_drained(db: Database, queues: Sequence[str] = (QUEUE,)) -> None:
+    for queue in queues:
+        counts = quick.queue_counts(db, queue)
+        if any(counts.values()):
+            raise BrokenRun(f"queue {queue!r} not empty after the workers stopped: {counts}")
 
 
 def _stop_cleanly(workers: Workers) -> None:
@@ -263,8 +264,16 @@ def enqueue1(db: Database, settings: Settings) -> dict[str, float]:
     return {"jobs": n, "seconds": elapsed, "jobs_per_s": n / elapsed}
 
 
-def _specs(start: int, stop: int) -> list[dict[str, Any]]:
-    return [{"queue_id": QUEUE, "topic": TOPIC, "payload": _payload(i)} for i in range(start, stop)]
+def _specs(start: int, stop: int, queues: int = 1) -> list[dict[str, Any]]:
+    return [
+        {"queue_id": _queue(i, queues), "topic": TOPIC, "payload": _payload(i)}
+        for i in range(start, stop)
+    ]
+
+
+def _queue(i: int, queues: int) -> str:
+    """Job ``i``'s queue: QUEUE alone, or one of ``queues`` tenants."""
+    return QUEUE if queues == 1 else f"tenant-{i % queues:05d}"
 
 
 def enqueue100(db: Database, settings: Settings) -> dict[str, float]:
@@ -280,20 +289,31 @@ def enqueue100(db: Database, settings: Settings) -> dict[str, float]:
     return {"jobs": n, "seconds": elapsed, "jobs_per_s": n / elapsed}
 
 
-def _drain(processes: int) -> Callable[[Database, Settings], dict[str, float]]:
+def _drain(
+    processes: int, *, tenants: bool = False, latency: str | None = None
+) -> Callable[[Database, Settings], dict[str, float]]:
+    """A drain of ``settings.drain_jobs`` jobs: all in one queue, or (``tenants``) one job
+    in each of as many queues; the workers' URL adds ``?latency=`` when given."""
+
     def workload(db: Database, settings: Settings) -> dict[str, float]:
         n = settings.drain_jobs
+        queues = n if tenants else 1
         prefill = time.perf_counter()
         ids: list[str] = []
         for start in range(0, n, PREFILL_CHUNK):
-            ids += quick.enqueue_many(db, _specs(start, min(n, start + PREFILL_CHUNK)))
-        _check_enqueued(db, ids, n)
+            ids += quick.enqueue_many(db, _specs(start, min(n, start + PREFILL_CHUNK), queues))
+        if tenants:
+            if len(set(ids)) != n:
+                raise BrokenRun(f"{len(set(ids))} distinct ids from {n} enqueues")
+        else:
+            _check_enqueued(db, ids, n)
         prefill_s = time.perf_counter() - prefill
         temp = Path(db.url.removeprefix("sqlite:///")).parent
         records = Records(temp / "records.txt")
         cpu_before = _children_cpu()
         launched = time.time()
-        workers = Workers(_worker_argv(db.url, processes, settings), records.path, temp / "log")
+        url = db.url if latency is None else f"{db.url}?latency={latency}"
+        workers = Workers(_worker_argv(url, processes, settings), records.path, temp / "log")
         try:
             seen = records.wait_for(n, workers, settings.timeout)
         finally:
@@ -301,7 +321,7 @@ def _drain(processes: int) -> Callable[[Database, Settings], dict[str, float]]:
         cpu = _children_cpu() - cpu_before
         first, repeats = records.first_starts()
         _check_all_ran(first, range(n))
-        _check_drained(db)
+        _check_drained(db, sorted({_queue(i, queues) for i in range(0, n, max(1, n // 50))}))
         starts = sorted(start for _, start in first.values())
         return {
             "jobs": n,
@@ -382,6 +402,9 @@ class Workload:
     target: str
 
 
+#: FoundationDB's round trips as issue 9 gives them: read version, each read, commit (ms).
+FDB_LATENCY = "grv:1,read:0.5,commit:5"
+
 WORKLOADS = (
     Workload(
         "enqueue1", "`quick.enqueue`, 1 job per tx", enqueue1, ("jobs_per_s",), ">= 11,200 jobs/s"
@@ -406,6 +429,20 @@ WORKLOADS = (
         _drain(2),
         ("jobs_per_s", "jobs_per_s_incl_startup", "startup_s", "cpu_ms_per_job"),
         ">= 15,000 jobs/s",
+    ),
+    Workload(
+        "drain2_tenants",
+        "`--processes 2`, one job in each of N queues",
+        _drain(2, tenants=True),
+        ("jobs_per_s", "jobs_per_s_incl_startup", "startup_s", "cpu_ms_per_job"),
+        ">= 0.7x drain2",
+    ),
+    Workload(
+        "drain2_latency",
+        f"`--processes 2`, `?latency={FDB_LATENCY}`",
+        _drain(2, latency=FDB_LATENCY),
+        ("jobs_per_s", "jobs_per_s_incl_startup", "startup_s", "cpu_ms_per_job"),
+        ">= 0.5x drain2",
     ),
     Workload(
         "latency",
