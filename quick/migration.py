@@ -71,7 +71,7 @@ from keyspace.layout import (
     queue_keys,
 )
 from keyspace.protocol import Database, Transaction
-from keyspace.retry import transactional
+from keyspace.retry import EarlierTries, transactional
 from keyspace.subspace import Subspace
 from quick import counters, pointers
 from quick.counters import Tally
@@ -221,7 +221,7 @@ def migrate(
         if queue in in_flight:
             tally.refused.append(Refusal(queue, _run_reason(in_flight[queue])))
             continue
-        outcome = source_db.transact(_mark, queue, dest_db.url, clock)
+        outcome = source_db.transact(_mark, queue, describe_store(dest_db.url), clock)
         if outcome in ("new", "already"):
             marked[queue] = outcome
         else:
@@ -241,6 +241,17 @@ def _run_reason(run_id: str) -> str:
         f"workflow run {run_id} on this queue is in flight; workflow runs do not move "
         "(wait for it to finish, or cancel it)"
     )
+
+
+def describe_store(url: str) -> str:
+    """``url`` as the moved marker names it: a sqlite path made absolute, so the name
+    means the same from any working directory."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite" or parts.netloc:
+        return url
+    path = unquote(parts.path)
+    path = os.path.abspath(path[1:] if path.startswith("/") else path)
+    return f"sqlite:///{path}" + (f"?{parts.query}" if parts.query else "")
 
 
 def _same_store(a: str, b: str) -> bool:
@@ -435,9 +446,13 @@ def _move_jobs(
             item.job.id for item in taken if item.job.id in deleted and item.job.id in staged
         ]
         dropped = [job_id for job_id in staged if job_id not in deleted]
-        moved, uniques = dest.transact(_install, queue, installed, dropped)
-        tally.jobs += moved
-        tally.unique_keys += uniques
+        dest.transact(_install, queue, installed, dropped)
+        # Counted from what the source deleted: those are installed now or, after a crash,
+        # by the next pass (an install retried after an unknown result finds none left).
+        tally.jobs += len(installed)
+        tally.unique_keys += sum(
+            1 for item in taken if item.job.id in installed and item.job.unique_key
+        )
         tally.duplicates += sum(1 for job_id in known if job_id in deleted)
 
 
@@ -523,10 +538,14 @@ def _delete(tr: Transaction, queue: str, batch: Sequence[_Item], now: int) -> se
 
     Each record is re-read serializably: a consumer claiming one first makes it differ
     (it stays); one claiming it after this read makes this transaction conflict.
+
+    Retry semantics: a job already gone with a ``moved`` tombstone was deleted by an
+    earlier try whose commit result was unknown, and counts as deleted.
     """
     keys = queue_keys(queue)
     values = tr.get_many([keys.job(item.job.id) for item in batch])
-    deleted: set[str] = set()
+    gone = [item.job.id for item, value in zip(batch, values, strict=True) if value is None]
+    deleted = _moved_away(tr, queue, gone) if gone else set()  # by an earlier try of this
     tally = Tally()
     for item, value in zip(batch, values, strict=True):
         if value != item.value:
@@ -620,7 +639,7 @@ def _move_dead(
         rows = source.transact(_read_dead, begin, end, batch_size)
         if not rows:
             return
-        tally.dead_letters += dest.transact(_put_dead, queue, rows)
+        tally.dead_letters += dest.transact(_put_dead, queue, rows, EarlierTries())
         source.transact(_delete_dead, queue, rows)
         begin = rows[-1][0] + b"\x00"
 
@@ -645,8 +664,11 @@ def _dead_time(value: bytes) -> int:
 
 
 @transactional
-def _put_dead(tr: Transaction, queue: str, rows: Sequence[tuple[bytes, bytes]]) -> int:
-    """Copy dead letters the destination lacks, with their directory entries; how many."""
+def _put_dead(
+    tr: Transaction, queue: str, rows: Sequence[tuple[bytes, bytes]], earlier: EarlierTries
+) -> int:
+    """Copy dead letters the destination lacks, with their directory entries; how many
+    (a retry that finds all copied reports what its earlier try wrote)."""
     existing = tr.get_many([key for key, _ in rows])
     written = 0
     for (key, value), there in zip(rows, existing, strict=True):
@@ -658,6 +680,9 @@ def _put_dead(tr: Transaction, queue: str, rows: Sequence[tuple[bytes, bytes]]) 
         written += 1
     if written:
         counters.bump(tr, queue_keys(queue), JobState.DEAD, written)
+    elif earlier.found:
+        return earlier.found
+    earlier.found = written
     return written
 
 
@@ -720,7 +745,7 @@ def _move_schedules(source: Database, dest: Database, queue: str, tally: _Tally)
             reason = f"cron schedule {item.name!r}: the destination has another schedule so named"
             tally.refused.append(Refusal(queue, reason))
             continue
-        if source.transact(_delete_schedule, item.name, value):
+        if source.transact(_delete_schedule, item.name, value, EarlierTries()):
             tally.cron_schedules += 1
 
 
@@ -737,13 +762,14 @@ def _put_schedule(tr: Transaction, name: str, value: bytes, next_ms: int) -> boo
 
 
 @transactional
-def _delete_schedule(tr: Transaction, name: str, value: bytes) -> bool:
+def _delete_schedule(tr: Transaction, name: str, value: bytes, earlier: EarlierTries) -> bool:
     """Delete the source's schedule if it still does what was copied (its next run may
     have advanced: on a moved queue the source skips ticks)."""
     key = CRON.pack((name,))
     current = tr.get(key)
     if current is None or _target(current, name) != _target(value, name):
-        return False
+        return current is None and bool(earlier.found)
+    earlier.found = 1
     tr.clear(key)
     tr.clear(CRON_DUE.pack((decode_schedule(name, current).next_ms, name)))
     return True
