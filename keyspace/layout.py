@@ -36,6 +36,12 @@ key (after the root ``("qk",)``)                   value
 ``("wf", "j", run_id, versionstamp)``              journal event of the run, in commit order
 ``("wf", "idem", workflow, key)``                  run id started with this idempotency key
 ``("wf", "ix", status, workflow, run_id)``         empty; runs by status, for listing
+``("moved", queue)``                               the queue moved to another store: its
+                                                   URL (``to``) and when (``at``); enqueues
+                                                   here raise QueueMoved
+``("mig", queue, job_id)``                         a job being moved in by ``quick migrate``:
+                                                   its record, unseen by consumers until the
+                                                   source has deleted it
 =================================================  ===============================================
 
 :func:`describe` turns any stored key into one readable line, for ``quick inspect
@@ -69,6 +75,8 @@ __all__ = [
     "WF_JOURNAL",
     "WF_IDEMPOTENCY",
     "WF_BY_STATUS",
+    "MOVED",
+    "MIGRATING",
     "QueueKeys",
     "queue_keys",
     "Shape",
@@ -93,6 +101,8 @@ WF_STEPS = ROOT["wf"]["step"]
 WF_JOURNAL = ROOT["wf"]["j"]
 WF_IDEMPOTENCY = ROOT["wf"]["idem"]
 WF_BY_STATUS = ROOT["wf"]["ix"]
+MOVED = ROOT["moved"]
+MIGRATING = ROOT["mig"]
 
 
 class QueueKeys:
@@ -205,6 +215,8 @@ SHAPES: tuple[Shape, ...] = (
     Shape("wf/j/{run_id}/{versionstamp}", "workflow journal event"),
     Shape("wf/idem/{workflow}/{key}", "workflow idempotency key"),
     Shape("wf/ix/{status}/{workflow}/{run_id}", "workflow run by status"),
+    Shape("moved/{queue}", "queue moved away"),
+    Shape("mig/{queue}/{job_id}", "job being migrated in"),
 )
 
 

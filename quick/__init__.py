@@ -24,6 +24,7 @@ from quick.errors import (
     JobNotFound,
     JobRunning,
     LeaseLost,
+    QueueMoved,
     Snooze,
 )
 from quick.inspection import (
@@ -45,6 +46,7 @@ from quick.leases import (
     release,
     snooze,
 )
+from quick.migration import MigrationReport, Refusal, migrate
 from quick.operations import cancel, purge_dead, purge_finished, requeue_dead
 from quick.outcomes import Outcome, run_claim
 from quick.pointers import collect
@@ -65,8 +67,11 @@ __all__ = [
     "JobState",
     "LeaseLost",
     "Meta",
+    "MigrationReport",
     "Outcome",
     "QuickError",
+    "QueueMoved",
+    "Refusal",
     "Schedule",
     "Snooze",
     "StorageError",
@@ -87,6 +92,7 @@ __all__ = [
     "list_jobs",
     "list_queues",
     "list_schedules",
+    "migrate",
     "open",
     "purge_dead",
     "purge_finished",

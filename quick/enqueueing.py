@@ -10,6 +10,10 @@ its id up in the job directory, so a retry after ``commit_unknown_result`` retur
 same id and adds nothing, even if the job already ran (the directory keeps a tombstone
 for finished jobs). A ``unique_key`` makes a second enqueue return the first job's id
 while that job is pending or running.
+
+A queue ``quick migrate`` moved away carries a ``("moved", queue)`` marker; every
+store of a new job reads it (one serializable point read per queue per call, so an
+enqueue racing the marker conflicts and retries) and raises :class:`QueueMoved`.
 """
 
 from __future__ import annotations
@@ -21,12 +25,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from keyspace.codec import pack_value, unpack_value
-from keyspace.layout import JOB_DIRECTORY, queue_keys
+from keyspace.layout import JOB_DIRECTORY, MOVED, queue_keys
 from keyspace.limits import VALUE_LIMIT
-from keyspace.protocol import Database, Transaction
+from keyspace.protocol import Database, ReadView, Transaction
 from keyspace.retry import transactional
 from quick import counters, pointers
-from quick.errors import InvalidArgument, InvalidPayload
+from quick.errors import InvalidArgument, InvalidPayload, QueueMoved
 from quick.jobs import Job, JobState, now_ms
 from quick.validation import (
     check_max_attempts,
@@ -42,6 +46,7 @@ __all__ = [
     "prepare",
     "store_new",
     "store_batch",
+    "check_not_moved",
     "JobSpec",
 ]
 
@@ -140,12 +145,29 @@ def _write(tr: Transaction, prepared: _Prepared, first_try: bool) -> tuple[str, 
     return job.id, True
 
 
+def check_not_moved(view: ReadView, queue: str) -> None:
+    """Raise :class:`QueueMoved` when ``quick migrate`` moved ``queue`` to another store.
+
+    One point read; through a transaction it is serializable, so a marker committed
+    after the read makes the caller's transaction conflict and retry.
+    """
+    data = view.get(MOVED.pack((queue,)))
+    if data is not None:
+        record = unpack_value(data)
+        target = record.get("to") if isinstance(record, dict) else None
+        raise QueueMoved(queue, str(target) if target else "another store")
+
+
 def store_new(tr: Transaction, prepared: _Prepared, *, first_try: bool = False) -> str:
     """Write a prepared job unless its id or unique key is already taken; return the job id.
 
     ``first_try`` may skip the directory lookup for a freshly generated id: it only
     matters when an earlier try of the same transaction may have committed.
+
+    Raises:
+        QueueMoved: the job's queue was moved to another store.
     """
+    check_not_moved(tr, prepared.job.queue)
     job_id, written = _write(tr, prepared, first_try)
     if written:
         job = prepared.job
@@ -155,7 +177,10 @@ def store_new(tr: Transaction, prepared: _Prepared, *, first_try: bool = False) 
 
 
 def store_batch(tr: Transaction, batch: list[_Prepared], *, first_try: bool = False) -> list[str]:
-    """``store_new`` for many jobs, with one pointer check and one count per queue and state."""
+    """``store_new`` for many jobs, with one pointer check, one moved check and one count
+    per queue and state."""
+    for queue in dict.fromkeys(prepared.job.queue for prepared in batch):
+        check_not_moved(tr, queue)
     ids = []
     earliest: dict[str, int] = {}
     counts: dict[tuple[str, JobState], int] = {}
@@ -216,6 +241,7 @@ def enqueue(
     Raises:
         InvalidArgument: a bad queue id, topic, priority, delay, at, max_attempts or size.
         InvalidPayload: a payload msgpack cannot encode.
+        QueueMoved: ``quick migrate`` moved the queue to another store (named on the error).
     """
     prepared = prepare(
         queue_id,
@@ -243,6 +269,9 @@ def enqueue_many(db_or_tr: Database | Transaction, jobs: Iterable[JobSpec]) -> l
     """Enqueue several jobs in one transaction; each is a mapping of ``enqueue``'s arguments.
 
     Every job is validated before any is written; the ids come back in order.
+
+    Raises:
+        QueueMoved: one of the queues was moved to another store; nothing is written.
     """
     prepared = []
     for index, spec in enumerate(jobs):

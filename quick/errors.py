@@ -15,6 +15,7 @@ __all__ = [
     "LeaseLost",
     "JobNotFound",
     "JobRunning",
+    "QueueMoved",
     "Snooze",
     "Discard",
 ]
@@ -61,6 +62,18 @@ class JobRunning(QuickError):
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
         super().__init__(f"job {job_id!r} is running; it can only be cancelled when not leased")
+
+
+class QueueMoved(QuickError):
+    """The queue was moved to another store by ``quick migrate``; enqueue there instead.
+
+    ``destination`` is the URL of the store the queue now lives in.
+    """
+
+    def __init__(self, queue: str, destination: str) -> None:
+        self.queue = queue
+        self.destination = destination
+        super().__init__(f"queue {queue!r} moved to {destination}; enqueue there")
 
 
 class Snooze(Exception):

@@ -37,6 +37,8 @@ class JobState(StrEnum):
     COMPLETED = "completed"
     DISCARDED = "discarded"
     CANCELLED = "cancelled"
+    #: Moved to another store by ``quick migrate`` (a tombstone on the source only).
+    MOVED = "moved"
 
 
 #: States with a per-queue atomic counter.

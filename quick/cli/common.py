@@ -48,6 +48,7 @@ __all__ = [
     "describe_key",
     "echo_json",
     "open_store",
+    "open_url",
     "parse_payload",
     "store_location",
     "store_url",
@@ -170,7 +171,13 @@ def open_store(ctx: click.Context) -> Iterator[Database]:
         Unavailable: the store cannot be opened, or a transaction failed (StorageError).
         Refused: any other QuickError the body raises.
     """
-    url = store_url(ctx)
+    with open_url(store_url(ctx)) as db:
+        yield db
+
+
+@contextmanager
+def open_url(url: str) -> Iterator[Database]:
+    """The store at ``url``, open for the ``with`` body; errors as :func:`open_store`."""
     try:
         db = keyspace.open(url)
     except InvalidURL as error:

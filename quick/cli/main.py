@@ -13,6 +13,7 @@ from quick.cli.dashboard import dashboard
 from quick.cli.demo import demo
 from quick.cli.dlq import dlq
 from quick.cli.inspect import check, inspect
+from quick.cli.migrate import migrate_command
 from quick.cli.queue import enqueue, jobs, queues
 from quick.cli.runs import runs, signal_step
 from quick.cli.worker import worker
@@ -47,6 +48,7 @@ for _command in (
     runs,
     signal_step,
     dashboard,
+    migrate_command,
 ):
     cli.add_command(_command)
 
