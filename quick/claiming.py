@@ -44,7 +44,14 @@ from quick.counters import Tally
 from quick.errors import InvalidArgument
 from quick.extensions import extension_for
 from quick.jobs import Claim, Job, JobState, now_ms
-from quick.records import bury_corrupt, bury_job, load_job, store_job
+from quick.records import (
+    bury_corrupt,
+    bury_job,
+    drop_entry,
+    load_job,
+    repair_entry,
+    store_job,
+)
 from quick.validation import check_name, check_positive_ms
 
 __all__ = [
@@ -86,14 +93,18 @@ def _promote(
     for key, _ in tr.get_range(*keys.scheduled_range(now), limit=PROMOTE_BATCH):
         if budget.left <= 0:
             return
-        vis_ms, job_id = keys.unpack_scheduled(key)
+        try:
+            _, job_id = _unpack(keys.unpack_scheduled, key)
+        except ValueError:
+            drop_entry(tr, key)
+            continue
         try:
             job = load_job(tr, keys, job_id)
         except CorruptValue as error:
             bury_corrupt(tr, keys, job_id, key, JobState.SCHEDULED, str(error), now)
             continue
-        if job is None or job.state is JobState.READY or job.vis_ms != vis_ms:
-            tr.clear(key)
+        if job is None or job.index_key(keys) != key:
+            repair_entry(tr, keys, job, key, JobState.SCHEDULED, tally)
             continue
         budget.left -= store_job(tr, keys, job, job.evolve(state=JobState.READY), tally)
 
@@ -163,14 +174,18 @@ def claim_jobs(
         if budget.left <= 0 and claimed:
             break
         taken += 1
-        _, _, job_id = keys.unpack_ready(key)
+        try:
+            *_, job_id = _unpack(keys.unpack_ready, key)
+        except ValueError:
+            drop_entry(tr, key)
+            continue
         try:
             job = load_job(tr, keys, job_id)
         except CorruptValue as error:
             bury_corrupt(tr, keys, job_id, key, JobState.READY, str(error), now)
             continue
         if job is None or job.index_key(keys) != key:
-            tr.clear(key)
+            repair_entry(tr, keys, job, key, JobState.READY, tally)
             continue
         got = _lease_one(
             tr, keys, job, owner=owner, token=token, now=now, lease_ms=lease_ms,
@@ -187,6 +202,19 @@ def claim_jobs(
         record.update(o=owner, u=0, r=[mine, *recent[: RECENT_CLAIMS - 1]])
         pointers.write_queue_lease(tr, queue, record)
     return claimed
+
+
+def _unpack(unpack: Any, key: bytes) -> tuple[Any, ...]:
+    """An index key's fields, the last a job id string; ValueError when it is not one."""
+    try:
+        fields: tuple[Any, ...] = unpack(key)
+    except Exception as error:  # fdb.tuple raises several kinds on foreign bytes
+        raise ValueError(str(error)) from error
+    if not isinstance(fields[-1], str) or not all(
+        isinstance(f, int) and not isinstance(f, bool) for f in fields[:-1]
+    ):
+        raise ValueError(f"index key fields {fields!r}")
+    return fields
 
 
 def _recent_claims(lease: dict[str, Any] | None) -> list[tuple[str, list[str]]]:
@@ -210,7 +238,10 @@ def _reclaimed(tr: Transaction, keys: QueueKeys, job_ids: list[str], token: str)
     """The claims an earlier, committed try of this claim made."""
     out = []
     for job_id in job_ids:
-        job = load_job(tr, keys, job_id)
+        try:
+            job = load_job(tr, keys, job_id)
+        except CorruptValue:
+            continue
         if job is not None and job.token == token and job.state is JobState.LEASED:
             out.append(Claim.of(job))
     return out
@@ -325,10 +356,13 @@ def claim_round(
         if again:
             return ClaimRound(again, len(again), cursor)
     rng = rng or random.Random()
-    due = pointers.scan(tr.snapshot, now, after=cursor, limit=scan_limit)
+    bad: list[bytes] = []
+    due = pointers.scan(tr.snapshot, now, after=cursor, limit=scan_limit, bad=bad)
     if not due and cursor is not None:
         cursor = None
-        due = pointers.scan(tr.snapshot, now, limit=scan_limit)
+        due = pointers.scan(tr.snapshot, now, limit=scan_limit, bad=bad)
+    for key in bad:
+        tr.clear(key)
     next_cursor = due[-1][0] if len(due) == scan_limit else None
     if not due:
         idle = (tr.watch(WAKE), pointers.next_visible(tr.snapshot)) if watch else None
@@ -352,6 +386,9 @@ def claim_round(
             )
         )
     tally.flush(tr)
+    for key, queue in due:
+        if queue in tries.queues:
+            pointers.drop_stray(tr, key, queue)
     return ClaimRound(claims, len(due), next_cursor)
 
 
