@@ -61,7 +61,7 @@ def _zone(tz: Any) -> zoneinfo.ZoneInfo:
         raise InvalidArgument("tz", f"must be an IANA timezone name, not {tz!r}")
     try:
         return zoneinfo.ZoneInfo(tz)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long
         raise InvalidArgument("tz", f"unknown timezone {tz!r}") from None
 
 
