@@ -52,7 +52,7 @@ from quick.records import (
     repair_entry,
     store_job,
 )
-from quick.validation import check_name, check_positive_ms
+from quick.validation import check_delay_ms, check_name, check_positive_ms
 
 __all__ = [
     "QUEUE_LEASE_MS",
@@ -285,6 +285,7 @@ def claim(
     check_name("owner", owner)
     check_positive_ms("limit", limit)
     check_positive_ms("lease_ms", lease_ms)
+    check_delay_ms("lease_ms", lease_ms)
     assert queue is not None
     now = resolve_now(now_ms)
     if not _lease_queue(db, queue, owner, now):
