@@ -506,6 +506,8 @@ class Consumer:
                 await self.bridge.call_db(chore)
             except quick.QuickError as error:
                 log.warning("%s failed: %s", what, error)
+            except Exception:  # a chore never ends the consumer (issue 11): log and go on
+                log.exception("%s failed", what)
             with trio.move_on_after(interval):
                 await self._stopping.wait()
 

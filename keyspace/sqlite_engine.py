@@ -556,8 +556,11 @@ def _query(
     order = "DESC" if reverse else "ASC"
     return conn.execute(
         f"SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k {order} LIMIT ?",
-        (begin, end, limit or -1),
+        (begin, end, min(limit, _SQLITE_MAX_INT) or -1),  # a larger limit is no limit
     ).fetchall()
+
+
+_SQLITE_MAX_INT = 2**63 - 1
 
 
 def _scan(conn: sqlite3.Connection, begin: bytes, end: bytes, reverse: bool) -> Iterator[KeyValue]:

@@ -44,8 +44,15 @@ from quick.counters import Tally
 from quick.errors import InvalidArgument
 from quick.extensions import extension_for
 from quick.jobs import Claim, Job, JobState, now_ms
-from quick.records import bury_corrupt, bury_job, load_job, store_job
-from quick.validation import check_name, check_positive_ms
+from quick.records import (
+    bury_corrupt,
+    bury_job,
+    drop_entry,
+    load_job,
+    repair_entry,
+    store_job,
+)
+from quick.validation import check_delay_ms, check_name, check_positive_ms
 
 __all__ = [
     "QUEUE_LEASE_MS",
@@ -86,9 +93,9 @@ def _promote(
     rows = tr.get_range(*keys.scheduled_range(now), limit=PROMOTE_BATCH)
     if not rows:
         return
-    entries = [(key, *keys.unpack_scheduled(key)) for key, _ in rows]
-    records = tr.get_many([keys.job(job_id) for _, _, job_id in entries])
-    for (key, vis_ms, job_id), data in zip(entries, records, strict=True):
+    entries = _valid_entries(tr, rows, keys.unpack_scheduled)
+    records = tr.get_many([keys.job(job_id) for _, job_id in entries])
+    for (key, job_id), data in zip(entries, records, strict=True):
         if budget.left <= 0:
             return
         try:
@@ -96,8 +103,8 @@ def _promote(
         except CorruptValue as error:
             bury_corrupt(tr, keys, job_id, key, JobState.SCHEDULED, str(error), now)
             continue
-        if job is None or job.state is JobState.READY or job.vis_ms != vis_ms:
-            tr.clear(key)
+        if job is None or job.index_key(keys) != key:
+            repair_entry(tr, keys, job, key, JobState.SCHEDULED, tally)
             continue
         budget.left -= store_job(tr, keys, job, job.evolve(state=JobState.READY), tally)
 
@@ -162,20 +169,20 @@ def claim_jobs(
     _promote(tr, keys, now, tally, budget)
     claimed: list[Claim] = []
     rows = tr.get_range(*keys.ready_range(), limit=limit + 1)
-    ids = [keys.unpack_ready(key)[2] for key, _ in rows[:limit]]
-    records = tr.get_many([keys.job(job_id) for job_id in ids])
-    taken = 0
-    for (key, _), job_id, data in zip(rows, ids, records, strict=False):
+    entries = _valid_entries(tr, rows[:limit], keys.unpack_ready)
+    records = tr.get_many([keys.job(job_id) for _, job_id in entries])
+    stopped_early = False
+    for (key, job_id), data in zip(entries, records, strict=True):
         if budget.left <= 0 and claimed:
+            stopped_early = True
             break
-        taken += 1
         try:
             job = None if data is None else Job.from_value(queue, job_id, data)
         except CorruptValue as error:
             bury_corrupt(tr, keys, job_id, key, JobState.READY, str(error), now)
             continue
         if job is None or job.index_key(keys) != key:
-            tr.clear(key)
+            repair_entry(tr, keys, job, key, JobState.READY, tally)
             continue
         got = _lease_one(
             tr, keys, job, owner=owner, token=token, now=now, lease_ms=lease_ms,
@@ -185,13 +192,39 @@ def claim_jobs(
             claimed.append(got)
     if own_tally:
         tally.flush(tr)
-    ready_left = len(rows) > taken
+    ready_left = len(rows) > limit or stopped_early
     if pointers.refresh(tr, keys, now, ready_left=ready_left):
         record = {k: v for k, v in (lease or {}).items() if k in ("o", "u", "r")}
         mine = [token, [c.job_id for c in claimed]]
         record.update(o=owner, u=0, r=[mine, *recent[: RECENT_CLAIMS - 1]])
         pointers.write_queue_lease(tr, queue, record)
     return claimed
+
+
+def _valid_entries(
+    tr: Transaction, rows: list[tuple[bytes, bytes]], unpack: Any
+) -> list[tuple[bytes, str]]:
+    """``(index key, job id)`` of the entries that unpack; the others are cleared and named."""
+    out = []
+    for key, _ in rows:
+        try:
+            out.append((key, _unpack(unpack, key)[-1]))
+        except ValueError:
+            drop_entry(tr, key)
+    return out
+
+
+def _unpack(unpack: Any, key: bytes) -> tuple[Any, ...]:
+    """An index key's fields, the last a job id string; ValueError when it is not one."""
+    try:
+        fields: tuple[Any, ...] = unpack(key)
+    except Exception as error:  # fdb.tuple raises several kinds on foreign bytes
+        raise ValueError(str(error)) from error
+    if not isinstance(fields[-1], str) or not all(
+        isinstance(f, int) and not isinstance(f, bool) for f in fields[:-1]
+    ):
+        raise ValueError(f"index key fields {fields!r}")
+    return fields
 
 
 def _recent_claims(lease: dict[str, Any] | None) -> list[tuple[str, list[str]]]:
@@ -215,7 +248,10 @@ def _reclaimed(tr: Transaction, keys: QueueKeys, job_ids: list[str], token: str)
     """The claims an earlier, committed try of this claim made."""
     out = []
     for job_id in job_ids:
-        job = load_job(tr, keys, job_id)
+        try:
+            job = load_job(tr, keys, job_id)
+        except CorruptValue:
+            continue
         if job is not None and job.token == token and job.state is JobState.LEASED:
             out.append(Claim.of(job))
     return out
@@ -259,6 +295,7 @@ def claim(
     check_name("owner", owner)
     check_positive_ms("limit", limit)
     check_positive_ms("lease_ms", lease_ms)
+    check_delay_ms("lease_ms", lease_ms)
     assert queue is not None
     now = resolve_now(now_ms)
     if not _lease_queue(db, queue, owner, now):
@@ -330,10 +367,13 @@ def claim_round(
         if again:
             return ClaimRound(again, len(again), cursor)
     rng = rng or random.Random()
-    due = pointers.scan(tr.snapshot, now, after=cursor, limit=scan_limit)
+    bad: list[bytes] = []
+    due = pointers.scan(tr.snapshot, now, after=cursor, limit=scan_limit, bad=bad)
     if not due and cursor is not None:
         cursor = None
-        due = pointers.scan(tr.snapshot, now, limit=scan_limit)
+        due = pointers.scan(tr.snapshot, now, limit=scan_limit, bad=bad)
+    for key in bad:
+        tr.clear(key)
     next_cursor = due[-1][0] if len(due) == scan_limit else None
     if not due:
         idle = (tr.watch(WAKE), pointers.next_visible(tr.snapshot)) if watch else None
@@ -357,6 +397,9 @@ def claim_round(
             )
         )
     tally.flush(tr)
+    for key, queue in due:
+        if queue in tries.queues:
+            pointers.drop_stray(tr, key, queue)
     return ClaimRound(claims, len(due), next_cursor)
 
 

@@ -8,13 +8,16 @@ one per job.
 
 from __future__ import annotations
 
+import logging
 import struct
 
-from keyspace.layout import QueueKeys, queue_keys
+from keyspace.layout import QueueKeys, describe, queue_keys
 from keyspace.protocol import ReadView, Transaction
 from quick.jobs import COUNTED_STATES, JobState
 
 __all__ = ["Tally", "bump", "move", "read_counts"]
+
+log = logging.getLogger("quick.store")
 
 _ONE = struct.pack("<q", 1)
 _MINUS_ONE = struct.pack("<q", -1)
@@ -68,10 +71,20 @@ class Tally:
 
 
 def read_counts(view: ReadView, queue: str) -> dict[str, int]:
-    """``{state: count}`` for every counted state of ``queue`` (zeros included)."""
+    """``{state: count}`` for every counted state of ``queue`` (zeros included).
+
+    A counter that is not an 8-byte integer (or whose key does not unpack to a state)
+    is left out and named in a warning; ``quick check --deep --repair`` rewrites it.
+    """
     keys = queue_keys(queue)
     counts = {state.value: 0 for state in COUNTED_STATES}
     for key, value in view.get_range(*keys.counters_range()):
-        (state,) = keys.space["n"].unpack(key)
-        counts[state] = struct.unpack("<q", value)[0]
+        try:
+            (state,) = keys.space["n"].unpack(key)
+            (count,) = struct.unpack("<q", value)
+        except (ValueError, TypeError, struct.error) as error:
+            log.warning("corrupt counter %s: %s; left out", describe(key), error)
+            continue
+        if isinstance(state, str):
+            counts[state] = count
     return counts

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import zoneinfo
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,8 @@ from typing import Any
 from croniter import CroniterError, croniter
 
 from keyspace.codec import CorruptValue, pack_value, unpack_value
-from keyspace.layout import CRON, CRON_DUE
+from keyspace.errors import QuickError
+from keyspace.layout import CRON, CRON_DUE, describe
 from keyspace.protocol import Database, Transaction
 from keyspace.retry import EarlierTries, transactional
 from quick.corruption import CorruptRecord
@@ -30,6 +32,8 @@ from quick.enqueueing import prepare, store_new
 from quick.errors import InvalidArgument, QueueMoved
 from quick.jobs import now_ms
 from quick.validation import check_name
+
+log = logging.getLogger("quick.store")
 
 __all__ = [
     "Schedule",
@@ -61,7 +65,7 @@ def _zone(tz: Any) -> zoneinfo.ZoneInfo:
         raise InvalidArgument("tz", f"must be an IANA timezone name, not {tz!r}")
     try:
         return zoneinfo.ZoneInfo(tz)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long
         raise InvalidArgument("tz", f"unknown timezone {tz!r}") from None
 
 
@@ -159,9 +163,7 @@ def schedule(
 @transactional
 def _put(tr: Transaction, item: Schedule) -> None:
     key = CRON.pack((item.name,))
-    old = tr.get(key)
-    if old is not None:
-        tr.clear(CRON_DUE.pack((decode_schedule(item.name, old).next_ms, item.name)))
+    _clear_due(tr, item.name, tr.get(key))
     tr.set(key, _encode(item))
     tr.set(CRON_DUE.pack((item.next_ms, item.name)), b"")
 
@@ -201,8 +203,19 @@ def _remove_schedule(tr: Transaction, name: str, earlier: EarlierTries) -> bool:
         return bool(earlier.found)
     earlier.found = 1
     tr.clear(key)
-    tr.clear(CRON_DUE.pack((decode_schedule(name, old).next_ms, name)))
+    _clear_due(tr, name, old)
     return True
+
+
+def _clear_due(tr: Transaction, name: str, old: bytes | None) -> None:
+    """Clear the due entry of the stored schedule ``old``; a corrupt one names none (its
+    stray entry, if any, is cleared by activation, which finds the record changed)."""
+    if old is None:
+        return
+    try:
+        tr.clear(CRON_DUE.pack((decode_schedule(name, old).next_ms, name)))
+    except CorruptValue as error:
+        log.warning("corrupt cron schedule %s replaced: %s", describe(CRON.pack((name,))), error)
 
 
 @transactional
@@ -210,29 +223,54 @@ def _activate(tr: Transaction, now: int, limit: int) -> tuple[list[str], bool]:
     """Fire up to ``limit`` due schedules; (job ids, whether more may be due)."""
     enqueued = []
     due = tr.snapshot.get_range(CRON_DUE.range()[0], CRON_DUE.pack((now + 1,)), limit=limit)
-    names = [CRON_DUE.unpack(due_key)[1] for due_key, _ in due]
+    names: list[str] = []
+    for due_key, _ in due:
+        name = _due_name(due_key)
+        if name is None:
+            log.warning("corrupt cron due entry %s: cleared", describe(due_key))
+            tr.clear(due_key)
+        names.append(name or "")
     values = tr.get_many([CRON.pack((name,)) for name in names])  # one round trip for all
     for (due_key, _), name, value in zip(due, names, values, strict=True):
         if value is None:
             tr.clear(due_key)
             continue
-        item = decode_schedule(name, value)
-        if item.next_ms > now or CRON_DUE.pack((item.next_ms, name)) != due_key:
+        try:
+            item = decode_schedule(name, value)
+            if CRON_DUE.pack((item.next_ms, name)) != due_key:
+                tr.clear(due_key)  # a stray: the record names another time
+                continue
+            job = prepare(
+                item.queue_id,
+                item.topic,
+                item.payload,
+                job_id=f"cron:{item.name}:{item.next_ms}",
+                now=now,
+            )
+            following = next_fire_ms(item.cron, item.tz, now)
+        except (QuickError, CroniterError, ValueError, TypeError, OverflowError) as error:
+            # Set aside: the record stays (for an operator, ``quick check --deep``) but
+            # leaves the due index, so it neither fires nor blocks the schedules after it.
+            log.warning(
+                "corrupt cron schedule %s: %s; set aside", describe(CRON.pack((name,))), error
+            )
+            tr.clear(due_key)
             continue
-        job = prepare(
-            item.queue_id,
-            item.topic,
-            item.payload,
-            job_id=f"cron:{item.name}:{item.next_ms}",
-            now=now,
-        )
         # A queue moved to another store skips the tick (the check precedes any write),
         # rather than failing every activation from now on.
         with contextlib.suppress(QueueMoved):
             enqueued.append(store_new(tr, job))
-        advanced = Schedule(**{**_fields(item), "next_ms": next_fire_ms(item.cron, item.tz, now)})
-        _put(tr, advanced)
+        _put(tr, Schedule(**{**_fields(item), "next_ms": following}))
     return enqueued, len(due) == limit
+
+
+def _due_name(key: bytes) -> str | None:
+    """The schedule name of a due-index key; None when the key is not ``(next_ms, name)``."""
+    try:
+        next_ms, name = CRON_DUE.unpack(key)
+    except Exception:  # fdb.tuple raises several kinds on foreign bytes
+        return None
+    return name if isinstance(name, str) and isinstance(next_ms, int) else None
 
 
 def _fields(item: Schedule) -> dict[str, Any]:

@@ -10,15 +10,15 @@ the same transaction:
 * when an attempt fails (``on_failed``, with the retry time, or None when final).
 
 The consumer also asks it which handler runs the job and with what ``meta.context``.
-A module registers its extension with :func:`register` when imported; a job whose
-extension is not yet registered imports the module it names, so a worker needs no
-configuration to run, say, workflow steps. Layers depend downward only: ``quick``
-never imports the modules above it by name, only the one a stored job names.
+A module registers its extension with :func:`register` when imported (the workflow
+package does; ``quick worker`` imports it at start). Only registered extensions are
+used: stored data is never trusted to name code to import, so a job naming an
+unregistered module is refused (and dead-lettered when it settles). Layers depend
+downward only: ``quick`` never imports the modules above it.
 """
 
 from __future__ import annotations
 
-import importlib
 import threading
 from typing import Any, Protocol
 
@@ -81,7 +81,8 @@ def extension_for(data: dict[str, Any] | None) -> JobExtension | None:
     """The extension owning a job with extension ``data`` (None for a plain job).
 
     Raises:
-        InvalidArgument: the data names no module, or a module that registers nothing.
+        InvalidArgument: the data names no module, or one that registered no extension
+            in this process (nothing is imported on a stored job's say-so).
     """
     if data is None:
         return None
@@ -90,13 +91,9 @@ def extension_for(data: dict[str, Any] | None) -> JobExtension | None:
         raise InvalidArgument("extension", f"job extension data names no module: {data!r}")
     found = _registry.get(module)
     if found is None:
-        try:
-            importlib.import_module(module)
-        except ImportError as error:
-            raise InvalidArgument(
-                "extension", f"cannot import job extension module {module!r}: {error}"
-            ) from None
-        found = _registry.get(module)
-        if found is None:
-            raise InvalidArgument("extension", f"module {module!r} registers no job extension")
+        raise InvalidArgument(
+            "extension",
+            f"no job extension {module!r} is registered in this process "
+            "(import the layer that registers it, e.g. workflow)",
+        )
     return found

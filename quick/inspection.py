@@ -28,6 +28,7 @@ from quick.corruption import CorruptRecord
 from quick.cron import Schedule, decode_schedule
 from quick.enqueueing import directory_entry
 from quick.jobs import COUNTED_STATES, Job, JobState, now_ms
+from quick.validation import check_positive_ms
 
 __all__ = [
     "DeadLetter",
@@ -123,6 +124,7 @@ def queue_counts(tr: Transaction, queue_id: str) -> dict[str, int]:
 @transactional
 def list_jobs(tr: Transaction, queue_id: str, *, limit: int = 100) -> list[Job]:
     """Jobs waiting or running in one queue: ready ones best first, then by visibility time."""
+    check_positive_ms("limit", limit)
     keys = queue_keys(queue_id)
     ids = [
         keys.unpack_ready(k)[2] for k, _ in tr.snapshot.get_range(*keys.ready_range(), limit=limit)

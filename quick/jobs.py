@@ -45,6 +45,24 @@ class JobState(StrEnum):
 COUNTED_STATES = (JobState.SCHEDULED, JobState.READY, JobState.LEASED, JobState.DEAD)
 
 
+_NONE = type(None)
+#: The type each stored job field must have (``p``, the payload, may be anything).
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "t": (str,),
+    "pr": (int,),
+    "v": (int,),
+    "s": (str,),
+    "a": (int,),
+    "m": (int, _NONE),
+    "c": (int,),
+    "o": (str, _NONE),
+    "k": (str, _NONE),
+    "e": (str, _NONE),
+    "u": (str, _NONE),
+    "x": (dict, _NONE),
+}
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Job:
     """A job as stored in its queue."""
@@ -88,9 +106,16 @@ class Job:
 
     @classmethod
     def from_value(cls, queue: str, job_id: str, data: bytes) -> Job:
-        """Decode a stored record; CorruptValue when it is not one."""
+        """Decode a stored record; CorruptValue when it is not one, or a field has the
+        wrong type (msgpack decodes whatever was stored, so each field is checked)."""
         record = unpack_value(data)
+        if not isinstance(record, dict):
+            raise CorruptValue(f"job record {job_id!r} is a {type(record).__name__}, not a map")
         try:
+            for name, kinds in _FIELD_TYPES.items():
+                value = record[name] if name != "x" else record.get(name)
+                if not isinstance(value, kinds) or isinstance(value, bool):
+                    raise TypeError(f"field {name!r} is {value!r}")
             return cls(
                 id=job_id,
                 queue=queue,

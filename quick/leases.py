@@ -28,7 +28,7 @@ from quick.fencing import Standing, Status, held_job, standing, standings
 from quick.jobs import Claim, JobState
 from quick.records import bury_job, finish_job, store_job, truncate_error
 from quick.retrying import DEFAULT_BASE_DELAY_MS, DEFAULT_MAX_DELAY_MS, attempt_limit, backoff_ms
-from quick.validation import check_positive_ms
+from quick.validation import check_claim, check_delay_ms, check_positive_ms
 
 __all__ = [
     "heartbeat",
@@ -78,6 +78,7 @@ def heartbeat(
     Raises:
         LeaseLost: the job was claimed by someone else or is gone; nothing changed.
     """
+    check_claim(claim)
     check_positive_ms("lease_ms", lease_ms)
     return _heartbeat(db, claim, lease_ms, resolve_now(now_ms))
 
@@ -124,6 +125,7 @@ def complete(db_or_tr: Database | Transaction, claim: Claim, *, now_ms: int | No
     Raises:
         LeaseLost: the job was claimed by someone else or is gone; nothing changed.
     """
+    check_claim(claim)
     return _complete(db_or_tr, claim, JobState.COMPLETED, resolve_now(now_ms))
 
 
@@ -155,6 +157,9 @@ def _discard(tr: Transaction, claim: Claim, reason: str, now: int) -> None:
 
 def discard(db_or_tr: Database | Transaction, claim: Claim, reason: str = "") -> None:
     """Drop the claimed job without running it again, recording ``reason``."""
+    check_claim(claim)
+    if not isinstance(reason, str):
+        raise TypeError(f"reason must be text, not {type(reason).__name__}")
     _discard(db_or_tr, claim, reason, resolve_now(None))
 
 
@@ -187,6 +192,9 @@ def dead_letter(
     db: Database | Transaction, claim: Claim, reason: str, *, now_ms: int | None = None
 ) -> None:
     """Move the claimed job straight to the dead letters (e.g. its topic has no handler)."""
+    check_claim(claim)
+    if not isinstance(reason, str):
+        raise TypeError(f"reason must be text, not {type(reason).__name__}")
     _dead_letter(db, claim, str(reason), resolve_now(now_ms))
 
 
@@ -288,10 +296,14 @@ def fail(
     Raises:
         LeaseLost: the job was claimed by someone else or is gone; nothing changed.
     """
+    check_claim(claim)
+    if not isinstance(reason, str):
+        raise TypeError(f"reason must be text, not {type(reason).__name__}")
     check_positive_ms("base_delay_ms", base_delay_ms)
     check_positive_ms("max_delay_ms", max_delay_ms)
     if delay_ms is None:
         delay_ms = backoff_ms(claim.attempt, base_delay_ms, max_delay_ms)
+    check_delay_ms("delay_ms", delay_ms)
     return _fail(db, claim, str(reason), resolve_now(now_ms), int(delay_ms), max_attempts)
 
 
@@ -318,6 +330,8 @@ def snooze(
     db: Database | Transaction, claim: Claim, seconds: float, *, now_ms: int | None = None
 ) -> None:
     """Run the job again after ``seconds`` without using up an attempt."""
+    check_claim(claim)
+    check_delay_ms("seconds", seconds * 1000 if isinstance(seconds, int | float) else seconds)
     _snooze(db, claim, seconds, resolve_now(now_ms))
 
 
@@ -334,6 +348,7 @@ def _release(tr: Transaction, claim: Claim, now: int) -> None:
 
 def release(db: Database | Transaction, claim: Claim, *, now_ms: int | None = None) -> None:
     """Give an unstarted claim back: visible to others at once, its attempt refunded."""
+    check_claim(claim)
     _release(db, claim, resolve_now(now_ms))
 
 

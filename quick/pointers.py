@@ -35,10 +35,19 @@ more than :data:`REWRITE_THRESHOLD_MS`.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from keyspace.codec import pack_value, unpack_value
-from keyspace.layout import POINTER_INDEX, POINTERS, QUEUE_LEASES, WAKE, QueueKeys, queue_keys
+from keyspace.codec import CorruptValue, pack_value, unpack_value
+from keyspace.layout import (
+    POINTER_INDEX,
+    POINTERS,
+    QUEUE_LEASES,
+    WAKE,
+    QueueKeys,
+    describe,
+    queue_keys,
+)
 from keyspace.protocol import ReadView, Transaction
 
 __all__ = [
@@ -49,6 +58,10 @@ __all__ = [
     "collect",
     "scan",
     "read_pointer",
+    "decode_pointer",
+    "decode_queue_lease",
+    "unpack_index",
+    "drop_stray",
     "next_visible",
     "lease_queue",
     "queue_lease",
@@ -63,17 +76,89 @@ EMPTY_GRACE_MS = 30_000
 
 _ONE = (1).to_bytes(8, "little")
 
+log = logging.getLogger("quick.store")
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def decode_pointer(data: bytes) -> dict[str, Any]:
+    """A pointer record ``{"v": vis_ms, "e": empty_since or None}``; CorruptValue otherwise."""
+    record = unpack_value(data)
+    if (
+        not isinstance(record, dict)
+        or not _int(record.get("v"))
+        or not (record.get("e") is None or _int(record.get("e")))
+    ):
+        raise CorruptValue(f"pointer record of the wrong shape: {record!r}")
+    return {"v": record["v"], "e": record.get("e")}
+
+
+def decode_queue_lease(data: bytes) -> dict[str, Any]:
+    """A queue lease record (see :func:`queue_lease`); CorruptValue otherwise."""
+    record = unpack_value(data)
+    if not isinstance(record, dict) or not _int(record.get("u", 0)):
+        raise CorruptValue(f"queue lease of the wrong shape: {record!r}")
+    owner, recent = record.get("o"), record.get("r") or []
+    if not (owner is None or isinstance(owner, str)) or not isinstance(recent, list):
+        raise CorruptValue(f"queue lease of the wrong shape: {record!r}")
+    for entry in recent:
+        if (
+            not isinstance(entry, list | tuple)
+            or len(entry) != 2
+            or not isinstance(entry[0], str)
+            or not isinstance(entry[1], list | tuple)
+            or not all(isinstance(job_id, str) for job_id in entry[1])
+        ):
+            raise CorruptValue(f"queue lease of the wrong shape: {record!r}")
+    return dict(record)
+
+
+def _warn(key: bytes, error: Exception, action: str) -> None:
+    """Name a record that does not decode; it is treated as absent (``action`` says how)."""
+    log.warning("corrupt record %s: %s; %s", describe(key), error, action)
+
+
+def _load_pointer(view: ReadView, queue: str) -> tuple[dict[str, Any] | None, bool]:
+    """(pointer record or None, whether a corrupt record is stored in its place)."""
+    key = POINTERS.pack((queue,))
+    data = view.get(key)
+    if data is None:
+        return None, False
+    try:
+        return decode_pointer(data), False
+    except CorruptValue as error:
+        _warn(key, error, "treated as absent and rewritten from the queue's indexes")
+        return None, True
+
 
 def next_visible(view: ReadView) -> int | None:
     """The earliest ``vis_ms`` in the pointer index (None when no queue has work)."""
     rows = view.get_range(*POINTER_INDEX.range(), limit=1)
-    return None if not rows else int(POINTER_INDEX.unpack(rows[0][0])[0])
+    if not rows:
+        return None
+    entry = unpack_index(rows[0][0])
+    return None if entry is None else entry[0]
+
+
+def unpack_index(key: bytes) -> tuple[int, str] | None:
+    """``(vis_ms, queue)`` of a pointer-index key; None (and a warning) when it is not one."""
+    try:
+        vis_ms, queue = POINTER_INDEX.unpack(key)
+    except Exception as error:  # fdb.tuple raises several kinds on foreign bytes
+        _warn(key, error, "pointer-index key skipped")
+        return None
+    if not _int(vis_ms) or not isinstance(queue, str):
+        _warn(key, ValueError(f"unpacks to {(vis_ms, queue)!r}"), "pointer-index key skipped")
+        return None
+    return vis_ms, queue
 
 
 def read_pointer(view: ReadView, queue: str) -> dict[str, Any] | None:
-    """The pointer record of ``queue`` (``{"v": vis_ms, "e": empty_since or None}``)."""
-    data = view.get(POINTERS.pack((queue,)))
-    return None if data is None else dict(unpack_value(data))
+    """The pointer record of ``queue`` (``{"v": vis_ms, "e": empty_since or None}``);
+    a corrupt record reads as None (and is named in a warning)."""
+    return _load_pointer(view, queue)[0]
 
 
 def _move(
@@ -114,7 +199,7 @@ def refresh(
     Returns False when the queue no longer has a pointer.
     """
     queue = keys.queue
-    pointer = read_pointer(tr, queue)
+    pointer, corrupt = _load_pointer(tr, queue)
     if ready_left or _first(tr, keys.ready_range()) is not None:
         if pointer is None or pointer["v"] > now:
             _move(tr, queue, pointer, now, None)
@@ -126,6 +211,8 @@ def refresh(
             _move(tr, queue, pointer, vis_ms, None)
         return True
     if pointer is None:
+        if corrupt:
+            tr.clear(POINTERS.pack((queue,)))
         return False
     if pointer["e"] is None:
         _move(tr, queue, pointer, now + grace_ms, now)
@@ -144,10 +231,12 @@ def _delete(tr: Transaction, queue: str, pointer: dict[str, Any]) -> None:
 
 def collect(tr: Transaction, queue: str, now: int, grace_ms: int = EMPTY_GRACE_MS) -> bool:
     """Delete the pointer of ``queue`` if the queue has stayed empty for ``grace_ms``."""
-    pointer = read_pointer(tr, queue)
+    pointer, corrupt = _load_pointer(tr, queue)
+    keys = queue_keys(queue)
+    if corrupt:
+        return not refresh(tr, keys, now, grace_ms)
     if pointer is None:
         return False
-    keys = queue_keys(queue)
     if _first(tr, keys.ready_range()) is not None or _first(tr, keys.scheduled_range()):
         return False
     if pointer["e"] is None:
@@ -160,11 +249,17 @@ def collect(tr: Transaction, queue: str, now: int, grace_ms: int = EMPTY_GRACE_M
 
 
 def scan(
-    view: ReadView, now: int, *, after: bytes | None = None, limit: int = 100
+    view: ReadView,
+    now: int,
+    *,
+    after: bytes | None = None,
+    limit: int = 100,
+    bad: list[bytes] | None = None,
 ) -> list[tuple[bytes, str]]:
     """Index entries due at ``now`` as ``(index key, queue)``, from ``after`` (exclusive) on.
 
-    Scanners call this through a snapshot view: it adds no conflicts.
+    Scanners call this through a snapshot view: it adds no conflicts. Keys that do not
+    unpack to ``(vis_ms, queue)`` are left out, named in a warning and added to ``bad``.
     """
     begin, _ = POINTER_INDEX.range()
     if after is not None:
@@ -172,16 +267,42 @@ def scan(
     end = POINTER_INDEX.pack((now + 1,))
     out = []
     for key, _ in view.get_range(begin, end, limit=limit):
-        _, queue = POINTER_INDEX.unpack(key)
-        out.append((key, queue))
+        entry = unpack_index(key)
+        if entry is None:
+            if bad is not None:
+                bad.append(key)
+            continue
+        out.append((key, entry[1]))
     return out
+
+
+def drop_stray(tr: Transaction, key: bytes, queue: str) -> None:
+    """Clear the pointer-index entry ``key`` of ``queue`` unless it is the one its pointer
+    record names (a stray left by a corrupt or lost pointer record)."""
+    if tr.snapshot.get(key) is None:  # moved by this transaction (reads see its writes)
+        return
+    pointer = read_pointer(tr, queue)
+    if pointer is None or POINTER_INDEX.pack((pointer["v"], queue)) != key:
+        log.warning("stray pointer-index entry %s: cleared", describe(key))
+        tr.clear(key)
 
 
 def queue_lease(view: ReadView, queue: str) -> dict[str, Any] | None:
     """The queue lease record: ``{"o": owner, "u": until_ms, "r": recent claims}``, where
-    ``r`` lists the last few claims' ``[token, job ids]`` (see ``quick.leases``)."""
-    data = view.get(QUEUE_LEASES.pack((queue,)))
-    return None if data is None else dict(unpack_value(data))
+    ``r`` lists the last few claims' ``[token, job ids]`` (see ``quick.leases``).
+
+    A corrupt record reads as None (and is named in a warning): the next lease
+    written overwrites it.
+    """
+    key = QUEUE_LEASES.pack((queue,))
+    data = view.get(key)
+    if data is None:
+        return None
+    try:
+        return decode_queue_lease(data)
+    except CorruptValue as error:
+        _warn(key, error, "treated as absent and overwritten")
+        return None
 
 
 def write_queue_lease(tr: Transaction, queue: str, record: dict[str, Any]) -> None:
@@ -194,10 +315,10 @@ def lease_queue(tr: Transaction, queue: str, owner: str, now: int, lease_ms: int
     Also False when the queue's pointer is gone or no longer due (another consumer drained it).
     """
     lease = queue_lease(tr, queue)
-    if lease is not None and lease["u"] > now and lease["o"] != owner:
+    if lease is not None and lease.get("u", 0) > now and lease.get("o") != owner:
         return False
-    pointer = read_pointer(tr.snapshot, queue)
-    if pointer is None or pointer["v"] > now:
+    pointer, corrupt = _load_pointer(tr.snapshot, queue)
+    if not corrupt and (pointer is None or pointer["v"] > now):
         return False
     record = dict(lease or {"r": []})
     record.update(o=owner, u=now + lease_ms)

@@ -8,8 +8,10 @@ them, else straight to the transaction.
 
 from __future__ import annotations
 
+import logging
+
 from keyspace.codec import pack_value
-from keyspace.layout import DEAD_LETTERS, FINISHED, JOB_DIRECTORY, QueueKeys
+from keyspace.layout import DEAD_LETTERS, FINISHED, JOB_DIRECTORY, QueueKeys, describe
 from keyspace.protocol import Transaction
 from quick import counters
 from quick.counters import Tally
@@ -22,9 +24,14 @@ __all__ = [
     "finish_job",
     "bury_job",
     "bury_corrupt",
+    "repair_entry",
+    "drop_entry",
     "tombstone",
     "truncate_error",
 ]
+
+
+log = logging.getLogger("quick.store")
 
 
 def load_job(tr: Transaction, keys: QueueKeys, job_id: str) -> Job | None:
@@ -135,6 +142,39 @@ def bury_corrupt(
         pack_value({"raw": raw, "error": f"corrupt job record: {error}", "at": now}),
     )
     tr.set(JOB_DIRECTORY.pack((job_id,)), tombstone(keys.queue, "dead", now, None))
+
+
+def repair_entry(
+    tr: Transaction,
+    keys: QueueKeys,
+    job: Job | None,
+    key: bytes,
+    state: JobState,
+    tally: Tally | None = None,
+) -> None:
+    """Settle an index entry ``key`` that disagrees with its job record, losing no job.
+
+    The record exists but belongs elsewhere: the stray entry is cleared and the entry
+    the record should have is written (its count already follows the record). The
+    record is missing: the entry is cleared and one job leaves the count of ``state``,
+    the state the entry's index implies.
+    """
+    tr.clear(key)
+    if job is None:
+        log.warning("index entry without a job record %s: cleared", describe(key))
+        if tally is None:
+            counters.move(tr, keys, state, None)
+        else:
+            tally.move(keys, state, None)
+        return
+    log.warning("index entry %s disagrees with its job record: re-indexed", describe(key))
+    tr.set(job.index_key(keys), b"")
+
+
+def drop_entry(tr: Transaction, key: bytes) -> None:
+    """Clear an index entry that does not unpack (it names no job to lose)."""
+    log.warning("index entry that does not unpack %s: cleared", describe(key))
+    tr.clear(key)
 
 
 #: The most bytes of error text stored with a job or dead letter: a handler's error

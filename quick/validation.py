@@ -92,3 +92,25 @@ def visibility_ms(delay: Any, at: Any, now_ms: int) -> int:
     if seconds < 0:
         raise InvalidArgument("delay", f"must not be negative, not {seconds}")
     return now_ms + round(seconds * 1000)
+
+
+#: The longest delay quick accepts, in milliseconds (about 100 years): past it, times
+#: overflow the engines' 64-bit integers.
+MAX_DELAY_MS = 100 * 365 * 86_400_000
+
+
+def check_claim(claim: Any) -> None:
+    """A :class:`~quick.jobs.Claim` as handed out by a claim (TypeError otherwise)."""
+    from quick.jobs import Claim
+
+    if not isinstance(claim, Claim):
+        raise TypeError(f"claim must be a Claim, not {type(claim).__name__}")
+
+
+def check_delay_ms(field: str, value: Any) -> int:
+    """A finite, non-negative delay in milliseconds no longer than :data:`MAX_DELAY_MS`."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidArgument(field, f"must be a finite number, not {value!r}")
+    if not 0 <= value <= MAX_DELAY_MS:
+        raise InvalidArgument(field, f"must be between 0 and {MAX_DELAY_MS}, not {value!r}")
+    return int(value)

@@ -14,7 +14,7 @@ import click
 from keyspace import layout
 from keyspace.protocol import Database, Transaction
 from keyspace.subspace import Versionstamp
-from quick.cli.common import Refused, describe_key, open_store
+from quick.cli.common import Refused, UsageProblem, describe_key, open_store
 
 __all__ = ["check", "inspect"]
 
@@ -24,13 +24,27 @@ _PAGE = 500
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option(
+    "--deep",
+    is_flag=True,
+    help="Walk the whole keyspace: records that do not decode and broken invariants.",
+)
+@click.option(
+    "--repair", is_flag=True, help="With --deep: fix what can be fixed without losing a job."
+)
 @click.pass_context
-def check(ctx: click.Context, as_json: bool) -> None:
+def check(ctx: click.Context, as_json: bool, deep: bool, repair: bool) -> None:
     """Round-trip keys through the store and report what each step saw.
 
     Writes a few keys under a scratch prefix, reads them back (point, range, atomic
-    add, versionstamp), then clears them: a quick health check of an engine.
+    add, versionstamp), then clears them: a quick health check of an engine. With
+    --deep, checks the stored data instead (exit code 1 when problems are left).
     """
+    if repair and not deep:
+        raise UsageProblem("--repair needs --deep")
+    if deep:
+        _deep(ctx, as_json, repair)
+        return
     with open_store(ctx) as db:
         report = _round_trip(db)
     if as_json:
@@ -41,6 +55,32 @@ def check(ctx: click.Context, as_json: bool) -> None:
     for step, outcome in report["steps"].items():
         click.echo(f"{step:<10} {outcome}")
     click.echo(f"ok: {report['transactions']} transactions in {report['elapsed_ms']:.1f} ms")
+
+
+def _deep(ctx: click.Context, as_json: bool, repair: bool) -> None:
+    from quick.checking import check_deep
+
+    with open_store(ctx) as db:
+        report = check_deep(db, repair=repair)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "keys": report.keys,
+                    "clean": report.clean,
+                    "problems": [p.as_dict() for p in report.problems],
+                },
+                indent=2,
+            )
+        )
+    else:
+        for p in report.problems:
+            mark = "repaired  " if p.repaired else ""
+            click.echo(f"{mark}{p.kind}: {layout.describe(p.key)}: {p.detail}")
+        left = sum(not p.repaired for p in report.problems)
+        click.echo(f"{report.keys} keys checked, {len(report.problems)} problems, {left} left")
+    if not report.clean:
+        raise SystemExit(1)
 
 
 def _round_trip(db: Database) -> dict[str, Any]:
@@ -129,14 +169,6 @@ def inspect_keyspace(ctx: click.Context, prefix: str, raw: bool, limit: int) -> 
 
 def _scan(db: Database, begin: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]:
     """Every pair in [begin, end), a page per transaction."""
+    from quick.checking import walk
 
-    def page(tr: Transaction, start: bytes) -> list[tuple[bytes, bytes]]:
-        return tr.snapshot.get_range(start, end, limit=_PAGE)
-
-    start = begin
-    while True:
-        rows = db.transact(page, start)
-        yield from rows
-        if len(rows) < _PAGE:
-            return
-        start = rows[-1][0] + b"\x00"
+    return walk(db, begin, end, _PAGE)

@@ -147,7 +147,12 @@ def _serve(
     metrics_port: int | None,
     metrics_host: str,
 ) -> None:
-    """One consumer in this process, until a signal; its outcome counts logged at the end."""
+    """One consumer in this process, until a signal; its outcome counts logged at the end.
+
+    Imports :mod:`workflow` first so its job extension is registered: a worker runs
+    workflow steps whether or not the app imports the workflow package itself.
+    """
+    import workflow  # noqa: F401  (registers the workflow job extension)
     from consumer import logs
     from consumer.runtime import ConsumerConfig
     from consumer.serve import serve

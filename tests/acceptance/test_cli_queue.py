@@ -222,6 +222,10 @@ def test_cli_worker_drains_and_stops_cleanly_on_sigterm(
         str(processes),
         "--concurrency",
         "4",
+        # Small claims, so the two processes race for the 300 jobs rather than the first
+        # one up leasing most of them in a few claims of the default 100.
+        "--batch-size",
+        "5",
     )
     wait_until(lambda: len({f[0] for f in record_lines(out)}) >= 300, 60, "300 jobs to run", 0.05)
     worker.send_signal(signal.SIGTERM)

@@ -1,0 +1,31 @@
+"""A few hundred random hostile calls of the public API (``scripts/fuzz_api.py``): only
+clean refusals, and no refused call that wrote. Run the script by hand for thousands."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "fuzz_api.py"
+
+
+def _fuzz_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("fuzz_api", SCRIPT)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("seed", [21, 22])
+def test_api_fuzz_finds_only_clean_refusals(tmp_path: Path, seed: int) -> None:
+    failures, outcomes = _fuzz_module().fuzz(300, seed, tmp_path)
+    assert not failures, "\n".join(str(f) for f in failures[:5])
+    assert any(k.endswith(" ok") for k in outcomes), outcomes
+    assert any(k.endswith(" refused") for k in outcomes), outcomes
