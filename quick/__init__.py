@@ -45,6 +45,7 @@ from quick.leases import (
     release,
     snooze,
 )
+from quick.limits import QueueLimits, get_queue_limits, list_queue_limits, set_queue_limits
 from quick.operations import cancel, purge_dead, purge_finished, requeue_dead
 from quick.outcomes import Outcome, run_claim
 from quick.pointers import collect
@@ -66,6 +67,7 @@ __all__ = [
     "LeaseLost",
     "Meta",
     "Outcome",
+    "QueueLimits",
     "QuickError",
     "Schedule",
     "Snooze",
@@ -81,10 +83,12 @@ __all__ = [
     "enqueue_many",
     "fail",
     "get_job",
+    "get_queue_limits",
     "heartbeat",
     "job_state",
     "list_dead",
     "list_jobs",
+    "list_queue_limits",
     "list_queues",
     "list_schedules",
     "open",
@@ -96,6 +100,7 @@ __all__ = [
     "requeue_dead",
     "run_claim",
     "schedule",
+    "set_queue_limits",
     "snooze",
     "transactional",
 ]

@@ -12,6 +12,7 @@ from quick.cli.cron import cron
 from quick.cli.demo import demo
 from quick.cli.dlq import dlq
 from quick.cli.inspect import check, inspect
+from quick.cli.limits import limits
 from quick.cli.queue import enqueue, jobs, queues
 from quick.cli.runs import runs, signal_step
 from quick.cli.worker import worker
@@ -33,7 +34,9 @@ def cli(ctx: click.Context, db: str) -> None:
     ctx.obj = Settings(db=db)
 
 
-for _command in (check, inspect, worker, enqueue, queues, jobs, dlq, cron, demo, runs, signal_step):
+for _command in (
+    check, inspect, worker, enqueue, queues, jobs, dlq, cron, limits, demo, runs, signal_step
+):  # fmt: skip
     cli.add_command(_command)
 
 
