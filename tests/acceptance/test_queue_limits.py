@@ -8,6 +8,7 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,30 +53,37 @@ def _most_at_once(spans: list[tuple[float, float]]) -> int:
     return most
 
 
+def _run_limited(
+    url: str,
+    out: Path,
+    workers: list[subprocess.Popen[bytes]],
+    jobs: int,
+    seconds: float,
+    **limits: Any,
+) -> list[tuple[float, float]]:
+    """Run ``jobs`` timed jobs on one limited queue with three workers; their spans."""
+    with quick.open(url) as db:
+        quick.set_queue_limits(db, "limited", **limits)
+        quick.enqueue_many(
+            db, [{"queue_id": "limited", "topic": "timed", "payload": seconds}] * jobs
+        )
+    workers += [start_worker(url, out, APP, "--concurrency", "8") for _ in range(3)]
+    wait_until(lambda: len(_finished(out)) == jobs, 60, f"{jobs} limited jobs")
+    return _finished(out)
+
+
 def test_queue_limits_max_running_holds_across_three_workers(
     url: str, tmp_path: Path, workers: list[subprocess.Popen[bytes]]
 ) -> None:
-    out = tmp_path / "runs.txt"
-    with quick.open(url) as db:
-        quick.set_queue_limits(db, "capped", max_running=2)
-        for _ in range(24):
-            quick.enqueue(db, "capped", "timed", 0.1)
-    workers += [start_worker(url, out, APP, "--concurrency", "8") for _ in range(3)]
-    wait_until(lambda: len(_finished(out)) == 24, 60, "24 capped jobs")
-    assert _most_at_once(_finished(out)) == 2
+    spans = _run_limited(url, tmp_path / "runs.txt", workers, 24, 0.1, max_running=2)
+    assert _most_at_once(spans) == 2
 
 
 def test_queue_limits_max_per_second_paces_starts(
     url: str, tmp_path: Path, workers: list[subprocess.Popen[bytes]]
 ) -> None:
-    out = tmp_path / "runs.txt"
-    with quick.open(url) as db:
-        quick.set_queue_limits(db, "paced", max_per_second=20)
-        for _ in range(100):
-            quick.enqueue(db, "paced", "timed", 0)
-    workers += [start_worker(url, out, APP, "--concurrency", "8") for _ in range(3)]
-    wait_until(lambda: len(_finished(out)) == 100, 60, "100 paced jobs")
-    starts = sorted(start for start, _ in _finished(out))
+    spans = _run_limited(url, tmp_path / "runs.txt", workers, 100, 0, max_per_second=20)
+    starts = sorted(start for start, _ in spans)
     assert 4.0 <= starts[-1] - starts[0] <= 8.0
     assert max(sum(1 for s in starts if t <= s < t + 1) for t in starts) <= 20 + 5  # + burst
 
