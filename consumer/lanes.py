@@ -29,12 +29,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from consumer.keeper import Held
 from keyspace.protocol import Database
-from quick.errors import LeaseLost
-from quick.outcomes import Attempt, Outcome, meta_for, run_transactional, settle_batch
+from quick.outcomes import Attempt, Outcome, run_attempt, settle_batch
 
 __all__ = ["Finished", "Flags", "run_slice", "SETTLE_MAX", "SLICE_SECONDS"]
 
@@ -105,18 +103,4 @@ def run_slice(db: Database, waiting: deque[Held], flags: Flags) -> list[Finished
 
 def _run(db: Database, held: Held) -> Attempt | Outcome:
     """Run one claim's handler; the attempt to record, or the outcome when already recorded."""
-    claim, config = held.claim, held.config
-    if config is None:
-        return Attempt(claim, None)
-    meta = meta_for(claim)
-    output: Any = None
-    try:
-        if config.transactional:
-            db.transact(run_transactional, config, claim, meta)
-            return Outcome.COMPLETED
-        output = config.handler(claim.payload, meta)
-    except LeaseLost:
-        return Outcome.LEASE_LOST
-    except Exception as error:
-        return Attempt(claim, config, error)
-    return Attempt(claim, config, None, output)
+    return run_attempt(db, held.claim, held.config)

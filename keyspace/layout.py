@@ -28,6 +28,12 @@ key (after the root ``("qk",)``)                   value
                                                    finished (kept for the retention window)
 ``("done", done_ms, job_id)``                      empty; finished jobs by time, for purging
 ``("cron", name)``                                 cron schedule: expression, target, next run
+``("lim", queue)``                                 queue limits (``queue`` ``"*"``: the default
+                                                   of queues without their own): ``r`` most
+                                                   jobs leased at once, ``s`` most started per
+                                                   second (either None = no limit)
+``("rate", queue)``                                token bucket of a rate-limited queue: ``t``
+                                                   tokens (float), ``at`` last refill time ms
 ``("cron_at", next_ms, name)``                     empty; schedules by next run, for activation
 ``("wf", "run", run_id)``                          workflow run: name, status, queue, input,
                                                    definition, times
@@ -70,6 +76,8 @@ __all__ = [
     "FINISHED",
     "CRON",
     "CRON_DUE",
+    "LIMITS",
+    "RATES",
     "WF_RUNS",
     "WF_STEPS",
     "WF_JOURNAL",
@@ -95,6 +103,8 @@ JOB_DIRECTORY = ROOT["id"]
 FINISHED = ROOT["done"]
 CRON = ROOT["cron"]
 CRON_DUE = ROOT["cron_at"]
+LIMITS = ROOT["lim"]
+RATES = ROOT["rate"]
 QUEUES = ROOT["q"]
 WF_RUNS = ROOT["wf"]["run"]
 WF_STEPS = ROOT["wf"]["step"]
@@ -210,6 +220,8 @@ SHAPES: tuple[Shape, ...] = (
     Shape("done/{done_ms}/{job_id}", "finished job"),
     Shape("cron/{name}", "cron schedule"),
     Shape("cron_at/{next_ms}/{name}", "cron schedule due"),
+    Shape("lim/{queue}", "queue limits"),
+    Shape("rate/{queue}", "queue rate bucket"),
     Shape("wf/run/{run_id}", "workflow run"),
     Shape("wf/step/{run_id}/{step}", "workflow step"),
     Shape("wf/j/{run_id}/{versionstamp}", "workflow journal event"),

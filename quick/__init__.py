@@ -46,6 +46,7 @@ from quick.leases import (
     release,
     snooze,
 )
+from quick.limits import QueueLimits, get_queue_limits, list_queue_limits, set_queue_limits
 from quick.migration import MigrationReport, Refusal, migrate
 from quick.operations import cancel, purge_dead, purge_finished, requeue_dead
 from quick.outcomes import Outcome, run_claim
@@ -69,6 +70,7 @@ __all__ = [
     "Meta",
     "MigrationReport",
     "Outcome",
+    "QueueLimits",
     "QuickError",
     "QueueMoved",
     "Refusal",
@@ -86,10 +88,12 @@ __all__ = [
     "enqueue_many",
     "fail",
     "get_job",
+    "get_queue_limits",
     "heartbeat",
     "job_state",
     "list_dead",
     "list_jobs",
+    "list_queue_limits",
     "list_queues",
     "list_schedules",
     "migrate",
@@ -102,6 +106,7 @@ __all__ = [
     "requeue_dead",
     "run_claim",
     "schedule",
+    "set_queue_limits",
     "snooze",
     "transactional",
 ]

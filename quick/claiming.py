@@ -44,6 +44,7 @@ from quick.counters import Tally
 from quick.errors import InvalidArgument
 from quick.extensions import extension_for
 from quick.jobs import Claim, Job, JobState, now_ms
+from quick.limits import Limiter
 from quick.records import (
     bury_corrupt,
     bury_job,
@@ -155,8 +156,10 @@ def claim_jobs(
     *,
     tally: Tally | None = None,
     budget: Any = None,
+    limiter: Limiter | None = None,
 ) -> list[Claim]:
-    """Lease up to ``limit`` of the best visible jobs of ``queue`` (the second claim step)."""
+    """Lease up to ``limit`` of the best visible jobs of ``queue`` (the second claim step),
+    fewer when the queue's limits (:mod:`quick.limits`) say so."""
     keys = queue_keys(queue)
     lease = pointers.queue_lease(tr, queue)
     recent = _recent_claims(lease)
@@ -167,6 +170,9 @@ def claim_jobs(
     tally = Tally() if tally is None else tally
     budget = _Budget() if budget is None else budget
     _promote(tr, keys, now, tally, budget)
+    gate = (limiter or Limiter()).gate(tr, queue, now, tally)
+    if gate is not None:
+        limit = min(limit, gate.room)
     claimed: list[Claim] = []
     rows = tr.get_range(*keys.ready_range(), limit=limit + 1)
     entries = _valid_entries(tr, rows[:limit], keys.unpack_ready)
@@ -193,7 +199,13 @@ def claim_jobs(
     if own_tally:
         tally.flush(tr)
     ready_left = len(rows) > limit or stopped_early
-    if pointers.refresh(tr, keys, now, ready_left=ready_left):
+    wait_ms = gate.spend(tr, len(claimed)) if gate is not None else None
+    if wait_ms is not None and ready_left:
+        pointers.defer(tr, queue, now + wait_ms)  # capped: scanners move on until then
+        kept = True
+    else:
+        kept = pointers.refresh(tr, keys, now, ready_left=ready_left)
+    if kept:
         record = {k: v for k, v in (lease or {}).items() if k in ("o", "u", "r")}
         mine = [token, [c.job_id for c in claimed]]
         record.update(o=owner, u=0, r=[mine, *recent[: RECENT_CLAIMS - 1]])
@@ -384,6 +396,7 @@ def claim_round(
     claims: list[Claim] = []
     tally = Tally()
     budget = _Budget()
+    limiter = Limiter()
     for queue in picked:
         room = min(share, limit - len(claims))
         if room <= 0 or budget.left <= 0:
@@ -393,7 +406,16 @@ def claim_round(
         tries.queues.add(queue)
         claims.extend(
             claim_jobs(
-                tr, queue, owner, now, room, lease_ms, tries.token, tally=tally, budget=budget
+                tr,
+                queue,
+                owner,
+                now,
+                room,
+                lease_ms,
+                tries.token,
+                tally=tally,
+                budget=budget,
+                limiter=limiter,
             )
         )
     tally.flush(tr)

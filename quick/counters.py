@@ -62,6 +62,10 @@ class Tally:
             assert new is not None
             deltas[keys.queue, new] = deltas.get((keys.queue, new), 0) + 1
 
+    def pending(self, queue: str, state: JobState) -> int:
+        """The not yet flushed change to the count of ``state`` in ``queue``."""
+        return self._deltas.get((queue, state), 0)
+
     def flush(self, tr: Transaction) -> None:
         """Write one atomic add per (queue, state) that changed, and start over."""
         for (queue, state), delta in self._deltas.items():

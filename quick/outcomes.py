@@ -17,7 +17,7 @@ the extension owns what happens next.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -45,6 +45,7 @@ __all__ = [
     "complete_with",
     "may_run",
     "run_transactional",
+    "run_attempt",
 ]
 
 
@@ -221,8 +222,10 @@ def _settle_extended(
     return Outcome.REQUEUED
 
 
-def _settle_all(tr: Transaction, attempts: Sequence[Attempt]) -> list[Outcome]:
-    now = now_ms()
+def _settle_all(
+    tr: Transaction, attempts: Sequence[Attempt], at_ms: int | None = None
+) -> list[Outcome]:
+    now = now_ms() if at_ms is None else at_ms
     tally = Tally()
     outcomes = []
     found = standings(tr, [attempt.claim for attempt in attempts])
@@ -235,28 +238,30 @@ def _settle_all(tr: Transaction, attempts: Sequence[Attempt]) -> list[Outcome]:
     return outcomes
 
 
-def settle_batch(db: Database, attempts: Sequence[Attempt]) -> list[Outcome]:
+def settle_batch(
+    db: Database, attempts: Sequence[Attempt], *, now_ms: int | None = None
+) -> list[Outcome]:
     """Record many attempts in one transaction; their outcomes, in order.
 
     A lost lease loses only its own attempt. If any attempt cannot be recorded (an
     extension refuses its output, say), nothing of the batch is written and each is
-    settled on its own, so that one fails alone.
+    settled on its own, so that one fails alone. ``now_ms`` is the clock retries and
+    snoozes count from (the wall clock by default; :func:`quick.testing.drain` passes
+    its simulated one).
     """
     if not attempts:
         return []
     try:
-        return db.transact(_settle_all, attempts)
+        return db.transact(_settle_all, attempts, now_ms)
     except StorageError:
         raise
     except QuickError:
-        if len(attempts) == 1:
-            return [_settle_alone(db, attempts[0])]
-        return [_settle_alone(db, attempt) for attempt in attempts]
+        return [_settle_alone(db, attempt, now_ms) for attempt in attempts]
 
 
-def _settle_alone(db: Database, attempt: Attempt) -> Outcome:
+def _settle_alone(db: Database, attempt: Attempt, at_ms: int | None = None) -> Outcome:
     try:
-        (outcome,) = db.transact(_settle_all, [attempt])
+        (outcome,) = db.transact(_settle_all, [attempt], at_ms)
         return outcome
     except LeaseLost:
         return Outcome.LEASE_LOST
@@ -268,7 +273,7 @@ def _settle_alone(db: Database, attempt: Attempt) -> Outcome:
         # The success could not be recorded (say, an output too large to pass on);
         # nothing of it was written, and the attempt fails with the reason.
         failed = Attempt(attempt.claim, attempt.config, unstorable)
-        (outcome,) = db.transact(_settle_all, [failed])
+        (outcome,) = db.transact(_settle_all, [failed], at_ms)
         return outcome
 
 
@@ -317,3 +322,35 @@ def run_transactional(tr: Transaction, config: JobConfig, claim: Claim, meta: Me
     output = config.handler(tr, claim.payload, meta)
     complete_with(tr, claim, output)
     return output
+
+
+def _call(config: JobConfig, payload: Any, meta: Meta) -> Any:
+    return config.handler(payload, meta)
+
+
+def run_attempt(
+    db: Database,
+    claim: Claim,
+    config: JobConfig | None,
+    call: Callable[[JobConfig, Any, Meta], Any] = _call,
+) -> Attempt | Outcome:
+    """Run one claim's handler in this thread: the attempt to record (with
+    :func:`settle_batch`), or the outcome when it is recorded already (a transactional
+    handler completes its job itself; a lost lease records nothing).
+
+    ``call`` runs a plain handler (``consumer.lanes`` calls it directly;
+    ``quick.testing`` runs async ones under trio).
+    """
+    if config is None:
+        return Attempt(claim, None)  # settles as "no handler"
+    meta = meta_for(claim)
+    try:
+        if config.transactional:
+            db.transact(run_transactional, config, claim, meta)
+            return Outcome.COMPLETED
+        output = call(config, claim.payload, meta)
+    except LeaseLost:
+        return Outcome.LEASE_LOST
+    except Exception as error:
+        return Attempt(claim, config, error)
+    return Attempt(claim, config, None, output)

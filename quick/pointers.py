@@ -54,6 +54,7 @@ __all__ = [
     "REWRITE_THRESHOLD_MS",
     "EMPTY_GRACE_MS",
     "ensure_visible",
+    "defer",
     "refresh",
     "collect",
     "scan",
@@ -176,6 +177,15 @@ def ensure_visible(tr: Transaction, queue: str, vis_ms: int) -> None:
     """Make the pointer of ``queue`` cover a job visible at ``vis_ms`` (producer side)."""
     pointer = read_pointer(tr, queue)
     if pointer is None or pointer["v"] > vis_ms + REWRITE_THRESHOLD_MS:
+        _move(tr, queue, pointer, vis_ms, None)
+
+
+def defer(tr: Transaction, queue: str, vis_ms: int) -> None:
+    """Move the pointer of a queue with visible jobs later, to ``vis_ms`` (at most
+    :data:`REWRITE_THRESHOLD_MS` from now, so the pointer rule holds): a queue at its
+    limits (:mod:`quick.limits`) is left alone by scanners until then."""
+    pointer = read_pointer(tr, queue)
+    if pointer is not None and pointer["v"] < vis_ms:
         _move(tr, queue, pointer, vis_ms, None)
 
 

@@ -13,6 +13,7 @@ from quick.cli.dashboard import dashboard
 from quick.cli.demo import demo
 from quick.cli.dlq import dlq
 from quick.cli.inspect import check, inspect
+from quick.cli.limits import limits
 from quick.cli.migrate import migrate_command
 from quick.cli.queue import enqueue, jobs, queues
 from quick.cli.runs import runs, signal_step
@@ -49,6 +50,7 @@ for _command in (
     signal_step,
     dashboard,
     migrate_command,
+    limits,
 ):
     cli.add_command(_command)
 

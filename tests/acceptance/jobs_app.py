@@ -6,6 +6,7 @@ Each job appends its payload's ``n`` and the worker's pid to the file in ``$QUIC
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import quick
@@ -17,3 +18,4 @@ app = quick.App()
 def record(payload: Any, meta: quick.Meta) -> None:
     with open(os.environ["QUICK_TEST_OUT"], "a") as out:
         out.write(f"{payload['n']} {os.getpid()}\n")
+    time.sleep(payload.get("sleep", 0))

@@ -210,7 +210,13 @@ def test_cli_worker_drains_and_stops_cleanly_on_sigterm(
         ids = quick.enqueue_many(
             db,
             [
-                {"queue_id": f"{tag}-{i % 7}", "topic": "record", "payload": {"n": i}}
+                # Each job takes 10 ms, so the work outlasts the second process's start-up
+                # (a drain of no-op jobs can finish before it is up).
+                {
+                    "queue_id": f"{tag}-{i % 7}",
+                    "topic": "record",
+                    "payload": {"n": i, "sleep": 0.01},
+                }
                 for i in range(300)
             ],
         )

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 import quick
 import workflow
 from quick.cli import cli
+from quick.testing import drain
 from tests.acceptance.cli_workflow_app import FLAKY, ORDER, app
 from tests.acceptance.processes import ROOT, start_worker
 from workflow.views import layers
@@ -26,13 +27,6 @@ QUICK = Path(sys.executable).with_name("quick")
 def _run(url: str, *args: str) -> tuple[int, str]:
     result = CliRunner().invoke(cli, ["--db", url, *args])
     return result.exit_code, result.output
-
-
-def _drain(db: quick.Database, queue: str = "tenant-1") -> None:
-    """Run every step item the queue holds, in this process, until none is left."""
-    while claims := quick.claim(db, queue, "test", limit=10):
-        for claim in claims:
-            quick.run_claim(db, app, claim)
 
 
 @pytest.fixture
@@ -47,7 +41,7 @@ def start(url: str) -> Callable[[workflow.Workflow], str]:
     def started(wf: workflow.Workflow) -> str:
         with quick.open(url) as db:
             run_id = workflow.start_run(db, wf, {"order": 7}, queue_id="tenant-1")
-            _drain(db)
+            drain(db, app, queue_id="tenant-1")
         return run_id
 
     return started
@@ -94,7 +88,7 @@ def test_cli_signal_completes_the_run(url: str, start: Callable[..., str]) -> No
     code, out = _run(url, "signal", run_id, "approve", "--payload", '{"by": "ada"}')
     assert (code, out) == (0, f"signalled step 'approve' of run {run_id}\n")
     with quick.open(url) as db:
-        _drain(db)
+        drain(db, app, queue_id="tenant-1")
     code, out = _run(url, "runs", "explain", run_id, "--json")
     assert json.loads(out)["summary"] == "every step succeeded"
     code, out = _run(url, "runs", "show", run_id, "--json")

@@ -34,6 +34,7 @@ from keyspace.protocol import Database, Transaction
 from keyspace.subspace import Subspace
 from quick.jobs import now_ms
 from quick.outcomes import Outcome, job_config, run_claim, settle
+from quick.testing import drain
 from workflow import (
     InvalidRunState,
     InvalidSignal,
@@ -111,17 +112,6 @@ def _settle(db: Database, app: quick.App, claim: quick.Claim) -> Outcome:
     return run_claim(db, app, claim)
 
 
-def _drain(db: Database, app: quick.App, queue: str, *, now: int | None = None) -> list[Outcome]:
-    """Claim and run everything visible on ``queue`` (at ``now``) until nothing is."""
-    outcomes: list[Outcome] = []
-    for _ in range(200):
-        claims = quick.claim(db, queue, OWNER, limit=10, now_ms=now)
-        if not claims:
-            return outcomes
-        outcomes += [_settle(db, app, claim) for claim in claims]
-    raise AssertionError(f"queue {queue} never drained: {Counter(outcomes)}")
-
-
 def _claim_step(db: Database, queue: str, step: str, *, now: int | None = None) -> quick.Claim:
     """Lease the item of ``step`` alone, giving back whatever else the claim took."""
     claims = quick.claim(db, queue, OWNER, limit=10, now_ms=now)
@@ -195,7 +185,7 @@ def test_workflow_diamond_joins_once_after_both_branches(
     )
     run_id = start_run(db, wf, {"n": 1}, queue_id=queue, app=steps.app)
     assert inspect_run(db, run_id).status == "running"
-    _drain(db, steps.app, queue)
+    drain(db, steps.app, queue_id=queue)
     view = _check_run(db, run_id)
     assert view.status == "succeeded"
     assert steps.calls(db, run_id) == {"a": 1, "b": 1, "c": 1, "d": 1}
@@ -230,7 +220,7 @@ def test_workflow_start_is_idempotent_and_writes_nothing_the_second_time(
     assert other != first
     assert [run.run_id for run in list_runs(db, workflow=wf.name)] == [first]
     assert inspect_run(db, first).input == 1
-    _drain(db, steps.app, queue)
+    drain(db, steps.app, queue_id=queue)
     assert steps.calls(db, first) == {"a": 1}
 
 
@@ -257,7 +247,7 @@ def test_workflow_start_joins_the_callers_transaction(
     run_id = db.transact(committed)
     assert [run.run_id for run in list_runs(db, workflow=wf.name)] == [run_id]
     assert db.transact(lambda tr: tr.get(space.pack(("order",)))) == b"placed"
-    _drain(db, steps.app, queue)
+    drain(db, steps.app, queue_id=queue)
     assert _check_run(db, run_id).status == "succeeded"
 
 
@@ -274,7 +264,7 @@ def test_workflow_step_out_of_attempts_fails_the_run_and_skips_the_rest(
         .step("d", topic="work", after="gate")
     )
     run_id = start_run(db, wf, None, queue_id=queue)
-    _drain(db, steps.app, queue)
+    drain(db, steps.app, queue_id=queue)
     view = _check_run(db, run_id)
     assert view.status == "failed"
     assert _ends(view) == [events.RUN_FAILED]
@@ -304,7 +294,7 @@ def test_workflow_retry_reruns_failed_and_skipped_steps_and_keeps_the_rest(
         .step("c", topic="work", after="b")
     )
     run_id = start_run(db, wf, None, queue_id=queue)
-    _drain(db, steps.app, queue)
+    drain(db, steps.app, queue_id=queue)
     failed = _check_run(db, run_id)
     assert failed.status == "failed"
     with pytest.raises(InvalidRunState):
@@ -312,7 +302,7 @@ def test_workflow_retry_reruns_failed_and_skipped_steps_and_keeps_the_rest(
     steps.failing.clear()
     retry_run(db, run_id)
     assert inspect_run(db, run_id).status == "running"
-    _drain(db, steps.app, queue)
+    drain(db, steps.app, queue_id=queue)
     view = _check_run(db, run_id)
     assert view.status == "succeeded"
     assert steps.calls(db, run_id) == {"a": 1, "b": 1, "c": 1}
@@ -355,7 +345,7 @@ def test_workflow_cancel_racing_a_running_step_fences_its_late_result(
     assert _ends(view) == [events.RUN_CANCELLED]
     assert quick.job_state(db, claim.job_id) is quick.JobState.COMPLETED
     assert _pending(db, queue) == 0
-    assert _drain(db, steps.app, queue) == []
+    assert drain(db, steps.app, queue_id=queue) == {}
     cancel_run(db, run_id)  # cancelling a cancelled run does nothing
     assert inspect_run(db, run_id).journal == cancelled.journal
     with pytest.raises(InvalidRunState):
@@ -372,7 +362,7 @@ def test_workflow_cancel_withdraws_queued_steps(
     assert _pending(db, queue) == 0
     assert _check_run(db, run_id).status == "cancelled"
     done = start_run(db, Workflow(f"done-{tag}").step("a", topic="work"), None, queue_id=queue)
-    _drain(db, steps.app, queue)
+    drain(db, steps.app, queue_id=queue)
     with pytest.raises(InvalidRunState) as caught:
         cancel_run(db, done)
     assert (caught.value.run_id, caught.value.status) == (done, "succeeded")
@@ -408,7 +398,7 @@ def test_workflow_pause_stops_new_steps_and_resume_continues_where_it_stopped(
     assert explanation.status == "paused"
     assert any("resume" in action for action in explanation.next_actions)
     resume_run(db, run_id)
-    _drain(db, steps.app, queue)
+    drain(db, steps.app, queue_id=queue)
     view = _check_run(db, run_id)
     assert view.status == "succeeded"
     assert steps.calls(db, run_id) == {"a": 1, "b": 1, "c": 1}
@@ -428,10 +418,10 @@ def test_workflow_pause_withdraws_queued_steps_until_resumed(
         events.STEP_SCHEDULED,
         events.STEP_HELD,
     ]
-    assert _drain(db, steps.app, queue) == []
+    assert drain(db, steps.app, queue_id=queue) == {}
     resume_run(db, run_id)
     resume_run(db, run_id)  # resuming a running run does nothing
-    _drain(db, steps.app, queue)
+    drain(db, steps.app, queue_id=queue)
     assert _check_run(db, run_id).status == "succeeded"
     assert steps.calls(db, run_id) == {"a": 1, "b": 1}
     with pytest.raises(InvalidRunState):
@@ -447,7 +437,7 @@ def test_workflow_pause_and_resume_keep_a_retrying_steps_attempts(
     assert run_claim(db, steps.app, _claim_step(db, queue, "a")) is Outcome.REQUEUED
     pause_run(db, run_id)
     resume_run(db, run_id)
-    _drain(db, steps.app, queue)
+    drain(db, steps.app, queue_id=queue)
     view = _check_run(db, run_id)
     assert (view.status, view.steps["a"].attempts) == ("failed", 2)
 
@@ -469,7 +459,7 @@ def test_workflow_signal_before_the_step_is_reached_completes_it_on_arrival(
     early = _check_run(db, run_id)
     assert (early.steps["approve"].status, early.steps["approve"].signalled) == ("waiting", True)
     assert explain_run(db, run_id).awaiting_signal == []
-    _drain(db, steps.app, queue)
+    drain(db, steps.app, queue_id=queue)
     view = _check_run(db, run_id)
     assert view.status == "succeeded"
     assert view.steps["approve"].output == {"by": "ops"}
@@ -481,7 +471,7 @@ def test_workflow_signal_after_the_step_is_reached_completes_it(
 ) -> None:
     wf = Workflow(f"late-{tag}").step("a", topic="work").external("approve", after="a")
     run_id = start_run(db, wf, None, queue_id=queue)
-    _drain(db, steps.app, queue)
+    drain(db, steps.app, queue_id=queue)
     waiting = explain_run(db, run_id)
     assert waiting.status == "running"
     assert waiting.awaiting_signal == ["approve"]
@@ -530,7 +520,7 @@ def test_workflow_sleep_step_is_claimable_only_once_its_time_has_come(
         .step("b", topic="work", after="wait")
     )
     run_id = start_run(db, wf, None, queue_id=queue)
-    _drain(db, steps.app, queue)
+    drain(db, steps.app, queue_id=queue)
     sleeping = _check_run(db, run_id)
     due = sleeping.steps["wait"].due_ms
     assert due is not None
@@ -542,7 +532,7 @@ def test_workflow_sleep_step_is_claimable_only_once_its_time_has_come(
     (timer,) = quick.claim(db, queue, OWNER, now_ms=due)
     assert timer.topic == workflow.engine.SLEEP_TOPIC
     assert _settle(db, steps.app, timer) is Outcome.COMPLETED
-    _drain(db, steps.app, queue)
+    drain(db, steps.app, queue_id=queue)
     view = _check_run(db, run_id)
     assert view.status == "succeeded"
     assert view.steps["wait"].output is None
@@ -578,7 +568,7 @@ def test_workflow_explain_retry_pending_and_failed(
     assert "step 'a' retries at" in str(pending)
     view = _check_run(db, run_id)
     assert (view.steps["a"].status, view.steps["a"].error) == ("scheduled", "RuntimeError: boom a")
-    _drain(db, steps.app, queue, now=pending.retries["a"] + 1)
+    drain(db, steps.app, queue_id=queue, with_scheduled=True)
     failed = explain_run(db, run_id)
     assert failed.status == "failed"
     assert failed.failed == {"a": "RuntimeError: boom a"}
@@ -594,7 +584,7 @@ def test_workflow_list_runs_filters_by_workflow_and_status(
     orders = Workflow(f"orders-{tag}").step("a", topic="work")
     orders_v2 = Workflow(f"orders-{tag}-v2").step("a", topic="work")  # a name's prefix
     done = start_run(db, orders, None, queue_id=queue)
-    _drain(db, steps.app, queue)
+    drain(db, steps.app, queue_id=queue)
     waiting = start_run(db, orders, None, queue_id=f"{queue}-idle")
     gone = start_run(db, orders_v2, None, queue_id=f"{queue}-idle")
     cancel_run(db, gone)
@@ -659,7 +649,7 @@ def test_workflow_hooks_run_after_commit_as_hook_jobs(
     hook_jobs = quick.list_jobs(db, queue)
     assert {job.topic for job in hook_jobs} == {workflow.engine.HOOK_TOPIC}
     assert len(hook_jobs) == 2
-    _drain(db, steps.app, queue)
+    drain(db, steps.app, queue_id=queue)
     kinds = {(event.kind, event.step, event.status, event.error, status) for event, status in seen}
     assert kinds == {
         ("step_failed", "bad", "failed", "RuntimeError: boom bad", "failed"),
@@ -672,7 +662,7 @@ def test_workflow_hooks_run_after_commit_as_hook_jobs(
     seen.clear()
     fine = Workflow(f"hooked-ok-{tag}").step("ok", topic="work").on_run_finished(record)
     other = start_run(db, fine, None, queue_id=queue)
-    _drain(db, steps.app, queue)
+    drain(db, steps.app, queue_id=queue)
     assert [(e.kind, e.run_id, e.status, status) for e, status in seen] in (
         [("run_finished", other, "succeeded", "succeeded")],
         # at least once: a 1021 on the faulty engine may run a hook job twice
@@ -699,8 +689,7 @@ def test_workflow_large_outputs_do_not_strand_a_join(db: Database, queue: str, t
         .step("join", topic="small", after=["a", "b", "c"], max_attempts=1)
     )
     run_id = start_run(db, wf, None, queue_id=queue)
-    for _ in range(10):
-        _drain(db, app, queue, now=now_ms() + 120_000)
+    drain(db, app, queue_id=queue, with_scheduled=True)
     view = _check_run(db, run_id)
     assert view.status in TERMINAL, explain_run(db, run_id)
 

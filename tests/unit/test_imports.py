@@ -14,7 +14,7 @@ import quick.cli
 
 FORBIDDEN = {
     "keyspace": {"trio", "click", "quick", "consumer", "workflow"},
-    "quick": {"click", "consumer", "workflow", "quick.cli"},
+    "quick": {"click", "consumer", "workflow", "quick.cli", "quick.testing", "pytest"},
     "consumer": {"click", "workflow", "quick.cli"},
     "workflow": {"click", "quick.cli"},
 }
@@ -58,3 +58,9 @@ def test_imports_cli_modules_take_no_private_names_from_each_other() -> None:
             if isinstance(node, ast.ImportFrom) and node.module != "__future__":
                 private = [a.name for a in node.names if a.name.startswith("_")]
                 assert not private, f"{path.name} imports {private} from {node.module}"
+
+
+def test_imports_testing_module_needs_neither_pytest_nor_trio() -> None:
+    """``quick.testing`` is usable outside pytest; its fixtures and trio load on demand."""
+    loaded = _loaded_after("quick.testing")
+    assert not {"pytest", "trio", "consumer", "click"} & loaded

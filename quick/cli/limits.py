@@ -1,0 +1,72 @@
+"""``quick limits ...``: per-queue limits set, listed and cleared."""
+
+from __future__ import annotations
+
+import click
+
+import quick
+from quick.cli.common import ID, open_store, usage_problem
+
+__all__ = ["limits"]
+
+#: A queue id, or ``*`` for the default of queues without limits of their own.
+QUEUE_HELP = "QUEUE is a queue id, or '*' for the default of every queue without its own."
+
+
+def _show(item: quick.QueueLimits) -> str:
+    running = "-" if item.max_running is None else str(item.max_running)
+    rate = "-" if item.max_per_second is None else f"{item.max_per_second:g}"
+    return f"{item.queue_id}  max_running={running}  max_per_second={rate}"
+
+
+def _queue(value: str) -> str:
+    return value if value == "*" else ID.convert(value, None, None)
+
+
+@click.group()
+def limits() -> None:
+    """Per-queue limits: jobs running at once and started per second, across all workers."""
+
+
+@limits.command("set", help=f"Set the limits of QUEUE (replacing its old ones). {QUEUE_HELP}")
+@click.argument("queue")
+@click.option("--max-running", type=int, help="Most jobs of the queue running at once.")
+@click.option("--max-per-second", type=float, help="Most jobs of the queue started per second.")
+@click.pass_context
+def limits_set(
+    ctx: click.Context, queue: str, max_running: int | None, max_per_second: float | None
+) -> None:
+    if max_running is None and max_per_second is None:
+        raise click.UsageError("give --max-running, --max-per-second or both")
+    with open_store(ctx) as db:
+        try:
+            item = quick.set_queue_limits(
+                db, _queue(queue), max_running=max_running, max_per_second=max_per_second
+            )
+        except (ValueError, TypeError) as error:
+            raise usage_problem(error) from None
+    click.echo(_show(item))
+
+
+@limits.command("list")
+@click.pass_context
+def limits_list(ctx: click.Context) -> None:
+    """List every queue's limits, the default ('*') among them."""
+    with open_store(ctx) as db:
+        items = quick.list_queue_limits(db)
+    for item in items:
+        click.echo(_show(item))
+    if not items:
+        click.echo("(no limits)")
+
+
+@limits.command("clear", help=f"Remove the limits of QUEUE. {QUEUE_HELP}")
+@click.argument("queue")
+@click.pass_context
+def limits_clear(ctx: click.Context, queue: str) -> None:
+    with open_store(ctx) as db:
+        try:
+            quick.set_queue_limits(db, _queue(queue))
+        except (ValueError, TypeError) as error:
+            raise usage_problem(error) from None
+    click.echo(f"cleared the limits of {queue}")
