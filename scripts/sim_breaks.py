@@ -25,7 +25,7 @@ from quick.counters import Tally
 from quick.fencing import Standing, Status
 from quick.jobs import JobState
 
-__all__ = ["BREAKS", "Break", "applied", "rebind"]
+__all__ = ["BREAKS", "Break", "applied", "rebind", "swap"]
 
 Undo = list[tuple[Any, str, Any]]
 
@@ -41,7 +41,8 @@ def rebind(original: Any, replacement: Any, undo: Undo) -> None:
                 setattr(module, attr, replacement)
 
 
-def _set(module: Any, attr: str, value: Any, undo: Undo) -> None:
+def swap(module: Any, attr: str, value: Any, undo: Undo) -> None:
+    """Set ``module.attr`` to ``value``, remembering the old value in ``undo``."""
     undo.append((module, attr, getattr(module, attr)))
     setattr(module, attr, value)
 
@@ -83,12 +84,12 @@ def _finish_forgets_counter(undo: Undo) -> None:
 
 def _put_back_forgets_pointer(undo: Undo) -> None:
     """fail / snooze / release put the job back without making the pointer cover it."""
-    _set(quick.leases, "pointers", _PointersWithout(quick.pointers), undo)
+    swap(quick.leases, "pointers", _PointersWithout(quick.pointers), undo)
 
 
 def _enqueue_skips_pointer(undo: Undo) -> None:
     """enqueue writes the job but never calls ``ensure_visible``."""
-    _set(quick.enqueueing, "pointers", _PointersWithout(quick.pointers), undo)
+    swap(quick.enqueueing, "pointers", _PointersWithout(quick.pointers), undo)
 
 
 def _heartbeat_keeps_index(undo: Undo) -> None:
@@ -145,13 +146,11 @@ def _complete_not_idempotent(undo: Undo) -> None:
 def _claim_forgets_tries(undo: Undo) -> None:
     """A claim round retried after commit_unknown_result claims afresh instead of
     returning what its committed try leased: those jobs stay leased to nobody's claim."""
-    real = quick.claiming._claimed_before
 
     def claimed_before(tr: Any, tries: Any) -> list[Any]:
         return []
 
-    _set(quick.claiming, "_claimed_before", claimed_before, undo)
-    del real
+    swap(quick.claiming, "_claimed_before", claimed_before, undo)
 
 
 @dataclass(frozen=True)

@@ -168,6 +168,7 @@ def _check_places(snap: Snapshot) -> list[str]:
             entries[job_id].append((queue, ("s", vis)))
     out = []
     for job_id, job in snap.jobs.items():
+        want: tuple[str, tuple[Any, ...]]
         if job.state is JobState.READY:
             want = (job.queue, ("r", job.priority, job.vis_ms))
         else:

@@ -45,16 +45,17 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import keyspace.retry  # noqa: E402
-import quick  # noqa: E402
-import quick.claiming  # noqa: E402
-import quick.jobs  # noqa: E402
-from quick.app import JobConfig  # noqa: E402
-from quick.claiming import RoundTries, claim_round  # noqa: E402
-from quick.jobs import Claim, JobState  # noqa: E402
-from quick.outcomes import Attempt, Outcome, settle_batch  # noqa: E402
-from sim_breaks import BREAKS, applied, rebind  # noqa: E402
-from sim_store import APP, Snapshot, check_store, read_store  # noqa: E402
+from sim_breaks import BREAKS, applied, rebind, swap
+from sim_store import APP, Snapshot, check_store, read_store
+
+import keyspace.retry
+import quick
+import quick.claiming
+import quick.jobs
+from quick.app import JobConfig
+from quick.claiming import RoundTries, claim_round
+from quick.jobs import Claim, JobState
+from quick.outcomes import Attempt, Outcome, settle_batch
 
 __all__ = ["Violation", "Result", "simulate_seed", "run_seeds", "main"]
 
@@ -106,10 +107,8 @@ def _simulated_world(clock: Callable[[], int], rng: random.Random) -> Iterator[N
     undo: list[tuple[Any, str, Any]] = []
     rebind(quick.jobs.now_ms, clock, undo)
     tokens = SimpleNamespace(uuid4=lambda: uuid.UUID(int=rng.getrandbits(128), version=4))
-    undo.append((quick.claiming, "uuid", quick.claiming.uuid))
-    quick.claiming.uuid = tokens  # type: ignore[assignment]
-    undo.append((keyspace.retry, "time", keyspace.retry.time))
-    keyspace.retry.time = SimpleNamespace(sleep=lambda seconds: None)  # type: ignore[assignment]
+    swap(quick.claiming, "uuid", tokens, undo)
+    swap(keyspace.retry, "time", SimpleNamespace(sleep=lambda seconds: None), undo)
     state = random.getstate()
     random.seed(rng.getrandbits(64))
     try:
@@ -616,7 +615,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, breakage in BREAKS.items():
             print(f"{name:26} {breakage.summary}")
         return 0
-    seeds = [args.seed] if args.seed is not None else list(range(args.start, args.start + args.seeds))
+    seeds = (
+        [args.seed] if args.seed is not None else list(range(args.start, args.start + args.seeds))
+    )
     summary = run_seeds(seeds, args.steps, breakage=args.breakage, progress=args.progress)
     rate = summary.seeds / summary.seconds if summary.seconds else 0.0
     print(
@@ -624,12 +625,16 @@ def main(argv: list[str] | None = None) -> int:
         f"({rate:.1f} seeds/s, {summary.steps / max(summary.seconds, 1e-9):.0f} steps/s)"
     )
     if summary.faults:
-        print("injected faults: " + ", ".join(f"{k}: {v}" for k, v in sorted(summary.faults.items())))
+        print(
+            "injected faults: " + ", ".join(f"{k}: {v}" for k, v in sorted(summary.faults.items()))
+        )
     if summary.ops:
         print("operations: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.ops.items())))
     failure = summary.failure
     if failure is None:
-        print("no violation" + (f" (break {args.breakage} was NOT caught)" if args.breakage else ""))
+        print(
+            "no violation" + (f" (break {args.breakage} was NOT caught)" if args.breakage else "")
+        )
         return 1 if args.breakage else 0
     print(f"VIOLATION at {failure}")
     replay = f"python scripts/simulate.py --seed {failure.seed} --steps {args.steps}"
