@@ -370,81 +370,64 @@ class Simulation:
         self.held[consumer][self.held[consumer].index(claim)] = renewed
         return f"{consumer} {claim.job_id} until {renewed.lease_until_ms}"
 
-    def complete(self) -> str:
+    def settle_one(self, act: Callable[[Claim], tuple[str, str]]) -> str:
+        """Settle one held claim with ``act`` (which returns the job's new model status
+        and a description); a lost lease changes nothing but the consumer's hand."""
         picked = self.pick_claim()
         if picked is None:
             return "nothing held"
         consumer, claim = picked
         self.drop(consumer, claim)
         try:
-            quick.complete(self.db, claim, now_ms=self.now)
+            status, what = act(claim)
         except quick.LeaseLost:
             return f"{consumer} {claim.job_id}: lost"
-        self.settled(claim, "completed")
-        return f"{consumer} {claim.job_id}"
+        self.settled(claim, status)
+        return f"{consumer} {claim.job_id} {what}"
+
+    def complete(self) -> str:
+        return self.settle_one(
+            lambda claim: ("completed", str(quick.complete(self.db, claim, now_ms=self.now)))
+        )
 
     def complete_in_transaction(self) -> str:
-        picked = self.pick_claim()
-        if picked is None:
-            return "nothing held"
-        consumer, claim = picked
-        self.drop(consumer, claim)
-        effect = APP.pack(("fx", claim.job_id))
+        def act(claim: Claim) -> tuple[str, str]:
+            effect = APP.pack(("fx", claim.job_id))
 
-        def finish(tr: Any) -> bool:
-            done = quick.complete(tr, claim, now_ms=self.now)
-            if done:
-                tr.add(effect, _ONE)
-            return done
+            def finish(tr: Any) -> bool:
+                done = quick.complete(tr, claim, now_ms=self.now)
+                if done:
+                    tr.add(effect, _ONE)
+                return done
 
-        try:
             self.db.transact(finish)
-        except quick.LeaseLost:
-            return f"{consumer} {claim.job_id}: lost"
-        self.settled(claim, "completed")
-        self.jobs[claim.job_id].effect += 1
-        return f"{consumer} {claim.job_id} with an app effect"
+            self.jobs[claim.job_id].effect += 1
+            return "completed", "with an app effect"
+
+        return self.settle_one(act)
 
     def fail(self) -> str:
-        picked = self.pick_claim()
-        if picked is None:
-            return "nothing held"
-        consumer, claim = picked
-        self.drop(consumer, claim)
-        delay = self.rng.choice((0, 300, 3_000))
-        try:
+        def act(claim: Claim) -> tuple[str, str]:
+            delay = self.rng.choice((0, 300, 3_000))
             got = quick.fail(self.db, claim, "boom", delay_ms=delay, now_ms=self.now)
-        except quick.LeaseLost:
-            return f"{consumer} {claim.job_id}: lost"
-        self.settled(claim, PENDING if got == "requeued" else "dead")
-        return f"{consumer} {claim.job_id} delay={delay}: {got}"
+            return (PENDING if got == "requeued" else "dead"), f"delay={delay}: {got}"
+
+        return self.settle_one(act)
 
     def snooze(self) -> str:
-        picked = self.pick_claim()
-        if picked is None:
-            return "nothing held"
-        consumer, claim = picked
-        self.drop(consumer, claim)
-        seconds = self.rng.choice((0.0, 0.5, 5.0))
-        try:
+        def act(claim: Claim) -> tuple[str, str]:
+            seconds = self.rng.choice((0.0, 0.5, 5.0))
             quick.snooze(self.db, claim, seconds, now_ms=self.now)
-        except quick.LeaseLost:
-            return f"{consumer} {claim.job_id}: lost"
-        self.settled(claim, PENDING)
-        return f"{consumer} {claim.job_id} for {seconds}s"
+            return PENDING, f"for {seconds}s"
+
+        return self.settle_one(act)
 
     def release(self) -> str:
-        picked = self.pick_claim()
-        if picked is None:
-            return "nothing held"
-        consumer, claim = picked
-        self.drop(consumer, claim)
-        try:
+        def act(claim: Claim) -> tuple[str, str]:
             quick.release(self.db, claim, now_ms=self.now)
-        except quick.LeaseLost:
-            return f"{consumer} {claim.job_id}: lost"
-        self.settled(claim, PENDING)
-        return f"{consumer} {claim.job_id}"
+            return PENDING, "released"
+
+        return self.settle_one(act)
 
     def settle_batch(self) -> str:
         """A consumer's group commit of part of its batch; maybe it crashes after it."""
