@@ -140,6 +140,7 @@ class Simulation:
             (10, self.enqueue),
             (4, self.enqueue_many),
             (5, self.enqueue_in_transaction),
+            (2, self.enqueue_again),
             (8, self.claim),
             (6, self.claim_round),
             (4, self.heartbeat),
@@ -328,6 +329,20 @@ class Simulation:
         self.enqueued(spec["job_id"], got, spec["queue_id"], None)
         self.jobs[got].ordered = True
         return f"{got} on {spec['queue_id']} with an app order"
+
+    def enqueue_again(self) -> str:
+        """Enqueue a known job id again (on any queue): nothing is added and the id comes
+        back, unless the job was purged, which frees its id for a new job."""
+        job_id = self._pick_job((PENDING, "completed", "dead", "cancelled", "purged"))
+        if job_id is None:
+            return "no job"
+        model, queue = self.jobs[job_id], self.rng.choice(QUEUES)
+        got = quick.enqueue(self.db, queue, "t", {"again": True}, job_id=job_id)
+        if got != job_id:
+            self.problems.append(f"enqueue of known id {job_id} answered {got}")
+        if model.status == "purged":  # app records of the old job stay; keep counting them
+            self.jobs[job_id] = ModelJob(queue, ordered=model.ordered, effect=model.effect)
+        return f"{job_id} ({model.status}) on {queue}"
 
     def claim(self) -> str:
         consumer, queue = self.rng.choice(CONSUMERS), self.rng.choice(QUEUES)
