@@ -47,11 +47,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sim_breaks import BREAKS, applied, rebind, swap
 from sim_store import APP, Snapshot, check_store, read_store
+from sim_workflows import QUEUE as WF_QUEUE
+from sim_workflows import Workflows
 
 import keyspace.retry
 import quick
 import quick.claiming
 import quick.jobs
+import workflow.engine
 from quick.app import JobConfig
 from quick.claiming import RoundTries, claim_round
 from quick.jobs import Claim, JobState
@@ -108,6 +111,7 @@ def _simulated_world(clock: Callable[[], int], rng: random.Random) -> Iterator[N
     rebind(quick.jobs.now_ms, clock, undo)
     tokens = SimpleNamespace(uuid4=lambda: uuid.UUID(int=rng.getrandbits(128), version=4))
     swap(quick.claiming, "uuid", tokens, undo)
+    swap(workflow.engine, "uuid", tokens, undo)
     swap(keyspace.retry, "time", SimpleNamespace(sleep=lambda seconds: None), undo)
     state = random.getstate()
     random.seed(rng.getrandbits(64))
@@ -136,6 +140,7 @@ class Simulation:
         self.result = Result(seed, 0)
         self.problems: list[str] = []
         self.ids = 0
+        self.wf = Workflows(self.db, self.rng, lambda: self.now)
         self.ops: list[tuple[int, Callable[[], str]]] = [
             (10, self.enqueue),
             (4, self.enqueue_many),
@@ -155,6 +160,9 @@ class Simulation:
             (2, self.requeue_dead),
             (1, self.purge_dead),
             (2, self.activate_cron),
+            (3, self.wf_start),
+            (6, self.wf_work),
+            (3, self.wf_steer),
             (5, self.advance),
             (2, self.jump),
         ]
@@ -198,7 +206,7 @@ class Simulation:
     def check(self) -> list[str]:
         """The store's invariants and the model's, on one snapshot."""
         snap = read_store(self.db)
-        return check_store(snap, self.now) + self.check_model(snap)
+        return check_store(snap, self.now) + self.check_model(snap) + self.wf.check()
 
     def check_model(self, snap: Snapshot) -> list[str]:
         """No job lost or duplicated; effects applied exactly once; leases all accounted for."""
@@ -226,7 +234,9 @@ class Simulation:
                 )
             if model.ordered != (job_id in snap.orders):
                 out.append(f"job {job_id}: enqueued with its app record = {model.ordered}")
-        for job_id in (set(snap.jobs) | set(snap.dead)) - set(self.jobs):
+        stored = {i for i, job in snap.jobs.items() if job.queue != WF_QUEUE}
+        stored |= {i for i, queue in snap.dead.items() if queue != WF_QUEUE}
+        for job_id in stored - set(self.jobs):
             out.append(f"job {job_id} is stored but was never enqueued")
         for job_id in snap.orders - set(self.jobs):
             out.append(f"app order {job_id} names no enqueued job")
@@ -253,6 +263,10 @@ class Simulation:
     def took(self, consumer: str, claims: list[Claim]) -> None:
         """Record claims handed to ``consumer``: each must name a pending job."""
         for claim in claims:
+            if claim.queue_id == WF_QUEUE:  # a workflow step, claimed by a round
+                self.wf.held.append(claim)
+                self.wf.dirty = True
+                continue
             model = self.jobs.get(claim.job_id)
             if model is None or model.status != PENDING:
                 status = "unknown" if model is None else model.status
@@ -534,6 +548,15 @@ class Simulation:
                 self.jobs[job_id] = ModelJob("q0")
                 self.result.ops["unreported cron jobs"] += 1
         return f"{fired}"
+
+    def wf_start(self) -> str:
+        return self.wf.start()
+
+    def wf_work(self) -> str:
+        return self.wf.work()
+
+    def wf_steer(self) -> str:
+        return self.wf.steer()
 
     def advance(self) -> str:
         ms = self.rng.randint(0, 1_500)
