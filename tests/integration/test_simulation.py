@@ -1,7 +1,7 @@
 """The deterministic simulation (``scripts/simulate.py``): it passes, it replays, and it can fail.
 
-300 seeds of the real queue under random producers, consumers, crashes, operators, cron
-and injected faults must show no violation; every deliberate break of the protocol
+300 seeds of the real queue under random producers, consumers, crashes, operators, cron,
+workflow runs and injected faults must show no violation; every deliberate break of the protocol
 must be caught within 200 seeds. Fewer steps per seed than the script's default keep
 the suite fast; ``docs/simulation.md`` has the full-size figures.
 """
@@ -27,7 +27,8 @@ def test_simulation_300_seeds_show_no_violation() -> None:
     assert summary.seeds == 300
     assert summary.steps == 300 * STEPS
     assert sum(summary.faults.values()) > 0, "no fault was injected"
-    for op in ("claim", "claim_round", "settle_batch", "crash", "requeue_dead", "activate_cron"):
+    kinds = ("claim", "claim_round", "settle_batch", "crash", "requeue_dead", "activate_cron")
+    for op in (*kinds, "wf_start", "wf_work", "wf_steer"):
         assert summary.ops[op] > 0, f"no {op} ran"
 
 
