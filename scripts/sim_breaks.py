@@ -1,0 +1,194 @@
+"""Deliberate breakages of the queue protocol, to prove the simulator can fail.
+
+Each break monkeypatches one real function of quick for one run (:func:`rebind`
+replaces every binding of the original in quick's loaded modules, since modules
+import functions by name), and :func:`applied` undoes it afterwards. A break is only
+worth listing if the invariants catch it: ``scripts/simulate.py --break NAME`` must
+fail within 200 seeds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import quick.claiming
+import quick.enqueueing
+import quick.fencing
+import quick.leases
+import quick.records
+from quick.counters import Tally
+from quick.fencing import Standing, Status
+from quick.jobs import JobState
+
+__all__ = ["BREAKS", "Break", "applied", "rebind", "swap"]
+
+Undo = list[tuple[Any, str, Any]]
+
+
+def rebind(original: Any, replacement: Any, undo: Undo) -> None:
+    """Point every name bound to ``original`` in quick's modules at ``replacement``."""
+    for name, module in list(sys.modules.items()):
+        if not name.startswith(("quick", "workflow", "consumer")) or module is None:
+            continue
+        for attr, value in list(vars(module).items()):
+            if value is original:
+                undo.append((module, attr, value))
+                setattr(module, attr, replacement)
+
+
+def swap(module: Any, attr: str, value: Any, undo: Undo) -> None:
+    """Set ``module.attr`` to ``value``, remembering the old value in ``undo``."""
+    undo.append((module, attr, getattr(module, attr)))
+    setattr(module, attr, value)
+
+
+class _PointersWithout:
+    """The pointers module, except that ``ensure_visible`` does nothing."""
+
+    def __init__(self, real: ModuleType) -> None:
+        self._real = real
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "ensure_visible":
+            return lambda *args, **kwargs: None
+        return getattr(self._real, name)
+
+
+def _no_fencing(undo: Undo) -> None:
+    """Any claim holds any job still in its queue: the token is never compared."""
+    real = quick.fencing.standing
+
+    def standing(tr: Any, claim: Any) -> Standing:
+        found = real(tr, claim)
+        if found.status is Status.LOST and found.job is not None:
+            return Standing(Status.HELD, found.keys, found.job)
+        return found
+
+    rebind(real, standing, undo)
+
+
+def _finish_forgets_counter(undo: Undo) -> None:
+    """Completing (or cancelling, discarding) a job never decrements its state's counter."""
+    real = quick.records.finish_job
+
+    def finish_job(tr: Any, keys: Any, job: Any, outcome: Any, now: int, tally: Any = None) -> None:
+        real(tr, keys, job, outcome, now, Tally())  # a tally nobody flushes
+
+    rebind(real, finish_job, undo)
+
+
+def _put_back_forgets_pointer(undo: Undo) -> None:
+    """fail / snooze / release put the job back without making the pointer cover it."""
+    swap(quick.leases, "pointers", _PointersWithout(quick.pointers), undo)
+
+
+def _enqueue_skips_pointer(undo: Undo) -> None:
+    """enqueue writes the job but never calls ``ensure_visible``."""
+    swap(quick.enqueueing, "pointers", _PointersWithout(quick.pointers), undo)
+
+
+def _heartbeat_keeps_index(undo: Undo) -> None:
+    """A heartbeat rewrites the leased record's expiry but leaves its index entry behind."""
+    real = quick.records.store_job
+
+    def store_job(tr: Any, keys: Any, old: Any, new: Any, tally: Any = None, **kw: Any) -> int:
+        if old is not None and old.state is JobState.LEASED and new.state is JobState.LEASED:
+            value = new.to_value()
+            tr.set(keys.job(new.id), value)
+            return len(value)
+        return int(real(tr, keys, old, new, tally, **kw))
+
+    rebind(real, store_job, undo)
+
+
+def _dead_letter_keeps_record(undo: Undo) -> None:
+    """Dead-lettering copies the job to the dead letters but leaves it in its queue."""
+    real = quick.records.bury_job
+
+    def bury_job(tr: Any, keys: Any, job: Any, error: str, now: int, tally: Any = None) -> None:
+        real(tr, keys, job, error, now, tally)
+        tr.set(keys.job(job.id), job.to_value())
+        tr.set(job.index_key(keys), b"")
+
+    rebind(real, bury_job, undo)
+
+
+def _finish_keeps_unique(undo: Undo) -> None:
+    """A finished job keeps its unique-key reservation, so the key is never free again."""
+    real = quick.records.finish_job
+
+    def finish_job(tr: Any, keys: Any, job: Any, outcome: Any, now: int, tally: Any = None) -> None:
+        real(tr, keys, job, outcome, now, tally)
+        if job.unique_key is not None:
+            tr.set(keys.unique(job.unique_key), job.id.encode())
+
+    rebind(real, finish_job, undo)
+
+
+def _complete_not_idempotent(undo: Undo) -> None:
+    """A complete retried after commit_unknown_result says it completed the job again,
+    so a transactional completion applies its effect twice."""
+    real = quick.leases.complete_in
+
+    def complete_in(tr: Any, claim: Any, now: int, tally: Any = None, **kw: Any) -> bool:
+        if quick.fencing.standing(tr, claim).status is Status.SETTLED:
+            return True
+        return bool(real(tr, claim, now, tally, **kw))
+
+    rebind(real, complete_in, undo)
+
+
+def _claim_forgets_tries(undo: Undo) -> None:
+    """A claim round retried after commit_unknown_result claims afresh instead of
+    returning what its committed try leased: those jobs stay leased to nobody's claim."""
+
+    def claimed_before(tr: Any, tries: Any) -> list[Any]:
+        return []
+
+    swap(quick.claiming, "_claimed_before", claimed_before, undo)
+
+
+@dataclass(frozen=True)
+class Break:
+    """One deliberate breakage: its name, what it does, and how to apply it."""
+
+    name: str
+    apply: Callable[[Undo], None]
+
+    @property
+    def summary(self) -> str:
+        return (self.apply.__doc__ or "").split("\n\n")[0].replace("\n", " ").strip()
+
+
+BREAKS: dict[str, Break] = {
+    b.name: b
+    for b in (
+        Break("no-fencing", _no_fencing),
+        Break("finish-forgets-counter", _finish_forgets_counter),
+        Break("put-back-forgets-pointer", _put_back_forgets_pointer),
+        Break("enqueue-skips-pointer", _enqueue_skips_pointer),
+        Break("heartbeat-keeps-index", _heartbeat_keeps_index),
+        Break("dead-letter-keeps-record", _dead_letter_keeps_record),
+        Break("finish-keeps-unique", _finish_keeps_unique),
+        Break("complete-not-idempotent", _complete_not_idempotent),
+        Break("claim-forgets-tries", _claim_forgets_tries),
+    )
+}
+
+
+@contextlib.contextmanager
+def applied(name: str | None) -> Iterator[None]:
+    """Apply the break ``name`` (None: none) for the duration of the block."""
+    undo: Undo = []
+    if name is not None:
+        BREAKS[name].apply(undo)
+    try:
+        yield
+    finally:
+        for module, attr, value in reversed(undo):
+            setattr(module, attr, value)
