@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import importlib
 from contextlib import ExitStack
+from typing import TYPE_CHECKING
 
 import click
 
 from quick.app import App
 from quick.cli.common import UsageProblem, open_store, store_url
+
+if TYPE_CHECKING:  # the consumer (trio) loads only when a worker runs
+    from consumer.runtime import ConsumerConfig
 
 __all__ = ["worker", "load_app"]
 
@@ -68,6 +72,14 @@ def load_app(spec: str) -> App:
     help="Seconds running jobs get to finish on shutdown.",
 )
 @click.option(
+    "--keep-finished",
+    default=86_400.0,
+    show_default=True,
+    type=click.FloatRange(0, 10 * 365 * 86_400),
+    help="Seconds a finished job's tombstone is kept (so enqueueing its id again adds "
+    "nothing) before the worker purges it; 0 purges as soon as possible.",
+)
+@click.option(
     "--metrics-port",
     type=click.IntRange(1, 65535),
     help="Serve Prometheus metrics at http://HOST:PORT/metrics. With --processes P, "
@@ -102,6 +114,7 @@ def worker(
     lease_seconds: float,
     processes: int,
     grace: float,
+    keep_finished: float,
     metrics_port: int | None,
     metrics_host: str,
     log_format: str,
@@ -126,6 +139,7 @@ def worker(
         argv = ["--db", store_url(ctx), "worker", "--app", app_spec]
         argv += ["--concurrency", str(concurrency), "--batch-size", str(batch_size)]
         argv += ["--lease-seconds", str(lease_seconds), "--grace", str(grace)]
+        argv += ["--keep-finished", str(keep_finished)]
         argv += ["--log-format", log_format, "--log-level", log_level]
         argvs = [
             argv
@@ -134,16 +148,28 @@ def worker(
             for i in range(processes)
         ]
         raise SystemExit(supervise(argvs))
-    _serve(ctx, app, concurrency, batch_size, lease_seconds, grace, metrics_port, metrics_host)
+    config = _config(concurrency, batch_size, lease_seconds, grace, keep_finished)
+    _serve(ctx, app, config, metrics_port, metrics_host)
+
+
+def _config(
+    concurrency: int, batch_size: int, lease_seconds: float, grace: float, keep_finished: float
+) -> ConsumerConfig:
+    from consumer.runtime import ConsumerConfig
+
+    return ConsumerConfig(
+        concurrency=concurrency,
+        batch_size=batch_size,
+        lease_ms=round(lease_seconds * 1000),
+        grace=grace,
+        keep_finished_ms=round(keep_finished * 1000),
+    )
 
 
 def _serve(
     ctx: click.Context,
     app: App,
-    concurrency: int,
-    batch_size: int,
-    lease_seconds: float,
-    grace: float,
+    config: ConsumerConfig,
     metrics_port: int | None,
     metrics_host: str,
 ) -> None:
@@ -154,15 +180,8 @@ def _serve(
     """
     import workflow  # noqa: F401  (registers the workflow job extension)
     from consumer import logs
-    from consumer.runtime import ConsumerConfig
     from consumer.serve import serve
 
-    config = ConsumerConfig(
-        concurrency=concurrency,
-        batch_size=batch_size,
-        lease_ms=round(lease_seconds * 1000),
-        grace=grace,
-    )
     with open_store(ctx) as db, ExitStack() as stack:
         metrics = None
         if metrics_port is not None:

@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 import quick
+from keyspace import layout
 from quick.cli import cli
 from tests.acceptance.processes import ROOT, record_lines, start_worker, wait_until
 from tests.conftest import engine_url
@@ -273,3 +274,39 @@ def test_cli_jobs_lists_a_queue_and_names_an_unknown_one(url: str, tag: str) -> 
     code, out = _run(url, "jobs", f"{tag}-nobody")
     assert code == 4
     assert "no waiting or running jobs" in out
+
+
+@pytest.mark.slow
+def test_cli_worker_keep_finished_0_leaves_no_per_job_keys(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    out = tmp_path / "out.txt"
+    with quick.open(url) as db:
+        specs = [
+            {"queue_id": f"t{i % 3}", "topic": "record", "payload": {"n": i}} for i in range(60)
+        ]
+        ids = quick.enqueue_many(db, specs)
+    worker = start_worker(url, out, "tests.acceptance.jobs_app:app", "--keep-finished", "0")
+
+    def per_job_keys() -> list[str]:
+        # job records, index entries, directory tombstones and finished-by-time entries
+        with quick.open(url) as db:
+            keys = db.transact(
+                lambda tr: [k for k, _ in tr.snapshot.get_range(*layout.ROOT.range())]
+            )
+        shown = [layout.describe(key) for key in keys]
+        return [line for line in shown if line.split("  ")[0] in PER_JOB]
+
+    try:
+        wait_until(lambda: len(record_lines(out)) >= 60, 60, "60 jobs to run", 0.05)
+        wait_until(lambda: not per_job_keys(), 30, "the purge chore to forget every job", 0.2)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err.decode()
+    assert per_job_keys() == []
+    with quick.open(url) as db:
+        # The tombstones are gone, so a finished job's id is unknown now.
+        assert {quick.job_state(db, job) for job in ids} == {None}
+
+
+PER_JOB = {"job", "ready job", "scheduled or leased job", "job directory", "finished job"}
