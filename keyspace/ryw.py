@@ -139,14 +139,14 @@ class WriteBuffer:
         if entry is None:
             entry = _Entry(known=known)
             self._entries[key] = entry
-            self._sorted = None
+            self._index(key)
         return entry
 
     def _known(self, key: bytes, value: bytes | None) -> None:
         entry = self._entries.get(key)
         if entry is None:
             self._entries[key] = _Entry(True, value)
-            self._sorted = None
+            self._index(key)
         else:
             entry.known, entry.value, entry.ops, entry.unreadable = True, value, [], False
 
@@ -165,9 +165,11 @@ class WriteBuffer:
             return
         self.log.append(Mutation(MutationKind.CLEAR_RANGE, begin, b"", end, None))
         self.size += len(begin) + len(end)
-        for key in self.keys_between(begin, end):
+        keys = self._keys()
+        low, high = bisect.bisect_left(keys, begin), bisect.bisect_left(keys, end)
+        for key in keys[low:high]:
             del self._entries[key]
-        self._sorted = None
+        del keys[low:high]
         self.cleared.add(begin, end)
 
     def atomic(self, op: AtomicOp, key: bytes, param: bytes) -> None:
@@ -192,11 +194,20 @@ class WriteBuffer:
 
     # -- reading through the buffer -----------------------------------------
 
-    def keys_between(self, begin: bytes, end: bytes) -> list[bytes]:
-        """Keys with an entry, in order, with ``begin <= key < end``."""
+    def _index(self, key: bytes) -> None:
+        """Keep the sorted key list current as a key gains its first entry: range reads
+        between writes (a claim across many queues) then cost a bisection, not a sort."""
+        if self._sorted is not None:
+            bisect.insort(self._sorted, key)
+
+    def _keys(self) -> list[bytes]:
         if self._sorted is None:
             self._sorted = sorted(self._entries)
-        keys = self._sorted
+        return self._sorted
+
+    def keys_between(self, begin: bytes, end: bytes) -> list[bytes]:
+        """Keys with an entry, in order, with ``begin <= key < end``."""
+        keys = self._keys()
         return keys[bisect.bisect_left(keys, begin) : bisect.bisect_left(keys, end)]
 
     def check_readable(self, begin: bytes, end: bytes) -> None:

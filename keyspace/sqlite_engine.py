@@ -469,10 +469,15 @@ class _Reader:
         else:
             conn = tr._snapshot_conn()
 
+            cache = tr.read_cache
+
             def fetch(k: bytes) -> bytes | None:
+                if k in cache:
+                    return cache[k]
                 if not tr._batched:
                     tr.db.latency.wait(tr.db.latency.read)
-                return _fetch(conn, k)
+                value = cache[k] = _fetch(conn, k)
+                return value
 
         try:
             value, consulted = tr.buffer.read(key, fetch)
@@ -488,20 +493,23 @@ class _Reader:
             check_read_key(key)
         tr = self.tr
         conn = tr._snapshot_conn()
-        stored: dict[bytes, bytes] = {}
+        cache = tr.read_cache
+        wanted = [key for key in dict.fromkeys(keys) if key not in cache]
         try:
-            for start in range(0, len(keys), _MANY_PAGE):
-                page = keys[start : start + _MANY_PAGE]
+            for start in range(0, len(wanted), _MANY_PAGE):
+                page = wanted[start : start + _MANY_PAGE]
                 marks = ",".join("?" * len(page))
                 query = f"SELECT k, v FROM kv WHERE k IN ({marks})"
-                stored.update(conn.execute(query, page).fetchall())
+                found = dict(conn.execute(query, page).fetchall())
+                for key in page:
+                    cache[key] = found.get(key)
         except sqlite3.Error as error:
             raise storage_error(tr.db.path, error, 1037) from error
         out = []
         read = tr.buffer.read
         ranges = tr.read_ranges if self.conflicts else None
         for key in keys:
-            value, consulted = read(key, stored.get)
+            value, consulted = read(key, cache.__getitem__)
             if consulted and ranges is not None:
                 ranges.add(key, _key_after(key))
             out.append(value)
@@ -598,6 +606,10 @@ class SqliteTransaction:
         self._committed_version: int | None = None
         self._versionstamp = _Versionstamp()
         self._done = False
+        #: Stored values already read at this snapshot (None: absent), as FoundationDB's
+        #: read-your-writes cache keeps them: a second read of a key costs no query. The
+        #: write buffer still answers first for keys this transaction wrote.
+        self.read_cache: dict[bytes, bytes | None] = {}
 
     # -- snapshot management -------------------------------------------------
 
@@ -633,6 +645,8 @@ class SqliteTransaction:
             raise storage_error(self.db.path, error, 1037) from error
         self.read_version = version or 0
         self._started = time.monotonic()
+        if key is not None:
+            self.read_cache[key] = value
         return value  # type: ignore[no-any-return]
 
     def _end_read(self) -> None:

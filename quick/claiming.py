@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from keyspace.codec import CorruptValue
-from keyspace.layout import WAKE, QueueKeys, queue_keys
+from keyspace.layout import POINTERS, QUEUE_LEASES, WAKE, QueueKeys, queue_keys
 from keyspace.limits import VALUE_LIMIT
 from keyspace.protocol import Database, Transaction, Watch
 from keyspace.retry import transactional
@@ -177,7 +177,7 @@ def claim_jobs(
     rows = tr.get_range(*keys.ready_range(), limit=limit + 1)
     entries = _valid_entries(tr, rows[:limit], keys.unpack_ready)
     records = tr.get_many([keys.job(job_id) for _, job_id in entries])
-    stopped_early = False
+    stopped_early = repaired = False
     for (key, job_id), data in zip(entries, records, strict=True):
         if budget.left <= 0 and claimed:
             stopped_early = True
@@ -189,6 +189,7 @@ def claim_jobs(
             continue
         if job is None or job.index_key(keys) != key:
             repair_entry(tr, keys, job, key, JobState.READY, tally)
+            repaired = True
             continue
         got = _lease_one(
             tr, keys, job, owner=owner, token=token, now=now, lease_ms=lease_ms,
@@ -204,7 +205,10 @@ def claim_jobs(
         pointers.defer(tr, queue, now + wait_ms)  # capped: scanners move on until then
         kept = True
     else:
-        kept = pointers.refresh(tr, keys, now, ready_left=ready_left)
+        # The range read saw the whole ready index (ready_left False) and took every entry
+        # in it, so none is left, unless a repair just wrote one back: then look again.
+        known = True if ready_left else None if repaired else False
+        kept = pointers.refresh(tr, keys, now, ready_left=known)
     if kept:
         record = {k: v for k, v in (lease or {}).items() if k in ("o", "u", "r")}
         mine = [token, [c.job_id for c in claimed]]
@@ -393,6 +397,12 @@ def claim_round(
     queues = [queue for _, queue in due]
     picked = rng.sample(queues, min(len(queues), limit, MAX_QUEUES_PER_ROUND))
     share = max(1, limit // len(picked))
+    # Every picked queue's lease and pointer in one round trip (snapshot: each is read
+    # again serializably, from the transaction's read cache, only if its queue is visited).
+    tr.get_many(
+        [QUEUE_LEASES.pack((q,)) for q in picked] + [POINTERS.pack((q,)) for q in picked],
+        snapshot=True,
+    )
     claims: list[Claim] = []
     tally = Tally()
     budget = _Budget()

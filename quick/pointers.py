@@ -200,17 +200,21 @@ def refresh(
     now: int,
     grace_ms: int = EMPTY_GRACE_MS,
     *,
-    ready_left: bool = False,
+    ready_left: bool | None = None,
 ) -> bool:
     """Point the queue at its true earliest visibility after a claim (consumer side).
 
     Deletes the pointer instead when the queue has been empty for ``grace_ms``.
-    ``ready_left`` says the caller already saw ready jobs remain (saves a read).
+    ``ready_left`` is what the caller already knows of the ready index from its own
+    serializable read in this transaction (ready jobs remain / none remain), saving a
+    read; None reads it.
     Returns False when the queue no longer has a pointer.
     """
     queue = keys.queue
     pointer, corrupt = _load_pointer(tr, queue)
-    if ready_left or _first(tr, keys.ready_range()) is not None:
+    if ready_left is None:
+        ready_left = _first(tr, keys.ready_range()) is not None
+    if ready_left:
         if pointer is None or pointer["v"] > now:
             _move(tr, queue, pointer, now, None)
         return True
