@@ -56,6 +56,7 @@ from typing import Any, TypeVar
 import msgpack
 
 from keyspace.atomic import AtomicOp, apply
+from keyspace.checkpoints import BACKSTOP_PAGES, TRUNCATE_BYTES, Checkpointer
 from keyspace.errors import StorageError
 from keyspace.latency import Latency
 from keyspace.limits import (
@@ -179,6 +180,7 @@ class SqliteDatabase:
         self._commit_lock = threading.Lock()
         self._commits = 0
         self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, PRIVATE_MODE)
+        self._checkpointer: Checkpointer | None = None
 
     def _check_process(self) -> None:
         if self._pid != os.getpid():
@@ -191,6 +193,8 @@ class SqliteDatabase:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={_SYNC_MODES[self.sync]}")
         conn.execute("PRAGMA cache_size=-16000")
+        conn.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
+        conn.execute(f"PRAGMA journal_size_limit={TRUNCATE_BYTES}")
         return conn
 
     def acquire(self) -> sqlite3.Connection:
@@ -232,6 +236,8 @@ class SqliteDatabase:
         for conn in idle:
             conn.close()
         if self._pid == os.getpid():
+            if self._checkpointer is not None:
+                self._checkpointer.close()
             os.close(self._lock_fd)
 
     def __enter__(self) -> SqliteDatabase:
@@ -290,6 +296,8 @@ class SqliteDatabase:
         else:
             conn.execute("INSERT INTO wlog(version, ranges) VALUES(?, ?)", (version, blob))
         self._commits += 1
+        if self._checkpointer is None:
+            self._checkpointer = Checkpointer(self._connect, lambda: self._commits)
         if self._commits % _PRUNE_EVERY == 0:
             _prune(conn, version - _WLOG_RETENTION_US)
         return version
