@@ -3,7 +3,8 @@
 All keys are ``fdb.tuple``-packed under the root tuple ``("qk",)``, so a quick
 keyspace can share a cluster with other data and be cleared or inspected as a
 whole. Times are integer milliseconds since the epoch; tags are short strings.
-Values are :mod:`keyspace.codec` records unless the table says otherwise.
+Values are :mod:`keyspace.codec` records unless the table says otherwise; the
+fields of every record are in the legend below.
 
 =================================================  ===============================================
 key (after the root ``("qk",)``)                   value
@@ -29,10 +30,10 @@ key (after the root ``("qk",)``)                   value
 ``("done", done_ms, job_id)``                      empty; finished jobs by time, for purging
 ``("cron", name)``                                 cron schedule: expression, target, next run
 ``("lim", queue)``                                 queue limits (``queue`` ``"*"``: the default
-                                                   of queues without their own): ``r`` most
-                                                   jobs leased at once, ``s`` most started per
-                                                   second (either None = no limit)
-``("rate", queue)``                                token bucket of a rate-limited queue: ``t``
+                                                   of queues without their own): ``mr`` most
+                                                   jobs leased at once, ``mps`` most started
+                                                   per second (either None = no limit)
+``("rate", queue)``                                token bucket of a rate-limited queue: ``tk``
                                                    tokens (float), ``at`` last refill time ms
 ``("cron_at", next_ms, name)``                     empty; schedules by next run, for activation
 ``("wf", "run", run_id)``                          workflow run: name, status, queue, input,
@@ -43,7 +44,7 @@ key (after the root ``("qk",)``)                   value
 ``("wf", "idem", workflow, key)``                  run id started with this idempotency key
 ``("wf", "ix", status, workflow, run_id)``         empty; runs by status, for listing
 ``("moved", queue)``                               the queue moved to another store: its
-                                                   URL (``to``) and when (``at``); enqueues
+                                                   URL (``url``) and when (``at``); enqueues
                                                    here raise QueueMoved
 ``("mig", queue, job_id)``                         a job being moved in by ``quick migrate``:
                                                    its record, unseen by consumers until the
@@ -52,6 +53,121 @@ key (after the root ``("qk",)``)                   value
 
 :func:`describe` turns any stored key into one readable line, for ``quick inspect
 keyspace``; keys outside these shapes are shown as their raw tuple or bytes.
+
+Legend of stored records
+------------------------
+Every record is a msgpack map with short field names. **A name means one thing in
+every record that uses it**: ``at`` is always when the record's event happened, ``k``
+always a claim's lease token, ``s`` always a job state. Times are integer ms since
+the epoch. Nested maps are records too (a job's ``x``, each item of a run's ``df``);
+a journal event's ``det``, payloads, inputs and outputs are free-form data with
+their own (long) names. :data:`FIELDS` and :data:`RECORDS` are this legend in code, and
+``tests/unit/test_legend.py`` checks every record the source writes against them.
+
+Record layout revision 2 (issue 9): every name has one meaning. Revision 1 reused
+names (``e``, ``u``, ``k``, ``t``, ``s``, ``r``, ``d``, ``to``, ``m`` ...) with a meaning
+per record. The codec's format byte is unchanged (still 1): no store of revision 1
+was deployed, so none is migrated (this revision does not read one).
+
+=========  ======================================================  ==========================
+name       meaning                                                 records
+=========  ======================================================  ==========================
+``a``      attempts started so far (a job: leases taken; a step:   job, step
+           claims of its jobs)
+``af``     keys of the steps this step runs after                  step def
+``at``     when the record's event happened, ms (finished,         directory, dead letter,
+           buried, refilled, moved, appended)                      rate, moved, journal
+``aw``     true once an external step is waiting for its signal    step
+``c``      when created, ms                                        job, run
+``cr``     cron expression                                         cron
+``dep``    outputs of the step's dependencies, by step key         step job x
+``det``    details of a journal event (a map with long,            journal
+           self-describing names)
+``df``     the workflow definition: a list of step definitions     run
+``e``      error text (a job's or step's last error; why a dead    job, dead letter, step
+           letter died)
+``es``     when the queue became empty, ms (None while it has      pointer
+           jobs)
+``ev``     kind of a journal event, e.g. ``step_succeeded``        journal
+``ex``     when the queue lease expires, ms                        queue lease
+``f``      when finished, ms (None until then)                     run, step
+``g``      payload of the signal an external step received         step
+``gi``     id of the ``signal`` call that delivered ``g`` (a       step
+           retried call is a no-op)
+``h``      hook kinds the run's workflow had when the run started  run
+``i``      the run's input (every step handler's payload)          run
+``ik``     idempotency key the run was started with (None: none)   run
+``j``      id of the job that currently stands for the step        step
+``jr``     the buried job's record, encoded (a job record)         dead letter
+``k``      lease token of a claim (a job's current lease; the      job, directory
+           lease that finished it)
+``kd``     step kind: ``task``, ``external`` or ``sleep``          step def
+``m``      attempt limit (None: the handler's or default one)      job, step def, step
+``mod``    module owning a job's extension data (see               step job x, hook job x
+           quick.extensions)
+``mps``    most jobs started per second (None: no limit)           limits
+``mr``     most jobs leased at once (None: no limit)               limits
+``n``      when next due, ms (a schedule's next tick; a step       cron, step
+           job's due or retry time)
+``o``      owner: the consumer holding the lease                   job, queue lease
+``out``    a step's output                                         step
+``p``      payload                                                 job, cron
+``pr``     priority (lower runs first)                             job, step def
+``q``      queue id                                                directory, cron, run
+``ra``     claims counted toward the step's attempt limit (a run   step
+           retry resets them)
+``raw``    the undecodable job record, as stored                   dead letter
+``rc``     recent claims, newest first: ``[[token, [job ids]],     queue lease
+           ...]``
+``ri``     run id                                                  step job x
+``rs``     run status: a RunStatus value                           run
+``rt``     id of the ``retry_run`` call last applied (a retried    run
+           call is a no-op)
+``s``      job state: a JobState value (a directory entry's is     job, directory
+           the final one)
+``sk``     step key                                                step job x, step def,
+                                                                   journal
+``sl``     seconds a sleep step sleeps                             step def
+``ss``     step status: a StepStatus value                         step
+``st``     when the step was first claimed, ms                     step
+``t``      topic                                                   job, cron, step def
+``tk``     tokens left in a rate bucket (float)                    rate
+``to``     handler timeout, seconds (None: the handler's own)      step job x, step def
+``tz``     time zone of a cron expression                          cron
+``u``      unique key (None: none)                                 job
+``url``    URL of the store a queue moved to                       moved
+``v``      visible from, ms (a leased job: its lease expiry)       job, pointer
+``w``      workflow name                                           step job x, run
+``why``    why it ended, in words (a failed run; a skipped or      run, step
+           cancelled step)
+``x``      extension data, a map (None: a plain job)               job
+``xk``     kind of a workflow job that is no step: ``hook``        hook job x
+=========  ======================================================  ==========================
+
+===========  ==========================================  ========================================
+record       fields                                      stored at
+===========  ==========================================  ========================================
+job          t p pr v s a m c o k e u x                  ``("q", queue, "j", job_id)``, and
+                                                         ``("mig", queue, job_id)`` while
+                                                         migrating
+step job x   mod ri sk w dep to                          ``x`` of a workflow step's job
+hook job x   mod xk                                      ``x`` of a workflow hook's job
+directory    q s at k                                    ``("id", job_id)``: ``q`` while the job
+                                                         lives; ``s``, ``at``, ``k`` once
+                                                         finished
+dead letter  jr raw e at                                 ``("dl", queue, job_id)``: ``jr`` or,
+                                                         for an undecodable job, ``raw``
+pointer      v es                                        ``("ptr", queue)``
+queue lease  o ex rc                                     ``("ql", queue)``
+cron         cr tz q t p n                               ``("cron", name)``
+limits       mr mps                                      ``("lim", queue)``
+rate         tk at                                       ``("rate", queue)``
+moved        url at                                      ``("moved", queue)``
+run          w rs q i df c f ik h why rt                 ``("wf", "run", run_id)``
+step def     sk kd af t m to sl pr                       each item of a run's ``df``
+step         ss a ra m j n st f out e why g gi aw        ``("wf", "step", run_id, step)``
+journal      ev at sk det                                ``("wf", "j", run_id, versionstamp)``
+===========  ==========================================  ========================================
 """
 
 from __future__ import annotations
@@ -91,6 +207,8 @@ __all__ = [
     "SHAPES",
     "describe",
     "decode",
+    "FIELDS",
+    "RECORDS",
 ]
 
 ROOT = Subspace(("qk",))
@@ -113,6 +231,84 @@ WF_IDEMPOTENCY = ROOT["wf"]["idem"]
 WF_BY_STATUS = ROOT["wf"]["ix"]
 MOVED = ROOT["moved"]
 MIGRATING = ROOT["mig"]
+
+#: Every field name used in a stored record, with its one meaning (the legend above).
+FIELDS: dict[str, str] = {
+    "a": "attempts started so far (a job: leases taken; a step: claims of its jobs)",
+    "af": "keys of the steps this step runs after",
+    "at": "when the record's event happened, ms (finished, buried, refilled, moved, appended)",
+    "aw": "true once an external step is waiting for its signal",
+    "c": "when created, ms",
+    "cr": "cron expression",
+    "dep": "outputs of the step's dependencies, by step key",
+    "det": "details of a journal event (a map with long, self-describing names)",
+    "df": "the workflow definition: a list of step definitions",
+    "e": "error text (a job's or step's last error; why a dead letter died)",
+    "es": "when the queue became empty, ms (None while it has jobs)",
+    "ev": "kind of a journal event, e.g. ``step_succeeded``",
+    "ex": "when the queue lease expires, ms",
+    "f": "when finished, ms (None until then)",
+    "g": "payload of the signal an external step received",
+    "gi": "id of the ``signal`` call that delivered ``g`` (a retried call is a no-op)",
+    "h": "hook kinds the run's workflow had when the run started",
+    "i": "the run's input (every step handler's payload)",
+    "ik": "idempotency key the run was started with (None: none)",
+    "j": "id of the job that currently stands for the step",
+    "jr": "the buried job's record, encoded (a job record)",
+    "k": "lease token of a claim (a job's current lease; the lease that finished it)",
+    "kd": "step kind: ``task``, ``external`` or ``sleep``",
+    "m": "attempt limit (None: the handler's or default one)",
+    "mod": "module owning a job's extension data (see quick.extensions)",
+    "mps": "most jobs started per second (None: no limit)",
+    "mr": "most jobs leased at once (None: no limit)",
+    "n": "when next due, ms (a schedule's next tick; a step job's due or retry time)",
+    "o": "owner: the consumer holding the lease",
+    "out": "a step's output",
+    "p": "payload",
+    "pr": "priority (lower runs first)",
+    "q": "queue id",
+    "ra": "claims counted toward the step's attempt limit (a run retry resets them)",
+    "raw": "the undecodable job record, as stored",
+    "rc": "recent claims, newest first: ``[[token, [job ids]], ...]``",
+    "ri": "run id",
+    "rs": "run status: a RunStatus value",
+    "rt": "id of the ``retry_run`` call last applied (a retried call is a no-op)",
+    "s": "job state: a JobState value (a directory entry's is the final one)",
+    "sk": "step key",
+    "sl": "seconds a sleep step sleeps",
+    "ss": "step status: a StepStatus value",
+    "st": "when the step was first claimed, ms",
+    "t": "topic",
+    "tk": "tokens left in a rate bucket (float)",
+    "to": "handler timeout, seconds (None: the handler's own)",
+    "tz": "time zone of a cron expression",
+    "u": "unique key (None: none)",
+    "url": "URL of the store a queue moved to",
+    "v": "visible from, ms (a leased job: its lease expiry)",
+    "w": "workflow name",
+    "why": "why it ended, in words (a failed run; a skipped or cancelled step)",
+    "x": "extension data, a map (None: a plain job)",
+    "xk": "kind of a workflow job that is no step: ``hook``",
+}
+
+#: The fields of each kind of stored record, in the order written.
+RECORDS: dict[str, tuple[str, ...]] = {
+    "job": ("t", "p", "pr", "v", "s", "a", "m", "c", "o", "k", "e", "u", "x"),
+    "step job x": ("mod", "ri", "sk", "w", "dep", "to"),
+    "hook job x": ("mod", "xk"),
+    "directory": ("q", "s", "at", "k"),
+    "dead letter": ("jr", "raw", "e", "at"),
+    "pointer": ("v", "es"),
+    "queue lease": ("o", "ex", "rc"),
+    "cron": ("cr", "tz", "q", "t", "p", "n"),
+    "limits": ("mr", "mps"),
+    "rate": ("tk", "at"),
+    "moved": ("url", "at"),
+    "run": ("w", "rs", "q", "i", "df", "c", "f", "ik", "h", "why", "rt"),
+    "step def": ("sk", "kd", "af", "t", "m", "to", "sl", "pr"),
+    "step": ("ss", "a", "ra", "m", "j", "n", "st", "f", "out", "e", "why", "g", "gi", "aw"),
+    "journal": ("ev", "at", "sk", "det"),
+}
 
 
 class QueueKeys:

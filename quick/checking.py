@@ -350,6 +350,6 @@ def _bury_raw(tr: Transaction, queue: str, key: bytes, raw: bytes, error: str, n
         job_id = key.hex()
     tr.set(
         DEAD_LETTERS.pack((queue, job_id)),
-        pack_value({"raw": raw, "error": f"corrupt job record: {error}", "at": now}),
+        pack_value({"raw": raw, "e": f"corrupt job record: {error}", "at": now}),
     )
     tr.set(JOB_DIRECTORY.pack((job_id,)), tombstone(queue, "dead", now, None))

@@ -210,9 +210,9 @@ def claim_jobs(
         known = True if ready_left else None if repaired else False
         kept = pointers.refresh(tr, keys, now, ready_left=known)
     if kept:
-        record = {k: v for k, v in (lease or {}).items() if k in ("o", "u", "r")}
+        record = {k: v for k, v in (lease or {}).items() if k in ("o", "ex", "rc")}
         mine = [token, [c.job_id for c in claimed]]
-        record.update(o=owner, u=0, r=[mine, *recent[: RECENT_CLAIMS - 1]])
+        record.update(o=owner, ex=0, rc=[mine, *recent[: RECENT_CLAIMS - 1]])
         pointers.write_queue_lease(tr, queue, record)
     return claimed
 
@@ -247,7 +247,7 @@ def _recent_claims(lease: dict[str, Any] | None) -> list[tuple[str, list[str]]]:
     """The last few claims' ``(token, job ids)`` kept on the queue lease, newest first."""
     if lease is None:
         return []
-    return [(token, list(ids)) for token, ids in lease.get("r") or []]
+    return [(token, list(ids)) for token, ids in lease.get("rc") or []]
 
 
 def _notify_claimed(tr: Transaction, claim: Claim, now: int) -> None:
@@ -355,7 +355,7 @@ class RoundTries:
 
 def _leased_by_other(tr: Transaction, queue: str, owner: str, now: int) -> bool:
     lease = pointers.queue_lease(tr, queue)
-    return lease is not None and lease.get("u", 0) > now and lease.get("o") != owner
+    return lease is not None and lease.get("ex", 0) > now and lease.get("o") != owner
 
 
 def claim_round(

@@ -99,12 +99,12 @@ def decode_schedule(name: str, value: bytes) -> Schedule:
     record = unpack_value(value)
     if not isinstance(record, dict) or not isinstance(name, str):
         raise CorruptValue(f"schedule record is a {type(record).__name__}, not a map")
-    texts = [record.get(f) for f in ("cron", "tz", "q", "t")]
+    texts = [record.get(f) for f in ("cr", "tz", "q", "t")]
     if not all(isinstance(t, str) for t in texts) or not isinstance(record.get("n"), int):
         raise CorruptValue(f"schedule record of the wrong shape: {record!r}")
     return Schedule(
         name=name,
-        cron=record["cron"],
+        cron=record["cr"],
         tz=record["tz"],
         queue_id=record["q"],
         topic=record["t"],
@@ -116,7 +116,7 @@ def decode_schedule(name: str, value: bytes) -> Schedule:
 def _encode(item: Schedule) -> bytes:
     return pack_value(
         {
-            "cron": item.cron,
+            "cr": item.cron,
             "tz": item.tz,
             "q": item.queue_id,
             "t": item.topic,

@@ -154,7 +154,7 @@ def check_not_moved(view: ReadView, queue: str) -> None:
     data = view.get(MOVED.pack((queue,)))
     if data is not None:
         record = unpack_value(data)
-        target = record.get("to") if isinstance(record, dict) else None
+        target = record.get("url") if isinstance(record, dict) else None
         raise QueueMoved(queue, str(target) if target else "another store")
 
 

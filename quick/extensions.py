@@ -1,6 +1,6 @@
 """Job extensions: how a layer above the queue (workflows) rides on ordinary jobs.
 
-A job may carry extension data (``Job.extension``, a mapping whose ``"m"`` names the
+A job may carry extension data (``Job.extension``, a mapping whose ``"mod"`` names the
 module that owns it). The queue stays ignorant of what the data means; at the points
 where a job's life changes it asks the owning module's :class:`JobExtension`, inside
 the same transaction:
@@ -30,7 +30,7 @@ from quick.jobs import Claim
 __all__ = ["JobExtension", "register", "extension_for", "MODULE_FIELD"]
 
 #: The field of ``Job.extension`` naming the module that owns the job.
-MODULE_FIELD = "m"
+MODULE_FIELD = "mod"
 
 
 class JobExtension(Protocol):

@@ -218,7 +218,7 @@ def _counts(view: ReadView, queue: str, skipped: list[Skipped]) -> dict[str, int
 def _pointer(key: bytes, value: bytes) -> tuple[str, int, int | None]:
     (queue,) = POINTERS.unpack(key)
     record = unpack_value(value)
-    visible, empty = record["v"], record["e"]
+    visible, empty = record["v"], record["es"]
     if not isinstance(queue, str) or not isinstance(visible, int):
         raise CorruptValue(f"pointer of the wrong shape: {record!r}")
     if empty is not None and not isinstance(empty, int):
@@ -270,15 +270,15 @@ def decode_dead_letter(queue: str, job_id: str, value: bytes) -> DeadLetter:
     record = unpack_value(value)
     if not isinstance(record, dict):
         raise CorruptValue(f"dead letter is a {type(record).__name__}, not a map")
-    error, failed, raw = record.get("error"), record.get("at"), record.get("raw")
+    error, failed, raw = record.get("e"), record.get("at"), record.get("raw")
     if not isinstance(error, str) or not isinstance(failed, int):
         raise CorruptValue(f"dead letter without a text error and an integer time: {record!r}")
     if raw is not None and not isinstance(raw, bytes):
         raise CorruptValue(f"dead letter's raw job is a {type(raw).__name__}")
     job = None
-    if record.get("job") is not None:
+    if record.get("jr") is not None:
         try:
-            job = Job.from_value(queue, job_id, record["job"])
+            job = Job.from_value(queue, job_id, record["jr"])
         except CorruptValue:
             job = None
     return DeadLetter(

@@ -111,8 +111,8 @@ def _decode(queue: str, data: bytes) -> QueueLimits | None:
         record = unpack_value(data)
         return QueueLimits(
             queue_id=queue,
-            max_running=_check_running(record.get("r")),
-            max_per_second=_check_rate(record.get("s")),
+            max_running=_check_running(record.get("mr")),
+            max_per_second=_check_rate(record.get("mps")),
         )
     except (ValueError, TypeError, AttributeError, InvalidArgument):
         return None
@@ -124,7 +124,7 @@ def _store(tr: Transaction, limits: QueueLimits) -> None:
     if limits.max_running is None and limits.max_per_second is None:
         tr.clear(key)
     else:
-        tr.set(key, pack_value({"r": limits.max_running, "s": limits.max_per_second}))
+        tr.set(key, pack_value({"mr": limits.max_running, "mps": limits.max_per_second}))
     if limits.max_per_second is None:
         tr.clear(RATES.pack((limits.queue_id,)))
 
@@ -211,7 +211,7 @@ class Gate:
         if rate is not None:
             left = self._tokens - leased
             if leased:
-                tr.set(RATES.pack((self.queue,)), pack_value({"t": left, "at": self.now}))
+                tr.set(RATES.pack((self.queue,)), pack_value({"tk": left, "at": self.now}))
             if left < 1:
                 waits.append(math.ceil((1 - left) * 1000 / rate))
         if not waits:
@@ -226,7 +226,7 @@ def _refill(data: bytes | None, rate: float, now: int) -> float:
         return burst
     try:
         record = unpack_value(data)
-        tokens, at = float(record["t"]), int(record["at"])
+        tokens, at = float(record["tk"]), int(record["at"])
     except (ValueError, TypeError, KeyError, AttributeError):
         return burst  # an unreadable bucket starts full again
     return min(burst, tokens + max(0, now - at) * rate / 1000)

@@ -366,9 +366,9 @@ def _mark(tr: Transaction, queue: str, destination: str, now: int) -> str:
     data = tr.get(key)
     if data is not None:
         record = unpack_value(data)
-        target = record.get("to") if isinstance(record, dict) else None
+        target = record.get("url") if isinstance(record, dict) else None
         return "already" if target == destination else str(target)
-    tr.set(key, pack_value({"to": destination, "at": now}))
+    tr.set(key, pack_value({"url": destination, "at": now}))
     return "new"
 
 

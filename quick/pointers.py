@@ -85,23 +85,23 @@ def _int(value: Any) -> bool:
 
 
 def decode_pointer(data: bytes) -> dict[str, Any]:
-    """A pointer record ``{"v": vis_ms, "e": empty_since or None}``; CorruptValue otherwise."""
+    """A pointer record ``{"v": vis_ms, "es": empty_since or None}``; CorruptValue otherwise."""
     record = unpack_value(data)
     if (
         not isinstance(record, dict)
         or not _int(record.get("v"))
-        or not (record.get("e") is None or _int(record.get("e")))
+        or not (record.get("es") is None or _int(record.get("es")))
     ):
         raise CorruptValue(f"pointer record of the wrong shape: {record!r}")
-    return {"v": record["v"], "e": record.get("e")}
+    return {"v": record["v"], "es": record.get("es")}
 
 
 def decode_queue_lease(data: bytes) -> dict[str, Any]:
     """A queue lease record (see :func:`queue_lease`); CorruptValue otherwise."""
     record = unpack_value(data)
-    if not isinstance(record, dict) or not _int(record.get("u", 0)):
+    if not isinstance(record, dict) or not _int(record.get("ex", 0)):
         raise CorruptValue(f"queue lease of the wrong shape: {record!r}")
-    owner, recent = record.get("o"), record.get("r") or []
+    owner, recent = record.get("o"), record.get("rc") or []
     if not (owner is None or isinstance(owner, str)) or not isinstance(recent, list):
         raise CorruptValue(f"queue lease of the wrong shape: {record!r}")
     for entry in recent:
@@ -157,7 +157,7 @@ def unpack_index(key: bytes) -> tuple[int, str] | None:
 
 
 def read_pointer(view: ReadView, queue: str) -> dict[str, Any] | None:
-    """The pointer record of ``queue`` (``{"v": vis_ms, "e": empty_since or None}``);
+    """The pointer record of ``queue`` (``{"v": vis_ms, "es": empty_since or None}``);
     a corrupt record reads as None (and is named in a warning)."""
     return _load_pointer(view, queue)[0]
 
@@ -170,7 +170,7 @@ def _move(
     if old is None or vis_ms < old["v"]:
         tr.add(WAKE, _ONE)
     tr.set(POINTER_INDEX.pack((vis_ms, queue)), b"")
-    tr.set(POINTERS.pack((queue,)), pack_value({"v": vis_ms, "e": empty_since}))
+    tr.set(POINTERS.pack((queue,)), pack_value({"v": vis_ms, "es": empty_since}))
 
 
 def ensure_visible(tr: Transaction, queue: str, vis_ms: int) -> None:
@@ -228,10 +228,10 @@ def refresh(
         if corrupt:
             tr.clear(POINTERS.pack((queue,)))
         return False
-    if pointer["e"] is None:
+    if pointer["es"] is None:
         _move(tr, queue, pointer, now + grace_ms, now)
         return True
-    if pointer["e"] + grace_ms <= now:
+    if pointer["es"] + grace_ms <= now:
         _delete(tr, queue, pointer)
         return False
     return True
@@ -253,10 +253,10 @@ def collect(tr: Transaction, queue: str, now: int, grace_ms: int = EMPTY_GRACE_M
         return False
     if _first(tr, keys.ready_range()) is not None or _first(tr, keys.scheduled_range()):
         return False
-    if pointer["e"] is None:
+    if pointer["es"] is None:
         _move(tr, queue, pointer, now + grace_ms, now)
         return False
-    if pointer["e"] + grace_ms > now:
+    if pointer["es"] + grace_ms > now:
         return False
     _delete(tr, queue, pointer)
     return True
@@ -302,8 +302,8 @@ def drop_stray(tr: Transaction, key: bytes, queue: str) -> None:
 
 
 def queue_lease(view: ReadView, queue: str) -> dict[str, Any] | None:
-    """The queue lease record: ``{"o": owner, "u": until_ms, "r": recent claims}``, where
-    ``r`` lists the last few claims' ``[token, job ids]`` (see ``quick.leases``).
+    """The queue lease record: ``{"o": owner, "ex": until_ms, "rc": recent claims}``, where
+    ``rc`` lists the last few claims' ``[token, job ids]`` (see ``quick.leases``).
 
     A corrupt record reads as None (and is named in a warning): the next lease
     written overwrites it.
@@ -329,12 +329,12 @@ def lease_queue(tr: Transaction, queue: str, owner: str, now: int, lease_ms: int
     Also False when the queue's pointer is gone or no longer due (another consumer drained it).
     """
     lease = queue_lease(tr, queue)
-    if lease is not None and lease.get("u", 0) > now and lease.get("o") != owner:
+    if lease is not None and lease.get("ex", 0) > now and lease.get("o") != owner:
         return False
     pointer, corrupt = _load_pointer(tr.snapshot, queue)
     if not corrupt and (pointer is None or pointer["v"] > now):
         return False
-    record = dict(lease or {"r": []})
-    record.update(o=owner, u=now + lease_ms)
+    record = dict(lease or {"rc": []})
+    record.update(o=owner, ex=now + lease_ms)
     write_queue_lease(tr, queue, record)
     return True

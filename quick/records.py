@@ -118,7 +118,7 @@ def bury_job(
     dead = job.evolve(last_error=error, owner=None)
     tr.set(
         DEAD_LETTERS.pack((job.queue, job.id)),
-        pack_value({"job": dead.to_value(), "error": error, "at": now}),
+        pack_value({"jr": dead.to_value(), "e": error, "at": now}),
     )
     tr.set(JOB_DIRECTORY.pack((job.id,)), tombstone(job.queue, "dead", now, job.token))
 
@@ -139,7 +139,7 @@ def bury_corrupt(
     counters.move(tr, keys, state, JobState.DEAD)
     tr.set(
         DEAD_LETTERS.pack((keys.queue, job_id)),
-        pack_value({"raw": raw, "error": f"corrupt job record: {error}", "at": now}),
+        pack_value({"raw": raw, "e": f"corrupt job record: {error}", "at": now}),
     )
     tr.set(JOB_DIRECTORY.pack((job_id,)), tombstone(keys.queue, "dead", now, None))
 

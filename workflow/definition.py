@@ -51,27 +51,27 @@ class StepSpec:
 
     def to_record(self) -> dict[str, Any]:
         return {
-            "k": self.key,
-            "t": self.kind.value,
-            "a": list(self.after),
-            "tp": self.topic,
+            "sk": self.key,
+            "kd": self.kind.value,
+            "af": list(self.after),
+            "t": self.topic,
             "m": self.max_attempts,
             "to": self.timeout,
             "sl": self.seconds,
-            "p": self.priority,
+            "pr": self.priority,
         }
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> StepSpec:
         return cls(
-            key=record["k"],
-            kind=StepKind(record["t"]),
-            after=tuple(record["a"]),
-            topic=record["tp"],
+            key=record["sk"],
+            kind=StepKind(record["kd"]),
+            after=tuple(record["af"]),
+            topic=record["t"],
             max_attempts=record["m"],
             timeout=record["to"],
             seconds=record["sl"],
-            priority=record["p"],
+            priority=record["pr"],
         )
 
 

@@ -103,12 +103,12 @@ class _Run:
         self.id = run_id
         self.now = now
         self.record = run if run is not None else read_run(tr, run_id)
-        self.definition = Definition.from_record(self.record["w"], self.record["d"])
+        self.definition = Definition.from_record(self.record["w"], self.record["df"])
         self.journal = events.Journal(tr, run_id, now)
 
     @property
     def status(self) -> RunStatus:
-        return RunStatus(self.record["s"])
+        return RunStatus(self.record["rs"])
 
     def set_status(self, status: RunStatus) -> None:
         set_run_status(self.tr, self.id, self.record, status)
@@ -144,7 +144,7 @@ class _Run:
             HOOK_TOPIC,
             event.to_payload(),
             now=self.now,
-            extension={extensions.MODULE_FIELD: MODULE, "k": "hook"},
+            extension={extensions.MODULE_FIELD: MODULE, "xk": "hook"},
         )
         store_new(self.tr, job)
 
@@ -154,7 +154,7 @@ def _make_runnable(run: _Run, key: str) -> None:
     if run.status is not RunStatus.RUNNING:
         return
     step = run.step(key)
-    if step["s"] != StepStatus.WAITING:
+    if step["ss"] != StepStatus.WAITING:
         return
     spec = run.definition.steps[key]
     if spec.kind is StepKind.EXTERNAL:
@@ -165,7 +165,7 @@ def _make_runnable(run: _Run, key: str) -> None:
             run.save(key, step)
             run.journal.append(events.STEP_AWAITING, key)
         return
-    data = {extensions.MODULE_FIELD: MODULE, "r": run.id, "s": key, "w": run.record["w"]}
+    data = {extensions.MODULE_FIELD: MODULE, "ri": run.id, "sk": key, "w": run.record["w"]}
     if spec.kind is StepKind.SLEEP:
         assert spec.seconds is not None
         due = run.now + round(spec.seconds * 1000)
@@ -175,13 +175,13 @@ def _make_runnable(run: _Run, key: str) -> None:
     else:
         assert spec.topic is not None
         due = run.now
-        data["d"] = {dependency: run.step(dependency).get("o") for dependency in spec.after}
+        data["dep"] = {dependency: run.step(dependency).get("out") for dependency in spec.after}
         data["to"] = spec.timeout
         attempts = spec.max_attempts
         if step.get("ra"):
             # Held by a pause after failed attempts: the new item gets what is left of
             # the limit the last attempt ran under.
-            limit = attempt_limit(step.get("ma"), attempts)
+            limit = attempt_limit(step.get("m"), attempts)
             attempts = max(1, limit - step["ra"])
         job = prepare(
             run.record["q"],
@@ -193,7 +193,7 @@ def _make_runnable(run: _Run, key: str) -> None:
             extension=data,
         )
     job_id = store_new(run.tr, job)
-    step.update(s=StepStatus.SCHEDULED.value, j=job_id, n=due)
+    step.update(ss=StepStatus.SCHEDULED.value, j=job_id, n=due)
     run.save(key, step)
     run.journal.append(events.STEP_SCHEDULED, key, due_ms=due, job_id=job_id)
 
@@ -202,19 +202,19 @@ def _schedule_ready(run: _Run, keys: Iterable[str]) -> None:
     """Make runnable each of ``keys`` whose dependencies have all succeeded."""
     for key in keys:
         after = run.definition.steps[key].after
-        if all(run.step(dep)["s"] == StepStatus.SUCCEEDED for dep in after):
+        if all(run.step(dep)["ss"] == StepStatus.SUCCEEDED for dep in after):
             _make_runnable(run, key)
 
 
 def _succeed(run: _Run, key: str, step: dict[str, Any], output: Any) -> None:
-    step.update(s=StepStatus.SUCCEEDED.value, o=output, f=run.now, e=None)
+    step.update(ss=StepStatus.SUCCEEDED.value, out=output, f=run.now, e=None)
     run.save(key, step)
     run.journal.append(events.STEP_SUCCEEDED, key, output=output)
     run.hook(hooks.STEP_SUCCEEDED, StepStatus.SUCCEEDED.value, key, output=output)
     _schedule_ready(run, run.definition.successors[key])
     sinks = run.definition.sinks
     finished = key in sinks and run.status not in TERMINAL_RUN
-    if finished and all(run.step(s)["s"] == StepStatus.SUCCEEDED for s in sinks if s != key):
+    if finished and all(run.step(s)["ss"] == StepStatus.SUCCEEDED for s in sinks if s != key):
         run.set_status(RunStatus.SUCCEEDED)
         run.journal.append(events.RUN_SUCCEEDED)
         run.hook(hooks.RUN_FINISHED, RunStatus.SUCCEEDED.value)
@@ -234,8 +234,8 @@ def _descendants(definition: Definition, key: str) -> set[str]:
 def _withdraw(run: _Run, step: dict[str, Any]) -> bool:
     """Remove the step's queued item; False when it is running (then it is fenced)."""
     job_id = step.get("j")
-    if job_id is None or step["s"] != StepStatus.SCHEDULED:
-        return bool(step["s"] != StepStatus.RUNNING)
+    if job_id is None or step["ss"] != StepStatus.SCHEDULED:
+        return bool(step["ss"] != StepStatus.RUNNING)
     try:
         cancel_job(run.tr, job_id)
     except JobRunning:
@@ -246,7 +246,7 @@ def _withdraw(run: _Run, step: dict[str, Any]) -> bool:
 def _hold(run: _Run, key: str, step: dict[str, Any]) -> None:
     """Withdraw a queued task step of a paused run; resume schedules it again."""
     if _withdraw(run, step):
-        step.update(s=StepStatus.WAITING.value, j=None)
+        step.update(ss=StepStatus.WAITING.value, j=None)
         run.save(key, step)
         run.journal.append(events.STEP_HELD, key)
 
@@ -256,17 +256,17 @@ def _end_unfinished(run: _Run, status: StepStatus, reason_for: Any) -> None:
     kind = events.STEP_SKIPPED if status is StepStatus.SKIPPED else events.STEP_CANCELLED
     for key in run.definition.steps:
         step = run.step(key)
-        if step["s"] in FINISHED_STEP:
+        if step["ss"] in FINISHED_STEP:
             continue
         _withdraw(run, step)
         reason = reason_for(key)
-        step.update(s=status.value, why=reason, f=run.now)
+        step.update(ss=status.value, why=reason, f=run.now)
         run.save(key, step)
         run.journal.append(kind, key, reason=reason)
 
 
 def _fail_run(run: _Run, key: str, step: dict[str, Any], error: str) -> None:
-    step.update(s=StepStatus.FAILED.value, e=error, f=run.now, n=None)
+    step.update(ss=StepStatus.FAILED.value, e=error, f=run.now, n=None)
     run.save(key, step)
     run.journal.append(events.STEP_FAILED, key, error=error, attempt=step.get("a", 0))
     run.hook(hooks.STEP_FAILED, StepStatus.FAILED.value, key, error=error)
@@ -305,7 +305,7 @@ class StepExtension:
 
     def job_config(self, claim: Claim, registered: JobConfig | None) -> JobConfig | None:
         data = claim.extension or {}
-        if data.get("k") == "hook":
+        if data.get("xk") == "hook":
             return _HOOK_CONFIG
         if claim.topic == SLEEP_TOPIC:
             return _SLEEP_CONFIG
@@ -315,10 +315,13 @@ class StepExtension:
 
     def context(self, claim: Claim) -> StepContext | None:
         data = claim.extension or {}
-        if data.get("k") == "hook":
+        if data.get("xk") == "hook":
             return None
         return StepContext(
-            run_id=data["r"], workflow=data["w"], step=data["s"], results=dict(data.get("d", {}))
+            run_id=data["ri"],
+            workflow=data["w"],
+            step=data["sk"],
+            results=dict(data.get("dep", {})),
         )
 
     def _fenced(
@@ -326,14 +329,14 @@ class StepExtension:
     ) -> tuple[_Run, str, dict[str, Any]] | None:
         """The run and step this item still stands for; None when it is stale or a hook."""
         data = claim.extension or {}
-        if data.get("k") == "hook":
+        if data.get("xk") == "hook":
             return None
-        run = _Run(tr, data["r"], now)
+        run = _Run(tr, data["ri"], now)
         if run.status in TERMINAL_RUN:
             return None
-        key = data["s"]
+        key = data["sk"]
         step = run.step(key)
-        if step.get("j") != claim.job_id or step["s"] in FINISHED_STEP:
+        if step.get("j") != claim.job_id or step["ss"] in FINISHED_STEP:
             return None
         return run, key, step
 
@@ -342,7 +345,7 @@ class StepExtension:
         if fenced is None:
             return
         run, key, step = fenced
-        step.update(s=StepStatus.RUNNING.value, a=step.get("a", 0) + 1, ra=step.get("ra", 0) + 1)
+        step.update(ss=StepStatus.RUNNING.value, a=step.get("a", 0) + 1, ra=step.get("ra", 0) + 1)
         step.setdefault("st", now)
         run.save(key, step)
         run.journal.append(events.STEP_CLAIMED, key, attempt=claim.attempt, owner=claim.owner)
@@ -371,7 +374,7 @@ class StepExtension:
         if retry_at_ms is None:
             _fail_run(run, key, step, error)
             return
-        step.update(s=StepStatus.SCHEDULED.value, e=error, n=retry_at_ms, ma=max_attempts)
+        step.update(ss=StepStatus.SCHEDULED.value, e=error, n=retry_at_ms, m=max_attempts)
         run.save(key, step)
         run.journal.append(
             events.STEP_RETRYING, key, error=error, attempt=claim.attempt, retry_at_ms=retry_at_ms
@@ -429,13 +432,13 @@ def start_run(
     _check_storable("input", input)
     record = {
         "w": wf.name,
-        "s": RunStatus.RUNNING.value,
+        "rs": RunStatus.RUNNING.value,
         "q": queue_id,
         "i": input,
-        "d": definition.to_record(),
+        "df": definition.to_record(),
         "c": 0,
         "f": None,
-        "k": idempotency_key,
+        "ik": idempotency_key,
         "h": hooks.kinds_for(wf.name),
     }
     size = len(pack_value(record))
@@ -448,17 +451,17 @@ def start_run(
 
 @transactional
 def _start(tr: Transaction, run_id: str, record: dict[str, Any]) -> str:
-    if record["k"] is not None:
-        claimed = tr.get(WF_IDEMPOTENCY.pack((record["w"], record["k"])))
+    if record["ik"] is not None:
+        claimed = tr.get(WF_IDEMPOTENCY.pack((record["w"], record["ik"])))
         if claimed is not None:
             return claimed.decode()
-        tr.set(WF_IDEMPOTENCY.pack((record["w"], record["k"])), run_id.encode())
+        tr.set(WF_IDEMPOTENCY.pack((record["w"], record["ik"])), run_id.encode())
     if tr.get(WF_RUNS.pack((run_id,))) is not None:
         return run_id  # an earlier try of this start committed
     now = now_ms()
     record = dict(record, c=now)
     write_run(tr, run_id, record)
-    tr.set(WF_BY_STATUS.pack((record["s"], record["w"], run_id)), b"")
+    tr.set(WF_BY_STATUS.pack((record["rs"], record["w"], run_id)), b"")
     run = _Run(tr, run_id, now, record)
     run.journal.append(events.RUN_STARTED, queue_id=record["q"])
     _schedule_ready(run, run.definition.roots)
@@ -492,7 +495,7 @@ def _signal(tr: Transaction, run_id: str, key: str, payload: Any, signal_id: str
         return  # an earlier try of this call committed
     if run.status in TERMINAL_RUN:
         raise InvalidRunState(run_id, run.status.value, "signal")
-    if "g" in step or step["s"] in FINISHED_STEP:
+    if "g" in step or step["ss"] in FINISHED_STEP:
         raise InvalidSignal(run_id, key, "it has already been signalled")
     step.update(g=payload, gi=signal_id)
     run.journal.append(events.SIGNAL_RECEIVED, key, payload=payload)
@@ -533,7 +536,7 @@ def pause_run(tr: Transaction, run_id: str) -> None:
     run.journal.append(events.RUN_PAUSED)
     for key, spec in run.definition.steps.items():
         step = run.step(key)
-        if spec.kind is StepKind.TASK and step["s"] == StepStatus.SCHEDULED:
+        if spec.kind is StepKind.TASK and step["ss"] == StepStatus.SCHEDULED:
             _hold(run, key, step)
 
 
@@ -572,8 +575,8 @@ def _retry(tr: Transaction, run_id: str, retry_id: str) -> None:
     reset = []
     for key in run.definition.steps:
         step = run.step(key)
-        if step["s"] in (StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED):
-            fresh = {"s": StepStatus.WAITING.value, "a": step.get("a", 0)}
+        if step["ss"] in (StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED):
+            fresh = {"ss": StepStatus.WAITING.value, "a": step.get("a", 0)}
             if "g" in step:  # a signal that arrived early still counts
                 fresh.update(g=step["g"], gi=step.get("gi"))
             run.save(key, fresh)

@@ -77,7 +77,7 @@ class Journal:
 
     def append(self, kind: str, step: str | None = None, **details: Any) -> None:
         stamp = Versionstamp(user_version=_next_order(self._tr))
-        value = pack_value({"e": kind, "t": self._now, "s": step, "d": details})
+        value = pack_value({"ev": kind, "at": self._now, "sk": step, "det": details})
         self._tr.set_versionstamped_key(
             WF_JOURNAL.pack_with_versionstamp((self._run_id, stamp)), value
         )
@@ -90,10 +90,10 @@ def read_journal(view: ReadView, run_id: str) -> list[Event]:
         record = unpack_value(value)
         events.append(
             Event(
-                kind=record["e"],
-                at_ms=record["t"],
-                step=record["s"],
-                details=dict(record["d"]),
+                kind=record["ev"],
+                at_ms=record["at"],
+                step=record["sk"],
+                details=dict(record["det"]),
                 position=key,
             )
         )

@@ -69,15 +69,15 @@ def write_run(tr: Transaction, run_id: str, run: dict[str, Any]) -> None:
 
 def set_run_status(tr: Transaction, run_id: str, run: dict[str, Any], status: RunStatus) -> None:
     """Move the run to ``status``, keeping the by-status index in step."""
-    tr.clear(WF_BY_STATUS.pack((run["s"], run["w"], run_id)))
+    tr.clear(WF_BY_STATUS.pack((run["rs"], run["w"], run_id)))
     tr.set(WF_BY_STATUS.pack((status.value, run["w"], run_id)), b"")
-    run["s"] = status.value
+    run["rs"] = status.value
     write_run(tr, run_id, run)
 
 
 def read_step(view: ReadView, run_id: str, step: str) -> dict[str, Any]:
     data = view.get(WF_STEPS.pack((run_id, step)))
-    return {"s": StepStatus.WAITING.value, "a": 0} if data is None else dict(unpack_value(data))
+    return {"ss": StepStatus.WAITING.value, "a": 0} if data is None else dict(unpack_value(data))
 
 
 def read_steps(view: ReadView, run_id: str) -> dict[str, dict[str, Any]]:

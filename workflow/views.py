@@ -115,7 +115,7 @@ def _when(ms: int) -> str:
 
 def _read(view: ReadView, run_id: str) -> RunView:
     record = read_run(view, run_id)
-    definition = Definition.from_record(record["w"], record["d"])
+    definition = Definition.from_record(record["w"], record["df"])
     journal = events.read_journal(view, run_id)
     facts = events.fold(list(definition.steps), journal)
     steps = {}
@@ -275,7 +275,7 @@ def _summary(run_id: str, data: bytes) -> RunSummary:
     return RunSummary(
         run_id=run_id,
         workflow=record["w"],
-        status=record["s"],
+        status=record["rs"],
         queue_id=record["q"],
         created_ms=record["c"],
         finished_ms=record.get("f"),

@@ -38,7 +38,7 @@ def _corrupt(db: Database) -> dict[str, list[str]]:
     def body(tr: Transaction) -> None:
         tr.set(ka.job(survivors["a"][0]), JUNK)  # an undecodable job record
         tr.set(POINTERS.pack(("b",)), JUNK)  # an undecodable pointer
-        tr.set(QUEUE_LEASES.pack(("c",)), pack_value({"u": "x"}))  # a wrong-typed lease
+        tr.set(QUEUE_LEASES.pack(("c",)), pack_value({"ex": "x"}))  # a wrong-typed lease
         tr.set(POINTER_INDEX.pack((5,)), b"")  # a pointer-index key that does not unpack
         tr.set(POINTER_INDEX.pack((7, "d")), b"")  # a second pointer entry for d
         tr.set(kb.counter("ready"), b"\x01")  # a counter of the wrong width
@@ -49,7 +49,7 @@ def _corrupt(db: Database) -> dict[str, list[str]]:
         tr.set(kc.ready(priority + 1, vis_ms, job_id), b"")
         tr.set(kc.ready(0, 0, "ghost"), b"")  # an entry without a record
         tr.clear(POINTERS.pack(("e",)))  # a queue with jobs and no pointer record
-        tr.set(CRON.pack(("broken",)), pack_value({"cron": "* * * * *"}))  # undecodable
+        tr.set(CRON.pack(("broken",)), pack_value({"cr": "* * * * *"}))  # undecodable
         # a job in two places: queued, and finished
         tr.set(
             JOB_DIRECTORY.pack((survivors["f"][0],)),

@@ -101,7 +101,7 @@ def test_cli_demo_json_exits_non_zero_when_it_did_not_finish(url: str) -> None:
 
 
 def test_cli_dlq_purge_deletes_past_one_thousand(url: str) -> None:
-    letter = pack_value({"job": None, "error": "boom", "at": 1})
+    letter = pack_value({"jr": None, "e": "boom", "at": 1})
 
     def bury(tr: Transaction) -> None:
         for n in range(2100):

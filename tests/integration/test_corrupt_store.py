@@ -79,9 +79,9 @@ def test_consumer_survives_every_kind_of_corrupt_metadata(
         q: quick.enqueue(db, q, "work", q) for q in ("p-bad", "p-typed", "ql-bad", "ql-typed")
     }
     _put(db, POINTERS.pack(("p-bad",)), JUNK)
-    _put(db, POINTERS.pack(("p-typed",)), pack_value({"v": "soon", "e": None}))
+    _put(db, POINTERS.pack(("p-typed",)), pack_value({"v": "soon", "es": None}))
     _put(db, QUEUE_LEASES.pack(("ql-bad",)), JUNK)
-    _put(db, QUEUE_LEASES.pack(("ql-typed",)), pack_value({"o": 5, "u": "x", "r": 3}))
+    _put(db, QUEUE_LEASES.pack(("ql-typed",)), pack_value({"o": 5, "ex": "x", "rc": 3}))
     # Pointer-index keys that do not unpack, or unpack to the wrong types.
     bad_index = [
         POINTER_INDEX.raw + b"\x15\x01" + JUNK,
@@ -96,7 +96,7 @@ def test_consumer_survives_every_kind_of_corrupt_metadata(
     for job_id, fields in zip(typed, [{"pr": "x"}, {"a": None}, {"v": "soon"}], strict=True):
         _rewrite_job(db, "typed", job_id, **fields)
     # A cron schedule missing fields, due now; a counter of the wrong width.
-    _put(db, CRON.pack(("broken",)), pack_value({"cron": "* * * * *"}))
+    _put(db, CRON.pack(("broken",)), pack_value({"cr": "* * * * *"}))
     _put(db, CRON_DUE.pack((0, "broken")), b"")
     _put(db, queue_keys("good-1").counter("ready"), b"\x01\x02")
 
@@ -210,7 +210,7 @@ def test_extension_for_refuses_unregistered_modules_and_dead_letters(
 ) -> None:
     assert module not in sys.modules
     job_id = quick.enqueue(db, "q", "t", None)
-    _rewrite_job(db, "q", job_id, x={"m": module})
+    _rewrite_job(db, "q", job_id, x={"mod": module})
     app = quick.App()
 
     @app.job("t")

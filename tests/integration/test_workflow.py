@@ -115,7 +115,7 @@ def _settle(db: Database, app: quick.App, claim: quick.Claim) -> Outcome:
 def _claim_step(db: Database, queue: str, step: str, *, now: int | None = None) -> quick.Claim:
     """Lease the item of ``step`` alone, giving back whatever else the claim took."""
     claims = quick.claim(db, queue, OWNER, limit=10, now_ms=now)
-    wanted = [claim for claim in claims if (claim.extension or {}).get("s") == step]
+    wanted = [claim for claim in claims if (claim.extension or {}).get("sk") == step]
     for claim in claims:
         if claim not in wanted:
             quick.release(db, claim)
@@ -138,7 +138,7 @@ def _check_run(db: Database, run_id: str) -> RunView:
     records = db.transact(lambda tr: read_steps(tr, run_id))
     assert set(records) <= set(view.steps)
     for key, step in view.steps.items():
-        stored = records.get(key, {"s": "waiting"})["s"]
+        stored = records.get(key, {"ss": "waiting"})["ss"]
         assert stored == step.status, f"step {key!r}: record {stored}, journal {step.status}"
     (summary,) = [run for run in list_runs(db, workflow=view.workflow) if run.run_id == run_id]
     assert summary.status == view.status
