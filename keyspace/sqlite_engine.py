@@ -383,50 +383,74 @@ def _check_conflicts(conn: sqlite3.Connection, read_version: int, read_ranges: R
 def _apply(
     conn: sqlite3.Connection, buffer: WriteBuffer, stamp: bytes
 ) -> tuple[list[bytes], list[bytes]]:
-    """Apply the mutation log in order; return the write-conflict points and ranges."""
+    """Apply the mutation log; return the write-conflict points and ranges.
+
+    The log is folded first into each key's final value (None: cleared) and the ranges
+    cleared, then written with a few statements: range deletes, one DELETE and one
+    upsert batch. That is the log's effect in order because a range clear removes the
+    keys written before it from the fold, and keys written after it stay. Atomic ops
+    read their stored operands in one query and chain on the fold.
+    """
     points: list[bytes] = []
     ranges: list[bytes] = []
-    upserts: list[tuple[bytes, bytes]] = []
-    execute = conn.execute
-
-    def flush() -> None:
-        if upserts:
-            conn.executemany("INSERT OR REPLACE INTO kv(k, v) VALUES(?, ?)", upserts)
-            upserts.clear()
-
-    for m in buffer.log:
+    final: dict[bytes, bytes | None] = {}
+    cleared: list[tuple[bytes, bytes]] = []
+    log = buffer.log
+    operands = _stored(conn, [m.key for m in log if m.kind is MutationKind.ATOMIC])
+    for m in log:
         kind = m.kind
         if kind is MutationKind.SET:
-            upserts.append((m.key, m.value))
+            final[m.key] = m.value
             points.append(m.key)
-            continue
-        flush()
-        if kind is MutationKind.CLEAR:
-            execute("DELETE FROM kv WHERE k = ?", (m.key,))
+        elif kind is MutationKind.CLEAR:
+            final[m.key] = None
             points.append(m.key)
         elif kind is MutationKind.CLEAR_RANGE:
-            execute("DELETE FROM kv WHERE k >= ? AND k < ?", (m.key, m.end))
-            ranges.extend((m.key, m.end))
+            begin, end = m.key, m.end
+            for key in [k for k in final if begin <= k < end]:
+                del final[key]
+            cleared.append((begin, end))
+            ranges.extend((begin, end))
         elif kind is MutationKind.ATOMIC:
             assert m.op is not None
-            row = execute("SELECT v FROM kv WHERE k = ?", (m.key,)).fetchone()
-            value = apply(m.op, row[0] if row else None, m.value)
-            if value is None:
-                execute("DELETE FROM kv WHERE k = ?", (m.key,))
+            key = m.key
+            if key in final:
+                current = final[key]
+            elif any(begin <= key < end for begin, end in cleared):
+                current = None
             else:
-                upserts.append((m.key, value))
-            points.append(m.key)
+                current = operands.get(key)
+            final[key] = apply(m.op, current, m.value)
+            points.append(key)
         elif kind is MutationKind.VERSIONSTAMPED_KEY:
             body, offset = versionstamp_template(m.key)
             key = fill_versionstamp(body, offset, stamp)
-            upserts.append((key, m.value))
+            final[key] = m.value
             points.append(key)
         else:
             body, offset = versionstamp_template(m.value)
-            upserts.append((m.key, fill_versionstamp(body, offset, stamp)))
+            final[m.key] = fill_versionstamp(body, offset, stamp)
             points.append(m.key)
-    flush()
+    for begin, end in cleared:
+        conn.execute("DELETE FROM kv WHERE k >= ? AND k < ?", (begin, end))
+    gone = [(key,) for key, value in final.items() if value is None]
+    if gone:
+        conn.executemany("DELETE FROM kv WHERE k = ?", gone)
+    kept = [(key, value) for key, value in final.items() if value is not None]
+    if kept:
+        conn.executemany("INSERT OR REPLACE INTO kv(k, v) VALUES(?, ?)", kept)
     return points, ranges
+
+
+def _stored(conn: sqlite3.Connection, keys: list[bytes]) -> dict[bytes, bytes]:
+    """The stored values of ``keys`` (absent ones left out), a page of keys per query."""
+    found: dict[bytes, bytes] = {}
+    unique = list(dict.fromkeys(keys))
+    for start in range(0, len(unique), _MANY_PAGE):
+        page = unique[start : start + _MANY_PAGE]
+        marks = ",".join("?" * len(page))
+        found.update(conn.execute(f"SELECT k, v FROM kv WHERE k IN ({marks})", page).fetchall())
+    return found
 
 
 def _prune(conn: sqlite3.Connection, below: int) -> None:
