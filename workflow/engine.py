@@ -27,6 +27,7 @@ Theory of operation
 from __future__ import annotations
 
 import dataclasses
+import threading
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -95,6 +96,26 @@ class StepContext:
 # -- one run's state within one transaction ---------------------------------------------------
 
 
+#: Decoded definitions by run id: a run's definition never changes (retry_run keeps it),
+#: and decoding it is most of what loading a run costs on every step claim and success.
+_DEFINITIONS: dict[str, Definition] = {}
+_DEFINITIONS_KEPT = 4096
+
+
+_DEFINITIONS_LOCK = threading.Lock()
+
+
+def _definition(run_id: str, record: dict[str, Any]) -> Definition:
+    found = _DEFINITIONS.get(run_id)
+    if found is None:
+        found = Definition.from_record(record["w"], record["df"])
+        with _DEFINITIONS_LOCK:  # lanes are threads
+            if len(_DEFINITIONS) >= _DEFINITIONS_KEPT:
+                _DEFINITIONS.pop(next(iter(_DEFINITIONS)))  # the oldest entry
+            _DEFINITIONS[run_id] = found
+    return found
+
+
 class _Run:
     """A run loaded in a transaction: its record, definition and journal writer."""
 
@@ -103,7 +124,7 @@ class _Run:
         self.id = run_id
         self.now = now
         self.record = run if run is not None else read_run(tr, run_id)
-        self.definition = Definition.from_record(self.record["w"], self.record["df"])
+        self.definition = _definition(run_id, self.record)
         self.journal = events.Journal(tr, run_id, now)
 
     @property
