@@ -56,7 +56,7 @@ class Finished:
 class Flags:
     """What a slice checks between handlers (plain attributes: read across threads)."""
 
-    __slots__ = ("stopping", "killed", "low_water", "on_low_water")
+    __slots__ = ("stopping", "killed", "low_water", "on_low_water", "on_settling")
 
     def __init__(self) -> None:
         self.stopping = False
@@ -65,6 +65,9 @@ class Flags:
         #: (thread-safe), so the claimer leases the next batch while this one runs.
         self.low_water = 0
         self.on_low_water: Callable[[], None] = lambda: None
+        #: Called (thread-safe) when a slice starts recording while claims still wait,
+        #: so another lane runs them during the commit (a round trip on FoundationDB).
+        self.on_settling: Callable[[], None] = lambda: None
 
 
 def run_slice(db: Database, waiting: deque[Held], flags: Flags) -> list[Finished]:
@@ -95,6 +98,8 @@ def run_slice(db: Database, waiting: deque[Held], flags: Flags) -> list[Finished
             break
     if flags.killed:
         return []
+    if waiting and not flags.stopping:
+        flags.on_settling()
     outcomes = settle_batch(db, attempts)
     for (held, duration), attempt, outcome in zip(ran, attempts, outcomes, strict=True):
         finished.append(Finished(held, outcome, duration, attempt.error))

@@ -163,6 +163,7 @@ class Consumer:
         config = self.config
         self._token = trio.lowlevel.current_trio_token()
         self._flags.on_low_water = self._notify_capacity_threadsafe
+        self._flags.on_settling = self._add_lane_threadsafe
         attempts_send, attempts_receive = trio.open_memory_channel[_Pending](math.inf)
         with trio.CancelScope() as scope:
             self._cancel_scope = scope
@@ -295,6 +296,17 @@ class Consumer:
         if token is not None:
             with contextlib.suppress(trio.RunFinishedError):
                 token.run_sync_soon(self._notify_capacity)
+
+    def _add_lane_threadsafe(self) -> None:
+        """Wake one more idle lane (from a lane thread about to commit)."""
+        token = self._token
+        if token is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(self._add_lane)
+
+    def _add_lane(self) -> None:
+        if self._lane_queue and self._idle_lanes:
+            self._idle_lanes.pop().set()
 
     async def _release_unstarted(self) -> None:
         """Give back every claim no worker has started, in one transaction."""
