@@ -5,7 +5,9 @@ Each schedule is one key holding its expression, timezone, target and next run t
 time *in the same transaction*, so however many consumers run activators, each tick
 is enqueued once: concurrent activators conflict on the schedule key and the loser,
 retried, finds the tick already taken. The tick's job id is derived from the schedule
-and the tick time, so a retry after ``commit_unknown_result`` adds nothing either.
+and the tick time, so a retry after ``commit_unknown_result`` adds nothing either; the
+ids of a try whose commit result was unknown are kept outside the retry loop, so that
+retry still returns them (see :func:`activate_due`).
 After downtime, the missed ticks coalesce into one run; the next run time is computed
 from *now*. A schedule whose queue ``quick migrate`` moved away (the migration moves
 the schedules with it; this is one created on the old store later) skips its ticks.
@@ -23,7 +25,7 @@ from typing import Any
 from croniter import CroniterError, croniter
 
 from keyspace.codec import CorruptValue, pack_value, unpack_value
-from keyspace.errors import QuickError
+from keyspace.errors import QuickError, StorageError
 from keyspace.layout import CRON, CRON_DUE, describe
 from keyspace.protocol import Database, Transaction
 from keyspace.retry import EarlierTries, transactional
@@ -277,13 +279,41 @@ def _fields(item: Schedule) -> dict[str, Any]:
     return {name: getattr(item, name) for name in Schedule.__dataclass_fields__}
 
 
+def _activate_batch(db: Database, now: int, limit: int) -> tuple[list[str], bool]:
+    """Run one activation transaction until it commits; (job ids, whether more may be due).
+
+    The ids of a try whose commit may have happened though it was reported failed
+    (``commit_unknown_result``) are kept before the retry loop: its retry finds those
+    ticks no longer due, and the answer must still name them. A try that surely did not
+    commit (a conflict: perhaps another activator fired the tick) keeps nothing, so two
+    activators report one tick only when an unknown result was in fact not committed
+    and another activator fired the tick before the retry.
+    """
+    kept: list[str] = []
+    tr = db.create_transaction()
+    while True:
+        ids: list[str] | None = None
+        try:
+            ids, more = _activate(tr, now, limit)
+            tr.commit()
+            return list(dict.fromkeys([*kept, *ids])), more
+        except StorageError as error:
+            if ids is not None and error.maybe_committed:
+                kept.extend(ids)
+            tr.on_error(error)
+
+
 def activate_due(db: Database, *, now: int | None = None, limit: int = 500) -> list[str]:
     """Enqueue one job for every schedule due at ``now`` (``limit`` per transaction);
-    return the job ids."""
+    return the job ids.
+
+    Retry semantics: a transaction retried after ``commit_unknown_result`` still
+    returns the ids its earlier try fired, as that try may have committed them.
+    """
     at = now_ms() if now is None else now
     fired: list[str] = []
     while True:
-        ids, more = _activate(db, at, limit)
+        ids, more = _activate_batch(db, at, limit)
         fired.extend(ids)
         if not more:
             return fired
