@@ -175,13 +175,16 @@ def test_cron_missed_ticks_coalesce_into_one_job_and_next_run_counts_from_now(
 
 
 class FirstCommitFails(FaultyDatabase):
-    """The first writing commit fails with ``code`` (1021: applied first; 1020: after
-    ``meanwhile`` ran, as another activator would); every later commit succeeds."""
+    """The first writing commit fails with ``code``, applied first when ``applied``, after
+    ``meanwhile`` ran (as another activator would); every later commit succeeds."""
 
-    def __init__(self, inner: Database, code: int, meanwhile: Any = None) -> None:
+    def __init__(
+        self, inner: Database, code: int, meanwhile: Any = None, *, applied: bool = True
+    ) -> None:
         super().__init__(inner, FaultRates())
         self.code = code
         self.meanwhile = meanwhile
+        self.applied = applied
         self.armed = True
 
     def draw(self) -> tuple[int | None, bool]:
@@ -191,7 +194,7 @@ class FirstCommitFails(FaultyDatabase):
         self.injected[self.code] += 1
         if self.meanwhile is not None:
             self.meanwhile()
-        return self.code, True
+        return self.code, self.applied
 
 
 def test_cron_activate_due_reports_the_tick_a_committed_try_fired_before_unknown_result(
@@ -207,14 +210,18 @@ def test_cron_activate_due_reports_the_tick_a_committed_try_fired_before_unknown
     assert [i for i in fired if i.startswith(f"cron:{name}:")] == [tick]
 
 
-def test_cron_activate_due_after_a_conflict_leaves_the_tick_to_the_activator_that_won(
-    exact_db: Database, tag: str
+@pytest.mark.parametrize("code", [1020, 1021])
+def test_cron_activate_due_whose_try_did_not_commit_leaves_the_tick_to_the_one_that_won(
+    exact_db: Database, tag: str, code: int
 ) -> None:
     name, queue = f"{tag}-tick", f"cron-{tag}"
     made = quick.schedule(exact_db, name, "* * * * *", queue, "t", None)
     won: list[str] = []
     faulty = FirstCommitFails(
-        exact_db, 1020, lambda: won.extend(quick.activate_due(exact_db, now=made.next_ms))
+        exact_db,
+        code,
+        lambda: won.extend(quick.activate_due(exact_db, now=made.next_ms)),
+        applied=False,
     )
     lost = quick.activate_due(faulty, now=made.next_ms)  # type: ignore[arg-type]
     tick = f"cron:{name}:{made.next_ms}"
