@@ -75,6 +75,7 @@ name       meaning                                                 records
 ``a``      attempts started so far (a job: leases taken; a step:   job, step
            claims of its jobs)
 ``af``     keys of the steps this step runs after                  step def
+``ak``     token of the activation that last fired the schedule    cron
 ``at``     when the record's event happened, ms (finished,         directory, dead letter,
            buried, refilled, moved, appended)                      rate, moved, journal
 ``aw``     true once an external step is waiting for its signal    step
@@ -156,10 +157,12 @@ directory    q s at k                                    ``("id", job_id)``: ``q
                                                          lives; ``s``, ``at``, ``k`` once
                                                          finished
 dead letter  jr raw e at                                 ``("dl", queue, job_id)``: ``jr`` or,
-                                                         for an undecodable job, ``raw``
+                                                         for an undecodable job or one too
+                                                         large to wrap, ``raw`` (or, past
+                                                         that, the bare job record)
 pointer      v es                                        ``("ptr", queue)``
 queue lease  o ex rc                                     ``("ql", queue)``
-cron         cr tz q t p n                               ``("cron", name)``
+cron         cr tz q t p n ak                            ``("cron", name)``
 limits       mr mps                                      ``("lim", queue)``
 rate         tk at                                       ``("rate", queue)``
 moved        url at                                      ``("moved", queue)``
@@ -236,6 +239,7 @@ MIGRATING = ROOT["mig"]
 FIELDS: dict[str, str] = {
     "a": "attempts started so far (a job: leases taken; a step: claims of its jobs)",
     "af": "keys of the steps this step runs after",
+    "ak": "token of the activation that last fired the schedule",
     "at": "when the record's event happened, ms (finished, buried, refilled, moved, appended)",
     "aw": "true once an external step is waiting for its signal",
     "c": "when created, ms",
@@ -300,7 +304,7 @@ RECORDS: dict[str, tuple[str, ...]] = {
     "dead letter": ("jr", "raw", "e", "at"),
     "pointer": ("v", "es"),
     "queue lease": ("o", "ex", "rc"),
-    "cron": ("cr", "tz", "q", "t", "p", "n"),
+    "cron": ("cr", "tz", "q", "t", "p", "n", "ak"),
     "limits": ("mr", "mps"),
     "rate": ("tk", "at"),
     "moved": ("url", "at"),

@@ -5,7 +5,10 @@ Each schedule is one key holding its expression, timezone, target and next run t
 time *in the same transaction*, so however many consumers run activators, each tick
 is enqueued once: concurrent activators conflict on the schedule key and the loser,
 retried, finds the tick already taken. The tick's job id is derived from the schedule
-and the tick time, so a retry after ``commit_unknown_result`` adds nothing either.
+and the tick time, so a retry after ``commit_unknown_result`` adds nothing either; the
+ids of a try whose commit result was unknown are kept outside the retry loop, and the
+retry returns those its schedule records show that try committed (each record carries
+the token, field ``a``, of the activation that last fired it; see ``_activate_batch``).
 After downtime, the missed ticks coalesce into one run; the next run time is computed
 from *now*. A schedule whose queue ``quick migrate`` moved away (the migration moves
 the schedules with it; this is one created on the old store later) skips its ticks.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import uuid
 import zoneinfo
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +27,7 @@ from typing import Any
 from croniter import CroniterError, croniter
 
 from keyspace.codec import CorruptValue, pack_value, unpack_value
-from keyspace.errors import QuickError
+from keyspace.errors import QuickError, StorageError
 from keyspace.layout import CRON, CRON_DUE, describe
 from keyspace.protocol import Database, Transaction
 from keyspace.retry import EarlierTries, transactional
@@ -113,17 +117,18 @@ def decode_schedule(name: str, value: bytes) -> Schedule:
     )
 
 
-def _encode(item: Schedule) -> bytes:
-    return pack_value(
-        {
-            "cr": item.cron,
-            "tz": item.tz,
-            "q": item.queue_id,
-            "t": item.topic,
-            "p": item.payload,
-            "n": item.next_ms,
-        }
-    )
+def _encode(item: Schedule, token: str | None = None) -> bytes:
+    record = {
+        "cr": item.cron,
+        "tz": item.tz,
+        "q": item.queue_id,
+        "t": item.topic,
+        "p": item.payload,
+        "n": item.next_ms,
+    }
+    if token is not None:
+        record["ak"] = token  # the activation that last fired it (see _activate_batch)
+    return pack_value(record)
 
 
 def schedule(
@@ -161,10 +166,10 @@ def schedule(
 
 
 @transactional
-def _put(tr: Transaction, item: Schedule) -> None:
+def _put(tr: Transaction, item: Schedule, token: str | None = None) -> None:
     key = CRON.pack((item.name,))
     _clear_due(tr, item.name, tr.get(key))
-    tr.set(key, _encode(item))
+    tr.set(key, _encode(item, token))
     tr.set(CRON_DUE.pack((item.next_ms, item.name)), b"")
 
 
@@ -219,9 +224,10 @@ def _clear_due(tr: Transaction, name: str, old: bytes | None) -> None:
 
 
 @transactional
-def _activate(tr: Transaction, now: int, limit: int) -> tuple[list[str], bool]:
-    """Fire up to ``limit`` due schedules; (job ids, whether more may be due)."""
-    enqueued = []
+def _activate(tr: Transaction, now: int, limit: int, token: str) -> tuple[dict[str, str], bool]:
+    """Fire up to ``limit`` due schedules, marking each with ``token``; ({job id: schedule
+    name}, whether more may be due)."""
+    enqueued: dict[str, str] = {}
     due = tr.snapshot.get_range(CRON_DUE.range()[0], CRON_DUE.pack((now + 1,)), limit=limit)
     names: list[str] = []
     for due_key, _ in due:
@@ -259,8 +265,8 @@ def _activate(tr: Transaction, now: int, limit: int) -> tuple[list[str], bool]:
         # A queue moved to another store skips the tick (the check precedes any write),
         # rather than failing every activation from now on.
         with contextlib.suppress(QueueMoved):
-            enqueued.append(store_new(tr, job))
-        _put(tr, Schedule(**{**_fields(item), "next_ms": following}))
+            enqueued[store_new(tr, job)] = item.name
+        _put(tr, Schedule(**{**_fields(item), "next_ms": following}), token)
     return enqueued, len(due) == limit
 
 
@@ -277,13 +283,53 @@ def _fields(item: Schedule) -> dict[str, Any]:
     return {name: getattr(item, name) for name in Schedule.__dataclass_fields__}
 
 
+def _activate_batch(db: Database, now: int, limit: int) -> tuple[list[str], bool]:
+    """Run one activation transaction until it commits; (job ids, whether more may be due).
+
+    A try that fails with ``commit_unknown_result`` may have committed: its retry finds
+    those ticks no longer due, yet the answer must name them. So the ids such tries
+    fired are kept before the retry loop, with a token made there too, which every try
+    writes on the schedules it fires; the retry reports a kept id when its schedule
+    still carries the token (that try committed), and not when another activator's
+    does (that try did not, and the other activator fired the tick and reports it).
+    """
+    token = uuid.uuid4().hex
+    tried: dict[str, str] = {}
+    tr = db.create_transaction()
+    while True:
+        fired: dict[str, str] | None = None
+        try:
+            earlier = [i for i, name in tried.items() if _marked(tr, name, token)]
+            fired, more = _activate(tr, now, limit, token)
+            tr.commit()
+            return list(dict.fromkeys([*earlier, *fired])), more
+        except StorageError as error:
+            if fired is not None and error.maybe_committed:
+                tried.update(fired)
+            tr.on_error(error)
+
+
+def _marked(tr: Transaction, name: str, token: str) -> bool:
+    """Whether the schedule ``name`` was last fired by the activation ``token``."""
+    value = tr.get(CRON.pack((name,)))
+    try:
+        record = None if value is None else unpack_value(value)
+    except CorruptValue:
+        return False
+    return isinstance(record, dict) and record.get("ak") == token
+
+
 def activate_due(db: Database, *, now: int | None = None, limit: int = 500) -> list[str]:
     """Enqueue one job for every schedule due at ``now`` (``limit`` per transaction);
-    return the job ids."""
+    return the job ids.
+
+    Retry semantics: a transaction retried after ``commit_unknown_result`` still
+    returns the ids its earlier try fired when that try committed, and only then.
+    """
     at = now_ms() if now is None else now
     fired: list[str] = []
     while True:
-        ids, more = _activate(db, at, limit)
+        ids, more = _activate_batch(db, at, limit)
         fired.extend(ids)
         if not more:
             return fired

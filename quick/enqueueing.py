@@ -33,6 +33,7 @@ from keyspace.retry import transactional
 from quick import counters, pointers
 from quick.errors import InvalidArgument, InvalidPayload, QueueMoved
 from quick.jobs import Job, JobState, now_ms
+from quick.records import JOB_RECORD_HEADROOM, MAX_JOB_RECORD_BYTES
 from quick.validation import (
     check_max_attempts,
     check_name,
@@ -127,10 +128,12 @@ def prepare(
         value = job.to_value()
     except TypeError as error:
         raise InvalidPayload(str(error)) from None
-    if len(value) > VALUE_LIMIT:
+    if len(value) > MAX_JOB_RECORD_BYTES:
         raise InvalidArgument(
             "payload",
-            f"encodes to a {len(value)}-byte job record; the limit is {VALUE_LIMIT} bytes",
+            f"encodes to a {len(value)}-byte job record; the limit is {MAX_JOB_RECORD_BYTES} "
+            f"bytes (the {VALUE_LIMIT}-byte value limit less {JOB_RECORD_HEADROOM} kept for "
+            "what a claim and a dead letter add)",
         )
     return _Prepared(job, value, fresh_id=job_id is None)
 

@@ -31,6 +31,7 @@ from quick.jobs import COUNTED_STATES, Job, JobState, now_ms
 from quick.validation import check_positive_ms
 
 __all__ = [
+    "BARE_DEAD_LETTER",
     "DeadLetter",
     "Listing",
     "Skipped",
@@ -261,8 +262,14 @@ def list_queues(
     return read_queues(db_or_tr, limit=limit, after=after).items
 
 
+#: The error of a dead letter stored as its bare job record (too large for any other
+#: form, see :func:`quick.records.bury_job`); its time is the record's visibility time.
+BARE_DEAD_LETTER = "dead-lettered as stored: the job record was too large to lease or fail"
+
+
 def decode_dead_letter(queue: str, job_id: str, value: bytes) -> DeadLetter:
-    """The dead letter stored as ``value``.
+    """The dead letter stored as ``value``, in any of :func:`quick.records.bury_job`'s
+    forms (and ``bury_corrupt``'s, whose raw record does not decode: ``job`` is None).
 
     Raises:
         CorruptValue: the record does not decode, or not to a dead letter.
@@ -270,15 +277,26 @@ def decode_dead_letter(queue: str, job_id: str, value: bytes) -> DeadLetter:
     record = unpack_value(value)
     if not isinstance(record, dict):
         raise CorruptValue(f"dead letter is a {type(record).__name__}, not a map")
+    if "at" not in record:  # bury_job's last form: the bare job record, or corrupt
+        try:
+            bare = Job.from_value(queue, job_id, value)
+        except CorruptValue:
+            raise CorruptValue(
+                f"dead letter without an error, nor a job record: {record!r}"
+            ) from None
+        return DeadLetter(
+            queue_id=queue, job_id=job_id, error=BARE_DEAD_LETTER, failed_ms=bare.vis_ms, job=bare
+        )
     error, failed, raw = record.get("e"), record.get("at"), record.get("raw")
     if not isinstance(error, str) or not isinstance(failed, int):
         raise CorruptValue(f"dead letter without a text error and an integer time: {record!r}")
     if raw is not None and not isinstance(raw, bytes):
         raise CorruptValue(f"dead letter's raw job is a {type(raw).__name__}")
     job = None
-    if record.get("jr") is not None:
+    stored = record.get("jr", raw)  # a raw record too large to wrap decodes; a corrupt one not
+    if stored is not None:
         try:
-            job = Job.from_value(queue, job_id, record["jr"])
+            job = Job.from_value(queue, job_id, stored)
         except CorruptValue:
             job = None
     return DeadLetter(

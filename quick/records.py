@@ -12,6 +12,7 @@ import logging
 
 from keyspace.codec import pack_value
 from keyspace.layout import DEAD_LETTERS, FINISHED, JOB_DIRECTORY, QueueKeys, describe
+from keyspace.limits import VALUE_LIMIT
 from keyspace.protocol import Transaction
 from quick import counters
 from quick.counters import Tally
@@ -19,6 +20,8 @@ from quick.jobs import Job, JobState
 
 __all__ = [
     "MAX_ERROR_BYTES",
+    "JOB_RECORD_HEADROOM",
+    "MAX_JOB_RECORD_BYTES",
     "load_job",
     "store_job",
     "finish_job",
@@ -112,15 +115,32 @@ def finish_job(
 def bury_job(
     tr: Transaction, keys: QueueKeys, job: Job, error: str, now: int, tally: Tally | None = None
 ) -> None:
-    """Move ``job`` to the dead letters with ``error``."""
+    """Move ``job`` to the dead letters with ``error``, in a value that fits the limit.
+
+    The dead letter is ``{"jr": record with the error, "e", "at"}``. A job stored
+    before enqueue kept :data:`JOB_RECORD_HEADROOM` free may not fit that way; its dead
+    letter is then ``{"raw": the record as stored, "e": a short note, "at"}``, and
+    when even that is over the limit, the stored record itself, unchanged (it fitted
+    when stored). No form loses the payload; :func:`quick.inspection.decode_dead_letter`
+    reads all three.
+    """
+    stored = tr.get(keys.job(job.id))
     _remove(tr, keys, job)
     _count(tr, tally, keys, job.state, JobState.DEAD)
-    dead = job.evolve(last_error=error, owner=None)
-    tr.set(
-        DEAD_LETTERS.pack((job.queue, job.id)),
-        pack_value({"jr": dead.to_value(), "e": error, "at": now}),
-    )
+    tr.set(DEAD_LETTERS.pack((job.queue, job.id)), _dead_letter(job, stored, error, now))
     tr.set(JOB_DIRECTORY.pack((job.id,)), tombstone(job.queue, "dead", now, job.token))
+
+
+def _dead_letter(job: Job, stored: bytes | None, error: str, now: int) -> bytes:
+    """The first of bury_job's three dead-letter forms that fits the value limit."""
+    dead = job.evolve(last_error=error, owner=None).to_value()
+    full = pack_value({"jr": dead, "e": error, "at": now})
+    if len(full) <= VALUE_LIMIT:
+        return full
+    raw = dead if stored is None else stored
+    note = f"{error[:200]} (dead letter of {len(full)} bytes too large: kept as stored)"
+    wrapped = pack_value({"raw": raw, "e": note, "at": now})
+    return wrapped if len(wrapped) <= VALUE_LIMIT else raw
 
 
 def bury_corrupt(
@@ -180,6 +200,27 @@ def drop_entry(tr: Transaction, key: bytes) -> None:
 #: The most bytes of error text stored with a job or dead letter: a handler's error
 #: can be any size, and a record must stay under the value limit.
 MAX_ERROR_BYTES = 2_000
+
+#: Bytes a job record keeps free under the value limit when it is enqueued, for what a
+#: claim, a failure and a dead letter add to it later (msgpack sizes, worst case):
+#:
+#: ======================================================================  =======
+#: lease owner: a name of up to MAX_NAME_BYTES (256), str16 header (3)        259
+#: lease token: 32 hex digits, str8 header (2)                                 34
+#: attempt and visibility time: each from 1 byte to a uint64 (9)               16
+#: state name: ``"ready"`` to ``"scheduled"``                                   4
+#: last error: MAX_ERROR_BYTES (2,000), str16 header (3)                    2,003
+#: the dead letter around the record: the error again (2,003), format
+#: byte and map header (2), keys ``job``/``error``/``at`` (13), bin32
+#: header (5), the time (9)                                                 2,032
+#: total                                                                    4,348
+#: ======================================================================  =======
+#:
+#: Rounded up to 5,000, so a field added later still fits.
+JOB_RECORD_HEADROOM = 5_000
+
+#: The largest job record ``enqueue`` accepts: 95,000 bytes.
+MAX_JOB_RECORD_BYTES = VALUE_LIMIT - JOB_RECORD_HEADROOM
 
 
 def truncate_error(text: str) -> str:

@@ -17,11 +17,13 @@ import sys
 import uuid
 import zoneinfo
 from pathlib import Path
+from typing import Any
 
 import pytest
 from croniter import croniter
 
 import quick
+from keyspace.faults import FaultRates, FaultyDatabase
 from keyspace.layout import CRON, QueueKeys
 from keyspace.protocol import Database
 from tests.conftest import engine_url
@@ -170,6 +172,62 @@ def test_cron_missed_ticks_coalesce_into_one_job_and_next_run_counts_from_now(
     assert quick.activate_due(db, now=after.next_ms) == [f"cron:{name}:{after.next_ms}"]
     claims = quick.claim(db, queue, "w", limit=10, now_ms=after.next_ms)
     assert [(c.topic, c.payload) for c in claims] == [("report", {"n": 1})] * 2
+
+
+class FirstCommitFails(FaultyDatabase):
+    """The first writing commit fails with ``code``, applied first when ``applied``, after
+    ``meanwhile`` ran (as another activator would); every later commit succeeds."""
+
+    def __init__(
+        self, inner: Database, code: int, meanwhile: Any = None, *, applied: bool = True
+    ) -> None:
+        super().__init__(inner, FaultRates())
+        self.code = code
+        self.meanwhile = meanwhile
+        self.applied = applied
+        self.armed = True
+
+    def draw(self) -> tuple[int | None, bool]:
+        if not self.armed:
+            return None, False
+        self.armed = False
+        self.injected[self.code] += 1
+        if self.meanwhile is not None:
+            self.meanwhile()
+        return self.code, self.applied
+
+
+def test_cron_activate_due_reports_the_tick_a_committed_try_fired_before_unknown_result(
+    exact_db: Database, tag: str
+) -> None:
+    name, queue = f"{tag}-tick", f"cron-{tag}"
+    made = quick.schedule(exact_db, name, "* * * * *", queue, "t", None)
+    faulty = FirstCommitFails(exact_db, 1021)
+    fired = quick.activate_due(faulty, now=made.next_ms)  # type: ignore[arg-type]
+    assert faulty.injected[1021] == 1
+    tick = f"cron:{name}:{made.next_ms}"
+    assert job_ids(exact_db, queue) == [tick]
+    assert [i for i in fired if i.startswith(f"cron:{name}:")] == [tick]
+
+
+@pytest.mark.parametrize("code", [1020, 1021])
+def test_cron_activate_due_whose_try_did_not_commit_leaves_the_tick_to_the_one_that_won(
+    exact_db: Database, tag: str, code: int
+) -> None:
+    name, queue = f"{tag}-tick", f"cron-{tag}"
+    made = quick.schedule(exact_db, name, "* * * * *", queue, "t", None)
+    won: list[str] = []
+    faulty = FirstCommitFails(
+        exact_db,
+        code,
+        lambda: won.extend(quick.activate_due(exact_db, now=made.next_ms)),
+        applied=False,
+    )
+    lost = quick.activate_due(faulty, now=made.next_ms)  # type: ignore[arg-type]
+    tick = f"cron:{name}:{made.next_ms}"
+    assert tick in won
+    assert tick not in lost
+    assert job_ids(exact_db, queue) == [tick]
 
 
 @pytest.mark.parametrize("expr", ["not a cron", "61 * * * *", "* * *", "", None, 5])
