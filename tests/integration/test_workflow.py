@@ -44,6 +44,7 @@ from workflow import (
     cancel_run,
     explain_run,
     inspect_run,
+    items,
     list_runs,
     pause_run,
     resume_run,
@@ -530,7 +531,7 @@ def test_workflow_sleep_step_is_claimable_only_once_its_time_has_come(
     assert quick.claim(db, queue, OWNER, now_ms=now_ms()) == []
     assert quick.claim(db, queue, OWNER, now_ms=due - 1) == []
     (timer,) = quick.claim(db, queue, OWNER, now_ms=due)
-    assert timer.topic == workflow.engine.SLEEP_TOPIC
+    assert timer.topic == items.SLEEP_TOPIC
     assert _settle(db, steps.app, timer) is Outcome.COMPLETED
     drain(db, steps.app, queue_id=queue)
     view = _check_run(db, run_id)
@@ -647,7 +648,7 @@ def test_workflow_hooks_run_after_commit_as_hook_jobs(
     assert run_claim(db, steps.app, _claim_step(db, queue, "bad")) is Outcome.FAILED
     assert seen == []  # not called from the transactions that recorded the facts
     hook_jobs = quick.list_jobs(db, queue)
-    assert {job.topic for job in hook_jobs} == {workflow.engine.HOOK_TOPIC}
+    assert {job.topic for job in hook_jobs} == {items.HOOK_TOPIC}
     assert len(hook_jobs) == 2
     drain(db, steps.app, queue_id=queue)
     kinds = {(event.kind, event.step, event.status, event.error, status) for event, status in seen}
