@@ -30,6 +30,7 @@ RECORD_MODULES: dict[str, set[str]] = {
     "quick/jobs.py": set(),
     "quick/records.py": set(),
     "quick/pointers.py": set(),
+    "quick/queue_leases.py": set(),
     "quick/claiming.py": set(),
     "quick/limits.py": set(),
     "quick/fencing.py": set(),
