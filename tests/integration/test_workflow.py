@@ -35,6 +35,7 @@ from keyspace.subspace import Subspace
 from quick.jobs import now_ms
 from quick.outcomes import Outcome, job_config, run_claim, settle
 from quick.testing import drain
+from tests.waiting import until
 from workflow import (
     InvalidRunState,
     InvalidSignal,
@@ -698,18 +699,12 @@ def test_workflow_large_outputs_do_not_strand_a_join(db: Database, queue: str, t
 # -- the trio consumer ---------------------------------------------------------------------
 
 
-async def _until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.02)
-
-
 def _consume(db: Database, app: quick.App, done: Callable[[], bool]) -> Consumer:
     async def main() -> Consumer:
         consumer = Consumer(db, app, ConsumerConfig(concurrency=4, cron=False, max_idle=0.05))
         async with trio.open_nursery() as nursery:
             await nursery.start(consumer.run)
-            await _until(done)
+            await until(done, 20.0)
             consumer.stop()
         return consumer
 
