@@ -78,7 +78,8 @@ class SqliteDatabase:
     """A database in one SQLite file, shared safely by threads and processes.
 
     Args:
-        path: the file; created with its schema when missing.
+        path: the file; created with its schema when missing. ``self.pool`` holds this
+            process's connections, writer lock and checkpointer.
         sync: ``normal`` (default) or ``full``; see the module docstring.
         retry_limit: retries ``on_error`` allows one transaction (-1 = no limit); past it
             the error itself is raised, as FoundationDB's ``transaction_retry_limit`` does.
@@ -114,7 +115,6 @@ class SqliteDatabase:
         self.latency = latency or Latency()
         check_store_path(self.path)
         with opening(self.path):
-            #: This process's connections, writer lock and checkpointer.
             self.pool = Pool(self.path, sync)
             try:
                 with WriterLock(self.pool) as lock:
@@ -288,7 +288,7 @@ class SqliteTransaction:
         assert self.read_version is not None
         return self.read_version
 
-    # -- writes ----------------------------------------------------------------
+    # -- writes, watches and conflict ranges -----------------------------------
 
     def set(self, key: bytes, value: bytes) -> None:
         check_key(key)
@@ -371,8 +371,6 @@ class SqliteTransaction:
             refused.error = StorageError(2017, "get_versionstamp() after commit; call it before")
             return refused
         return self._versionstamp
-
-    # -- conflict ranges -------------------------------------------------------
 
     def watch(self, key: bytes) -> FileWatch:
         """Watch ``key``; see :mod:`keyspace.watches` for how a waiter learns of a change.
