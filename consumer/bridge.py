@@ -1,8 +1,11 @@
 """Where blocking transactions meet trio: ``await bridge.run(fn, *args)``.
 
-Transactions are blocking calls on both engines. They run in worker threads under a
-``trio.CapacityLimiter``, so a consumer never holds more transactions in flight than
-the limiter allows and the trio loop never blocks.
+Transactions are blocking calls on both engines. The consumer's own transactions
+(claim rounds, lease renewals, releases, the group committer's batches, chores) run
+through here in worker threads under a ``trio.CapacityLimiter``, so a consumer never
+holds more of them in flight than the limiter allows and the trio loop never blocks.
+Handlers are not run here: lanes (:mod:`consumer.lanes`) and async runners run them
+under the consumer's slots, a lane recording its outcomes from its own thread.
 
 Cancellation: a transaction already running in a thread cannot be interrupted; when
 the calling task is cancelled, trio waits for the call to finish (it is short, bounded
@@ -38,5 +41,6 @@ class Bridge:
         return await trio.to_thread.run_sync(call, limiter=self.limiter)
 
     async def call_db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``fn(db, *args, **kwargs)`` in a worker thread (fn is usually transactional)."""
+        """``fn(self.db, *args, **kwargs)`` in a worker thread (fn is usually transactional,
+        so it opens, retries and commits its own transaction)."""
         return await self.run(fn, self.db, *args, **kwargs)

@@ -7,7 +7,7 @@ Theory of operation
   one transaction scans a page of the pointer index, picks due queues at random and
   leases a batch across them. It claims again as soon as fewer than one batch of
   claims is waiting, so the next batch is in flight while the last one runs. The
-  batch is sized to the work: up to ``batch_size``, and about :data:`CLAIM_SECONDS`
+  batch is sized to the work: up to ``batch_size``, and about :data:`consumer.config.CLAIM_SECONDS`
   of work for all slots at the handlers' average time, so slow jobs are not hoarded.
   With nothing due it sleeps on a watch of the ``("wake",)`` key, which producers
   bump whenever a queue gains earlier work, until then or the next known visibility
@@ -35,16 +35,23 @@ import logging
 import math
 import random
 import time
-import uuid
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 import quick
 from consumer.bridge import Bridge
+from consumer.config import (
+    BUSY_BACKOFF,
+    CLAIM_SECONDS,
+    EWMA_WEIGHT,
+    PURGE_INTERVAL,
+    PURGE_PAGE,
+    ConsumerConfig,
+)
 from consumer.keeper import Held, LeaseKeeper
 from consumer.lanes import SLICE_SECONDS, Finished, Flags, run_slice
 from keyspace.protocol import Database, Transaction, Watch
@@ -69,37 +76,6 @@ if TYPE_CHECKING:  # prometheus_client is imported only by consumers that export
 __all__ = ["ConsumerConfig", "Consumer"]
 
 log = logging.getLogger("quick.consumer")
-
-#: The longest pause between claim rounds while due queues are all leased by others.
-BUSY_BACKOFF = 0.005
-#: The work one claim should bring, in seconds of all slots at the average handler time.
-CLAIM_SECONDS = 0.1
-#: Smoothing of the average handler time (weight of the newest batch).
-EWMA_WEIGHT = 0.3
-#: Tombstones of finished jobs purged per transaction by the purge chore.
-PURGE_PAGE = 500
-#: Seconds between purge chores.
-PURGE_INTERVAL = 1.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ConsumerConfig:
-    """How a consumer runs.
-
-    ``batch_size`` is the most jobs one claim leases; ``keep_finished_ms`` how long
-    finished jobs' tombstones are kept (for idempotent enqueue by id), None to keep
-    them for an operator to purge.
-    """
-
-    concurrency: int = 8
-    batch_size: int = 100
-    lease_ms: int = 30_000
-    owner: str = field(default_factory=lambda: f"consumer-{uuid.uuid4().hex[:8]}")
-    max_idle: float = 1.0
-    scan_limit: int = 100
-    grace: float = 30.0
-    cron: bool = True
-    keep_finished_ms: int | None = 86_400_000
 
 
 class Consumer:
@@ -399,7 +375,9 @@ class Consumer:
             if held.lost:
                 scope.cancel()
             try:
-                with trio.fail_after(config.timeout) if config.timeout else _nothing():
+                with (
+                    trio.fail_after(config.timeout) if config.timeout else contextlib.nullcontext()
+                ):
                     output = await self._invoke(held)
             except trio.TooSlowError:
                 error = TimeoutError(f"timed out after {config.timeout} s")
@@ -531,13 +509,3 @@ class _Pending:
     held: Held
     attempt: Attempt
     duration: float
-
-
-class _nothing:
-    """A context manager that does nothing (no timeout)."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None

@@ -13,7 +13,7 @@ import msgpack
 
 from keyspace.errors import QuickError
 
-__all__ = ["FORMAT", "CorruptValue", "pack_value", "unpack_value", "packable"]
+__all__ = ["FORMAT", "CorruptValue", "pack_value", "unpack_value"]
 
 FORMAT = 1
 _HEADER = bytes([FORMAT])
@@ -40,12 +40,3 @@ def unpack_value(data: bytes) -> Any:
         return msgpack.unpackb(data[1:], raw=False, strict_map_key=False)
     except Exception as error:
         raise CorruptValue(f"undecodable value: {error}") from error
-
-
-def packable(obj: Any) -> bool:
-    """True when ``obj`` round-trips through msgpack."""
-    try:
-        msgpack.packb(obj, use_bin_type=True)
-    except (TypeError, ValueError, OverflowError):
-        return False
-    return True

@@ -13,6 +13,7 @@ from keyspace import (
     open,
     transactional,
 )
+from keyspace.protocol import Database, Transaction
 from quick.app import App, JobConfig, Meta
 from quick.claiming import claim
 from quick.cron import Schedule, activate_due, list_schedules, remove_schedule, schedule
@@ -53,8 +54,10 @@ from quick.outcomes import Outcome, run_claim
 from quick.pointers import collect
 
 __all__ = [
+    "Transaction",
     "App",
     "Claim",
+    "Database",
     "DeadLetter",
     "Discard",
     "EngineUnavailable",

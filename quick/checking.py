@@ -43,7 +43,7 @@ from keyspace.layout import (
     queue_keys,
 )
 from keyspace.protocol import Database, Transaction
-from quick import pointers
+from quick import pointers, queue_leases
 from quick.cron import decode_schedule
 from quick.inspection import decode_dead_letter
 from quick.jobs import COUNTED_STATES, Job, JobState, now_ms
@@ -147,7 +147,7 @@ class _Model:
         elif head == "ptr":
             self.queues[_text(f["queue"])].pointer = pointers.decode_pointer(value)
         elif head == "ql":
-            pointers.decode_queue_lease(value)
+            queue_leases.decode_queue_lease(value)
         elif head == "dl":
             queue, job_id = _text(f["queue"]), _text(f["job_id"])
             decode_dead_letter(queue, job_id, value)
@@ -326,7 +326,7 @@ def _corrupt_lease(tr: Transaction, name: str) -> bool:
     if data is None:
         return False
     try:
-        pointers.decode_queue_lease(data)
+        queue_leases.decode_queue_lease(data)
     except CorruptValue:
         return True
     return False

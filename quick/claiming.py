@@ -39,7 +39,7 @@ from keyspace.layout import POINTERS, QUEUE_LEASES, WAKE, QueueKeys, queue_keys
 from keyspace.limits import VALUE_LIMIT
 from keyspace.protocol import Database, Transaction, Watch
 from keyspace.retry import transactional
-from quick import pointers
+from quick import pointers, queue_leases
 from quick.counters import Tally
 from quick.errors import InvalidArgument
 from quick.extensions import extension_for
@@ -161,7 +161,7 @@ def claim_jobs(
     """Lease up to ``limit`` of the best visible jobs of ``queue`` (the second claim step),
     fewer when the queue's limits (:mod:`quick.limits`) say so."""
     keys = queue_keys(queue)
-    lease = pointers.queue_lease(tr, queue)
+    lease = queue_leases.queue_lease(tr, queue)
     recent = _recent_claims(lease)
     for earlier, job_ids in recent:
         if earlier == token:
@@ -213,7 +213,7 @@ def claim_jobs(
         record = {k: v for k, v in (lease or {}).items() if k in ("o", "ex", "rc")}
         mine = [token, [c.job_id for c in claimed]]
         record.update(o=owner, ex=0, rc=[mine, *recent[: RECENT_CLAIMS - 1]])
-        pointers.write_queue_lease(tr, queue, record)
+        queue_leases.write_queue_lease(tr, queue, record)
     return claimed
 
 
@@ -275,7 +275,7 @@ def _reclaimed(tr: Transaction, keys: QueueKeys, job_ids: list[str], token: str)
 
 @transactional
 def _lease_queue(tr: Transaction, queue: str, owner: str, now: int) -> bool:
-    return pointers.lease_queue(tr, queue, owner, now, QUEUE_LEASE_MS)
+    return queue_leases.lease_queue(tr, queue, owner, now, QUEUE_LEASE_MS)
 
 
 @transactional
@@ -354,7 +354,7 @@ class RoundTries:
 
 
 def _leased_by_other(tr: Transaction, queue: str, owner: str, now: int) -> bool:
-    lease = pointers.queue_lease(tr, queue)
+    lease = queue_leases.queue_lease(tr, queue)
     return lease is not None and lease.get("ex", 0) > now and lease.get("o") != owner
 
 
@@ -439,7 +439,7 @@ def _claimed_before(tr: Transaction, tries: RoundTries) -> list[Claim]:
     """The claims an earlier, committed try of this round made (none if it did not commit)."""
     out: list[Claim] = []
     for queue in sorted(tries.queues):
-        for earlier, job_ids in _recent_claims(pointers.queue_lease(tr, queue)):
+        for earlier, job_ids in _recent_claims(queue_leases.queue_lease(tr, queue)):
             if earlier == tries.token:
                 out.extend(_reclaimed(tr, queue_keys(queue), job_ids, tries.token))
     return out

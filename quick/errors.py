@@ -1,8 +1,10 @@
-"""quick's error family above the storage seam, and the handler outcomes.
+"""quick's error family above the storage seam, and the two exceptions handlers raise.
 
-Every error derives from :class:`keyspace.QuickError`. Validation errors are also
+Every error here derives from :class:`keyspace.QuickError`. Validation errors are also
 ``ValueError``/``TypeError`` and carry the offending ``field``; they are raised before
-anything is written.
+anything is written. :class:`Snooze` and :class:`Discard` are not errors but a
+handler's control flow (put the job back for later; drop it without retrying), so
+they derive from ``Exception`` only.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ more than :data:`REWRITE_THRESHOLD_MS`.
   changes: when a claim drains the ready jobs (to the first scheduled or leased job,
   whose lease expiry is its visibility) or empties the queue (to *now + grace*, marked
   empty). While a queue stays busy its pointer is untouched, so its producers and
-  consumers do not conflict. The queue lease is a separate key (``("ql", queue)``)
-  for the same reason.
+  consumers do not conflict. The queue lease is a separate key (``("ql", queue)``,
+  :mod:`quick.queue_leases`) for the same reason.
 * **Races.** A producer's serializable read of the pointer conflicts with any consumer
   move or collection that commits first, so it retries and sees the new pointer; a
   consumer's serializable reads of the job indexes conflict with any job a producer
@@ -60,13 +60,12 @@ __all__ = [
     "scan",
     "read_pointer",
     "decode_pointer",
-    "decode_queue_lease",
     "unpack_index",
     "drop_stray",
     "next_visible",
-    "lease_queue",
-    "queue_lease",
-    "write_queue_lease",
+    "load_pointer",
+    "warn_corrupt",
+    "is_int",
 ]
 
 #: A producer moves the pointer earlier only when it is later than its job by more than this.
@@ -80,7 +79,8 @@ _ONE = (1).to_bytes(8, "little")
 log = logging.getLogger("quick.store")
 
 
-def _int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
+    """True for an int that is not a bool (msgpack decodes both)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -89,39 +89,19 @@ def decode_pointer(data: bytes) -> dict[str, Any]:
     record = unpack_value(data)
     if (
         not isinstance(record, dict)
-        or not _int(record.get("v"))
-        or not (record.get("es") is None or _int(record.get("es")))
+        or not is_int(record.get("v"))
+        or not (record.get("es") is None or is_int(record.get("es")))
     ):
         raise CorruptValue(f"pointer record of the wrong shape: {record!r}")
     return {"v": record["v"], "es": record.get("es")}
 
 
-def decode_queue_lease(data: bytes) -> dict[str, Any]:
-    """A queue lease record (see :func:`queue_lease`); CorruptValue otherwise."""
-    record = unpack_value(data)
-    if not isinstance(record, dict) or not _int(record.get("ex", 0)):
-        raise CorruptValue(f"queue lease of the wrong shape: {record!r}")
-    owner, recent = record.get("o"), record.get("rc") or []
-    if not (owner is None or isinstance(owner, str)) or not isinstance(recent, list):
-        raise CorruptValue(f"queue lease of the wrong shape: {record!r}")
-    for entry in recent:
-        if (
-            not isinstance(entry, list | tuple)
-            or len(entry) != 2
-            or not isinstance(entry[0], str)
-            or not isinstance(entry[1], list | tuple)
-            or not all(isinstance(job_id, str) for job_id in entry[1])
-        ):
-            raise CorruptValue(f"queue lease of the wrong shape: {record!r}")
-    return dict(record)
-
-
-def _warn(key: bytes, error: Exception, action: str) -> None:
+def warn_corrupt(key: bytes, error: Exception, action: str) -> None:
     """Name a record that does not decode; it is treated as absent (``action`` says how)."""
     log.warning("corrupt record %s: %s; %s", describe(key), error, action)
 
 
-def _load_pointer(view: ReadView, queue: str) -> tuple[dict[str, Any] | None, bool]:
+def load_pointer(view: ReadView, queue: str) -> tuple[dict[str, Any] | None, bool]:
     """(pointer record or None, whether a corrupt record is stored in its place)."""
     key = POINTERS.pack((queue,))
     data = view.get(key)
@@ -130,7 +110,7 @@ def _load_pointer(view: ReadView, queue: str) -> tuple[dict[str, Any] | None, bo
     try:
         return decode_pointer(data), False
     except CorruptValue as error:
-        _warn(key, error, "treated as absent and rewritten from the queue's indexes")
+        warn_corrupt(key, error, "treated as absent and rewritten from the queue's indexes")
         return None, True
 
 
@@ -148,10 +128,12 @@ def unpack_index(key: bytes) -> tuple[int, str] | None:
     try:
         vis_ms, queue = POINTER_INDEX.unpack(key)
     except Exception as error:  # fdb.tuple raises several kinds on foreign bytes
-        _warn(key, error, "pointer-index key skipped")
+        warn_corrupt(key, error, "pointer-index key skipped")
         return None
-    if not _int(vis_ms) or not isinstance(queue, str):
-        _warn(key, ValueError(f"unpacks to {(vis_ms, queue)!r}"), "pointer-index key skipped")
+    if not is_int(vis_ms) or not isinstance(queue, str):
+        warn_corrupt(
+            key, ValueError(f"unpacks to {(vis_ms, queue)!r}"), "pointer-index key skipped"
+        )
         return None
     return vis_ms, queue
 
@@ -159,7 +141,7 @@ def unpack_index(key: bytes) -> tuple[int, str] | None:
 def read_pointer(view: ReadView, queue: str) -> dict[str, Any] | None:
     """The pointer record of ``queue`` (``{"v": vis_ms, "es": empty_since or None}``);
     a corrupt record reads as None (and is named in a warning)."""
-    return _load_pointer(view, queue)[0]
+    return load_pointer(view, queue)[0]
 
 
 def _move(
@@ -211,7 +193,7 @@ def refresh(
     Returns False when the queue no longer has a pointer.
     """
     queue = keys.queue
-    pointer, corrupt = _load_pointer(tr, queue)
+    pointer, corrupt = load_pointer(tr, queue)
     if ready_left is None:
         ready_left = _first(tr, keys.ready_range()) is not None
     if ready_left:
@@ -245,7 +227,7 @@ def _delete(tr: Transaction, queue: str, pointer: dict[str, Any]) -> None:
 
 def collect(tr: Transaction, queue: str, now: int, grace_ms: int = EMPTY_GRACE_MS) -> bool:
     """Delete the pointer of ``queue`` if the queue has stayed empty for ``grace_ms``."""
-    pointer, corrupt = _load_pointer(tr, queue)
+    pointer, corrupt = load_pointer(tr, queue)
     keys = queue_keys(queue)
     if corrupt:
         return not refresh(tr, keys, now, grace_ms)
@@ -299,42 +281,3 @@ def drop_stray(tr: Transaction, key: bytes, queue: str) -> None:
     if pointer is None or POINTER_INDEX.pack((pointer["v"], queue)) != key:
         log.warning("stray pointer-index entry %s: cleared", describe(key))
         tr.clear(key)
-
-
-def queue_lease(view: ReadView, queue: str) -> dict[str, Any] | None:
-    """The queue lease record: ``{"o": owner, "ex": until_ms, "rc": recent claims}``, where
-    ``rc`` lists the last few claims' ``[token, job ids]`` (see ``quick.leases``).
-
-    A corrupt record reads as None (and is named in a warning): the next lease
-    written overwrites it.
-    """
-    key = QUEUE_LEASES.pack((queue,))
-    data = view.get(key)
-    if data is None:
-        return None
-    try:
-        return decode_queue_lease(data)
-    except CorruptValue as error:
-        _warn(key, error, "treated as absent and overwritten")
-        return None
-
-
-def write_queue_lease(tr: Transaction, queue: str, record: dict[str, Any]) -> None:
-    tr.set(QUEUE_LEASES.pack((queue,)), pack_value(record))
-
-
-def lease_queue(tr: Transaction, queue: str, owner: str, now: int, lease_ms: int) -> bool:
-    """Take the short queue lease that precedes leasing its jobs; False if someone holds it.
-
-    Also False when the queue's pointer is gone or no longer due (another consumer drained it).
-    """
-    lease = queue_lease(tr, queue)
-    if lease is not None and lease.get("ex", 0) > now and lease.get("o") != owner:
-        return False
-    pointer, corrupt = _load_pointer(tr.snapshot, queue)
-    if not corrupt and (pointer is None or pointer["v"] > now):
-        return False
-    record = dict(lease or {"rc": []})
-    record.update(o=owner, ex=now + lease_ms)
-    write_queue_lease(tr, queue, record)
-    return True

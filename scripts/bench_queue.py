@@ -16,8 +16,8 @@ on a fresh temporary file per run), for five workloads:
 A claim is two transactions (queue lease, then job leases) and every complete one more,
 so ``claim1`` costs three transactions per job and ``claim10`` 1.2.
 
-The floor is ``/work/shared/bench/limit/sqlite_floor.py`` (``--floor PATH``), imported by
-path and run in the same process: its ``run(n, batch)`` times the minimal row work of a
+The floor is ``shared/bench/limit/sqlite_floor.py`` beside the checkout (``--floor PATH``),
+imported by path and run in the same process: its ``run(n, batch)`` times the minimal row work of a
 job in plain ``sqlite3`` (one INSERT per enqueue, one UPDATE per lease, one DELETE per
 complete; ``batch`` rows per transaction) and returns (lifecycle, insert, update,
 delete) rates. The ratios compare ``enqueue1`` with its insert rate at batch 1,

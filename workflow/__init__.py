@@ -9,15 +9,6 @@ in one transaction. Read runs with :func:`inspect_run`, :func:`explain_run` and
 """
 
 from workflow.definition import StepKind, StepSpec, Workflow
-from workflow.engine import (
-    StepContext,
-    cancel_run,
-    pause_run,
-    resume_run,
-    retry_run,
-    signal,
-    start_run,
-)
 from workflow.errors import (
     BlankStepKey,
     CycleError,
@@ -34,6 +25,9 @@ from workflow.errors import (
 from workflow.hooks import HookEvent
 from workflow.journal import Event
 from workflow.records import RunStatus, StepStatus
+from workflow.starting import start_run
+from workflow.steering import cancel_run, pause_run, resume_run, retry_run, signal
+from workflow.steps import StepContext
 from workflow.views import (
     Explanation,
     RunSummary,

@@ -12,6 +12,10 @@ module                 commands
 ``cron``               ``cron list``, ``cron add``, ``cron remove``
 ``demo``               ``demo``
 ``runs``               ``runs ...``, ``signal`` (workflow runs)
+``limits``             ``limits list``, ``limits set``, ``limits clear``
+``migrate``            ``migrate``
+``dashboard``          ``dashboard``
+``supervisor``         (no command) runs ``worker --processes P``
 =====================  ==================================================================
 
 The CLI is the edge: the only code that may reach every layer. ``import quick`` never

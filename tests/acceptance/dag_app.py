@@ -40,4 +40,4 @@ def step(payload: Any, meta: quick.Meta) -> int:
     assert isinstance(context, StepContext)
     with open(os.environ["QUICK_TEST_OUT"], "a") as out:
         out.write(f"{context.run_id} {context.step} {os.getpid()}\n")
-    return 1 + sum(context.results.values())
+    return 1 + sum(int(value) for value in context.results.values())

@@ -23,6 +23,7 @@ from consumer.runtime import Consumer, ConsumerConfig
 from keyspace.protocol import Database, Transaction
 from keyspace.subspace import Subspace
 from quick.jobs import now_ms
+from tests.waiting import until
 
 ONE = struct.pack("<q", 1)
 FINISHED = {quick.JobState.COMPLETED, quick.JobState.DEAD}
@@ -38,12 +39,6 @@ def _injected(db: Database) -> dict[int, int]:
     """Faults the wrapper injected so far, by error code (none on the other engines)."""
     injected: dict[int, int] = getattr(db, "injected", {})
     return injected
-
-
-async def _until(predicate: Any, timeout: float = 30.0) -> None:
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.01)
 
 
 def _drain_every_kind(db: Database, space: Subspace, tag: str, per_topic: int) -> None:
@@ -86,7 +81,7 @@ def _drain_every_kind(db: Database, space: Subspace, tag: str, per_topic: int) -
         consumer = Consumer(db, app, ConsumerConfig(concurrency=4, cron=False))
         async with trio.open_nursery() as nursery:
             await nursery.start(consumer.run)
-            await _until(settled)
+            await until(settled, 30.0)
             consumer.stop()
         return consumer
 
@@ -158,7 +153,7 @@ def test_consumer_lease_loss_cancels_the_handler(db: Database, tag: str) -> None
             # with a lease long enough that this consumer cannot claim it back.
             later = now_ms() + 60_000
             thief.extend(quick.claim(db, queue, "thief", lease_ms=60_000, now_ms=later))
-            await _until(lambda: consumer.outcomes["lease_lost"] == 1)
+            await until(lambda: consumer.outcomes["lease_lost"] == 1, 30.0)
             consumer.stop()
         return consumer
 
@@ -193,7 +188,7 @@ def test_consumer_timeout_counts_as_a_failed_attempt(db: Database, tag: str) -> 
         consumer = Consumer(db, app, ConsumerConfig(concurrency=1, cron=False))
         async with trio.open_nursery() as nursery:
             await nursery.start(consumer.run)
-            await _until(lambda: consumer.outcomes["dead_lettered"] == 1)
+            await until(lambda: consumer.outcomes["dead_lettered"] == 1, 30.0)
             consumer.stop()
 
     trio.run(main)

@@ -22,6 +22,7 @@ from keyspace.layout import CRON, CRON_DUE, POINTER_INDEX, POINTERS, QUEUE_LEASE
 from keyspace.protocol import Database, Transaction
 from quick import counters, pointers
 from quick.jobs import Job, JobState
+from tests.waiting import until
 
 JUNK = b"\xff junk"
 
@@ -42,12 +43,6 @@ def _rewrite_job(db: Database, queue: str, job_id: str, **fields: Any) -> None:
         tr.set(key, pack_value(record))
 
     db.transact(body)
-
-
-async def _until(predicate: Any, timeout: float = 30.0) -> None:
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.02)
 
 
 @pytest.mark.parametrize(
@@ -107,8 +102,8 @@ def test_consumer_survives_every_kind_of_corrupt_metadata(
         consumer = Consumer(db, app, ConsumerConfig(concurrency=4), metrics=metrics)
         async with trio.open_nursery() as nursery:
             await nursery.start(consumer.run)
-            await _until(lambda: set(every) <= set(ran))
-            await _until(lambda: len(quick.list_dead(db, "typed")) == 3)
+            await until(lambda: set(every) <= set(ran), 30.0)
+            await until(lambda: len(quick.list_dead(db, "typed")) == 3, 30.0)
             await trio.sleep(1.2)  # a cron activation and several depth refreshes more
             assert not consumer._stopping.is_set()  # still serving
             consumer.stop()
@@ -221,7 +216,7 @@ def test_extension_for_refuses_unregistered_modules_and_dead_letters(
         consumer = Consumer(db, app, ConsumerConfig(concurrency=1, cron=False))
         async with trio.open_nursery() as nursery:
             await nursery.start(consumer.run)
-            await _until(lambda: quick.job_state(db, job_id) is quick.JobState.DEAD)
+            await until(lambda: quick.job_state(db, job_id) is quick.JobState.DEAD, 30.0)
             consumer.stop()
 
     trio.run(main)

@@ -20,6 +20,7 @@ from consumer.runtime import Consumer, ConsumerConfig
 from keyspace.codec import pack_value, unpack_value
 from keyspace.layout import queue_keys
 from keyspace.protocol import Database
+from tests.waiting import until
 
 
 @pytest.fixture
@@ -43,18 +44,12 @@ def _value(samples: dict[Any, float], name: str, **labels: str) -> float | None:
     return samples.get((name, frozenset(labels.items())))
 
 
-async def _until(predicate: Any, timeout: float = 10.0) -> None:
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.01)
-
-
 def _drain(db: Database, app: quick.App, metrics: ConsumerMetrics, done: Any) -> Consumer:
     async def main() -> Consumer:
         consumer = Consumer(db, app, ConsumerConfig(concurrency=2, cron=False), metrics=metrics)
         async with trio.open_nursery() as nursery:
             await nursery.start(consumer.run)
-            await _until(lambda: done(consumer))
+            await until(lambda: done(consumer), 10.0)
             consumer.stop()
         return consumer
 
@@ -122,7 +117,7 @@ def test_metrics_count_a_lost_lease(db: Database) -> None:
             await started.wait()
             assert _value(_scrape(metrics), "quick_jobs_running") == 1
             db.transact(lambda tr: tr.set(key, pack_value({**unpack_value(tr.get(key)), "k": "x"})))
-            await _until(lambda: consumer.outcomes["lease_lost"] == 1)
+            await until(lambda: consumer.outcomes["lease_lost"] == 1, 10.0)
             consumer.stop()
 
     trio.run(main)

@@ -12,7 +12,7 @@ import quick
 import workflow
 from keyspace.layout import MIGRATING, QUEUES
 from keyspace.protocol import Database
-from quick import migration
+from quick import migration_jobs
 from tests.conftest import FAULTS
 
 
@@ -135,7 +135,7 @@ def test_migrate_rerun_after_a_crash_between_transactions_loses_and_duplicates_n
 ) -> None:
     source, dest = stores
     ids = {quick.enqueue(source, "t1", "record", {"n": n}) for n in range(100)}
-    real = getattr(migration, crash_in)
+    real = getattr(migration_jobs, crash_in)
     calls = []
 
     def crash(*args: object, **kwargs: object) -> object:
@@ -144,12 +144,12 @@ def test_migrate_rerun_after_a_crash_between_transactions_loses_and_duplicates_n
             raise KeyboardInterrupt("killed")  # the process dies between two transactions
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(migration, crash_in, crash)
+    monkeypatch.setattr(migration_jobs, crash_in, crash)
     with pytest.raises(KeyboardInterrupt):
         quick.migrate(source, dest, batch_size=30)
     staged = dest.transact(lambda tr: tr.get_range(*MIGRATING.range()))
     assert staged, "the crash left a staged batch"
-    monkeypatch.setattr(migration, crash_in, real)
+    monkeypatch.setattr(migration_jobs, crash_in, real)
     report = quick.migrate(source, dest, batch_size=30)
     assert report.finished
     moved = {job.id for job in quick.list_jobs(dest, "t1", limit=1000)}

@@ -316,7 +316,8 @@ def test_protocol_read_only_commit_never_conflicts(exact_db: Database, space: Su
     tr = exact_db.create_transaction()
     tr.get(key)
     exact_db.transact(lambda t: t.set(key, b"theirs"))
-    tr.commit()
+    assert commits(tr), "a read-only commit conflicted"
+    assert tr.get_committed_version() == -1  # read-only: nothing was committed
 
 
 # -- versions and versionstamps -------------------------------------------------------------

@@ -35,6 +35,7 @@ from keyspace.subspace import Subspace
 from quick.jobs import now_ms
 from quick.outcomes import Outcome, job_config, run_claim, settle
 from quick.testing import drain
+from tests.waiting import until
 from workflow import (
     InvalidRunState,
     InvalidSignal,
@@ -44,6 +45,7 @@ from workflow import (
     cancel_run,
     explain_run,
     inspect_run,
+    items,
     list_runs,
     pause_run,
     resume_run,
@@ -530,7 +532,7 @@ def test_workflow_sleep_step_is_claimable_only_once_its_time_has_come(
     assert quick.claim(db, queue, OWNER, now_ms=now_ms()) == []
     assert quick.claim(db, queue, OWNER, now_ms=due - 1) == []
     (timer,) = quick.claim(db, queue, OWNER, now_ms=due)
-    assert timer.topic == workflow.engine.SLEEP_TOPIC
+    assert timer.topic == items.SLEEP_TOPIC
     assert _settle(db, steps.app, timer) is Outcome.COMPLETED
     drain(db, steps.app, queue_id=queue)
     view = _check_run(db, run_id)
@@ -647,7 +649,7 @@ def test_workflow_hooks_run_after_commit_as_hook_jobs(
     assert run_claim(db, steps.app, _claim_step(db, queue, "bad")) is Outcome.FAILED
     assert seen == []  # not called from the transactions that recorded the facts
     hook_jobs = quick.list_jobs(db, queue)
-    assert {job.topic for job in hook_jobs} == {workflow.engine.HOOK_TOPIC}
+    assert {job.topic for job in hook_jobs} == {items.HOOK_TOPIC}
     assert len(hook_jobs) == 2
     drain(db, steps.app, queue_id=queue)
     kinds = {(event.kind, event.step, event.status, event.error, status) for event, status in seen}
@@ -697,18 +699,12 @@ def test_workflow_large_outputs_do_not_strand_a_join(db: Database, queue: str, t
 # -- the trio consumer ---------------------------------------------------------------------
 
 
-async def _until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.02)
-
-
 def _consume(db: Database, app: quick.App, done: Callable[[], bool]) -> Consumer:
     async def main() -> Consumer:
         consumer = Consumer(db, app, ConsumerConfig(concurrency=4, cron=False, max_idle=0.05))
         async with trio.open_nursery() as nursery:
             await nursery.start(consumer.run)
-            await _until(done)
+            await until(done, 20.0)
             consumer.stop()
         return consumer
 

@@ -30,6 +30,7 @@ RECORD_MODULES: dict[str, set[str]] = {
     "quick/jobs.py": set(),
     "quick/records.py": set(),
     "quick/pointers.py": set(),
+    "quick/queue_leases.py": set(),
     "quick/claiming.py": set(),
     "quick/limits.py": set(),
     "quick/fencing.py": set(),
@@ -38,6 +39,8 @@ RECORD_MODULES: dict[str, set[str]] = {
     "quick/cron.py": {"next_ms"},
     "quick/enqueueing.py": {"payload", "queue_id", "topic"},
     "quick/migration.py": {"namespace"},
+    "quick/migration_jobs.py": set(),
+    "quick/migration_records.py": set(),
     "quick/inspection.py": {"r", "queue", "next_visible_ms", "empty_since_ms", "counts"},
     "quick/checking.py": {
         "job_id",
@@ -52,6 +55,10 @@ RECORD_MODULES: dict[str, set[str]] = {
     },
     "workflow/definition.py": set(),
     "workflow/engine.py": set(),
+    "workflow/hook_jobs.py": set(),
+    "workflow/starting.py": set(),
+    "workflow/steering.py": set(),
+    "workflow/steps.py": set(),
     "workflow/records.py": set(),
     "workflow/views.py": set(),
     # A journal event's details (``det``) are keyword arguments with long names.

@@ -1,0 +1,46 @@
+"""How a consumer runs: :class:`ConsumerConfig`, and the tuning constants of its run loop."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+__all__ = [
+    "BUSY_BACKOFF",
+    "CLAIM_SECONDS",
+    "EWMA_WEIGHT",
+    "PURGE_INTERVAL",
+    "PURGE_PAGE",
+    "ConsumerConfig",
+]
+
+#: The longest pause between claim rounds while due queues are all leased by others.
+BUSY_BACKOFF = 0.005
+#: The work one claim should bring, in seconds of all slots at the average handler time.
+CLAIM_SECONDS = 0.1
+#: Smoothing of the average handler time (weight of the newest batch).
+EWMA_WEIGHT = 0.3
+#: Tombstones of finished jobs purged per transaction by the purge chore.
+PURGE_PAGE = 500
+#: Seconds between purge chores.
+PURGE_INTERVAL = 1.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsumerConfig:
+    """How a consumer runs.
+
+    ``batch_size`` is the most jobs one claim leases; ``keep_finished_ms`` how long
+    finished jobs' tombstones are kept (for idempotent enqueue by id), None to keep
+    them for an operator to purge.
+    """
+
+    concurrency: int = 8
+    batch_size: int = 100
+    lease_ms: int = 30_000
+    owner: str = field(default_factory=lambda: f"consumer-{uuid.uuid4().hex[:8]}")
+    max_idle: float = 1.0
+    scan_limit: int = 100
+    grace: float = 30.0
+    cron: bool = True
+    keep_finished_ms: int | None = 86_400_000

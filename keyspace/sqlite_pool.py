@@ -1,0 +1,172 @@
+"""One process's side of a sqlite store: pooled connections, the writer lock, the checkpointer.
+
+Theory of operation
+-------------------
+Every process that opens a store keeps its own resources, reopened after ``fork``
+(a child must not share its parent's SQLite connections or lock descriptor):
+
+* **Connections** are pooled (at most :data:`IDLE_LIMIT` idle ones are kept); each is
+  opened in WAL mode with the file's ``synchronous`` setting.
+* **The writer lock** serialises commits: a thread lock in-process, then ``flock`` on
+  ``<file>.lock`` across processes, so a waiter wakes the moment the lock is free rather
+  than polling SQLite's busy handler. :class:`WriterLock` holds both, opens
+  ``BEGIN IMMEDIATE`` unless told not to, and commits or rolls back on exit.
+* **The checkpointer** (:mod:`keyspace.checkpoints`) starts with the first commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+import threading
+
+from keyspace.checkpoints import BACKSTOP_PAGES, TRUNCATE_BYTES, Checkpointer
+from keyspace.errors import StorageError
+from keyspace.sqlite_files import PRIVATE_MODE, storage_error
+
+__all__ = ["SYNC_MODES", "IDLE_LIMIT", "Pool", "WriterLock", "rollback"]
+
+#: ``?sync=`` values and the ``PRAGMA synchronous`` each sets.
+SYNC_MODES = {"normal": "NORMAL", "full": "FULL", "off": "OFF"}
+#: Idle connections kept per process: enough for a consumer's worker threads.
+IDLE_LIMIT = 32
+
+
+class Pool:
+    """This process's connections, writer lock and checkpointer for the store at ``path``."""
+
+    def __init__(self, path: str, sync: str) -> None:
+        self.path = path
+        self.sync = sync
+        self.closed = False
+        self.setup()
+
+    def setup(self) -> None:
+        """Open this process's lock file, locks and connection pool (again after fork)."""
+        self.pid = os.getpid()
+        self.idle: list[sqlite3.Connection] = []
+        self.pool_lock = threading.Lock()
+        self.commit_lock = threading.Lock()
+        self.commits = 0
+        self.lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, PRIVATE_MODE)
+        self.checkpointer: Checkpointer | None = None
+
+    def check_process(self) -> None:
+        """Reopen this process's resources if it is a child forked since they were opened."""
+        if self.pid != os.getpid():
+            self.setup()
+
+    def connect(self) -> sqlite3.Connection:
+        """A new connection, configured for this store."""
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={SYNC_MODES[self.sync]}")
+        conn.execute("PRAGMA cache_size=-16000")
+        conn.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
+        conn.execute(f"PRAGMA journal_size_limit={TRUNCATE_BYTES}")
+        return conn
+
+    def acquire(self) -> sqlite3.Connection:
+        """A connection from this process's pool (opened on demand)."""
+        self.check_process()
+        if self.closed:
+            raise StorageError(2000, "the database is closed")
+        with self.pool_lock:
+            if self.idle:
+                return self.idle.pop()
+        return self.connect()
+
+    def release(self, conn: sqlite3.Connection) -> None:
+        """Return a connection that is outside any SQLite transaction to the pool."""
+        if self.closed or self.pid != os.getpid():
+            conn.close()
+            return
+        with self.pool_lock:
+            if len(self.idle) < IDLE_LIMIT:
+                self.idle.append(conn)
+                return
+        conn.close()
+
+    def count_commit(self) -> int:
+        """Count a commit (under the writer lock); start the checkpointer on the first."""
+        self.commits += 1
+        if self.checkpointer is None:
+            self.checkpointer = Checkpointer(self.connect, lambda: self.commits)
+        return self.commits
+
+    def close(self) -> None:
+        """Close pooled connections, the checkpointer and the lock file."""
+        self.closed = True
+        with self.pool_lock:
+            idle, self.idle = self.idle, []
+        for conn in idle:
+            conn.close()
+        if self.pid == os.getpid():
+            if self.checkpointer is not None:
+                self.checkpointer.close()
+            os.close(self.lock_fd)
+
+
+class WriterLock:
+    """Holds the writer lock (and, unless told not to, ``BEGIN IMMEDIATE``); commits on success.
+
+    Given no connection it opens one for the duration and closes it after.
+    """
+
+    def __init__(
+        self, pool: Pool, conn: sqlite3.Connection | None = None, begin: bool = True
+    ) -> None:
+        self.pool = pool
+        self.conn = conn
+        self.own = conn is None
+        self.begin_now = begin
+
+    def begin(self) -> None:
+        """Open ``BEGIN IMMEDIATE`` on the held connection."""
+        assert self.conn is not None
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __enter__(self) -> WriterLock:
+        pool = self.pool
+        pool.check_process()
+        pool.commit_lock.acquire()
+        try:
+            fcntl.flock(pool.lock_fd, fcntl.LOCK_EX)
+            if self.conn is None:
+                self.conn = pool.connect()
+            if self.begin_now:
+                self.begin()
+        except BaseException:
+            fcntl.flock(pool.lock_fd, fcntl.LOCK_UN)
+            pool.commit_lock.release()
+            raise
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        conn = self.conn
+        assert conn is not None
+        try:
+            if exc_type is None:
+                try:
+                    conn.execute("COMMIT")
+                except sqlite3.Error as error:
+                    with contextlib.suppress(sqlite3.Error):
+                        rollback(conn)
+                    raise storage_error(self.pool.path, error, 1021) from error
+            else:
+                rollback(conn)
+        finally:
+            fcntl.flock(self.pool.lock_fd, fcntl.LOCK_UN)
+            self.pool.commit_lock.release()
+            if self.own:
+                conn.close()
+
+
+def rollback(conn: sqlite3.Connection) -> None:
+    """Roll back ``conn``'s open SQLite transaction, if it has one."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")

@@ -1,0 +1,186 @@
+"""Reads of a sqlite transaction, at its snapshot and through its write buffer.
+
+Theory of operation
+-------------------
+A transaction's first read opens a SQLite read transaction (WAL mode), which pins a
+consistent snapshot of the file; its read version is the newest commit version in that
+snapshot. Every later read, snapshot or not, uses the same snapshot, so a transaction
+sees one point in time plus its own buffered writes (:class:`keyspace.ryw.WriteBuffer`
+answers first for keys it wrote). Stored values once read are cached for the
+transaction, as FoundationDB's read-your-writes cache keeps them. A serializable read
+adds what it covered to the transaction's read-conflict ranges; a snapshot read does not.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from keyspace.errors import StorageError
+from keyspace.limits import SYSTEM_PREFIX, check_range, check_read_key, require_bytes
+from keyspace.protocol import KeyValue
+from keyspace.sqlite_files import storage_error
+
+if TYPE_CHECKING:
+    from keyspace.sqlite_engine import SqliteTransaction
+
+__all__ = ["Reader", "key_after", "prefix_end", "fetch", "query", "scan", "stored"]
+
+#: Rows per page of a range read the write buffer merges into.
+RANGE_PAGE = 256
+#: Keys per ``SELECT ... IN (...)`` (under SQLite's 999-variable floor).
+MANY_PAGE = 500
+#: SQLite's largest integer: a larger limit is no limit.
+_SQLITE_MAX_INT = 2**63 - 1
+
+
+def key_after(key: bytes) -> bytes:
+    """The first key after ``key``."""
+    return key + b"\x00"
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """The first key after every key that starts with ``prefix``."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return SYSTEM_PREFIX
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+def fetch(conn: sqlite3.Connection, key: bytes) -> bytes | None:
+    """The stored value at ``key``."""
+    row = conn.execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()
+    return row[0] if row else None
+
+
+def query(
+    conn: sqlite3.Connection, begin: bytes, end: bytes, limit: int, reverse: bool
+) -> list[KeyValue]:
+    """Stored rows of [begin, end) in read order, at most ``limit`` (0: all)."""
+    order = "DESC" if reverse else "ASC"
+    return conn.execute(
+        f"SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k {order} LIMIT ?",
+        (begin, end, min(limit, _SQLITE_MAX_INT) or -1),
+    ).fetchall()
+
+
+def scan(conn: sqlite3.Connection, begin: bytes, end: bytes, reverse: bool) -> Iterator[KeyValue]:
+    """Stored rows of [begin, end) in read order, fetched a page at a time."""
+    while begin < end:
+        page = query(conn, begin, end, RANGE_PAGE, reverse)
+        yield from page
+        if len(page) < RANGE_PAGE:
+            return
+        if reverse:
+            end = page[-1][0]
+        else:
+            begin = key_after(page[-1][0])
+
+
+def stored(conn: sqlite3.Connection, keys: Sequence[bytes]) -> dict[bytes, bytes]:
+    """The stored values of ``keys`` (absent ones left out), a page of keys per query."""
+    found: dict[bytes, bytes] = {}
+    unique = list(dict.fromkeys(keys))
+    for start in range(0, len(unique), MANY_PAGE):
+        page = unique[start : start + MANY_PAGE]
+        marks = ",".join("?" * len(page))
+        found.update(conn.execute(f"SELECT k, v FROM kv WHERE k IN ({marks})", page).fetchall())
+    return found
+
+
+class Reader:
+    """Reads at the transaction's snapshot; ``conflicts`` says whether they add read ranges."""
+
+    __slots__ = ("conflicts", "tr")
+
+    def __init__(self, tr: SqliteTransaction, conflicts: bool) -> None:
+        self.tr = tr
+        self.conflicts = conflicts
+
+    def get(self, key: bytes) -> bytes | None:
+        check_read_key(key)
+        tr = self.tr
+        tr.check_live()
+        read: Callable[[bytes], bytes | None]
+        if tr.read_version is None:
+            read = tr.begin_read_at
+        else:
+            conn = tr.snapshot_conn()
+            cache = tr.read_cache
+
+            def read(k: bytes) -> bytes | None:
+                if k in cache:
+                    return cache[k]
+                tr.db.latency.wait(tr.db.latency.read)
+                value = cache[k] = fetch(conn, k)
+                return value
+
+        try:
+            value, consulted = tr.buffer.read(key, read)
+        except sqlite3.Error as error:
+            raise storage_error(tr.db.path, error, 1037) from error
+        if consulted and self.conflicts:
+            tr.read_ranges.add(key, key_after(key))
+        return value
+
+    def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
+        """The values at ``keys``: one SQL statement per page of keys the buffer cannot answer."""
+        for key in keys:
+            check_read_key(key)
+        tr = self.tr
+        conn = tr.snapshot_conn()
+        cache = tr.read_cache
+        wanted = [key for key in dict.fromkeys(keys) if key not in cache]
+        try:
+            found = stored(conn, wanted)
+        except sqlite3.Error as error:
+            raise storage_error(tr.db.path, error, 1037) from error
+        for key in wanted:
+            cache[key] = found.get(key)
+        out = []
+        buffered = tr.buffer.read
+        ranges = tr.read_ranges if self.conflicts else None
+        for key in keys:
+            value, consulted = buffered(key, cache.__getitem__)
+            if consulted and ranges is not None:
+                ranges.add(key, key_after(key))
+            out.append(value)
+        return out
+
+    def get_range(
+        self, begin: bytes, end: bytes, *, limit: int = 0, reverse: bool = False
+    ) -> list[KeyValue]:
+        check_range(begin, end)
+        if limit < 0:
+            raise StorageError(2006, "limit must not be negative")
+        if begin >= end:
+            return []
+        tr = self.tr
+        conn = tr.snapshot_conn()
+        tr.db.latency.wait(tr.db.latency.read)
+        try:
+            if tr.buffer.touches(begin, end):
+                rows = tr.buffer.merge_range(
+                    begin, end, scan(conn, begin, end, reverse), limit, reverse
+                )
+            else:
+                rows = query(conn, begin, end, limit, reverse)
+        except sqlite3.Error as error:
+            raise storage_error(tr.db.path, error, 1037) from error
+        # What the read covered: all of [begin, end), or up to the last row when limited.
+        if limit and len(rows) >= limit:
+            if reverse:
+                begin = rows[-1][0]
+            else:
+                end = key_after(rows[-1][0])
+        tr.buffer.check_readable(begin, end)
+        if self.conflicts:
+            tr.read_ranges.add(begin, end)
+        return rows
+
+    def get_range_startswith(
+        self, prefix: bytes, *, limit: int = 0, reverse: bool = False
+    ) -> list[KeyValue]:
+        require_bytes("key", prefix)
+        return self.get_range(prefix, prefix_end(prefix), limit=limit, reverse=reverse)

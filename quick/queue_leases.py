@@ -1,0 +1,83 @@
+"""The queue lease: the short lease a consumer takes on a queue before leasing its jobs.
+
+Theory of operation
+-------------------
+One record per queue at ``("ql", queue)``: ``{"o": owner, "ex": until_ms, "rc": recent
+claims}``. QuiCK's consumers take it so that only one of them claims from a queue at a
+time (:func:`lease_queue`); it is a key of its own, apart from the pointer
+(:mod:`quick.pointers`), so producers moving the pointer never conflict with it. ``rc``
+lists the last few claims' ``[token, job ids]``, which lets a claim retried after an
+unknown commit result find what its earlier try took (see :mod:`quick.leases`). A
+corrupt record reads as absent and the next lease written overwrites it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keyspace.codec import CorruptValue, pack_value, unpack_value
+from keyspace.layout import QUEUE_LEASES
+from keyspace.protocol import ReadView, Transaction
+from quick.pointers import is_int, load_pointer, warn_corrupt
+
+__all__ = ["decode_queue_lease", "lease_queue", "queue_lease", "write_queue_lease"]
+
+
+def decode_queue_lease(data: bytes) -> dict[str, Any]:
+    """A queue lease record (see :func:`queue_lease`); CorruptValue otherwise."""
+    record = unpack_value(data)
+    if not isinstance(record, dict) or not is_int(record.get("ex", 0)):
+        raise CorruptValue(f"queue lease of the wrong shape: {record!r}")
+    owner, recent = record.get("o"), record.get("rc") or []
+    if not (owner is None or isinstance(owner, str)) or not isinstance(recent, list):
+        raise CorruptValue(f"queue lease of the wrong shape: {record!r}")
+    for entry in recent:
+        if (
+            not isinstance(entry, list | tuple)
+            or len(entry) != 2
+            or not isinstance(entry[0], str)
+            or not isinstance(entry[1], list | tuple)
+            or not all(isinstance(job_id, str) for job_id in entry[1])
+        ):
+            raise CorruptValue(f"queue lease of the wrong shape: {record!r}")
+    return dict(record)
+
+
+def queue_lease(view: ReadView, queue: str) -> dict[str, Any] | None:
+    """The queue lease record: ``{"o": owner, "ex": until_ms, "rc": recent claims}``, where
+    ``rc`` lists the last few claims' ``[token, job ids]`` (see ``quick.leases``).
+
+    A corrupt record reads as None (and is named in a warning): the next lease
+    written overwrites it.
+    """
+    key = QUEUE_LEASES.pack((queue,))
+    data = view.get(key)
+    if data is None:
+        return None
+    try:
+        return decode_queue_lease(data)
+    except CorruptValue as error:
+        warn_corrupt(key, error, "treated as absent and overwritten")
+        return None
+
+
+def write_queue_lease(tr: Transaction, queue: str, record: dict[str, Any]) -> None:
+    """Store ``record`` as the queue lease of ``queue``."""
+    tr.set(QUEUE_LEASES.pack((queue,)), pack_value(record))
+
+
+def lease_queue(tr: Transaction, queue: str, owner: str, now: int, lease_ms: int) -> bool:
+    """Take the short queue lease that precedes leasing its jobs; False if someone holds it.
+
+    Also False when the queue's pointer is gone or no longer due (another consumer drained it).
+    """
+    lease = queue_lease(tr, queue)
+    if lease is not None and lease.get("ex", 0) > now and lease.get("o") != owner:
+        return False
+    pointer, corrupt = load_pointer(tr.snapshot, queue)
+    if not corrupt and (pointer is None or pointer["v"] > now):
+        return False
+    record = dict(lease or {"rc": []})
+    record.update(o=owner, ex=now + lease_ms)
+    write_queue_lease(tr, queue, record)
+    return True

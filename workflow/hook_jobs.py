@@ -1,0 +1,54 @@
+"""Hook items: the queue items that call a run's hooks after the fact they report commits.
+
+:func:`enqueue_hook` runs inside the transaction that records a step's or run's end, so
+the hook item commits with the fact or not at all; a consumer then runs it with
+:data:`HOOK_CONFIG`, which calls the functions :mod:`workflow.hooks` holds (at least once,
+retried when this process has none registered).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keyspace.protocol import Transaction
+from quick import extensions
+from quick.app import JobConfig
+from quick.enqueueing import prepare, store_new
+from workflow import hooks
+from workflow.items import HOOK_ITEM, HOOK_TOPIC, MODULE
+
+__all__ = ["HOOK_CONFIG", "enqueue_hook"]
+
+
+def _run_hooks(payload: Any, meta: Any) -> None:
+    hooks.run_hooks(payload)
+
+
+#: How a hook item runs: ten attempts, for a worker that has not imported the hook yet.
+HOOK_CONFIG = JobConfig(topic=HOOK_TOPIC, handler=_run_hooks, max_attempts=10)
+
+
+def enqueue_hook(
+    tr: Transaction,
+    run_id: str,
+    record: dict[str, Any],
+    now: int,
+    kind: str,
+    status: str,
+    step: str | None = None,
+    **fields: Any,
+) -> None:
+    """Enqueue a hook item when the run (``record``) had hooks of ``kind`` at start."""
+    if kind not in record.get("h", ()):
+        return
+    event = hooks.HookEvent(
+        kind=kind, workflow=record["w"], run_id=run_id, status=status, step=step, **fields
+    )
+    job = prepare(
+        record["q"],
+        HOOK_TOPIC,
+        event.to_payload(),
+        now=now,
+        extension={extensions.MODULE_FIELD: MODULE, "xk": HOOK_ITEM},
+    )
+    store_new(tr, job)

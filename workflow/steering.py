@@ -1,0 +1,147 @@
+"""Steering runs: the operator's moves on a run that has started.
+
+Each is one transaction and safe to retry: :func:`signal` completes an external step,
+:func:`cancel_run`, :func:`pause_run` and :func:`resume_run` move the run's status, and
+:func:`retry_run` re-runs a failed run's unfinished steps.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keyspace.protocol import Database, Transaction
+from keyspace.retry import transactional
+from quick.jobs import now_ms
+from workflow import hooks
+from workflow import journal as events
+from workflow.definition import StepKind
+from workflow.engine import (
+    Run,
+    check_storable,
+    end_unfinished,
+    hold,
+    new_id,
+    schedule_ready,
+    succeed,
+)
+from workflow.errors import InvalidRunState, InvalidSignal
+from workflow.records import FINISHED_STEP, TERMINAL_RUN, RunStatus, StepStatus
+
+__all__ = ["signal", "cancel_run", "pause_run", "resume_run", "retry_run"]
+
+
+def signal(db: Database | Transaction, run_id: str, step: str, payload: Any = None) -> None:
+    """Complete external step ``step`` of ``run_id`` with ``payload`` as its output.
+
+    A signal that arrives before the step is reached is kept and completes the step
+    the moment it is. Safe to retry.
+
+    Raises:
+        RunNotFound, InvalidRunState (the run has ended), InvalidSignal (no such
+        external step, or it was already signalled).
+    """
+    check_storable("payload", payload)
+    _signal(db, run_id, step, payload, new_id())
+
+
+@transactional
+def _signal(tr: Transaction, run_id: str, key: str, payload: Any, signal_id: str) -> None:
+    run = Run(tr, run_id, now_ms())
+    spec = run.definition.steps.get(key)
+    if spec is None:
+        raise InvalidSignal(run_id, key, "the workflow has no such step")
+    if spec.kind is not StepKind.EXTERNAL:
+        raise InvalidSignal(run_id, key, f"it is a {spec.kind.value} step, not an external one")
+    step = run.step(key)
+    if step.get("gi") == signal_id:
+        return  # an earlier try of this call committed
+    if run.status in TERMINAL_RUN:
+        raise InvalidRunState(run_id, run.status.value, "signal")
+    if "g" in step or step["ss"] in FINISHED_STEP:
+        raise InvalidSignal(run_id, key, "it has already been signalled")
+    step.update(g=payload, gi=signal_id)
+    run.journal.append(events.SIGNAL_RECEIVED, key, payload=payload)
+    if step.get("aw"):
+        succeed(run, key, step, payload)
+    else:
+        run.save(key, step)
+
+
+@transactional
+def cancel_run(tr: Transaction, run_id: str) -> None:
+    """Cancel the run: queued steps are withdrawn, running ones fenced (their results
+    change nothing), unfinished steps are marked cancelled. Cancelling a cancelled run
+    does nothing.
+
+    Raises:
+        RunNotFound; InvalidRunState when the run has succeeded or failed.
+    """
+    run = Run(tr, run_id, now_ms())
+    if not run.steer(RunStatus.CANCELLED, "cancel"):
+        return
+    end_unfinished(run, StepStatus.CANCELLED, lambda key: "the run was cancelled")
+    run.journal.append(events.RUN_CANCELLED)
+    run.hook(hooks.RUN_FINISHED, RunStatus.CANCELLED.value)
+
+
+@transactional
+def pause_run(tr: Transaction, run_id: str) -> None:
+    """Stop new steps from starting: queued task steps are withdrawn (running ones
+    finish, timers keep running), and nothing new is scheduled until :func:`resume_run`.
+
+    Raises:
+        RunNotFound; InvalidRunState when the run has ended.
+    """
+    run = Run(tr, run_id, now_ms())
+    if not run.steer(RunStatus.PAUSED, "pause"):
+        return
+    run.journal.append(events.RUN_PAUSED)
+    for key, spec in run.definition.steps.items():
+        step = run.step(key)
+        if spec.kind is StepKind.TASK and step["ss"] == StepStatus.SCHEDULED:
+            hold(run, key, step)
+
+
+@transactional
+def resume_run(tr: Transaction, run_id: str) -> None:
+    """Continue a paused run exactly where it stopped.
+
+    Raises:
+        RunNotFound; InvalidRunState when the run has ended.
+    """
+    run = Run(tr, run_id, now_ms())
+    if not run.steer(RunStatus.RUNNING, "resume"):
+        return
+    run.journal.append(events.RUN_RESUMED)
+    schedule_ready(run, run.definition.steps)
+
+
+def retry_run(db: Database | Transaction, run_id: str) -> None:
+    """Re-run a failed run's failed and skipped steps, keeping the succeeded ones.
+
+    Raises:
+        RunNotFound; InvalidRunState unless the run has failed.
+    """
+    _retry(db, run_id, new_id())
+
+
+@transactional
+def _retry(tr: Transaction, run_id: str, retry_id: str) -> None:
+    run = Run(tr, run_id, now_ms())
+    if run.record.get("rt") == retry_id:
+        return  # an earlier try of this call committed
+    if run.status is not RunStatus.FAILED:
+        raise InvalidRunState(run_id, run.status.value, "retry")
+    run.record.update(rt=retry_id, f=None, why=None)
+    run.set_status(RunStatus.RUNNING)
+    reset = []
+    for key in run.definition.steps:
+        step = run.step(key)
+        if step["ss"] in (StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED):
+            fresh = {"ss": StepStatus.WAITING.value, "a": step.get("a", 0)}
+            if "g" in step:  # a signal that arrived early still counts
+                fresh.update(g=step["g"], gi=step.get("gi"))
+            run.save(key, fresh)
+            reset.append(key)
+    run.journal.append(events.RUN_RETRIED, steps=reset)
+    schedule_ready(run, run.definition.steps)
