@@ -36,7 +36,9 @@ class ConsumerConfig:
     """
 
     concurrency: int = 8
-    batch_size: int = 100
+    #: 200: a claim round costs a round trip whatever its size; on FoundationDB's latency
+    #: (simulated) 200 drains at 0.64x the no-latency rate where 100 gave 0.46x.
+    batch_size: int = 200
     lease_ms: int = 30_000
     owner: str = field(default_factory=lambda: f"consumer-{uuid.uuid4().hex[:8]}")
     max_idle: float = 1.0

@@ -45,7 +45,7 @@ def load_app(spec: str) -> App:
 )
 @click.option(
     "--batch-size",
-    default=100,
+    default=200,
     show_default=True,
     type=click.IntRange(1, 10_000),
     help="Most jobs leased per claim (fewer when jobs are slow or many queues are due).",
