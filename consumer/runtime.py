@@ -132,8 +132,8 @@ class Consumer:
         with trio.CancelScope() as scope:
             self._cancel_scope = scope
             async with trio.open_nursery() as outer, trio.open_nursery() as nursery:
-                # The runners' group committer lives in ``outer``, so it records every
-                # attempt the runners finish before ``nursery`` ends.
+                # The runners' group committer lives in ``outer``: it outlives ``nursery``
+                # and records every attempt the runners finished.
                 self._runners.start(outer, nursery, config.concurrency)
                 nursery.start_soon(self.keeper.run)
                 for _ in range(config.concurrency):
