@@ -392,4 +392,3 @@ class Consumer:
                 log.exception("%s failed", what)
             with trio.move_on_after(interval):
                 await self._stopping.wait()
-
