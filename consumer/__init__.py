@@ -2,7 +2,8 @@
 
 :class:`consumer.runtime.Consumer` (configured by :class:`consumer.config.ConsumerConfig`)
 is one nursery holding the claimer, the thread lanes (:mod:`consumer.lanes`), the async
-runners and group committer, the lease keeper (:mod:`consumer.keeper`) and the chores.
+runners and group committer (:mod:`consumer.runners`), the lease keeper
+(:mod:`consumer.keeper`) and the chores.
 Blocking transactions meet trio in :mod:`consumer.bridge`; :mod:`consumer.serve` runs one
 consumer process until a signal (``quick worker``); :mod:`consumer.metrics` and
 :mod:`consumer.logs` export what it does.

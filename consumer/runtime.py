@@ -15,9 +15,9 @@ Theory of operation
 * Claims of plain ``def`` and transactional handlers go to the **lanes**
   (:mod:`consumer.lanes`): runs of handlers in a thread, recorded in one transaction
   from that thread. ``async def`` handlers, and handlers with a ``timeout``, go to the
-  **async runners**, which run each in trio under a cancel scope and hand the attempt
-  to one **group committer** that records every attempt waiting in one transaction.
-  Lanes and runners share ``concurrency`` slots.
+  **async runners** (:mod:`consumer.runners`), which run each in trio under a cancel
+  scope and hand the attempt to one **group committer** that records every attempt
+  waiting in one transaction. Lanes and runners share ``concurrency`` slots.
 * The **lease keeper** (:mod:`consumer.keeper`) renews every claim held, in one
   transaction per page, and marks (and cancels) the ones another consumer took.
 * **Chores**: cron activation every second, the queue depth refresh with metrics, and
@@ -34,10 +34,8 @@ import contextlib
 import logging
 import math
 import random
-import time
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -54,21 +52,13 @@ from consumer.config import (
 )
 from consumer.keeper import Held, LeaseKeeper
 from consumer.lanes import SLICE_SECONDS, Finished, Flags, run_slice
+from consumer.runners import Runners
 from keyspace.protocol import Database, Transaction, Watch
 from quick.app import App
 from quick.claiming import ClaimRound, RoundTries, claim_round
-from quick.errors import LeaseLost
 from quick.jobs import Claim, now_ms
 from quick.leases import release_all
-from quick.outcomes import (
-    Attempt,
-    Outcome,
-    describe_error,
-    job_config,
-    meta_for,
-    run_transactional,
-    settle_batch,
-)
+from quick.outcomes import Outcome, describe_error, job_config
 
 if TYPE_CHECKING:  # prometheus_client is imported only by consumers that export metrics
     from consumer.metrics import ConsumerMetrics
@@ -104,13 +94,12 @@ class Consumer:
         self.outcomes: Counter[str] = Counter()
         self._slots = trio.CapacityLimiter(self.config.concurrency)
         self._lane_queue: deque[Held] = deque()
-        self._task_queue: deque[Held] = deque()
         self._flags = Flags()
         self._idle_lanes: list[trio.Event] = []
-        self._idle_runners: list[trio.Event] = []
         self._running_lanes = 0
         self._capacity = trio.Event()
         self._stopping = trio.Event()
+        self._runners = Runners(db, self.bridge, self._slots, self._stopping, self._report)
         self._cancel_scope: trio.CancelScope | None = None
         self._watch: Watch | None = None
         self._handler_seconds: float | None = None
@@ -140,16 +129,15 @@ class Consumer:
         self._token = trio.lowlevel.current_trio_token()
         self._flags.on_low_water = self._notify_capacity_threadsafe
         self._flags.on_settling = self._add_lane_threadsafe
-        attempts_send, attempts_receive = trio.open_memory_channel[_Pending](math.inf)
         with trio.CancelScope() as scope:
             self._cancel_scope = scope
             async with trio.open_nursery() as outer, trio.open_nursery() as nursery:
-                outer.start_soon(self._commit_attempts, attempts_receive)
+                # The runners' group committer lives in ``outer``: it outlives ``nursery``
+                # and records every attempt the runners finished.
+                self._runners.start(outer, nursery, config.concurrency)
                 nursery.start_soon(self.keeper.run)
                 for _ in range(config.concurrency):
                     nursery.start_soon(self._lane)
-                    nursery.start_soon(self._runner, attempts_send.clone())
-                attempts_send.close()
                 if config.cron:
                     nursery.start_soon(self._every, 1.0, "cron activation", quick.activate_due)
                 if self.metrics is not None and self.metrics.depth_interval is not None:
@@ -193,7 +181,7 @@ class Consumer:
             limit = self._claim_limit()
             low_water = limit // 2
             room = config.concurrency + 2 * limit - len(self.keeper)
-            waiting = len(self._lane_queue) + len(self._task_queue)
+            waiting = len(self._lane_queue) + len(self._runners.queue)
             if waiting > low_water or room < max(1, low_water):
                 # Claim again once at most half a batch waits and a half batch fits:
                 # the next claim is in flight while this one runs, and no claim is tiny.
@@ -244,11 +232,10 @@ class Consumer:
         for item in held:
             config = item.config
             if config is not None and (config.is_async or config.timeout is not None):
-                self._task_queue.append(item)
+                self._runners.queue.append(item)
             else:
                 self._lane_queue.append(item)
-        for _ in range(min(len(self._task_queue), len(self._idle_runners))):
-            self._idle_runners.pop().set()
+        self._runners.wake()
         self._wake_lanes()
 
     async def _idle(self, watch: Watch, next_ms: int | None) -> None:
@@ -287,7 +274,7 @@ class Consumer:
     async def _release_unstarted(self) -> None:
         """Give back every claim no worker has started, in one transaction."""
         unstarted: list[Held] = []
-        for waiting in (self._lane_queue, self._task_queue):
+        for waiting in (self._lane_queue, self._runners.queue):
             while True:
                 try:
                     unstarted.append(waiting.popleft())
@@ -316,9 +303,9 @@ class Consumer:
             self._idle_lanes.pop().set()
 
     def _wake_all(self) -> None:
-        for idle in (self._idle_lanes, self._idle_runners):
-            while idle:
-                idle.pop().set()
+        while self._idle_lanes:
+            self._idle_lanes.pop().set()
+        self._runners.wake_all()
 
     async def _lane(self) -> None:
         flags = self._flags
@@ -344,101 +331,6 @@ class Consumer:
                 self._running_lanes -= 1
             self._report(finished)
             self._wake_lanes()
-
-    # -- async runners: async handlers and handlers with a timeout ------------------------------
-
-    async def _runner(self, attempts: trio.MemorySendChannel[_Pending]) -> None:
-        async with attempts:
-            while True:
-                if not self._task_queue:
-                    if self._stopping.is_set():
-                        return
-                    wake = trio.Event()
-                    self._idle_runners.append(wake)
-                    await wake.wait()
-                    continue
-                async with self._slots:
-                    if self._stopping.is_set() or not self._task_queue:
-                        continue
-                    held = self._task_queue.popleft()
-                    await self._run_async(held, attempts)
-
-    async def _run_async(self, held: Held, attempts: trio.MemorySendChannel[_Pending]) -> None:
-        config = held.config
-        assert config is not None
-        claim = held.claim
-        started = time.perf_counter()
-        error: BaseException | None = None
-        output: Any = None
-        with trio.CancelScope() as scope:
-            held.scope = scope
-            if held.lost:
-                scope.cancel()
-            try:
-                with (
-                    trio.fail_after(config.timeout) if config.timeout else contextlib.nullcontext()
-                ):
-                    output = await self._invoke(held)
-            except trio.TooSlowError:
-                error = TimeoutError(f"timed out after {config.timeout} s")
-            except LeaseLost:
-                held.lost = True
-            except Exception as exc:
-                error = exc
-        held.scope = None
-        duration = time.perf_counter() - started
-        if held.lost:
-            self._report([Finished(held, Outcome.LEASE_LOST, duration)])
-            return
-        if config.transactional and error is None:
-            self._report([Finished(held, Outcome.COMPLETED, duration)])
-            return
-        pending = _Pending(held, Attempt(claim, config, error, output), duration)
-        attempts.send_nowait(pending)
-
-    async def _invoke(self, held: Held) -> Any:
-        """Run the handler; return what it returned (a workflow step's output)."""
-        config, claim = held.config, held.claim
-        assert config is not None
-        meta = meta_for(claim)
-        if config.is_async:
-            return await config.handler(claim.payload, meta)
-        if config.transactional:
-            return await trio.to_thread.run_sync(
-                self.db.transact, run_transactional, config, claim, meta, abandon_on_cancel=True
-            )
-        return await trio.to_thread.run_sync(
-            config.handler, claim.payload, meta, abandon_on_cancel=True
-        )
-
-    async def _commit_attempts(self, receive: trio.MemoryReceiveChannel[_Pending]) -> None:
-        """Group commit for the async runners: every attempt waiting, in one transaction.
-
-        While one batch commits, the next gathers. Shielded: it ends when every runner
-        has closed its end of the channel, so no finished attempt is left unrecorded.
-        """
-        with trio.CancelScope(shield=True):
-            async with receive:
-                async for first in receive:
-                    batch = [first]
-                    while True:
-                        try:
-                            batch.append(receive.receive_nowait())
-                        except (trio.WouldBlock, trio.EndOfChannel):
-                            break
-                    try:
-                        outcomes = await self.bridge.call_db(
-                            settle_batch, [p.attempt for p in batch]
-                        )
-                    except quick.QuickError as failure:
-                        log.error("recording %d attempts failed: %s", len(batch), failure)
-                        outcomes = [Outcome.LEASE_LOST] * len(batch)
-                    self._report(
-                        [
-                            Finished(p.held, outcome, p.duration, p.attempt.error)
-                            for p, outcome in zip(batch, outcomes, strict=True)
-                        ]
-                    )
 
     # -- reporting ---------------------------------------------------------------------------
 
@@ -500,12 +392,3 @@ class Consumer:
                 log.exception("%s failed", what)
             with trio.move_on_after(interval):
                 await self._stopping.wait()
-
-
-@dataclass(frozen=True, slots=True)
-class _Pending:
-    """An async runner's finished attempt, waiting for the group committer."""
-
-    held: Held
-    attempt: Attempt
-    duration: float

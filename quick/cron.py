@@ -31,7 +31,7 @@ from keyspace.errors import QuickError, StorageError
 from keyspace.layout import CRON, CRON_DUE, describe
 from keyspace.protocol import Database, Transaction
 from keyspace.retry import EarlierTries, transactional
-from quick.corruption import CorruptRecord
+from quick.corruption import UNREADABLE, CorruptRecord
 from quick.enqueueing import prepare, store_new
 from quick.errors import InvalidArgument, QueueMoved
 from quick.jobs import now_ms
@@ -186,8 +186,8 @@ def scan_schedules(tr: Transaction) -> list[Schedule | CorruptRecord]:
     for key, value in tr.snapshot.get_range(*CRON.range()):
         try:
             out.append(decode_schedule(CRON.unpack(key)[0], value))
-        except (CorruptValue, KeyError, TypeError, ValueError) as error:
-            out.append(CorruptRecord(key=key, error=f"{type(error).__name__}: {error}"))
+        except UNREADABLE as error:
+            out.append(CorruptRecord.of(key, error))
     return out
 
 

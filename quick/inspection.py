@@ -7,27 +7,31 @@ Counts come from the per-queue atomic counters (no scans); they count jobs by th
 index they sit in, so a scheduled job whose time has come still counts as
 ``scheduled`` (and an expired lease as ``leased``) until a claim promotes it.
 
-Nothing read from the store is trusted: the ``read_*`` listings skip a record that does
-not decode, or decodes to the wrong shape, and name it by its key in
-:attr:`Listing.skipped`, so one corrupt record never hides the others. The ``scan_*``
-readers (the dashboard's) return a :class:`CorruptRecord` naming the key in its place.
+Nothing read from the store is trusted, and each kind of record is decoded in one place.
+The ``scan_*`` readers (the dashboard's) return a record that does not decode, or decodes
+to the wrong shape, as a :class:`CorruptRecord` naming its key, in its place, so one
+corrupt record never hides the others. The ``read_*`` listings (the CLI's) are the same
+scans split by :meth:`Listing.of` into the good records and the :class:`Skipped` ones;
+the ``list_*`` functions are their good records alone.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from keyspace.codec import CorruptValue, unpack_value
-from keyspace.layout import CRON, DEAD_LETTERS, FINISHED, POINTERS, queue_keys
+from keyspace.layout import DEAD_LETTERS, FINISHED, POINTERS, queue_keys
 from keyspace.protocol import Database, ReadView, Transaction
 from keyspace.retry import transactional
 from quick import counters
-from quick.corruption import CorruptRecord
-from quick.cron import Schedule, decode_schedule
+from quick.corruption import UNREADABLE, CorruptRecord
+from quick.cron import Schedule, scan_schedules
 from quick.enqueueing import directory_entry
 from quick.jobs import COUNTED_STATES, Job, JobState, now_ms
+from quick.pointers import decode_pointer
 from quick.validation import check_positive_ms
 
 __all__ = [
@@ -37,6 +41,7 @@ __all__ = [
     "Skipped",
     "decode_dead_letter",
     "scan_jobs",
+    "scan_queues",
     "scan_dead",
     "get_dead",
     "oldest_ready_ms",
@@ -82,9 +87,16 @@ class Listing(Generic[T]):
     items: list[T] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
 
-
-#: What a record that does not decode, or decodes to the wrong shape, raises when read.
-_UNREADABLE = (CorruptValue, ValueError, TypeError, KeyError, AttributeError, struct.error)
+    @classmethod
+    def of(cls, scanned: Iterable[T | CorruptRecord]) -> Listing[T]:
+        """A ``scan_*`` reader's answer split into good records and skipped ones, in order."""
+        listing: Listing[T] = cls()
+        for item in scanned:
+            if isinstance(item, CorruptRecord):
+                listing.skipped.append(Skipped(item.key, item.error))
+            else:
+                listing.items.append(item)
+        return listing
 
 
 @transactional
@@ -124,24 +136,10 @@ def queue_counts(tr: Transaction, queue_id: str) -> dict[str, int]:
 
 @transactional
 def list_jobs(tr: Transaction, queue_id: str, *, limit: int = 100) -> list[Job]:
-    """Jobs waiting or running in one queue: ready ones best first, then by visibility time."""
+    """Jobs waiting or running in one queue: ready ones best first, then by visibility time
+    (one that does not decode is left out; :func:`scan_jobs` names it)."""
     check_positive_ms("limit", limit)
-    keys = queue_keys(queue_id)
-    ids = [
-        keys.unpack_ready(k)[2] for k, _ in tr.snapshot.get_range(*keys.ready_range(), limit=limit)
-    ]
-    if len(ids) < limit:
-        rows = tr.snapshot.get_range(*keys.scheduled_range(), limit=limit - len(ids))
-        ids += [keys.unpack_scheduled(k)[1] for k, _ in rows]
-    jobs = []
-    for job_id in ids:
-        data = tr.snapshot.get(keys.job(job_id))
-        if data is not None:
-            try:
-                jobs.append(Job.from_value(queue_id, job_id, data))
-            except CorruptValue:
-                continue
-    return jobs
+    return [job for job in scan_jobs(tr, queue_id, limit=limit) if isinstance(job, Job)]
 
 
 @transactional
@@ -164,7 +162,7 @@ def scan_jobs(tr: Transaction, queue_id: str, *, limit: int = 100) -> list[Job |
             try:
                 jobs.append(Job.from_value(queue_id, job_id, data))
             except CorruptValue as error:
-                jobs.append(CorruptRecord(key=key, error=str(error)))
+                jobs.append(CorruptRecord.of(key, error))
     return jobs
 
 
@@ -203,28 +201,53 @@ def count_finished(tr: Transaction, since_ms: int, *, limit: int = 10_000) -> in
     return len(rows)
 
 
-def _counts(view: ReadView, queue: str, skipped: list[Skipped]) -> dict[str, int]:
-    """The queue's counters, each one that is not an 8-byte integer skipped and named."""
+def _counts(view: ReadView, queue: str) -> tuple[dict[str, int], list[CorruptRecord]]:
+    """The queue's counters, and each one that is not an 8-byte integer, named."""
     keys = queue_keys(queue)
     counts = {state.value: 0 for state in COUNTED_STATES}
+    corrupt: list[CorruptRecord] = []
     for key, value in view.get_range(*keys.counters_range()):
         try:
             (state,) = keys.space["n"].unpack(key)
             (counts[state],) = struct.unpack("<q", value)
-        except _UNREADABLE as error:
-            skipped.append(Skipped(key, f"counter is not an 8-byte integer: {error}"))
-    return counts
+        except UNREADABLE as error:
+            corrupt.append(
+                CorruptRecord(key=key, error=f"counter is not an 8-byte integer: {error}")
+            )
+    return counts, corrupt
 
 
-def _pointer(key: bytes, value: bytes) -> tuple[str, int, int | None]:
-    (queue,) = POINTERS.unpack(key)
-    record = unpack_value(value)
-    visible, empty = record["v"], record["es"]
-    if not isinstance(queue, str) or not isinstance(visible, int):
-        raise CorruptValue(f"pointer of the wrong shape: {record!r}")
-    if empty is not None and not isinstance(empty, int):
-        raise CorruptValue(f"pointer of the wrong shape: {record!r}")
-    return queue, visible, empty
+@transactional
+def scan_queues(
+    tr: Transaction, *, limit: int = 1000, after: str | None = None
+) -> list[dict[str, Any] | CorruptRecord]:
+    """Queues that have a pointer, by name (those after ``after``), with their pointer time
+    and counts; a corrupt pointer as a :class:`CorruptRecord` in its place, and each
+    corrupt counter as one just before its queue."""
+    out: list[dict[str, Any] | CorruptRecord] = []
+    begin, end = POINTERS.range()
+    if after is not None:
+        begin = POINTERS.pack((after,)) + b"\x00"
+    for key, value in tr.snapshot.get_range(begin, end, limit=limit):
+        try:
+            (queue,) = POINTERS.unpack(key)
+            if not isinstance(queue, str):
+                raise CorruptValue(f"pointer key names queue {queue!r}, not a text")
+            pointer = decode_pointer(value)
+        except UNREADABLE as error:
+            out.append(CorruptRecord.of(key, error))
+            continue
+        counts, corrupt = _counts(tr.snapshot, queue)
+        out += corrupt
+        out.append(
+            {
+                "queue": queue,
+                "next_visible_ms": pointer["v"],
+                "empty_since_ms": pointer["es"],
+                "counts": counts,
+            }
+        )
+    return out
 
 
 @transactional
@@ -233,25 +256,7 @@ def read_queues(
 ) -> Listing[dict[str, Any]]:
     """Queues that have a pointer, by name (those after ``after``), with their pointer time
     and counts; corrupt pointers and counters are skipped and named."""
-    listing: Listing[dict[str, Any]] = Listing()
-    begin, end = POINTERS.range()
-    if after is not None:
-        begin = POINTERS.pack((after,)) + b"\x00"
-    for key, value in tr.snapshot.get_range(begin, end, limit=limit):
-        try:
-            queue, visible, empty = _pointer(key, value)
-        except _UNREADABLE as error:
-            listing.skipped.append(Skipped(key, _reason(error)))
-            continue
-        listing.items.append(
-            {
-                "queue": queue,
-                "next_visible_ms": visible,
-                "empty_since_ms": empty,
-                "counts": _counts(tr.snapshot, queue, listing.skipped),
-            }
-        )
-    return listing
+    return Listing.of(scan_queues(tr, limit=limit, after=after))
 
 
 def list_queues(
@@ -310,17 +315,7 @@ def read_dead(
 ) -> Listing[DeadLetter]:
     """Dead letters, of one queue or all, in queue then job-id order; corrupt ones are
     skipped and named."""
-    bounds = DEAD_LETTERS.range((queue_id,) if queue_id is not None else ())
-    listing: Listing[DeadLetter] = Listing()
-    for key, value in tr.snapshot.get_range(*bounds, limit=limit):
-        try:
-            queue, job_id = DEAD_LETTERS.unpack(key)
-            if not isinstance(queue, str) or not isinstance(job_id, str):
-                raise CorruptValue("dead-letter key without a text queue and job id")
-            listing.items.append(decode_dead_letter(queue, job_id, value))
-        except _UNREADABLE as error:
-            listing.skipped.append(Skipped(key, _reason(error)))
-    return listing
+    return Listing.of(scan_dead(tr, queue_id, limit=limit))
 
 
 def list_dead(
@@ -333,30 +328,19 @@ def list_dead(
 
 @transactional
 def read_schedules(tr: Transaction) -> Listing[Schedule]:
-    """Every cron schedule, by name; corrupt ones are skipped and named."""
-    listing: Listing[Schedule] = Listing()
-    for key, value in tr.snapshot.get_range(*CRON.range()):
-        try:
-            (name,) = CRON.unpack(key)
-            listing.items.append(decode_schedule(name, value))
-        except _UNREADABLE as error:
-            listing.skipped.append(Skipped(key, _reason(error)))
-    return listing
-
-
-def _reason(error: Exception) -> str:
-    """Why a record could not be read, in words (a KeyError's text is just the key)."""
-    if isinstance(error, KeyError):
-        return f"missing field {error}"
-    return str(error) or type(error).__name__
+    """Every cron schedule, by name; corrupt ones are skipped and named (the records are
+    decoded by :func:`quick.cron.scan_schedules`)."""
+    return Listing.of(scan_schedules(tr))
 
 
 def _dead_or_corrupt(key: bytes, value: bytes) -> DeadLetter | CorruptRecord:
     try:
         queue, job_id = DEAD_LETTERS.unpack(key)
+        if not isinstance(queue, str) or not isinstance(job_id, str):
+            raise CorruptValue("dead-letter key without a text queue and job id")
         return decode_dead_letter(queue, job_id, value)
-    except _UNREADABLE as error:
-        return CorruptRecord(key=key, error=_reason(error))
+    except UNREADABLE as error:
+        return CorruptRecord.of(key, error)
 
 
 @transactional

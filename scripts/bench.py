@@ -59,17 +59,11 @@ consumer wakes up.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
-import resource
-import shutil
-import signal
 import sqlite3
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -77,26 +71,39 @@ from pathlib import Path
 from typing import Any
 
 from bench_jobs import RECORD_ENV, TOPIC
-from benchreport import (
+from benchlib import (
     BrokenRun,
+    Records,
+    Workers,
     add_common_arguments,
+    add_only_argument,
+    alternating,
+    check_all_ran,
+    check_checkout,
     check_common,
+    check_drained,
+    children_cpu,
+    code_version,
     command_line,
+    cpu_seconds,
+    fresh_directory,
+    median_of,
+    percentile,
     print_footer,
     report_broken,
+    scaled,
+    spread,
+    table,
+    worker_argv,
     write_json,
 )
 
 import quick
 from keyspace import Database
 
-SCRIPTS = Path(__file__).resolve().parent
-PROJECT_ROOT = SCRIPTS.parent
 QUEUE = "bench"
 APP = "bench_jobs:app"
 PREFILL_CHUNK = 1000  # jobs per enqueue_many transaction when pre-enqueueing (untimed)
-POLL = 0.02  # seconds between the driver's looks at the record file
-STOP_GRACE = 60.0  # seconds workers get to exit after SIGTERM before SIGKILL
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,129 +119,17 @@ class Settings:
     timeout: float
 
 
-# -- worker processes and the record file ---------------------------------------------
-
-
-def _worker_argv(url: str, processes: int, settings: Settings) -> list[str]:
-    argv = [sys.executable, "-m", "quick", "--db", url, "worker", "--app", APP]
-    argv += ["--processes", str(processes), "--log-level", "warning"]  # no line per job
-    if settings.concurrency is not None:
-        argv += ["--concurrency", str(settings.concurrency)]
-    if settings.batch_size is not None:
-        argv += ["--batch-size", str(settings.batch_size)]
-    return argv
-
-
-class Workers:
-    """``quick worker`` launched in its own session; stopped with SIGTERM, as in production."""
-
-    def __init__(self, argv: list[str], record: Path, log: Path) -> None:
-        path = os.pathsep.join([str(SCRIPTS), str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")])
-        env = {**os.environ, RECORD_ENV: str(record), "PYTHONPATH": path}
-        self.log = log
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                argv,
-                cwd=PROJECT_ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                start_new_session=True,
-            )
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self) -> int:
-        """SIGTERM (graceful: the supervisor forwards it), wait, then SIGKILL the session."""
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(STOP_GRACE)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # the session this script started
-            self.proc.wait()
-            return -signal.SIGKILL
-
-    def tail(self) -> str:
-        lines = self.log.read_text(errors="replace").splitlines()
-        return "\n".join(lines[-15:])
-
-
-class Records:
-    """The driver's side of the record file: counts complete lines as they arrive."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._offset = 0
-        self._count = 0
-        path.write_bytes(b"")
-
-    def count(self) -> int:
-        with self.path.open("rb") as f:
-            f.seek(self._offset)
-            chunk = f.read()
-        end = chunk.rfind(b"\n")
-        if end >= 0:
-            self._count += chunk.count(b"\n", 0, end + 1)
-            self._offset += end + 1
-        return self._count
-
-    def wait_for(self, target: int, workers: Workers, timeout: float) -> float:
-        """Poll until ``target`` lines are there; the time they were seen (wall clock)."""
-        deadline = time.monotonic() + timeout
-        while self.count() < target:
-            if not workers.alive():
-                raise BrokenRun(f"workers exited with {workers.proc.returncode}:\n{workers.tail()}")
-            if time.monotonic() > deadline:
-                raise BrokenRun(f"only {self._count} of {target} jobs ran within {timeout:.0f} s")
-            time.sleep(POLL)
-        return time.time()
-
-    def first_starts(self) -> tuple[dict[int, tuple[float, float]], int]:
-        """``{i: (t_enqueue, first t_start)}`` and how many lines were repeats of an id."""
-        first: dict[int, tuple[float, float]] = {}
-        repeats = 0
-        for line in self.path.read_bytes().splitlines():
-            i, t_enqueue, t_start, _pid = line.split()
-            key = int(i)
-            if key in first:
-                repeats += 1
-                first[key] = min(first[key], (float(t_enqueue), float(t_start)), key=lambda p: p[1])
-            else:
-                first[key] = (float(t_enqueue), float(t_start))
-        return first, repeats
-
-
-def _check_all_ran(first: dict[int, tuple[float, float]], expected: range) -> None:
-    missing = [i for i in expected if i not in first]
-    extra = first.keys() - set(expected)
-    if missing or extra:
-        raise BrokenRun(
-            f"{len(missing)} jobs never ran (e.g. {missing[:5]}), {len(extra)} unexpected ids"
-        )
-
-
-def _check_drained(db: Database, queues: Sequence[str] = (QUEUE,)) -> None:
-    for queue in queues:
-        counts = quick.queue_counts(db, queue)
-        if any(counts.values()):
-            raise BrokenRun(f"queue {queue!r} not empty after the workers stopped: {counts}")
-
-
-def _stop_cleanly(workers: Workers) -> None:
-    code = workers.stop()
-    if code != 0:
-        raise BrokenRun(f"workers exited with {code} after SIGTERM:\n{workers.tail()}")
+def _workers(url: str, processes: int, settings: Settings, temp: Path, records: Records) -> Workers:
+    """``quick worker --app bench_jobs:app``, quiet (no log line per job), with the
+    settings' ``--concurrency`` and ``--batch-size``."""
+    argv = worker_argv(
+        url, APP, processes, "--log-level", "warning",
+        concurrency=settings.concurrency, batch_size=settings.batch_size,
+    )  # fmt: skip
+    return Workers(argv, RECORD_ENV, records.path, temp / "log")
 
 
 # -- workloads: each returns its metrics ------------------------------------------------
-
-
-def _jobs(count: int, scale: float, multiple: int = 1) -> int:
-    wanted = max(1, round(count * scale))
-    return -(-wanted // multiple) * multiple
 
 
 def _payload(i: int) -> dict[str, Any]:
@@ -250,7 +145,7 @@ def _check_enqueued(db: Database, ids: list[str], n: int) -> None:
 
 
 def enqueue1(db: Database, settings: Settings) -> dict[str, float]:
-    n = _jobs(5000, settings.scale)
+    n = scaled(5000, settings.scale)
     for i in range(20):  # warm up on another queue: connections, caches
         quick.enqueue(db, "warm-up", TOPIC, _payload(i))
     enqueue = quick.enqueue
@@ -277,7 +172,7 @@ def _queue(i: int, queues: int) -> str:
 
 
 def enqueue100(db: Database, settings: Settings) -> dict[str, float]:
-    n = _jobs(20000, settings.scale, 100)
+    n = scaled(20000, settings.scale, 100)
     quick.enqueue_many(db, [{"queue_id": "warm-up", "topic": TOPIC, "payload": {}}] * 100)
     enqueue_many = quick.enqueue_many
     ids: list[str] = []
@@ -310,18 +205,18 @@ def _drain(
         prefill_s = time.perf_counter() - prefill
         temp = Path(db.url.removeprefix("sqlite:///")).parent
         records = Records(temp / "records.txt")
-        cpu_before = _children_cpu()
+        cpu_before = children_cpu()
         launched = time.time()
         url = db.url if latency is None else f"{db.url}?latency={latency}"
-        workers = Workers(_worker_argv(url, processes, settings), records.path, temp / "log")
+        workers = _workers(url, processes, settings, temp, records)
         try:
             seen = records.wait_for(n, workers, settings.timeout)
         finally:
-            _stop_cleanly(workers)
-        cpu = _children_cpu() - cpu_before
+            workers.stop_cleanly()
+        cpu = children_cpu() - cpu_before
         first, repeats = records.first_starts()
-        _check_all_ran(first, range(n))
-        _check_drained(db, sorted({_queue(i, queues) for i in range(0, n, max(1, n // 50))}))
+        check_all_ran(first, range(n))
+        check_drained(db, sorted({_queue(i, queues) for i in range(0, n, max(1, n // 50))}))
         starts = sorted(start for _, start in first.values())
         return {
             "jobs": n,
@@ -336,24 +231,13 @@ def _drain(
     return workload
 
 
-def _children_cpu() -> float:
-    """CPU seconds (user + system) used by this script's finished children so far."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _pct(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of sorted ``values``."""
-    return values[max(0, min(len(values) - 1, math.ceil(q * len(values)) - 1))]
-
-
 def latency(db: Database, settings: Settings) -> dict[str, float]:
     rate = settings.latency_rate
     n = max(2, round(rate * settings.latency_seconds))
     temp = Path(db.url.removeprefix("sqlite:///")).parent
     records = Records(temp / "records.txt")
     launched = time.time()
-    workers = Workers(_worker_argv(db.url, 2, settings), records.path, temp / "log")
+    workers = _workers(db.url, 2, settings, temp, records)
     try:
         quick.enqueue(db, QUEUE, TOPIC, {"i": -1, "t": time.time()})  # readiness probe
         ready = records.wait_for(1, workers, settings.timeout) - launched
@@ -372,18 +256,18 @@ def latency(db: Database, settings: Settings) -> dict[str, float]:
         produced = time.perf_counter() - started
         records.wait_for(n + 1, workers, settings.timeout)
     finally:
-        _stop_cleanly(workers)
+        workers.stop_cleanly()
     first, repeats = records.first_starts()
-    _check_all_ran(first, range(-1, n))
-    _check_drained(db)
+    check_all_ran(first, range(-1, n))
+    check_drained(db, [QUEUE])
     waits = sorted((start - enqueued) * 1000 for i, (enqueued, start) in first.items() if i >= 0)
     return {
         "jobs": n,
         "ready_s": ready,
         "producer_rate": (n - 1) / produced,
         "producer_late_gt5ms": late,
-        "p50_ms": _pct(waits, 0.50),
-        "p99_ms": _pct(waits, 0.99),
+        "p50_ms": percentile(waits, 0.50),
+        "p99_ms": percentile(waits, 0.99),
         "max_ms": waits[-1],
         "mean_ms": statistics.fmean(waits),
         "repeats": repeats,
@@ -461,35 +345,21 @@ TARGETS: dict[str, Callable[[dict[str, float]], bool]] = {
 }
 
 
-def _cpu_seconds() -> tuple[float, float]:
-    """(CPU seconds all processes have used since boot, CPU seconds this script and its
-    waited-for children have used); the difference over a run is everybody else's."""
-    own = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    mine = sum(r.ru_utime + r.ru_stime for r in own)
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-    except OSError:
-        return math.nan, mine
-    user, nice, system, _idle, _iowait, irq, softirq = map(int, fields[1:8])
-    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK"), mine
-
-
 def run_once(workload: Workload, settings: Settings) -> dict[str, float]:
     """One run of ``workload`` on a fresh database file, removed afterwards.
 
     Adds ``other_cpus``: how many CPUs other processes kept busy meanwhile, on average
     (the machine may be shared; NaN where ``/proc/stat`` is missing).
     """
-    temp = Path(tempfile.mkdtemp(prefix="quick_bench_", dir=settings.directory))
-    all_before, mine_before = _cpu_seconds()
+    all_before, mine_before = cpu_seconds()
     started = time.perf_counter()
-    try:
-        with quick.open(f"sqlite:///{temp / 'bench.db'}") as db:
-            result = workload.runner(db, settings)
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
+    with (
+        fresh_directory("quick_bench_", settings.directory) as temp,
+        quick.open(f"sqlite:///{temp / 'bench.db'}") as db,
+    ):
+        result = workload.runner(db, settings)
     elapsed = time.perf_counter() - started
-    all_after, mine_after = _cpu_seconds()
+    all_after, mine_after = cpu_seconds()
     others = (all_after - all_before) - (mine_after - mine_before)
     return {**result, "other_cpus": max(0.0, others) / elapsed}
 
@@ -497,39 +367,8 @@ def run_once(workload: Workload, settings: Settings) -> dict[str, float]:
 # -- report ---------------------------------------------------------------------------
 
 
-def _check_checkout() -> None:
-    """The driver must run the same code as the workers it starts (PROJECT_ROOT's)."""
-    where = Path(quick.__file__).resolve().parent.parent
-    if where != PROJECT_ROOT:
-        raise SystemExit(
-            f"quick is imported from {where}, not from {PROJECT_ROOT} whose workers this "
-            f"script starts: run it with PYTHONPATH={PROJECT_ROOT}"
-        )
-
-
-def _code_version() -> str:
-    """The commit measured, and whether the library had uncommitted changes."""
-
-    def git(*args: str) -> str:
-        done = subprocess.run(
-            ["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, check=False
-        )
-        return done.stdout.strip()
-
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--", "keyspace", "quick", "consumer", "workflow")
-    return f"{commit} (uncommitted library changes)" if dirty else commit
-
-
 def _fmt(values: list[float], metric: str) -> str:
-    digits = 1 if metric.endswith("_ms") else 0 if metric.startswith("jobs") else 2
-    med, low, high = statistics.median(values), min(values), max(values)
-    spread = f" ({low:,.{digits}f}-{high:,.{digits}f})" if len(values) > 1 else ""
-    return f"{med:,.{digits}f}{spread}"
-
-
-def _median(reps: list[dict[str, float]]) -> dict[str, float]:
-    return {key: statistics.median(r[key] for r in reps) for key in reps[0]}
+    return spread(values, 1 if metric.endswith("_ms") else 0 if metric.startswith("jobs") else 2)
 
 
 HEADERS = {
@@ -545,22 +384,24 @@ HEADERS = {
 
 
 def _table(kind: str, rows: list[tuple[Workload, list[dict[str, float]]]]) -> str:
-    headers = HEADERS[kind]
-    lines = [
-        "| workload | how | " + " | ".join(headers) + " | target | met | others' CPUs |",
-        "|---|---|" + "--:|" * len(headers) + "---|---|--:|",
-    ]
+    columns = [("workload", "---"), ("how", "---")]
+    columns += [(heading, "--:") for heading in HEADERS[kind]]
+    columns += [("target", "---"), ("met", "---"), ("others' CPUs", "--:")]
+    cells = []
     for workload, reps in rows:
-        cells = [_fmt([r[m] for r in reps], m) for m in workload.metrics]
         check = TARGETS.get(workload.name)
-        met = "" if check is None else "yes" if check(_median(reps)) else "no"
-        others = _fmt([r["other_cpus"] for r in reps], "other_cpus")
-        lines.append(
-            f"| `{workload.name}` | {workload.what} | "
-            + " | ".join(cells)
-            + f" | {workload.target} | {met} | {others} |"
+        met = "" if check is None else "yes" if check(median_of(reps)) else "no"
+        cells.append(
+            [
+                f"`{workload.name}`",
+                workload.what,
+                *(_fmt([r[m] for r in reps], m) for m in workload.metrics),
+                workload.target,
+                met,
+                _fmt([r["other_cpus"] for r in reps], "other_cpus"),
+            ]
         )
-    return "\n".join(lines)
+    return table(columns, cells)
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -568,13 +409,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Benchmark quick on the sqlite engine: enqueue, drain, pickup latency."
     )
     add_common_arguments(parser, scale="multiply job counts and the latency duration")
-    parser.add_argument(
-        "--only",
-        action="append",
-        choices=list(BY_NAME),
-        metavar="NAME",
-        help=f"run only these workloads (repeatable; {', '.join(BY_NAME)})",
-    )
+    add_only_argument(parser, list(BY_NAME))
     parser.add_argument("--concurrency", type=int, help="quick worker --concurrency")
     parser.add_argument("--batch-size", type=int, help="quick worker --batch-size")
     parser.add_argument(
@@ -587,21 +422,21 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
-    _check_checkout()
+    check_checkout()
     command = command_line("bench", argv)
     settings = Settings(
         scale=args.scale,
         directory=args.dir,
         concurrency=args.concurrency,
         batch_size=args.batch_size,
-        drain_jobs=_jobs(20000, args.scale),
+        drain_jobs=scaled(20000, args.scale),
         latency_rate=200.0,
         latency_seconds=10.0 * args.scale,
         latency_idle=2.0,
         timeout=args.timeout,
     )
     workloads = [w for w in WORKLOADS if args.only is None or w.name in args.only]
-    code = _code_version()
+    code = code_version()
     print(
         f"quick {code}, python {platform.python_version()}, sqlite {sqlite3.sqlite_version}, "
         f"reps={args.reps}, scale={args.scale:g}, cpus={os.cpu_count()}, "
@@ -611,20 +446,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     per_rep: dict[str, list[dict[str, float]]] = {w.name: [] for w in workloads}
     started = time.perf_counter()
     try:
-        for rep in range(args.reps):
-            for workload in workloads if rep % 2 == 0 else reversed(workloads):
-                result = run_once(workload, settings)
-                per_rep[workload.name].append(result)
-                shown = ", ".join(
-                    f"{m} {result[m]:,.{2 if m.endswith(('_ms', '_s', '_job')) else 0}f}"
-                    for m in workload.metrics
-                )
-                extra = f", {result['repeats']:.0f} repeated" if result.get("repeats") else ""
-                print(
-                    f"rep {rep + 1}/{args.reps}  {workload.name:<10}  {shown}{extra}"
-                    f"  (other processes: {result['other_cpus']:.2f} cpus)",
-                    flush=True,
-                )
+        for rep, workload in alternating(workloads, args.reps):
+            result = run_once(workload, settings)
+            per_rep[workload.name].append(result)
+            shown = ", ".join(
+                f"{m} {result[m]:,.{2 if m.endswith(('_ms', '_s', '_job')) else 0}f}"
+                for m in workload.metrics
+            )
+            extra = f", {result['repeats']:.0f} repeated" if result.get("repeats") else ""
+            print(
+                f"rep {rep + 1}/{args.reps}  {workload.name:<10}  {shown}{extra}"
+                f"  (other processes: {result['other_cpus']:.2f} cpus)",
+                flush=True,
+            )
     except BrokenRun as error:
         return report_broken(error)
     total_seconds = time.perf_counter() - started
@@ -652,7 +486,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "worker_concurrency": args.concurrency,
             "worker_batch_size": args.batch_size,
             "workloads": {
-                name: {"median": _median(reps), "reps": reps} for name, reps in per_rep.items()
+                name: {"median": median_of(reps), "reps": reps} for name, reps in per_rep.items()
             },
         },
     )

@@ -39,19 +39,26 @@ import argparse
 import gc
 import os
 import platform
-import shutil
 import sqlite3
 import statistics
 import struct
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchreport import add_common_arguments, check_common, command_line, print_footer, write_json
+from benchlib import (
+    add_common_arguments,
+    check_common,
+    command_line,
+    fresh_directory,
+    print_footer,
+    rate,
+    table,
+    write_json,
+)
 
 import keyspace
 from keyspace import Database, Subspace, Transaction
@@ -316,23 +323,25 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _rate(value: float) -> str:
-    return f"{value:,.0f}"
-
-
 def _table(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| workload | per transaction | engine tx/s | raw sqlite3 tx/s | engine/raw | target "
-        "| result |",
-        "|---|---|--:|--:|--:|--:|---|",
-    ]
-    for row in rows:
-        lines.append(
-            f"| `{row['workload']}` | {row['per_transaction']} | {_rate(row['engine_median'])} "
-            f"| {_rate(row['raw_median'])} | {row['ratio']:.3f} | >= {row['target']:.2f} "
-            f"| {row['result']} |"
-        )
-    return "\n".join(lines)
+    columns = [("workload", "---"), ("per transaction", "---"), ("engine tx/s", "--:")]
+    columns += [("raw sqlite3 tx/s", "--:"), ("engine/raw", "--:"), ("target", "--:")]
+    columns += [("result", "---")]
+    return table(
+        columns,
+        (
+            [
+                f"`{row['workload']}`",
+                row["per_transaction"],
+                rate(row["engine_median"]),
+                rate(row["raw_median"]),
+                f"{row['ratio']:.3f}",
+                f">= {row['target']:.2f}",
+                row["result"],
+            ]
+            for row in rows
+        ),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -353,22 +362,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             result: dict[str, float] = {}
             sides = ("engine", "raw") if rep % 2 == 0 else ("raw", "engine")
             for side in sides:
-                directory = Path(tempfile.mkdtemp(prefix="bench_engine_", dir=args.dir))
-                try:
+                with fresh_directory("bench_engine_", args.dir) as directory:
                     run = run_engine if side == "engine" else run_raw
-                    rate, seconds = run(
+                    tx_per_s, seconds = run(
                         workload, keys[workload.name], counts[workload.name], args.sync, directory
                     )
-                finally:
-                    shutil.rmtree(directory, ignore_errors=True)
-                result[f"{side}_tx_per_s"] = rate
+                result[f"{side}_tx_per_s"] = tx_per_s
                 result[f"{side}_seconds"] = seconds
             result["ratio"] = result["engine_tx_per_s"] / result["raw_tx_per_s"]
             per_rep[workload.name].append(result)
             print(
                 f"rep {rep + 1}/{args.reps}  {workload.name:<10} "
-                f"engine {_rate(result['engine_tx_per_s']):>8} tx/s  "
-                f"raw {_rate(result['raw_tx_per_s']):>8} tx/s  "
+                f"engine {rate(result['engine_tx_per_s']):>8} tx/s  "
+                f"raw {rate(result['raw_tx_per_s']):>8} tx/s  "
                 f"ratio {result['ratio']:.2f}",
                 flush=True,
             )

@@ -52,38 +52,43 @@ from __future__ import annotations
 import argparse
 import collections
 import gc
-import importlib.util
 import os
 import platform
-import shutil
 import sqlite3
 import statistics
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from benchreport import (
+from benchlib import (
+    PROJECT_ROOT,
     BrokenRun,
     add_common_arguments,
+    add_only_argument,
+    alternating,
     check_common,
     command_line,
+    fresh_directory,
+    job_directory,
+    load_module,
+    median_of,
     print_footer,
+    private_tempdir,
+    rate,
     report_broken,
+    scaled,
+    table,
     write_json,
 )
 
 import quick
 from keyspace import Database, Transaction
-from keyspace.codec import unpack_value
-from keyspace.layout import JOB_DIRECTORY, QueueKeys
+from keyspace.layout import QueueKeys
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FLOOR = PROJECT_ROOT.parent / "shared" / "bench" / "limit" / "sqlite_floor.py"
 TOPIC = "bench"
 OWNER = "bench"
@@ -152,15 +157,7 @@ def verify_drained(db: Database, expected: dict[str, list[str]], claims: list[qu
             raise BrokenRun(f"job {job_id} claimed from {item.queue_id!r}, not {wanted[job_id]!r}")
     for queue in expected:
         _expect_counts(db, queue, 0)
-
-    def directory(tr: Transaction) -> dict[str, Any]:
-        out = {}
-        for key, value in tr.snapshot.get_range(*JOB_DIRECTORY.range()):
-            (job_id,) = JOB_DIRECTORY.unpack(key)
-            out[job_id] = unpack_value(value)
-        return out
-
-    entries = db.transact(directory)
+    entries = job_directory(db)
     for job_id, item in seen.items():
         entry = entries.get(job_id)
         if entry is None or entry.get("s") != "completed" or entry.get("k") != item.token:
@@ -292,29 +289,20 @@ WORKLOADS = (
 BY_NAME = {w.name: w for w in WORKLOADS}
 
 
-def _jobs(count: int, scale: float, multiple: int) -> int:
-    wanted = max(1, round(count * scale))
-    return -(-wanted // multiple) * multiple
-
-
 def _warmup(workload: Workload, count: int) -> int:
-    return _jobs(max(20, count // 20), 1.0, workload.warmup_multiple)
+    return scaled(max(20, count // 20), 1.0, workload.warmup_multiple)
 
 
 def run_workload(
     workload: Workload, count: int, directory: Path | None
 ) -> tuple[float, float, int]:
     """Warm up, then time ``count`` jobs of ``workload`` on a fresh file; (jobs/s, s, jobs)."""
-    temp = Path(tempfile.mkdtemp(prefix="bench_queue_", dir=directory))
-    try:
-        db = quick.open(f"sqlite:///{temp / 'queue.db'}")
-        try:
-            workload.runner(db, "warm", _warmup(workload, count))
-            elapsed, jobs = workload.runner(db, "timed", count)
-        finally:
-            db.close()
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
+    with (
+        fresh_directory("bench_queue_", directory) as temp,
+        quick.open(f"sqlite:///{temp / 'queue.db'}") as db,
+    ):
+        workload.runner(db, "warm", _warmup(workload, count))
+        elapsed, jobs = workload.runner(db, "timed", count)
     if jobs != count:
         raise BrokenRun(f"{workload.name}: {jobs} jobs processed, expected {count}")
     return jobs / elapsed, elapsed, jobs
@@ -325,35 +313,16 @@ def run_workload(
 
 def load_floor(path: Path) -> ModuleType | None:
     """The floor module at ``path``, or None when there is none."""
-    if not path.is_file():
-        return None
-    spec = importlib.util.spec_from_file_location("sqlite_floor", path)
-    if spec is None or spec.loader is None:
-        return None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not callable(getattr(module, "run", None)):
+    module = load_module(path, "sqlite_floor")
+    if module is not None and not callable(getattr(module, "run", None)):
         raise SystemExit(f"{path} has no run(n, batch)")
     return module
-
-
-@contextmanager
-def _tempdir_under(directory: Path | None) -> Iterator[None]:
-    """Point ``tempfile`` at a private directory (the floor's ``mkdtemp()`` never cleans up)."""
-    private = Path(tempfile.mkdtemp(prefix="bench_floor_", dir=directory))
-    saved = tempfile.tempdir
-    tempfile.tempdir = str(private)
-    try:
-        yield
-    finally:
-        tempfile.tempdir = saved
-        shutil.rmtree(private, ignore_errors=True)
 
 
 def run_floor(floor: ModuleType, n: int, batch: int, directory: Path | None) -> dict[str, float]:
     """One floor run: jobs/s for the lifecycle and for insert, update and delete."""
     gc.collect()
-    with _tempdir_under(directory):
+    with private_tempdir(directory):  # the floor's mkdtemp() never cleans up
         life, insert, update, delete = floor.run(n, batch)
     rates = {
         "lifecycle": float(life),
@@ -381,66 +350,57 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"the floor script (default {DEFAULT_FLOOR})",
     )
     parser.add_argument("--no-floor", action="store_true", help="skip the floor and ratios")
-    parser.add_argument(
-        "--only",
-        action="append",
-        choices=list(BY_NAME),
-        metavar="NAME",
-        help=f"run only these workloads (repeatable; {', '.join(BY_NAME)})",
-    )
+    add_only_argument(parser, list(BY_NAME))
     args = parser.parse_args(argv)
     check_common(parser, args)
     return args
-
-
-def _rate(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:,.0f}"
 
 
 FLOOR_LABEL = {"insert": "insert", "lease": "update+delete"}
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| workload | per transaction | jobs | queue jobs/s | floor | floor jobs/s | queue/floor |",
-        "|---|---|--:|--:|---|--:|--:|",
-    ]
-    for row in rows:
-        ratio = "n/a" if row["ratio"] is None else f"{row['ratio']:.3f}"
-        floor = f"{FLOOR_LABEL[row['floor_op']]}, batch {row['floor_batch']}"
-        lines.append(
-            f"| `{row['workload']}` | {row['per_transaction']} | {row['jobs']:,} "
-            f"| {_rate(row['median'])} | {floor} | {_rate(row['floor_median'])} | {ratio} |"
-        )
-    return "\n".join(lines)
+    columns = [("workload", "---"), ("per transaction", "---"), ("jobs", "--:")]
+    columns += [("queue jobs/s", "--:"), ("floor", "---"), ("floor jobs/s", "--:")]
+    columns += [("queue/floor", "--:")]
+    return table(
+        columns,
+        (
+            [
+                f"`{row['workload']}`",
+                row["per_transaction"],
+                f"{row['jobs']:,}",
+                rate(row["median"]),
+                f"{FLOOR_LABEL[row['floor_op']]}, batch {row['floor_batch']}",
+                rate(row["floor_median"]),
+                "n/a" if row["ratio"] is None else f"{row['ratio']:.3f}",
+            ]
+            for row in rows
+        ),
+    )
 
 
 def _floor_table(floor: dict[int, dict[str, float]]) -> str:
-    lines = [
-        "| floor batch | insert/s | update/s | delete/s | update+delete jobs/s "
-        "| lifecycle jobs/s |",
-        "|--:|--:|--:|--:|--:|--:|",
-    ]
-    for batch, rates in floor.items():
-        lines.append(
-            f"| {batch} | {_rate(rates['insert'])} | {_rate(rates['update'])} "
-            f"| {_rate(rates['delete'])} | {_rate(rates['lease'])} | {_rate(rates['lifecycle'])} |"
-        )
-    return "\n".join(lines)
+    headings = ["floor batch", "insert/s", "update/s", "delete/s", "update+delete jobs/s"]
+    keys = ("insert", "update", "delete", "lease", "lifecycle")
+    return table(
+        [(heading, "--:") for heading in [*headings, "lifecycle jobs/s"]],
+        ([str(batch), *(rate(rates[key]) for key in keys)] for batch, rates in floor.items()),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     command = command_line("bench_queue", argv)
     workloads = [w for w in WORKLOADS if args.only is None or w.name in args.only]
-    counts = {w.name: _jobs(w.count, args.scale, w.multiple) for w in workloads}
+    counts = {w.name: scaled(w.count, args.scale, w.multiple) for w in workloads}
     floor_module = None
     floor_path = args.floor.resolve()
     if not args.no_floor:
         floor_module = load_floor(floor_path)
         if floor_module is None:
             print(f"floor not found at {floor_path}: skipping the floor and the ratios")
-    floor_jobs = _jobs(FLOOR_JOBS, args.scale, 100)
+    floor_jobs = scaled(FLOOR_JOBS, args.scale, 100)
     python = platform.python_version()
     print(
         f"python {python}, sqlite {sqlite3.sqlite_version}, reps={args.reps}, "
@@ -461,26 +421,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     floor_reps: dict[int, list[dict[str, float]]] = {b: [] for b in FLOOR_BATCHES}
     started = time.perf_counter()
     try:
-        for rep in range(args.reps):
-            for kind, item in schedule if rep % 2 == 0 else reversed(schedule):
-                if kind == "queue":
-                    rate, seconds, jobs = run_workload(item, counts[item.name], args.dir)
-                    per_rep[item.name].append({"jobs_per_s": rate, "seconds": seconds})
-                    print(
-                        f"rep {rep + 1}/{args.reps}  {item.name:<13} {_rate(rate):>8} jobs/s  "
-                        f"({jobs} jobs, {seconds:.2f} s)",
-                        flush=True,
-                    )
-                else:
-                    assert floor_module is not None
-                    rates = run_floor(floor_module, floor_jobs, item, args.dir)
-                    floor_reps[item].append(rates)
-                    print(
-                        f"rep {rep + 1}/{args.reps}  floor b={item:<5}  "
-                        f"insert {_rate(rates['insert'])}  update {_rate(rates['update'])}  "
-                        f"delete {_rate(rates['delete'])}/s",
-                        flush=True,
-                    )
+        for rep, (kind, item) in alternating(schedule, args.reps):
+            if kind == "queue":
+                jobs_per_s, seconds, jobs = run_workload(item, counts[item.name], args.dir)
+                per_rep[item.name].append({"jobs_per_s": jobs_per_s, "seconds": seconds})
+                print(
+                    f"rep {rep + 1}/{args.reps}  {item.name:<13} {rate(jobs_per_s):>8} jobs/s  "
+                    f"({jobs} jobs, {seconds:.2f} s)",
+                    flush=True,
+                )
+            else:
+                assert floor_module is not None
+                rates = run_floor(floor_module, floor_jobs, item, args.dir)
+                floor_reps[item].append(rates)
+                print(
+                    f"rep {rep + 1}/{args.reps}  floor b={item:<5}  "
+                    f"insert {rate(rates['insert'])}  update {rate(rates['update'])}  "
+                    f"delete {rate(rates['delete'])}/s",
+                    flush=True,
+                )
     except BrokenRun as error:
         return report_broken(error)
     total_seconds = time.perf_counter() - started
@@ -488,10 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     floor: dict[int, dict[str, float]] = {}
     if floor_module is not None:
         for batch, reps in floor_reps.items():
-            floor[batch] = {
-                key: statistics.median(r[key] for r in reps)
-                for key in ("lifecycle", "insert", "update", "delete", "lease")
-            }
+            floor[batch] = median_of(reps, ("lifecycle", "insert", "update", "delete", "lease"))
     rows: list[dict[str, Any]] = []
     for workload in workloads:
         reps = per_rep[workload.name]

@@ -39,36 +39,34 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchreport import (
+from benchlib import (
     BrokenRun,
+    Workers,
     add_common_arguments,
+    alternating,
     check_common,
     command_line,
+    fresh_directory,
+    job_directory,
     print_footer,
     report_broken,
+    worker_argv,
     write_json,
 )
 
 import quick
 import workflow
 from keyspace import Database, Transaction
-from keyspace.codec import unpack_value
-from keyspace.layout import JOB_DIRECTORY
 
-SCRIPTS = Path(__file__).resolve().parent
-PROJECT_ROOT = SCRIPTS.parent
 RECORD_ENV = "QUICK_BENCH_WORKFLOW_RECORD"
 STEP_TOPIC = "bench:step"
 JOB_TOPIC = "bench:job"
@@ -123,16 +121,11 @@ SHAPES: dict[str, Callable[[], workflow.Workflow]] = {"chain": chain, "fanout": 
 # -- running one workload -------------------------------------------------------------------
 
 
-def _worker(url: str, record: Path) -> subprocess.Popen[bytes]:
-    """``quick worker --app bench_workflow:app --processes 2`` on ``url``."""
-    env = {
-        **os.environ,
-        RECORD_ENV: str(record),
-        "PYTHONPATH": os.pathsep.join([str(SCRIPTS), str(PROJECT_ROOT)]),
-    }
-    argv = [sys.executable, "-m", "quick", "--db", url, "worker", "--app", "bench_workflow:app"]
-    argv += ["--processes", str(PROCESSES), *_quiet_flag()]
-    return subprocess.Popen(argv, env=env, cwd=PROJECT_ROOT, stderr=subprocess.DEVNULL)
+def _worker(url: str, record: Path) -> Workers:
+    """``quick worker --app bench_workflow:app --processes 2`` on ``url``, its output
+    kept beside the record file."""
+    argv = worker_argv(url, "bench_workflow:app", PROCESSES, *_quiet_flag())
+    return Workers(argv, RECORD_ENV, record, record.with_suffix(".log"))
 
 
 _QUIET: list[str] | None = None
@@ -149,15 +142,6 @@ def _quiet_flag() -> list[str]:
     return _QUIET
 
 
-def _stop(worker: subprocess.Popen[bytes]) -> None:
-    worker.send_signal(signal.SIGTERM)
-    try:
-        worker.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait()
-
-
 def _lines(record: Path) -> list[str]:
     return record.read_text().splitlines() if record.exists() else []
 
@@ -168,13 +152,13 @@ def _drain(url: str, record: Path, expected: int, done: Callable[[], bool], time
     try:
         deadline = time.monotonic() + timeout
         while len(_lines(record)) < expected or not done():
-            if worker.poll() is not None:
-                raise BrokenRun(f"the worker exited with {worker.returncode}")
+            if not worker.alive():
+                raise BrokenRun(f"the worker exited with {worker.proc.returncode}")
             if time.monotonic() > deadline:
                 raise BrokenRun(f"not drained within {timeout:.0f} s")
             time.sleep(0.1)
     finally:
-        _stop(worker)
+        worker.stop()
 
 
 def _start_runs(
@@ -285,13 +269,7 @@ def run_queue(jobs: int, queues: int, directory: Path, timeout: float) -> dict[s
             raise BrokenRun(f"{len(ran)} distinct jobs ran, {sum(ran.values())} executions")
         started = min(int(line.split()[2]) for line in _lines(record))
 
-        def tombstones(tr: Transaction) -> dict[str, Any]:
-            return {
-                JOB_DIRECTORY.unpack(key)[0]: unpack_value(value)
-                for key, value in tr.snapshot.get_range(*JOB_DIRECTORY.range())
-            }
-
-        entries = db.transact(tombstones)
+        entries = job_directory(db)
     finished = [entries[i]["at"] for i in ids if entries.get(i, {}).get("s") == "completed"]
     if len(finished) != jobs:
         raise BrokenRun(f"{len(finished)} of {jobs} jobs have a completed tombstone")
@@ -335,28 +313,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, list[dict[str, float]]] = {name: [] for name in schedule}
     started = time.perf_counter()
     try:
-        for rep in range(args.reps):
-            for name in schedule if rep % 2 == 0 else reversed(schedule):
-                temp = Path(tempfile.mkdtemp(prefix="bench_workflow_", dir=args.dir))
-                try:
-                    if name == "queue":
-                        result = run_queue(jobs, args.queues, temp, args.timeout)
-                        rate = f"{result['jobs_per_s']:,.0f} jobs/s"
-                    else:
-                        result = run_shape(name, args.runs, args.queues, temp, args.timeout)
-                        rate = (
-                            f"{result['steps_per_s']:,.0f} steps/s, start_run "
-                            f"{result['start_run_1_per_s']:,.0f}/s (1 per tx), "
-                            f"{result[f'start_run_{START_BATCH}_per_s']:,.0f}/s "
-                            f"({START_BATCH} per tx)"
-                        )
-                finally:
-                    shutil.rmtree(temp, ignore_errors=True)
-                results[name].append(result)
-                print(
-                    f"rep {rep + 1}/{args.reps}  {name:<7} {rate}  ({result['seconds']:.2f} s)",
-                    flush=True,
-                )
+        for rep, name in alternating(schedule, args.reps):
+            with fresh_directory("bench_workflow_", args.dir) as temp:
+                if name == "queue":
+                    result = run_queue(jobs, args.queues, temp, args.timeout)
+                    rate = f"{result['jobs_per_s']:,.0f} jobs/s"
+                else:
+                    result = run_shape(name, args.runs, args.queues, temp, args.timeout)
+                    rate = (
+                        f"{result['steps_per_s']:,.0f} steps/s, start_run "
+                        f"{result['start_run_1_per_s']:,.0f}/s (1 per tx), "
+                        f"{result[f'start_run_{START_BATCH}_per_s']:,.0f}/s "
+                        f"({START_BATCH} per tx)"
+                    )
+            results[name].append(result)
+            print(
+                f"rep {rep + 1}/{args.reps}  {name:<7} {rate}  ({result['seconds']:.2f} s)",
+                flush=True,
+            )
     except BrokenRun as error:
         return report_broken(error)
     total_seconds = time.perf_counter() - started

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -10,6 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def worker_argv(url: str, app: str, *extra: str) -> list[str]:
+    """``python -m quick --db URL worker --app APP`` and ``extra`` options, as argv."""
+    return [sys.executable, "-m", "quick", "--db", url, "worker", "--app", app, *extra]
 
 
 def start_worker(
@@ -21,10 +27,21 @@ def start_worker(
     warnings only: a line per job would fill the pipe and block it.
     """
     env = {**os.environ, "QUICK_TEST_OUT": str(out), "PYTHONPATH": str(ROOT)}
-    argv = ["--db", url, "worker", "--app", app, "--log-level", log_level, *extra]
-    return subprocess.Popen(
-        [sys.executable, "-m", "quick", *argv], cwd=ROOT, env=env, stderr=subprocess.PIPE
-    )
+    argv = worker_argv(url, app, "--log-level", log_level, *extra)
+    return subprocess.Popen(argv, cwd=ROOT, env=env, stderr=subprocess.PIPE)
+
+
+def stop_worker(worker: subprocess.Popen[bytes], timeout: float = 60) -> bytes:
+    """SIGTERM (a graceful stop, as in production), then wait for the exit; its stderr."""
+    worker.send_signal(signal.SIGTERM)
+    _, err = worker.communicate(timeout=timeout)
+    return err
+
+
+def kill_worker(worker: subprocess.Popen[bytes]) -> None:
+    """SIGKILL (a crash), then reap it."""
+    worker.send_signal(signal.SIGKILL)
+    worker.communicate(timeout=10)
 
 
 def start_crashable_worker(url: str, out: Path, app: str) -> subprocess.Popen[bytes]:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,7 @@ from keyspace.layout import DEAD_LETTERS
 from keyspace.protocol import Transaction
 from quick.cli import cli
 from quick.cli.supervisor import FIRST_WAIT, MAX_WAIT, describe_exit, restart_wait
-from tests.acceptance.processes import ROOT, record_lines, wait_until
+from tests.acceptance.processes import record_lines, start_worker, stop_worker, wait_until
 
 
 @pytest.fixture
@@ -48,14 +46,7 @@ def test_cli_worker_supervisor_restarts_a_killed_child_and_logs_it(
     url: str, tmp_path: Path
 ) -> None:
     out = tmp_path / "out.txt"
-    env = {**os.environ, "QUICK_TEST_OUT": str(out), "PYTHONPATH": str(ROOT)}
-    argv = ["worker", "--db", url, "--app", "tests.acceptance.jobs_app:app", "--processes", "2"]
-    supervisor = subprocess.Popen(
-        [sys.executable, "-m", "quick", *argv, "--log-level", "warning"],
-        cwd=ROOT,
-        env=env,
-        stderr=subprocess.PIPE,
-    )
+    supervisor = start_worker(url, out, "tests.acceptance.jobs_app:app", "--processes", "2")
     try:
         wait_until(lambda: len(_children(supervisor.pid)) == 2, 30, "two children")
         first = _children(supervisor.pid)
@@ -76,8 +67,7 @@ def test_cli_worker_supervisor_restarts_a_killed_child_and_logs_it(
                 ],
             )
         wait_until(lambda: len(record_lines(out)) >= 60, 60, "60 jobs to run", 0.05)
-        supervisor.send_signal(signal.SIGTERM)
-        _, err = supervisor.communicate(timeout=60)
+        err = stop_worker(supervisor)
     finally:
         if supervisor.poll() is None:
             supervisor.kill()

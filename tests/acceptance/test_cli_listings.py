@@ -96,3 +96,32 @@ def test_read_dead_names_skipped_keys_for_library_callers(url: str) -> None:
         assert [s.key for s in listing.skipped] == [DEAD_LETTERS.pack(("q", "bad"))]
         assert "unknown value format ff" in listing.skipped[0].reason
         assert len(quick.list_dead(db)) == 1
+
+
+def test_read_listings_are_their_scans_split_into_items_and_skipped(url: str) -> None:
+    from quick.corruption import CorruptRecord
+    from quick.cron import scan_schedules
+    from quick.inspection import read_dead, read_queues, read_schedules, scan_dead, scan_queues
+
+    _dead(url, "q", 2)
+    with quick.open(url) as db:
+        quick.enqueue(db, "a", "t", 1)
+        quick.enqueue(db, "b", "t", 1)
+        quick.schedule(db, "nightly", "0 3 * * *", "q", "report", None)
+    _put(url, DEAD_LETTERS.pack(("q", "bad")), JUNK)
+    _put(url, POINTERS.pack(("b",)), JUNK)
+    _put(url, CRON.pack(("broken",)), JUNK)
+    with quick.open(url) as db:
+        for read, scan in (
+            (read_queues, scan_queues),
+            (read_dead, scan_dead),
+            (read_schedules, scan_schedules),
+        ):
+            scanned = scan(db)
+            listing = read(db)
+            corrupt = [c for c in scanned if isinstance(c, CorruptRecord)]
+            assert listing.items == [item for item in scanned if item not in corrupt]
+            assert listing.items, read.__name__
+            skipped = [(s.key, s.reason) for s in listing.skipped]
+            assert skipped == [(c.key, c.error) for c in corrupt]
+            assert len(listing.skipped) == 1, read.__name__

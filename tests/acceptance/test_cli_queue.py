@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import uuid
@@ -23,7 +22,7 @@ from click.testing import CliRunner
 import quick
 from keyspace import layout
 from quick.cli import cli
-from tests.acceptance.processes import ROOT, record_lines, start_worker, wait_until
+from tests.acceptance.processes import ROOT, record_lines, start_worker, stop_worker, wait_until
 from tests.conftest import engine_url
 
 #: The faulty engine's seed: its first two draws are 1021s that apply the commit first.
@@ -164,8 +163,7 @@ def test_cli_enqueue_worker_queues_jobs_and_dlq_as_real_processes(
         wait_until(drained, 60, "the worker to drain the visible jobs", 0.05)
         assert quick.job_state(db, dead_id) is quick.JobState.DEAD
         assert {quick.job_state(db, job) for job in ids.values()} == {quick.JobState.COMPLETED}
-    worker.send_signal(signal.SIGTERM)
-    _, err = worker.communicate(timeout=60)
+    err = stop_worker(worker)
     assert worker.returncode == 0, err.decode()
 
     # Each visible job ran (once, unless a commit's result was unknown), the delayed one not.
@@ -235,8 +233,7 @@ def test_cli_worker_drains_and_stops_cleanly_on_sigterm(
         "5",
     )
     wait_until(lambda: len({f[0] for f in record_lines(out)}) >= 300, 60, "300 jobs to run", 0.05)
-    worker.send_signal(signal.SIGTERM)
-    _, err = worker.communicate(timeout=60)
+    err = stop_worker(worker)
     assert worker.returncode == 0, err.decode()
     lines = record_lines(out)
     runs = Counter(int(fields[0]) for fields in lines)
@@ -300,8 +297,7 @@ def test_cli_worker_keep_finished_0_leaves_no_per_job_keys(tmp_path: Path) -> No
         wait_until(lambda: len(record_lines(out)) >= 60, 60, "60 jobs to run", 0.05)
         wait_until(lambda: not per_job_keys(), 30, "the purge chore to forget every job", 0.2)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        _, err = worker.communicate(timeout=60)
+        err = stop_worker(worker)
     assert worker.returncode == 0, err.decode()
     assert per_job_keys() == []
     with quick.open(url) as db:

@@ -13,7 +13,7 @@ import pytest
 
 import quick
 from keyspace.layout import MIGRATING, QUEUES
-from tests.acceptance.processes import ROOT, record_lines, start_worker, wait_until
+from tests.acceptance.processes import ROOT, record_lines, start_worker, stop_worker, wait_until
 
 QUEUES_MOVED = ["tenant-a", "tenant-b", "tenant-c"]
 APP = "tests.acceptance.migrate_app:app"
@@ -71,8 +71,7 @@ def test_migrate_killed_and_rerun_while_workers_run_on_both_sides(tmp_path: Path
         wait_until(lambda: len(record_lines(out)) >= len(all_ids), 120, "every job to run")
     finally:
         for worker in workers:
-            worker.send_signal(signal.SIGTERM)
-            worker.communicate(timeout=60)
+            stop_worker(worker)
 
     records = record_lines(out)
     ran = [job_id for job_id, *_ in records]

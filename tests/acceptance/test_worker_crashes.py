@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import signal
 import struct
 from pathlib import Path
 
 import pytest
 
 import quick
-from tests.acceptance.processes import record_lines, start_crashable_worker, wait_until
+from tests.acceptance.processes import (
+    kill_worker,
+    record_lines,
+    start_crashable_worker,
+    stop_worker,
+    wait_until,
+)
 
 QUEUES = [f"tenant-{i}" for i in range(20)]
 
@@ -57,17 +62,14 @@ def test_workers_killed_and_stopped_mid_run_lose_nothing(tmp_path: Path, faults:
     workers = [start_crashable_worker(url, out, "tests.acceptance.crash_app:app") for _ in range(4)]
     wait_until(lambda: len(record_lines(out)) >= 400, 120, "400 jobs")
     killed = workers[0]
-    killed.send_signal(signal.SIGKILL)
-    killed.communicate(timeout=10)
+    kill_worker(killed)
     wait_until(lambda: len(record_lines(out)) >= 1_200, 120, "1,200 jobs")
     stopped = workers[1]
-    stopped.send_signal(signal.SIGTERM)
-    _, err = stopped.communicate(timeout=60)
+    err = stop_worker(stopped)
     assert stopped.returncode == 0, err.decode()
     wait_until(lambda: _remaining(url) == 0, 180, "every job to finish")
     for worker in workers[2:]:
-        worker.send_signal(signal.SIGTERM)
-        _, err = worker.communicate(timeout=60)
+        err = stop_worker(worker)
         assert worker.returncode == 0, err.decode()
 
     records = record_lines(out)

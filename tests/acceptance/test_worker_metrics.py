@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -15,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import quick
-from tests.acceptance.processes import ROOT, start_worker
+from tests.acceptance.processes import ROOT, start_worker, stop_worker, worker_argv
 
 pytestmark = pytest.mark.slow
 
@@ -99,8 +97,7 @@ def test_worker_serves_metrics_per_process_and_logs_json(tmp_path: Path, process
                 break
             time.sleep(0.1)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        _, err = worker.communicate(timeout=60)
+        err = stop_worker(worker)
     assert worker.returncode == 0, err.decode()
     assert (completed, dead) == (JOBS, 1)
     lines = [json.loads(line) for line in err.decode().splitlines() if line.startswith("{")]
@@ -121,8 +118,7 @@ def test_worker_serves_metrics_per_process_and_logs_json(tmp_path: Path, process
 
 def test_worker_metrics_port_taken_or_out_of_range_is_a_usage_error(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'q.db'}"
-    base = [sys.executable, "-m", "quick", "--db", url, "worker"]
-    base += ["--app", "tests.acceptance.jobs_app:app", "--metrics-host", "127.0.0.1"]
+    base = worker_argv(url, "tests.acceptance.jobs_app:app", "--metrics-host", "127.0.0.1")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

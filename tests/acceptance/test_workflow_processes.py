@@ -22,7 +22,12 @@ import pytest
 import quick
 from keyspace.protocol import Transaction
 from tests.acceptance.dag_app import FINAL, FLOW
-from tests.acceptance.processes import record_lines, start_crashable_worker, wait_until
+from tests.acceptance.processes import (
+    kill_worker,
+    record_lines,
+    start_crashable_worker,
+    wait_until,
+)
 from workflow import inspect_run, list_runs, start_run
 from workflow import journal as events
 
@@ -66,8 +71,7 @@ def test_workflow_runs_survive_a_killed_worker(tmp_path: Path, runs: int, faults
         third = runs * len(STEPS) // 3
         wait_until(lambda: len(record_lines(out)) >= third, 120, "a third of the steps", 0.25)
         killed = workers[0]
-        killed.send_signal(signal.SIGKILL)
-        killed.communicate(timeout=10)
+        kill_worker(killed)
         wait_until(lambda: _finished(url, runs) == runs, 480, "every run to finish", 0.25)
     finally:
         for worker in workers:

@@ -1,0 +1,195 @@
+"""Async handlers, and handlers with a timeout: the async runners and their group committer.
+
+Theory of operation
+-------------------
+Claims whose handler is ``async def`` or has a ``timeout`` wait in :attr:`Runners.queue`.
+``concurrency`` runner tasks take them one at a time, each holding one of the consumer's
+slots (shared with the lanes) while its handler runs in trio under a cancel scope (a
+plain ``def`` handler with a timeout runs in a thread, abandoned when it times out). A
+finished attempt goes to one **group committer** through a memory channel; it records
+every attempt waiting in one transaction (:func:`quick.outcomes.settle_batch`), and
+while one batch commits the next gathers. A transactional handler that succeeded has
+already completed its job in its own transaction and is only reported.
+
+Cancellation: a lost lease cancels the handler's scope (the keeper sets ``held.scope``'s
+cancel); the attempt is reported as ``lease_lost`` and recorded nowhere. The committer is
+shielded and ends only when every runner has closed its end of the channel, so an
+attempt that finished is never left unrecorded, even when the consumer is cancelled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from consumer.bridge import Bridge
+from consumer.keeper import Held
+from consumer.lanes import Finished
+from keyspace.errors import QuickError
+from keyspace.protocol import Database
+from quick.errors import LeaseLost
+from quick.outcomes import Attempt, Outcome, meta_for, run_transactional, settle_batch
+
+__all__ = ["Runners"]
+
+log = logging.getLogger("quick.consumer")
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """An async runner's finished attempt, waiting for the group committer."""
+
+    held: Held
+    attempt: Attempt
+    duration: float
+
+
+class Runners:
+    """The async runners of one consumer and their group committer.
+
+    Args:
+        db: the store the handlers' transactions run on.
+        bridge: the consumer's bridge, through which the committer records attempts.
+        slots: the consumer's ``concurrency`` slots, shared with the lanes.
+        stopping: set when the consumer stops; runners then take no new claim.
+        report: the consumer's account of settled attempts (counts, logs, metrics).
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        bridge: Bridge,
+        slots: trio.CapacityLimiter,
+        stopping: trio.Event,
+        report: Callable[[list[Finished]], None],
+    ) -> None:
+        self.db = db
+        self.bridge = bridge
+        self.queue: deque[Held] = deque()
+        self._slots = slots
+        self._stopping = stopping
+        self._report = report
+        self._idle: list[trio.Event] = []
+
+    def start(self, committer: trio.Nursery, runners: trio.Nursery, count: int) -> None:
+        """Start the group committer in ``committer`` and ``count`` runners in ``runners``.
+
+        The committer ends once every runner has returned (when the consumer stops and
+        the queue is empty) or been cancelled; give it a nursery that outlives them.
+        """
+        send, receive = trio.open_memory_channel[_Pending](math.inf)
+        committer.start_soon(self._commit, receive)
+        for _ in range(count):
+            runners.start_soon(self._runner, send.clone())
+        send.close()
+
+    def wake(self) -> None:
+        """Wake an idle runner for each claim waiting (as many as there are idle)."""
+        for _ in range(min(len(self.queue), len(self._idle))):
+            self._idle.pop().set()
+
+    def wake_all(self) -> None:
+        """Wake every idle runner (to find the consumer stopping)."""
+        while self._idle:
+            self._idle.pop().set()
+
+    async def _runner(self, attempts: trio.MemorySendChannel[_Pending]) -> None:
+        async with attempts:
+            while True:
+                if not self.queue:
+                    if self._stopping.is_set():
+                        return
+                    wake = trio.Event()
+                    self._idle.append(wake)
+                    await wake.wait()
+                    continue
+                async with self._slots:
+                    if self._stopping.is_set() or not self.queue:
+                        continue
+                    held = self.queue.popleft()
+                    await self._run_async(held, attempts)
+
+    async def _run_async(self, held: Held, attempts: trio.MemorySendChannel[_Pending]) -> None:
+        config = held.config
+        assert config is not None
+        claim = held.claim
+        started = time.perf_counter()
+        error: BaseException | None = None
+        output: Any = None
+        with trio.CancelScope() as scope:
+            held.scope = scope
+            if held.lost:
+                scope.cancel()
+            try:
+                with (
+                    trio.fail_after(config.timeout) if config.timeout else contextlib.nullcontext()
+                ):
+                    output = await self._invoke(held)
+            except trio.TooSlowError:
+                error = TimeoutError(f"timed out after {config.timeout} s")
+            except LeaseLost:
+                held.lost = True
+            except Exception as exc:
+                error = exc
+        held.scope = None
+        duration = time.perf_counter() - started
+        if held.lost:
+            self._report([Finished(held, Outcome.LEASE_LOST, duration)])
+            return
+        if config.transactional and error is None:
+            self._report([Finished(held, Outcome.COMPLETED, duration)])
+            return
+        pending = _Pending(held, Attempt(claim, config, error, output), duration)
+        attempts.send_nowait(pending)
+
+    async def _invoke(self, held: Held) -> Any:
+        """Run the handler; return what it returned (a workflow step's output)."""
+        config, claim = held.config, held.claim
+        assert config is not None
+        meta = meta_for(claim)
+        if config.is_async:
+            return await config.handler(claim.payload, meta)
+        if config.transactional:
+            return await trio.to_thread.run_sync(
+                self.db.transact, run_transactional, config, claim, meta, abandon_on_cancel=True
+            )
+        return await trio.to_thread.run_sync(
+            config.handler, claim.payload, meta, abandon_on_cancel=True
+        )
+
+    async def _commit(self, receive: trio.MemoryReceiveChannel[_Pending]) -> None:
+        """Group commit for the async runners: every attempt waiting, in one transaction.
+
+        While one batch commits, the next gathers. Shielded: it ends when every runner
+        has closed its end of the channel, so no finished attempt is left unrecorded.
+        """
+        with trio.CancelScope(shield=True):
+            async with receive:
+                async for first in receive:
+                    batch = [first]
+                    while True:
+                        try:
+                            batch.append(receive.receive_nowait())
+                        except (trio.WouldBlock, trio.EndOfChannel):
+                            break
+                    try:
+                        outcomes = await self.bridge.call_db(
+                            settle_batch, [p.attempt for p in batch]
+                        )
+                    except QuickError as failure:
+                        log.error("recording %d attempts failed: %s", len(batch), failure)
+                        outcomes = [Outcome.LEASE_LOST] * len(batch)
+                    self._report(
+                        [
+                            Finished(p.held, outcome, p.duration, p.attempt.error)
+                            for p, outcome in zip(batch, outcomes, strict=True)
+                        ]
+                    )
