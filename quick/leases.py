@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+from keyspace.layout import queue_keys
 from keyspace.protocol import Database, Transaction
 from keyspace.retry import transactional
 from quick import pointers
@@ -25,7 +26,7 @@ from quick.claiming import resolve_now
 from quick.counters import Tally
 from quick.errors import LeaseLost
 from quick.fencing import Standing, Status, held_job, standing, standings
-from quick.jobs import Claim, JobState
+from quick.jobs import Claim, Job, JobState
 from quick.records import bury_job, finish_job, store_job, truncate_error
 from quick.retrying import DEFAULT_BASE_DELAY_MS, DEFAULT_MAX_DELAY_MS, attempt_limit, backoff_ms
 from quick.validation import check_claim, check_delay_ms, check_positive_ms
@@ -96,14 +97,23 @@ def complete_in(
     found: Standing | None = None,
 ) -> bool:
     """Finish the claimed job with ``outcome`` in ``tr``; False when this claim already had."""
-    found = found if found is not None else standing(tr, claim)
-    if found.status is Status.SETTLED and found.outcome == outcome.value:
+    job = _held(tr, claim, found, outcome.value)
+    if job is None:
         return False
-    if found.status is not Status.HELD:
-        raise found.lost(claim) if found.status is Status.LOST else _settled(claim, found.outcome)
-    assert found.job is not None
-    finish_job(tr, found.keys, found.job, outcome, now, tally)
+    finish_job(tr, queue_keys(claim.queue_id), job, outcome, now, tally)
     return True
+
+
+def _held(tr: Transaction, claim: Claim, found: Standing | None, done_as: str) -> Job | None:
+    """The claim's job while the claim holds it; None when this claim already settled it as
+    ``done_as`` (an earlier try of the same call); LeaseLost otherwise, changing nothing."""
+    found = found if found is not None else standing(tr, claim)
+    if found.status is Status.HELD:
+        assert found.job is not None
+        return found.job
+    if found.status is Status.SETTLED and found.outcome == done_as:
+        return None
+    raise found.lost(claim) if found.status is Status.LOST else _settled(claim, found.outcome)
 
 
 def _settled(claim: Claim, outcome: str | None) -> LeaseLost:
@@ -139,14 +149,11 @@ def discard_in(
     found: Standing | None = None,
 ) -> bool:
     """Drop the claimed job in ``tr``, recording ``reason``; False when already done."""
-    found = found if found is not None else standing(tr, claim)
-    if found.status is Status.SETTLED and found.outcome == JobState.DISCARDED.value:
+    job = _held(tr, claim, found, JobState.DISCARDED.value)
+    if job is None:
         return False
-    if found.status is not Status.HELD:
-        raise found.lost(claim) if found.status is Status.LOST else _settled(claim, found.outcome)
-    assert found.job is not None
-    job = found.job.evolve(last_error=truncate_error(reason) or None)
-    finish_job(tr, found.keys, job, JobState.DISCARDED, now, tally)
+    job = job.evolve(last_error=truncate_error(reason) or None)
+    finish_job(tr, queue_keys(claim.queue_id), job, JobState.DISCARDED, now, tally)
     return True
 
 
@@ -173,13 +180,10 @@ def dead_letter_in(
     found: Standing | None = None,
 ) -> bool:
     """Move the claimed job to the dead letters in ``tr``; False when already done."""
-    found = found if found is not None else standing(tr, claim)
-    if found.status is Status.SETTLED and found.outcome == JobState.DEAD.value:
+    job = _held(tr, claim, found, JobState.DEAD.value)
+    if job is None:
         return False
-    if found.status is not Status.HELD:
-        raise found.lost(claim) if found.status is Status.LOST else _settled(claim, found.outcome)
-    assert found.job is not None
-    bury_job(tr, found.keys, found.job, truncate_error(reason), now, tally)
+    bury_job(tr, queue_keys(claim.queue_id), job, truncate_error(reason), now, tally)
     return True
 
 
@@ -212,13 +216,9 @@ def _put_back_in(
     tally: Tally | None = None,
     found: Standing | None = None,
 ) -> None:
-    found = found if found is not None else standing(tr, claim)
-    if found.status is Status.SETTLED and found.outcome == "put_back":
+    job = _held(tr, claim, found, "put_back")
+    if job is None:
         return  # an earlier try of this call put it back already
-    if found.status is not Status.HELD:
-        raise found.lost(claim) if found.status is Status.LOST else _settled(claim, found.outcome)
-    job = found.job
-    assert job is not None
     back = job.evolve(
         state=JobState.READY if ready else JobState.SCHEDULED,
         vis_ms=vis_ms,
@@ -226,7 +226,7 @@ def _put_back_in(
         attempt=job.attempt - 1 if refund else job.attempt,
         last_error=truncate_error(error) if error is not None else job.last_error,
     )
-    store_job(tr, found.keys, job, back, tally)
+    store_job(tr, queue_keys(claim.queue_id), job, back, tally)
     pointers.ensure_visible(tr, job.queue, vis_ms)
 
 
