@@ -12,13 +12,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from keyspace.codec import CorruptValue, unpack_value
+from keyspace.codec import CorruptValue
 from keyspace.layout import WF_BY_STATUS, WF_RUNS
 from keyspace.protocol import Database, ReadView, Transaction
 from quick.corruption import CorruptRecord
 from workflow import journal as events
-from workflow.definition import Definition, StepKind
-from workflow.records import RunStatus, read_run
+from workflow.definition import StepKind
+from workflow.records import RunRecord, RunStatus, read_run
 
 __all__ = [
     "StepView",
@@ -115,7 +115,7 @@ def _when(ms: int) -> str:
 
 def _read(view: ReadView, run_id: str) -> RunView:
     record = read_run(view, run_id)
-    definition = Definition.from_record(record["w"], record["df"])
+    definition = record.decode_definition()
     journal = events.read_journal(view, run_id)
     facts = events.fold(list(definition.steps), journal)
     steps = {}
@@ -139,11 +139,11 @@ def _read(view: ReadView, run_id: str) -> RunView:
         )
     return RunView(
         run_id=run_id,
-        workflow=record["w"],
+        workflow=record.workflow,
         status=facts.status,
-        queue_id=record["q"],
-        input=record["i"],
-        created_ms=record["c"],
+        queue_id=record.queue,
+        input=record.input,
+        created_ms=record.created_ms,
         finished_ms=facts.finished_ms,
         steps=steps,
         journal=journal,
@@ -271,14 +271,14 @@ def list_runs(
 
 
 def _summary(run_id: str, data: bytes) -> RunSummary:
-    record = unpack_value(data)
+    record = RunRecord.from_value(run_id, data)
     return RunSummary(
         run_id=run_id,
-        workflow=record["w"],
-        status=record["rs"],
-        queue_id=record["q"],
-        created_ms=record["c"],
-        finished_ms=record.get("f"),
+        workflow=record.workflow,
+        status=record.status,
+        queue_id=record.queue,
+        created_ms=record.created_ms,
+        finished_ms=record.finished_ms,
     )
 
 

@@ -140,7 +140,7 @@ def _check_run(db: Database, run_id: str) -> RunView:
     records = db.transact(lambda tr: read_steps(tr, run_id))
     assert set(records) <= set(view.steps)
     for key, step in view.steps.items():
-        stored = records.get(key, {"ss": "waiting"})["ss"]
+        stored = records[key].status if key in records else "waiting"
         assert stored == step.status, f"step {key!r}: record {stored}, journal {step.status}"
     (summary,) = [run for run in list_runs(db, workflow=view.workflow) if run.run_id == run_id]
     assert summary.status == view.status
