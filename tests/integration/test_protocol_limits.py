@@ -4,13 +4,12 @@ size and age limits, the system keyspace, key types.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from keyspace import StorageError
 from keyspace.protocol import Database, Transaction
 from keyspace.subspace import Subspace
+from tests.clocks import EngineClock
 
 # -- limits ------------------------------------------------------------------------------
 
@@ -51,11 +50,11 @@ def test_protocol_transaction_over_size_limit_is_refused(db: Database, space: Su
 
 @pytest.mark.slow
 def test_protocol_transaction_older_than_five_seconds_is_too_old(
-    exact_db: Database, space: Subspace
+    exact_db: Database, space: Subspace, exact_engine_clock: EngineClock
 ) -> None:
     tr = exact_db.create_transaction()
     tr.get(space.pack(("k",)))
-    time.sleep(5.3)
+    exact_engine_clock.advance(5.3)
 
     def late_read_then_commit() -> None:
         tr.get(space.pack(("k2",)))
