@@ -19,7 +19,7 @@ a renewal already running in its thread completes first (see :mod:`consumer.brid
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import trio
 
@@ -56,10 +56,9 @@ class Held:
 class LeaseKeeper:
     """The registry of held claims and their lease renewals."""
 
-    def __init__(self, bridge: Bridge, lease_ms: int, on_lost: Callable[[Held], None]) -> None:
+    def __init__(self, bridge: Bridge, lease_ms: int) -> None:
         self.bridge = bridge
         self.lease_ms = lease_ms
-        self.on_lost = on_lost
         self.held: dict[str, Held] = {}
 
     def __len__(self) -> int:
@@ -97,7 +96,6 @@ class LeaseKeeper:
                     held.lost = True
                     if held.scope is not None:
                         held.scope.cancel()
-                    self.on_lost(held)
 
 
 def _renew(db: Database, claims: list[Claim], lease_ms: int, now: int) -> list[Claim | Status]:

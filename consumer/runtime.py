@@ -88,7 +88,7 @@ class Consumer:
         self.config = config or ConsumerConfig()
         self.metrics = metrics
         self.bridge = Bridge(db, limit=max(4, self.config.concurrency + 4))
-        self.keeper = LeaseKeeper(self.bridge, self.config.lease_ms, self._lost)
+        self.keeper = LeaseKeeper(self.bridge, self.config.lease_ms)
         if metrics is not None:
             metrics.running.set_function(lambda: len(self.keeper))
         self.outcomes: Counter[str] = Counter()
@@ -334,9 +334,6 @@ class Consumer:
 
     # -- reporting ---------------------------------------------------------------------------
 
-    def _lost(self, held: Held) -> None:
-        """The keeper found ``held`` taken: its worker reports it (metrics count it then)."""
-
     def _report(self, finished: list[Finished]) -> None:
         """Count, log and forget settled attempts; learn the average handler time."""
         if not finished:
@@ -388,7 +385,7 @@ class Consumer:
                 await self.bridge.call_db(chore)
             except quick.QuickError as error:
                 log.warning("%s failed: %s", what, error)
-            except Exception:  # a chore never ends the consumer (issue 11): log and go on
+            except Exception:  # a chore never ends the consumer: log and go on
                 log.exception("%s failed", what)
             with trio.move_on_after(interval):
                 await self._stopping.wait()

@@ -23,7 +23,7 @@ __all__ = ["start_run"]
 def start_run(
     db_or_tr: Database | Transaction,
     wf: Workflow,
-    input: Any,  # noqa: A002 - the issue fixes this public name
+    input: Any,  # noqa: A002 - the public name of the run's input
     *,
     queue_id: str,
     idempotency_key: str | None = None,
