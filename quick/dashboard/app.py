@@ -6,7 +6,6 @@ import datetime as dt
 import ipaddress
 import json
 import secrets
-from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, abort, g, render_template, request
@@ -16,6 +15,9 @@ from werkzeug.wrappers.response import Response
 
 from keyspace.errors import EngineUnavailable, StorageError
 from keyspace.protocol import Database
+from quick.dashboard.actions import actions
+from quick.dashboard.pages import pages
+from quick.dashboard.state import State
 from quick.jobs import now_ms
 
 __all__ = ["State", "create_app", "serve", "LOOPBACK_HOSTS"]
@@ -31,22 +33,6 @@ CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class State:
-    """What every request needs: the store and whether actions are allowed."""
-
-    db: Database
-    allow_actions: bool
-
-
-def state() -> State:
-    """The running app's :class:`State`."""
-    from flask import current_app
-
-    found: State = current_app.extensions["quick"]
-    return found
 
 
 def create_app(
@@ -65,9 +51,6 @@ def create_app(
         secret_key: signs the session holding the CSRF token; a random one per process by
             default (tokens then end with the process, which is what we want).
     """
-    from quick.dashboard.actions import actions
-    from quick.dashboard.pages import pages
-
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=secret_key or secrets.token_bytes(32),

@@ -1,6 +1,7 @@
-"""The pointer collection race, deterministically: a collector (``pointers.collect`` or a claim)
-that saw an empty queue races an enqueue, in either commit order; the new job stays pointed
-(the invariant of :mod:`tests.integration.pointer_store` holds) and is claimed.
+"""The pointer collection race, deterministically: a collector
+(``pointers.collect_empty_pointer`` or a claim) that saw an empty queue races an enqueue, in
+either commit order; the new job stays pointed (the invariant of
+:mod:`tests.integration.pointer_store` holds) and is claimed.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def test_pointer_gc_racing_an_enqueue_leaves_the_job_pointed(
     if stage == "delete":
         # Mark the pointer empty first, so the racing collector's body deletes it.
         now += 1
-        db.transact(lambda tr: pointers.collect(tr, queue, now, 0))
+        db.transact(lambda tr: pointers.collect_empty_pointer(tr, queue, now, 0))
         assert _pointer_vis(db, queue) is not None
         now += pointers.EMPTY_GRACE_MS
     now += 1
@@ -84,7 +85,7 @@ def test_pointer_gc_racing_an_enqueue_leaves_the_job_pointed(
 
     def gc_body(tr: Transaction) -> Any:
         if collector == "collect":
-            return pointers.collect(tr, queue, now, 0)
+            return pointers.collect_empty_pointer(tr, queue, now, 0)
         gc_claims[:] = claim_jobs(tr, queue, "gc", now, 1, LEASE_MS, uuid.uuid4().hex)
         return list(gc_claims)
 

@@ -158,7 +158,7 @@ class Harness:
             )
         if isinstance(op, Collect):
             queue, at = self.queue(op.queue), now + op.ahead_ms
-            return Body(lambda tr: pointers.collect(tr, queue, at, 0), lambda _: None)
+            return Body(lambda tr: pointers.collect_empty_pointer(tr, queue, at, 0), lambda _: None)
         if not self.held:
             return None
         claim = self.held[op.pick % len(self.held)]
