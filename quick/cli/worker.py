@@ -7,7 +7,7 @@ from contextlib import ExitStack
 
 import click
 
-from consumer.config import ConsumerConfig
+from consumer import ConsumerConfig
 from quick.app import App
 from quick.cli.common import UsageProblem, open_store, store_url
 

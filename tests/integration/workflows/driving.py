@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import trio
 
 import quick
-from consumer.runtime import Consumer, ConsumerConfig
+from consumer import Consumer, ConsumerConfig
 from keyspace.layout import ROOT
 from keyspace.protocol import Database
 from keyspace.subspace import Subspace
