@@ -83,12 +83,11 @@ def _checked(
     for name in required:
         if name not in record:
             raise CorruptValue(f"{what} is malformed: field {name!r} is missing")
-    for name, kinds in types.items():
-        if name not in record:
+    for name, value in record.items():
+        kinds = types.get(name, _ANY)
+        if kinds is _ANY:
             continue
-        value = record[name]
-        wrong_bool = isinstance(value, bool) and bool not in kinds and kinds != _ANY
-        if not isinstance(value, kinds) or wrong_bool:
+        if not isinstance(value, kinds) or (value.__class__ is bool and bool not in kinds):
             raise CorruptValue(f"{what} is malformed: field {name!r} is {value!r}")
     return record
 
