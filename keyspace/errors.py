@@ -16,6 +16,7 @@ __all__ = [
     "ERROR_NAMES",
     "RETRYABLE_CODES",
     "MAYBE_COMMITTED_CODES",
+    "DISK_FULL",
 ]
 
 #: FoundationDB error codes quick raises or may receive, with FoundationDB's own names
@@ -41,6 +42,7 @@ ERROR_NAMES: dict[int, str] = {
     1101: "operation_cancelled",
     1213: "tag_throttled",
     1223: "proxy_tag_throttled",
+    1510: "io_error",
     2000: "client_invalid_operation",
     2004: "key_outside_legal_range",
     2005: "inverted_range",
@@ -63,6 +65,11 @@ ERROR_NAMES: dict[int, str] = {
 RETRYABLE_CODES: frozenset[int] = frozenset(
     {1007, 1009, 1020, 1021, 1037, 1038, 1039, 1042, 1051, 1078, 1079, 1213, 1223}
 )
+
+#: The code of a write refused because the disk holding the store is full (FoundationDB's
+#: io_error; the embedded engine on ENOSPC / SQLITE_FULL). The retry loop does not retry
+#: it, but it passes once space is freed, so consumers wait it out.
+DISK_FULL = 1510
 
 #: Codes after which the transaction may or may not have been applied.
 MAYBE_COMMITTED_CODES: frozenset[int] = frozenset({1021, 1031, 1039})
