@@ -9,9 +9,11 @@ gives them the database file's permissions.
 
 Errors: SQLite reports a busy or locked file (another writer) as a passing condition,
 which stays retryable. Anything else while reading or writing (``file is not a
-database``, ``database disk image is malformed``, an I/O error, a full disk) will not
-go away by retrying, so it becomes a non-retryable :class:`StorageError` naming the
-file: a damaged store fails fast instead of spinning in the retry loop. Opening a path
+database``, ``database disk image is malformed``, an I/O error) will not go away by
+retrying, so it becomes a non-retryable :class:`StorageError` naming the file: a damaged
+store fails fast instead of spinning in the retry loop. A full disk (``SQLITE_FULL``)
+is not damage: it becomes :data:`~keyspace.errors.DISK_FULL`, also not retried by the
+retry loop, saying so; nothing was written, and it passes once space is freed. Opening a path
 that cannot be a store (a directory, a missing directory, a file that is not a
 database) raises :class:`EngineUnavailable` naming the resolved absolute path, and
 leaves behind none of the files the attempt created.
@@ -24,7 +26,7 @@ import os
 import sqlite3
 from collections.abc import Iterator
 
-from keyspace.errors import EngineUnavailable, StorageError
+from keyspace.errors import DISK_FULL, EngineUnavailable, StorageError
 
 __all__ = ["PRIVATE_MODE", "DAMAGED_CODE", "check_store_path", "opening", "storage_error"]
 
@@ -44,6 +46,12 @@ def storage_error(path: str, error: sqlite3.Error, transient_code: int) -> Stora
     code = getattr(error, "sqlite_errorcode", None)
     if code is not None and code & 0xFF in _TRANSIENT:
         return StorageError(transient_code, f"sqlite: {error}")
+    if code is not None and code & 0xFF == sqlite3.SQLITE_FULL:
+        return StorageError(
+            DISK_FULL,
+            f"the disk holding the sqlite store {path} is full ({error}); nothing was "
+            "written: free space and retry",
+        )
     return StorageError(
         DAMAGED_CODE,
         f"the sqlite store {path} cannot be used: {error}. It may be damaged or not a "
