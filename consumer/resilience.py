@@ -56,7 +56,7 @@ log = logging.getLogger("quick.consumer")
 FIRST_DELAY = 0.05
 #: The longest wait between tries: one try per task every few seconds costs a store
 #: nothing, and a worker resumes within this long of the store answering again.
-MAX_DELAY = 5.0
+MAX_DELAY = 2.0
 #: Seconds between "still unavailable" lines while an outage lasts.
 REPORT_EVERY = 60.0
 #: Codes that mean "the store is not answering now" whatever the retry loop did:
@@ -182,7 +182,10 @@ class Patience:
             else:
                 self.succeeded(activity)
                 return result
-            if self.given_up() or (until is not None and until.is_set()):
+            if until is not None and until.is_set():
+                return None
+            if self.given_up():
+                self._gave_up(activity)
                 return None
             with trio.move_on_after(self.delay(failures, cap)):
                 if until is None:
@@ -202,8 +205,17 @@ class Patience:
                 self.succeeded(activity)
                 return result
             if self.given_up():
+                self._gave_up(activity)
                 return None
             time.sleep(self.delay(failures))
+
+    @staticmethod
+    def _gave_up(activity: str) -> None:
+        log.warning(
+            "%s given up: the consumer stopped while the store did not answer",
+            activity,
+            extra={"activity": activity},
+        )
 
     def _failed_try(self, activity: str, error: StorageError, failures: int) -> int:
         """Record one failed try (re-raising ``error`` unless it is an outage); the count."""

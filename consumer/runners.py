@@ -190,16 +190,16 @@ class Runners:
                         except (trio.WouldBlock, trio.EndOfChannel):
                             break
                     attempts = [p.attempt for p in batch]
+                    outcomes: list[Outcome] | None
                     try:
-                        recorded = await self.patience.retry(
+                        outcomes = await self.patience.retry(
                             "recording attempts", self.bridge.call_db, settle_batch, attempts
                         )
                     except QuickError as failure:
                         log.error("recording %d attempts failed: %s", len(batch), failure)
-                        recorded = None
-                    if recorded is None:  # failed, or given up: the leases expire
-                        recorded = [Outcome.LEASE_LOST] * len(batch)
-                    outcomes = recorded
+                        outcomes = None
+                    if outcomes is None:  # failed, or given up: the leases expire
+                        outcomes = [Outcome.LEASE_LOST] * len(batch)
                     self._report(
                         [
                             Finished(p.held, outcome, p.duration, p.attempt.error)

@@ -60,7 +60,8 @@ def test_worker_rides_out_the_store_not_answering(tmp_path: Path, fault: str) ->
     store = f"sqlite:///{tmp_path / 'q.db'}"
     out, log = tmp_path / "out.txt", tmp_path / "worker.log"
     _enqueue(store, range(40), sleep=0.1)
-    worker = _start(f"{store}?{query}", out, log, "--concurrency", "4")
+    # 3-second leases: the keeper's renewals (every second) meet the fault too.
+    worker = _start(f"{store}?{query}", out, log, "--concurrency", "4", "--lease-seconds", "3")
     try:
         wait_until(lambda: bool(_done(out)), 30, "the worker to start jobs")
         time.sleep(2.5)  # the fault starts 2 s after the worker opened the store
@@ -82,11 +83,14 @@ def test_worker_rides_out_the_store_not_answering(tmp_path: Path, fault: str) ->
     assert worker.returncode == 0, log.read_text()
 
 
-def test_worker_second_sigterm_stops_now_leaving_the_job_leased(tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_worker_second_sigterm_stops_now_leaving_the_job_leased(
+    tmp_path: Path, processes: str
+) -> None:
     store = f"sqlite:///{tmp_path / 'q.db'}"
     out, log = tmp_path / "out.txt", tmp_path / "worker.log"
     _enqueue(store, range(1), sleep=60)
-    worker = _start(store, out, log, "--grace", "60")
+    worker = _start(store, out, log, "--grace", "60", "--processes", processes)
     try:
         wait_until(lambda: _done(out) == {0}, 30, "the long job to start")
         worker.send_signal(signal.SIGTERM)
