@@ -29,12 +29,13 @@ def test_consumer_outage_keeps_the_lease_of_a_running_job_and_records_it(
     @app.job("slow")
     async def slow(payload: Any, meta: quick.Meta) -> None:
         started.set()
-        await trio.sleep(3.0)  # through the whole outage and past the first lease
+        await trio.sleep(5.0)  # through the whole outage and past the first lease
 
     db = FaultyDatabase(inner, outage=Window(start=0.6, duration=2.0), timeout_ms=300)
-    # Renewals every 0.4 s: several fail during the outage, and the lease (1.2 s)
-    # passes before the store answers again.
-    config = ConsumerConfig(lease_ms=1200, concurrency=2, max_idle=0.1)
+    # Renewals are due from 1.5 s into the 4.5 s lease: those in the outage fail, and
+    # the handler outlives the lease, so it completes only if a renewal after the outage
+    # (retried at most 1.5 s apart) kept the job.
+    config = ConsumerConfig(lease_ms=4500, concurrency=2, max_idle=0.1)
 
     async def main() -> Consumer:
         consumer = Consumer(db, app, config)
