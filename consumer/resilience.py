@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 A store can stop answering for any length of time: a FoundationDB cluster out of reach
 (every transaction ends with transaction_timed_out, 1031, once its timeout passes), one
-that fails retryable errors past the retry limit, or a full disk (:data:`DISK_FULL`).
+that fails retryable errors past the retry limit, or a full disk (:class:`StoreFull`).
 None of these is cured by exiting, so none ends a consumer (:func:`is_outage` tells
 them from errors retrying cannot cure, such as a damaged store, which are raised as
 before). Every task that meets one — claim rounds, the lease keeper, the lanes' and the
@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from keyspace.errors import DISK_FULL, StorageError
+from keyspace.errors import StorageError
 
 __all__ = [
     "FIRST_DELAY",
@@ -60,9 +60,10 @@ MAX_DELAY = 2.0
 #: Seconds between "still unavailable" lines while an outage lasts.
 REPORT_EVERY = 60.0
 #: Codes that mean "the store is not answering now" whatever the retry loop did:
-#: timed_out, transaction_timed_out and a full disk. Retryable codes (raised past the
-#: retry limit) mean the same.
-OUTAGE_CODES = frozenset({1004, 1031, DISK_FULL})
+#: timed_out, transaction_timed_out and io_error (a full disk:
+#: :class:`keyspace.errors.StoreFull`). Retryable codes (raised past the retry limit)
+#: mean the same.
+OUTAGE_CODES = frozenset({1004, 1031, 1510})
 
 
 def is_outage(error: BaseException) -> bool:

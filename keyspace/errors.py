@@ -11,12 +11,12 @@ from __future__ import annotations
 __all__ = [
     "QuickError",
     "StorageError",
+    "StoreFull",
     "EngineUnavailable",
     "InvalidURL",
     "ERROR_NAMES",
     "RETRYABLE_CODES",
     "MAYBE_COMMITTED_CODES",
-    "DISK_FULL",
 ]
 
 #: FoundationDB error codes quick raises or may receive, with FoundationDB's own names
@@ -66,11 +66,6 @@ RETRYABLE_CODES: frozenset[int] = frozenset(
     {1007, 1009, 1020, 1021, 1037, 1038, 1039, 1042, 1051, 1078, 1079, 1213, 1223}
 )
 
-#: The code of a write refused because the disk holding the store is full (FoundationDB's
-#: io_error; the embedded engine on ENOSPC / SQLITE_FULL). The retry loop does not retry
-#: it, but it passes once space is freed, so consumers wait it out.
-DISK_FULL = 1510
-
 #: Codes after which the transaction may or may not have been applied.
 MAYBE_COMMITTED_CODES: frozenset[int] = frozenset({1021, 1031, 1039})
 
@@ -106,6 +101,22 @@ class StorageError(QuickError):
 
     def __reduce__(self) -> tuple[type[StorageError], tuple[int, str | None]]:
         return (type(self), (self.code, self.detail))
+
+
+class StoreFull(StorageError):
+    """The disk holding the store is full (ENOSPC, SQLITE_FULL): the transaction wrote nothing.
+
+    The store itself is intact; writes succeed again once space is freed, so this is
+    not retryable at once (the retry loop would only spin) and a worker waits for
+    space rather than treating the store as damaged. ``code`` is FoundationDB's
+    io_error (1510), ``detail`` names the file.
+    """
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(1510, message)
+
+    def __reduce__(self) -> tuple[type[StoreFull], tuple[str | None]]:  # type: ignore[override]
+        return (type(self), (self.detail,))
 
 
 class EngineUnavailable(QuickError):

@@ -17,8 +17,8 @@ URL parameters (any engine; see :mod:`keyspace.opening`):
   ``timeout=0`` it blocks until the outage ends. Writes and read-only commits are
   local and never block.
 * ``disk_full=START+DURATION`` (seconds): in that window every commit that writes
-  fails with the engine's full-disk error (:data:`keyspace.errors.DISK_FULL`, not
-  retryable; nothing is written), as the embedded engine's commits do on a full
+  fails with the engine's full-disk error (:class:`keyspace.errors.StoreFull`, io_error
+  1510, not retryable; nothing is written), as the embedded engine's commits do on a full
   filesystem; reads still answer.
 
 A failed commit leaves the transaction as FoundationDB leaves it: ``on_error`` backs
@@ -41,7 +41,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from keyspace.errors import DISK_FULL, StorageError
+from keyspace.errors import StorageError, StoreFull
 from keyspace.limits import DEFAULT_TIMEOUT_MS
 from keyspace.protocol import Database, KeyValue, ReadView, Transaction, Watch
 from keyspace.retry import run_transaction
@@ -159,7 +159,7 @@ class FaultyDatabase:
         rates: commit failures to inject at random.
         seed: the seed of those draws.
         outage: when this process sees the cluster as unreachable.
-        disk_full: when commits that write fail with :data:`~keyspace.errors.DISK_FULL`.
+        disk_full: when commits that write fail with :class:`~keyspace.errors.StoreFull`.
         timeout_ms: the transaction timeout (the URL's ``timeout=``; 0 = none) an outage
             counts down to 1031; by default the inner engine's own.
     """
@@ -189,7 +189,7 @@ class FaultyDatabase:
         self.opened = time.monotonic()
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
-        self.injected: dict[int, int] = {1020: 0, 1021: 0, 1007: 0, 1031: 0, DISK_FULL: 0}
+        self.injected: dict[int, int] = {1020: 0, 1021: 0, 1007: 0, 1031: 0, 1510: 0}
 
     def elapsed(self) -> float:
         """Seconds since this database was opened (the clock of outage windows)."""
@@ -313,8 +313,8 @@ class FaultyTransaction(_FaultyReads):
         self.round_trip()
         db = self._db
         if db.disk_full is not None and db.disk_full.contains(db.elapsed()):
-            db.count(DISK_FULL)
-            raise StorageError(DISK_FULL, "injected: the disk holding the store is full")
+            db.count(1510)
+            raise StoreFull("injected: the disk holding the store is full")
         code, commit_first = db.draw()
         if code is None:
             self._inner.commit()

@@ -26,7 +26,7 @@ Query parameters, on any engine unless noted:
   seconds, this process sees an unreachable cluster: every read and commit blocks until
   the outage ends or the transaction's ``timeout=`` passes (then 1031).
 * ``disk_full=START+DURATION`` (seconds): in that window every commit that writes fails
-  with the full-disk error (:data:`keyspace.errors.DISK_FULL`); reads answer.
+  with the full-disk error (:class:`keyspace.errors.StoreFull`); reads answer.
 
 The last three wrap the engine in the fault injector (:mod:`keyspace.faults`), which
 keeps each transaction's timeout and retry count across the faults it injects.

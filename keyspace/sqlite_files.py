@@ -9,11 +9,9 @@ gives them the database file's permissions.
 
 Errors: SQLite reports a busy or locked file (another writer) as a passing condition,
 which stays retryable. Anything else while reading or writing (``file is not a
-database``, ``database disk image is malformed``, an I/O error) will not go away by
-retrying, so it becomes a non-retryable :class:`StorageError` naming the file: a damaged
-store fails fast instead of spinning in the retry loop. A full disk (``SQLITE_FULL``)
-is not damage: it becomes :data:`~keyspace.errors.DISK_FULL`, also not retried by the
-retry loop, saying so; nothing was written, and it passes once space is freed. Opening a path
+database``, ``database disk image is malformed``, an I/O error, a full disk) will not
+go away by retrying, so it becomes a non-retryable :class:`StorageError` naming the
+file: a damaged store fails fast instead of spinning in the retry loop. Opening a path
 that cannot be a store (a directory, a missing directory, a file that is not a
 database) raises :class:`EngineUnavailable` naming the resolved absolute path, and
 leaves behind none of the files the attempt created.
@@ -26,7 +24,7 @@ import os
 import sqlite3
 from collections.abc import Iterator
 
-from keyspace.errors import DISK_FULL, EngineUnavailable, StorageError
+from keyspace.errors import EngineUnavailable, StorageError, StoreFull
 
 __all__ = ["PRIVATE_MODE", "DAMAGED_CODE", "check_store_path", "opening", "storage_error"]
 
@@ -47,10 +45,9 @@ def storage_error(path: str, error: sqlite3.Error, transient_code: int) -> Stora
     if code is not None and code & 0xFF in _TRANSIENT:
         return StorageError(transient_code, f"sqlite: {error}")
     if code is not None and code & 0xFF == sqlite3.SQLITE_FULL:
-        return StorageError(
-            DISK_FULL,
-            f"the disk holding the sqlite store {path} is full ({error}); nothing was "
-            "written: free space and retry",
+        return StoreFull(
+            f"the disk holding the sqlite store {path} is full ({error}): nothing was "
+            "written and the store is intact; free space on that disk and try again"
         )
     return StorageError(
         DAMAGED_CODE,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import keyspace
-from keyspace.errors import DISK_FULL, InvalidURL, StorageError
+from keyspace.errors import InvalidURL, StorageError
 from keyspace.faults import Window, unreachable_wait
 from keyspace.protocol import Transaction
 
@@ -101,7 +101,7 @@ def test_disk_full_refuses_writes_until_the_window_ends(tmp_path: Path) -> None:
 
     with pytest.raises(StorageError) as caught:
         db.transact(write)
-    assert caught.value.code == DISK_FULL
+    assert caught.value.code == 1510
     assert "full" in str(caught.value)
     assert tries == 1, "a full disk is not retried by the retry loop"
     assert db.transact(lambda tr: tr.get(b"k")) is None, "reads still answer"

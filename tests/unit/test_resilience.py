@@ -15,11 +15,11 @@ from consumer.resilience import (
     is_outage,
     retry_delay,
 )
-from keyspace.errors import DISK_FULL, StorageError
+from keyspace.errors import StorageError
 
 
 def test_is_outage_tells_waiting_from_failing() -> None:
-    for code in (1031, 1004, DISK_FULL, 1020, 1021, 1007, 1037):
+    for code in (1031, 1004, 1510, 1020, 1021, 1007, 1037):
         assert is_outage(StorageError(code)), code
     for code in (4100, 2101, 2102, 2004, 1025):
         assert not is_outage(StorageError(code)), code
@@ -83,14 +83,14 @@ def test_patience_gives_up_retrying_when_told() -> None:
         calls += 1
         if calls == 3:
             patience.stop_retrying(clock.now)
-        raise StorageError(DISK_FULL, "full")
+        raise StorageError(1510, "full")
 
     assert patience.retry_blocking("recording attempts", always_full) is None
     assert calls == 3
 
 
 def test_patience_retry_resumes_when_the_store_answers() -> None:
-    answers = [StorageError(1031), StorageError(DISK_FULL), "claimed"]
+    answers = [StorageError(1031), StorageError(1510), "claimed"]
 
     async def claim() -> str:
         answer = answers.pop(0)
