@@ -4,17 +4,21 @@ Theory of operation
 -------------------
 A store can stop answering for any length of time: a FoundationDB cluster out of reach
 (every transaction ends with transaction_timed_out, 1031, once its timeout passes), one
-that fails retryable errors past the retry limit, or a full disk (:class:`StoreFull`).
-None of these is cured by exiting, so none ends a consumer (:func:`is_outage` tells
-them from errors retrying cannot cure, such as a damaged store, which are raised as
-before). Every task that meets one — claim rounds, the lease keeper, the lanes' and the
-group committer's settlements, the chores — reports it to the consumer's one
-:class:`Patience`, waits a backoff (:func:`retry_delay`) and tries again.
+that fails retryable errors past the retry limit, or a full disk
+(:class:`keyspace.errors.StoreFull`). None of these is cured by exiting, so none ends a
+consumer (:func:`is_outage` tells them from errors retrying cannot cure, such as a
+damaged store, which are raised as before). Every task that meets one — claim rounds,
+the lease keeper, the lanes' and the group committer's settlements, the chores —
+reports it to the consumer's one :class:`Patience`, waits a backoff
+(:func:`retry_delay`) and tries again.
 
 Patience logs the outage once when it starts, then every :data:`REPORT_EVERY` seconds
 while it lasts, and once more when every activity that failed has succeeded again: a
-few lines per outage, never a line per retry. Logger ``quick.consumer``, level warning,
-with the fields ``activity``, ``error``, ``failures`` and ``seconds``.
+few lines per outage, never a line per retry. A store that comes and goes (a nearly
+full disk where small writes fit and large ones do not) logs at most one start, and
+its end, per :data:`REPORT_EVERY`; the outages in between are counted, not logged.
+Logger ``quick.consumer``, level warning, with the fields ``activity``, ``error``,
+``failures`` and ``seconds``.
 
 Settlements are retried until they commit: recording an attempt is fenced by the
 claim's token, so a retry after another consumer took the job records nothing for it
@@ -93,6 +97,8 @@ class Patience:
         self._since = 0.0
         self._reported = 0.0
         self._failures = 0
+        self._logged_start = -math.inf
+        self._quiet = False
         self._rng = random.Random()
         #: When retries give up (monotonic seconds); see :meth:`stop_retrying`.
         self.give_up_at = math.inf
@@ -120,6 +126,10 @@ class Patience:
             self._failures += 1
             if starting:
                 self._since = self._reported = now
+                self._quiet = now - self._logged_start < REPORT_EVERY
+                if self._quiet:
+                    return
+                self._logged_start = now
             elif now - self._reported >= REPORT_EVERY:
                 self._reported = now
             else:
@@ -150,6 +160,8 @@ class Patience:
                 return
             failures, seconds = self._failures, now - self._since
             self._failures = 0
+            if self._quiet:
+                return
         log.warning(
             "store available again after %.0f s",
             seconds,

@@ -73,6 +73,26 @@ def test_patience_logs_an_outage_once_then_periodically_then_its_end(
         assert len(_lines(caplog)) == 3
 
 
+def test_patience_logs_a_flapping_store_at_most_once_a_period(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    patience = Patience(clock)
+    full = StorageError(1510, "full")
+    with caplog.at_level(logging.WARNING, logger="quick.consumer"):
+        for _ in range(20):  # a claim fits now and then, recording never does
+            patience.failed("recording attempts", full)
+            patience.succeeded("recording attempts")
+            clock.now += 1
+        assert [line.split(":")[0] for line in _lines(caplog)] == [
+            "store unavailable",
+            "store available again after 0 s",
+        ]
+        clock.now += REPORT_EVERY
+        patience.failed("recording attempts", full)
+        assert len(_lines(caplog)) == 3, "a new period logs a new outage"
+
+
 def test_patience_gives_up_retrying_when_told() -> None:
     clock = Clock()
     patience = Patience(clock)
