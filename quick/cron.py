@@ -32,7 +32,7 @@ from keyspace.layout import CRON, CRON_DUE, describe
 from keyspace.protocol import Database, Transaction
 from keyspace.retry import EarlierTries, transactional
 from quick.corruption import UNREADABLE, CorruptRecord
-from quick.enqueueing import prepare, store_new
+from quick.enqueueing import prefetch, prepare, store_new
 from quick.errors import InvalidArgument, QueueMoved
 from quick.jobs import now_ms
 from quick.validation import check_name
@@ -237,6 +237,7 @@ def _activate(tr: Transaction, now: int, limit: int, token: str) -> tuple[dict[s
             tr.clear(due_key)
         names.append(name or "")
     values = tr.get_many([CRON.pack((name,)) for name in names])  # one round trip for all
+    firing: list[tuple[Schedule, Any, int]] = []
     for (due_key, _), name, value in zip(due, names, values, strict=True):
         if value is None:
             tr.clear(due_key)
@@ -262,6 +263,9 @@ def _activate(tr: Transaction, now: int, limit: int, token: str) -> tuple[dict[s
             )
             tr.clear(due_key)
             continue
+        firing.append((item, job, following))
+    prefetch(tr, [job for _, job, _ in firing])  # every enqueue's reads in one round trip
+    for item, job, following in firing:
         # A queue moved to another store skips the tick (the check precedes any write),
         # rather than failing every activation from now on.
         with contextlib.suppress(QueueMoved):
@@ -299,7 +303,7 @@ def _activate_batch(db: Database, now: int, limit: int) -> tuple[list[str], bool
     while True:
         fired: dict[str, str] | None = None
         try:
-            earlier = [i for i, name in tried.items() if _marked(tr, name, token)]
+            earlier = _marked(tr, tried, token)
             fired, more = _activate(tr, now, limit, token)
             tr.commit()
             return list(dict.fromkeys([*earlier, *fired])), more
@@ -309,14 +313,21 @@ def _activate_batch(db: Database, now: int, limit: int) -> tuple[list[str], bool
             tr.on_error(error)
 
 
-def _marked(tr: Transaction, name: str, token: str) -> bool:
-    """Whether the schedule ``name`` was last fired by the activation ``token``."""
-    value = tr.get(CRON.pack((name,)))
-    try:
-        record = None if value is None else unpack_value(value)
-    except CorruptValue:
-        return False
-    return isinstance(record, dict) and record.get("ak") == token
+def _marked(tr: Transaction, tried: dict[str, str], token: str) -> list[str]:
+    """The job ids of ``tried`` whose schedule was last fired by the activation ``token``
+    (every schedule read in one round trip)."""
+    if not tried:
+        return []
+    values = tr.get_many([CRON.pack((name,)) for name in tried.values()])
+    marked = []
+    for job_id, value in zip(tried, values, strict=True):
+        try:
+            record = None if value is None else unpack_value(value)
+        except CorruptValue:
+            continue
+        if isinstance(record, dict) and record.get("ak") == token:
+            marked.append(job_id)
+    return marked
 
 
 def activate_due(db: Database, *, now: int | None = None, limit: int = 500) -> list[str]:
