@@ -122,7 +122,7 @@ def test_list_runs_reads_the_index_in_pages(probe: Probe) -> None:
     runs, tries = _measure(probe, lambda: workflow.list_runs(probe, limit=RUNS + 100))
     assert len(runs) >= RUNS
     assert [r.created_ms for r in runs] == sorted((r.created_ms for r in runs), reverse=True)
-    _assert_short(tries, 2)
+    _assert_short(tries, 6)  # a range read per status reached, then the records at once
     assert len(tries) > 1, f"{RUNS} runs read in one transaction"
 
 
@@ -131,7 +131,7 @@ def test_run_page_reads_its_records_in_one_round_trip(probe: Probe) -> None:
 
     page, tries = _measure(probe, lambda: page_runs(probe, limit=50))
     assert len(page.runs) == 50
-    _assert_short(tries, 4)
+    _assert_short(tries, 6)  # a range read per status reached, then the records at once
 
 
 def test_inspect_and_explain_a_wide_run_are_short(store: Path, probe: Probe) -> None:
