@@ -35,6 +35,7 @@ from quick.corruption import UNREADABLE, CorruptRecord
 from quick.enqueueing import prefetch, prepare, store_new
 from quick.errors import InvalidArgument, QueueMoved
 from quick.jobs import now_ms
+from quick.paging import Page, read_pages
 from quick.validation import check_name
 
 log = logging.getLogger("quick.store")
@@ -173,22 +174,44 @@ def _put(tr: Transaction, item: Schedule, token: str | None = None) -> None:
     tr.set(CRON_DUE.pack((item.next_ms, item.name)), b"")
 
 
-@transactional
-def list_schedules(tr: Transaction) -> list[Schedule]:
-    """Every schedule, by name."""
-    return [decode_schedule(CRON.unpack(k)[0], v) for k, v in tr.snapshot.get_range(*CRON.range())]
+#: Schedules a listing reads per transaction.
+SCHEDULE_PAGE = 1000
 
 
-@transactional
-def scan_schedules(tr: Transaction) -> list[Schedule | CorruptRecord]:
-    """Every schedule, by name; one that does not decode as a :class:`CorruptRecord`."""
+def list_schedules(db_or_tr: Database | Transaction) -> list[Schedule]:
+    """Every schedule, by name (read as :func:`scan_schedules` reads them).
+
+    Raises:
+        CorruptValue: a schedule record does not decode.
+    """
+    out = []
+    for item in scan_schedules(db_or_tr):
+        if isinstance(item, CorruptRecord):
+            raise CorruptValue(f"{describe(item.key)}: {item.error}")
+        out.append(item)
+    return out
+
+
+def scan_schedules(db_or_tr: Database | Transaction) -> list[Schedule | CorruptRecord]:
+    """Every schedule, by name; one that does not decode as a :class:`CorruptRecord`.
+
+    Given a database, :data:`SCHEDULE_PAGE` schedules are read per transaction (see
+    :mod:`quick.paging`): each page is one snapshot, the listing is not (a schedule
+    added, removed or fired while it runs may show either way). Given a transaction,
+    every page is read in it.
+    """
+    return read_pages(db_or_tr, _schedule_page, CRON.range()[0])
+
+
+def _schedule_page(tr: Transaction, begin: bytes) -> Page[Schedule | CorruptRecord]:
+    rows = tr.snapshot.get_range(begin, CRON.range()[1], limit=SCHEDULE_PAGE)
     out: list[Schedule | CorruptRecord] = []
-    for key, value in tr.snapshot.get_range(*CRON.range()):
+    for key, value in rows:
         try:
             out.append(decode_schedule(CRON.unpack(key)[0], value))
         except UNREADABLE as error:
             out.append(CorruptRecord.of(key, error))
-    return out
+    return out, rows[-1][0] if len(rows) >= SCHEDULE_PAGE else None
 
 
 def remove_schedule(db_or_tr: Database | Transaction, name: str) -> bool:

@@ -32,6 +32,7 @@ from quick.corruption import UNREADABLE, CorruptRecord
 from quick.cron import Schedule, scan_schedules
 from quick.enqueueing import directory_entry
 from quick.jobs import COUNTED_STATES, Job, JobState, now_ms
+from quick.paging import read_pages
 from quick.pointers import decode_pointer
 from quick.validation import check_positive_ms
 
@@ -324,30 +325,17 @@ def read_all_queues(
     """Every queue that has a pointer, by name, with its pointer time and counts;
     corrupt pointers and counters are skipped and named.
 
-    Given a database, each page of ``page`` queues is read in its own transaction (a
-    cursor resumes after the last pointer key), so a store of any size lists without
-    passing FoundationDB's 5-second limit. Each page is one snapshot; the listing as a
-    whole is not: a queue created or emptied while it runs may or may not appear, and
-    the counts of queues on different pages are from different moments. Given a
-    transaction, every page is read in it.
+    Given a database, each page of ``page`` queues is read in its own transaction (see
+    :mod:`quick.paging`), so a store of any size lists without passing FoundationDB's
+    5-second limit. Each page is one snapshot; the listing as a whole is not: a queue
+    created or emptied while it runs may or may not appear, and the counts of queues on
+    different pages are from different moments. Given a transaction, every page is read
+    in it.
     """
     check_positive_ms("page", page)
-    listing: Listing[dict[str, Any]] = Listing()
-    begin: bytes | None = POINTERS.range()[0]
-    while begin is not None:
-        found, last = _read_queue_page(db_or_tr, begin, page)
-        part = Listing.of(found)
-        listing.items.extend(part.items)
-        listing.skipped.extend(part.skipped)
-        begin = None if last is None else last + b"\x00"
-    return listing
-
-
-@transactional
-def _read_queue_page(
-    tr: Transaction, begin: bytes, limit: int
-) -> tuple[list[dict[str, Any] | CorruptRecord], bytes | None]:
-    return _queue_page(tr, begin, limit)
+    return Listing.of(
+        read_pages(db_or_tr, lambda tr, begin: _queue_page(tr, begin, page), POINTERS.range()[0])
+    )
 
 
 def list_queues(
@@ -417,11 +405,10 @@ def list_dead(
     return read_dead(db_or_tr, queue_id, limit=limit).items
 
 
-@transactional
-def read_schedules(tr: Transaction) -> Listing[Schedule]:
+def read_schedules(db_or_tr: Database | Transaction) -> Listing[Schedule]:
     """Every cron schedule, by name; corrupt ones are skipped and named (the records are
-    decoded by :func:`quick.cron.scan_schedules`)."""
-    return Listing.of(scan_schedules(tr))
+    decoded, and read in pages, by :func:`quick.cron.scan_schedules`)."""
+    return Listing.of(scan_schedules(db_or_tr))
 
 
 def _dead_or_corrupt(key: bytes, value: bytes) -> DeadLetter | CorruptRecord:

@@ -1,6 +1,6 @@
 """Listings read in pages, and reads fetched ahead, answer as one snapshot would.
 
-``quick queues`` (:func:`quick.inspection.read_all_queues`) and
+``quick queues`` (:func:`quick.inspection.read_all_queues`), the schedule listings and
 :func:`workflow.list_runs` read in pages of their own transactions; the overview's oldest
 ready time reads a window of the ready index before its skip scan; its throughput figures
 come from one read; settlement fetches records ahead with a snapshot ``get_many``. Each
@@ -16,10 +16,12 @@ import pytest
 
 import quick
 import workflow
+from keyspace.codec import CorruptValue
 from keyspace.errors import StorageError
-from keyspace.layout import FINISHED, POINTERS, queue_keys
+from keyspace.layout import CRON, FINISHED, POINTERS, queue_keys
 from keyspace.protocol import Database, Transaction
 from quick import inspection
+from quick.cron import scan_schedules
 from quick.inspection import READY_SCAN, count_finished, count_finished_windows, oldest_ready_ms
 
 JUNK = b"\xff\xfe not a record"
@@ -43,6 +45,22 @@ def test_read_all_queues_pages_give_the_one_snapshot_listing(db: Database) -> No
         POINTERS.pack(("q3x",)),
         queue_keys("q5").counter("ready"),
     }
+
+
+def test_schedule_listings_in_pages_give_the_one_snapshot_listing(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(5):
+        quick.schedule(db, f"s{i}", "0 3 * * *", "q", "t", i)
+    _put(db, CRON.pack(("s2x",)), JUNK)
+    whole = db.transact(lambda tr: scan_schedules(tr))
+    monkeypatch.setattr("quick.cron.SCHEDULE_PAGE", 2)
+    assert scan_schedules(db) == whole
+    listing = inspection.read_schedules(db)
+    assert [item.name for item in listing.items] == [f"s{i}" for i in range(5)]
+    assert [skipped.key for skipped in listing.skipped] == [CRON.pack(("s2x",))]
+    with pytest.raises(CorruptValue, match="s2x"):
+        quick.list_schedules(db)
 
 
 def _reference_oldest(db: Database, queue: str) -> int:
