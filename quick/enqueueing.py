@@ -49,6 +49,7 @@ __all__ = [
     "store_new",
     "store_batch",
     "prefetch",
+    "queue_reads",
     "check_not_moved",
     "JobSpec",
 ]
@@ -189,6 +190,12 @@ def store_new(tr: Transaction, prepared: _Prepared, *, first_try: bool = False) 
     return job_id
 
 
+def queue_reads(queue: str) -> list[bytes]:
+    """The keys :func:`store_new` reads once per queue, whatever the job: the queue's
+    moved marker and its pointer (for a caller's own one-round-trip prefetch)."""
+    return [MOVED.pack((queue,)), POINTERS.pack((queue,))]
+
+
 def prefetch(tr: Transaction, batch: Iterable[_Prepared], *, first_try: bool = False) -> None:
     """Read, in one round trip and adding no conflicts, every key :func:`store_new` and
     :func:`store_batch` will read for ``batch``, so their own (serializable) reads are
@@ -201,8 +208,7 @@ def prefetch(tr: Transaction, batch: Iterable[_Prepared], *, first_try: bool = F
     keys: dict[bytes, None] = {}
     for prepared in batch:
         job = prepared.job
-        keys[MOVED.pack((job.queue,))] = None
-        keys[POINTERS.pack((job.queue,))] = None
+        keys.update(dict.fromkeys(queue_reads(job.queue)))
         if not (first_try and prepared.fresh_id):
             keys[JOB_DIRECTORY.pack((job.id,))] = None
         if job.unique_key is not None:

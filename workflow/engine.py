@@ -43,7 +43,7 @@ from keyspace.layout import JOB_DIRECTORY, WF_STEPS, queue_keys
 from keyspace.limits import VALUE_LIMIT
 from keyspace.protocol import Transaction
 from quick import extensions
-from quick.enqueueing import prepare, store_new
+from quick.enqueueing import prepare, queue_reads, store_new
 from quick.errors import InvalidArgument, InvalidPayload, JobRunning
 from quick.operations import cancel as cancel_job
 from quick.retrying import attempt_limit
@@ -150,16 +150,19 @@ class Run:
         return True
 
     def step(self, key: str) -> dict[str, Any]:
+        self._fetched.add(key)
         return read_step(self.tr, self.id, key)
 
     def prefetch(self, keys: Iterable[str]) -> None:
-        """Fetch the records of steps ``keys`` in one round trip, adding no conflicts, so
-        the :meth:`step` reads that follow are answered by the transaction (each still
-        adds its read conflict, so contention is as if they had gone to the store)."""
+        """Fetch the records of steps ``keys``, and what enqueueing a step's item on the
+        run's queue reads, in one round trip adding no conflicts, so the :meth:`step`
+        reads and enqueues that follow are answered by the transaction (each read still
+        adds its read conflict, so contention is as if it had gone to the store)."""
         wanted = [key for key in dict.fromkeys(keys) if key not in self._fetched]
         if wanted:
             self._fetched.update(wanted)
-            self.tr.get_many([WF_STEPS.pack((self.id, key)) for key in wanted], snapshot=True)
+            step_keys = [WF_STEPS.pack((self.id, key)) for key in wanted]
+            self.tr.get_many([*step_keys, *queue_reads(self.record["q"])], snapshot=True)
 
     def prefetch_items(self, keys: Iterable[str]) -> None:
         """Fetch, in one round trip and adding no conflicts, what withdrawing the queued
