@@ -95,7 +95,7 @@ def test_dashboard_overview_stays_short_per_transaction(probe: Probe) -> None:
     assert view.rows[0].oldest_ready_ms is not None
     # The overview's own snapshot, then one short transaction per queue's skip scan
     # (at most one range read per priority present, and one for due scheduled jobs).
-    _assert_short(tries, 41)
+    _assert_short(tries, 34)
     assert tries[0].round_trips <= 3
 
 
