@@ -3,6 +3,10 @@
 Everything here only reads. (Operator actions that change the store, such as
 requeueing or purging dead letters and cancelling jobs, live in :mod:`quick.operations`.)
 
+Every reader here makes a few round trips however large the store (a remote cluster
+ends a transaction at 5 seconds): records are fetched together with ``get_many``, and
+:func:`read_all_queues` reads a page of queues per transaction.
+
 Counts come from the per-queue atomic counters (no scans); they count jobs by the
 index they sit in, so a scheduled job whose time has come still counts as
 ``scheduled`` (and an expired lease as ``leased``) until a claim promotes it.
