@@ -30,6 +30,7 @@ __all__ = [
     "list_runs",
     "RunPage",
     "page_runs",
+    "RUN_PAGE",
     "layers",
 ]
 
@@ -233,6 +234,10 @@ def explain(run: RunView) -> Explanation:
     )
 
 
+#: Index entries (and run records) :func:`list_runs` reads per transaction.
+RUN_PAGE = 200
+
+
 def list_runs(
     db: Database | Transaction,
     *,
@@ -242,32 +247,29 @@ def list_runs(
 ) -> list[RunSummary]:
     """Runs, optionally of one workflow and/or in one status: the newest ``limit``.
 
-    Reads the whole by-status index for the statuses asked (one snapshot); the index
-    is not ordered by time, so narrow by status on stores with very many runs.
+    The by-status index is not ordered by time, so every entry of the statuses asked is
+    read, as :func:`page_runs` pages of :data:`RUN_PAGE`: given a database, each page in
+    its own transaction, so a store of any size lists without passing FoundationDB's
+    5-second limit. Each page is one snapshot, the listing is not: a run that changes
+    status while it runs may be missed, or met twice (the later read is kept). Given a
+    transaction, every page is read in it. A run record that does not decode is left
+    out. Narrow by status on stores with very many runs.
 
     Raises:
         ValueError: ``status`` is not a run status.
     """
-    statuses = [RunStatus(status)] if status is not None else list(RunStatus)
-
-    def body(tr: Transaction) -> list[RunSummary]:
-        out: list[RunSummary] = []
-        for state in statuses:
-            prefix: tuple[Any, ...] = (
-                (state.value,) if workflow is None else (state.value, workflow)
-            )
-            index = tr.snapshot.get_range(*WF_BY_STATUS.range(prefix))
-            run_ids = [WF_BY_STATUS.unpack(key)[2] for key, _ in index]
-            records = tr.get_many([WF_RUNS.pack((run_id,)) for run_id in run_ids], snapshot=True)
-            for run_id, data in zip(run_ids, records, strict=True):
-                if data is not None:
-                    out.append(_summary(run_id, data))
-        out.sort(key=lambda run: run.created_ms, reverse=True)
-        return out[:limit]
-
-    if isinstance(db, Transaction):
-        return body(db)
-    return db.transact(body)
+    runs: dict[str, RunSummary] = {}
+    after: tuple[str, str, str] | None = None
+    while True:
+        page = page_runs(db, workflow=workflow, status=status, after=after, limit=RUN_PAGE)
+        for run in page.runs:
+            if isinstance(run, RunSummary):
+                runs[run.run_id] = run
+        if page.after is None:
+            break
+        after = page.after
+    newest = sorted(runs.values(), key=lambda run: run.created_ms, reverse=True)
+    return newest[:limit]
 
 
 def _summary(run_id: str, data: bytes) -> RunSummary:
@@ -299,7 +301,8 @@ def page_runs(
     limit: int = 50,
 ) -> RunPage:
     """A page of runs in index order (status, workflow, run id), reading only ``limit``
-    run records however many runs there are: what a screen of runs needs.
+    run records however many runs there are: what a screen of runs needs. One range
+    read per status it reaches, then every record at once.
 
     ``after`` is the previous page's :attr:`RunPage.after`. A run record that does not
     decode is a :class:`CorruptRecord` in its place.
@@ -311,7 +314,7 @@ def page_runs(
     statuses.sort(key=lambda state: state.value)
 
     def body(tr: Transaction) -> RunPage:
-        out: list[RunSummary | CorruptRecord] = []
+        found: list[str] = []
         last: tuple[str, str, str] | None = None
         for state in statuses:
             if after is not None and state.value < after[0]:
@@ -322,20 +325,24 @@ def page_runs(
             begin, end = WF_BY_STATUS.range(prefix)
             if after is not None and state.value == after[0]:
                 begin = max(begin, WF_BY_STATUS.pack(after) + b"\x00")
-            for key, _ in tr.snapshot.get_range(begin, end, limit=limit - len(out)):
+            for key, _ in tr.snapshot.get_range(begin, end, limit=limit - len(found)):
                 _, name, run_id = WF_BY_STATUS.unpack(key)
                 last = (state.value, name, run_id)
-                run_key = WF_RUNS.pack((run_id,))
-                data = tr.snapshot.get(run_key)
-                if data is None:
-                    continue
-                try:
-                    out.append(_summary(run_id, data))
-                except (CorruptValue, KeyError, TypeError, ValueError) as error:
-                    out.append(CorruptRecord(key=run_key, error=f"{type(error).__name__}: {error}"))
-            if len(out) >= limit:
-                return RunPage(runs=out, after=last)
-        return RunPage(runs=out, after=None)
+                found.append(run_id)
+            if len(found) >= limit:
+                break
+        run_keys = [WF_RUNS.pack((run_id,)) for run_id in found]
+        out: list[RunSummary | CorruptRecord] = []
+        for run_id, run_key, data in zip(
+            found, run_keys, tr.get_many(run_keys, snapshot=True), strict=True
+        ):
+            if data is None:
+                continue
+            try:
+                out.append(_summary(run_id, data))
+            except (CorruptValue, KeyError, TypeError, ValueError) as error:
+                out.append(CorruptRecord(key=run_key, error=f"{type(error).__name__}: {error}"))
+        return RunPage(runs=out, after=last if len(found) >= limit else None)
 
     if isinstance(db, Transaction):
         return body(db)
