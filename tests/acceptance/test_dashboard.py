@@ -7,6 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.extras import require_dashboard
+
+require_dashboard()
+
 from flask import Flask
 from flask.testing import FlaskClient
 
