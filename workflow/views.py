@@ -12,13 +12,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from keyspace.codec import CorruptValue, unpack_value
 from keyspace.layout import WF_BY_STATUS, WF_RUNS
 from keyspace.protocol import Database, ReadView, Transaction
-from quick.corruption import CorruptRecord
+from quick.corruption import UNREADABLE, CorruptRecord
+from quick.inspection import Listing
 from workflow import journal as events
 from workflow.definition import Definition, StepKind
-from workflow.records import RunStatus, read_run
+from workflow.errors import CorruptRun
+from workflow.records import RunStatus, corrupt_run, decode_run, read_run
 
 __all__ = [
     "StepView",
@@ -28,6 +29,7 @@ __all__ = [
     "inspect_run",
     "explain_run",
     "list_runs",
+    "read_runs",
     "RunPage",
     "page_runs",
     "layers",
@@ -115,7 +117,10 @@ def _when(ms: int) -> str:
 
 def _read(view: ReadView, run_id: str) -> RunView:
     record = read_run(view, run_id)
-    definition = Definition.from_record(record["w"], record["df"])
+    try:
+        definition = Definition.from_record(record["w"], record["df"])
+    except UNREADABLE as error:
+        raise corrupt_run(run_id, WF_RUNS.pack((run_id,)), error) from None
     journal = events.read_journal(view, run_id)
     facts = events.fold(list(definition.steps), journal)
     steps = {}
@@ -155,6 +160,7 @@ def inspect_run(db: Database | Transaction, run_id: str) -> RunView:
 
     Raises:
         RunNotFound: no run has this id.
+        CorruptRun: its record or journal does not decode (the error names the key).
     """
     if isinstance(db, Transaction):
         return _read(db.snapshot, run_id)
@@ -243,27 +249,50 @@ def list_runs(
     """Runs, optionally of one workflow and/or in one status: the newest ``limit``.
 
     Reads the whole by-status index for the statuses asked (one snapshot); the index
-    is not ordered by time, so narrow by status on stores with very many runs.
+    is not ordered by time, so narrow by status on stores with very many runs. A run
+    record that does not decode is left out (:func:`read_runs` names it).
+
+    Raises:
+        ValueError: ``status`` is not a run status.
+    """
+    return read_runs(db, workflow=workflow, status=status, limit=limit).items
+
+
+def read_runs(
+    db: Database | Transaction,
+    *,
+    workflow: str | None = None,
+    status: str | None = None,
+    limit: int = 1000,
+) -> Listing[RunSummary]:
+    """:func:`list_runs`, and the run records (or index entries) it skipped because they
+    do not decode, each named by its key.
 
     Raises:
         ValueError: ``status`` is not a run status.
     """
     statuses = [RunStatus(status)] if status is not None else list(RunStatus)
 
-    def body(tr: Transaction) -> list[RunSummary]:
-        out: list[RunSummary] = []
+    def body(tr: Transaction) -> Listing[RunSummary]:
+        found: list[RunSummary | CorruptRecord] = []
         for state in statuses:
             prefix: tuple[Any, ...] = (
                 (state.value,) if workflow is None else (state.value, workflow)
             )
-            index = tr.snapshot.get_range(*WF_BY_STATUS.range(prefix))
-            run_ids = [WF_BY_STATUS.unpack(key)[2] for key, _ in index]
+            run_ids = []
+            for key, _ in tr.snapshot.get_range(*WF_BY_STATUS.range(prefix)):
+                try:
+                    run_ids.append(str(WF_BY_STATUS.unpack(key)[2]))
+                except Exception as error:  # fdb.tuple raises several kinds on foreign bytes
+                    found.append(CorruptRecord.of(key, error))
             records = tr.get_many([WF_RUNS.pack((run_id,)) for run_id in run_ids], snapshot=True)
             for run_id, data in zip(run_ids, records, strict=True):
                 if data is not None:
-                    out.append(_summary(run_id, data))
-        out.sort(key=lambda run: run.created_ms, reverse=True)
-        return out[:limit]
+                    found.append(_summary_or_corrupt(run_id, data))
+        listing = Listing[RunSummary].of(found)
+        listing.items.sort(key=lambda run: run.created_ms, reverse=True)
+        del listing.items[limit:]
+        return listing
 
     if isinstance(db, Transaction):
         return body(db)
@@ -271,7 +300,7 @@ def list_runs(
 
 
 def _summary(run_id: str, data: bytes) -> RunSummary:
-    record = unpack_value(data)
+    record = decode_run(run_id, data)
     return RunSummary(
         run_id=run_id,
         workflow=record["w"],
@@ -280,6 +309,13 @@ def _summary(run_id: str, data: bytes) -> RunSummary:
         created_ms=record["c"],
         finished_ms=record.get("f"),
     )
+
+
+def _summary_or_corrupt(run_id: str, data: bytes) -> RunSummary | CorruptRecord:
+    try:
+        return _summary(run_id, data)
+    except CorruptRun as error:
+        return CorruptRecord(key=error.key, error=error.reason)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -327,12 +363,8 @@ def page_runs(
                 last = (state.value, name, run_id)
                 run_key = WF_RUNS.pack((run_id,))
                 data = tr.snapshot.get(run_key)
-                if data is None:
-                    continue
-                try:
-                    out.append(_summary(run_id, data))
-                except (CorruptValue, KeyError, TypeError, ValueError) as error:
-                    out.append(CorruptRecord(key=run_key, error=f"{type(error).__name__}: {error}"))
+                if data is not None:
+                    out.append(_summary_or_corrupt(run_id, data))
             if len(out) >= limit:
                 return RunPage(runs=out, after=last)
         return RunPage(runs=out, after=None)
