@@ -47,6 +47,9 @@ from quick.validation import check_name
 __all__ = [
     "DEFAULT_QUEUE",
     "BURST_SECONDS",
+    "MAX_RUNNING",
+    "MIN_PER_SECOND",
+    "MAX_PER_SECOND",
     "FULL_RETRY_MS",
     "QueueLimits",
     "Limiter",
@@ -62,6 +65,15 @@ DEFAULT_QUEUE = "*"
 #: pause: enough that a claim every pointer deferral keeps up with the rate, little
 #: enough that the rate holds over any second.
 BURST_SECONDS = 0.25
+#: The most jobs of one queue a limit lets run at once: more than any fleet runs, and far
+#: within what a claim counts in (a claim's room is at most 2**30).
+MAX_RUNNING = 1_000_000
+#: The slowest rate a limit may set: one job a day. A slower one (1e-300, say) would freeze
+#: the queue for longer than anyone means, and is more likely a typo than a wish.
+MIN_PER_SECOND = 1 / 86_400
+#: The fastest rate a limit may set: far above what one queue can start, so a limit this
+#: high is no limit, yet its bucket's burst stays a number a claim can count.
+MAX_PER_SECOND = 1_000_000
 #: How long a queue at its running cap stays out of scanners' sight: slots free when
 #: jobs finish, which nothing announces, so this bounds the delay before they are reused.
 FULL_RETRY_MS = 100
@@ -76,13 +88,21 @@ class QueueLimits:
     max_per_second: float | None = None
 
 
+def _shown(value: int | float) -> str:
+    """A number for an error message: a huge integer by its size (its digits could be
+    thousands long, too many even for ``str()``)."""
+    if isinstance(value, int) and abs(value) >= 10**15:
+        return f"a number of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _check_running(value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidArgument("max_running", f"must be a whole number, not {value!r}")
-    if value <= 0:
-        raise InvalidArgument("max_running", f"must be 1 or more, not {value}")
+    if not 1 <= value <= MAX_RUNNING:
+        raise InvalidArgument("max_running", f"must be 1 to {MAX_RUNNING:,}, not {_shown(value)}")
     return value
 
 
@@ -91,8 +111,12 @@ def _check_rate(value: Any) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidArgument("max_per_second", f"must be a number, not {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise InvalidArgument("max_per_second", f"must be more than 0, not {value}")
+    # Compared before float(): an int too large for a float must not raise OverflowError.
+    if not MIN_PER_SECOND <= value <= MAX_PER_SECOND:  # NaN fails both comparisons
+        raise InvalidArgument(
+            "max_per_second",
+            f"must be 1/86400 (one job a day) to {MAX_PER_SECOND:,}, not {_shown(value)}",
+        )
     return float(value)
 
 
@@ -141,8 +165,9 @@ def set_queue_limits(
     limits; None removes a limit (both None: the queue's record is deleted).
 
     Raises:
-        InvalidArgument: a limit that is not a number, or is zero or negative
-            (``field`` names it).
+        InvalidArgument: a limit that is not a number, or out of its range (``field``
+            names it): ``max_running`` 1 to :data:`MAX_RUNNING`, ``max_per_second``
+            :data:`MIN_PER_SECOND` (one job a day) to :data:`MAX_PER_SECOND`.
     """
     limits = QueueLimits(
         queue_id=_check_queue(queue_id),

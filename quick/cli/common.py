@@ -218,6 +218,8 @@ OPTION_OF = {
     "priority": "--priority",
     "max_attempts": "--max-attempts",
     "tz": "--tz",
+    "max_running": "--max-running",
+    "max_per_second": "--max-per-second",
 }
 
 
