@@ -279,6 +279,7 @@ def test_dashboard_command_reports_a_port_in_use(tmp_path: Path) -> None:
         taken.listen()
         port = str(taken.getsockname()[1])
         url = f"sqlite:///{tmp_path / 'q.db'}"
+        quick.open(url).close()  # the dashboard refuses a store that does not exist
         result = CliRunner().invoke(cli, ["--db", url, "dashboard", "--port", port])
     assert result.exit_code == 2
     assert f"cannot serve on 127.0.0.1:{port}" in result.output
