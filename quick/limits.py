@@ -34,7 +34,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from keyspace.codec import pack_value, unpack_value
+from keyspace.codec import CorruptValue, pack_value, unpack_value
 from keyspace.layout import LIMITS, RATES, queue_keys
 from keyspace.protocol import Database, Transaction
 from keyspace.retry import transactional
@@ -56,6 +56,8 @@ __all__ = [
     "Gate",
     "set_queue_limits",
     "get_queue_limits",
+    "decode_limits",
+    "decode_bucket",
     "list_queue_limits",
 ]
 
@@ -128,17 +130,31 @@ def _check_queue(queue_id: Any) -> str:
     return queue
 
 
-def _decode(queue: str, data: bytes) -> QueueLimits | None:
-    """The stored limits, or None when the record does not decode to their shape (an
-    untrusted record never raises out of a claim; ``quick limits list`` shows it gone)."""
+def decode_limits(queue: str, data: bytes) -> QueueLimits:
+    """The limits stored as ``data``.
+
+    Raises:
+        CorruptValue: ``data`` is not a limits record (or holds a limit out of range).
+    """
+    record = unpack_value(data)
+    if not isinstance(record, dict) or set(record) - {"mr", "mps"}:
+        raise CorruptValue(f"limits record of the wrong shape: {record!r}")
     try:
-        record = unpack_value(data)
         return QueueLimits(
             queue_id=queue,
             max_running=_check_running(record.get("mr")),
             max_per_second=_check_rate(record.get("mps")),
         )
-    except (ValueError, TypeError, AttributeError, InvalidArgument):
+    except InvalidArgument as error:
+        raise CorruptValue(f"limits record: {error}") from None
+
+
+def _decode(queue: str, data: bytes) -> QueueLimits | None:
+    """The stored limits, or None when the record does not decode to their shape (an
+    untrusted record never raises out of a claim; ``quick limits list`` shows it gone)."""
+    try:
+        return decode_limits(queue, data)
+    except (ValueError, TypeError):  # CorruptValue is a ValueError
         return None
 
 
@@ -250,11 +266,30 @@ def _refill(data: bytes | None, rate: float, now: int) -> float:
     if data is None:
         return burst
     try:
-        record = unpack_value(data)
-        tokens, at = float(record["tk"]), int(record["at"])
-    except (ValueError, TypeError, KeyError, AttributeError):
+        tokens, at = decode_bucket(data)
+    except (ValueError, TypeError):  # CorruptValue is a ValueError
         return burst  # an unreadable bucket starts full again
     return min(burst, tokens + max(0, now - at) * rate / 1000)
+
+
+def decode_bucket(data: bytes) -> tuple[float, int]:
+    """A rate bucket stored as ``data``: (tokens, last refill time in ms).
+
+    Raises:
+        CorruptValue: ``data`` is not a bucket: not a map of a finite number of tokens
+            (``tk``) and a whole-millisecond time (``at``).
+    """
+    record = unpack_value(data)
+    tokens = record.get("tk") if isinstance(record, dict) else None
+    at = record.get("at") if isinstance(record, dict) else None
+    if (
+        not isinstance(tokens, int | float)
+        or isinstance(tokens, bool)
+        or not math.isfinite(tokens)
+        or type(at) is not int
+    ):
+        raise CorruptValue(f"rate bucket of the wrong shape: {record!r}")
+    return float(tokens), at
 
 
 class Limiter:
