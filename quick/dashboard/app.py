@@ -14,14 +14,13 @@ from urllib.parse import urlsplit
 from flask import Flask, abort, g, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException, SecurityError
-from werkzeug.sansio.utils import host_is_trusted
 from werkzeug.wrappers.response import Response
 
 from keyspace.errors import EngineUnavailable, StorageError
 from keyspace.protocol import Database
 from quick.jobs import now_ms
 
-__all__ = ["State", "create_app", "serve", "LOOPBACK_HOSTS", "trusted_hosts"]
+__all__ = ["State", "create_app", "serve", "LOOPBACK_HOSTS", "host_allowed", "trusted_hosts"]
 
 #: Host headers accepted when bound to a loopback address (ports are not compared).
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
@@ -79,6 +78,20 @@ def trusted_hosts(
     return None
 
 
+def host_allowed(netloc: str, hosts: Sequence[str]) -> bool:
+    """Whether ``netloc`` (``host[:port]``, an IPv6 address in brackets) names one of
+    ``hosts``; ports are not compared, and a name with a leading dot matches its
+    subdomains. (Werkzeug's ``TRUSTED_HOSTS`` cannot match an IPv6 address.)"""
+    name = urlsplit(f"//{netloc}").hostname
+    if not name:
+        return False
+    for ref in hosts:
+        ref = ref.strip("[]").lower()
+        if name == ref.lstrip(".") or (ref.startswith(".") and name.endswith(ref)):
+            return True
+    return False
+
+
 def create_app(
     db: Database,
     *,
@@ -111,10 +124,17 @@ def create_app(
         WTF_CSRF_TIME_LIMIT=None,
         SESSION_COOKIE_SAMESITE="Strict",
         SESSION_COOKIE_HTTPONLY=True,
-        TRUSTED_HOSTS=hosts,
         MAX_CONTENT_LENGTH=64 * 1024,
     )
     app.extensions["quick"] = State(db=db, allow_actions=allow_actions)
+
+    @app.before_request
+    def allowed_host() -> Response | None:
+        """A Host header not allowed (a DNS-rebinding page's name): 400, plain text."""
+        if hosts is None or host_allowed(request.host, hosts):
+            return None
+        message = f"Host {request.host!r} is not allowed here (see --allowed-host)\n"
+        return Response(message, status=400, mimetype="text/plain")
 
     @app.before_request
     def clock() -> None:
@@ -136,7 +156,7 @@ def create_app(
         source = request.headers.get("Origin") or request.headers.get("Referer")
         if source is None:
             return
-        if not host_is_trusted(urlsplit(source).netloc, hosts):
+        if not host_allowed(urlsplit(source).netloc, hosts):
             abort(403, f"a POST from {source!r}, which is not an allowed host, is refused")
 
     CSRFProtect(app)
@@ -167,7 +187,7 @@ def create_app(
 
     @app.errorhandler(SecurityError)
     def untrusted_host(error: SecurityError) -> Response:
-        """A Host header not in TRUSTED_HOSTS: plain text, since no URL can be built."""
+        """A malformed Host header: plain text, since no URL can be built."""
         return Response(f"{error.description}\n", status=400, mimetype="text/plain")
 
     @app.errorhandler(HTTPException)

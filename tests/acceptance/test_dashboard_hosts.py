@@ -20,6 +20,7 @@ import quick
 from keyspace.protocol import Database
 from quick.cli import cli
 from quick.dashboard import create_app, trusted_hosts
+from quick.dashboard.app import host_allowed
 from tests.acceptance.dashboard_store import dead_letter
 
 DASH = "http://dash.example:8900"
@@ -106,3 +107,14 @@ def test_dashboard_hosts_command_refuses_actions_off_loopback_without_names(
     )
     assert result.exit_code == 2
     assert "--allowed-host" in result.output
+
+
+def test_dashboard_hosts_ipv6_loopback_and_subdomains_match(store: Database) -> None:
+    assert host_allowed("[::1]:8900", trusted_hosts("::1") or [])
+    assert host_allowed("Dash.Example:80", ["dash.example"])
+    assert host_allowed("a.dash.example", [".dash.example"])
+    assert not host_allowed("evildash.example", [".dash.example"])
+    assert not host_allowed("", ["dash.example"])
+    client = create_app(store, host="::1").test_client()
+    assert client.get("/", base_url="http://[::1]:8900").status_code == 200
+    assert client.get("/", base_url="http://evil.example:8900").status_code == 400
