@@ -282,9 +282,13 @@ def read_runs(
             run_ids = []
             for key, _ in tr.snapshot.get_range(*WF_BY_STATUS.range(prefix)):
                 try:
-                    run_ids.append(str(WF_BY_STATUS.unpack(key)[2]))
+                    _, _, run_id = WF_BY_STATUS.unpack(key)
+                    if not isinstance(run_id, str):
+                        raise ValueError(f"run id {run_id!r} is not text")
                 except Exception as error:  # fdb.tuple raises several kinds on foreign bytes
                     found.append(CorruptRecord.of(key, error))
+                else:
+                    run_ids.append(run_id)
             records = tr.get_many([WF_RUNS.pack((run_id,)) for run_id in run_ids], snapshot=True)
             for run_id, data in zip(run_ids, records, strict=True):
                 if data is not None:

@@ -115,3 +115,14 @@ def test_corrupt_runs_dashboard_run_page_names_the_record(store: tuple[str, str,
         listing = client.get("/runs")
         assert listing.status_code == 200
         assert good in listing.get_data(as_text=True)
+
+
+def test_corrupt_runs_a_foreign_index_entry_is_skipped_and_named(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    with quick.open(url) as db:
+        good = workflow.start_run(db, ORDER, {"order": 7}, queue_id="tenant-1")
+        db.transact(lambda tr: tr.set(WF_BY_STATUS.pack(("running", "order", 5)), b""))
+    result = _invoke(url, "runs", "list")
+    assert result.exit_code == 0, result.output
+    assert good in result.stdout
+    assert "warning: skipped corrupt record at" in result.stderr
