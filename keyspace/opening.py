@@ -31,7 +31,8 @@ Query parameters, on any engine unless noted:
 The last three wrap the engine in the fault injector (:mod:`keyspace.faults`), which
 keeps each transaction's timeout and retry count across the faults it injects.
 
-With no URL, ``$QUICK_DB`` is used, else ``sqlite:///./quick.db``.
+Each parameter may be given once (a repeated one is refused, never silently the last).
+With no URL, ``$QUICK_DB`` is used, else ``sqlite:///./quick.db``; an empty URL is refused.
 """
 
 from __future__ import annotations
@@ -63,8 +64,11 @@ _KNOWN = {
 
 
 def resolve_url(url: str | None = None) -> str:
-    """``url``, else ``$QUICK_DB``, else the default embedded file."""
-    return url or os.environ.get("QUICK_DB") or DEFAULT_URL
+    """``url``, else (None) ``$QUICK_DB``, else the default embedded file. An empty
+    ``$QUICK_DB`` counts as unset; an empty ``url`` is kept, and :func:`open` refuses it."""
+    if url is not None:
+        return url
+    return os.environ.get("QUICK_DB") or DEFAULT_URL
 
 
 def _param(params: dict[str, list[str]], name: str) -> str | None:
@@ -86,16 +90,22 @@ def open(url: str | None = None) -> Database:  # noqa: A001 - mirrors fdb.open
     """Open the database at ``url`` (see the module docstring for the forms).
 
     Raises:
-        InvalidURL: an unknown scheme, a missing path or a bad parameter.
+        InvalidURL: an empty URL, an unknown scheme, a missing path, or a bad or
+            repeated parameter.
         EngineUnavailable: ``fdb`` without ``libfdb_c``, or a cluster that does not answer;
             a sqlite path that cannot hold a store, named by its absolute path.
     """
     url = resolve_url(url)
+    if not url.strip():
+        raise InvalidURL("the database URL is empty; e.g. sqlite:///./quick.db or fdb://")
     parts = urlsplit(url)
     params = parse_qs(parts.query, keep_blank_values=True)
     unknown = set(params) - _KNOWN
     if unknown:
         raise InvalidURL(f"{url}: unknown parameter(s) {', '.join(sorted(unknown))}")
+    repeated = sorted(name for name, values in params.items() if len(values) > 1)
+    if repeated:  # which one was meant? (namespace=a&namespace=b once used b silently)
+        raise InvalidURL(f"{url}: parameter(s) given more than once: {', '.join(repeated)}")
     retry_limit = _int_param(params, "retry_limit", url)
     if retry_limit is None:
         retry_limit = DEFAULT_RETRY_LIMIT

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from keyspace.codec import pack_value, unpack_value
+from keyspace.codec import CorruptValue, pack_value, unpack_value
 from keyspace.layout import JOB_DIRECTORY, MOVED, POINTERS, queue_keys
 from keyspace.limits import VALUE_LIMIT
 from keyspace.protocol import Database, ReadView, Transaction
@@ -51,6 +51,7 @@ __all__ = [
     "prefetch",
     "queue_reads",
     "check_not_moved",
+    "decode_moved",
     "JobSpec",
 ]
 
@@ -167,9 +168,25 @@ def check_not_moved(view: ReadView, queue: str) -> None:
     """
     data = view.get(MOVED.pack((queue,)))
     if data is not None:
-        record = unpack_value(data)
-        target = record.get("url") if isinstance(record, dict) else None
-        raise QueueMoved(queue, str(target) if target else "another store")
+        try:
+            target = decode_moved(data)
+        except (ValueError, TypeError):  # a corrupt marker still marks the queue moved
+            target = "another store"
+        raise QueueMoved(queue, target)
+
+
+def decode_moved(data: bytes) -> str:
+    """The URL of the store a ``("moved", queue)`` marker stored as ``data`` names.
+
+    Raises:
+        CorruptValue: ``data`` is not a marker: a map of a URL (``url``) and a time (``at``).
+    """
+    record = unpack_value(data)
+    url = record.get("url") if isinstance(record, dict) else None
+    at = record.get("at") if isinstance(record, dict) else None
+    if not isinstance(url, str) or not url or type(at) is not int:
+        raise CorruptValue(f"moved marker of the wrong shape: {record!r}")
+    return url
 
 
 def store_new(tr: Transaction, prepared: _Prepared, *, first_try: bool = False) -> str:

@@ -39,10 +39,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from keyspace.codec import pack_value
-from keyspace.layout import JOB_DIRECTORY, WF_STEPS, queue_keys
+from keyspace.layout import JOB_DIRECTORY, WF_RUNS, WF_STEPS, queue_keys
 from keyspace.limits import VALUE_LIMIT
 from keyspace.protocol import Transaction
 from quick import extensions
+from quick.corruption import UNREADABLE
 from quick.enqueueing import prepare, queue_reads, store_new
 from quick.errors import InvalidArgument, InvalidPayload, JobRunning
 from quick.operations import cancel as cancel_job
@@ -58,6 +59,7 @@ from workflow.records import (
     TERMINAL_RUN,
     RunStatus,
     StepStatus,
+    corrupt_run,
     read_run,
     read_step,
     set_run_status,
@@ -125,7 +127,10 @@ class Run:
         self.id = run_id
         self.now = now
         self.record = run if run is not None else read_run(tr, run_id)
-        self.definition = _definition(run_id, self.record)
+        try:
+            self.definition = _definition(run_id, self.record)
+        except UNREADABLE as error:
+            raise corrupt_run(run_id, WF_RUNS.pack((run_id,)), error) from None
         self.journal = events.Journal(tr, run_id, now)
         self._fetched: set[str] = set()
 

@@ -12,13 +12,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from keyspace.codec import CorruptValue, unpack_value
 from keyspace.layout import WF_BY_STATUS, WF_RUNS
 from keyspace.protocol import Database, ReadView, Transaction
-from quick.corruption import CorruptRecord
+from quick.corruption import UNREADABLE, CorruptRecord
+from quick.inspection import Listing
 from workflow import journal as events
 from workflow.definition import Definition, StepKind
-from workflow.records import RunStatus, read_run
+from workflow.errors import CorruptRun
+from workflow.records import RunStatus, corrupt_run, decode_run, read_run
 
 __all__ = [
     "StepView",
@@ -28,6 +29,7 @@ __all__ = [
     "inspect_run",
     "explain_run",
     "list_runs",
+    "read_runs",
     "RunPage",
     "page_runs",
     "RUN_PAGE",
@@ -116,7 +118,10 @@ def _when(ms: int) -> str:
 
 def _read(view: ReadView, run_id: str) -> RunView:
     record = read_run(view, run_id)
-    definition = Definition.from_record(record["w"], record["df"])
+    try:
+        definition = Definition.from_record(record["w"], record["df"])
+    except UNREADABLE as error:
+        raise corrupt_run(run_id, WF_RUNS.pack((run_id,)), error) from None
     journal = events.read_journal(view, run_id)
     facts = events.fold(list(definition.steps), journal)
     steps = {}
@@ -156,6 +161,7 @@ def inspect_run(db: Database | Transaction, run_id: str) -> RunView:
 
     Raises:
         RunNotFound: no run has this id.
+        CorruptRun: its record or journal does not decode (the error names the key).
     """
     if isinstance(db, Transaction):
         return _read(db.snapshot, run_id)
@@ -253,27 +259,46 @@ def list_runs(
     5-second limit. Each page is one snapshot, the listing is not: a run that changes
     status while it runs may be missed, or met twice (the later read is kept). Given a
     transaction, every page is read in it. A run record that does not decode is left
-    out. Narrow by status on stores with very many runs.
+    out (:func:`read_runs` names it). Narrow by status on stores with very many runs.
+
+    Raises:
+        ValueError: ``status`` is not a run status.
+    """
+    return read_runs(db, workflow=workflow, status=status, limit=limit).items
+
+
+def read_runs(
+    db: Database | Transaction,
+    *,
+    workflow: str | None = None,
+    status: str | None = None,
+    limit: int = 1000,
+) -> Listing[RunSummary]:
+    """:func:`list_runs`, and the run records (or index entries) it skipped because they
+    do not decode, each named by its key.
 
     Raises:
         ValueError: ``status`` is not a run status.
     """
     runs: dict[str, RunSummary] = {}
+    skipped: dict[bytes, CorruptRecord] = {}
     after: tuple[str, str, str] | None = None
     while True:
         page = page_runs(db, workflow=workflow, status=status, after=after, limit=RUN_PAGE)
         for run in page.runs:
             if isinstance(run, RunSummary):
                 runs[run.run_id] = run
+            else:
+                skipped[run.key] = run
         if page.after is None:
             break
         after = page.after
     newest = sorted(runs.values(), key=lambda run: run.created_ms, reverse=True)
-    return newest[:limit]
+    return Listing[RunSummary].of([*newest[:limit], *skipped.values()])
 
 
 def _summary(run_id: str, data: bytes) -> RunSummary:
-    record = unpack_value(data)
+    record = decode_run(run_id, data)
     return RunSummary(
         run_id=run_id,
         workflow=record["w"],
@@ -282,6 +307,13 @@ def _summary(run_id: str, data: bytes) -> RunSummary:
         created_ms=record["c"],
         finished_ms=record.get("f"),
     )
+
+
+def _summary_or_corrupt(run_id: str, data: bytes) -> RunSummary | CorruptRecord:
+    try:
+        return _summary(run_id, data)
+    except CorruptRun as error:
+        return CorruptRecord(key=error.key, error=error.reason)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -315,6 +347,7 @@ def page_runs(
 
     def body(tr: Transaction) -> RunPage:
         found: list[str] = []
+        bad: list[CorruptRecord] = []
         last: tuple[str, str, str] | None = None
         for state in statuses:
             if after is not None and state.value < after[0]:
@@ -325,23 +358,29 @@ def page_runs(
             begin, end = WF_BY_STATUS.range(prefix)
             if after is not None and state.value == after[0]:
                 begin = max(begin, WF_BY_STATUS.pack(after) + b"\x00")
-            for key, _ in tr.snapshot.get_range(begin, end, limit=limit - len(found)):
-                _, name, run_id = WF_BY_STATUS.unpack(key)
-                last = (state.value, name, run_id)
-                found.append(run_id)
+            while len(found) < limit:
+                wanted = limit - len(found)
+                rows = tr.snapshot.get_range(begin, end, limit=wanted)
+                for key, _ in rows:
+                    try:
+                        _, name, run_id = WF_BY_STATUS.unpack(key)
+                        if not isinstance(run_id, str) or not isinstance(name, str):
+                            raise ValueError(f"run id {run_id!r} is not text")
+                    except Exception as error:  # fdb.tuple raises several kinds on foreign bytes
+                        bad.append(CorruptRecord.of(key, error))
+                        continue
+                    last = (state.value, name, run_id)
+                    found.append(run_id)
+                if len(rows) < wanted:
+                    break
+                begin = rows[-1][0] + b"\x00"  # past index entries that did not decode
             if len(found) >= limit:
                 break
         run_keys = [WF_RUNS.pack((run_id,)) for run_id in found]
-        out: list[RunSummary | CorruptRecord] = []
-        for run_id, run_key, data in zip(
-            found, run_keys, tr.get_many(run_keys, snapshot=True), strict=True
-        ):
-            if data is None:
-                continue
-            try:
-                out.append(_summary(run_id, data))
-            except (CorruptValue, KeyError, TypeError, ValueError) as error:
-                out.append(CorruptRecord(key=run_key, error=f"{type(error).__name__}: {error}"))
+        out: list[RunSummary | CorruptRecord] = list(bad)
+        for run_id, data in zip(found, tr.get_many(run_keys, snapshot=True), strict=True):
+            if data is not None:
+                out.append(_summary_or_corrupt(run_id, data))
         return RunPage(runs=out, after=last if len(found) >= limit else None)
 
     if isinstance(db, Transaction):

@@ -88,9 +88,10 @@ def load_app(spec: str) -> App:
 )
 @click.option(
     "--metrics-host",
-    default="0.0.0.0",
+    default="127.0.0.1",
     show_default=True,
-    help="Address the metrics server binds (with --metrics-port).",
+    help="Address the metrics server binds (with --metrics-port): loopback by default, as "
+    "the dashboard's; 0.0.0.0 lets a Prometheus on another machine scrape it.",
 )
 @click.option(
     "--log-format",
