@@ -22,6 +22,9 @@ Theory of operation
   transaction per page, and marks (and cancels) the ones another consumer took.
 * **Chores**: cron activation every second, the queue depth refresh with metrics, and
   the purge of finished jobs' tombstones older than ``keep_finished_ms``.
+* **Outages**: a store that does not answer (a cluster out of reach, a full disk) ends
+  no task; each waits and retries, and :attr:`Consumer.patience` logs the outage once
+  (:mod:`consumer.resilience`).
 * :meth:`Consumer.stop` is graceful: claiming stops, claims not yet started are
   released at once in one transaction (visible to other consumers), running jobs get
   ``grace`` seconds to finish, then are cancelled (their leases expire and others
@@ -34,6 +37,7 @@ import contextlib
 import logging
 import math
 import random
+import time
 from collections import Counter, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -52,6 +56,7 @@ from consumer.config import (
 )
 from consumer.keeper import Held, LeaseKeeper
 from consumer.lanes import SLICE_SECONDS, Finished, Flags, run_slice
+from consumer.resilience import Patience, is_outage
 from consumer.runners import Runners
 from keyspace.protocol import Database, Transaction, Watch
 from quick.app import App
@@ -88,18 +93,23 @@ class Consumer:
         self.config = config or ConsumerConfig()
         self.metrics = metrics
         self.bridge = Bridge(db, limit=max(4, self.config.concurrency + 4))
-        self.keeper = LeaseKeeper(self.bridge, self.config.lease_ms)
+        #: How the store's outages are waited out and logged, by every task below.
+        self.patience = Patience()
+        self.keeper = LeaseKeeper(self.bridge, self.config.lease_ms, patience=self.patience)
         if metrics is not None:
             metrics.running.set_function(lambda: len(self.keeper))
         self.outcomes: Counter[str] = Counter()
         self._slots = trio.CapacityLimiter(self.config.concurrency)
         self._lane_queue: deque[Held] = deque()
         self._flags = Flags()
+        self._flags.patience = self.patience
         self._idle_lanes: list[trio.Event] = []
         self._running_lanes = 0
         self._capacity = trio.Event()
         self._stopping = trio.Event()
-        self._runners = Runners(db, self.bridge, self._slots, self._stopping, self._report)
+        self._runners = Runners(
+            db, self.bridge, self._slots, self._stopping, self._report, patience=self.patience
+        )
         self._cancel_scope: trio.CancelScope | None = None
         self._watch: Watch | None = None
         self._handler_seconds: float | None = None
@@ -109,6 +119,7 @@ class Consumer:
 
     def stop(self) -> None:
         """Stop claiming, release unstarted claims, let running jobs finish within the grace."""
+        self.patience.stop_retrying(time.monotonic() + self.config.grace)
         self._stopping.set()
         self._flags.stopping = True
         self._capacity.set()
@@ -119,6 +130,7 @@ class Consumer:
     def kill(self) -> None:
         """Stop at once: running jobs are abandoned and their leases left to expire."""
         self._flags.killed = True
+        self.patience.stop_retrying(time.monotonic())
         self.stop()
         if self._cancel_scope is not None:
             self._cancel_scope.cancel()
@@ -189,7 +201,17 @@ class Consumer:
                 self._capacity = trio.Event()
                 await self._capacity.wait()
                 continue
-            found = await self.bridge.run(self._claim_round, min(limit, room), cursor, rng.random())
+            found = await self.patience.retry(
+                "claim round",
+                self.bridge.run,
+                self._claim_round,
+                min(limit, room),
+                cursor,
+                rng.random(),
+                until=self._stopping,
+            )
+            if found is None:
+                break  # stopping while the store did not answer
             cursor = found.cursor
             if found.idle is not None:
                 await self._idle(*found.idle)
@@ -284,8 +306,18 @@ class Consumer:
             return
         claims = [h.claim for h in unstarted]
         with trio.CancelScope(shield=True), trio.move_on_after(5):
-            released = await self.bridge.call_db(release_all, claims, now_ms())
-            self.outcomes[Outcome.RELEASED.value] += released
+            try:
+                released = await self.bridge.call_db(release_all, claims, now_ms())
+            except quick.StorageError as error:
+                if not is_outage(error):
+                    raise
+                log.warning(
+                    "%d unstarted claims not given back (%s): they run once their leases expire",
+                    len(claims),
+                    error,
+                )
+            else:
+                self.outcomes[Outcome.RELEASED.value] += released
         for held in unstarted:
             self.keeper.forget(held)
         self._capacity.set()
@@ -384,8 +416,13 @@ class Consumer:
             try:
                 await self.bridge.call_db(chore)
             except quick.QuickError as error:
-                log.warning("%s failed: %s", what, error)
+                if isinstance(error, quick.StorageError) and is_outage(error):
+                    self.patience.failed(what, error)
+                else:
+                    log.warning("%s failed: %s", what, error)
             except Exception:  # a chore never ends the consumer: log and go on
                 log.exception("%s failed", what)
+            else:
+                self.patience.succeeded(what)
             with trio.move_on_after(interval):
                 await self._stopping.wait()

@@ -21,6 +21,7 @@ from keyspace.errors import EngineUnavailable, StorageError
 from keyspace.limits import DEFAULT_RETRY_LIMIT, DEFAULT_TIMEOUT_MS, require_bytes
 from keyspace.protocol import KeyValue
 from keyspace.retry import run_transaction
+from keyspace.tuples import drop_six_finders
 
 __all__ = ["FdbDatabase", "open_fdb", "API_VERSION", "explain_load_failure"]
 
@@ -42,6 +43,8 @@ def _load() -> Any:
         fdb.api_version(version)
     except Exception as error:  # the binding raises bare Exception / RuntimeError
         raise EngineUnavailable(explain_load_failure(fdb, version, error)) from error
+    finally:
+        drop_six_finders()  # api_version imports more of the binding
     return fdb
 
 

@@ -180,9 +180,8 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-import fdb.tuple as fdbtuple
-
 from keyspace.subspace import Subspace
+from keyspace.tuples import fdbtuple
 
 __all__ = [
     "ROOT",

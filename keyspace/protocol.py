@@ -10,6 +10,11 @@ Semantics, identical on every engine:
 * Keys and values are ``bytes``; keys order bytewise. Range ends are exclusive.
 * Reads see the transaction's own earlier writes (read-your-writes), snapshot reads
   included. Serializable reads add read-conflict ranges; snapshot reads do not.
+* A transaction keeps what it has read: a ``get`` of a key it has already read (by
+  ``get`` or ``get_many``, snapshot or not) is answered without a round trip, as by
+  FoundationDB's read-your-writes cache, and a serializable one still adds its read
+  conflict. So a snapshot ``get_many`` of the keys a body will then read one by one
+  costs one round trip and leaves its conflicts unchanged.
 * A transaction conflicts (error 1020 at commit) when a key it read serializably was
   written by a transaction that committed after its read version.
 * The read version is taken lazily: by the first read (``get``, ``get_many``, a range

@@ -24,7 +24,7 @@ import os
 import sqlite3
 from collections.abc import Iterator
 
-from keyspace.errors import EngineUnavailable, StorageError
+from keyspace.errors import EngineUnavailable, StorageError, StoreFull
 
 __all__ = ["PRIVATE_MODE", "DAMAGED_CODE", "check_store_path", "opening", "storage_error"]
 
@@ -44,6 +44,11 @@ def storage_error(path: str, error: sqlite3.Error, transient_code: int) -> Stora
     code = getattr(error, "sqlite_errorcode", None)
     if code is not None and code & 0xFF in _TRANSIENT:
         return StorageError(transient_code, f"sqlite: {error}")
+    if code is not None and code & 0xFF == sqlite3.SQLITE_FULL:
+        return StoreFull(
+            f"the disk holding the sqlite store {path} is full ({error}): nothing was "
+            "written and the store is intact; free space on that disk and try again"
+        )
     return StorageError(
         DAMAGED_CODE,
         f"the sqlite store {path} cannot be used: {error}. It may be damaged or not a "

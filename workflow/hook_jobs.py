@@ -44,4 +44,4 @@ def enqueue_hook(
         kind=kind, workflow=run.workflow, run_id=run.id, status=status, step=step, **fields
     )
     job = prepare(run.queue, HOOK_TOPIC, event.to_payload(), now=now, extension=hook_item())
-    store_new(tr, job)
+    store_new(tr, job, first_try=True)  # a fresh id in every try: nothing can hold it

@@ -21,7 +21,8 @@ from keyspace.codec import CorruptValue, pack_value, unpack_value
 from keyspace.layout import WF_JOURNAL
 from keyspace.protocol import ReadView, Transaction
 from keyspace.subspace import Versionstamp
-from workflow.records import RunStatus, StepStatus
+from quick.corruption import UNREADABLE
+from workflow.records import RunStatus, StepStatus, corrupt_run
 
 __all__ = ["Event", "Journal", "read_journal", "StepFacts", "RunFacts", "fold"]
 
@@ -111,10 +112,14 @@ class Journal:
 
 
 def read_journal(view: ReadView, run_id: str) -> list[Event]:
-    """The run's events in commit order."""
-    return [
-        Event.from_value(key, value) for key, value in view.get_range(*WF_JOURNAL.range((run_id,)))
-    ]
+    """The run's events in commit order; CorruptRun naming an event that does not decode."""
+    events = []
+    for key, value in view.get_range(*WF_JOURNAL.range((run_id,))):
+        try:
+            events.append(Event.from_value(key, value))
+        except UNREADABLE as error:
+            raise corrupt_run(run_id, key, error) from None
+    return events
 
 
 @dataclass(slots=True)

@@ -21,8 +21,9 @@ from typing import Any
 from keyspace.codec import CorruptValue, pack_value, unpack_value
 from keyspace.layout import WF_BY_STATUS, WF_RUNS, WF_STEPS
 from keyspace.protocol import ReadView, Transaction
+from quick.corruption import UNREADABLE, CorruptRecord
 from workflow.definition import Definition
-from workflow.errors import RunNotFound
+from workflow.errors import CorruptRun, RunNotFound
 
 __all__ = [
     "RunStatus",
@@ -32,6 +33,8 @@ __all__ = [
     "RunRecord",
     "StepRecord",
     "read_run",
+    "decode_run",
+    "corrupt_run",
     "write_run",
     "set_run_status",
     "read_step",
@@ -301,11 +304,29 @@ class StepRecord:
 
 
 def read_run(view: ReadView, run_id: str) -> RunRecord:
-    """The run record; RunNotFound when there is none, CorruptValue when it does not decode."""
+    """The run record; RunNotFound when there is none, CorruptRun when it is not a run."""
     data = view.get(WF_RUNS.pack((run_id,)))
     if data is None:
         raise RunNotFound(run_id)
-    return RunRecord.from_value(run_id, data)
+    return decode_run(run_id, data)
+
+
+def decode_run(run_id: str, data: bytes) -> RunRecord:
+    """The run record stored as ``data``.
+
+    Raises:
+        CorruptRun: naming the record's key, when ``data`` is not a run record.
+    """
+    try:
+        return RunRecord.from_value(run_id, data)
+    except UNREADABLE as error:
+        raise corrupt_run(run_id, WF_RUNS.pack((run_id,)), error) from None
+
+
+def corrupt_run(run_id: str, key: bytes, error: Exception) -> CorruptRun:
+    """The CorruptRun for ``error``, raised reading the record at ``key`` of run ``run_id``."""
+    record = CorruptRecord.of(key, error)
+    return CorruptRun(run_id, key, record.where, record.error)
 
 
 def write_run(tr: Transaction, run: RunRecord) -> None:
@@ -322,13 +343,12 @@ def set_run_status(tr: Transaction, run: RunRecord, status: RunStatus) -> RunRec
 
 
 def read_step(view: ReadView, run_id: str, step: str) -> StepRecord:
-    """The step's record (waiting when none is stored); CorruptValue when it does not decode."""
-    data = view.get(WF_STEPS.pack((run_id, step)))
-    return (
-        StepRecord.waiting(run_id, step)
-        if data is None
-        else StepRecord.from_value(run_id, step, data)
-    )
+    """The step's record (waiting when none is stored); CorruptRun when it does not decode."""
+    key = WF_STEPS.pack((run_id, step))
+    data = view.get(key)
+    if data is None:
+        return StepRecord.waiting(run_id, step)
+    return _decode_step(run_id, step, key, data)
 
 
 def read_steps(view: ReadView, run_id: str) -> dict[str, StepRecord]:
@@ -336,8 +356,15 @@ def read_steps(view: ReadView, run_id: str) -> dict[str, StepRecord]:
     out = {}
     for key, value in view.get_range(*WF_STEPS.range((run_id,))):
         _, step = WF_STEPS.unpack(key)
-        out[step] = StepRecord.from_value(run_id, step, value)
+        out[step] = _decode_step(run_id, step, key, value)
     return out
+
+
+def _decode_step(run_id: str, step: str, key: bytes, data: bytes) -> StepRecord:
+    try:
+        return StepRecord.from_value(run_id, step, data)
+    except UNREADABLE as error:
+        raise corrupt_run(run_id, key, error) from None
 
 
 def write_step(tr: Transaction, step: StepRecord) -> None:

@@ -96,6 +96,8 @@ def pause_run(tr: Transaction, run_id: str) -> None:
     if not run.steer(RunStatus.PAUSED, "pause"):
         return
     run.journal.append(events.RUN_PAUSED)
+    run.prefetch(run.definition.steps)
+    run.prefetch_items(run.definition.steps)
     for key, spec in run.definition.steps.items():
         step = run.step(key)
         if spec.kind is StepKind.TASK and step.status == StepStatus.SCHEDULED:
@@ -133,6 +135,7 @@ def _retry(tr: Transaction, run_id: str, retry_id: str) -> None:
     if run.status is not RunStatus.FAILED:
         raise InvalidRunState(run_id, run.status.value, "retry")
     run.set_status(RunStatus.RUNNING, retry_id=retry_id, finished_ms=None, reason=None)
+    run.prefetch(run.definition.steps)
     reset = []
     for key in run.definition.steps:
         step = run.step(key)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from keyspace.codec import CorruptValue
+from keyspace.layout import WF_RUNS, WF_STEPS
 from keyspace.protocol import Transaction
 from quick import extensions
 from quick.app import JobConfig
@@ -76,6 +77,10 @@ class StepExtension:
         if is_hook(claim.extension):
             return None
         item = StepItem.from_record(claim.extension)
+        # The run and the step, in one round trip (each read below still adds its conflict).
+        tr.get_many(
+            [WF_RUNS.pack((item.run_id,)), WF_STEPS.pack((item.run_id, item.step))], snapshot=True
+        )
         run = Run(tr, item.run_id, now)
         if run.status in TERMINAL_RUN:
             return None

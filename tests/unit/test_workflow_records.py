@@ -14,7 +14,7 @@ import quick
 from keyspace.codec import CorruptValue, pack_value, unpack_value
 from keyspace.layout import RECORDS, WF_RUNS, WF_STEPS
 from keyspace.protocol import Database
-from workflow import RunStatus, StepStatus, Workflow, inspect_run, start_run
+from workflow import CorruptRun, RunStatus, StepStatus, Workflow, inspect_run, start_run
 from workflow.definition import StepKind, StepSpec
 from workflow.items import StepItem, hook_item, is_hook
 from workflow.journal import Event
@@ -294,13 +294,21 @@ def db(tmp_path: Path) -> Iterator[Database]:
         yield opened
 
 
-def test_workflow_reads_of_rotten_records_raise_corrupt_value_naming_them(db: Database) -> None:
+def test_workflow_reads_of_rotten_records_raise_corrupt_run_naming_their_key(
+    db: Database,
+) -> None:
     run_id = start_run(db, Workflow("wf").step("a", topic="t"), None, queue_id="q")
-    db.transact(lambda tr: tr.set(WF_STEPS.pack((run_id, "a")), pack_value({"ss": 1})))
-    with pytest.raises(CorruptValue, match=f"step record 'a' of run '{run_id}'"):
+    step_key = WF_STEPS.pack((run_id, "a"))
+    db.transact(lambda tr: tr.set(step_key, pack_value({"ss": 1})))
+    with pytest.raises(CorruptRun, match=f"step record 'a' of run '{run_id}'") as caught:
         db.transact(lambda tr: read_step(tr, run_id, "a"))
-    db.transact(lambda tr: tr.set(WF_RUNS.pack((run_id,)), pack_value({"w": "wf"})))
-    with pytest.raises(CorruptValue, match=f"run record '{run_id}'"):
-        db.transact(lambda tr: read_run(tr, run_id))
-    with pytest.raises(CorruptValue, match=f"run record '{run_id}'"):
-        inspect_run(db, run_id)
+    assert caught.value.key == step_key
+    run_key = WF_RUNS.pack((run_id,))
+    db.transact(lambda tr: tr.set(run_key, pack_value({"w": "wf"})))
+    for read in (
+        lambda: db.transact(lambda tr: read_run(tr, run_id)),
+        lambda: inspect_run(db, run_id),
+    ):
+        with pytest.raises(CorruptRun, match=f"run record '{run_id}'") as caught:
+            read()
+        assert caught.value.key == run_key
