@@ -16,7 +16,8 @@ namespace can collide with it.
 Limits: as for FoundationDB tenants, the key limit (10,000 bytes) applies to the whole
 stored key, prefix included; the prefix is ``len(NAME.encode()) + 6`` bytes, at most
 134 for the longest name allowed. The user keyspace inside a namespace is the same as
-outside: keys up to ``b"\\xff"``, and writes to keys starting with ``0xff`` are refused.
+outside: ``b"\\xff"`` is a legal range end, and point reads, watches, conflict keys and
+writes of keys from ``0xff`` on are refused (2004), as FoundationDB refuses them.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any, TypeVar
 from keyspace.errors import StorageError
 from keyspace.limits import (
     SYSTEM_PREFIX,
+    check_point_key,
     check_read_key,
     require_bytes,
     versionstamp_template,
@@ -78,7 +80,7 @@ class _Reads:
         return [(key[cut:], value) for key, value in rows]
 
     def get(self, key: bytes) -> bytes | None:
-        check_read_key(key)
+        check_point_key(key)
         return self._view.get(self._prefix + key)
 
     def get_range(
@@ -107,7 +109,7 @@ class NamespacedTransaction(_Reads):
 
     def get_many(self, keys: Sequence[bytes], *, snapshot: bool = False) -> list[bytes | None]:
         for key in keys:
-            check_read_key(key)
+            check_point_key(key)
         return self._tr.get_many([self._prefix + key for key in keys], snapshot=snapshot)
 
     def set(self, key: bytes, value: bytes) -> None:
@@ -172,7 +174,7 @@ class NamespacedTransaction(_Reads):
         return self._tr.get_versionstamp()
 
     def watch(self, key: bytes) -> Watch:
-        check_read_key(key)
+        check_point_key(key)
         return self._tr.watch(self._prefix + key)
 
     def add_read_conflict_range(self, begin: bytes, end: bytes) -> None:
@@ -181,7 +183,7 @@ class NamespacedTransaction(_Reads):
         self._tr.add_read_conflict_range(self._prefix + begin, self._prefix + end)
 
     def add_read_conflict_key(self, key: bytes) -> None:
-        check_read_key(key)
+        check_point_key(key)
         self._tr.add_read_conflict_key(self._prefix + key)
 
     def add_write_conflict_range(self, begin: bytes, end: bytes) -> None:
@@ -190,7 +192,7 @@ class NamespacedTransaction(_Reads):
         self._tr.add_write_conflict_range(self._prefix + begin, self._prefix + end)
 
     def add_write_conflict_key(self, key: bytes) -> None:
-        check_read_key(key)
+        check_point_key(key)
         self._tr.add_write_conflict_key(self._prefix + key)
 
     def get_read_version(self) -> int:

@@ -46,8 +46,8 @@ from keyspace.limits import (
     LIFETIME_SECONDS,
     TRANSACTION_LIMIT,
     check_key,
+    check_point_key,
     check_range,
-    check_read_key,
     check_value,
     require_bytes,
     versionstamp_template,
@@ -378,7 +378,7 @@ class SqliteTransaction:
         Like FoundationDB's, the watch reads ``key`` serializably, so it adds a read
         conflict range: a commit that changes the key first makes this one conflict.
         """
-        check_read_key(key)
+        check_point_key(key)
         if len(key) > KEY_LIMIT:
             raise StorageError(2102, f"watched key of {len(key)} bytes exceeds {KEY_LIMIT}")
         seen = self._reader.get(key)
