@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from keyspace.atomic import AtomicMethods, AtomicOp
 from keyspace.errors import EngineUnavailable, StorageError
 from keyspace.limits import DEFAULT_RETRY_LIMIT, DEFAULT_TIMEOUT_MS, require_bytes
 from keyspace.protocol import KeyValue
@@ -196,7 +197,7 @@ class _Watch:
         self._future.cancel()
 
 
-class FdbTransaction(_Reads):
+class FdbTransaction(_Reads, AtomicMethods):
     """A binding transaction behind the quick protocol."""
 
     def __init__(self, fdb: Any, tr: Any) -> None:
@@ -238,32 +239,8 @@ class FdbTransaction(_Reads):
     def clear_range_startswith(self, prefix: bytes) -> None:
         self._keyed("clear_range_startswith", prefix)
 
-    def add(self, key: bytes, param: bytes) -> None:
-        self._keyed_value("add", key, param)
-
-    def bit_and(self, key: bytes, param: bytes) -> None:
-        self._keyed_value("bit_and", key, param)
-
-    def bit_or(self, key: bytes, param: bytes) -> None:
-        self._keyed_value("bit_or", key, param)
-
-    def bit_xor(self, key: bytes, param: bytes) -> None:
-        self._keyed_value("bit_xor", key, param)
-
-    def max(self, key: bytes, param: bytes) -> None:
-        self._keyed_value("max", key, param)
-
-    def min(self, key: bytes, param: bytes) -> None:
-        self._keyed_value("min", key, param)
-
-    def byte_max(self, key: bytes, param: bytes) -> None:
-        self._keyed_value("byte_max", key, param)
-
-    def byte_min(self, key: bytes, param: bytes) -> None:
-        self._keyed_value("byte_min", key, param)
-
-    def compare_and_clear(self, key: bytes, param: bytes) -> None:
-        self._keyed_value("compare_and_clear", key, param)
+    def atomic_op(self, op: AtomicOp, key: bytes, param: bytes) -> None:
+        self._keyed_value(op.value, key, param)
 
     def set_versionstamped_key(self, key: bytes, value: bytes) -> None:
         require_bytes("versionstamp template", key)

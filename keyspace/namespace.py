@@ -26,6 +26,7 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from keyspace.atomic import AtomicMethods, AtomicOp
 from keyspace.errors import StorageError
 from keyspace.limits import (
     SYSTEM_PREFIX,
@@ -99,7 +100,7 @@ class _Reads:
         return self._rows(rows)
 
 
-class NamespacedTransaction(_Reads):
+class NamespacedTransaction(_Reads, AtomicMethods):
     """A transaction whose keys all live under one namespace prefix."""
 
     def __init__(self, inner: Transaction, prefix: bytes) -> None:
@@ -129,36 +130,9 @@ class NamespacedTransaction(_Reads):
         check_read_key(prefix)
         self._tr.clear_range_startswith(self._prefix + prefix)
 
-    def _atomic(self, name: str, key: bytes, param: bytes) -> None:
+    def atomic_op(self, op: AtomicOp, key: bytes, param: bytes) -> None:
         _write_key(key)
-        getattr(self._tr, name)(self._prefix + key, param)
-
-    def add(self, key: bytes, param: bytes) -> None:
-        self._atomic("add", key, param)
-
-    def bit_and(self, key: bytes, param: bytes) -> None:
-        self._atomic("bit_and", key, param)
-
-    def bit_or(self, key: bytes, param: bytes) -> None:
-        self._atomic("bit_or", key, param)
-
-    def bit_xor(self, key: bytes, param: bytes) -> None:
-        self._atomic("bit_xor", key, param)
-
-    def max(self, key: bytes, param: bytes) -> None:
-        self._atomic("max", key, param)
-
-    def min(self, key: bytes, param: bytes) -> None:
-        self._atomic("min", key, param)
-
-    def byte_max(self, key: bytes, param: bytes) -> None:
-        self._atomic("byte_max", key, param)
-
-    def byte_min(self, key: bytes, param: bytes) -> None:
-        self._atomic("byte_min", key, param)
-
-    def compare_and_clear(self, key: bytes, param: bytes) -> None:
-        self._atomic("compare_and_clear", key, param)
+        getattr(self._tr, op.value)(self._prefix + key, param)
 
     def set_versionstamped_key(self, key: bytes, value: bytes) -> None:
         body, offset = versionstamp_template(key)

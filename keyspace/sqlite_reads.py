@@ -132,6 +132,8 @@ class Reader:
         conn = tr.snapshot_conn()
         cache = tr.read_cache
         wanted = [key for key in dict.fromkeys(keys) if key not in cache]
+        if wanted:
+            tr.db.latency.wait(tr.db.latency.read)  # one round trip for all the keys
         try:
             found = stored(conn, wanted)
         except sqlite3.Error as error:
