@@ -193,6 +193,7 @@ class _Watch:
         self._fdb = fdb
         self._future = future
         self._cancelled = False
+        self.failed = False
         self._ready = threading.Event()
         future.on_ready(lambda _: self._ready.set())
 
@@ -204,7 +205,8 @@ class _Watch:
         try:
             self._future.wait()
         except self._fdb.FDBError:
-            return not self._cancelled
+            self.failed = not self._cancelled
+            return self.failed
         return True
 
     def cancel(self) -> None:

@@ -76,7 +76,17 @@ class VersionstampFuture(Protocol):
 
 
 class Watch(Protocol):
-    """Fires once a key's committed value differs from the one its transaction saw."""
+    """Fires once a key's committed value differs from the one its transaction saw.
+
+    A watch that fails (an error from the engine: its transaction did not commit, too
+    many watches, a store that cannot be read) fires too, at once, with ``failed`` set:
+    it is a reason to look again, after a pause
+    (:func:`keyspace.retry.watch_retry_pause`), never an error raised to the waiter.
+    """
+
+    #: True once :meth:`wait` returned True because the watch failed, not because the
+    #: value changed.
+    failed: bool
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the value changed (True), or ``timeout`` passed or :meth:`cancel` (False)."""

@@ -101,13 +101,16 @@ class FakeWatchFuture:
 
 @pytest.mark.parametrize("code", [1007, 1009, 1020, 1021, 1025, 1029, 1032, 1101, 4100])
 def test_fdb_watch_error_reads_as_fired(code: int) -> None:
-    assert _Watch(FAKE_FDB, FakeWatchFuture(code)).wait(1) is True
+    watch = _Watch(FAKE_FDB, FakeWatchFuture(code))
+    assert watch.wait(1) is True
+    assert watch.failed is True  # so the waiter pauses before looking again
 
 
 def test_fdb_watch_cancelled_by_us_returns_false() -> None:
     watch = _Watch(FAKE_FDB, FakeWatchFuture(1101))
     watch.cancel()
     assert watch.wait(1) is False
+    assert watch.failed is False
 
 
 def _fake_binding(
