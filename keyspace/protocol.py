@@ -22,6 +22,13 @@ Semantics, identical on every engine:
 * Atomic mutations add no read conflict (see :mod:`keyspace.atomic` for their rules).
 * Watches (``tr.watch(key)``) wake a waiter when a key's committed value changes. A
   watch reads its key serializably, so it adds a read conflict range as a ``get`` does.
+  A watch outlives its transaction: once the transaction commits, the watch stays
+  alive until it fires or is cancelled, whether or not anyone waits on it (on
+  FoundationDB it holds resources on the cluster and counts against the client's
+  10,000-watch limit, too_many_watches 1032). Call ``watch.cancel()`` on every watch
+  no longer needed (in a ``finally``). On FoundationDB a watch whose transaction does
+  not commit (an error, a reset or cancel) fails at once; the embedded engine's watches
+  hold nothing while no one waits on them, but code is written for both.
 * A versionstamped key is unreadable until commit: a read reaching any key it may
   become raises accessed_unreadable (1036), as does reading a pending versionstamped value.
 * ``get_committed_version()`` is -1 before commit and after a read-only commit;
@@ -144,6 +151,10 @@ class Transaction(ReadView, Protocol):
 
         As in FoundationDB, commit the transaction for the watch to count; a watch is
         a hint to look again, not a log of changes (a change and change back may not fire).
+        The watch stays alive after the commit until it fires or :meth:`Watch.cancel`
+        is called: cancel it once it is no longer needed, as FoundationDB's
+        documentation asks ("Because a watch outlives the transaction that creates it,
+        any watch that is no longer needed should be cancelled").
         """
         ...
 
