@@ -56,7 +56,7 @@ from keyspace.protocol import KeyValue
 from keyspace.retry import Backoff, run_transaction
 from keyspace.ryw import RangeSet, WriteBuffer, versionstamp_range
 from keyspace.sqlite_commit import apply_commit, stamp
-from keyspace.sqlite_files import check_store_path, opening, storage_error
+from keyspace.sqlite_files import check_store_path, check_store_size, opening, storage_error
 from keyspace.sqlite_pool import SYNC_MODES, Pool, WriterLock, rollback
 from keyspace.sqlite_reads import Reader, key_after, prefix_end
 from keyspace.watches import FileWatch
@@ -114,6 +114,7 @@ class SqliteDatabase:
         self.timeout = timeout_ms / 1000
         self.latency = latency or Latency()
         check_store_path(self.path)
+        check_store_size(self.path)
         with opening(self.path):
             self.pool = Pool(self.path, sync)
             try:
