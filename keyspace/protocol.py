@@ -39,6 +39,12 @@ Semantics, identical on every engine:
   re-raises the error), set from the URL (``timeout=`` ms, ``retry_limit=``).
 * Limits: key <= 10,000 bytes (2102), value <= 100,000 bytes (2103), transaction
   <= 10,000,000 bytes (2101), lifetime 5 seconds from the read version (1007).
+* Keys from ``b"\\xff"`` on are FoundationDB's system keyspace: point reads
+  (``get``, ``get_many``), watches, conflict keys and writes of them raise
+  key_outside_legal_range (2004); ``b"\\xff"`` is legal only as a range end.
+* After ``cancel()``, and once ``on_error`` has raised (other than past the timeout),
+  reads, watches, ``commit`` and ``on_error`` raise transaction_cancelled (1025) until
+  ``reset()`` (the sqlite engine refuses writes too; FoundationDB fails their commit).
 * Arguments that are not ``bytes`` raise ``TypeError("key must be bytes, not str")``
   (the name varies: key, value, versionstamp template) on every engine.
 """
