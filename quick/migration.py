@@ -51,46 +51,45 @@ lease moves as the ready job a claim would promote it to.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterable
-from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
-from keyspace.codec import CorruptValue, pack_value, unpack_value
+from keyspace.codec import pack_value, unpack_value
+from keyspace.identity import store_identity
 from keyspace.layout import (
     DEAD_LETTERS,
-    MIGRATING,
     MOVED,
     POINTER_INDEX,
     POINTERS,
     QUEUE_LEASES,
-    QUEUES,
-    WF_BY_STATUS,
-    WF_RUNS,
     queue_keys,
 )
 from keyspace.protocol import Database, Transaction
 from keyspace.retry import transactional
-from keyspace.subspace import Subspace
-from quick import pointers
+from quick import counters, pointers
 from quick.errors import InvalidArgument
-from quick.jobs import now_ms
+from quick.jobs import JobState, now_ms
 from quick.migration_jobs import move_jobs, recover
-from quick.migration_records import move_dead_letters, move_schedules, schedules
+from quick.migration_lease import Fenced, LeaseTaken, acquire, release_quietly
+from quick.migration_queues import run_reason, runs_in_flight, source_queues, unknown_queues
+from quick.migration_records import move_dead_letters, move_schedules
 from quick.migration_report import (
     BATCH_BYTES,
     BATCH_JOBS,
-    COUNT_LIMIT,
-    PAGE,
     MigrationReport,
     PassTally,
     Refusal,
 )
+from quick.migration_tombstones import move_tombstones
+from quick.validation import check_name
 
 __all__ = [
     "BATCH_BYTES",
     "BATCH_JOBS",
     "MigrationReport",
     "Refusal",
+    "describe_store",
     "migrate",
 ]
 
@@ -106,8 +105,8 @@ def migrate(
     """Move queues with their jobs, dead letters and cron schedules to ``dest_db``: one pass.
 
     Run it again (``quick migrate`` does) until :attr:`MigrationReport.finished`: a pass
-    leaves jobs consumers hold. Safe to rerun after a crash at any point; a rerun
-    neither loses nor duplicates a job.
+    leaves jobs consumers hold, and queues another pass is moving. Safe to rerun after a
+    crash at any point, and to run twice at once; neither loses nor duplicates a job.
 
     Args:
         source_db: the store the queues live in now; producers and consumers may run on it.
@@ -118,27 +117,38 @@ def migrate(
         now: the clock, for tests.
 
     Returns:
-        What moved, what was refused and why, and what is left.
+        What moved, what was refused and why, what another pass holds, and what is left.
 
     Raises:
-        InvalidArgument: the destination is the source, or ``batch_size`` is below 1.
+        InvalidArgument: the destination is the source (by content, however spelled), a
+            queue name is empty or names no queue of the source, or ``batch_size`` is
+            below 1. Nothing is changed.
         StorageError: either store failed (no job is lost; rerun).
     """
-    if _same_store(source_db.url, dest_db.url):
-        raise InvalidArgument("dest_db", f"{dest_db.url} is the source store")
     if batch_size < 1:
         raise InvalidArgument("batch_size", "must be at least 1")
+    names = None if queue_ids is None else _checked_names(queue_ids)
+    if names is not None:
+        unknown = unknown_queues(source_db, dest_db, names)
+        if unknown:
+            listed = ", ".join(repr(queue) for queue in unknown)
+            raise InvalidArgument("queue_ids", f"no such queue on the source: {listed}")
+    if store_identity(source_db) == store_identity(dest_db):
+        raise InvalidArgument(
+            "dest_db",
+            f"{dest_db.url} is the source store ({source_db.url}) under another name; "
+            "a store cannot be migrated onto itself",
+        )
     clock = now_ms() if now is None else now
+    owner = uuid.uuid4().hex  # this pass, in every migration lease it takes
     tally = PassTally()
-    if queue_ids is None:
-        names = _source_queues(source_db, dest_db)
-    else:
-        names = list(dict.fromkeys(queue_ids))
-    in_flight = _runs_in_flight(source_db, set(names))
+    if names is None:
+        names = source_queues(source_db, dest_db)
+    in_flight = runs_in_flight(source_db, set(names))
     marked: dict[str, str] = {}
     for queue in names:
         if queue in in_flight:
-            tally.refused.append(Refusal(queue, _run_reason(in_flight[queue])))
+            tally.refused.append(Refusal(queue, run_reason(in_flight[queue])))
             continue
         outcome = source_db.transact(_mark, queue, describe_store(dest_db.url), clock)
         if outcome in ("new", "already"):
@@ -146,20 +156,22 @@ def migrate(
         else:
             tally.refused.append(Refusal(queue, f"already moved to {outcome}"))
     # A run started between the first look and the marker: unmark, refuse.
-    for queue, run_id in _runs_in_flight(source_db, set(marked)).items():
+    for queue, run_id in runs_in_flight(source_db, set(marked)).items():
         if marked.pop(queue) == "new":
             source_db.transact(_unmark, queue)
-        tally.refused.append(Refusal(queue, _run_reason(run_id)))
+        tally.refused.append(Refusal(queue, run_reason(run_id)))
     for queue in marked:
-        _move_queue(source_db, dest_db, queue, clock, batch_size, tally)
+        _move_queue(source_db, dest_db, queue, clock, batch_size, tally, owner)
+    move_tombstones(source_db, dest_db, set(tally.queues), clock, tally)
     return tally.report()
 
 
-def _run_reason(run_id: str) -> str:
-    return (
-        f"workflow run {run_id} on this queue is in flight; workflow runs do not move "
-        "(wait for it to finish, or cancel it)"
-    )
+def _checked_names(queue_ids: Iterable[str]) -> list[str]:
+    """The named queues, each a valid queue id, without repeats."""
+    if isinstance(queue_ids, str):
+        raise InvalidArgument("queue_ids", "must be a list of queue ids, not one string")
+    names = [check_name("queue_ids", queue) for queue in queue_ids]
+    return list(dict.fromkeys(name for name in names if name is not None))
 
 
 def describe_store(url: str) -> str:
@@ -173,98 +185,40 @@ def describe_store(url: str) -> str:
     return f"sqlite:///{path}" + (f"?{parts.query}" if parts.query else "")
 
 
-def _same_store(a: str, b: str) -> bool:
-    """True when two URLs name one keyspace (same file or cluster, same namespace)."""
-    return _store_identity(a) == _store_identity(b)
-
-
-def _store_identity(url: str) -> tuple[str, str, str | None]:
-    parts = urlsplit(url)
-    namespace = parse_qs(parts.query).get("namespace", [None])[-1]
-    path = unquote(parts.path)
-    if parts.scheme == "sqlite":
-        path = os.path.realpath(path[1:] if path.startswith("/") else path)
-    return parts.scheme, path, namespace
-
-
-# -- which queues ----------------------------------------------------------------------
-
-
-def _source_queues(source: Database, dest: Database) -> list[str]:
-    """Every queue with anything on the source (jobs, counters, dead letters, cron
-    targets), and every queue a killed pass left staged on the destination."""
-    found = _distinct(source, QUEUES) + _distinct(source, DEAD_LETTERS)
-    found += [item.queue_id for _, item in schedules(source, None)]
-    found += _distinct(dest, MIGRATING)
-    return list(dict.fromkeys(found))
-
-
-def _distinct(db: Database, space: Subspace) -> list[str]:
-    """The distinct first elements of the keys under ``space`` (one read per name)."""
-    out: list[str] = []
-    begin: bytes | None
-    begin, end = space.range()
-    while begin is not None:
-        names, begin = db.transact(_distinct_page, space, begin, end)
-        out += names
-    return out
-
-
-def _distinct_page(
-    tr: Transaction, space: Subspace, begin: bytes, end: bytes
-) -> tuple[list[str], bytes | None]:
-    names: list[str] = []
-    for _ in range(PAGE):
-        rows = tr.snapshot.get_range(begin, end, limit=1)
-        if not rows:
-            return names, None
-        try:
-            first = space.unpack(rows[0][0])[0]
-        except (ValueError, IndexError):
-            begin = rows[0][0] + b"\x00"
-            continue
-        if isinstance(first, str):
-            names.append(first)
-        begin = space.range((first,))[1]
-    return names, begin
-
-
-def _runs_in_flight(db: Database, queues: set[str]) -> dict[str, str]:
-    """``{queue: run id}`` for a running or paused workflow run on each of ``queues``."""
-    found: dict[str, str] = {}
-    if not queues:
-        return found
-    for status in ("running", "paused"):
-        begin, end = WF_BY_STATUS.range((status,))
-        while begin is not None:
-            page, begin = db.transact(_runs_page, begin, end)
-            for run_id, queue in page:
-                if queue in queues:
-                    found.setdefault(queue, run_id)
-    return found
-
-
-def _runs_page(tr: Transaction, begin: bytes, end: bytes) -> tuple[list[tuple[str, Any]], Any]:
-    rows = tr.snapshot.get_range(begin, end, limit=PAGE)
-    run_ids = [WF_BY_STATUS.unpack(key)[2] for key, _ in rows]
-    records = tr.get_many([WF_RUNS.pack((run_id,)) for run_id in run_ids], snapshot=True)
-    page = []
-    for run_id, data in zip(run_ids, records, strict=True):
-        try:
-            record = unpack_value(data) if data is not None else None
-        except CorruptValue:
-            continue
-        if isinstance(record, dict):
-            page.append((run_id, record.get("q")))
-    more = rows[-1][0] + b"\x00" if len(rows) == PAGE else None
-    return page, more
-
-
 # -- one queue -------------------------------------------------------------------------
 
 
 def _move_queue(
-    source: Database, dest: Database, queue: str, now: int, batch_size: int, tally: PassTally
+    source_db: Database,
+    dest_db: Database,
+    queue: str,
+    now: int,
+    batch_size: int,
+    tally: PassTally,
+    owner: str,
+) -> None:
+    """Move ``queue`` under its migration lease in both stores; a queue another pass
+    holds (or takes over meanwhile) is left to it and reported busy."""
+    if not acquire(source_db, queue, owner, now_ms()):
+        tally.busy.append(queue)
+        return
+    try:
+        if not acquire(dest_db, queue, owner, now_ms()):
+            tally.busy.append(queue)
+            return
+        try:
+            source, dest = Fenced(source_db, queue, owner), Fenced(dest_db, queue, owner)
+            _move_held(source, dest, queue, now, batch_size, tally)
+        except LeaseTaken:
+            tally.busy.append(queue)
+        finally:
+            release_quietly(dest_db, queue, owner)
+    finally:
+        release_quietly(source_db, queue, owner)
+
+
+def _move_held(
+    source: Fenced, dest: Fenced, queue: str, now: int, batch_size: int, tally: PassTally
 ) -> None:
     dest.transact(_unmark, queue)
     tally.queues.append(queue)
@@ -298,8 +252,11 @@ def _unmark(tr: Transaction, queue: str) -> None:
 
 @transactional
 def _count_jobs(tr: Transaction, queue: str) -> int:
-    bounds = queue_keys(queue).space["j"].range()
-    return len(tr.snapshot.get_range(*bounds, limit=COUNT_LIMIT))
+    """The jobs left in ``queue``, from its counters (no job record is read)."""
+    counts = counters.read_counts(tr.snapshot, queue)
+    return sum(
+        counts[state.value] for state in (JobState.READY, JobState.SCHEDULED, JobState.LEASED)
+    )
 
 
 @transactional

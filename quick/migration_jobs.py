@@ -12,13 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from keyspace.codec import CorruptValue, pack_value, unpack_value
-from keyspace.layout import JOB_DIRECTORY, MIGRATING, queue_keys
-from keyspace.protocol import Database, Transaction
+from keyspace.layout import JOB_DIRECTORY, MIGRATING, QueueKeys, queue_keys
+from keyspace.protocol import Transaction
 from keyspace.retry import transactional
 from keyspace.subspace import Subspace
 from quick import counters, pointers
 from quick.counters import Tally
 from quick.jobs import Job, JobState
+from quick.migration_lease import Store
 from quick.migration_report import BATCH_BYTES, BATCH_JOBS, PassTally, Refusal
 from quick.records import finish_job
 
@@ -35,8 +36,8 @@ class _Item:
 
 
 def move_jobs(
-    source: Database,
-    dest: Database,
+    source: Store,
+    dest: Store,
     queue: str,
     bounds: tuple[bytes, bytes],
     now: int,
@@ -133,6 +134,7 @@ def _stage(
     clashes with the job holding the key)."""
     keys = queue_keys(queue)
     entries = tr.get_many([JOB_DIRECTORY.pack((item.job.id,)) for item in batch])
+    holders = _unique_holders(tr, keys, [item.job for item in batch])
     staged: set[str] = set()
     known: set[str] = set()
     clashes: list[tuple[_Item, str]] = []
@@ -141,7 +143,7 @@ def _stage(
             known.add(item.job.id)
             continue
         if item.job.unique_key is not None:
-            holder = tr.get(keys.unique(item.job.unique_key))
+            holder = holders[item.job.unique_key]
             if holder is not None and holder.decode() != item.job.id:
                 clashes.append((item, holder.decode()))
                 continue
@@ -185,20 +187,25 @@ def _install(
         tr.clear(MIGRATING.pack((queue, job_id)))
     staged = tr.get_many([MIGRATING.pack((queue, job_id)) for job_id in job_ids])
     entries = tr.get_many([JOB_DIRECTORY.pack((job_id,)) for job_id in job_ids])
+    jobs = [
+        None if value is None else Job.from_value(queue, job_id, value)
+        for job_id, value in zip(job_ids, staged, strict=True)
+    ]
+    holders = _unique_holders(tr, keys, [job for job in jobs if job is not None])
     counts: dict[JobState, int] = {}
     earliest: int | None = None
     installed = uniques = 0
-    for job_id, value, entry in zip(job_ids, staged, entries, strict=True):
-        if value is None:
+    for job_id, value, entry, job in zip(job_ids, staged, entries, jobs, strict=True):
+        if value is None or job is None:
             continue
         tr.clear(MIGRATING.pack((queue, job_id)))
         if _known(entry):
             continue
-        job = Job.from_value(queue, job_id, value)
         if job.unique_key is not None:
-            holder = tr.get(keys.unique(job.unique_key))
+            holder = holders[job.unique_key]
             if holder is None or holder.decode() == job_id:
                 tr.set(keys.unique(job.unique_key), job_id.encode())
+                holders[job.unique_key] = job_id.encode()
                 uniques += 1
             else:  # taken since staging: keep the job, drop its claim on the key
                 job = job.evolve(unique_key=None)
@@ -216,7 +223,17 @@ def _install(
     return installed, uniques
 
 
-def recover(source: Database, dest: Database, queue: str, tally: PassTally) -> None:
+def _unique_holders(
+    tr: Transaction, keys: QueueKeys, jobs: Sequence[Job]
+) -> dict[str, bytes | None]:
+    """``{unique key: id of the job holding it, or None}`` for the keys ``jobs`` carry,
+    in one batched read."""
+    wanted = list(dict.fromkeys(job.unique_key for job in jobs if job.unique_key is not None))
+    held = tr.get_many([keys.unique(unique) for unique in wanted])
+    return dict(zip(wanted, held, strict=True))
+
+
+def recover(source: Store, dest: Store, queue: str, tally: PassTally) -> None:
     """Install or drop what a killed pass left staged on the destination."""
     while True:
         rows = dest.transact(

@@ -12,11 +12,12 @@ from typing import Any
 
 from keyspace.codec import CorruptValue, pack_value, unpack_value
 from keyspace.layout import CRON, CRON_DUE, DEAD_LETTERS, JOB_DIRECTORY, queue_keys
-from keyspace.protocol import Database, Transaction
+from keyspace.protocol import Transaction
 from keyspace.retry import EarlierTries, transactional
 from quick import counters
 from quick.cron import decode_schedule
 from quick.jobs import JobState
+from quick.migration_lease import Store
 from quick.migration_report import BATCH_BYTES, PAGE, PassTally, Refusal
 from quick.records import tombstone
 
@@ -24,7 +25,7 @@ __all__ = ["move_dead_letters", "move_schedules", "schedules"]
 
 
 def move_dead_letters(
-    source: Database, dest: Database, queue: str, batch_size: int, tally: PassTally
+    source: Store, dest: Store, queue: str, batch_size: int, tally: PassTally
 ) -> None:
     begin, end = DEAD_LETTERS.range((queue,))
     while True:
@@ -93,7 +94,7 @@ def _delete_dead(tr: Transaction, queue: str, rows: Sequence[tuple[bytes, bytes]
         counters.bump(tr, queue_keys(queue), JobState.DEAD, -deleted)
 
 
-def schedules(db: Database, queue: str | None) -> list[tuple[bytes, Any]]:
+def schedules(db: Store, queue: str | None) -> list[tuple[bytes, Any]]:
     """``(stored value, Schedule)`` of every decodable schedule (targeting ``queue``)."""
     out = []
     begin: bytes | None
@@ -128,7 +129,7 @@ def _target(value: bytes | None, name: str) -> tuple[Any, ...] | None:
     return item.cron, item.tz, item.queue_id, item.topic, pack_value(item.payload)
 
 
-def move_schedules(source: Database, dest: Database, queue: str, tally: PassTally) -> None:
+def move_schedules(source: Store, dest: Store, queue: str, tally: PassTally) -> None:
     for value, item in schedules(source, queue):
         if not dest.transact(_put_schedule, item.name, value, item.next_ms):
             reason = f"cron schedule {item.name!r}: the destination has another schedule so named"

@@ -39,7 +39,9 @@ class MigrationReport:
 
     ``duplicates`` are source jobs whose id the destination already knew (deleted from
     the source without a copy); ``leased`` are jobs left because a consumer holds them;
-    ``remaining`` counts the jobs still on the source in the queues the pass took.
+    ``remaining`` counts the jobs still on the source in the queues the pass took;
+    ``busy`` are queues another pass was moving (this one left them to it);
+    ``tombstones`` are finished jobs' directory entries copied so their ids still dedupe.
     """
 
     queues: tuple[str, ...] = ()
@@ -51,11 +53,14 @@ class MigrationReport:
     leased: int = 0
     remaining: int = 0
     refused: tuple[Refusal, ...] = ()
+    busy: tuple[str, ...] = ()
+    tombstones: int = 0
 
     @property
     def finished(self) -> bool:
-        """True when every queue taken is empty on the source and none was refused."""
-        return self.remaining == 0 and not self.refused
+        """True when every queue taken is empty on the source, none was refused, and no
+        other pass was still moving one."""
+        return self.remaining == 0 and not self.refused and not self.busy
 
     def plus(self, later: MigrationReport) -> MigrationReport:
         """This pass followed by ``later``: sums of what moved, ``later``'s leftovers."""
@@ -69,6 +74,8 @@ class MigrationReport:
             leased=later.leased,
             remaining=later.remaining,
             refused=later.refused,
+            busy=later.busy,
+            tombstones=self.tombstones + later.tombstones,
         )
 
 
@@ -85,6 +92,8 @@ class PassTally:
     leased: int = 0
     remaining: int = 0
     refused: list[Refusal] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)
+    tombstones: int = 0
 
     def report(self) -> MigrationReport:
         return MigrationReport(
@@ -97,4 +106,6 @@ class PassTally:
             leased=self.leased,
             remaining=self.remaining,
             refused=tuple(self.refused),
+            busy=tuple(dict.fromkeys(self.busy)),
+            tombstones=self.tombstones,
         )

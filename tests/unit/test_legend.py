@@ -38,9 +38,12 @@ RECORD_MODULES: dict[str, set[str]] = {
     "quick/operations.py": set(),
     "quick/cron.py": {"next_ms"},
     "quick/enqueueing.py": {"payload", "queue_id", "topic"},
-    "quick/migration.py": {"namespace"},
+    "quick/migration.py": set(),
     "quick/migration_jobs.py": set(),
     "quick/migration_records.py": set(),
+    "quick/migration_lease.py": set(),
+    "quick/migration_queues.py": set(),
+    "quick/migration_tombstones.py": set(),
     "quick/inspection.py": {"r", "queue", "next_visible_ms", "empty_since_ms", "counts"},
     "quick/checking.py": {
         "job_id",

@@ -1,0 +1,212 @@
+"""quick.migrate refusing what would lose work: a store migrated onto itself under
+another name, bad queue names, a queue another pass is moving; and carrying finished
+jobs' ids so they still dedupe on the destination."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import quick
+from keyspace.identity import store_identity
+from keyspace.layout import MIGRATION_LEASES, MOVED, STORE_ID, describe
+from keyspace.protocol import Database
+from quick import migration_jobs
+from quick.jobs import now_ms
+from quick.migration_lease import LEASE_MS, Holding, LeaseTaken, acquire, holding, release
+
+
+def _everything(db: Database) -> list[tuple[bytes, bytes]]:
+    return db.transact(lambda tr: tr.get_range(b"", b"\xff"))
+
+
+# -- one store under two names ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("query", ["", "?namespace=billing"])
+def test_migrate_refuses_one_store_reached_through_a_symlink(tmp_path: Path, query: str) -> None:
+    os.symlink(tmp_path / "a.db", tmp_path / "link.db")
+    with quick.open(f"sqlite:///{tmp_path / 'a.db'}{query}") as source:
+        ids = {quick.enqueue(source, "t1", "record", {"n": n}) for n in range(5)}
+        quick.schedule(source, "tick", "*/5 * * * *", "t1", "record", None)
+        with quick.open(f"sqlite:///{tmp_path / 'link.db'}{query}") as same:
+            with pytest.raises(quick.InvalidArgument, match="source store"):
+                quick.migrate(same, source)
+            with pytest.raises(quick.InvalidArgument, match="source store"):
+                quick.migrate(source, same, ["t1"])
+        assert {job.id for job in quick.list_jobs(source, "t1")} == ids
+        assert [s.name for s in quick.list_schedules(source)] == ["tick"]
+        assert quick.enqueue(source, "t1", "record", None)  # not marked moved
+
+
+def test_migrate_between_two_namespaces_of_one_file_moves(tmp_path: Path) -> None:
+    base = f"sqlite:///{tmp_path / 'a.db'}"
+    with quick.open(f"{base}?namespace=one") as one, quick.open(f"{base}?namespace=two") as two:
+        ids = {quick.enqueue(one, "t1", "record", {"n": n}) for n in range(5)}
+        assert store_identity(one) != store_identity(two)
+        report = quick.migrate(one, two)
+        assert report.finished
+        assert report.jobs == 5
+        assert {job.id for job in quick.list_jobs(two, "t1")} == ids
+
+
+def test_store_identity_is_written_once_and_described(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    with quick.open(url) as first, quick.open(f"sqlite:///{tmp_path}/./a.db") as again:
+        identity = store_identity(first)
+        assert store_identity(again) == identity
+        assert len(identity) == 32
+        assert first.transact(lambda tr: tr.get(STORE_ID)) == identity.encode()
+    assert describe(STORE_ID) == "store identity"
+
+
+# -- bad input -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("names", "match"),
+    [(["t1", "nope"], "no such queue on the source: 'nope'"), (["t1", ""], "must not be empty")],
+)
+def test_migrate_refuses_unknown_or_empty_queue_names_and_changes_nothing(
+    stores: tuple[Database, Database], names: list[str], match: str
+) -> None:
+    source, dest = stores
+    quick.enqueue(source, "t1", "record", None)
+    before = _everything(source), _everything(dest)
+    with pytest.raises(quick.InvalidArgument, match=match):
+        quick.migrate(source, dest, names)
+    assert (_everything(source), _everything(dest)) == before
+    assert source.transact(lambda tr: tr.get(MOVED.pack(("nope",)))) is None
+
+
+def test_migrate_takes_a_named_queue_that_has_only_dead_letters_or_a_marker(
+    stores: tuple[Database, Database],
+) -> None:
+    source, dest = stores
+    quick.enqueue(source, "t1", "record", None)
+    (claim,) = quick.claim(source, "t1", "op", limit=1)
+    quick.dead_letter(source, claim, "boom")
+    assert quick.migrate(source, dest, ["t1"]).dead_letters == 1
+    rerun = quick.migrate(source, dest, ["t1"])  # moved already: known, nothing to do
+    assert rerun.finished
+    assert rerun.jobs == 0
+
+
+# -- finished jobs' ids ----------------------------------------------------------------
+
+
+def test_migrate_moves_finished_ids_so_they_still_dedupe(
+    stores: tuple[Database, Database],
+) -> None:
+    source, dest = stores
+    done = [quick.enqueue(source, "t1", "record", {"n": n}, job_id=f"done-{n}") for n in range(30)]
+    other = quick.enqueue(source, "t2", "record", None, job_id="other-queue")
+    for claim in quick.claim(source, "t1", "op", limit=30):
+        quick.complete(source, claim)
+    (claim,) = quick.claim(source, "t2", "op", limit=1)
+    quick.complete(source, claim)
+    pending = quick.enqueue(source, "t1", "record", None, job_id="pending")
+
+    report = quick.migrate(source, dest, ["t1"])
+
+    assert report.finished
+    assert report.jobs == 1
+    assert report.tombstones == 30
+    for job_id in done:
+        assert quick.enqueue(dest, "t1", "record", None, job_id=job_id) == job_id
+        assert quick.job_state(dest, job_id) is quick.JobState.COMPLETED
+    assert [job.id for job in quick.list_jobs(dest, "t1")] == [pending]
+    assert quick.queue_counts(dest, "t1")["ready"] == 1
+    assert quick.job_state(dest, other) is None  # t2 stayed, and so did its tombstone
+    assert quick.migrate(source, dest, ["t1"]).tombstones == 0  # a rerun copies none twice
+
+
+# -- a queue another pass is moving ----------------------------------------------------
+
+
+def test_lease_holding_decides_mine_other_and_free() -> None:
+    from keyspace.codec import pack_value
+
+    held = pack_value({"o": "a", "ex": 1_000})
+    assert holding(None, "a", 0) is Holding.FREE
+    assert holding(held, "a", 5_000) is Holding.MINE  # its own, even past the expiry
+    assert holding(held, "b", 999) is Holding.OTHER
+    assert holding(held, "b", 1_000) is Holding.FREE
+    assert holding(b"\x00garbage", "b", 0) is Holding.FREE
+
+
+def test_migrate_leaves_a_queue_whose_lease_another_pass_holds(
+    stores: tuple[Database, Database],
+) -> None:
+    source, dest = stores
+    ids = {quick.enqueue(source, "t1", "record", {"n": n}) for n in range(20)}
+    quick.enqueue(source, "t2", "record", None)
+    clock = now_ms()
+    assert acquire(dest, "t1", "other-pass", clock)  # held on the destination only
+
+    first = quick.migrate(source, dest)
+    assert first.busy == ("t1",)
+    assert not first.finished
+    assert first.jobs == 1
+    assert first.queues == ("t2",)
+    assert len(quick.list_jobs(source, "t1", limit=100)) == 20
+    assert source.transact(lambda tr: tr.get(MIGRATION_LEASES.pack(("t1",)))) is None
+
+    release(dest, "t1", "other-pass")
+    second = quick.migrate(source, dest)
+    assert second.finished
+    assert second.jobs == 20
+    assert {job.id for job in quick.list_jobs(dest, "t1", limit=100)} == ids
+
+
+def test_an_expired_lease_is_taken_over_and_a_pass_that_lost_its_lease_stops(
+    stores: tuple[Database, Database], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, dest = stores
+    ids = {quick.enqueue(source, "t1", "record", {"n": n}) for n in range(100)}
+    assert acquire(source, "t1", "killed-pass", now_ms() - LEASE_MS - 1)  # long expired
+    real = migration_jobs._install
+    calls = []
+
+    def install_after_takeover(*args: object) -> object:
+        calls.append(1)
+        if len(calls) == 2:  # another pass takes the lease over in the middle of this one
+            source.transact(
+                lambda tr: tr.set(MIGRATION_LEASES.pack(("t1",)), _lease("thief", 10**15))
+            )
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(migration_jobs, "_install", install_after_takeover)
+    first = quick.migrate(source, dest, batch_size=30)
+    # The second batch still installs (the destination's lease is this pass's); the
+    # next transaction on the source finds the lease gone and the pass stops there.
+    assert first.busy == ("t1",)
+    assert first.jobs == 60
+    monkeypatch.setattr(migration_jobs, "_install", real)
+    source.transact(lambda tr: tr.clear(MIGRATION_LEASES.pack(("t1",))))
+    second = quick.migrate(source, dest, batch_size=30)
+    assert second.finished
+    assert first.jobs + second.jobs == 100
+    assert {job.id for job in quick.list_jobs(dest, "t1", limit=1000)} == ids
+    assert quick.queue_counts(dest, "t1")["ready"] == 100
+
+
+def _lease(owner: str, expiry: int) -> bytes:
+    from keyspace.codec import pack_value
+
+    return pack_value({"o": owner, "ex": expiry})
+
+
+def test_fenced_transactions_refuse_after_the_lease_is_taken(tmp_path: Path) -> None:
+    from quick.migration_lease import Fenced
+
+    with quick.open(f"sqlite:///{tmp_path / 'a.db'}") as db:
+        assert acquire(db, "t1", "me", now_ms())
+        fenced = Fenced(db, "t1", "me")
+        assert fenced.transact(lambda tr: 7) == 7
+        db.transact(lambda tr: tr.set(MIGRATION_LEASES.pack(("t1",)), _lease("you", 10**15)))
+        with pytest.raises(LeaseTaken):
+            fenced.transact(lambda tr: tr.set(b"x", b"written"))
+        assert db.transact(lambda tr: tr.get(b"x")) is None
