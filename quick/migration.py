@@ -133,7 +133,8 @@ def migrate(
         if unknown:
             listed = ", ".join(repr(queue) for queue in unknown)
             raise InvalidArgument("queue_ids", f"no such queue on the source: {listed}")
-    if store_identity(source_db) == store_identity(dest_db):
+    # The destination first: an unreachable one fails here, before the source changes.
+    if store_identity(dest_db) == store_identity(source_db):
         raise InvalidArgument(
             "dest_db",
             f"{dest_db.url} is the source store ({source_db.url}) under another name; "

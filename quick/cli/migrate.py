@@ -7,7 +7,6 @@ import time
 import click
 
 from keyspace.errors import StorageError
-from keyspace.identity import store_identity
 from quick.cli.common import ID, Refused, Unavailable, UsageProblem, echo_json, open_store, open_url
 from quick.errors import InvalidArgument
 from quick.migration import BATCH_JOBS, MigrationReport, migrate
@@ -77,7 +76,6 @@ def migrate_command(
         deadline = time.monotonic() + timeout
         total = MigrationReport()
         try:
-            store_identity(dest)  # fails now, before the source changes
             while True:
                 total = total.plus(migrate(source, dest, queues or None, batch_size=batch_size))
                 if total.finished or total.refused or time.monotonic() >= deadline:

@@ -76,11 +76,14 @@ class TimedTransactions(_Proxy):
 
 
 class SeamDatabase:
-    """``inner`` with every transaction wrapped by ``wrap`` (a proxy class above)."""
+    """``inner`` with every transaction wrapped by ``wrap`` (a proxy class above), and
+    named ``url`` (default: the inner database's), e.g. to play another spelling of it."""
 
-    def __init__(self, inner: Database, wrap: Callable[[Transaction], Any]) -> None:
+    def __init__(
+        self, inner: Database, wrap: Callable[[Transaction], Any], url: str | None = None
+    ) -> None:
         self.inner = inner
-        self.url = inner.url
+        self.url = inner.url if url is None else url
         self.namespace = inner.namespace
         self._wrap = wrap
 

@@ -10,12 +10,22 @@ from pathlib import Path
 import pytest
 
 import quick
+from keyspace.codec import pack_value
 from keyspace.identity import store_identity
 from keyspace.layout import MIGRATION_LEASES, MOVED, STORE_ID, describe
 from keyspace.protocol import Database
 from quick import migration_jobs
 from quick.jobs import now_ms
-from quick.migration_lease import LEASE_MS, Holding, LeaseTaken, acquire, holding, release
+from quick.migration_lease import (
+    LEASE_MS,
+    Fenced,
+    Holding,
+    LeaseTaken,
+    acquire,
+    holding,
+    release,
+)
+from tests.integration.seams import SeamDatabase
 
 
 def _everything(db: Database) -> list[tuple[bytes, bytes]]:
@@ -39,6 +49,27 @@ def test_migrate_refuses_one_store_reached_through_a_symlink(tmp_path: Path, que
         assert {job.id for job in quick.list_jobs(source, "t1")} == ids
         assert [s.name for s in quick.list_schedules(source)] == ["tick"]
         assert quick.enqueue(source, "t1", "record", None)  # not marked moved
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("fdb://", "fdb:///etc/foundationdb/fdb.cluster"),
+        ("fdb:///etc/foundationdb/fdb.cluster", "fdb:///srv/copy-of/fdb.cluster"),
+    ],
+)
+def test_migrate_refuses_one_cluster_under_two_spellings(
+    tmp_path: Path, one: str, other: str
+) -> None:
+    """Two cluster-file spellings reaching one cluster: played by one file under two URLs."""
+    with quick.open(f"sqlite:///{tmp_path / 'a.db'}") as db:
+        ids = {quick.enqueue(db, "t1", "record", {"n": n}) for n in range(5)}
+        source = SeamDatabase(db, lambda tr: tr, url=one)
+        same = SeamDatabase(db, lambda tr: tr, url=other)
+        with pytest.raises(quick.InvalidArgument, match="source store"):
+            quick.migrate(source, same)  # type: ignore[arg-type]
+        assert {job.id for job in quick.list_jobs(db, "t1")} == ids
+        assert quick.enqueue(db, "t1", "record", None)  # not marked moved
 
 
 def test_migrate_between_two_namespaces_of_one_file_moves(tmp_path: Path) -> None:
@@ -127,8 +158,6 @@ def test_migrate_moves_finished_ids_so_they_still_dedupe(
 
 
 def test_lease_holding_decides_mine_other_and_free() -> None:
-    from keyspace.codec import pack_value
-
     held = pack_value({"o": "a", "ex": 1_000})
     assert holding(None, "a", 0) is Holding.FREE
     assert holding(held, "a", 5_000) is Holding.MINE  # its own, even past the expiry
@@ -194,14 +223,10 @@ def test_an_expired_lease_is_taken_over_and_a_pass_that_lost_its_lease_stops(
 
 
 def _lease(owner: str, expiry: int) -> bytes:
-    from keyspace.codec import pack_value
-
     return pack_value({"o": owner, "ex": expiry})
 
 
 def test_fenced_transactions_refuse_after_the_lease_is_taken(tmp_path: Path) -> None:
-    from quick.migration_lease import Fenced
-
     with quick.open(f"sqlite:///{tmp_path / 'a.db'}") as db:
         assert acquire(db, "t1", "me", now_ms())
         fenced = Fenced(db, "t1", "me")
