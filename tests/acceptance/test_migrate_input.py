@@ -95,7 +95,7 @@ def test_migrate_probe_reads_no_system_key(
     real_open = keyspace.open
 
     def strict_open(url: str | None = None) -> Database:
-        return SeamDatabase(real_open(url), StrictSystemKeys)  # type: ignore[return-value]
+        return SeamDatabase(real_open(url), StrictSystemKeys)
 
     monkeypatch.setattr(keyspace, "open", strict_open)
     dest = f"sqlite:///{tmp_path / 'dest.db'}"

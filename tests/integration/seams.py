@@ -98,7 +98,7 @@ class SeamDatabase:
         return self._wrap(self.inner.create_transaction())
 
     def transact(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return run_transaction(self, fn, *args, **kwargs)  # type: ignore[arg-type]
+        return run_transaction(self, fn, *args, **kwargs)
 
     def close(self) -> None:
         self.inner.close()

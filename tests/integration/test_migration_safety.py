@@ -67,7 +67,7 @@ def test_migrate_refuses_one_cluster_under_two_spellings(
         source = SeamDatabase(db, lambda tr: tr, url=one)
         same = SeamDatabase(db, lambda tr: tr, url=other)
         with pytest.raises(quick.InvalidArgument, match="source store"):
-            quick.migrate(source, same)  # type: ignore[arg-type]
+            quick.migrate(source, same)
         assert {job.id for job in quick.list_jobs(db, "t1")} == ids
         assert quick.enqueue(db, "t1", "record", None)  # not marked moved
 
@@ -205,7 +205,7 @@ def test_an_expired_lease_is_taken_over_and_a_pass_that_lost_its_lease_stops(
             source.transact(
                 lambda tr: tr.set(MIGRATION_LEASES.pack(("t1",)), _lease("thief", 10**15))
             )
-        return real(*args)  # type: ignore[arg-type]
+        return real(*args)
 
     monkeypatch.setattr(migration_jobs, "_install", install_after_takeover)
     first = quick.migrate(source, dest, batch_size=30)
