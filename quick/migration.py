@@ -52,7 +52,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from keyspace.codec import pack_value, unpack_value
@@ -70,13 +72,16 @@ from keyspace.retry import transactional
 from quick import counters, pointers
 from quick.errors import InvalidArgument
 from quick.jobs import JobState, now_ms
+from quick.migration_dead import move_dead_letters, recover_dead
 from quick.migration_jobs import move_jobs, recover
 from quick.migration_lease import Fenced, LeaseTaken, acquire, release_quietly
 from quick.migration_queues import run_reason, runs_in_flight, source_queues, unknown_queues
-from quick.migration_records import move_dead_letters, move_schedules
+from quick.migration_records import move_schedules, schedules
 from quick.migration_report import (
     BATCH_BYTES,
     BATCH_JOBS,
+    PAGE,
+    QUEUE_THREADS,
     MigrationReport,
     PassTally,
     Refusal,
@@ -146,23 +151,35 @@ def migrate(
     if names is None:
         names = source_queues(source_db, dest_db)
     in_flight = runs_in_flight(source_db, set(names))
+    for queue, run_id in in_flight.items():
+        tally.refused.append(Refusal(queue, run_reason(run_id)))
     marked: dict[str, str] = {}
-    for queue in names:
-        if queue in in_flight:
-            tally.refused.append(Refusal(queue, run_reason(in_flight[queue])))
-            continue
-        outcome = source_db.transact(_mark, queue, describe_store(dest_db.url), clock)
-        if outcome in ("new", "already"):
-            marked[queue] = outcome
-        else:
-            tally.refused.append(Refusal(queue, f"already moved to {outcome}"))
+    destination = describe_store(dest_db.url)
+    wanted = [queue for queue in names if queue not in in_flight]
+    for start in range(0, len(wanted), PAGE):
+        outcomes = source_db.transact(_mark, wanted[start : start + PAGE], destination, clock)
+        for queue, outcome in outcomes.items():
+            if outcome in ("new", "already"):
+                marked[queue] = outcome
+            else:
+                tally.refused.append(Refusal(queue, f"already moved to {outcome}"))
     # A run started between the first look and the marker: unmark, refuse.
     for queue, run_id in runs_in_flight(source_db, set(marked)).items():
         if marked.pop(queue) == "new":
             source_db.transact(_unmark, queue)
         tally.refused.append(Refusal(queue, run_reason(run_id)))
-    for queue in marked:
-        _move_queue(source_db, dest_db, queue, clock, batch_size, tally, owner)
+    found = schedules(source_db, None)
+
+    def move(queue: str) -> PassTally:
+        own = PassTally()
+        _move_queue(source_db, dest_db, queue, clock, batch_size, found, own, owner)
+        return own
+
+    # Queues are independent (each under its own leases), so several move at once:
+    # a queue costs a dozen round trips, which a remote cluster makes add up.
+    with ThreadPoolExecutor(max_workers=QUEUE_THREADS, thread_name_prefix="migrate") as pool:
+        for own in pool.map(move, marked):
+            tally.absorb(own)
     move_tombstones(source_db, dest_db, set(tally.queues), clock, tally)
     return tally.report()
 
@@ -195,6 +212,7 @@ def _move_queue(
     queue: str,
     now: int,
     batch_size: int,
+    found: Sequence[tuple[bytes, Any]],
     tally: PassTally,
     owner: str,
 ) -> None:
@@ -204,12 +222,12 @@ def _move_queue(
         tally.busy.append(queue)
         return
     try:
-        if not acquire(dest_db, queue, owner, now_ms()):
+        if not _take_destination(dest_db, queue, owner, now_ms()):
             tally.busy.append(queue)
             return
         try:
             source, dest = Fenced(source_db, queue, owner), Fenced(dest_db, queue, owner)
-            _move_held(source, dest, queue, now, batch_size, tally)
+            _move_held(source, dest, queue, now, batch_size, found, tally)
         except LeaseTaken:
             tally.busy.append(queue)
         finally:
@@ -219,31 +237,52 @@ def _move_queue(
 
 
 def _move_held(
-    source: Fenced, dest: Fenced, queue: str, now: int, batch_size: int, tally: PassTally
+    source: Fenced,
+    dest: Fenced,
+    queue: str,
+    now: int,
+    batch_size: int,
+    found: Sequence[tuple[bytes, Any]],
+    tally: PassTally,
 ) -> None:
-    dest.transact(_unmark, queue)
+    """Move a queue whose leases this pass holds."""
     tally.queues.append(queue)
     recover(source, dest, queue, tally)
-    move_schedules(source, dest, queue, tally)
+    recover_dead(source, dest, queue, now, tally)
+    move_schedules(source, dest, queue, found, tally)
     keys = queue_keys(queue)
     for bounds in (keys.ready_range(), keys.scheduled_range()):
         move_jobs(source, dest, queue, bounds, now, batch_size, tally)
-    move_dead_letters(source, dest, queue, batch_size, tally)
+    move_dead_letters(source, dest, queue, now, batch_size, tally)
     if not source.transact(_clean_up, queue):
         tally.remaining += source.transact(_count_jobs, queue)
 
 
 @transactional
-def _mark(tr: Transaction, queue: str, destination: str, now: int) -> str:
-    """Mark ``queue`` moved to ``destination``: "new", "already", or the other store's URL."""
-    key = MOVED.pack((queue,))
-    data = tr.get(key)
-    if data is not None:
-        record = unpack_value(data)
-        target = record.get("url") if isinstance(record, dict) else None
-        return "already" if target == destination else str(target)
-    tr.set(key, pack_value({"url": destination, "at": now}))
-    return "new"
+def _take_destination(tr: Transaction, queue: str, owner: str, now: int) -> bool:
+    """Take ``queue``'s lease on the destination and clear the marker it holds if the
+    queue once moved away from it (it is moving back); False while another pass holds it."""
+    if not acquire(tr, queue, owner, now):
+        return False
+    tr.clear(MOVED.pack((queue,)))
+    return True
+
+
+@transactional
+def _mark(tr: Transaction, queues: Sequence[str], destination: str, now: int) -> dict[str, str]:
+    """Mark each of ``queues`` moved to ``destination`` (one batched read): for each,
+    "new", "already", or the other store's URL."""
+    keys = [MOVED.pack((queue,)) for queue in queues]
+    outcomes: dict[str, str] = {}
+    for queue, key, data in zip(queues, keys, tr.get_many(keys), strict=True):
+        if data is not None:
+            record = unpack_value(data)
+            target = record.get("url") if isinstance(record, dict) else None
+            outcomes[queue] = "already" if target == destination else str(target)
+            continue
+        tr.set(key, pack_value({"url": destination, "at": now}))
+        outcomes[queue] = "new"
+    return outcomes
 
 
 @transactional

@@ -19,11 +19,11 @@ from keyspace.subspace import Subspace
 from quick import counters, pointers
 from quick.counters import Tally
 from quick.jobs import Job, JobState
-from quick.migration_lease import Store
+from quick.migration_lease import Fenced
 from quick.migration_report import BATCH_BYTES, BATCH_JOBS, PassTally, Refusal
 from quick.records import finish_job
 
-__all__ = ["move_jobs", "recover"]
+__all__ = ["is_known", "move_jobs", "recover"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +36,8 @@ class _Item:
 
 
 def move_jobs(
-    source: Store,
-    dest: Store,
+    source: Fenced,
+    dest: Fenced,
     queue: str,
     bounds: tuple[bytes, bytes],
     now: int,
@@ -48,7 +48,7 @@ def move_jobs(
     begin: bytes | None
     begin, end = bounds
     while begin is not None:
-        batch, leased, begin = source.transact(_read_batch, queue, begin, end, now, batch_size)
+        batch, leased, begin = source.db.transact(_read_batch, queue, begin, end, now, batch_size)
         tally.leased += leased
         if not batch:
             continue
@@ -82,6 +82,8 @@ def _read_batch(
     where the next batch starts or None at the end). Snapshot reads: the delete re-reads."""
     keys = queue_keys(queue)
     rows = tr.snapshot.get_range(begin, end, limit=batch_size)
+    if not rows:
+        return [], 0, None
     ids = [_job_id(keys.space, key) for key, _ in rows]
     values = tr.get_many([keys.job(job_id) for job_id in ids], snapshot=True)
     batch: list[_Item] = []
@@ -114,7 +116,7 @@ def _job_id(space: Subspace, index_key: bytes) -> str:
     return str(job_id)
 
 
-def _known(entry: bytes | None) -> bool:
+def is_known(entry: bytes | None) -> bool:
     """True when a directory entry says the store holds (or held) the job itself; a
     ``moved`` tombstone does not count, so a queue can move back."""
     if entry is None:
@@ -139,7 +141,7 @@ def _stage(
     known: set[str] = set()
     clashes: list[tuple[_Item, str]] = []
     for item, entry in zip(batch, entries, strict=True):
-        if _known(entry):
+        if is_known(entry):
             known.add(item.job.id)
             continue
         if item.job.unique_key is not None:
@@ -199,7 +201,7 @@ def _install(
         if value is None or job is None:
             continue
         tr.clear(MIGRATING.pack((queue, job_id)))
-        if _known(entry):
+        if is_known(entry):
             continue
         if job.unique_key is not None:
             holder = holders[job.unique_key]
@@ -229,20 +231,22 @@ def _unique_holders(
     """``{unique key: id of the job holding it, or None}`` for the keys ``jobs`` carry,
     in one batched read."""
     wanted = list(dict.fromkeys(job.unique_key for job in jobs if job.unique_key is not None))
+    if not wanted:
+        return {}
     held = tr.get_many([keys.unique(unique) for unique in wanted])
     return dict(zip(wanted, held, strict=True))
 
 
-def recover(source: Store, dest: Store, queue: str, tally: PassTally) -> None:
+def recover(source: Fenced, dest: Fenced, queue: str, tally: PassTally) -> None:
     """Install or drop what a killed pass left staged on the destination."""
     while True:
-        rows = dest.transact(
+        rows = dest.db.transact(
             lambda tr: tr.snapshot.get_range(*MIGRATING.range((queue,)), limit=BATCH_JOBS)
         )
         if not rows:
             return
         job_ids = [str(MIGRATING.unpack(key)[1]) for key, _ in rows]
-        moved = source.transact(_moved_away, queue, job_ids)
+        moved = source.db.transact(_moved_away, queue, job_ids)
         installed = [job_id for job_id in job_ids if job_id in moved]
         dropped = [job_id for job_id in job_ids if job_id not in moved]
         count, uniques = dest.transact(_install, queue, installed, dropped)
@@ -258,6 +262,6 @@ def _moved_away(tr: Transaction, queue: str, job_ids: Sequence[str]) -> set[str]
     entries = tr.get_many([JOB_DIRECTORY.pack((job_id,)) for job_id in job_ids], snapshot=True)
     out = set()
     for job_id, record, entry in zip(job_ids, records, entries, strict=True):
-        if record is None and entry is not None and not _known(entry):
+        if record is None and entry is not None and not is_known(entry):
             out.add(job_id)
     return out

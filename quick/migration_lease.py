@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import enum
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from keyspace.codec import CorruptValue, pack_value, unpack_value
 from keyspace.errors import QuickError, StorageError
@@ -35,7 +35,6 @@ __all__ = [
     "Fenced",
     "Holding",
     "LeaseTaken",
-    "Store",
     "acquire",
     "holding",
     "release",
@@ -48,12 +47,6 @@ T = TypeVar("T")
 #: renews it, and none lasts over 5 s, so only a pass paused or killed for this long
 #: loses it; a rerun after a kill waits at most this long.
 LEASE_MS = 15_000
-
-
-class Store(Protocol):
-    """What the copy needs of a store: transactions (a database, or one :class:`Fenced`)."""
-
-    def transact(self, fn: Callable[..., T], *args: Any) -> T: ...
 
 
 class LeaseTaken(QuickError):
@@ -133,8 +126,10 @@ def _fenced(
 
 
 class Fenced:
-    """A store as one pass moving one queue uses it: every transaction checks and renews
-    the pass's lease on the queue first, in the same transaction.
+    """A store as one pass moving one queue uses it: every transaction through
+    :meth:`transact` checks and renews the pass's lease on the queue first, in the same
+    transaction. Reads whose results a later fenced transaction re-checks may go to
+    :attr:`db` directly (unfenced, one round trip fewer).
 
     Raises (from :meth:`transact`):
         LeaseTaken: another pass took the lease; nothing of this transaction committed.

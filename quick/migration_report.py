@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 __all__ = [
     "BATCH_BYTES",
     "BATCH_JOBS",
-    "COUNT_LIMIT",
     "PAGE",
     "MigrationReport",
     "PassTally",
+    "QUEUE_THREADS",
     "Refusal",
 ]
 
@@ -21,8 +21,10 @@ BATCH_JOBS = 200
 BATCH_BYTES = 1_000_000
 #: Keys per read transaction when listing queues, runs, schedules and staged jobs.
 PAGE = 500
-#: Most leftover job records a pass counts per queue for its report.
-COUNT_LIMIT = 10_000
+#: Queues a pass moves at once, each in a thread of its own: a queue takes a dozen
+#: short transactions in turn, so on a remote cluster a pass over hundreds of queues is
+#: bound by round trips, not by either store; a few at once stay gentle on both.
+QUEUE_THREADS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,20 @@ class PassTally:
     refused: list[Refusal] = field(default_factory=list)
     busy: list[str] = field(default_factory=list)
     tombstones: int = 0
+
+    def absorb(self, other: PassTally) -> None:
+        """Add the totals of ``other`` (one queue's, moved in another thread)."""
+        self.queues += other.queues
+        self.jobs += other.jobs
+        self.dead_letters += other.dead_letters
+        self.unique_keys += other.unique_keys
+        self.cron_schedules += other.cron_schedules
+        self.duplicates += other.duplicates
+        self.leased += other.leased
+        self.remaining += other.remaining
+        self.refused += other.refused
+        self.busy += other.busy
+        self.tombstones += other.tombstones
 
     def report(self) -> MigrationReport:
         return MigrationReport(

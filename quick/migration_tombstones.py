@@ -21,10 +21,9 @@ from collections.abc import Sequence
 
 from keyspace.codec import CorruptValue, unpack_value
 from keyspace.layout import FINISHED, JOB_DIRECTORY
-from keyspace.protocol import Transaction
+from keyspace.protocol import Database, Transaction
 from keyspace.retry import EarlierTries, transactional
 from quick.jobs import JobState
-from quick.migration_lease import Store
 from quick.migration_report import PAGE, PassTally
 from quick.operations import FINISHED_RETENTION_MS
 
@@ -41,7 +40,7 @@ _Tombstone = tuple[int, str, bytes]
 
 
 def move_tombstones(
-    source: Store, dest: Store, queues: set[str], now: int, tally: PassTally
+    source: Database, dest: Database, queues: set[str], now: int, tally: PassTally
 ) -> None:
     """Copy to ``dest`` the retained tombstones of ``queues`` that it lacks."""
     if not queues:
