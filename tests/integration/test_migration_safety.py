@@ -12,9 +12,9 @@ import pytest
 import quick
 from keyspace.codec import pack_value
 from keyspace.identity import store_identity
-from keyspace.layout import MIGRATION_LEASES, MOVED, STORE_ID, describe
+from keyspace.layout import MIGRATING_DEAD, MIGRATION_LEASES, MOVED, STORE_ID, describe
 from keyspace.protocol import Database
-from quick import migration_jobs
+from quick import migration_dead, migration_jobs
 from quick.jobs import now_ms
 from quick.migration_lease import (
     LEASE_MS,
@@ -235,3 +235,62 @@ def test_fenced_transactions_refuse_after_the_lease_is_taken(tmp_path: Path) -> 
         with pytest.raises(LeaseTaken):
             fenced.transact(lambda tr: tr.set(b"x", b"written"))
         assert db.transact(lambda tr: tr.get(b"x")) is None
+
+
+# -- dead letters ----------------------------------------------------------------------
+
+
+def _bury(db: Database, queue: str, count: int) -> list[str]:
+    for n in range(count):
+        quick.enqueue(db, queue, "record", {"n": n})
+    claims = quick.claim(db, queue, "op", limit=count)
+    for claim in claims:
+        quick.dead_letter(db, claim, "boom")
+    return [claim.job_id for claim in claims]
+
+
+def test_migrate_drops_the_copy_of_a_dead_letter_purged_mid_copy(
+    stores: tuple[Database, Database], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, dest = stores
+    letters = _bury(source, "t1", 6)
+    real = migration_dead._delete_dead
+
+    def purge_first(*args: object) -> object:
+        quick.purge_dead(source, "t1", letters[0])  # staged already, purged before the delete
+        return real(*args)
+
+    monkeypatch.setattr(migration_dead, "_delete_dead", purge_first)
+    report = quick.migrate(source, dest)
+    assert report.finished
+    assert report.dead_letters == 5
+    assert sorted(d.job_id for d in quick.list_dead(dest, "t1")) == sorted(letters[1:])
+    assert quick.queue_counts(dest, "t1")["dead"] == 5
+    assert dest.transact(lambda tr: tr.get_range(*MIGRATING_DEAD.range())) == []
+
+
+def test_migrate_installs_dead_letters_a_killed_pass_deleted_from_the_source(
+    stores: tuple[Database, Database], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, dest = stores
+    letters = _bury(source, "t1", 50)
+    real = migration_dead._install_dead
+    calls = []
+
+    def crash(*args: object) -> object:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")  # between the source's delete and the install
+        return real(*args)
+
+    monkeypatch.setattr(migration_dead, "_install_dead", crash)
+    with pytest.raises(KeyboardInterrupt):
+        quick.migrate(source, dest, batch_size=20)
+    assert dest.transact(lambda tr: tr.get_range(*MIGRATING_DEAD.range()))
+    monkeypatch.setattr(migration_dead, "_install_dead", real)
+    report = quick.migrate(source, dest, batch_size=20)
+    assert report.finished
+    assert sorted(d.job_id for d in quick.list_dead(dest, "t1", limit=100)) == sorted(letters)
+    assert quick.queue_counts(dest, "t1")["dead"] == 50
+    assert quick.list_dead(source, "t1") == []
+    assert dest.transact(lambda tr: tr.get_range(*MIGRATING_DEAD.range())) == []
