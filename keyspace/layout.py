@@ -169,7 +169,9 @@ directory    q s at k                                    ``("id", job_id)``: ``q
 dead letter  jr raw e at                                 ``("dl", queue, job_id)``: ``jr`` or,
                                                          for an undecodable job or one too
                                                          large to wrap, ``raw`` (or, past
-                                                         that, the bare job record)
+                                                         that, the bare job record); and
+                                                         ``("migd", queue, job_id)`` while
+                                                         migrating
 pointer      v es                                        ``("ptr", queue)``
 queue lease  o ex rc                                     ``("ql", queue)``
 cron         cr tz q t p n ak                            ``("cron", name)``

@@ -3,9 +3,15 @@
 Theory of operation
 -------------------
 :func:`migrate` is one *pass*; ``quick migrate`` repeats passes until nothing is left
-(leased jobs wait for their consumers) or its timeout. A pass takes each queue in turn:
+(leased jobs wait for their consumers, queues another pass holds wait for it) or its
+timeout. A pass first checks its input, changing nothing when it is bad: named queues
+must exist on the source (:mod:`quick.migration_queues`), and the destination must
+not be the source under another name. Stores are told apart by content, not by URL:
+each keyspace (a store and namespace) carries an identity key written once
+(:mod:`keyspace.identity`); reading the destination's is also the probe that it
+answers, before the source changes. Then, for the queues:
 
-1. **Refuse** the queue while a workflow run on it is running or paused (a run's
+1. **Refuse** a queue while a workflow run on it is running or paused (a run's
    journal is ordered by its store's versionstamps, which mean nothing on another
    cluster, and its steps settle in the same transactions as its queue items), or
    when it was already moved to a third store.
@@ -13,10 +19,18 @@ Theory of operation
    *before* copying: from the marker's commit every store of a new job there raises
    ``QueueMoved`` (see :mod:`quick.enqueueing`), so the copy chases no new arrivals.
    Runs are looked for again after marking; a run that slipped in unmarks the queue.
-   A marker the destination held (the queue moving back) is then cleared.
-3. **Finish an interrupted pass**: a job a killed pass left in the destination's
-   staging area ``("mig", queue, job_id)`` is installed when the source holds its
-   ``moved`` tombstone, and dropped otherwise (the source still has it, or ran it).
+
+Each marked queue then moves on its own (up to :data:`QUEUE_THREADS` at once), under
+its **migration lease** in both stores (:mod:`quick.migration_lease`): a queue another
+pass holds is left to it and reported ``busy``, and every transaction below checks
+and renews the lease, so two passes never work on one queue (one's recovery would
+drop what the other staged). A marker the destination held (the queue moving back)
+is cleared as its lease is taken.
+
+3. **Finish an interrupted pass**: a job (or dead letter) a killed pass left in the
+   destination's staging area ``("mig", queue, job_id)`` (``("migd", ...)``) is
+   installed when the source holds its ``moved`` tombstone, and dropped otherwise
+   (the source still has it, or ran or purged it).
 4. **Cron schedules** that target the queue are copied, then deleted from the source
    (:mod:`quick.migration_records`).
 5. **Jobs** (:mod:`quick.migration_jobs`) go best first (the ready index, then the
@@ -37,15 +51,20 @@ Theory of operation
    once (c) commits, so no consumer ever sees it in both stores. A kill between (a)
    and (b) leaves a staged copy that step 3 of the next pass drops; a kill between
    (b) and (c) leaves one whose tombstone step 3 finds, and installs.
-6. **Dead letters** (:mod:`quick.migration_records`) are copied with their directory
-   entries, then deleted from the source after the same re-read; nothing runs a dead
-   letter, so they need no staging.
+6. **Dead letters** (:mod:`quick.migration_dead`) move in the same three steps, so
+   one purged on the source mid-copy leaves no copy behind.
 7. **Clean up**: once the source queue holds no job and no dead letter, the rest of
    its range (counters, orphaned unique keys), its pointer and queue lease go.
+
+Last, the **tombstones** of finished jobs of the queues taken, within their retention,
+are copied (:mod:`quick.migration_tombstones`), so a finished id still dedupes.
 
 Leased jobs stay put: a live lease means a consumer on the source is running the
 job. Once it settles (or is put back) a later pass moves what is left. An *expired*
 lease moves as the ready job a claim would promote it to.
+
+Every transaction makes a few batched reads (pages by key, ``get_many``, counters for
+counts), so none nears FoundationDB's 5 seconds on a remote cluster.
 """
 
 from __future__ import annotations
@@ -57,7 +76,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from keyspace.codec import pack_value, unpack_value
+from keyspace.codec import CorruptValue, pack_value, unpack_value
 from keyspace.identity import store_identity
 from keyspace.layout import (
     DEAD_LETTERS,
@@ -276,9 +295,15 @@ def _mark(tr: Transaction, queues: Sequence[str], destination: str, now: int) ->
     outcomes: dict[str, str] = {}
     for queue, key, data in zip(queues, keys, tr.get_many(keys), strict=True):
         if data is not None:
-            record = unpack_value(data)
+            try:
+                record = unpack_value(data)
+            except CorruptValue:
+                record = None
             target = record.get("url") if isinstance(record, dict) else None
-            outcomes[queue] = "already" if target == destination else str(target)
+            if target == destination:
+                outcomes[queue] = "already"
+            else:
+                outcomes[queue] = str(target) if target else "a store its marker does not name"
             continue
         tr.set(key, pack_value({"url": destination, "at": now}))
         outcomes[queue] = "new"
