@@ -41,6 +41,7 @@ RECORD_MODULES: dict[str, set[str]] = {
     "quick/migration.py": set(),
     "quick/migration_jobs.py": set(),
     "quick/migration_records.py": set(),
+    "quick/migration_dead.py": set(),
     "quick/migration_lease.py": set(),
     "quick/migration_queues.py": set(),
     "quick/migration_tombstones.py": set(),
