@@ -20,6 +20,10 @@ answers, before the source changes. Then, for the queues:
    ``QueueMoved`` (see :mod:`quick.enqueueing`), so the copy chases no new arrivals.
    Runs are looked for again after marking; a run that slipped in unmarks the queue.
 
+The **tombstones** of the marked queues' finished jobs, within their retention, are
+copied next (:mod:`quick.migration_tombstones`), so a finished id still dedupes when a
+producer the marker turned away retries it on the destination.
+
 Each marked queue then moves on its own (up to :data:`QUEUE_THREADS` at once), under
 its **migration lease** in both stores (:mod:`quick.migration_lease`): a queue another
 pass holds is left to it and reported ``busy``, and every transaction below checks
@@ -55,9 +59,6 @@ is cleared as its lease is taken.
    one purged on the source mid-copy leaves no copy behind.
 7. **Clean up**: once the source queue holds no job and no dead letter, the rest of
    its range (counters, orphaned unique keys), its pointer and queue lease go.
-
-Last, the **tombstones** of finished jobs of the queues taken, within their retention,
-are copied (:mod:`quick.migration_tombstones`), so a finished id still dedupes.
 
 Leased jobs stay put: a live lease means a consumer on the source is running the
 job. Once it settles (or is put back) a later pass moves what is left. An *expired*
@@ -187,6 +188,9 @@ def migrate(
         if marked.pop(queue) == "new":
             source_db.transact(_unmark, queue)
         tally.refused.append(Refusal(queue, run_reason(run_id)))
+    # Finished ids before the jobs: producers turned away by the marker retry on the
+    # destination, where a finished id must already dedupe.
+    move_tombstones(source_db, dest_db, set(marked), clock, tally)
     found = schedules(source_db, None)
 
     def move(queue: str) -> PassTally:
@@ -199,7 +203,6 @@ def migrate(
     with ThreadPoolExecutor(max_workers=QUEUE_THREADS, thread_name_prefix="migrate") as pool:
         for own in pool.map(move, marked):
             tally.absorb(own)
-    move_tombstones(source_db, dest_db, set(tally.queues), clock, tally)
     return tally.report()
 
 

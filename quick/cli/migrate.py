@@ -31,7 +31,8 @@ PASS_WAIT = 0.5
     type=click.FloatRange(min=0),
     default=300.0,
     show_default=True,
-    help="Seconds to keep passing while consumers on the source hold leased jobs.",
+    help="Seconds to keep passing while consumers on the source hold leased jobs, or "
+    "another quick migrate run is moving a queue.",
 )
 @click.option(
     "--batch-size",
