@@ -71,6 +71,7 @@ counts), so none nears FoundationDB's 5 seconds on a remote cluster.
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -193,16 +194,24 @@ def migrate(
     move_tombstones(source_db, dest_db, set(marked), clock, tally)
     found = schedules(source_db, None)
 
+    # An interruption (an error in one queue's thread, Ctrl-C) stops the others at their
+    # next transaction, rather than after their whole queue.
+    stop = threading.Event()
+
     def move(queue: str) -> PassTally:
         own = PassTally()
-        _move_queue(source_db, dest_db, queue, clock, batch_size, found, own, owner)
+        _move_queue(source_db, dest_db, queue, clock, batch_size, found, own, owner, stop)
         return own
 
     # Queues are independent (each under its own leases), so several move at once:
     # a queue costs a dozen round trips, which a remote cluster makes add up.
     with ThreadPoolExecutor(max_workers=QUEUE_THREADS, thread_name_prefix="migrate") as pool:
-        for own in pool.map(move, marked):
-            tally.absorb(own)
+        try:
+            for own in pool.map(move, marked):
+                tally.absorb(own)
+        except BaseException:
+            stop.set()
+            raise
     return tally.report()
 
 
@@ -237,6 +246,7 @@ def _move_queue(
     found: Sequence[tuple[bytes, Any]],
     tally: PassTally,
     owner: str,
+    stop: threading.Event,
 ) -> None:
     """Move ``queue`` under its migration lease in both stores; a queue another pass
     holds (or takes over meanwhile) is left to it and reported busy."""
@@ -248,7 +258,8 @@ def _move_queue(
             tally.busy.append(queue)
             return
         try:
-            source, dest = Fenced(source_db, queue, owner), Fenced(dest_db, queue, owner)
+            source = Fenced(source_db, queue, owner, stop)
+            dest = Fenced(dest_db, queue, owner, stop)
             _move_held(source, dest, queue, now, batch_size, found, tally)
         except LeaseTaken:
             tally.busy.append(queue)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -35,6 +36,7 @@ __all__ = [
     "Fenced",
     "Holding",
     "LeaseTaken",
+    "PassStopped",
     "acquire",
     "holding",
     "release",
@@ -54,6 +56,14 @@ class LeaseTaken(QuickError):
 
     def __init__(self, queue: str) -> None:
         super().__init__(f"queue {queue!r} is being moved by another quick migrate")
+        self.queue = queue
+
+
+class PassStopped(Exception):
+    """The pass was interrupted elsewhere; its thread moving ``queue`` stops here."""
+
+    def __init__(self, queue: str) -> None:
+        super().__init__(f"migration of {queue!r} stopped: the pass was interrupted")
         self.queue = queue
 
 
@@ -131,18 +141,27 @@ class Fenced:
     transaction. Reads whose results a later fenced transaction re-checks may go to
     :attr:`db` directly (unfenced, one round trip fewer).
 
+    ``stop``, once set, ends the pass at its next fenced transaction (the pass was
+    interrupted in another thread); every step is safe to stop after, as after a kill.
+
     Raises (from :meth:`transact`):
         LeaseTaken: another pass took the lease; nothing of this transaction committed.
+        PassStopped: ``stop`` is set; nothing of this transaction ran.
     """
 
-    __slots__ = ("db", "queue", "owner")
+    __slots__ = ("db", "queue", "owner", "stop")
 
-    def __init__(self, db: Database, queue: str, owner: str) -> None:
+    def __init__(
+        self, db: Database, queue: str, owner: str, stop: threading.Event | None = None
+    ) -> None:
         self.db = db
         self.queue = queue
         self.owner = owner
+        self.stop = stop
 
     def transact(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(tr, *args)`` under the lease, in the retry loop; its result."""
+        if self.stop is not None and self.stop.is_set():
+            raise PassStopped(self.queue)
         result: T = self.db.transact(_fenced, self.queue, self.owner, fn, args)
         return result

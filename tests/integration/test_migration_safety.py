@@ -5,6 +5,7 @@ jobs' ids so they still dedupe on the destination."""
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from quick.migration_lease import (
     Fenced,
     Holding,
     LeaseTaken,
+    PassStopped,
     acquire,
     holding,
     release,
@@ -294,3 +296,15 @@ def test_migrate_installs_dead_letters_a_killed_pass_deleted_from_the_source(
     assert quick.queue_counts(dest, "t1")["dead"] == 50
     assert quick.list_dead(source, "t1") == []
     assert dest.transact(lambda tr: tr.get_range(*MIGRATING_DEAD.range())) == []
+
+
+def test_fenced_transactions_stop_once_the_pass_is_interrupted(tmp_path: Path) -> None:
+    stop = threading.Event()
+    with quick.open(f"sqlite:///{tmp_path / 'a.db'}") as db:
+        assert acquire(db, "t1", "me", now_ms())
+        fenced = Fenced(db, "t1", "me", stop)
+        fenced.transact(lambda tr: tr.set(b"x", b"before"))
+        stop.set()
+        with pytest.raises(PassStopped):
+            fenced.transact(lambda tr: tr.set(b"x", b"after"))
+        assert db.transact(lambda tr: tr.get(b"x")) == b"before"
