@@ -148,7 +148,8 @@ def migrate(
     Raises:
         InvalidArgument: the destination is the source (by content, however spelled), a
             queue name is empty or names no queue of the source, or ``batch_size`` is
-            below 1. Nothing is changed.
+            below 1. Nothing is changed (but for each store's identity key, written the
+            first time a store is looked at).
         StorageError: either store failed (no job is lost; rerun).
     """
     if batch_size < 1:
