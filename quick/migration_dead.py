@@ -20,7 +20,7 @@ from keyspace.protocol import Transaction
 from keyspace.retry import transactional
 from quick import counters
 from quick.jobs import JobState
-from quick.migration_jobs import is_known
+from quick.migration_jobs import Fate, is_known, staged_fate
 from quick.migration_lease import Fenced
 from quick.migration_report import BATCH_BYTES, BATCH_JOBS, PassTally
 from quick.records import tombstone
@@ -151,28 +151,35 @@ def _dead_time(value: bytes, default: int) -> int:
 
 
 def recover_dead(source: Fenced, dest: Fenced, queue: str, now: int, tally: PassTally) -> None:
-    """Install or drop the dead letters a killed pass left staged on the destination."""
-    while True:
-        rows = dest.db.transact(
-            lambda tr: tr.snapshot.get_range(*MIGRATING_DEAD.range((queue,)), limit=BATCH_JOBS)
-        )
+    """Install or drop the dead letters a killed pass from this source left staged on the
+    destination (what another source's pass staged is left for its rerun)."""
+    begin: bytes | None
+    begin, end = MIGRATING_DEAD.range((queue,))
+    while begin is not None:
+        rows = dest.db.transact(lambda tr, b=begin: tr.snapshot.get_range(b, end, limit=BATCH_JOBS))
+        begin = rows[-1][0] + b"\x00" if len(rows) == BATCH_JOBS else None
         if not rows:
             return
         job_ids = [str(MIGRATING_DEAD.unpack(key)[1]) for key, _ in rows]
-        moved = source.db.transact(_dead_moved_away, queue, job_ids)
-        installed = [job_id for job_id in job_ids if job_id in moved]
-        dropped = [job_id for job_id in job_ids if job_id not in moved]
-        tally.dead_letters += dest.transact(_install_dead, queue, installed, dropped, now)
+        fates = source.db.transact(_dead_fates, queue, job_ids)
+        installed = [
+            job_id for job_id, fate in zip(job_ids, fates, strict=True) if fate is Fate.INSTALL
+        ]
+        dropped = [job_id for job_id, fate in zip(job_ids, fates, strict=True) if fate is Fate.DROP]
+        if installed or dropped:
+            tally.dead_letters += dest.transact(_install_dead, queue, installed, dropped, now)
+
+
+@transactional
+def _dead_fates(tr: Transaction, queue: str, job_ids: Sequence[str]) -> list[Fate]:
+    letters = tr.get_many([DEAD_LETTERS.pack((queue, job_id)) for job_id in job_ids], snapshot=True)
+    entries = tr.get_many([JOB_DIRECTORY.pack((job_id,)) for job_id in job_ids], snapshot=True)
+    return [staged_fate(letter, entry) for letter, entry in zip(letters, entries, strict=True)]
 
 
 @transactional
 def _dead_moved_away(tr: Transaction, queue: str, job_ids: Sequence[str]) -> set[str]:
     """The ids among ``job_ids`` whose dead letter the source deleted with a ``moved``
     tombstone."""
-    letters = tr.get_many([DEAD_LETTERS.pack((queue, job_id)) for job_id in job_ids], snapshot=True)
-    entries = tr.get_many([JOB_DIRECTORY.pack((job_id,)) for job_id in job_ids], snapshot=True)
-    return {
-        job_id
-        for job_id, letter, entry in zip(job_ids, letters, entries, strict=True)
-        if letter is None and entry is not None and not is_known(entry)
-    }
+    fates = _dead_fates(tr, queue, job_ids)
+    return {job_id for job_id, fate in zip(job_ids, fates, strict=True) if fate is Fate.INSTALL}

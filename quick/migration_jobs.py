@@ -8,6 +8,7 @@ install commits, so no consumer ever sees it in both stores.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ from quick.migration_lease import Fenced
 from quick.migration_report import BATCH_BYTES, BATCH_JOBS, PassTally, Refusal
 from quick.records import finish_job
 
-__all__ = ["is_known", "move_jobs", "recover"]
+__all__ = ["Fate", "is_known", "move_jobs", "recover", "staged_fate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,31 +238,56 @@ def _unique_holders(
     return dict(zip(wanted, held, strict=True))
 
 
+class Fate(enum.Enum):
+    """What becomes of a record a killed pass left staged on the destination."""
+
+    INSTALL = "install"  # the source deleted it, moved: it lives on here now
+    DROP = "drop"  # the source still holds it, or it ended there
+    KEEP = "keep"  # the source never knew it: another source's pass staged it
+
+
+def staged_fate(on_source: bytes | None, entry: bytes | None) -> Fate:
+    """The fate of a staged record from what the source holds for its id: the record
+    itself (a job, or a dead letter) and its directory entry."""
+    if on_source is not None:
+        return Fate.DROP
+    if entry is None:
+        return Fate.KEEP
+    return Fate.DROP if is_known(entry) else Fate.INSTALL
+
+
 def recover(source: Fenced, dest: Fenced, queue: str, tally: PassTally) -> None:
-    """Install or drop what a killed pass left staged on the destination."""
-    while True:
-        rows = dest.db.transact(
-            lambda tr: tr.snapshot.get_range(*MIGRATING.range((queue,)), limit=BATCH_JOBS)
-        )
+    """Install or drop what a killed pass from this source left staged on the
+    destination (what another source's pass staged is left for its rerun)."""
+    begin: bytes | None
+    begin, end = MIGRATING.range((queue,))
+    while begin is not None:
+        rows = dest.db.transact(lambda tr, b=begin: tr.snapshot.get_range(b, end, limit=BATCH_JOBS))
+        begin = rows[-1][0] + b"\x00" if len(rows) == BATCH_JOBS else None
         if not rows:
             return
         job_ids = [str(MIGRATING.unpack(key)[1]) for key, _ in rows]
-        moved = source.db.transact(_moved_away, queue, job_ids)
-        installed = [job_id for job_id in job_ids if job_id in moved]
-        dropped = [job_id for job_id in job_ids if job_id not in moved]
-        count, uniques = dest.transact(_install, queue, installed, dropped)
-        tally.jobs += count
-        tally.unique_keys += uniques
+        fates = source.db.transact(_staged_fates, queue, job_ids)
+        installed = [
+            job_id for job_id, fate in zip(job_ids, fates, strict=True) if fate is Fate.INSTALL
+        ]
+        dropped = [job_id for job_id, fate in zip(job_ids, fates, strict=True) if fate is Fate.DROP]
+        if installed or dropped:
+            count, uniques = dest.transact(_install, queue, installed, dropped)
+            tally.jobs += count
+            tally.unique_keys += uniques
+
+
+@transactional
+def _staged_fates(tr: Transaction, queue: str, job_ids: Sequence[str]) -> list[Fate]:
+    keys = queue_keys(queue)
+    records = tr.get_many([keys.job(job_id) for job_id in job_ids], snapshot=True)
+    entries = tr.get_many([JOB_DIRECTORY.pack((job_id,)) for job_id in job_ids], snapshot=True)
+    return [staged_fate(record, entry) for record, entry in zip(records, entries, strict=True)]
 
 
 @transactional
 def _moved_away(tr: Transaction, queue: str, job_ids: Sequence[str]) -> set[str]:
     """The ids among ``job_ids`` the source deleted with a ``moved`` tombstone."""
-    keys = queue_keys(queue)
-    records = tr.get_many([keys.job(job_id) for job_id in job_ids], snapshot=True)
-    entries = tr.get_many([JOB_DIRECTORY.pack((job_id,)) for job_id in job_ids], snapshot=True)
-    out = set()
-    for job_id, record, entry in zip(job_ids, records, entries, strict=True):
-        if record is None and entry is not None and not is_known(entry):
-            out.add(job_id)
-    return out
+    fates = _staged_fates(tr, queue, job_ids)
+    return {job_id for job_id, fate in zip(job_ids, fates, strict=True) if fate is Fate.INSTALL}

@@ -13,7 +13,7 @@ import pytest
 import quick
 from keyspace.codec import pack_value
 from keyspace.identity import store_identity
-from keyspace.layout import MIGRATING_DEAD, MIGRATION_LEASES, MOVED, STORE_ID, describe
+from keyspace.layout import MIGRATING, MIGRATING_DEAD, MIGRATION_LEASES, MOVED, STORE_ID, describe
 from keyspace.protocol import Database
 from quick import migration_dead, migration_jobs
 from quick.jobs import now_ms
@@ -308,3 +308,29 @@ def test_fenced_transactions_stop_once_the_pass_is_interrupted(tmp_path: Path) -
         with pytest.raises(PassStopped):
             fenced.transact(lambda tr: tr.set(b"x", b"after"))
         assert db.transact(lambda tr: tr.get(b"x")) == b"before"
+
+
+def test_a_second_source_leaves_what_a_killed_pass_from_the_first_staged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first_url, second_url = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'c.db'}"
+    with (
+        quick.open(first_url) as first,
+        quick.open(second_url) as second,
+        quick.open(f"sqlite:///{tmp_path / 'b.db'}") as dest,
+    ):
+        ids = {quick.enqueue(first, "t1", "record", {"n": n}) for n in range(30)}
+        ids |= {quick.enqueue(second, "t1", "record", {"n": n}) for n in range(30)}
+        real = migration_jobs._install
+
+        def crash(*args: object) -> object:
+            raise KeyboardInterrupt("killed")  # after the first source's delete
+
+        monkeypatch.setattr(migration_jobs, "_install", crash)
+        with pytest.raises(KeyboardInterrupt):
+            quick.migrate(first, dest)
+        monkeypatch.setattr(migration_jobs, "_install", real)
+        assert quick.migrate(second, dest).finished  # its recovery keeps the first's staging
+        assert quick.migrate(first, dest).finished
+        assert {job.id for job in quick.list_jobs(dest, "t1", limit=100)} == ids
+        assert dest.transact(lambda tr: tr.get_range(*MIGRATING.range())) == []
