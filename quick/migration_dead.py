@@ -20,9 +20,9 @@ from keyspace.protocol import Transaction
 from keyspace.retry import transactional
 from quick import counters
 from quick.jobs import JobState
-from quick.migration_jobs import Fate, is_known, staged_fate
+from quick.migration_jobs import Fate, is_known, staged_fate, sweep_staged
 from quick.migration_lease import Fenced
-from quick.migration_report import BATCH_BYTES, BATCH_JOBS, PassTally
+from quick.migration_report import BATCH_BYTES, PassTally
 from quick.records import tombstone
 
 __all__ = ["move_dead_letters", "recover_dead"]
@@ -153,21 +153,11 @@ def _dead_time(value: bytes, default: int) -> int:
 def recover_dead(source: Fenced, dest: Fenced, queue: str, now: int, tally: PassTally) -> None:
     """Install or drop the dead letters a killed pass from this source left staged on the
     destination (what another source's pass staged is left for its rerun)."""
-    begin: bytes | None
-    begin, end = MIGRATING_DEAD.range((queue,))
-    while begin is not None:
-        rows = dest.db.transact(lambda tr, b=begin: tr.snapshot.get_range(b, end, limit=BATCH_JOBS))
-        begin = rows[-1][0] + b"\x00" if len(rows) == BATCH_JOBS else None
-        if not rows:
-            return
-        job_ids = [str(MIGRATING_DEAD.unpack(key)[1]) for key, _ in rows]
-        fates = source.db.transact(_dead_fates, queue, job_ids)
-        installed = [
-            job_id for job_id, fate in zip(job_ids, fates, strict=True) if fate is Fate.INSTALL
-        ]
-        dropped = [job_id for job_id, fate in zip(job_ids, fates, strict=True) if fate is Fate.DROP]
-        if installed or dropped:
-            tally.dead_letters += dest.transact(_install_dead, queue, installed, dropped, now)
+
+    def settle(installed: list[str], dropped: list[str]) -> None:
+        tally.dead_letters += dest.transact(_install_dead, queue, installed, dropped, now)
+
+    sweep_staged(source, dest, MIGRATING_DEAD, queue, _dead_fates, settle)
 
 
 @transactional

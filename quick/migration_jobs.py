@@ -9,7 +9,7 @@ install commits, so no consumer ever sees it in both stores.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from keyspace.codec import CorruptValue, pack_value, unpack_value
@@ -24,7 +24,7 @@ from quick.migration_lease import Fenced
 from quick.migration_report import BATCH_BYTES, BATCH_JOBS, PassTally, Refusal
 from quick.records import finish_job
 
-__all__ = ["Fate", "is_known", "move_jobs", "recover", "staged_fate"]
+__all__ = ["Fate", "is_known", "move_jobs", "recover", "staged_fate", "sweep_staged"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,23 +259,46 @@ def staged_fate(on_source: bytes | None, entry: bytes | None) -> Fate:
 def recover(source: Fenced, dest: Fenced, queue: str, tally: PassTally) -> None:
     """Install or drop what a killed pass from this source left staged on the
     destination (what another source's pass staged is left for its rerun)."""
+
+    def settle(installed: list[str], dropped: list[str]) -> None:
+        count, uniques = dest.transact(_install, queue, installed, dropped)
+        tally.jobs += count
+        tally.unique_keys += uniques
+
+    sweep_staged(source, dest, MIGRATING, queue, _staged_fates, settle)
+
+
+def sweep_staged(
+    source: Fenced,
+    dest: Fenced,
+    space: Subspace,
+    queue: str,
+    fates: Callable[[Transaction, str, Sequence[str]], list[Fate]],
+    settle: Callable[[list[str], list[str]], None],
+) -> None:
+    """Page through the ids staged for ``queue`` under ``space`` on the destination,
+    ask the source their :class:`Fate` (``fates``, a transactional function), and pass
+    each page's ids to install and to drop to ``settle``."""
     begin: bytes | None
-    begin, end = MIGRATING.range((queue,))
+    begin, end = space.range((queue,))
     while begin is not None:
         rows = dest.db.transact(lambda tr, b=begin: tr.snapshot.get_range(b, end, limit=BATCH_JOBS))
         begin = rows[-1][0] + b"\x00" if len(rows) == BATCH_JOBS else None
         if not rows:
             return
-        job_ids = [str(MIGRATING.unpack(key)[1]) for key, _ in rows]
-        fates = source.db.transact(_staged_fates, queue, job_ids)
-        installed = [
-            job_id for job_id, fate in zip(job_ids, fates, strict=True) if fate is Fate.INSTALL
-        ]
-        dropped = [job_id for job_id, fate in zip(job_ids, fates, strict=True) if fate is Fate.DROP]
+        size = 0
+        for count, (key, value) in enumerate(rows, 1):  # an install rewrites every value
+            size += len(value)
+            if size >= BATCH_BYTES:
+                rows, begin = rows[:count], key + b"\x00"
+                break
+        job_ids = [str(space.unpack(key)[1]) for key, _ in rows]
+        found = source.db.transact(fates, queue, job_ids)
+        chosen = list(zip(job_ids, found, strict=True))
+        installed = [job_id for job_id, fate in chosen if fate is Fate.INSTALL]
+        dropped = [job_id for job_id, fate in chosen if fate is Fate.DROP]
         if installed or dropped:
-            count, uniques = dest.transact(_install, queue, installed, dropped)
-            tally.jobs += count
-            tally.unique_keys += uniques
+            settle(installed, dropped)
 
 
 @transactional
