@@ -59,6 +59,7 @@ from consumer.lanes import SLICE_SECONDS, Finished, Flags, run_slice
 from consumer.resilience import Patience, is_outage
 from consumer.runners import Runners
 from keyspace.protocol import Database, Transaction, Watch
+from keyspace.retry import watch_retry_pause
 from quick.app import App
 from quick.claiming import ClaimRound, RoundTries, claim_round
 from quick.jobs import Claim, now_ms
@@ -112,6 +113,7 @@ class Consumer:
         )
         self._cancel_scope: trio.CancelScope | None = None
         self._watch: Watch | None = None
+        self._watch_failures = 0
         self._handler_seconds: float | None = None
         self._token: trio.lowlevel.TrioToken | None = None
 
@@ -261,17 +263,32 @@ class Consumer:
         self._wake_lanes()
 
     async def _idle(self, watch: Watch, next_ms: int | None) -> None:
-        """Sleep until a producer bumps the wake key, the next pointer is due, or ``max_idle``."""
+        """Sleep until a producer bumps the wake key, the next pointer is due, or ``max_idle``.
+
+        A failed watch returns at once; the pause after it grows with each failure in a
+        row (:func:`keyspace.retry.watch_retry_pause`), so a lasting failure does not turn
+        idling into back-to-back claim rounds.
+        """
         timeout = self.config.max_idle
         if next_ms is not None:
             timeout = min(timeout, max(0.0, (next_ms - now_ms()) / 1000))
         self._watch = watch
+        started = trio.current_time()
         try:
             if not self._stopping.is_set():
                 await trio.to_thread.run_sync(watch.wait, timeout, abandon_on_cancel=True)
         finally:
             self._watch = None
             watch.cancel()
+        self._watch_failures = self._watch_failures + 1 if watch.failed else 0
+        remaining = timeout - (trio.current_time() - started)
+        pause = watch_retry_pause(self._watch_failures, random.random(), remaining)
+        if pause > 0:
+            log.debug(
+                "watch failed %d time(s) in a row; pausing %.3f s", self._watch_failures, pause
+            )
+            with trio.move_on_after(pause):
+                await self._stopping.wait()
 
     def _notify_capacity(self) -> None:
         self._capacity.set()

@@ -207,8 +207,21 @@ def open_url(url: str) -> Iterator[Database]:
         raise Unavailable(f"{store_location(url)}: {error}") from None
     except QuickError as error:
         raise Refused(str(error)) from None
+    except ExceptionGroup as group:
+        # trio's nurseries (a worker) raise a child's error inside a group: a store that
+        # fails under a worker exits 3 naming it, as it does under any other command.
+        storage, rest = group.split(StorageError)
+        if storage is None or rest is not None:
+            raise
+        raise Unavailable(f"{store_location(url)}: {_first(storage)}") from None
     finally:
         db.close()
+
+
+def _first(group: BaseExceptionGroup[StorageError]) -> StorageError:
+    """The first error of a (possibly nested) group."""
+    first = group.exceptions[0]
+    return _first(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def parse_payload(text: str | None, option: str = "--payload") -> Any:
