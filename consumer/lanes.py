@@ -18,6 +18,12 @@ when the backlog times the average handler time exceeds a slice, so slow (blocki
 handlers still run ``concurrency`` at once while no-op ones share one thread and one
 commit. Every lane slice holds one of the consumer's ``concurrency`` slots.
 
+Before a claim starts, lanes and async runners alike ask :func:`may_start`: a claim the
+keeper found lost, or whose lease is (nearly) over by this consumer's clock, is dropped
+unstarted. A consumer paused past its leases (SIGSTOP, a VM pause, a long collection)
+therefore never starts jobs others have taken since, even before its keeper, which
+resumes at the same moment, has found them lost.
+
 Cancellation: a slice cannot be interrupted. When the consumer stops, a slice stops
 taking claims and records what it ran; when it is killed, the slice is abandoned
 (its thread finishes the handler in hand and records nothing: those leases expire).
@@ -32,9 +38,10 @@ from dataclasses import dataclass
 
 from consumer.keeper import Held
 from keyspace.protocol import Database
+from quick.jobs import now_ms
 from quick.outcomes import Attempt, Outcome, run_attempt, settle_batch
 
-__all__ = ["Finished", "Flags", "run_slice", "SETTLE_MAX", "SLICE_SECONDS"]
+__all__ = ["Finished", "Flags", "may_start", "run_slice", "SETTLE_MAX", "SLICE_SECONDS"]
 
 #: The most attempts one slice records in one transaction (the group commit's size).
 SETTLE_MAX = 128
@@ -45,22 +52,38 @@ SLICE_SECONDS = 0.02
 
 @dataclass(frozen=True, slots=True)
 class Finished:
-    """One attempt's end, reported back to the consumer."""
+    """One attempt's end, reported back to the consumer (``started`` False for a claim
+    dropped unstarted by :func:`may_start`)."""
 
     held: Held
     outcome: Outcome
     duration: float
     error: BaseException | None = None
+    started: bool = True
+
+
+def may_start(held: Held, now: int, margin_ms: int) -> bool:
+    """Whether a waiting claim may start its handler at ``now`` (this consumer's clock):
+    the keeper has not found it lost, and more than ``margin_ms`` of its lease is left.
+
+    The margin covers the clocks of other consumers running a little ahead, and the
+    keeper's next renewal: a claim the keeper looks after never comes near it.
+    """
+    return not held.lost and held.claim.lease_until_ms - now > margin_ms
 
 
 class Flags:
     """What a slice checks between handlers (plain attributes: read across threads)."""
 
-    __slots__ = ("stopping", "killed", "low_water", "on_low_water", "on_settling")
+    __slots__ = (
+        "stopping", "killed", "start_margin_ms", "low_water", "on_low_water", "on_settling"
+    )  # fmt: skip
 
-    def __init__(self) -> None:
+    def __init__(self, start_margin_ms: int = 0) -> None:
         self.stopping = False
         self.killed = False
+        #: A claim starts only with more of its lease left than this (see :func:`may_start`).
+        self.start_margin_ms = start_margin_ms
         #: When the deque shrinks to this many claims, ``on_low_water`` is called
         #: (thread-safe), so the claimer leases the next batch while this one runs.
         self.low_water = 0
@@ -83,8 +106,8 @@ def run_slice(db: Database, waiting: deque[Held], flags: Flags) -> list[Finished
             break
         if len(waiting) == flags.low_water:
             flags.on_low_water()
-        if held.lost:
-            finished.append(Finished(held, Outcome.LEASE_LOST, 0.0))
+        if not may_start(held, now_ms(), flags.start_margin_ms):
+            finished.append(Finished(held, Outcome.LEASE_LOST, 0.0, started=False))
             continue
         started = time.perf_counter()
         attempt = _run(db, held)

@@ -32,10 +32,11 @@ import trio
 
 from consumer.bridge import Bridge
 from consumer.keeper import Held
-from consumer.lanes import Finished
+from consumer.lanes import Finished, may_start
 from keyspace.errors import QuickError
 from keyspace.protocol import Database
 from quick.errors import LeaseLost
+from quick.jobs import now_ms
 from quick.outcomes import Attempt, Outcome, meta_for, run_transactional, settle_batch
 
 __all__ = ["Runners"]
@@ -61,6 +62,8 @@ class Runners:
         slots: the consumer's ``concurrency`` slots, shared with the lanes.
         stopping: set when the consumer stops; runners then take no new claim.
         report: the consumer's account of settled attempts (counts, logs, metrics).
+        start_margin_ms: a claim starts only with more of its lease left than this
+            (:func:`consumer.lanes.may_start`); one with less is dropped unstarted.
     """
 
     def __init__(
@@ -70,6 +73,7 @@ class Runners:
         slots: trio.CapacityLimiter,
         stopping: trio.Event,
         report: Callable[[list[Finished]], None],
+        start_margin_ms: int = 0,
     ) -> None:
         self.db = db
         self.bridge = bridge
@@ -77,6 +81,7 @@ class Runners:
         self._slots = slots
         self._stopping = stopping
         self._report = report
+        self._start_margin_ms = start_margin_ms
         self._idle: list[trio.Event] = []
 
     def start(self, committer: trio.Nursery, runners: trio.Nursery, count: int) -> None:
@@ -121,13 +126,14 @@ class Runners:
         config = held.config
         assert config is not None
         claim = held.claim
+        if not may_start(held, now_ms(), self._start_margin_ms):
+            self._report([Finished(held, Outcome.LEASE_LOST, 0.0, started=False)])
+            return
         started = time.perf_counter()
         error: BaseException | None = None
         output: Any = None
         with trio.CancelScope() as scope:
             held.scope = scope
-            if held.lost:
-                scope.cancel()
             try:
                 with (
                     trio.fail_after(config.timeout) if config.timeout else contextlib.nullcontext()

@@ -94,12 +94,14 @@ class Consumer:
         self.outcomes: Counter[str] = Counter()
         self._slots = trio.CapacityLimiter(self.config.concurrency)
         self._lane_queue: deque[Held] = deque()
-        self._flags = Flags()
+        self._flags = Flags(self.config.start_margin_ms)
         self._idle_lanes: list[trio.Event] = []
         self._running_lanes = 0
         self._capacity = trio.Event()
         self._stopping = trio.Event()
-        self._runners = Runners(db, self.bridge, self._slots, self._stopping, self._report)
+        self._runners = Runners(
+            db, self.bridge, self._slots, self._stopping, self._report, self.config.start_margin_ms
+        )
         self._cancel_scope: trio.CancelScope | None = None
         self._watch: Watch | None = None
         self._handler_seconds: float | None = None
@@ -342,12 +344,15 @@ class Consumer:
         if not finished:
             return
         total = 0.0
+        ran = 0
         metrics = self.metrics
         logging_info = log.isEnabledFor(logging.INFO)
         for done in finished:
             held, outcome = done.held, done.outcome
             self.keeper.forget(held)
-            total += done.duration
+            if done.started:
+                total += done.duration
+                ran += 1
             self.outcomes[outcome.value] += 1
             claim = held.claim
             if metrics is not None:
@@ -366,11 +371,12 @@ class Consumer:
                         "error": describe_error(done.error) if done.error is not None else None,
                     },
                 )
-        mean = total / len(finished)
-        previous = self._handler_seconds
-        self._handler_seconds = (
-            mean if previous is None else previous + EWMA_WEIGHT * (mean - previous)
-        )
+        if ran:
+            mean = total / ran
+            previous = self._handler_seconds
+            self._handler_seconds = (
+                mean if previous is None else previous + EWMA_WEIGHT * (mean - previous)
+            )
         self._capacity.set()
 
     # -- periodic chores (cron, queue depth, purge) ---------------------------------------------
