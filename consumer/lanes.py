@@ -13,10 +13,12 @@ costs no trio round trip of its own, and a busy consumer records a hundred jobs 
 commit. A transactional handler runs inside its own transaction, which completes its
 job, and so settles alone.
 
-Lanes are woken only as needed: one for a backlog a single lane clears quickly, more
-when the backlog times the average handler time exceeds a slice, so slow (blocking)
-handlers still run ``concurrency`` at once while no-op ones share one thread and one
-commit. Every lane slice holds one of the consumer's ``concurrency`` slots.
+Lanes are woken only as needed (:mod:`consumer.sizing`): one for a backlog a single
+lane clears quickly, more when the backlog times the average handler time exceeds a
+slice, one per claim before that time is known, and another for each lane stalled on
+a long handler, so slow (blocking) handlers still run ``concurrency`` at once while
+no-op ones share one thread and one commit. Every lane slice holds one of the
+consumer's ``concurrency`` slots.
 
 Before a claim starts, lanes and async runners alike ask :func:`may_start`: a claim the
 keeper found lost, or whose lease is (nearly) over by this consumer's clock, is dropped

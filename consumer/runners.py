@@ -33,6 +33,7 @@ import trio
 from consumer.bridge import Bridge
 from consumer.keeper import Held
 from consumer.lanes import Finished, may_start
+from consumer.sizing import Busy
 from keyspace.errors import QuickError
 from keyspace.protocol import Database
 from quick.errors import LeaseLost
@@ -82,6 +83,8 @@ class Runners:
         self._stopping = stopping
         self._report = report
         self._start_margin_ms = start_margin_ms
+        #: The runners running a handler now, and since when.
+        self.busy = Busy()
         self._idle: list[trio.Event] = []
 
     def start(self, committer: trio.Nursery, runners: trio.Nursery, count: int) -> None:
@@ -132,6 +135,7 @@ class Runners:
         started = time.perf_counter()
         error: BaseException | None = None
         output: Any = None
+        self.busy.begin(held)
         with trio.CancelScope() as scope:
             held.scope = scope
             try:
@@ -145,6 +149,8 @@ class Runners:
                 held.lost = True
             except Exception as exc:
                 error = exc
+            finally:
+                self.busy.end(held)
         held.scope = None
         duration = time.perf_counter() - started
         if held.lost:
