@@ -314,7 +314,7 @@ class Consumer:
 
     def _wake_lanes(self) -> None:
         """Wake as many lanes as the backlog needs (see :mod:`consumer.sizing`)."""
-        wanted = lanes_wanted(len(self._lane_queue), self._handler_seconds)
+        wanted = lanes_wanted(len(self._lane_queue), self._handler_seconds, self._stalled_lanes)
         serving = self._running_lanes - self._stalled_lanes
         for _ in range(min(wanted - serving, len(self._idle_lanes))):
             self._idle_lanes.pop().set()

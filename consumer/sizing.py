@@ -14,8 +14,8 @@ for longer than :data:`STALL_SECONDS`: a long handler, which no average foresaw.
   only what the idle slots can start now: a job another consumer could start at once
   is not left waiting here behind a long handler.
 * **Lanes** (:func:`lanes_wanted`). Sync handlers share one lane while a lane clears the
-  backlog within a slice; before the handler time is known every waiting claim gets its
-  own lane, and a stalled lane is replaced by another while claims wait.
+  backlog within a slice; before the handler time is known, and while a lane is
+  stalled, every waiting claim gets its own lane (as far as there are slots).
 * **Hand-back.** Claims that still wait while every slot has been stalled for
   :data:`HANDBACK_SECONDS` are given back (released, their attempts refunded), so an
   idle consumer takes them; this one claims nothing more until a slot frees.
@@ -88,12 +88,13 @@ def claim_size(
     return ClaimSize(max(0, min(batch_size, idle)), 0)
 
 
-def lanes_wanted(backlog: int, handler_seconds: float | None) -> int:
+def lanes_wanted(backlog: int, handler_seconds: float | None, stalled: int = 0) -> int:
     """Lanes that should run ``backlog`` waiting sync claims (stalled lanes not counted):
-    enough to clear it within about a slice, or one per claim while the time is unknown."""
+    enough to clear it within about a slice; one per claim while the time is unknown,
+    or while ``stalled`` lanes show that the average time misleads."""
     if not backlog:
         return 0
-    if handler_seconds is None:
+    if handler_seconds is None or stalled:
         return backlog
     return max(1, math.ceil(backlog * handler_seconds / SLICE_SECONDS))
 

@@ -1,11 +1,13 @@
 """Benchmark slow jobs at the head of a batch: are they spread over the workers, or hoarded?
 
 The workload: ``--slow`` jobs of ``--slow-seconds`` (default 10 of 3 s) enqueued first,
-then ``--fast`` jobs of 1 ms (default 400) in the same queue; two worker processes
-(``quick worker --processes 2``) at ``--concurrency`` (default 8) drain them. With 16
-slots every slow job can start at once, so the ideal drain takes about one slow job plus
-the fast jobs' work spread over every slot; a worker that leases slow jobs it cannot start
-soon while the other worker sits idle takes two or three times that.
+then ``--fast`` jobs of 1 ms (default 400) in the same queue (``--slow-last``: the other
+way round, so the workers have learnt a short handler time when they meet the slow
+ones); two worker processes (``quick worker --processes 2``) at ``--concurrency``
+(default 8) drain them. With 16 slots every slow job can start at once, so the ideal
+drain takes about one slow job plus the fast jobs' work spread over every slot; a
+worker that leases slow jobs it cannot start soon while the other worker sits idle takes
+two or three times that.
 
 Reported per run, all from the handlers' own records (each appends
 ``<i> <t_start> <t_end> <pid>`` to one ``O_APPEND`` file):
@@ -24,6 +26,7 @@ Run it from the repository root::
 
     .venv/bin/python scripts/bench_hoarding.py --reps 3
     .venv/bin/python scripts/bench_hoarding.py --batch-size 10
+    .venv/bin/python scripts/bench_hoarding.py --slow-last
 """
 
 from __future__ import annotations
@@ -102,21 +105,18 @@ def run_once(args: argparse.Namespace) -> dict[str, float]:
     with fresh_directory("quick_hoarding_", args.dir) as temp:
         url = f"sqlite:///{temp / 'bench.db'}"
         with quick.open(url) as db:
-            quick.enqueue_many(
-                db,
-                [
-                    {"queue_id": QUEUE, "topic": TOPIC, "payload": {"i": i, "s": args.slow_seconds}}
-                    for i in range(slow)
-                ],
-            )
-            time.sleep(0.005)  # the fast jobs become visible after the slow ones: behind them
-            quick.enqueue_many(
-                db,
-                [
-                    {"queue_id": QUEUE, "topic": TOPIC, "payload": {"i": i, "s": FAST_SECONDS}}
-                    for i in range(slow, slow + fast)
-                ],
-            )
+            slow_specs = [
+                {"queue_id": QUEUE, "topic": TOPIC, "payload": {"i": i, "s": args.slow_seconds}}
+                for i in range(slow)
+            ]
+            fast_specs = [
+                {"queue_id": QUEUE, "topic": TOPIC, "payload": {"i": i, "s": FAST_SECONDS}}
+                for i in range(slow, slow + fast)
+            ]
+            first, then = (fast_specs, slow_specs) if args.slow_last else (slow_specs, fast_specs)
+            quick.enqueue_many(db, first)
+            time.sleep(0.005)  # the second lot becomes visible after the first: behind it
+            quick.enqueue_many(db, then)
             records = Records(temp / "records.txt")
             argv = worker_argv(
                 url, "bench_hoarding:app", 2, "--log-level", "warning",
@@ -157,6 +157,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--slow-seconds", type=float, default=3.0, help="each slow job's time (default 3)"
     )
     parser.add_argument("--fast", type=int, default=400, help="1 ms jobs after them (default 400)")
+    parser.add_argument(
+        "--slow-last",
+        action="store_true",
+        help="enqueue the slow jobs behind the fast ones (the workers know a short handler "
+        "time when they meet them)",
+    )
     parser.add_argument("--concurrency", type=int, default=8, help="per worker (default 8)")
     parser.add_argument("--batch-size", type=int, help="quick worker --batch-size")
     parser.add_argument(
@@ -176,7 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = code_version()
     print(
         f"quick {code}, python {platform.python_version()}, cpus={os.cpu_count()}: "
-        f"{args.slow} jobs of {args.slow_seconds:g} s, then {args.fast} of 1 ms, two workers "
+        f"{args.slow} jobs of {args.slow_seconds:g} s {'after' if args.slow_last else 'before'} "
+        f"{args.fast} of 1 ms, two workers "
         f"at concurrency {args.concurrency}, batch size {args.batch_size or 'default'}"
     )
     reps: list[dict[str, float]] = []

@@ -47,8 +47,9 @@ def test_claim_size_of_slow_handlers_is_what_idle_slots_start_now() -> None:
     assert _size(handler_seconds=3.0, running=8, stalled=8) == ClaimSize(0, 0)
 
 
-def test_lanes_wanted_one_per_claim_until_the_time_is_known() -> None:
+def test_lanes_wanted_one_per_claim_until_the_time_is_known_or_while_a_lane_stalls() -> None:
     assert lanes_wanted(0, None) == 0
     assert lanes_wanted(5, None) == 5
     assert lanes_wanted(200, 0.00002) == 1
     assert lanes_wanted(200, 0.001) == 10
+    assert lanes_wanted(5, 0.001, stalled=1) == 5
