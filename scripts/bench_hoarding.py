@@ -113,10 +113,12 @@ def run_once(args: argparse.Namespace) -> dict[str, float]:
                 {"queue_id": QUEUE, "topic": TOPIC, "payload": {"i": i, "s": FAST_SECONDS}}
                 for i in range(slow, slow + fast)
             ]
-            first, then = (fast_specs, slow_specs) if args.slow_last else (slow_specs, fast_specs)
-            quick.enqueue_many(db, first)
+            earlier, later = (
+                (fast_specs, slow_specs) if args.slow_last else (slow_specs, fast_specs)
+            )
+            quick.enqueue_many(db, earlier)
             time.sleep(0.005)  # the second lot becomes visible after the first: behind it
-            quick.enqueue_many(db, then)
+            quick.enqueue_many(db, later)
             records = Records(temp / "records.txt")
             argv = worker_argv(
                 url, "bench_hoarding:app", 2, "--log-level", "warning",
