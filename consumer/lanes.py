@@ -43,7 +43,15 @@ from keyspace.protocol import Database
 from quick.jobs import now_ms
 from quick.outcomes import Attempt, Outcome, run_attempt, settle_batch
 
-__all__ = ["Finished", "Flags", "may_start", "run_slice", "SETTLE_MAX", "SLICE_SECONDS"]
+__all__ = [
+    "Finished",
+    "Flags",
+    "HandlerClock",
+    "may_start",
+    "run_slice",
+    "SETTLE_MAX",
+    "SLICE_SECONDS",
+]
 
 #: The most attempts one slice records in one transaction (the group commit's size).
 SETTLE_MAX = 128
@@ -74,6 +82,17 @@ def may_start(held: Held, now: int, margin_ms: int) -> bool:
     return not held.lost and held.claim.lease_until_ms - now > margin_ms
 
 
+class HandlerClock:
+    """When the handler a lane (or an async runner) is running began, by
+    ``time.monotonic()``; None between handlers. Written by its own thread or task and
+    read by the consumer's stall watch (:mod:`consumer.sizing`)."""
+
+    __slots__ = ("since",)
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+
+
 class Flags:
     """What a slice checks between handlers (plain attributes: read across threads)."""
 
@@ -95,8 +114,11 @@ class Flags:
         self.on_settling: Callable[[], None] = lambda: None
 
 
-def run_slice(db: Database, waiting: deque[Held], flags: Flags) -> list[Finished]:
-    """Run waiting claims' handlers in this thread, then record them; see the module docstring."""
+def run_slice(
+    db: Database, waiting: deque[Held], flags: Flags, clock: HandlerClock
+) -> list[Finished]:
+    """Run waiting claims' handlers in this thread, then record them; see the module docstring.
+    ``clock`` tells the consumer how long the handler in hand has run."""
     finished: list[Finished] = []
     attempts: list[Attempt] = []
     ran: list[tuple[Held, float]] = []
@@ -111,8 +133,12 @@ def run_slice(db: Database, waiting: deque[Held], flags: Flags) -> list[Finished
         if not may_start(held, now_ms(), flags.start_margin_ms):
             finished.append(Finished(held, Outcome.LEASE_LOST, 0.0, started=False))
             continue
+        clock.since = time.monotonic()
         started = time.perf_counter()
-        attempt = _run(db, held)
+        try:
+            attempt = _run(db, held)
+        finally:
+            clock.since = None
         duration = time.perf_counter() - started
         if isinstance(attempt, Outcome):
             finished.append(Finished(held, attempt, duration))

@@ -32,8 +32,7 @@ import trio
 
 from consumer.bridge import Bridge
 from consumer.keeper import Held
-from consumer.lanes import Finished, may_start
-from consumer.sizing import Busy
+from consumer.lanes import Finished, HandlerClock, may_start
 from keyspace.errors import QuickError
 from keyspace.protocol import Database
 from quick.errors import LeaseLost
@@ -83,8 +82,8 @@ class Runners:
         self._stopping = stopping
         self._report = report
         self._start_margin_ms = start_margin_ms
-        #: The runners running a handler now, and since when.
-        self.busy = Busy()
+        #: Each runner's clock: how long its handler in hand has run.
+        self.clocks: list[HandlerClock] = []
         self._idle: list[trio.Event] = []
 
     def start(self, committer: trio.Nursery, runners: trio.Nursery, count: int) -> None:
@@ -110,6 +109,8 @@ class Runners:
             self._idle.pop().set()
 
     async def _runner(self, attempts: trio.MemorySendChannel[_Pending]) -> None:
+        clock = HandlerClock()
+        self.clocks.append(clock)
         async with attempts:
             while True:
                 if not self.queue:
@@ -123,9 +124,11 @@ class Runners:
                     if self._stopping.is_set() or not self.queue:
                         continue
                     held = self.queue.popleft()
-                    await self._run_async(held, attempts)
+                    await self._run_async(held, attempts, clock)
 
-    async def _run_async(self, held: Held, attempts: trio.MemorySendChannel[_Pending]) -> None:
+    async def _run_async(
+        self, held: Held, attempts: trio.MemorySendChannel[_Pending], clock: HandlerClock
+    ) -> None:
         config = held.config
         assert config is not None
         claim = held.claim
@@ -135,7 +138,7 @@ class Runners:
         started = time.perf_counter()
         error: BaseException | None = None
         output: Any = None
-        self.busy.begin(held)
+        clock.since = time.monotonic()
         with trio.CancelScope() as scope:
             held.scope = scope
             try:
@@ -150,7 +153,7 @@ class Runners:
             except Exception as exc:
                 error = exc
             finally:
-                self.busy.end(held)
+                clock.since = None
         held.scope = None
         duration = time.perf_counter() - started
         if held.lost:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import time
 from collections import Counter, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -54,15 +55,15 @@ from consumer.config import (
     ConsumerConfig,
 )
 from consumer.keeper import Held, LeaseKeeper
-from consumer.lanes import Finished, Flags, run_slice
+from consumer.lanes import Finished, Flags, HandlerClock, run_slice
 from consumer.runners import Runners
 from consumer.sizing import (
     HANDBACK_SECONDS,
     STALL_SECONDS,
-    Busy,
     ClaimSize,
     claim_size,
     lanes_wanted,
+    stalled,
 )
 from keyspace.protocol import Database, Transaction, Watch
 from quick.app import App
@@ -108,7 +109,7 @@ class Consumer:
         self._flags = Flags(self.config.start_margin_ms)
         self._idle_lanes: list[trio.Event] = []
         self._running_lanes = 0
-        self._lanes_busy = Busy()
+        self._lane_clocks: list[HandlerClock] = []
         #: Stalled slots (lanes among them), as the stall watch last counted them.
         self._stalled = 0
         self._stalled_lanes = 0
@@ -326,7 +327,8 @@ class Consumer:
 
     async def _lane(self) -> None:
         flags = self._flags
-        me = object()
+        clock = HandlerClock()
+        self._lane_clocks.append(clock)
         while True:
             if not self._lane_queue or flags.stopping:
                 if flags.stopping and not self._lane_queue:
@@ -337,13 +339,16 @@ class Consumer:
                 continue
             self._running_lanes += 1
             try:
-                async with self._slots:
-                    self._lanes_busy.begin(me)
-                    finished = await trio.to_thread.run_sync(
-                        run_slice, self.db, self._lane_queue, flags, abandon_on_cancel=True
-                    )
+                finished = await trio.to_thread.run_sync(
+                    run_slice,
+                    self.db,
+                    self._lane_queue,
+                    flags,
+                    clock,
+                    limiter=self._slots,
+                    abandon_on_cancel=True,
+                )
             finally:
-                self._lanes_busy.end(me)
                 self._running_lanes -= 1
             self._report(finished)
             self._wake_lanes()
@@ -355,9 +360,9 @@ class Consumer:
         blocked_since: float | None = None
         while not self._stopping.is_set():
             await trio.sleep(STALL_SECONDS / 2)
-            now = trio.current_time()
-            self._stalled_lanes = self._lanes_busy.stalled(now)
-            self._stalled = self._stalled_lanes + self._runners.busy.stalled(now)
+            now = time.monotonic()
+            self._stalled_lanes = stalled(self._lane_clocks, now)
+            self._stalled = self._stalled_lanes + stalled(self._runners.clocks, now)
             if self._stalled_lanes:
                 self._wake_lanes()
             waiting = len(self._lane_queue) + len(self._runners.queue)

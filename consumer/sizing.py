@@ -3,8 +3,9 @@ what its slots are doing, so slow jobs are not hoarded while another consumer is
 
 Theory of operation
 -------------------
-A slot is *stalled* when its current work (a lane's slice, an async handler) has run
-for longer than :data:`STALL_SECONDS`: a long handler, which no average foresaw.
+A slot is *stalled* when the handler it runs (in a lane or an async runner) has run for
+longer than :data:`STALL_SECONDS`: a long job, which no average foresaw. (Commits do
+not count: a slow store slows every job alike, and more lanes would not help.)
 
 * **Claim size** (:func:`claim_size`). While handlers are fast (a slot runs at least
   one job per :data:`~consumer.config.CLAIM_SECONDS`), a claim brings that much work
@@ -24,24 +25,23 @@ for longer than :data:`STALL_SECONDS`: a long handler, which no average foresaw.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-import trio
-
 from consumer.config import CLAIM_SECONDS
-from consumer.lanes import SLICE_SECONDS
+from consumer.lanes import SLICE_SECONDS, HandlerClock
 
 __all__ = [
     "HANDBACK_SECONDS",
     "STALL_SECONDS",
-    "Busy",
     "ClaimSize",
     "claim_size",
     "lanes_wanted",
+    "stalled",
 ]
 
-#: A slot whose current work has run this long is stalled: five slices, far above a
-#: slice and its commit, and short beside any job worth moving to another consumer.
+#: A handler that has run this long stalls its slot: five slices, and short beside any
+#: job worth moving to another consumer.
 STALL_SECONDS = 0.1
 #: How long claims may wait while every slot is stalled before they are given back:
 #: a job ending by then loses nothing, and the release and another consumer's claim
@@ -99,27 +99,12 @@ def lanes_wanted(backlog: int, handler_seconds: float | None, stalled: int = 0) 
     return max(1, math.ceil(backlog * handler_seconds / SLICE_SECONDS))
 
 
-class Busy:
-    """When each busy slot of one kind (lanes, or async runners) began its current work.
-
-    Trio side only: callers mark work begun and ended; :meth:`stalled` counts what has
-    run past :data:`STALL_SECONDS`.
-    """
-
-    __slots__ = ("_since",)
-
-    def __init__(self) -> None:
-        self._since: dict[object, float] = {}
-
-    def __len__(self) -> int:
-        return len(self._since)
-
-    def begin(self, who: object) -> None:
-        self._since[who] = trio.current_time()
-
-    def end(self, who: object) -> None:
-        self._since.pop(who, None)
-
-    def stalled(self, now: float) -> int:
-        """How many began more than :data:`STALL_SECONDS` before ``now`` (trio's clock)."""
-        return sum(1 for since in self._since.values() if now - since > STALL_SECONDS)
+def stalled(clocks: Iterable[HandlerClock], now: float) -> int:
+    """How many of ``clocks`` show a handler running for more than :data:`STALL_SECONDS`
+    at ``now`` (``time.monotonic()``)."""
+    count = 0
+    for clock in clocks:
+        since = clock.since  # read once: its thread may clear it meanwhile
+        if since is not None and now - since > STALL_SECONDS:
+            count += 1
+    return count
