@@ -97,8 +97,13 @@ class Flags:
     """What a slice checks between handlers (plain attributes: read across threads)."""
 
     __slots__ = (
-        "stopping", "killed", "start_margin_ms", "low_water", "on_low_water", "on_settling"
-    )  # fmt: skip
+        "stopping",
+        "killed",
+        "start_margin_ms",
+        "low_water",
+        "on_low_water",
+        "on_settling",
+    )
 
     def __init__(self, start_margin_ms: int = 0) -> None:
         self.stopping = False

@@ -361,8 +361,11 @@ class Consumer:
         while not self._stopping.is_set():
             await trio.sleep(STALL_SECONDS / 2)
             now = time.monotonic()
+            before = self._stalled
             self._stalled_lanes = stalled(self._lane_clocks, now)
             self._stalled = self._stalled_lanes + stalled(self._runners.clocks, now)
+            if self._stalled < before:
+                self._capacity.set()  # the claimer may lease for the slots unstalled
             if self._stalled_lanes:
                 self._wake_lanes()
             waiting = len(self._lane_queue) + len(self._runners.queue)
