@@ -13,8 +13,9 @@ The consumer also asks it which handler runs the job and with what ``meta.contex
 A module registers its extension with :func:`register` when imported (the workflow
 package does; ``quick worker`` imports it at start). Only registered extensions are
 used: stored data is never trusted to name code to import, so a job naming an
-unregistered module is refused (and dead-lettered when it settles). Layers depend
-downward only: ``quick`` never imports the modules above it.
+unregistered module is refused: it is dead-lettered without running any handler, and
+named by its key in the log. Layers depend downward only: ``quick`` never imports the
+modules above it.
 """
 
 from __future__ import annotations

@@ -17,12 +17,14 @@ the extension owns what happens next.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from keyspace.errors import QuickError, StorageError
+from keyspace.layout import describe, queue_keys
 from keyspace.protocol import Database, Transaction
 from quick.app import App, JobConfig, Meta
 from quick.counters import Tally
@@ -47,6 +49,8 @@ __all__ = [
     "run_transactional",
     "run_attempt",
 ]
+
+log = logging.getLogger("quick.store")
 
 
 class Outcome(StrEnum):
@@ -76,12 +80,18 @@ class Attempt:
 
 
 def job_config(app: App, claim: Claim) -> JobConfig | None:
-    """The handler and policy that run ``claim``: the app's, unless its extension says."""
+    """The handler and policy that run ``claim``: the app's, unless its extension says.
+
+    None (no handler runs) for a job naming an extension this process has not
+    registered: it is logged by its key, and settling it dead-letters it with the reason.
+    """
     registered = app.config(claim.topic)
     try:
         extension = extension_for(claim.extension)
-    except InvalidArgument:
-        return registered  # settle reports the unloadable extension
+    except InvalidArgument as bad:
+        key = describe(queue_keys(claim.queue_id).job(claim.job_id))
+        log.warning("%s: %s; dead-lettered without running a handler", key, bad.problem)
+        return None
     return registered if extension is None else extension.job_config(claim, registered)
 
 
