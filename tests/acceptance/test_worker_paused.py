@@ -3,6 +3,7 @@ resumed, the claims it no longer holds."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import time
@@ -22,6 +23,32 @@ FAST, SLOW = 200, 200
 #: faster than it could start them would.
 SLOW_SECONDS = 0.08
 LEASE_SECONDS = 2.0
+
+
+def _pause_outside_commit(pid: int, lock_file: Path) -> None:
+    """SIGSTOP ``pid`` at a moment it does not hold the store's writer lock.
+
+    A writer paused mid-commit keeps the embedded engine's cross-process writer lock
+    until it resumes, which would stall the other worker's commits too (a limit of the
+    embedded engine the README states; a FoundationDB client holds no such lock).
+    """
+    fd = os.open(lock_file, os.O_RDWR)
+    try:
+        for _ in range(1000):
+            os.kill(pid, signal.SIGSTOP)
+            while Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "T":
+                time.sleep(0.0005)  # the stop is delivered asynchronously
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.kill(pid, signal.SIGCONT)
+                time.sleep(0.001)
+                continue
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return
+        raise AssertionError("the worker held the writer lock at every try to pause it")
+    finally:
+        os.close(fd)
 
 
 def _counts(url: str) -> dict[str, int]:
@@ -64,7 +91,7 @@ def test_worker_resumed_after_its_leases_expired_starts_none_of_its_stale_claims
             "the first slow job to start",
             poll=0.005,
         )
-        os.kill(paused.pid, signal.SIGSTOP)
+        _pause_outside_commit(paused.pid, tmp_path / "q.db.lock")
         # The paused worker holds claims it has not started (most of the slow jobs).
         held = _counts(url)["leased"]
         assert held >= SLOW // 10, f"the paused worker held only {held} claims"
