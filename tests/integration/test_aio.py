@@ -64,8 +64,12 @@ async def test_aio_transact_commits_app_keys_and_jobs_together(
     async def place(tr: AsyncTransaction, amount: int) -> str:
         assert await tr.get(order) is None or True  # an awaited read joins the conflict set
         tr.set(order, b"placed")
-        joined = await quick.aio.enqueue(tr, "tenant-3", "ledger:book", {"n": amount}, job_id=job_id)
-        more = await quick.aio.enqueue_many(tr, [{"queue_id": "tenant-3", "topic": "t", "job_id": job_id + ":2"}])
+        joined = await quick.aio.enqueue(
+            tr, "tenant-3", "ledger:book", {"n": amount}, job_id=job_id
+        )
+        more = await quick.aio.enqueue_many(
+            tr, [{"queue_id": "tenant-3", "topic": "t", "job_id": job_id + ":2"}]
+        )
         assert more == [job_id + ":2"]
         return joined
 
@@ -116,7 +120,10 @@ async def test_aio_workflow_start_run_and_signal(db: Database) -> None:
     run_id = await workflow.aio.start_run(
         db, wf, {"n": 1}, queue_id="tenant-5", idempotency_key="k-1"
     )
-    assert await workflow.aio.start_run(db, wf, {}, queue_id="tenant-5", idempotency_key="k-1") == run_id
+    assert (
+        await workflow.aio.start_run(db, wf, {}, queue_id="tenant-5", idempotency_key="k-1")
+        == run_id
+    )
     await workflow.aio.signal(db, run_id, "approve", {"by": "ada"})
     assert workflow.inspect_run(db, run_id).steps["approve"].status == "succeeded"
 

@@ -47,7 +47,11 @@ BAD: list[tuple[str, str, Callable[[Database], Awaitable[Any]]]] = [
     ("enqueue-delay", "delay", lambda db: quick.aio.enqueue(db, "q", "t", {}, delay=-1)),
     ("enqueue-payload", "payload", lambda db: quick.aio.enqueue(db, "q", "t", object())),
     ("many-jobs", "jobs", lambda db: quick.aio.enqueue_many(db, "jobs")),  # type: ignore[arg-type]
-    ("many-spec", "jobs[1]", lambda db: quick.aio.enqueue_many(db, [{"queue_id": "q", "topic": "t"}, {"topic": "t"}])),
+    (
+        "many-spec",
+        "jobs[1]",
+        lambda db: quick.aio.enqueue_many(db, [{"queue_id": "q", "topic": "t"}, {"topic": "t"}]),
+    ),
     ("state-id", "job_id", lambda db: quick.aio.job_state(db, 5)),  # type: ignore[arg-type]
     ("cancel-id", "job_id", lambda db: quick.aio.cancel(db, "")),
     ("cancel-db", "db_or_tr", lambda db: quick.aio.cancel(None, "j")),  # type: ignore[arg-type]
@@ -55,7 +59,11 @@ BAD: list[tuple[str, str, Callable[[Database], Awaitable[Any]]]] = [
     ("transact-fn", "fn", lambda db: quick.aio.transact(db, sync_body)),  # type: ignore[arg-type]
     ("transact-joined", "topic", lambda db: quick.aio.transact(db, joined_enqueue_of_a_bad_topic)),
     ("start-wf", "wf", lambda db: workflow.aio.start_run(db, "wf", {}, queue_id="q")),  # type: ignore[arg-type]
-    ("start-queue", "queue_id", lambda db: workflow.aio.start_run(db, Workflow("w").external("a"), {}, queue_id="")),
+    (
+        "start-queue",
+        "queue_id",
+        lambda db: workflow.aio.start_run(db, Workflow("w").external("a"), {}, queue_id=""),
+    ),
     ("signal-run", "run_id", lambda db: workflow.aio.signal(db, 3, "a")),  # type: ignore[arg-type]
     ("signal-step", "step", lambda db: workflow.aio.signal(db, "r", "")),
 ]
