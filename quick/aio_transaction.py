@@ -14,6 +14,14 @@ result (1021) runs ``fn`` again from the start, on the same transaction reset, s
 ``fn`` must be safe to run twice and ids that must survive a retry (a ``job_id`` for
 ``quick.aio.enqueue``) are made before :func:`transact` is called.
 
+Waiting: on the embedded engine every read, the commit and ``on_error`` run in the
+bounded pool. On FoundationDB (an engine transaction handing out its binding's
+futures, :class:`BindingFutures`) point reads, ``get_many``, the commit and
+``on_error``'s backoff are the binding's futures, awaited through their completion
+callbacks with no thread held; range reads and :meth:`AsyncTransaction.call` still
+run in the pool, since the binding iterates ranges and the queue functions read
+blocking. A namespaced fdb store (``?namespace=``) waits in the pool throughout.
+
 An async transaction is used by one task at a time, as an engine transaction is used
 by one thread at a time: do not await two of its calls concurrently.
 """
@@ -22,28 +30,49 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from keyspace.errors import StorageError
 from keyspace.protocol import Database, KeyValue, ReadView, Transaction
 from keyspace.retry import is_database
-from quick.aio_waiting import run_blocking
+from quick.aio_waiting import await_future, run_blocking
 from quick.errors import InvalidArgument
 
-__all__ = ["AsyncReads", "AsyncTransaction", "transact", "check_database"]
+__all__ = ["AsyncReads", "AsyncTransaction", "BindingFutures", "transact", "check_database"]
 
 T = TypeVar("T")
+
+
+@runtime_checkable
+class BindingFutures(Protocol):
+    """A transaction that hands out its binding's futures (the fdb engine's)."""
+
+    def read_future(self, key: bytes, *, snapshot: bool = False) -> Any: ...
+    def read_value(self, future: Any) -> bytes | None: ...
+    def commit_future(self) -> Any: ...
+    def finish(self, future: Any) -> None: ...
+    def on_error_future(self, error: StorageError) -> Any: ...
+    def finish_on_error(self, error: StorageError, future: Any) -> None: ...
 
 
 class AsyncReads:
     """The read half of an async transaction; ``tr.snapshot`` is one adding no conflicts."""
 
-    def __init__(self, view: ReadView) -> None:
+    def __init__(
+        self, view: ReadView, futures: BindingFutures | None = None, snapshot: bool = False
+    ) -> None:
         self._view = view
+        self._futures = futures
+        self._snapshot = snapshot
 
     async def get(self, key: bytes) -> bytes | None:
         """The value at ``key``, or None when absent."""
-        return await run_blocking(self._view.get, key)
+        futures = self._futures
+        if futures is None:
+            return await run_blocking(self._view.get, key)
+        future = futures.read_future(key, snapshot=self._snapshot)
+        await await_future(future)
+        return futures.read_value(future)
 
     async def get_range(
         self, begin: bytes, end: bytes, *, limit: int = 0, reverse: bool = False
@@ -67,9 +96,10 @@ class AsyncTransaction(AsyncReads):
     """
 
     def __init__(self, tr: Transaction) -> None:
-        super().__init__(tr)
+        futures = tr if isinstance(tr, BindingFutures) else None
+        super().__init__(tr, futures)
         self.sync = tr
-        self.snapshot = AsyncReads(tr.snapshot)
+        self.snapshot = AsyncReads(tr.snapshot, futures, snapshot=True)
 
     def __getattr__(self, name: str) -> Any:
         if name in _BUFFERED:
@@ -80,7 +110,13 @@ class AsyncTransaction(AsyncReads):
         self, keys: Sequence[bytes], *, snapshot: bool = False
     ) -> list[bytes | None]:
         """The values at ``keys`` in order, in one round trip."""
-        return await run_blocking(self.sync.get_many, keys, snapshot=snapshot)
+        futures = self._futures
+        if futures is None:
+            return await run_blocking(self.sync.get_many, keys, snapshot=snapshot)
+        pending = [futures.read_future(key, snapshot=snapshot) for key in keys]
+        for future in pending:
+            await await_future(future)
+        return [futures.read_value(future) for future in pending]
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(tr.sync, *args, **kwargs)`` in the pool: a sync transactional function joined
@@ -89,11 +125,23 @@ class AsyncTransaction(AsyncReads):
 
     async def commit(self) -> None:
         """Commit; raises StorageError (1020 on a conflict, 1021 when the outcome is unknown)."""
-        await run_blocking(self.sync.commit)
+        futures = self._futures
+        if futures is None:
+            await run_blocking(self.sync.commit)
+            return
+        future = futures.commit_future()
+        await await_future(future)
+        futures.finish(future)
 
     async def on_error(self, error: BaseException) -> None:
         """The engine's ``on_error``: back off and reset when ``error`` is retryable, else raise."""
-        await run_blocking(self.sync.on_error, error)
+        futures = self._futures
+        if futures is None or not isinstance(error, StorageError):
+            await run_blocking(self.sync.on_error, error)
+            return
+        future = futures.on_error_future(error)
+        await await_future(future)
+        futures.finish_on_error(error, future)
 
 
 #: Engine transaction methods that only buffer (no I/O), so an async transaction

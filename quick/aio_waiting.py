@@ -27,6 +27,7 @@ cancels that future.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
@@ -81,7 +82,12 @@ async def await_future(future: Any) -> None:
     when the future is ready already); the callback only schedules the wake-up.
     """
     schedule, wake, done = _one_shot()
-    future.on_ready(lambda _: schedule(wake))
+
+    def ready(_: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: no one waits
+            schedule(wake)
+
+    future.on_ready(ready)
     try:
         await done
     except BaseException:
