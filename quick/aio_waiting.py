@@ -39,7 +39,7 @@ __all__ = ["await_future", "run_blocking"]
 T = TypeVar("T")
 
 
-def _one_shot() -> tuple[Schedule, Callable[[], None], Awaitable[Any]]:
+def _one_shot() -> tuple[Schedule, Callable[[], None], Callable[[], Awaitable[Any]]]:
     """For the running loop: (a thread-safe scheduler, a wake-up to call on the loop,
     what to await until it is called)."""
     try:
@@ -49,14 +49,14 @@ def _one_shot() -> tuple[Schedule, Callable[[], None], Awaitable[Any]]:
 
         event = trio.Event()
         token = trio.lowlevel.current_trio_token()
-        return cast(Schedule, token.run_sync_soon), event.set, event.wait()
+        return cast(Schedule, token.run_sync_soon), event.set, event.wait
     future = loop.create_future()
 
     def wake() -> None:
         if not future.done():  # a cancelled caller cancelled it
             future.set_result(None)
 
-    return cast(Schedule, loop.call_soon_threadsafe), wake, future
+    return cast(Schedule, loop.call_soon_threadsafe), wake, lambda: future
 
 
 async def run_blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -65,7 +65,7 @@ async def run_blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     call = Call(functools.partial(fn, *args, **kwargs), schedule, wake)
     submit(call)
     try:
-        await done
+        await done()
     except BaseException:
         call.cancelled = True
         raise
@@ -89,7 +89,7 @@ async def await_future(future: Any) -> None:
 
     future.on_ready(ready)
     try:
-        await done
+        await done()
     except BaseException:
         future.cancel()
         raise

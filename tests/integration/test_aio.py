@@ -31,6 +31,12 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+def payload(db: Database, job_id: str) -> Any:
+    job = quick.get_job(db, job_id)
+    assert job is not None
+    return job.payload
+
+
 def counts(db: Database, queue: str) -> dict[str, int]:
     return {state: n for state, n in quick.queue_counts(db, queue).items() if n}
 
@@ -38,7 +44,7 @@ def counts(db: Database, queue: str) -> dict[str, int]:
 async def test_aio_enqueue_job_state_and_cancel(db: Database) -> None:
     job_id = await quick.aio.enqueue(db, "tenant-1", "email:send", {"to": "ada"}, priority=5)
     assert await quick.aio.job_state(db, job_id) is quick.JobState.READY
-    assert quick.get_job(db, job_id).payload == {"to": "ada"}
+    assert payload(db, job_id) == {"to": "ada"}
     again = await quick.aio.enqueue(db, "tenant-1", "email:send", {}, job_id=job_id)
     assert again == job_id
     assert await quick.aio.cancel(db, job_id) is True
@@ -51,7 +57,7 @@ async def test_aio_enqueue_many_keeps_order(db: Database) -> None:
     specs = [{"queue_id": "tenant-2", "topic": "t", "payload": n} for n in range(5)]
     ids = await quick.aio.enqueue_many(db, specs)
     assert len(set(ids)) == 5
-    assert [quick.get_job(db, i).payload for i in ids] == list(range(5))
+    assert [payload(db, i) for i in ids] == list(range(5))
     assert counts(db, "tenant-2") == {"ready": 5}
 
 

@@ -163,12 +163,11 @@ async def test_aio_fdb_retry_goes_through_the_bindings_on_error(no_pool: None) -
             await tr.on_error(error)
     assert tries == 3
     failing = transaction(FakeBinding(commits=[2101]))
+    with pytest.raises(StorageError) as failed:
+        await failing.commit()
     with pytest.raises(StorageError) as refused:
-        try:
-            await failing.commit()
-        except StorageError as error:
-            await failing.on_error(error)
-    assert refused.value.code == 2101
+        await failing.on_error(failed.value)
+    assert refused.value.code == 2101  # not retryable: on_error raises the error itself
 
 
 async def test_aio_fdb_cancelled_wait_cancels_the_future(no_pool: None) -> None:
