@@ -73,37 +73,26 @@ class _Pool:
         self.calls: queue.SimpleQueue[Call] = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.workers = 0
-        self.idle = 0
         #: When each busy worker started its current call (by thread id).
         self.busy_since: dict[int, float] = {}
 
     def submit(self, call: Call) -> None:
         self.calls.put(call)
         with self.lock:
-            if self.idle > 0 or self.workers >= POOL_SIZE:
-                return
-            if self.workers and self.unstuck_worker(time.monotonic()):
-                return
+            if self.workers >= POOL_SIZE or self.stuck(time.monotonic()) < self.workers:
+                return  # a worker that is idle, between batches or in a quick call takes it
             self.workers += 1
         threading.Thread(target=self.work, name="quick-aio", daemon=True).start()
 
-    def unstuck_worker(self, now: float) -> bool:
-        """True when some worker has been in its current call less than the stall time."""
-        return any(now - since < STALL_SECONDS for since in list(self.busy_since.values()))
-
-    def take(self) -> Call:
-        with self.lock:
-            self.idle += 1
-        try:
-            return self.calls.get()
-        finally:
-            with self.lock:
-                self.idle -= 1
+    def stuck(self, now: float, besides: int | None = None) -> int:
+        """How many workers (other than ``besides``) have been in one call for the stall time."""
+        busy = list(self.busy_since.items())
+        return sum(1 for t, since in busy if t != besides and now - since >= STALL_SECONDS)
 
     def work(self) -> None:
         me = threading.get_ident()
         while True:
-            batch = [self.take()]
+            batch = [self.calls.get()]
             deadline = time.monotonic() + BATCH_SECONDS
             done = []
             while True:
@@ -127,11 +116,7 @@ class _Pool:
         """True (and counted out) when this worker is an extra one no longer needed: no
         other worker is stuck in a call, so one can serve the queue again."""
         with self.lock:
-            now = time.monotonic()
-            stuck = [
-                t for t, since in list(self.busy_since.items()) if now - since >= STALL_SECONDS
-            ]
-            if self.workers > 1 and not [t for t in stuck if t != me]:
+            if self.workers > 1 and not self.stuck(time.monotonic(), besides=me):
                 self.workers -= 1
                 return True
             return False
