@@ -7,15 +7,18 @@ back: a worker takes a call, then every call already queued, up to
 of its calls with one thread-safe wake-up per batch. Each call is still its own call
 (its own transaction, its own retry loop): only the waiting is shared.
 
-Workers are threads of this process, at most :data:`POOL_SIZE`, started on demand and
-kept (daemon threads, idle on a queue). Calls from several event loops may share them;
-each result goes back to the loop that made the call.
+Workers are daemon threads of this process, at most :data:`POOL_SIZE`, started on
+demand; the first stays (idle on the queue), extra ones leave once no worker is stuck.
+Calls from several event loops may share them; each result goes back to the loop that
+made the call. A forked child starts with an empty pool of its own (the parent's
+threads do not exist there).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import queue
 import threading
 import time
@@ -138,6 +141,14 @@ def _finish(calls: list[Call]) -> None:
 
 
 _POOL = _Pool()
+
+
+def _after_fork() -> None:
+    global _POOL
+    _POOL = _Pool()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def submit(call: Call) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from keyspace.errors import StorageError
 from keyspace.fdb_engine import FdbTransaction
-from quick import aio_pool
+from quick import aio_pool, aio_waiting
 from quick.aio import AsyncTransaction
 
 pytestmark = pytest.mark.anyio
@@ -114,7 +114,7 @@ def no_pool(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(call: aio_pool.Call) -> None:
         raise AssertionError("the fdb path must not use the thread pool")
 
-    monkeypatch.setattr(aio_pool._POOL, "submit", refuse)
+    monkeypatch.setattr(aio_waiting, "submit", refuse)
 
 
 def transaction(binding: FakeBinding) -> AsyncTransaction:
