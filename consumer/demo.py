@@ -19,6 +19,7 @@ import trio
 import quick
 from consumer.runtime import Consumer, ConsumerConfig
 from keyspace.protocol import Database
+from quick.jobs import DEFAULT_PRIORITY
 
 __all__ = ["DemoResult", "build_app", "run_demo"]
 
@@ -93,7 +94,7 @@ def _workload(tenants: int, jobs: int, rng: random.Random, tag: str) -> list[dic
             "queue_id": tenant,
             "topic": topic,
             "payload": {"n": n, "enqueued_ms": now},
-            "priority": 10 if topic == "demo.report" else 100,
+            "priority": 10 if topic == "demo.report" else DEFAULT_PRIORITY,
         }
         if topic == "demo.delayed":
             spec["delay"] = rng.uniform(1.0, 3.0)

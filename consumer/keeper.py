@@ -25,7 +25,7 @@ renewal running in its thread is abandoned (see :mod:`consumer.bridge`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import trio
 
@@ -63,17 +63,9 @@ class Held:
 class LeaseKeeper:
     """The registry of held claims and their lease renewals."""
 
-    def __init__(
-        self,
-        bridge: Bridge,
-        lease_ms: int,
-        on_lost: Callable[[Held], None],
-        *,
-        patience: Patience | None = None,
-    ) -> None:
+    def __init__(self, bridge: Bridge, lease_ms: int, *, patience: Patience | None = None) -> None:
         self.bridge = bridge
         self.lease_ms = lease_ms
-        self.on_lost = on_lost
         self.patience = patience or Patience()
         self.held: dict[str, Held] = {}
 
@@ -115,7 +107,6 @@ class LeaseKeeper:
                     held.lost = True
                     if held.scope is not None:
                         held.scope.cancel()
-                    self.on_lost(held)
 
 
 def _renew(db: Database, claims: list[Claim], lease_ms: int, now: int) -> list[Claim | Status]:

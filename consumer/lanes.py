@@ -3,8 +3,9 @@ records their outcomes in one transaction from that thread.
 
 Theory of operation
 -------------------
-Claims of plain ``def`` handlers (and transactional ones) wait in one deque. A lane is
-a trio task that, when woken, makes one ``trio.to_thread`` call: a *slice*, which pops
+Claims of plain ``def`` handlers (and transactional ones) wait in one deque,
+:attr:`Lanes.queue`. A lane is a trio task of :class:`Lanes` that, when woken, makes one
+``trio.to_thread`` call: a *slice* (:func:`run_slice`), which pops
 claims and runs their handlers back to back until the deque is empty,
 :data:`SETTLE_MAX` attempts are waiting to be recorded, or :data:`SLICE_SECONDS` have
 passed; then it settles every attempt it ran in one transaction
@@ -38,10 +39,13 @@ taking claims and records what it ran; when it is killed, the slice is abandoned
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import trio
 
 from consumer.keeper import Held
 from consumer.resilience import Patience
@@ -53,6 +57,7 @@ __all__ = [
     "Finished",
     "Flags",
     "HandlerClock",
+    "Lanes",
     "may_start",
     "run_slice",
     "SETTLE_MAX",
@@ -176,3 +181,100 @@ def run_slice(
 def _run(db: Database, held: Held) -> Attempt | Outcome:
     """Run one claim's handler; the attempt to record, or the outcome when already recorded."""
     return run_attempt(db, held.claim, held.config)
+
+
+class Lanes:
+    """The thread lanes of one consumer: the deque of sync claims, and the trio tasks that
+    run it a slice at a time, as many at once as the backlog needs.
+
+    Args:
+        db: the store the handlers and their settlements run on.
+        slots: the consumer's ``concurrency`` slots, shared with the async runners; a
+            slice holds one while its thread runs.
+        flags: what slices check between handlers; the consumer sets ``stopping``.
+        report: the consumer's account of settled attempts (counts, logs, metrics).
+        wanted: the lanes the backlog needs, given the claims waiting and the lanes
+            stalled (the consumer's sizing policy, :func:`consumer.sizing.lanes_wanted`).
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        slots: trio.CapacityLimiter,
+        flags: Flags,
+        report: Callable[[list[Finished]], None],
+        wanted: Callable[[int, int], int],
+    ) -> None:
+        self.db = db
+        self.queue: deque[Held] = deque()
+        self.flags = flags
+        #: Each lane's handler clock, read by the consumer's stall watch.
+        self.clocks: list[HandlerClock] = []
+        #: Lanes stalled on a long handler, as the stall watch last counted them.
+        self.stalled = 0
+        self._slots = slots
+        self._report = report
+        self._wanted = wanted
+        self._idle: list[trio.Event] = []
+        self._running = 0
+        self._token: trio.lowlevel.TrioToken | None = None
+
+    def start(self, nursery: trio.Nursery, count: int) -> None:
+        """Start ``count`` lanes in ``nursery``. A lane returns once ``flags.stopping`` is
+        set and the deque is empty; a slice about to record wakes another lane for the
+        claims still waiting."""
+        self._token = trio.lowlevel.current_trio_token()
+        self.flags.on_settling = self._add_threadsafe
+        for _ in range(count):
+            nursery.start_soon(self._lane)
+
+    def wake(self) -> None:
+        """Wake as many lanes as the backlog needs (see :mod:`consumer.sizing`)."""
+        wanted = self._wanted(len(self.queue), self.stalled)
+        serving = self._running - self.stalled
+        for _ in range(min(wanted - serving, len(self._idle))):
+            self._idle.pop().set()
+
+    def wake_all(self) -> None:
+        """Wake every idle lane (to find the consumer stopping)."""
+        while self._idle:
+            self._idle.pop().set()
+
+    def _add_threadsafe(self) -> None:
+        """Wake one more idle lane (from a lane thread about to commit)."""
+        token = self._token
+        if token is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(self._add)
+
+    def _add(self) -> None:
+        if self.queue and self._idle:
+            self._idle.pop().set()
+
+    async def _lane(self) -> None:
+        flags = self.flags
+        clock = HandlerClock()
+        self.clocks.append(clock)
+        while True:
+            if not self.queue or flags.stopping:
+                if flags.stopping and not self.queue:
+                    return
+                wake = trio.Event()
+                self._idle.append(wake)
+                await wake.wait()
+                continue
+            self._running += 1
+            try:
+                finished = await trio.to_thread.run_sync(
+                    run_slice,
+                    self.db,
+                    self.queue,
+                    flags,
+                    clock,
+                    limiter=self._slots,
+                    abandon_on_cancel=True,
+                )
+            finally:
+                self._running -= 1
+            self._report(finished)
+            self.wake()

@@ -42,7 +42,7 @@ import contextlib
 import logging
 import random
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -58,7 +58,7 @@ from consumer.config import (
     ConsumerConfig,
 )
 from consumer.keeper import Held, LeaseKeeper
-from consumer.lanes import Finished, Flags, HandlerClock, run_slice
+from consumer.lanes import Finished, Flags, Lanes
 from consumer.resilience import Patience, is_outage
 from consumer.runners import Runners
 from consumer.sizing import (
@@ -107,22 +107,22 @@ class Consumer:
         self.bridge = Bridge(db, limit=max(4, self.config.concurrency + 4))
         #: How the store's outages are waited out and logged, by every task below.
         self.patience = Patience()
-        self.keeper = LeaseKeeper(
-            self.bridge, self.config.lease_ms, self._lost, patience=self.patience
-        )
+        self.keeper = LeaseKeeper(self.bridge, self.config.lease_ms, patience=self.patience)
         if metrics is not None:
             metrics.running.set_function(lambda: len(self.keeper))
         self.outcomes: Counter[str] = Counter()
         self._slots = trio.CapacityLimiter(self.config.concurrency)
-        self._lane_queue: deque[Held] = deque()
         self._flags = Flags(self.config.start_margin_ms)
         self._flags.patience = self.patience
-        self._idle_lanes: list[trio.Event] = []
-        self._running_lanes = 0
-        self._lane_clocks: list[HandlerClock] = []
+        self._lanes = Lanes(
+            db,
+            self._slots,
+            self._flags,
+            self._report,
+            lambda backlog, stalled: lanes_wanted(backlog, self._handler_seconds, stalled),
+        )
         #: Stalled slots (lanes among them), as the stall watch last counted them.
         self._stalled = 0
-        self._stalled_lanes = 0
         self._capacity = trio.Event()
         self._stopping = trio.Event()
         self._runners = Runners(
@@ -165,7 +165,6 @@ class Consumer:
         config = self.config
         self._token = trio.lowlevel.current_trio_token()
         self._flags.on_low_water = self._notify_capacity_threadsafe
-        self._flags.on_settling = self._add_lane_threadsafe
         with trio.CancelScope() as scope:
             self._cancel_scope = scope
             async with trio.open_nursery() as outer, trio.open_nursery() as nursery:
@@ -174,8 +173,7 @@ class Consumer:
                 self._runners.start(outer, nursery, config.concurrency)
                 nursery.start_soon(self.keeper.run)
                 nursery.start_soon(self._watch_stalls)
-                for _ in range(config.concurrency):
-                    nursery.start_soon(self._lane)
+                self._lanes.start(nursery, config.concurrency)
                 if config.cron:
                     nursery.start_soon(self._every, 1.0, "cron activation", quick.activate_due)
                 if self.metrics is not None and self.metrics.depth_interval is not None:
@@ -208,7 +206,7 @@ class Consumer:
             concurrency=config.concurrency,
             running=self._slots.borrowed_tokens,
             stalled=self._stalled,
-            waiting=len(self._lane_queue) + len(self._runners.queue),
+            waiting=len(self._lanes.queue) + len(self._runners.queue),
             handler_seconds=self._handler_seconds,
         )
 
@@ -282,9 +280,9 @@ class Consumer:
             if config is not None and (config.is_async or config.timeout is not None):
                 self._runners.queue.append(item)
             else:
-                self._lane_queue.append(item)
+                self._lanes.queue.append(item)
         self._runners.wake()
-        self._wake_lanes()
+        self._lanes.wake()
 
     async def _idle(self, watch: Watch, next_ms: int | None) -> None:
         """Sleep until a producer bumps the wake key, the next pointer is due, or ``max_idle``.
@@ -323,21 +321,10 @@ class Consumer:
             with contextlib.suppress(trio.RunFinishedError):
                 token.run_sync_soon(self._notify_capacity)
 
-    def _add_lane_threadsafe(self) -> None:
-        """Wake one more idle lane (from a lane thread about to commit)."""
-        token = self._token
-        if token is not None:
-            with contextlib.suppress(trio.RunFinishedError):
-                token.run_sync_soon(self._add_lane)
-
-    def _add_lane(self) -> None:
-        if self._lane_queue and self._idle_lanes:
-            self._idle_lanes.pop().set()
-
     async def _release_unstarted(self) -> None:
         """Give back every claim no worker has started, in one transaction."""
         unstarted: list[Held] = []
-        for waiting in (self._lane_queue, self._runners.queue):
+        for waiting in (self._lanes.queue, self._runners.queue):
             while True:
                 try:
                     unstarted.append(waiting.popleft())
@@ -363,47 +350,9 @@ class Consumer:
             self.keeper.forget(held)
         self._capacity.set()
 
-    # -- lanes: sync handlers in threads ----------------------------------------------------
-
-    def _wake_lanes(self) -> None:
-        """Wake as many lanes as the backlog needs (see :mod:`consumer.sizing`)."""
-        wanted = lanes_wanted(len(self._lane_queue), self._handler_seconds, self._stalled_lanes)
-        serving = self._running_lanes - self._stalled_lanes
-        for _ in range(min(wanted - serving, len(self._idle_lanes))):
-            self._idle_lanes.pop().set()
-
     def _wake_all(self) -> None:
-        while self._idle_lanes:
-            self._idle_lanes.pop().set()
+        self._lanes.wake_all()
         self._runners.wake_all()
-
-    async def _lane(self) -> None:
-        flags = self._flags
-        clock = HandlerClock()
-        self._lane_clocks.append(clock)
-        while True:
-            if not self._lane_queue or flags.stopping:
-                if flags.stopping and not self._lane_queue:
-                    return
-                wake = trio.Event()
-                self._idle_lanes.append(wake)
-                await wake.wait()
-                continue
-            self._running_lanes += 1
-            try:
-                finished = await trio.to_thread.run_sync(
-                    run_slice,
-                    self.db,
-                    self._lane_queue,
-                    flags,
-                    clock,
-                    limiter=self._slots,
-                    abandon_on_cancel=True,
-                )
-            finally:
-                self._running_lanes -= 1
-            self._report(finished)
-            self._wake_lanes()
 
     async def _watch_stalls(self) -> None:
         """Count the stalled slots every half :data:`~consumer.sizing.STALL_SECONDS`; wake
@@ -414,13 +363,14 @@ class Consumer:
             await trio.sleep(STALL_SECONDS / 2)
             now = time.monotonic()
             before = self._stalled
-            self._stalled_lanes = stalled(self._lane_clocks, now)
-            self._stalled = self._stalled_lanes + stalled(self._runners.clocks, now)
+            lanes = self._lanes
+            lanes.stalled = stalled(lanes.clocks, now)
+            self._stalled = lanes.stalled + stalled(self._runners.clocks, now)
             if self._stalled < before:
                 self._capacity.set()  # the claimer may lease for the slots unstalled
-            if self._stalled_lanes:
-                self._wake_lanes()
-            waiting = len(self._lane_queue) + len(self._runners.queue)
+            if lanes.stalled:
+                lanes.wake()
+            waiting = len(lanes.queue) + len(self._runners.queue)
             if not waiting or self._stalled < self.config.concurrency:
                 blocked_since = None
             elif blocked_since is None:
@@ -431,9 +381,6 @@ class Consumer:
                 blocked_since = None
 
     # -- reporting ---------------------------------------------------------------------------
-
-    def _lost(self, held: Held) -> None:
-        """The keeper found ``held`` taken: its worker reports it (metrics count it then)."""
 
     def _report(self, finished: list[Finished]) -> None:
         """Count, log and forget settled attempts; learn the average handler time."""
@@ -493,7 +440,7 @@ class Consumer:
                     self.patience.failed(what, error)
                 else:
                     log.warning("%s failed: %s", what, error)
-            except Exception:  # a chore never ends the consumer (issue 11): log and go on
+            except Exception:  # a chore never ends the consumer: log and go on
                 log.exception("%s failed", what)
             else:
                 self.patience.succeeded(what)

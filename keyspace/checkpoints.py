@@ -2,8 +2,8 @@
 
 SQLite's automatic checkpoint runs inside the COMMIT of whichever transaction pushes the
 write-ahead log past its threshold, so one commit in a few hundred pays for copying
-every page written since into the database file: measured here, that halves the rate
-of single-job enqueues and is the worst of the tail latencies. Instead a daemon thread
+every page written since into the database file, which slows single-job enqueues
+markedly and is the worst of the tail latencies. Instead a daemon thread
 runs a PASSIVE checkpoint (it never blocks readers or writers, and gives up a page a
 reader still needs until the next round) every :data:`INTERVAL` seconds while commits
 happen. SQLite's own automatic checkpoint stays on, at :data:`BACKSTOP_PAGES`, in case

@@ -73,7 +73,7 @@ a journal event's ``det``, payloads, inputs and outputs are free-form data with
 their own (long) names. :data:`FIELDS` and :data:`RECORDS` are this legend in code, and
 ``tests/unit/test_legend.py`` checks every record the source writes against them.
 
-Record layout revision 2 (issue 9): every name has one meaning. Revision 1 reused
+Record layout revision 2: every name has one meaning. Revision 1 reused
 names (``e``, ``u``, ``k``, ``t``, ``s``, ``r``, ``d``, ``to``, ``m`` ...) with a meaning
 per record. The codec's format byte is unchanged (still 1): no store of revision 1
 was deployed, so none is migrated (this revision does not read one).

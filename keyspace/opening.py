@@ -17,7 +17,10 @@ Query parameters, on any engine unless noted:
   past it the last error is raised.
 * ``namespace=NAME``: keep everything under NAME, apart from other namespaces and the
   default (see :mod:`keyspace.namespace`); printable, at most 64 characters.
-* ``sync=normal|full`` (sqlite durability).
+* ``sync=normal|full|off`` (sqlite durability): ``normal`` (the default) survives
+  ``kill -9`` of any process, but an OS crash or power loss can lose the last commits;
+  ``full`` fsyncs every commit; ``off`` never syncs, for throwaway stores (an OS crash or
+  power loss can corrupt the file).
 * ``latency=grv:MS,read:MS,commit:MS`` (sqlite): simulated FoundationDB round trips,
   see :mod:`keyspace.latency`.
 * ``faults=not_committed:0.05,commit_unknown_result:0.05,transaction_too_old:0.02``

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from typing import TYPE_CHECKING
 
 from keyspace import sqlite_conflicts
 from keyspace.atomic import apply as apply_atomic
@@ -29,9 +28,7 @@ from keyspace.limits import fill_versionstamp, versionstamp_template
 from keyspace.ryw import MutationKind, WriteBuffer
 from keyspace.sqlite_pool import Pool, WriterLock
 from keyspace.sqlite_reads import stored
-
-if TYPE_CHECKING:
-    from keyspace.sqlite_engine import SqliteTransaction
+from keyspace.sqlite_state import TransactionState
 
 __all__ = ["apply_commit", "apply", "now_us", "stamp"]
 
@@ -48,7 +45,7 @@ def stamp(version: int) -> bytes:
     return version.to_bytes(8, "big") + b"\x00\x00"
 
 
-def apply_commit(pool: Pool, tr: SqliteTransaction, conn: sqlite3.Connection, reading: bool) -> int:
+def apply_commit(pool: Pool, tr: TransactionState, conn: sqlite3.Connection, reading: bool) -> int:
     """Check conflicts and apply ``tr``'s writes under the writer lock; return the version.
 
     Args:
@@ -76,7 +73,7 @@ def apply_commit(pool: Pool, tr: SqliteTransaction, conn: sqlite3.Connection, re
         return _write(pool, conn, tr, None)
 
 
-def _write(pool: Pool, conn: sqlite3.Connection, tr: SqliteTransaction, latest: int | None) -> int:
+def _write(pool: Pool, conn: sqlite3.Connection, tr: TransactionState, latest: int | None) -> int:
     """Apply the log and append the wlog row; ``latest`` None = look it up as needed."""
     if latest is None and tr.buffer.stamped:
         latest = sqlite_conflicts.latest_version(conn)

@@ -23,8 +23,8 @@ transaction's lifetime (five seconds from its first read, then transaction_too_o
 Durability: WAL with ``synchronous=normal`` by default. A commit survives the
 process being killed (kill -9) at any point; an operating-system crash or power
 loss may lose the last commits before the next WAL sync, never corrupt the file.
-``?sync=full`` fsyncs every commit (FoundationDB's own guarantee) at about a tenth
-of the commit rate on this machine's disk.
+``?sync=full`` fsyncs every commit (FoundationDB's own guarantee), at a cost in commit
+rate that depends on the disk (``scripts/bench_engine.py --sync full`` measures it).
 """
 
 from __future__ import annotations

@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING
 
 from keyspace.errors import StorageError
 from keyspace.limits import SYSTEM_PREFIX, check_point_key, check_range, require_bytes
 from keyspace.protocol import KeyValue
 from keyspace.sqlite_files import storage_error
-
-if TYPE_CHECKING:
-    from keyspace.sqlite_engine import SqliteTransaction
+from keyspace.sqlite_state import TransactionState
 
 __all__ = ["Reader", "key_after", "prefix_end", "fetch", "query", "scan", "stored"]
 
@@ -94,7 +91,7 @@ class Reader:
 
     __slots__ = ("conflicts", "tr")
 
-    def __init__(self, tr: SqliteTransaction, conflicts: bool) -> None:
+    def __init__(self, tr: TransactionState, conflicts: bool) -> None:
         self.tr = tr
         self.conflicts = conflicts
 

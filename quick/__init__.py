@@ -52,7 +52,7 @@ from quick.limits import QueueLimits, get_queue_limits, list_queue_limits, set_q
 from quick.migration import MigrationReport, Refusal, migrate
 from quick.operations import cancel, purge_dead, purge_finished, requeue_dead
 from quick.outcomes import Outcome, run_claim
-from quick.pointers import collect
+from quick.pointers import collect_empty_pointer
 
 
 def __getattr__(name: str) -> object:
@@ -96,7 +96,7 @@ __all__ = [
     "aio",
     "cancel",
     "claim",
-    "collect",
+    "collect_empty_pointer",
     "complete",
     "dead_letter",
     "discard",

@@ -16,6 +16,7 @@ from typing import Any
 from keyspace.protocol import Database, Transaction
 from quick.enqueueing import enqueue
 from quick.errors import InvalidArgument
+from quick.jobs import DEFAULT_PRIORITY
 from quick.retrying import DEFAULT_BASE_DELAY_MS, DEFAULT_MAX_DELAY_MS
 from quick.validation import check_max_attempts, check_name, check_priority
 
@@ -45,7 +46,7 @@ class JobConfig:
 
     topic: str
     handler: Callable[..., Any]
-    priority: int = 100
+    priority: int = DEFAULT_PRIORITY
     max_attempts: int | None = None
     timeout: float | None = None
     backoff: Backoff | None = None
@@ -87,7 +88,7 @@ class App:
         self,
         topic: str,
         *,
-        priority: int = 100,
+        priority: int = DEFAULT_PRIORITY,
         max_attempts: int | None = None,
         timeout: float | None = None,
         backoff: Backoff | None = None,

@@ -28,6 +28,11 @@ class CorruptRecord:
         return cls(key=key, error=_reason(error))
 
     @property
+    def reason(self) -> str:
+        """Why it could not be read: :attr:`error`, by the name listings give it."""
+        return self.error
+
+    @property
     def where(self) -> str:
         """The key in words (``job  queue='t1' job_id='...'``), for messages."""
         return describe(self.key)

@@ -15,7 +15,7 @@ Nothing read from the store is trusted, and each kind of record is decoded in on
 The ``scan_*`` readers (the dashboard's) return a record that does not decode, or decodes
 to the wrong shape, as a :class:`CorruptRecord` naming its key, in its place, so one
 corrupt record never hides the others. The ``read_*`` listings (the CLI's) are the same
-scans split by :meth:`Listing.of` into the good records and the :class:`Skipped` ones;
+scans split by :meth:`Listing.of` into the good records and the corrupt ones;
 the ``list_*`` functions are their good records alone.
 """
 
@@ -44,7 +44,6 @@ __all__ = [
     "BARE_DEAD_LETTER",
     "DeadLetter",
     "Listing",
-    "Skipped",
     "decode_dead_letter",
     "scan_jobs",
     "scan_queues",
@@ -81,19 +80,11 @@ class DeadLetter:
 
 
 @dataclass(frozen=True, slots=True)
-class Skipped:
-    """A stored record a listing left out: its key, and why it could not be read."""
-
-    key: bytes
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
 class Listing(Generic[T]):
     """What a ``read_*`` listing found: the good records, and the corrupt ones it skipped."""
 
     items: list[T] = field(default_factory=list)
-    skipped: list[Skipped] = field(default_factory=list)
+    skipped: list[CorruptRecord] = field(default_factory=list)
 
     @classmethod
     def of(cls, scanned: Iterable[T | CorruptRecord]) -> Listing[T]:
@@ -101,7 +92,7 @@ class Listing(Generic[T]):
         listing: Listing[T] = cls()
         for item in scanned:
             if isinstance(item, CorruptRecord):
-                listing.skipped.append(Skipped(item.key, item.error))
+                listing.skipped.append(item)
             else:
                 listing.items.append(item)
         return listing

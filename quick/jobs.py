@@ -19,7 +19,21 @@ from typing import Any
 from keyspace.codec import CorruptValue, pack_value, unpack_value
 from keyspace.layout import QueueKeys
 
-__all__ = ["JobState", "Job", "Claim", "now_ms", "COUNTED_STATES"]
+__all__ = [
+    "JobState",
+    "Job",
+    "Claim",
+    "now_ms",
+    "COUNTED_STATES",
+    "DEFAULT_PRIORITY",
+    "DEFAULT_LEASE_MS",
+]
+
+#: The priority of a job enqueued without one (lower runs first).
+DEFAULT_PRIORITY = 100
+#: How long a claim holds its job unless the claimer asks otherwise; a running job's
+#: lease is extended, so this bounds only how long a dead consumer's jobs stay hidden.
+DEFAULT_LEASE_MS = 30_000
 
 
 def now_ms() -> int:
@@ -164,7 +178,7 @@ class Claim:
     owner: str
     lease_until_ms: int
     token: str
-    priority: int = 100
+    priority: int = DEFAULT_PRIORITY
     max_attempts: int | None = None
     enqueued_ms: int = 0
     extension: dict[str, Any] | None = None

@@ -27,7 +27,7 @@ more than :data:`REWRITE_THRESHOLD_MS`.
   new pointer, or one moved earlier) adds one to the ``("wake",)`` counter, an atomic
   add that conflicts with nothing. Idle consumers watch that key instead of polling.
 * **Collection.** A pointer marked empty for :data:`EMPTY_GRACE_MS` whose queue is
-  still empty is deleted (by the claim that finds it so, or by :func:`collect`). The
+  still empty is deleted (by the claim that finds it so, or by :func:`collect_empty_pointer`). The
   collector reads both job indexes serializably, so an enqueue committing first makes
   it retry; an enqueue committing after it conflicts on the pointer it deleted and
   recreates it. No job is ever left without a pointer.
@@ -56,7 +56,7 @@ __all__ = [
     "ensure_visible",
     "defer",
     "refresh",
-    "collect",
+    "collect_empty_pointer",
     "scan",
     "read_pointer",
     "decode_pointer",
@@ -225,8 +225,11 @@ def _delete(tr: Transaction, queue: str, pointer: dict[str, Any]) -> None:
     tr.clear(QUEUE_LEASES.pack((queue,)))
 
 
-def collect(tr: Transaction, queue: str, now: int, grace_ms: int = EMPTY_GRACE_MS) -> bool:
-    """Delete the pointer of ``queue`` if the queue has stayed empty for ``grace_ms``."""
+def collect_empty_pointer(
+    tr: Transaction, queue: str, now: int, grace_ms: int = EMPTY_GRACE_MS
+) -> bool:
+    """Delete the pointer of ``queue`` if the queue has stayed empty for ``grace_ms``; the
+    first call on an empty queue marks it empty. True when the pointer was deleted."""
     pointer, corrupt = load_pointer(tr, queue)
     keys = queue_keys(queue)
     if corrupt:

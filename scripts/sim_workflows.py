@@ -62,7 +62,7 @@ def check_run(db: Database, run_id: str) -> list[str]:
     out = []
     where = f"run {run_id[:8]} ({view.status})"
     for key, step in view.steps.items():
-        stored = records.get(key, {"ss": "waiting"})["ss"]
+        stored = records[key].status if key in records else "waiting"
         if stored != step.status:
             out.append(f"{where}: step {key!r} record says {stored}, view says {step.status}")
     listed = [

@@ -25,6 +25,7 @@ import pytest
 import keyspace
 from keyspace.protocol import Database, Transaction
 from keyspace.subspace import Subspace
+from tests.clocks import EngineClock
 
 FDB_CLUSTER_ENV = "QUICK_TEST_FDB_CLUSTER_FILE"
 FAULTS = "not_committed:0.1,commit_unknown_result:0.1,transaction_too_old:0.05"
@@ -60,6 +61,13 @@ def engine(request: pytest.FixtureRequest) -> str:
 def exact_engine(request: pytest.FixtureRequest) -> str:
     """Engines without injected faults, for tests that assert one commit's outcome."""
     return str(request.param)
+
+
+@pytest.fixture
+def exact_engine_clock(exact_engine: str, monkeypatch: pytest.MonkeyPatch) -> EngineClock:
+    """The clock ``exact_db``'s engine ages transactions by: fake on sqlite (``advance``
+    moves it at once), the cluster's own on fdb (``advance`` waits)."""
+    return EngineClock(exact_engine, monkeypatch)
 
 
 @pytest.fixture

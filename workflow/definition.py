@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from quick.jobs import DEFAULT_PRIORITY
 from workflow import hooks
 from workflow.errors import (
     BlankStepKey,
@@ -47,7 +48,7 @@ class StepSpec:
     max_attempts: int | None = None
     timeout: float | None = None
     seconds: float | None = None
-    priority: int = 100
+    priority: int = DEFAULT_PRIORITY
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -138,7 +139,7 @@ class Workflow:
         after: Iterable[str] = (),
         max_attempts: int | None = None,
         timeout: float | None = None,
-        priority: int = 100,
+        priority: int = DEFAULT_PRIORITY,
     ) -> Workflow:
         """A step that runs the handler of ``topic`` once its ``after`` steps succeeded.
 

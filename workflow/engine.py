@@ -33,6 +33,7 @@ retry); :mod:`workflow.hook_jobs` enqueues hook items.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import uuid
 from collections.abc import Iterable
@@ -42,7 +43,6 @@ from keyspace.codec import pack_value
 from keyspace.layout import JOB_DIRECTORY, WF_RUNS, WF_STEPS, queue_keys
 from keyspace.limits import VALUE_LIMIT
 from keyspace.protocol import Transaction
-from quick import extensions
 from quick.corruption import UNREADABLE
 from quick.enqueueing import prepare, queue_reads, store_new
 from quick.errors import InvalidArgument, InvalidPayload, JobRunning
@@ -53,17 +53,18 @@ from workflow import journal as events
 from workflow.definition import Definition, StepKind
 from workflow.errors import InvalidRunState
 from workflow.hook_jobs import enqueue_hook
-from workflow.items import MODULE, SLEEP_TOPIC
+from workflow.items import SLEEP_TOPIC, StepItem
 from workflow.records import (
     FINISHED_STEP,
     TERMINAL_RUN,
+    RunRecord,
     RunStatus,
+    StepRecord,
     StepStatus,
     corrupt_run,
     read_run,
     read_step,
     set_run_status,
-    write_run,
     write_step,
 )
 
@@ -108,27 +109,27 @@ _DEFINITIONS_KEPT = 4096
 _DEFINITIONS_LOCK = threading.Lock()
 
 
-def _definition(run_id: str, record: dict[str, Any]) -> Definition:
-    found = _DEFINITIONS.get(run_id)
+def _definition(record: RunRecord) -> Definition:
+    found = _DEFINITIONS.get(record.id)
     if found is None:
-        found = Definition.from_record(record["w"], record["df"])
+        found = record.decode_definition()
         with _DEFINITIONS_LOCK:  # lanes are threads
             if len(_DEFINITIONS) >= _DEFINITIONS_KEPT:
                 _DEFINITIONS.pop(next(iter(_DEFINITIONS)))  # the oldest entry
-            _DEFINITIONS[run_id] = found
+            _DEFINITIONS[record.id] = found
     return found
 
 
 class Run:
     """A run loaded in a transaction: its record, definition and journal writer."""
 
-    def __init__(self, tr: Transaction, run_id: str, now: int, run: dict[str, Any] | None = None):
+    def __init__(self, tr: Transaction, run_id: str, now: int, run: RunRecord | None = None):
         self.tr = tr
         self.id = run_id
         self.now = now
         self.record = run if run is not None else read_run(tr, run_id)
         try:
-            self.definition = _definition(run_id, self.record)
+            self.definition = _definition(self.record)
         except UNREADABLE as error:
             raise corrupt_run(run_id, WF_RUNS.pack((run_id,)), error) from None
         self.journal = events.Journal(tr, run_id, now)
@@ -136,13 +137,15 @@ class Run:
 
     @property
     def status(self) -> RunStatus:
-        return RunStatus(self.record["rs"])
+        return self.record.status
 
-    def set_status(self, status: RunStatus) -> None:
-        set_run_status(self.tr, self.id, self.record, status)
+    def set_status(self, status: RunStatus, **changes: Any) -> None:
+        """Move the run to ``status``, with ``changes`` to its record (an ended run's
+        finish time set)."""
+        record = self.record.evolve(**changes)
         if status in TERMINAL_RUN:
-            self.record["f"] = self.now
-            write_run(self.tr, self.id, self.record)
+            record = record.evolve(finished_ms=self.now)
+        self.record = set_run_status(self.tr, record, status)
 
     def steer(self, status: RunStatus, action: str) -> bool:
         """An operator's move to ``status``: False when the run is there already (so a
@@ -154,7 +157,7 @@ class Run:
         self.set_status(status)
         return True
 
-    def step(self, key: str) -> dict[str, Any]:
+    def step(self, key: str) -> StepRecord:
         self._fetched.add(key)
         return read_step(self.tr, self.id, key)
 
@@ -167,26 +170,26 @@ class Run:
         if wanted:
             self._fetched.update(wanted)
             step_keys = [WF_STEPS.pack((self.id, key)) for key in wanted]
-            self.tr.get_many([*step_keys, *queue_reads(self.record["q"])], snapshot=True)
+            self.tr.get_many([*step_keys, *queue_reads(self.record.queue)], snapshot=True)
 
     def prefetch_items(self, keys: Iterable[str]) -> None:
         """Fetch, in one round trip and adding no conflicts, what withdrawing the queued
         items of steps ``keys`` reads (their directory entries and job records)."""
-        queue = queue_keys(self.record["q"])
+        queue = queue_keys(self.record.queue)
         wanted: list[bytes] = []
         for key in keys:
-            job_id = self.step(key).get("j")
-            if isinstance(job_id, str):
+            job_id = self.step(key).job_id
+            if job_id is not None:
                 wanted += [JOB_DIRECTORY.pack((job_id,)), queue.job(job_id)]
         if wanted:
             self.tr.get_many(wanted, snapshot=True)
 
-    def save(self, key: str, record: dict[str, Any]) -> None:
-        write_step(self.tr, self.id, key, record)
+    def save(self, step: StepRecord) -> None:
+        write_step(self.tr, step)
 
     def hook(self, kind: str, status: str, step: str | None = None, **fields: Any) -> None:
         """Enqueue a hook item when this run's workflow had hooks of ``kind`` at start."""
-        enqueue_hook(self.tr, self.id, self.record, self.now, kind, status, step, **fields)
+        enqueue_hook(self.tr, self.record, self.now, kind, status, step, **fields)
 
 
 def make_runnable(run: Run, key: str) -> None:
@@ -194,49 +197,52 @@ def make_runnable(run: Run, key: str) -> None:
     if run.status is not RunStatus.RUNNING:
         return
     step = run.step(key)
-    if step["ss"] != StepStatus.WAITING:
+    if step.status != StepStatus.WAITING:
         return
     spec = run.definition.steps[key]
     if spec.kind is StepKind.EXTERNAL:
-        if "g" in step:
-            succeed(run, key, step, step["g"])
-        elif not step.get("aw"):
-            step["aw"] = True
-            run.save(key, step)
+        if step.signalled:
+            succeed(run, step, step.signal)
+        elif not step.awaiting:
+            run.save(step.evolve(awaiting=True))
             run.journal.append(events.STEP_AWAITING, key)
         return
-    data = {extensions.MODULE_FIELD: MODULE, "ri": run.id, "sk": key, "w": run.record["w"]}
+    item = StepItem(run_id=run.id, step=key, workflow=run.record.workflow)
     if spec.kind is StepKind.SLEEP:
         assert spec.seconds is not None
         due = run.now + round(spec.seconds * 1000)
         job = prepare(
-            run.record["q"], SLEEP_TOPIC, None, delay=spec.seconds, now=run.now, extension=data
+            run.record.queue,
+            SLEEP_TOPIC,
+            None,
+            delay=spec.seconds,
+            now=run.now,
+            extension=item.to_record(),
         )
     else:
         assert spec.topic is not None
         due = run.now
-        data["dep"] = {dependency: run.step(dependency).get("out") for dependency in spec.after}
-        data["to"] = spec.timeout
+        results = {dependency: run.step(dependency).output for dependency in spec.after}
+        item = dataclasses.replace(item, results=results, timeout=spec.timeout)
         attempts = spec.max_attempts
-        if step.get("ra"):
+        if step.counted:
             # Held by a pause after failed attempts: the new item gets what is left of
             # the limit the last attempt ran under.
-            limit = attempt_limit(step.get("m"), attempts)
-            attempts = max(1, limit - step["ra"])
+            limit = attempt_limit(step.max_attempts, attempts)
+            attempts = max(1, limit - step.counted)
         job = prepare(
-            run.record["q"],
+            run.record.queue,
             spec.topic,
-            run.record["i"],
+            run.record.input,
             priority=spec.priority,
             max_attempts=attempts,
             now=run.now,
-            extension=data,
+            extension=item.to_record(),
         )
     # The job id is new in every try of this body, so no earlier try can hold it: the
     # directory lookup a retried enqueue needs is skipped (first_try).
     job_id = store_new(run.tr, job, first_try=True)
-    step.update(ss=StepStatus.SCHEDULED.value, j=job_id, n=due)
-    run.save(key, step)
+    run.save(step.evolve(status=StepStatus.SCHEDULED, job_id=job_id, due_ms=due))
     run.journal.append(events.STEP_SCHEDULED, key, due_ms=due, job_id=job_id)
 
 
@@ -247,11 +253,12 @@ def schedule_ready(run: Run, keys: Iterable[str]) -> None:
     run.prefetch([*keys, *(dep for key in keys for dep in run.definition.steps[key].after)])
     for key in keys:
         after = run.definition.steps[key].after
-        if all(run.step(dep)["ss"] == StepStatus.SUCCEEDED for dep in after):
+        if all(run.step(dep).status == StepStatus.SUCCEEDED for dep in after):
             make_runnable(run, key)
 
 
-def succeed(run: Run, key: str, step: dict[str, Any], output: Any) -> None:
+def succeed(run: Run, step: StepRecord, output: Any) -> None:
+    key = step.key
     successors = run.definition.successors[key]
     run.prefetch(
         [
@@ -260,14 +267,15 @@ def succeed(run: Run, key: str, step: dict[str, Any], output: Any) -> None:
             *run.definition.sinks,
         ]
     )
-    step.update(ss=StepStatus.SUCCEEDED.value, out=output, f=run.now, e=None)
-    run.save(key, step)
+    run.save(
+        step.evolve(status=StepStatus.SUCCEEDED, output=output, finished_ms=run.now, error=None)
+    )
     run.journal.append(events.STEP_SUCCEEDED, key, output=output)
     run.hook(hooks.STEP_SUCCEEDED, StepStatus.SUCCEEDED.value, key, output=output)
     schedule_ready(run, successors)
     sinks = run.definition.sinks
     finished = key in sinks and run.status not in TERMINAL_RUN
-    if finished and all(run.step(s)["ss"] == StepStatus.SUCCEEDED for s in sinks if s != key):
+    if finished and all(run.step(s).status == StepStatus.SUCCEEDED for s in sinks if s != key):
         run.set_status(RunStatus.SUCCEEDED)
         run.journal.append(events.RUN_SUCCEEDED)
         run.hook(hooks.RUN_FINISHED, RunStatus.SUCCEEDED.value)
@@ -284,24 +292,22 @@ def _descendants(definition: Definition, key: str) -> set[str]:
     return found
 
 
-def _withdraw(run: Run, step: dict[str, Any]) -> bool:
+def _withdraw(run: Run, step: StepRecord) -> bool:
     """Remove the step's queued item; False when it is running (then it is fenced)."""
-    job_id = step.get("j")
-    if job_id is None or step["ss"] != StepStatus.SCHEDULED:
-        return bool(step["ss"] != StepStatus.RUNNING)
+    if step.job_id is None or step.status != StepStatus.SCHEDULED:
+        return bool(step.status != StepStatus.RUNNING)
     try:
-        cancel_job(run.tr, job_id)
+        cancel_job(run.tr, step.job_id)
     except JobRunning:
         return False
     return True
 
 
-def hold(run: Run, key: str, step: dict[str, Any]) -> None:
+def hold(run: Run, step: StepRecord) -> None:
     """Withdraw a queued task step of a paused run; resume schedules it again."""
     if _withdraw(run, step):
-        step.update(ss=StepStatus.WAITING.value, j=None)
-        run.save(key, step)
-        run.journal.append(events.STEP_HELD, key)
+        run.save(step.evolve(status=StepStatus.WAITING, job_id=None))
+        run.journal.append(events.STEP_HELD, step.key)
 
 
 def end_unfinished(run: Run, status: StepStatus, reason_for: Any) -> None:
@@ -311,23 +317,20 @@ def end_unfinished(run: Run, status: StepStatus, reason_for: Any) -> None:
     run.prefetch_items(run.definition.steps)
     for key in run.definition.steps:
         step = run.step(key)
-        if step["ss"] in FINISHED_STEP:
+        if step.status in FINISHED_STEP:
             continue
         _withdraw(run, step)
         reason = reason_for(key)
-        step.update(ss=status.value, why=reason, f=run.now)
-        run.save(key, step)
+        run.save(step.evolve(status=status, reason=reason, finished_ms=run.now))
         run.journal.append(kind, key, reason=reason)
 
 
-def fail_run(run: Run, key: str, step: dict[str, Any], error: str) -> None:
-    step.update(ss=StepStatus.FAILED.value, e=error, f=run.now, n=None)
-    run.save(key, step)
-    run.journal.append(events.STEP_FAILED, key, error=error, attempt=step.get("a", 0))
+def fail_run(run: Run, step: StepRecord, error: str) -> None:
+    key = step.key
+    run.save(step.evolve(status=StepStatus.FAILED, error=error, finished_ms=run.now, due_ms=None))
+    run.journal.append(events.STEP_FAILED, key, error=error, attempt=step.attempts)
     run.hook(hooks.STEP_FAILED, StepStatus.FAILED.value, key, error=error)
-    run.set_status(RunStatus.FAILED)
-    run.record["why"] = f"step {key!r} failed: {error}"
-    write_run(run.tr, run.id, run.record)
+    run.set_status(RunStatus.FAILED, reason=f"step {key!r} failed: {error}")
     downstream = _descendants(run.definition, key)
 
     def reason(other: str) -> str:

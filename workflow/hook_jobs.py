@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from keyspace.protocol import Transaction
-from quick import extensions
 from quick.app import JobConfig
 from quick.enqueueing import prepare, store_new
 from workflow import hooks
-from workflow.items import HOOK_ITEM, HOOK_TOPIC, MODULE
+from workflow.items import HOOK_TOPIC, hook_item
+from workflow.records import RunRecord
 
 __all__ = ["HOOK_CONFIG", "enqueue_hook"]
 
@@ -30,25 +30,18 @@ HOOK_CONFIG = JobConfig(topic=HOOK_TOPIC, handler=_run_hooks, max_attempts=10)
 
 def enqueue_hook(
     tr: Transaction,
-    run_id: str,
-    record: dict[str, Any],
+    run: RunRecord,
     now: int,
     kind: str,
     status: str,
     step: str | None = None,
     **fields: Any,
 ) -> None:
-    """Enqueue a hook item when the run (``record``) had hooks of ``kind`` at start."""
-    if kind not in record.get("h", ()):
+    """Enqueue a hook item when ``run`` had hooks of ``kind`` at start."""
+    if kind not in run.hooks:
         return
     event = hooks.HookEvent(
-        kind=kind, workflow=record["w"], run_id=run_id, status=status, step=step, **fields
+        kind=kind, workflow=run.workflow, run_id=run.id, status=status, step=step, **fields
     )
-    job = prepare(
-        record["q"],
-        HOOK_TOPIC,
-        event.to_payload(),
-        now=now,
-        extension={extensions.MODULE_FIELD: MODULE, "xk": HOOK_ITEM},
-    )
+    job = prepare(run.queue, HOOK_TOPIC, event.to_payload(), now=now, extension=hook_item())
     store_new(tr, job, first_try=True)  # a fresh id in every try: nothing can hold it

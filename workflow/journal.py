@@ -22,7 +22,7 @@ from keyspace.layout import WF_JOURNAL
 from keyspace.protocol import ReadView, Transaction
 from keyspace.subspace import Versionstamp
 from quick.corruption import UNREADABLE
-from workflow.records import corrupt_run
+from workflow.records import RunStatus, StepStatus, corrupt_run
 
 __all__ = ["Event", "Journal", "read_journal", "StepFacts", "RunFacts", "fold"]
 
@@ -55,6 +55,32 @@ class Event:
     details: dict[str, Any] = field(default_factory=dict)
     position: bytes = b""
 
+    def to_value(self) -> bytes:
+        """The stored form (TypeError when a detail is not msgpack-encodable)."""
+        return pack_value({"ev": self.kind, "at": self.at_ms, "sk": self.step, "det": self.details})
+
+    @classmethod
+    def from_value(cls, key: bytes, data: bytes) -> Event:
+        """Decode the event stored at ``key``; CorruptValue naming the key when it is not one."""
+        record = unpack_value(data)
+        try:
+            if not isinstance(record, dict):
+                raise TypeError(f"a {type(record).__name__}, not a map")
+            event = cls(
+                kind=record["ev"],
+                at_ms=record["at"],
+                step=record["sk"],
+                details=dict(record["det"]),
+                position=key,
+            )
+            if not isinstance(event.kind, str) or not isinstance(event.step, str | None):
+                raise TypeError(f"kind {event.kind!r}, step {event.step!r}")
+            if not isinstance(event.at_ms, int) or isinstance(event.at_ms, bool):
+                raise TypeError(f"time {event.at_ms!r}")
+        except (KeyError, TypeError, ValueError) as error:
+            raise CorruptValue(f"journal event {key!r} is malformed: {error!r}") from error
+        return event
+
 
 _orders: weakref.WeakKeyDictionary[Any, itertools.count[int]] = weakref.WeakKeyDictionary()
 _orders_lock = threading.Lock()
@@ -79,7 +105,7 @@ class Journal:
 
     def append(self, kind: str, step: str | None = None, **details: Any) -> None:
         stamp = Versionstamp(user_version=_next_order(self._tr))
-        value = pack_value({"ev": kind, "at": self._now, "sk": step, "det": details})
+        value = Event(kind=kind, at_ms=self._now, step=step, details=details).to_value()
         self._tr.set_versionstamped_key(
             WF_JOURNAL.pack_with_versionstamp((self._run_id, stamp)), value
         )
@@ -90,19 +116,9 @@ def read_journal(view: ReadView, run_id: str) -> list[Event]:
     events = []
     for key, value in view.get_range(*WF_JOURNAL.range((run_id,))):
         try:
-            record = unpack_value(value)
-            event = Event(
-                kind=record["ev"],
-                at_ms=record["at"],
-                step=record["sk"],
-                details=dict(record["det"]),
-                position=key,
-            )
-            if not (isinstance(event.kind, str) and type(event.at_ms) is int):
-                raise CorruptValue(f"an event of the wrong shape: {record!r}")
+            events.append(Event.from_value(key, value))
         except UNREADABLE as error:
             raise corrupt_run(run_id, key, error) from None
-        events.append(event)
     return events
 
 
@@ -110,7 +126,7 @@ def read_journal(view: ReadView, run_id: str) -> list[Event]:
 class StepFacts:
     """A step as the journal tells it."""
 
-    status: str = "waiting"
+    status: StepStatus = StepStatus.WAITING
     attempts: int = 0
     scheduled_ms: int | None = None
     started_ms: int | None = None
@@ -126,31 +142,33 @@ class StepFacts:
 class RunFacts:
     """A run as the journal tells it."""
 
-    status: str = "running"
+    status: RunStatus = RunStatus.RUNNING
     started_ms: int | None = None
     finished_ms: int | None = None
     steps: dict[str, StepFacts] = field(default_factory=dict)
 
 
+#: The status each step event leaves its step in.
 _STEP_STATUS = {
-    STEP_SCHEDULED: "scheduled",
-    STEP_AWAITING: "waiting",
-    STEP_CLAIMED: "running",
-    STEP_SUCCEEDED: "succeeded",
-    STEP_FAILED: "failed",
-    STEP_RETRYING: "scheduled",
-    STEP_SKIPPED: "skipped",
-    STEP_CANCELLED: "cancelled",
-    STEP_HELD: "waiting",
+    STEP_SCHEDULED: StepStatus.SCHEDULED,
+    STEP_AWAITING: StepStatus.WAITING,
+    STEP_CLAIMED: StepStatus.RUNNING,
+    STEP_SUCCEEDED: StepStatus.SUCCEEDED,
+    STEP_FAILED: StepStatus.FAILED,
+    STEP_RETRYING: StepStatus.SCHEDULED,
+    STEP_SKIPPED: StepStatus.SKIPPED,
+    STEP_CANCELLED: StepStatus.CANCELLED,
+    STEP_HELD: StepStatus.WAITING,
 }
+#: The status each run event leaves its run in.
 _RUN_STATUS = {
-    RUN_STARTED: "running",
-    RUN_PAUSED: "paused",
-    RUN_RESUMED: "running",
-    RUN_RETRIED: "running",
-    RUN_SUCCEEDED: "succeeded",
-    RUN_FAILED: "failed",
-    RUN_CANCELLED: "cancelled",
+    RUN_STARTED: RunStatus.RUNNING,
+    RUN_PAUSED: RunStatus.PAUSED,
+    RUN_RESUMED: RunStatus.RUNNING,
+    RUN_RETRIED: RunStatus.RUNNING,
+    RUN_SUCCEEDED: RunStatus.SUCCEEDED,
+    RUN_FAILED: RunStatus.FAILED,
+    RUN_CANCELLED: RunStatus.CANCELLED,
 }
 
 

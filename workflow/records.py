@@ -3,12 +3,18 @@
 A run record holds what never changes (workflow name, queue, input, definition) and
 its status; each step has its own record, so steps of one run that finish at once
 touch different keys and conflict only where they meet (a shared successor, or the
-last sink deciding the run is done). Records are plain dicts through the keyspace
-codec; the field names are short because every step transition rewrites one.
+last sink deciding the run is done). Both are frozen values (:class:`RunRecord`,
+:class:`StepRecord`) with ``to_value``/``from_value``, as :class:`quick.jobs.Job` is:
+the short field names of the legend (:mod:`keyspace.layout`) appear only here, and a
+record that does not decode, or decodes to the wrong shape, raises CorruptValue naming
+its key. Fields at their default are left out of the stored form, so a step
+transition rewrites only what its step has.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -16,6 +22,7 @@ from keyspace.codec import CorruptValue, pack_value, unpack_value
 from keyspace.layout import WF_BY_STATUS, WF_RUNS, WF_STEPS
 from keyspace.protocol import ReadView, Transaction
 from quick.corruption import UNREADABLE, CorruptRecord
+from workflow.definition import Definition
 from workflow.errors import CorruptRun, RunNotFound
 
 __all__ = [
@@ -23,6 +30,8 @@ __all__ = [
     "StepStatus",
     "TERMINAL_RUN",
     "FINISHED_STEP",
+    "RunRecord",
+    "StepRecord",
     "read_run",
     "decode_run",
     "corrupt_run",
@@ -57,12 +66,244 @@ FINISHED_STEP = frozenset(
     {StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED}
 )
 
+_NONE = type(None)
+_ANY = (object,)
+_TEXT = (str,)
+_INT = (int,)
+_MAYBE_TEXT = (str, _NONE)
+_MAYBE_INT = (int, _NONE)
 
-#: The fields every run record has, and their types (``i``, the input, may be anything).
-RUN_FIELDS: dict[str, type] = {"w": str, "rs": str, "q": str, "c": int, "df": list}
+
+def _checked(
+    what: str, data: bytes, types: dict[str, tuple[type, ...]], required: tuple[str, ...]
+) -> dict[str, Any]:
+    """The decoded map, each present field of its type (``required`` ones present);
+    CorruptValue naming ``what`` otherwise. msgpack decodes whatever was stored, so a
+    record is checked before any field is trusted."""
+    record = unpack_value(data)
+    if not isinstance(record, dict):
+        raise CorruptValue(f"{what} is a {type(record).__name__}, not a map")
+    for name in required:
+        if name not in record:
+            raise CorruptValue(f"{what} is malformed: field {name!r} is missing")
+    for name, value in record.items():
+        kinds = types.get(name, _ANY)
+        if kinds is _ANY:
+            continue
+        if not isinstance(value, kinds) or (value.__class__ is bool and bool not in kinds):
+            raise CorruptValue(f"{what} is malformed: field {name!r} is {value!r}")
+    return record
 
 
-def read_run(view: ReadView, run_id: str) -> dict[str, Any]:
+def _status(what: str, kind: type[StrEnum], value: str) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        raise CorruptValue(f"{what} is malformed: {value!r} is no {kind.__name__}") from None
+
+
+#: The type of each run field (``i``, the input, may be anything).
+_RUN_TYPES: dict[str, tuple[type, ...]] = {
+    "w": _TEXT,
+    "rs": _TEXT,
+    "q": _TEXT,
+    "i": _ANY,
+    "df": (list,),
+    "c": _INT,
+    "f": _MAYBE_INT,
+    "ik": _MAYBE_TEXT,
+    "h": (list, _NONE),
+    "why": _MAYBE_TEXT,
+    "rt": _MAYBE_TEXT,
+}
+_RUN_REQUIRED = ("w", "rs", "q", "i", "df", "c")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunRecord:
+    """A run as stored at ``("wf", "run", id)``."""
+
+    id: str
+    workflow: str
+    status: RunStatus
+    queue: str
+    input: Any
+    #: The workflow definition in its stored form (:meth:`decode_definition` decodes it).
+    definition: list[Any]
+    created_ms: int
+    finished_ms: int | None = None
+    idempotency_key: str | None = None
+    #: Hook kinds the workflow had when the run started.
+    hooks: tuple[str, ...] = ()
+    #: Why it ended, in words (a failed run).
+    reason: str | None = None
+    #: The id of the ``retry_run`` call last applied.
+    retry_id: str | None = None
+
+    def to_value(self) -> bytes:
+        """The stored form (TypeError when the input is not msgpack-encodable)."""
+        record: dict[str, Any] = {
+            "w": self.workflow,
+            "rs": self.status.value,
+            "q": self.queue,
+            "i": self.input,
+            "df": self.definition,
+            "c": self.created_ms,
+            "f": self.finished_ms,
+            "ik": self.idempotency_key,
+            "h": list(self.hooks),
+        }
+        if self.reason is not None:
+            record["why"] = self.reason
+        if self.retry_id is not None:
+            record["rt"] = self.retry_id
+        return pack_value(record)
+
+    @classmethod
+    def from_value(cls, run_id: str, data: bytes) -> RunRecord:
+        """Decode a stored run; CorruptValue naming the run when it is not one."""
+        what = f"run record {run_id!r}"
+        record = _checked(what, data, _RUN_TYPES, _RUN_REQUIRED)
+        hooks = record.get("h") or ()
+        if not all(isinstance(kind, str) for kind in hooks):
+            raise CorruptValue(f"{what} is malformed: field 'h' is {hooks!r}")
+        return cls(
+            id=run_id,
+            workflow=record["w"],
+            status=_status(what, RunStatus, record["rs"]),
+            queue=record["q"],
+            input=record["i"],
+            definition=record["df"],
+            created_ms=record["c"],
+            finished_ms=record.get("f"),
+            idempotency_key=record.get("ik"),
+            hooks=tuple(hooks),
+            reason=record.get("why"),
+            retry_id=record.get("rt"),
+        )
+
+    def decode_definition(self) -> Definition:
+        """The run's definition; CorruptValue naming the run when it does not decode."""
+        try:
+            return Definition.from_record(self.workflow, self.definition)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise CorruptValue(
+                f"run record {self.id!r} is malformed: its definition does not decode: {error!r}"
+            ) from error
+
+    def evolve(self, **changes: Any) -> RunRecord:
+        return dataclasses.replace(self, **changes)
+
+
+#: The type of each step field (``out`` and ``g``, an output and a payload, may be anything).
+_STEP_TYPES: dict[str, tuple[type, ...]] = {
+    "ss": _TEXT,
+    "a": _INT,
+    "ra": _INT,
+    "m": _MAYBE_INT,
+    "j": _MAYBE_TEXT,
+    "n": _MAYBE_INT,
+    "st": _MAYBE_INT,
+    "f": _MAYBE_INT,
+    "out": _ANY,
+    "e": _MAYBE_TEXT,
+    "why": _MAYBE_TEXT,
+    "g": _ANY,
+    "gi": _MAYBE_TEXT,
+    "aw": (bool,),
+}
+_STEP_REQUIRED = ("ss",)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepRecord:
+    """A step's state as stored at ``("wf", "step", run_id, key)``; a step never written
+    is :meth:`waiting`."""
+
+    run_id: str
+    key: str
+    status: StepStatus = StepStatus.WAITING
+    #: Claims of the step's jobs so far.
+    attempts: int = 0
+    #: Claims counted toward the attempt limit (a run retry resets them).
+    counted: int = 0
+    #: The attempt limit the last attempt ran under (None: the handler's or default one).
+    max_attempts: int | None = None
+    #: The job that currently stands for the step.
+    job_id: str | None = None
+    #: When next due: a scheduled item's due or retry time.
+    due_ms: int | None = None
+    started_ms: int | None = None
+    finished_ms: int | None = None
+    output: Any = None
+    error: str | None = None
+    #: Why it ended, in words (a skipped or cancelled step).
+    reason: str | None = None
+    #: True once an external step received its signal (whose payload may be None).
+    signalled: bool = False
+    signal: Any = None
+    #: The id of the ``signal`` call that delivered ``signal``.
+    signal_id: str | None = None
+    #: True once an external step is waiting for its signal.
+    awaiting: bool = False
+
+    @classmethod
+    def waiting(cls, run_id: str, key: str) -> StepRecord:
+        """The state of a step that has no record yet."""
+        return cls(run_id=run_id, key=key)
+
+    def to_value(self) -> bytes:
+        """The stored form (TypeError when the output or signal is not msgpack-encodable)."""
+        record: dict[str, Any] = {"ss": self.status.value, "a": self.attempts}
+        optional = {
+            "ra": self.counted or None,
+            "m": self.max_attempts,
+            "j": self.job_id,
+            "n": self.due_ms,
+            "st": self.started_ms,
+            "f": self.finished_ms,
+            "out": self.output,
+            "e": self.error,
+            "why": self.reason,
+        }
+        record.update((name, value) for name, value in optional.items() if value is not None)
+        if self.signalled:
+            record["g"] = self.signal
+            record["gi"] = self.signal_id
+        if self.awaiting:
+            record["aw"] = True
+        return pack_value(record)
+
+    @classmethod
+    def from_value(cls, run_id: str, key: str, data: bytes) -> StepRecord:
+        """Decode a stored step; CorruptValue naming the step when it is not one."""
+        what = f"step record {key!r} of run {run_id!r}"
+        record = _checked(what, data, _STEP_TYPES, _STEP_REQUIRED)
+        return cls(
+            run_id=run_id,
+            key=key,
+            status=_status(what, StepStatus, record["ss"]),
+            attempts=record.get("a", 0),
+            counted=record.get("ra", 0),
+            max_attempts=record.get("m"),
+            job_id=record.get("j"),
+            due_ms=record.get("n"),
+            started_ms=record.get("st"),
+            finished_ms=record.get("f"),
+            output=record.get("out"),
+            error=record.get("e"),
+            reason=record.get("why"),
+            signalled="g" in record,
+            signal=record.get("g"),
+            signal_id=record.get("gi"),
+            awaiting=record.get("aw", False),
+        )
+
+    def evolve(self, **changes: Any) -> StepRecord:
+        return dataclasses.replace(self, **changes)
+
+
+def read_run(view: ReadView, run_id: str) -> RunRecord:
     """The run record; RunNotFound when there is none, CorruptRun when it is not a run."""
     data = view.get(WF_RUNS.pack((run_id,)))
     if data is None:
@@ -70,27 +311,16 @@ def read_run(view: ReadView, run_id: str) -> dict[str, Any]:
     return decode_run(run_id, data)
 
 
-def decode_run(run_id: str, data: bytes) -> dict[str, Any]:
-    """The run record stored as ``data``, its fields' types checked.
+def decode_run(run_id: str, data: bytes) -> RunRecord:
+    """The run record stored as ``data``.
 
     Raises:
         CorruptRun: naming the record's key, when ``data`` is not a run record.
     """
     try:
-        record = unpack_value(data)
-        if not isinstance(record, dict):
-            raise CorruptValue(f"a {type(record).__name__}, not a map")
-        for name, kind in RUN_FIELDS.items():
-            value = record.get(name)
-            if not isinstance(value, kind) or isinstance(value, bool):
-                raise CorruptValue(f"field {name!r} is {value!r}, not a {kind.__name__}")
-        finished = record.get("f")
-        if finished is not None and (not isinstance(finished, int) or isinstance(finished, bool)):
-            raise CorruptValue(f"field 'f' is {finished!r}, not a time")
-        RunStatus(record["rs"])
+        return RunRecord.from_value(run_id, data)
     except UNREADABLE as error:
         raise corrupt_run(run_id, WF_RUNS.pack((run_id,)), error) from None
-    return dict(record)
 
 
 def corrupt_run(run_id: str, key: bytes, error: Exception) -> CorruptRun:
@@ -99,31 +329,43 @@ def corrupt_run(run_id: str, key: bytes, error: Exception) -> CorruptRun:
     return CorruptRun(run_id, key, record.where, record.error)
 
 
-def write_run(tr: Transaction, run_id: str, run: dict[str, Any]) -> None:
-    tr.set(WF_RUNS.pack((run_id,)), pack_value(run))
+def write_run(tr: Transaction, run: RunRecord) -> None:
+    tr.set(WF_RUNS.pack((run.id,)), run.to_value())
 
 
-def set_run_status(tr: Transaction, run_id: str, run: dict[str, Any], status: RunStatus) -> None:
-    """Move the run to ``status``, keeping the by-status index in step."""
-    tr.clear(WF_BY_STATUS.pack((run["rs"], run["w"], run_id)))
-    tr.set(WF_BY_STATUS.pack((status.value, run["w"], run_id)), b"")
-    run["rs"] = status.value
-    write_run(tr, run_id, run)
+def set_run_status(tr: Transaction, run: RunRecord, status: RunStatus) -> RunRecord:
+    """Move the run to ``status``, keeping the by-status index in step; the record written."""
+    tr.clear(WF_BY_STATUS.pack((run.status.value, run.workflow, run.id)))
+    tr.set(WF_BY_STATUS.pack((status.value, run.workflow, run.id)), b"")
+    moved = run.evolve(status=status)
+    write_run(tr, moved)
+    return moved
 
 
-def read_step(view: ReadView, run_id: str, step: str) -> dict[str, Any]:
-    data = view.get(WF_STEPS.pack((run_id, step)))
-    return {"ss": StepStatus.WAITING.value, "a": 0} if data is None else dict(unpack_value(data))
+def read_step(view: ReadView, run_id: str, step: str) -> StepRecord:
+    """The step's record (waiting when none is stored); CorruptRun when it does not decode."""
+    key = WF_STEPS.pack((run_id, step))
+    data = view.get(key)
+    if data is None:
+        return StepRecord.waiting(run_id, step)
+    return _decode_step(run_id, step, key, data)
 
 
-def read_steps(view: ReadView, run_id: str) -> dict[str, dict[str, Any]]:
+def read_steps(view: ReadView, run_id: str) -> dict[str, StepRecord]:
     """Every step record of the run that has been written, by step key."""
     out = {}
     for key, value in view.get_range(*WF_STEPS.range((run_id,))):
         _, step = WF_STEPS.unpack(key)
-        out[step] = dict(unpack_value(value))
+        out[step] = _decode_step(run_id, step, key, value)
     return out
 
 
-def write_step(tr: Transaction, run_id: str, step: str, record: dict[str, Any]) -> None:
-    tr.set(WF_STEPS.pack((run_id, step)), pack_value(record))
+def _decode_step(run_id: str, step: str, key: bytes, data: bytes) -> StepRecord:
+    try:
+        return StepRecord.from_value(run_id, step, data)
+    except UNREADABLE as error:
+        raise corrupt_run(run_id, key, error) from None
+
+
+def write_step(tr: Transaction, step: StepRecord) -> None:
+    tr.set(WF_STEPS.pack((step.run_id, step.key)), step.to_value())

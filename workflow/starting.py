@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from keyspace.codec import pack_value
 from keyspace.layout import WF_BY_STATUS, WF_IDEMPOTENCY, WF_RUNS
 from keyspace.limits import VALUE_LIMIT
 from keyspace.protocol import Database, Transaction
@@ -16,7 +15,7 @@ from workflow import hooks
 from workflow import journal as events
 from workflow.definition import Workflow
 from workflow.engine import Run, check_storable, new_id, schedule_ready
-from workflow.records import RunStatus, write_run
+from workflow.records import RunRecord, RunStatus, write_run
 
 __all__ = ["start_run"]
 
@@ -24,7 +23,7 @@ __all__ = ["start_run"]
 def start_run(
     db_or_tr: Database | Transaction,
     wf: Workflow,
-    input: Any,  # noqa: A002 - the issue fixes this public name
+    input: Any,  # noqa: A002 - the public name of the run's input
     *,
     queue_id: str,
     idempotency_key: str | None = None,
@@ -51,39 +50,41 @@ def start_run(
     check_name("queue_id", queue_id)
     check_name("idempotency_key", idempotency_key, optional=True)
     check_storable("input", input)
-    record = {
-        "w": wf.name,
-        "rs": RunStatus.RUNNING.value,
-        "q": queue_id,
-        "i": input,
-        "df": definition.to_record(),
-        "c": 0,
-        "f": None,
-        "ik": idempotency_key,
-        "h": hooks.kinds_for(wf.name),
-    }
-    size = len(pack_value(record))
+    record = RunRecord(
+        id=new_id(),
+        workflow=wf.name,
+        status=RunStatus.RUNNING,
+        queue=queue_id,
+        input=input,
+        definition=definition.to_record(),
+        created_ms=0,
+        idempotency_key=idempotency_key,
+        hooks=tuple(hooks.kinds_for(wf.name)),
+    )
+    size = len(record.to_value())
     if size > VALUE_LIMIT:
         raise InvalidArgument(
             "input", f"the run record would be {size} bytes; the limit is {VALUE_LIMIT}"
         )
-    return _start(db_or_tr, new_id(), record)
+    return _start(db_or_tr, record)
 
 
 @transactional
-def _start(tr: Transaction, run_id: str, record: dict[str, Any]) -> str:
-    if record["ik"] is not None:
-        claimed = tr.get(WF_IDEMPOTENCY.pack((record["w"], record["ik"])))
+def _start(tr: Transaction, record: RunRecord) -> str:
+    run_id = record.id
+    if record.idempotency_key is not None:
+        idempotency = WF_IDEMPOTENCY.pack((record.workflow, record.idempotency_key))
+        claimed = tr.get(idempotency)
         if claimed is not None:
             return claimed.decode()
-        tr.set(WF_IDEMPOTENCY.pack((record["w"], record["ik"])), run_id.encode())
+        tr.set(idempotency, run_id.encode())
     if tr.get(WF_RUNS.pack((run_id,))) is not None:
         return run_id  # an earlier try of this start committed
     now = now_ms()
-    record = dict(record, c=now)
-    write_run(tr, run_id, record)
-    tr.set(WF_BY_STATUS.pack((record["rs"], record["w"], run_id)), b"")
+    record = record.evolve(created_ms=now)
+    write_run(tr, record)
+    tr.set(WF_BY_STATUS.pack((record.status.value, record.workflow, run_id)), b"")
     run = Run(tr, run_id, now, record)
-    run.journal.append(events.RUN_STARTED, queue_id=record["q"])
+    run.journal.append(events.RUN_STARTED, queue_id=record.queue)
     schedule_ready(run, run.definition.roots)
     return run_id

@@ -25,7 +25,7 @@ from workflow.engine import (
     succeed,
 )
 from workflow.errors import InvalidRunState, InvalidSignal
-from workflow.records import FINISHED_STEP, TERMINAL_RUN, RunStatus, StepStatus
+from workflow.records import FINISHED_STEP, TERMINAL_RUN, RunStatus, StepRecord, StepStatus
 
 __all__ = ["signal", "cancel_run", "pause_run", "resume_run", "retry_run"]
 
@@ -53,18 +53,18 @@ def _signal(tr: Transaction, run_id: str, key: str, payload: Any, signal_id: str
     if spec.kind is not StepKind.EXTERNAL:
         raise InvalidSignal(run_id, key, f"it is a {spec.kind.value} step, not an external one")
     step = run.step(key)
-    if step.get("gi") == signal_id:
+    if step.signal_id == signal_id:
         return  # an earlier try of this call committed
     if run.status in TERMINAL_RUN:
         raise InvalidRunState(run_id, run.status.value, "signal")
-    if "g" in step or step["ss"] in FINISHED_STEP:
+    if step.signalled or step.status in FINISHED_STEP:
         raise InvalidSignal(run_id, key, "it has already been signalled")
-    step.update(g=payload, gi=signal_id)
+    step = step.evolve(signalled=True, signal=payload, signal_id=signal_id)
     run.journal.append(events.SIGNAL_RECEIVED, key, payload=payload)
-    if step.get("aw"):
-        succeed(run, key, step, payload)
+    if step.awaiting:
+        succeed(run, step, payload)
     else:
-        run.save(key, step)
+        run.save(step)
 
 
 @transactional
@@ -100,8 +100,8 @@ def pause_run(tr: Transaction, run_id: str) -> None:
     run.prefetch_items(run.definition.steps)
     for key, spec in run.definition.steps.items():
         step = run.step(key)
-        if spec.kind is StepKind.TASK and step["ss"] == StepStatus.SCHEDULED:
-            hold(run, key, step)
+        if spec.kind is StepKind.TASK and step.status == StepStatus.SCHEDULED:
+            hold(run, step)
 
 
 @transactional
@@ -130,21 +130,24 @@ def retry_run(db: Database | Transaction, run_id: str) -> None:
 @transactional
 def _retry(tr: Transaction, run_id: str, retry_id: str) -> None:
     run = Run(tr, run_id, now_ms())
-    if run.record.get("rt") == retry_id:
+    if run.record.retry_id == retry_id:
         return  # an earlier try of this call committed
     if run.status is not RunStatus.FAILED:
         raise InvalidRunState(run_id, run.status.value, "retry")
-    run.record.update(rt=retry_id, f=None, why=None)
-    run.set_status(RunStatus.RUNNING)
+    run.set_status(RunStatus.RUNNING, retry_id=retry_id, finished_ms=None, reason=None)
     run.prefetch(run.definition.steps)
     reset = []
     for key in run.definition.steps:
         step = run.step(key)
-        if step["ss"] in (StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED):
-            fresh = {"ss": StepStatus.WAITING.value, "a": step.get("a", 0)}
-            if "g" in step:  # a signal that arrived early still counts
-                fresh.update(g=step["g"], gi=step.get("gi"))
-            run.save(key, fresh)
+        if step.status in (StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED):
+            fresh = StepRecord.waiting(run_id, key).evolve(
+                attempts=step.attempts,
+                # a signal that arrived early still counts
+                signalled=step.signalled,
+                signal=step.signal,
+                signal_id=step.signal_id,
+            )
+            run.save(fresh)
             reset.append(key)
     run.journal.append(events.RUN_RETRIED, steps=reset)
     schedule_ready(run, run.definition.steps)

@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from keyspace.codec import CorruptValue
 from keyspace.layout import WF_RUNS, WF_STEPS
 from keyspace.protocol import Transaction
 from quick import extensions
@@ -20,8 +21,8 @@ from quick.jobs import Claim
 from workflow import journal as events
 from workflow.engine import Run, check_storable, fail_run, hold, succeed
 from workflow.hook_jobs import HOOK_CONFIG
-from workflow.items import HOOK_ITEM, MODULE, SLEEP_TOPIC
-from workflow.records import FINISHED_STEP, TERMINAL_RUN, RunStatus, StepStatus
+from workflow.items import MODULE, SLEEP_TOPIC, StepItem, is_hook
+from workflow.records import FINISHED_STEP, TERMINAL_RUN, RunStatus, StepRecord, StepStatus
 
 __all__ = ["StepContext", "StepExtension"]
 
@@ -48,53 +49,60 @@ class StepExtension:
     """The :class:`quick.extensions.JobExtension` for workflow items."""
 
     def job_config(self, claim: Claim, registered: JobConfig | None) -> JobConfig | None:
-        data = claim.extension or {}
-        if data.get("xk") == HOOK_ITEM:
+        if is_hook(claim.extension):
             return HOOK_CONFIG
         if claim.topic == SLEEP_TOPIC:
             return _SLEEP_CONFIG
-        if registered is None or data.get("to") is None:
+        if registered is None:
             return registered
-        return dataclasses.replace(registered, timeout=data["to"])
+        try:
+            timeout = StepItem.from_record(claim.extension).timeout
+        except CorruptValue:
+            return registered  # the step's context and settlement name the bad data
+        return registered if timeout is None else dataclasses.replace(registered, timeout=timeout)
 
     def context(self, claim: Claim) -> StepContext | None:
-        data = claim.extension or {}
-        if data.get("xk") == HOOK_ITEM:
+        if is_hook(claim.extension):
             return None
+        item = StepItem.from_record(claim.extension)
         return StepContext(
-            run_id=data["ri"],
-            workflow=data["w"],
-            step=data["sk"],
-            results=dict(data.get("dep", {})),
+            run_id=item.run_id,
+            workflow=item.workflow,
+            step=item.step,
+            results=dict(item.results or {}),
         )
 
-    def _fenced(
-        self, tr: Transaction, claim: Claim, now: int
-    ) -> tuple[Run, str, dict[str, Any]] | None:
+    def _fenced(self, tr: Transaction, claim: Claim, now: int) -> tuple[Run, StepRecord] | None:
         """The run and step this item still stands for; None when it is stale or a hook."""
-        data = claim.extension or {}
-        if data.get("xk") == HOOK_ITEM:
+        if is_hook(claim.extension):
             return None
-        key = data["sk"]
+        item = StepItem.from_record(claim.extension)
         # The run and the step, in one round trip (each read below still adds its conflict).
-        tr.get_many([WF_RUNS.pack((data["ri"],)), WF_STEPS.pack((data["ri"], key))], snapshot=True)
-        run = Run(tr, data["ri"], now)
+        tr.get_many(
+            [WF_RUNS.pack((item.run_id,)), WF_STEPS.pack((item.run_id, item.step))], snapshot=True
+        )
+        run = Run(tr, item.run_id, now)
         if run.status in TERMINAL_RUN:
             return None
-        step = run.step(key)
-        if step.get("j") != claim.job_id or step["ss"] in FINISHED_STEP:
+        step = run.step(item.step)
+        if step.job_id != claim.job_id or step.status in FINISHED_STEP:
             return None
-        return run, key, step
+        return run, step
 
     def on_claimed(self, tr: Transaction, claim: Claim, now: int) -> None:
         fenced = self._fenced(tr, claim, now)
         if fenced is None:
             return
-        run, key, step = fenced
-        step.update(ss=StepStatus.RUNNING.value, a=step.get("a", 0) + 1, ra=step.get("ra", 0) + 1)
-        step.setdefault("st", now)
-        run.save(key, step)
-        run.journal.append(events.STEP_CLAIMED, key, attempt=claim.attempt, owner=claim.owner)
+        run, step = fenced
+        run.save(
+            step.evolve(
+                status=StepStatus.RUNNING,
+                attempts=step.attempts + 1,
+                counted=step.counted + 1,
+                started_ms=now if step.started_ms is None else step.started_ms,
+            )
+        )
+        run.journal.append(events.STEP_CLAIMED, step.key, attempt=claim.attempt, owner=claim.owner)
 
     def on_succeeded(self, tr: Transaction, claim: Claim, output: Any, now: int) -> None:
         if claim.topic == SLEEP_TOPIC:
@@ -116,17 +124,23 @@ class StepExtension:
         fenced = self._fenced(tr, claim, now)
         if fenced is None:
             return
-        run, key, step = fenced
+        run, step = fenced
         if retry_at_ms is None:
-            fail_run(run, key, step, error)
+            fail_run(run, step, error)
             return
-        step.update(ss=StepStatus.SCHEDULED.value, e=error, n=retry_at_ms, m=max_attempts)
-        run.save(key, step)
+        step = step.evolve(
+            status=StepStatus.SCHEDULED, error=error, due_ms=retry_at_ms, max_attempts=max_attempts
+        )
+        run.save(step)
         run.journal.append(
-            events.STEP_RETRYING, key, error=error, attempt=claim.attempt, retry_at_ms=retry_at_ms
+            events.STEP_RETRYING,
+            step.key,
+            error=error,
+            attempt=claim.attempt,
+            retry_at_ms=retry_at_ms,
         )
         if run.status is RunStatus.PAUSED:
-            hold(run, key, step)
+            hold(run, step)
 
 
 extensions.register(MODULE, StepExtension())

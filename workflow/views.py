@@ -17,7 +17,7 @@ from keyspace.protocol import Database, ReadView, Transaction
 from quick.corruption import UNREADABLE, CorruptRecord
 from quick.inspection import Listing
 from workflow import journal as events
-from workflow.definition import Definition, StepKind
+from workflow.definition import StepKind
 from workflow.errors import CorruptRun
 from workflow.records import RunStatus, corrupt_run, decode_run, read_run
 
@@ -119,7 +119,7 @@ def _when(ms: int) -> str:
 def _read(view: ReadView, run_id: str) -> RunView:
     record = read_run(view, run_id)
     try:
-        definition = Definition.from_record(record["w"], record["df"])
+        definition = record.decode_definition()
     except UNREADABLE as error:
         raise corrupt_run(run_id, WF_RUNS.pack((run_id,)), error) from None
     journal = events.read_journal(view, run_id)
@@ -145,11 +145,11 @@ def _read(view: ReadView, run_id: str) -> RunView:
         )
     return RunView(
         run_id=run_id,
-        workflow=record["w"],
+        workflow=record.workflow,
         status=facts.status,
-        queue_id=record["q"],
-        input=record["i"],
-        created_ms=record["c"],
+        queue_id=record.queue,
+        input=record.input,
+        created_ms=record.created_ms,
         finished_ms=facts.finished_ms,
         steps=steps,
         journal=journal,
@@ -301,11 +301,11 @@ def _summary(run_id: str, data: bytes) -> RunSummary:
     record = decode_run(run_id, data)
     return RunSummary(
         run_id=run_id,
-        workflow=record["w"],
-        status=record["rs"],
-        queue_id=record["q"],
-        created_ms=record["c"],
-        finished_ms=record.get("f"),
+        workflow=record.workflow,
+        status=record.status,
+        queue_id=record.queue,
+        created_ms=record.created_ms,
+        finished_ms=record.finished_ms,
     )
 
 

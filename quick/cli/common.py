@@ -32,7 +32,7 @@ import keyspace
 from keyspace import layout
 from keyspace.errors import EngineUnavailable, InvalidURL, QuickError, StorageError
 from keyspace.protocol import Database
-from quick.inspection import Skipped
+from quick.corruption import CorruptRecord
 
 __all__ = [
     "DB_HELP",
@@ -293,8 +293,8 @@ def when(ms: int | None) -> str:
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def warn_skipped(skipped: Iterable[Skipped]) -> None:
+def warn_skipped(skipped: Iterable[CorruptRecord]) -> None:
     """Name each record a listing skipped, on stderr: its key described, and why."""
     for record in skipped:
         where = describe_key(record.key)
-        click.echo(f"warning: skipped corrupt record at {where}: {record.reason}", err=True)
+        click.echo(f"warning: skipped corrupt record at {where}: {record.error}", err=True)

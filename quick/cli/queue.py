@@ -18,7 +18,7 @@ from quick.cli.common import (
     warn_skipped,
 )
 from quick.inspection import read_all_queues
-from quick.jobs import now_ms
+from quick.jobs import DEFAULT_PRIORITY, now_ms
 
 __all__ = ["enqueue", "queues", "jobs"]
 
@@ -32,7 +32,7 @@ __all__ = ["enqueue", "queues", "jobs"]
     type=click.FloatRange(0, MAX_DELAY_SECONDS),
     help="Seconds until the job becomes visible (at most about 100 years).",
 )
-@click.option("--priority", default=100, show_default=True, help="Lower runs first.")
+@click.option("--priority", default=DEFAULT_PRIORITY, show_default=True, help="Lower runs first.")
 @click.option(
     "--max-attempts",
     type=click.IntRange(1, 1_000_000),

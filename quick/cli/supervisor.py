@@ -20,10 +20,21 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from types import FrameType
 
-__all__ = ["FIRST_WAIT", "HEALTHY_AFTER", "MAX_WAIT", "describe_exit", "restart_wait", "supervise"]
+import click
+
+__all__ = [
+    "FIRST_WAIT",
+    "HEALTHY_AFTER",
+    "MAX_WAIT",
+    "describe_exit",
+    "forwarded_options",
+    "restart_wait",
+    "supervise",
+]
 
 #: Seconds before the first restart of a child: long enough not to spin on a crash loop.
 FIRST_WAIT = 0.5
@@ -79,6 +90,25 @@ class _Child:
         self.started = time.monotonic()
         self.forwarded = 0
         self.restart_at = None
+
+
+def forwarded_options(ctx: click.Context, skip: Collection[str] = ()) -> list[str]:
+    """The options ``ctx``'s command was given, parsed, as arguments that give each child
+    the same (every option but those named in ``skip`` and those left unset)."""
+    argv: list[str] = []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if not isinstance(param, click.Option) or param.name in skip or value is None:
+            continue
+        if param.is_flag and param.secondary_opts:
+            argv.append(param.opts[0] if value else param.secondary_opts[0])
+        elif param.is_flag:
+            argv += [param.opts[0]] if value else []
+        elif param.multiple:
+            argv += [item for one in value for item in (param.opts[0], str(one))]
+        else:
+            argv += [param.opts[0], str(value)]
+    return argv
 
 
 def supervise(argvs: list[list[str]]) -> int:

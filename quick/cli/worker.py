@@ -5,17 +5,18 @@ from __future__ import annotations
 import importlib
 import logging
 from contextlib import ExitStack
-from typing import TYPE_CHECKING
 
 import click
 
+from consumer import ConsumerConfig
 from quick.app import App
 from quick.cli.common import UsageProblem, open_store, store_url
 
-if TYPE_CHECKING:  # the consumer (trio) loads only when a worker runs
-    from consumer.runtime import ConsumerConfig
-
 __all__ = ["worker", "load_app"]
+
+#: The consumer's defaults, which the options below show and pass on unchanged.
+DEFAULTS = ConsumerConfig()
+assert DEFAULTS.keep_finished_ms is not None
 
 
 def load_app(spec: str) -> App:
@@ -39,21 +40,21 @@ def load_app(spec: str) -> App:
 )
 @click.option(
     "--concurrency",
-    default=8,
+    default=DEFAULTS.concurrency,
     show_default=True,
     type=click.IntRange(1, 10_000),
     help="Jobs run at once per process.",
 )
 @click.option(
     "--batch-size",
-    default=200,
+    default=DEFAULTS.batch_size,
     show_default=True,
     type=click.IntRange(1, 10_000),
     help="Most jobs leased per claim (fewer when jobs are slow or many queues are due).",
 )
 @click.option(
     "--lease-seconds",
-    default=30.0,
+    default=DEFAULTS.lease_ms / 1000,
     show_default=True,
     type=click.FloatRange(0, 86_400, min_open=True),
     help="Lease length; extended while a job runs.",
@@ -67,14 +68,14 @@ def load_app(spec: str) -> App:
 )
 @click.option(
     "--grace",
-    default=30.0,
+    default=DEFAULTS.grace,
     show_default=True,
     type=click.FloatRange(0, 86_400),
     help="Seconds running jobs get to finish on shutdown.",
 )
 @click.option(
     "--keep-finished",
-    default=86_400.0,
+    default=DEFAULTS.keep_finished_ms / 1000,
     show_default=True,
     type=click.FloatRange(0, 10 * 365 * 86_400),
     help="Seconds a finished job's tombstone is kept (so enqueueing its id again adds "
@@ -139,13 +140,10 @@ def worker(
 
     logs.configure(log_format, log_level.upper())
     if processes > 1:
-        from quick.cli.supervisor import supervise
+        from quick.cli.supervisor import forwarded_options, supervise
 
-        argv = ["--db", store_url(ctx), "worker", "--app", app_spec]
-        argv += ["--concurrency", str(concurrency), "--batch-size", str(batch_size)]
-        argv += ["--lease-seconds", str(lease_seconds), "--grace", str(grace)]
-        argv += ["--keep-finished", str(keep_finished)]
-        argv += ["--log-format", log_format, "--log-level", log_level]
+        argv = ["--db", store_url(ctx), "worker"]
+        argv += forwarded_options(ctx, skip={"processes", "metrics_port", "metrics_host"})
         argvs = [
             argv
             if metrics_port is None
@@ -160,8 +158,6 @@ def worker(
 def _config(
     concurrency: int, batch_size: int, lease_seconds: float, grace: float, keep_finished: float
 ) -> ConsumerConfig:
-    from consumer.runtime import ConsumerConfig
-
     return ConsumerConfig(
         concurrency=concurrency,
         batch_size=batch_size,

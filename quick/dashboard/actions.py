@@ -14,7 +14,7 @@ from werkzeug.wrappers.response import Response
 from keyspace.errors import QuickError
 from keyspace.layout import DEAD_LETTERS
 from quick.corruption import CorruptRecord
-from quick.dashboard.app import state
+from quick.dashboard.state import state
 from quick.inspection import scan_dead
 from quick.operations import purge_dead, requeue_dead
 

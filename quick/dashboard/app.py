@@ -7,7 +7,6 @@ import ipaddress
 import json
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,6 +17,9 @@ from werkzeug.wrappers.response import Response
 
 from keyspace.errors import EngineUnavailable, StorageError
 from keyspace.protocol import Database
+from quick.dashboard.actions import actions
+from quick.dashboard.pages import pages
+from quick.dashboard.state import State
 from quick.jobs import now_ms
 
 __all__ = ["State", "create_app", "serve", "LOOPBACK_HOSTS", "host_allowed", "trusted_hosts"]
@@ -36,22 +38,6 @@ CSP = (
 
 #: Methods that change nothing, so need no Origin check.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class State:
-    """What every request needs: the store and whether actions are allowed."""
-
-    db: Database
-    allow_actions: bool
-
-
-def state() -> State:
-    """The running app's :class:`State`."""
-    from flask import current_app
-
-    found: State = current_app.extensions["quick"]
-    return found
 
 
 def trusted_hosts(
@@ -114,9 +100,6 @@ def create_app(
     Raises:
         ValueError: actions allowed off loopback without ``allowed_hosts``.
     """
-    from quick.dashboard.actions import actions
-    from quick.dashboard.pages import pages
-
     hosts = trusted_hosts(host, allowed_hosts, allow_actions=allow_actions)
     app = Flask(__name__)
     app.config.update(

@@ -14,9 +14,9 @@ from flask import Blueprint, abort, g, render_template, request
 from keyspace.layout import JOB_DIRECTORY, queue_keys
 from quick.corruption import CorruptRecord
 from quick.cron import scan_schedules
-from quick.dashboard.app import state
 from quick.dashboard.dag import BOX_H, BOX_W, layout
 from quick.dashboard.reads import FINISHED_CAP, QUEUE_WINDOW, decoded, read_overview
+from quick.dashboard.state import state
 from quick.inspection import (
     get_dead,
     get_job,

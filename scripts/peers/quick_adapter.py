@@ -3,13 +3,15 @@
 The harness (its README, "An adapter kept outside this folder") imports this module by name
 from ``BENCH_EXTRA_PATH`` in its driver and per-run children; ``quick worker --app
 quick_adapter:app`` imports it again in the worker processes, which is why the app is
-defined at import time and nothing is opened until ``setup()``. From the project root::
+defined at import time and nothing is opened until ``setup()``. From the project root (the
+harness writes its results and scratch files next to itself, so it runs from a copy)::
 
-    ../shared/bench/peers/setup.sh                     # the harness venv, once
-    ../shared/bench/.venv/bin/pip install -e .         # quick into that venv
-    BENCH_EXTRA_PATH=$PWD/scripts/peers BENCH_EXTRA_PEERS=quick=quick_adapter \\
-        ../shared/bench/.venv/bin/python ../shared/bench/peers/run.py \\
-        --peers quick,huey-redis,huey-sqlite,procrastinate --reps 3 --out /tmp/peers.json
+    cp -r ../shared/bench /tmp/peer-bench
+    /tmp/peer-bench/peers/setup.sh                     # the harness venv, once
+    /tmp/peer-bench/.venv/bin/pip install -e .         # quick into that venv
+    BENCH_EXTRA_PATH=$PWD/scripts/peers:$PWD BENCH_EXTRA_PEERS=quick=quick_adapter \\
+        /tmp/peer-bench/.venv/bin/python /tmp/peer-bench/peers/run.py \\
+        --peers quick,huey-redis,huey-sqlite,procrastinate --reps 3
 
 The workers run the code of the checkout this file sits in (its root comes first on their
 ``PYTHONPATH``); the driver side does too when that root is also on ``BENCH_EXTRA_PATH``.

@@ -1,4 +1,4 @@
-"""The CLI never shows a traceback: each class of crash the fuzz found (issue 11) is a
+"""The CLI never shows a traceback: each class of crash the fuzz found is a
 message and a documented exit code here, and a refused call writes nothing."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def _keys(url: str) -> list[tuple[bytes, bytes]]:
         return db.transact(lambda tr: tr.get_range(*ROOT.range()))
 
 
-# -- --db after the subcommand (issue 12) ----------------------------------------------------
+# -- --db after the subcommand ---------------------------------------------------------------
 
 
 def test_cli_db_is_accepted_after_the_subcommand(url: str, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Exit codes that tell the truth (issue 11): the worker supervisor restarts a killed
+"""Exit codes that tell the truth: the worker supervisor restarts a killed
 child and says so, an unfinished demo is a failure, and ``dlq purge`` purges everything."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Listings survive corrupt records (issue 11): ``queues``, ``dlq list`` and ``cron list``
+"""Listings survive corrupt records: ``queues``, ``dlq list`` and ``cron list``
 skip a record that does not decode, name it by its key on stderr, and show the rest."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 11: nothing read from the store stops a worker.
+"""Nothing read from the store stops a worker.
 
 Corrupt bytes, wrong-typed msgpack and keys that do not unpack are written straight
 through the engine; the consumer must quarantine each (dead letter, set aside, repair)

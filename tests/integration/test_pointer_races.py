@@ -27,95 +27,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import quick
-from keyspace.codec import unpack_value
 from keyspace.errors import StorageError
-from keyspace.layout import POINTER_INDEX, POINTERS, QueueKeys
 from keyspace.protocol import Database, Transaction
 from quick import pointers
 from quick.claiming import claim_jobs
 from quick.enqueueing import prepare, store_new
-from quick.jobs import Claim, JobState
+from quick.jobs import Claim
 from quick.leases import complete_in, fail_in
-
-T0 = 1_800_000_000_000
-LEASE_MS = 10_000
-THRESHOLD = pointers.REWRITE_THRESHOLD_MS
-NOT_COMMITTED = 1020
-
-
-# -- reading the store directly ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class QueueView:
-    """One queue as stored: its pointer record, index entries and job visibilities."""
-
-    record_vis: int | None
-    index_vis: list[int]
-    ready_vis: list[int]
-    scheduled_vis: list[int]
-
-
-def read_queues(db: Database, queues: list[str]) -> dict[str, QueueView]:
-    tr = db.create_transaction()
-    try:
-        entries: dict[str, list[int]] = {}
-        for key, _ in tr.snapshot.get_range(*POINTER_INDEX.range()):
-            vis, queue = POINTER_INDEX.unpack(key)
-            entries.setdefault(queue, []).append(vis)
-        out = {}
-        for queue in queues:
-            keys = QueueKeys(queue)
-            raw = tr.snapshot.get(POINTERS.pack((queue,)))
-            out[queue] = QueueView(
-                record_vis=None if raw is None else unpack_value(raw)["v"],
-                index_vis=entries.get(queue, []),
-                ready_vis=[
-                    keys.unpack_ready(k)[1] for k, _ in tr.snapshot.get_range(*keys.ready_range())
-                ],
-                scheduled_vis=[
-                    keys.unpack_scheduled(k)[0]
-                    for k, _ in tr.snapshot.get_range(*keys.scheduled_range())
-                ],
-            )
-        return out
-    finally:
-        tr.cancel()
-
-
-def check_pointer_invariant(db: Database, queues: list[str], now: int, where: str) -> None:
-    doubled = db.transact(lambda tr: _queues_with_several_index_entries(tr))
-    assert not doubled, f"{where}: queues with more than one pointer-index entry: {doubled}"
-    for queue, view in read_queues(db, queues).items():
-        context = f"{where}: queue {queue!r} {view}"
-        assert len(view.index_vis) <= 1, f"more than one pointer-index entry; {context}"
-        if view.record_vis is None:
-            assert view.index_vis == [], f"index entry without a pointer record; {context}"
-        else:
-            assert view.index_vis == [view.record_vis], (
-                f"pointer record and index entry disagree; {context}"
-            )
-        if not (view.ready_vis or view.scheduled_vis):
-            continue
-        assert view.record_vis is not None, f"a queue holding jobs has no pointer; {context}"
-        earliest = min(view.ready_vis + view.scheduled_vis)
-        assert view.record_vis <= earliest + THRESHOLD, f"pointer later than its jobs; {context}"
-        if view.ready_vis:
-            assert view.record_vis <= now + THRESHOLD, f"ready jobs, pointer not due; {context}"
-
-
-def _queues_with_several_index_entries(tr: Transaction) -> list[str]:
-    seen: dict[str, int] = {}
-    for key, _ in tr.snapshot.get_range(*POINTER_INDEX.range()):
-        _, queue = POINTER_INDEX.unpack(key)
-        seen[queue] = seen.get(queue, 0) + 1
-    return sorted(queue for queue, count in seen.items() if count > 1)
-
+from tests.integration.pointer_store import (
+    LEASE_MS,
+    NOT_COMMITTED,
+    T0,
+    check_pointer_invariant,
+    read_queues,
+)
 
 # -- operations ----------------------------------------------------------------------------
 
@@ -229,7 +158,7 @@ class Harness:
             )
         if isinstance(op, Collect):
             queue, at = self.queue(op.queue), now + op.ahead_ms
-            return Body(lambda tr: pointers.collect(tr, queue, at, 0), lambda _: None)
+            return Body(lambda tr: pointers.collect_empty_pointer(tr, queue, at, 0), lambda _: None)
         if not self.held:
             return None
         claim = self.held[op.pick % len(self.held)]
@@ -377,137 +306,3 @@ def test_pointer_index_survives_interleaved_producers_consumers_and_collectors(
         check_pointer_invariant(
             exact_db, harness.queues, harness.now, f"after step {number} ({step})"
         )
-
-
-# -- the specific race, deterministically ------------------------------------------------
-
-
-def _commit_retrying(db: Database, tr: Transaction, body: Callable[[Transaction], Any]) -> None:
-    while True:
-        try:
-            tr.commit()
-            return
-        except StorageError as error:
-            if error.code != NOT_COMMITTED:
-                raise
-        tr = db.create_transaction()
-        body(tr)
-
-
-def _empty_but_pointed(db: Database, queue: str, now: int) -> None:
-    """A queue whose only job ran: its pointer outlives it."""
-    old = prepare(queue, "t", "old", now=now)
-    db.transact(lambda tr: store_new(tr, old))
-    (claim,) = quick.claim(db, queue, "w", now_ms=now)
-    quick.complete(db, claim)
-    counts = quick.queue_counts(db, queue)
-    assert sum(counts.values()) == 0
-    assert _pointer_vis(db, queue) is not None
-
-
-def _pointer_vis(db: Database, queue: str) -> int | None:
-    view = read_queues(db, [queue])[queue]
-    return view.record_vis
-
-
-@pytest.mark.parametrize("enqueue_commits_first", [True, False], ids=["enqueue-first", "gc-first"])
-@pytest.mark.parametrize("stage", ["mark-empty", "delete"])
-@pytest.mark.parametrize("collector", ["collect", "claim"])
-def test_pointer_gc_racing_an_enqueue_leaves_the_job_pointed(
-    exact_db: Database, enqueue_commits_first: bool, stage: str, collector: str
-) -> None:
-    db = exact_db
-    queue = f"gc-{uuid.uuid4().hex[:8]}"
-    now = T0
-    _empty_but_pointed(db, queue, now)
-    if stage == "delete":
-        # Mark the pointer empty first, so the racing collector's body deletes it.
-        now += 1
-        db.transact(lambda tr: pointers.collect(tr, queue, now, 0))
-        assert _pointer_vis(db, queue) is not None
-        now += pointers.EMPTY_GRACE_MS
-    now += 1
-
-    job = prepare(queue, "t", "new", now=now)
-
-    def enqueue_body(tr: Transaction) -> Any:
-        return store_new(tr, job)
-
-    gc_claims: list[Claim] = []
-
-    def gc_body(tr: Transaction) -> Any:
-        if collector == "collect":
-            return pointers.collect(tr, queue, now, 0)
-        gc_claims[:] = claim_jobs(tr, queue, "gc", now, 1, LEASE_MS, uuid.uuid4().hex)
-        return list(gc_claims)
-
-    t_enqueue, t_gc = db.create_transaction(), db.create_transaction()
-    enqueue_body(t_enqueue)
-    gc_result = gc_body(t_gc)
-    # Both bodies read the same snapshot: the collector saw an empty queue.
-    if collector == "collect":
-        assert gc_result is (stage == "delete")
-    else:
-        assert gc_result == []
-    pairs = [(t_enqueue, enqueue_body), (t_gc, gc_body)]
-    if not enqueue_commits_first:
-        pairs.reverse()
-    for tr, body in pairs:
-        _commit_retrying(db, tr, body)
-
-    check_pointer_invariant(db, [queue], now, "after the race")
-    if gc_claims:
-        # The claim lost the race, was retried, and found the new job: it holds it.
-        assert [c.job_id for c in gc_claims] == [job.job.id]
-        now += LEASE_MS  # its lease runs out: the job must be found again
-    due = [q for _, q in db.transact(lambda tr: pointers.scan(tr.snapshot, now, limit=1000))]
-    assert queue in due
-    claims = quick.claim(db, queue, "w", now_ms=now)
-    assert [c.job_id for c in claims] == [job.job.id]
-
-
-# -- a held claim after its job was put back (found while building the harness above) -----
-
-
-def _put_back_then_promoted(db: Database, put_back: str) -> Claim:
-    """A claim whose job was put back, then made ready again by another consumer's claim."""
-    queue = f"putback-{uuid.uuid4().hex[:8]}"
-    job = prepare(queue, "t", "job", now=T0)
-    db.transact(lambda tr: store_new(tr, job))
-    (held,) = quick.claim(db, queue, "a", now_ms=T0)
-    if put_back == "release":
-        quick.release(db, held, now_ms=T0)
-    elif put_back == "fail":
-        assert quick.fail(db, held, "boom", delay_ms=1, now_ms=T0) == "requeued"
-    else:
-        quick.snooze(db, held, 0.001, now_ms=T0)
-    urgent = prepare(queue, "t", "urgent", priority=0, now=T0 + 5)
-    db.transact(lambda tr: store_new(tr, urgent))
-    (other,) = quick.claim(db, queue, "b", limit=1, now_ms=T0 + 5)
-    assert other.payload == "urgent"
-    assert quick.job_state(db, held.job_id) is JobState.READY
-    return held
-
-
-PUT_BACK_DIAGNOSIS = (
-    "put-backs (release, fail, snooze) keep the job's token and clear its owner, but "
-    "leases._held() refuses only a job in state SCHEDULED: once the job is READY again "
-    "(at once after release; after any claim's promotion after fail/snooze) the old "
-    "claim passes the token fence"
-)
-
-
-@pytest.mark.parametrize("put_back", ["release", "fail", "snooze"])
-def test_lease_claim_put_back_cannot_complete_the_job_later(db: Database, put_back: str) -> None:
-    held = _put_back_then_promoted(db, put_back)
-    with pytest.raises(quick.LeaseLost):
-        quick.complete(db, held)
-    assert quick.job_state(db, held.job_id) is JobState.READY
-
-
-@pytest.mark.parametrize("put_back", ["release", "fail", "snooze"])
-def test_lease_claim_put_back_cannot_heartbeat_the_job_later(db: Database, put_back: str) -> None:
-    held = _put_back_then_promoted(db, put_back)
-    with pytest.raises(quick.LeaseLost):
-        quick.heartbeat(db, held, now_ms=T0 + 10)
-    assert quick.job_state(db, held.job_id) is JobState.READY

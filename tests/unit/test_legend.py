@@ -60,6 +60,7 @@ RECORD_MODULES: dict[str, set[str]] = {
     "workflow/definition.py": set(),
     "workflow/engine.py": set(),
     "workflow/hook_jobs.py": set(),
+    "workflow/items.py": set(),
     "workflow/starting.py": set(),
     "workflow/steering.py": set(),
     "workflow/steps.py": set(),

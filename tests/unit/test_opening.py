@@ -64,3 +64,9 @@ def test_open_sqlite_full_sync_is_accepted(tmp_path: Path) -> None:
     with keyspace.open(f"sqlite:///{tmp_path / 'x.db'}?sync=full&retry_limit=3") as db:
         db.transact(lambda tr: tr.set(b"k", b"v"))
         assert db.transact(lambda tr: tr.get(b"k")) == b"v"
+
+
+def test_open_sqlite_sync_off_is_accepted(tmp_path: Path) -> None:
+    with keyspace.open(f"sqlite:///{tmp_path / 'x.db'}?sync=off") as db:
+        db.transact(lambda tr: tr.set(b"k", b"v"))
+        assert db.transact(lambda tr: tr.get(b"k")) == b"v"
