@@ -33,10 +33,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from keyspace import layout
-from keyspace.codec import CorruptValue, pack_value, unpack_value
+from keyspace.codec import CorruptValue, unpack_value
 from keyspace.layout import (
     DEAD_LETTERS,
-    JOB_DIRECTORY,
     POINTER_INDEX,
     POINTERS,
     QUEUE_LEASES,
@@ -47,7 +46,7 @@ from quick import pointers, queue_leases
 from quick.cron import decode_schedule
 from quick.inspection import decode_dead_letter
 from quick.jobs import COUNTED_STATES, Job, JobState, now_ms
-from quick.records import tombstone
+from quick.records import bury_corrupt
 
 __all__ = ["PAGE", "Problem", "Report", "check_deep", "walk"]
 
@@ -342,14 +341,10 @@ def _entry_job(key: bytes) -> str | None:
 
 
 def _bury_raw(tr: Transaction, queue: str, key: bytes, raw: bytes, error: str, now: int) -> None:
-    """Move an undecodable job record to the dead letters as it is, with its error."""
-    tr.clear(key)
+    """Move an undecodable job record to the dead letters as it is, with its error
+    (the repair rebuilds the queue's index entries and counters afterwards)."""
     _, _, f = layout.decode(key)
     job_id = f.get("job_id")
     if not isinstance(job_id, str):
         job_id = key.hex()
-    tr.set(
-        DEAD_LETTERS.pack((queue, job_id)),
-        pack_value({"raw": raw, "e": f"corrupt job record: {error}", "at": now}),
-    )
-    tr.set(JOB_DIRECTORY.pack((job_id,)), tombstone(queue, "dead", now, None))
+    bury_corrupt(tr, queue_keys(queue), job_id, None, None, error, now, record_key=key, raw=raw)

@@ -42,7 +42,7 @@ from keyspace.retry import transactional
 from quick import pointers, queue_leases
 from quick.counters import Tally
 from quick.errors import InvalidArgument
-from quick.extensions import extension_for
+from quick.extensions import resolve
 from quick.jobs import Claim, Job, JobState, now_ms
 from quick.limits import Limiter
 from quick.records import (
@@ -251,11 +251,8 @@ def _recent_claims(lease: dict[str, Any] | None) -> list[tuple[str, list[str]]]:
 
 
 def _notify_claimed(tr: Transaction, claim: Claim, now: int) -> None:
-    """Tell the job's extension it was leased; an unloadable one fails when the job runs."""
-    try:
-        extension = extension_for(claim.extension)
-    except InvalidArgument:
-        return
+    """Tell the job's extension it was leased (an unloadable one fails when the job settles)."""
+    extension = resolve(claim.extension)
     if extension is not None:
         extension.on_claimed(tr, claim, now)
 

@@ -11,16 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from keyspace.codec import CorruptValue, pack_value, unpack_value
+from keyspace.codec import CorruptValue, unpack_value
 from keyspace.layout import JOB_DIRECTORY, MIGRATING, queue_keys
 from keyspace.protocol import Database, Transaction
 from keyspace.retry import transactional
 from keyspace.subspace import Subspace
-from quick import counters, pointers
 from quick.counters import Tally
 from quick.jobs import Job, JobState
 from quick.migration_report import BATCH_BYTES, BATCH_JOBS, PassTally, Refusal
-from quick.records import finish_job
+from quick.records import NewJobs, finish_job
 
 __all__ = ["move_jobs", "recover"]
 
@@ -185,8 +184,7 @@ def _install(
         tr.clear(MIGRATING.pack((queue, job_id)))
     staged = tr.get_many([MIGRATING.pack((queue, job_id)) for job_id in job_ids])
     entries = tr.get_many([JOB_DIRECTORY.pack((job_id,)) for job_id in job_ids])
-    counts: dict[JobState, int] = {}
-    earliest: int | None = None
+    new = NewJobs()
     installed = uniques = 0
     for job_id, value, entry in zip(job_ids, staged, entries, strict=True):
         if value is None:
@@ -198,21 +196,13 @@ def _install(
         if job.unique_key is not None:
             holder = tr.get(keys.unique(job.unique_key))
             if holder is None or holder.decode() == job_id:
-                tr.set(keys.unique(job.unique_key), job_id.encode())
                 uniques += 1
             else:  # taken since staging: keep the job, drop its claim on the key
                 job = job.evolve(unique_key=None)
                 value = job.to_value()
-        tr.set(keys.job(job_id), value)
-        tr.set(job.index_key(keys), b"")
-        tr.set(JOB_DIRECTORY.pack((job_id,)), pack_value({"q": queue}))
-        counts[job.state] = counts.get(job.state, 0) + 1
-        earliest = job.vis_ms if earliest is None else min(earliest, job.vis_ms)
+        new.add(tr, job, value)
         installed += 1
-    for state, count in counts.items():
-        counters.bump(tr, keys, state, count)
-    if earliest is not None:
-        pointers.ensure_visible(tr, queue, earliest)
+    new.flush(tr)
     return installed, uniques
 
 
