@@ -54,8 +54,9 @@ from consumer.keeper import Held, LeaseKeeper
 from consumer.lanes import SLICE_SECONDS, Finished, Flags, run_slice
 from consumer.runners import Runners
 from keyspace.protocol import Database, Transaction, Watch
+from keyspace.retry import Tries
 from quick.app import App
-from quick.claiming import ClaimRound, RoundTries, claim_round
+from quick.claiming import ClaimRound, claim_round
 from quick.jobs import Claim, now_ms
 from quick.leases import release_all
 from quick.outcomes import Outcome, describe_error, job_config
@@ -205,9 +206,9 @@ class Consumer:
             self._dispatch(found.claims)
 
     def _claim_round(self, limit: int, cursor: bytes | None, seed: float) -> ClaimRound:
-        """One claim round in its own transaction (retried; see ``RoundTries``)."""
+        """One claim round in its own transaction (retried; see ``claim_round``'s ``tries``)."""
         config = self.config
-        tries = RoundTries()
+        tries = Tries()
         rng = random.Random(seed)
 
         def body(tr: Transaction) -> ClaimRound:

@@ -31,14 +31,14 @@ from __future__ import annotations
 
 import random
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from keyspace.codec import CorruptValue
 from keyspace.layout import POINTERS, QUEUE_LEASES, WAKE, QueueKeys, queue_keys
 from keyspace.limits import VALUE_LIMIT
 from keyspace.protocol import Database, Transaction, Watch
-from keyspace.retry import transactional
+from keyspace.retry import Tries, transactional
 from quick import pointers, queue_leases
 from quick.counters import Tally
 from quick.errors import InvalidArgument
@@ -62,7 +62,6 @@ __all__ = [
     "claim",
     "claim_jobs",
     "ClaimRound",
-    "RoundTries",
     "claim_round",
     "resolve_now",
 ]
@@ -341,15 +340,6 @@ class ClaimRound:
     idle: tuple[Watch, int | None] | None = None
 
 
-@dataclass(slots=True)
-class RoundTries:
-    """Made before the retry loop: the round's token, and the queues earlier tries of
-    it leased from, so a retry after ``commit_unknown_result`` finds their claims."""
-
-    token: str = field(default_factory=lambda: uuid.uuid4().hex)
-    queues: set[str] = field(default_factory=set)
-
-
 def _leased_by_other(tr: Transaction, queue: str, owner: str, now: int) -> bool:
     lease = queue_leases.queue_lease(tr, queue)
     return lease is not None and lease.get("ex", 0) > now and lease.get("o") != owner
@@ -362,7 +352,7 @@ def claim_round(
     *,
     limit: int,
     lease_ms: int,
-    tries: RoundTries,
+    tries: Tries,
     cursor: bytes | None = None,
     scan_limit: int = 100,
     rng: random.Random | None = None,
@@ -375,7 +365,7 @@ def claim_round(
     sampled (at least one job), so a deep queue fills a batch alone and many small
     queues share one. Queues whose short lease another consumer holds are skipped.
     """
-    if tries.queues:
+    if tries.touched:
         again = _claimed_before(tr, tries)
         if again:
             return ClaimRound(again, len(again), cursor)
@@ -410,7 +400,7 @@ def claim_round(
             break
         if _leased_by_other(tr, queue, owner, now):
             continue
-        tries.queues.add(queue)
+        tries.touched.add(queue)
         claims.extend(
             claim_jobs(
                 tr,
@@ -427,15 +417,15 @@ def claim_round(
         )
     tally.flush(tr)
     for key, queue in due:
-        if queue in tries.queues:
+        if queue in tries.touched:
             pointers.drop_stray(tr, key, queue)
     return ClaimRound(claims, len(due), next_cursor)
 
 
-def _claimed_before(tr: Transaction, tries: RoundTries) -> list[Claim]:
+def _claimed_before(tr: Transaction, tries: Tries) -> list[Claim]:
     """The claims an earlier, committed try of this round made (none if it did not commit)."""
     out: list[Claim] = []
-    for queue in sorted(tries.queues):
+    for queue in sorted(tries.touched):
         for earlier, job_ids in _recent_claims(queue_leases.queue_lease(tr, queue)):
             if earlier == tries.token:
                 out.extend(_reclaimed(tr, queue_keys(queue), job_ids, tries.token))

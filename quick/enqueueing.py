@@ -29,7 +29,7 @@ from keyspace.codec import unpack_value
 from keyspace.layout import JOB_DIRECTORY, MOVED, queue_keys
 from keyspace.limits import VALUE_LIMIT
 from keyspace.protocol import Database, ReadView, Transaction
-from keyspace.retry import transactional
+from keyspace.retry import Tries, transactional
 from quick.errors import InvalidArgument, InvalidPayload, QueueMoved
 from quick.jobs import Job, JobState, now_ms
 from quick.records import JOB_RECORD_HEADROOM, MAX_JOB_RECORD_BYTES, NewJobs
@@ -191,19 +191,6 @@ def store_batch(tr: Transaction, batch: list[_Prepared], *, first_try: bool = Fa
     return ids
 
 
-class _Tries:
-    """Counts the runs of a transaction body, so the first one can skip lookups."""
-
-    __slots__ = ("count",)
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def first(self) -> bool:
-        self.count += 1
-        return self.count == 1
-
-
 def enqueue(
     db_or_tr: Database | Transaction,
     queue_id: str,
@@ -247,11 +234,11 @@ def enqueue(
         job_id=job_id,
         unique_key=unique_key,
     )
-    return _store_one(db_or_tr, prepared, _Tries())
+    return _store_one(db_or_tr, prepared, Tries())
 
 
 @transactional
-def _store_one(tr: Transaction, prepared: _Prepared, tries: _Tries) -> str:
+def _store_one(tr: Transaction, prepared: _Prepared, tries: Tries) -> str:
     return store_new(tr, prepared, first_try=tries.first())
 
 
@@ -285,11 +272,11 @@ def enqueue_many(db_or_tr: Database | Transaction, jobs: Iterable[JobSpec]) -> l
         if unknown:
             raise InvalidArgument(f"jobs[{index}]", f"unknown field(s) {sorted(unknown)}")
         prepared.append(prepare(queue_id, topic, payload, **args))
-    return _store_many(db_or_tr, prepared, _Tries())
+    return _store_many(db_or_tr, prepared, Tries())
 
 
 @transactional
-def _store_many(tr: Transaction, prepared: list[_Prepared], tries: _Tries) -> list[str]:
+def _store_many(tr: Transaction, prepared: list[_Prepared], tries: Tries) -> list[str]:
     return store_batch(tr, prepared, first_try=tries.first())
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from keyspace.codec import CorruptValue, pack_value, unpack_value
 from keyspace.layout import CRON, CRON_DUE, DEAD_LETTERS, JOB_DIRECTORY, queue_keys
 from keyspace.protocol import Database, Transaction
-from keyspace.retry import EarlierTries, transactional
+from keyspace.retry import Tries, transactional
 from quick import counters
 from quick.cron import decode_schedule
 from quick.jobs import JobState
@@ -31,7 +31,7 @@ def move_dead_letters(
         rows = source.transact(_read_dead, begin, end, batch_size)
         if not rows:
             return
-        tally.dead_letters += dest.transact(_put_dead, queue, rows, EarlierTries())
+        tally.dead_letters += dest.transact(_put_dead, queue, rows, Tries())
         source.transact(_delete_dead, queue, rows)
         begin = rows[-1][0] + b"\x00"
 
@@ -57,7 +57,7 @@ def _dead_time(value: bytes) -> int:
 
 @transactional
 def _put_dead(
-    tr: Transaction, queue: str, rows: Sequence[tuple[bytes, bytes]], earlier: EarlierTries
+    tr: Transaction, queue: str, rows: Sequence[tuple[bytes, bytes]], earlier: Tries
 ) -> int:
     """Copy dead letters the destination lacks, with their directory entries; how many
     (a retry that finds all copied reports what its earlier try wrote)."""
@@ -134,7 +134,7 @@ def move_schedules(source: Database, dest: Database, queue: str, tally: PassTall
             reason = f"cron schedule {item.name!r}: the destination has another schedule so named"
             tally.refused.append(Refusal(queue, reason))
             continue
-        if source.transact(_delete_schedule, item.name, value, EarlierTries()):
+        if source.transact(_delete_schedule, item.name, value, Tries()):
             tally.cron_schedules += 1
 
 
@@ -151,7 +151,7 @@ def _put_schedule(tr: Transaction, name: str, value: bytes, next_ms: int) -> boo
 
 
 @transactional
-def _delete_schedule(tr: Transaction, name: str, value: bytes, earlier: EarlierTries) -> bool:
+def _delete_schedule(tr: Transaction, name: str, value: bytes, earlier: Tries) -> bool:
     """Delete the source's schedule if it still does what was copied (its next run may
     have advanced: on a moved queue the source skips ticks)."""
     key = CRON.pack((name,))

@@ -9,7 +9,7 @@ from typing import Any
 from keyspace.codec import unpack_value
 from keyspace.layout import DEAD_LETTERS, FINISHED, JOB_DIRECTORY, queue_keys
 from keyspace.protocol import Database, Transaction
-from keyspace.retry import EarlierTries, transactional
+from keyspace.retry import Tries, transactional
 from quick import counters
 from quick.enqueueing import directory_entry, prepare, store_new
 from quick.errors import InvalidArgument, JobNotFound, JobRunning
@@ -86,7 +86,7 @@ def purge_dead(
     Retry semantics: a retry after ``commit_unknown_result`` that finds nothing left
     reports what its earlier try deleted.
     """
-    return _purge_dead(db_or_tr, queue_id, job_id, EarlierTries())
+    return _purge_dead(db_or_tr, queue_id, job_id, Tries())
 
 
 def purge_all_dead(db: Database, queue_id: str | None = None) -> int:
@@ -101,9 +101,7 @@ def purge_all_dead(db: Database, queue_id: str | None = None) -> int:
 
 
 @transactional
-def _purge_dead(
-    tr: Transaction, queue_id: str | None, job_id: str | None, earlier: EarlierTries
-) -> int:
+def _purge_dead(tr: Transaction, queue_id: str | None, job_id: str | None, earlier: Tries) -> int:
     if job_id is not None:
         if queue_id is None:
             raise JobNotFound(job_id)

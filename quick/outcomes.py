@@ -124,7 +124,7 @@ def _settle_in(
         if isinstance(attempt.error, Snooze):
             vis = now + round(attempt.error.seconds * 1000)
         else:
-            vis = now + retry_delay_ms(config, claim.attempt)
+            vis = now + retry_delay_ms(config.backoff if config else None, claim.attempt)
     apply(
         tr,
         claim,

@@ -31,9 +31,10 @@ import keyspace
 from keyspace.faults import FaultRates, FaultyDatabase
 from keyspace.layout import POINTER_INDEX
 from keyspace.protocol import Database, Transaction
+from keyspace.retry import Tries
 from quick import pointers
 from quick.app import App, JobConfig, Meta
-from quick.claiming import RoundTries, claim, claim_round
+from quick.claiming import claim, claim_round
 from quick.inspection import list_jobs, list_queues
 from quick.jobs import Claim, Job, now_ms
 from quick.outcomes import Attempt, Outcome, job_config, run_attempt, settle_batch
@@ -120,7 +121,7 @@ def _claim(db: Database, queue_id: str | None, clock: int, limit: int) -> list[C
     :func:`quick.claim` on one queue."""
     if queue_id is not None:
         return claim(db, queue_id, OWNER, limit=limit, lease_ms=LEASE_MS, now_ms=clock)
-    tries = RoundTries()  # made before the retry loop, as the consumer does
+    tries = Tries()  # made before the retry loop, as the consumer does
     found = db.transact(
         lambda tr: claim_round(
             tr, OWNER, clock, limit=limit, lease_ms=LEASE_MS, tries=tries, watch=False
