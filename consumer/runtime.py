@@ -231,8 +231,7 @@ class Consumer:
         held = [Held(claim, job_config(self.app, claim)) for claim in claims]
         self.keeper.add(held)
         for item in held:
-            config = item.config
-            if config is not None and (config.is_async or config.timeout is not None):
+            if item.config is not None and item.config.runs_in_trio:
                 self._runners.queue.append(item)
             else:
                 self._lane_queue.append(item)

@@ -49,6 +49,12 @@ class JobConfig:
     transactional: bool = False
     is_async: bool = False
 
+    @property
+    def runs_in_trio(self) -> bool:
+        """Whether its attempts run under trio (:mod:`quick.trio_handlers`): an ``async
+        def`` handler, or one with a timeout; others run in a consumer's thread lanes."""
+        return self.is_async or self.timeout is not None
+
 
 def _takes_transaction(handler: Callable[..., Any]) -> bool:
     params = [

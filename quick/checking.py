@@ -43,6 +43,7 @@ from keyspace.layout import (
 )
 from keyspace.protocol import Database, Transaction
 from quick import pointers, queue_leases
+from quick.counters import decode_count, encode_count
 from quick.cron import decode_schedule
 from quick.inspection import decode_dead_letter
 from quick.jobs import COUNTED_STATES, Job, JobState, now_ms
@@ -180,7 +181,7 @@ class _Model:
                 raise ValueError("index key fields are not integers")
             queue.entries[key] = _text(f["job_id"])
         elif kind == "n":
-            (queue.counters[_text(f["state"])],) = struct.unpack("<q", value)
+            queue.counters[_text(f["state"])] = decode_count(value)
 
 
 def _text(value: Any) -> str:
@@ -303,7 +304,7 @@ def _repair_queue(tr: Transaction, name: str, index: list[bytes], now: int) -> s
     fixed |= {key for key, _ in tr.get_range(*keys.counters_range())}
     tr.clear_range(*keys.counters_range())
     for state, count in counts.items():
-        tr.set(keys.counter(state), struct.pack("<q", count))
+        tr.set(keys.counter(state), encode_count(count))
         fixed.add(keys.counter(state))
     if _corrupt_lease(tr, name):
         tr.clear(QUEUE_LEASES.pack((name,)))

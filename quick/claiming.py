@@ -67,9 +67,6 @@ __all__ = [
 ]
 
 QUEUE_LEASE_MS = 5_000
-#: Claims remembered on the queue lease, so a claim retried after commit_unknown_result
-#: recognises its committed try even when other consumers claimed from the queue since.
-RECENT_CLAIMS = 4
 #: Due scheduled jobs promoted into the ready index per claim.
 PROMOTE_BATCH = 256
 #: Record bytes one claim may rewrite (promotions and leases) before it stops: well
@@ -161,10 +158,9 @@ def claim_jobs(
     fewer when the queue's limits (:mod:`quick.limits`) say so."""
     keys = queue_keys(queue)
     lease = queue_leases.queue_lease(tr, queue)
-    recent = _recent_claims(lease)
-    for earlier, job_ids in recent:
-        if earlier == token:
-            return _reclaimed(tr, keys, job_ids, token)
+    earlier = queue_leases.claimed_by(lease, token)
+    if earlier is not None:
+        return _reclaimed(tr, keys, earlier, token)
     own_tally = tally is None
     tally = Tally() if tally is None else tally
     budget = _Budget() if budget is None else budget
@@ -209,10 +205,7 @@ def claim_jobs(
         known = True if ready_left else None if repaired else False
         kept = pointers.refresh(tr, keys, now, ready_left=known)
     if kept:
-        record = {k: v for k, v in (lease or {}).items() if k in ("o", "ex", "rc")}
-        mine = [token, [c.job_id for c in claimed]]
-        record.update(o=owner, ex=0, rc=[mine, *recent[: RECENT_CLAIMS - 1]])
-        queue_leases.write_queue_lease(tr, queue, record)
+        queue_leases.remember_claim(tr, queue, lease, owner, token, [c.job_id for c in claimed])
     return claimed
 
 
@@ -240,13 +233,6 @@ def _unpack(unpack: Any, key: bytes) -> tuple[Any, ...]:
     ):
         raise ValueError(f"index key fields {fields!r}")
     return fields
-
-
-def _recent_claims(lease: dict[str, Any] | None) -> list[tuple[str, list[str]]]:
-    """The last few claims' ``(token, job ids)`` kept on the queue lease, newest first."""
-    if lease is None:
-        return []
-    return [(token, list(ids)) for token, ids in lease.get("rc") or []]
 
 
 def _notify_claimed(tr: Transaction, claim: Claim, now: int) -> None:
@@ -340,11 +326,6 @@ class ClaimRound:
     idle: tuple[Watch, int | None] | None = None
 
 
-def _leased_by_other(tr: Transaction, queue: str, owner: str, now: int) -> bool:
-    lease = queue_leases.queue_lease(tr, queue)
-    return lease is not None and lease.get("ex", 0) > now and lease.get("o") != owner
-
-
 def claim_round(
     tr: Transaction,
     owner: str,
@@ -398,7 +379,7 @@ def claim_round(
         room = min(share, limit - len(claims))
         if room <= 0 or budget.left <= 0:
             break
-        if _leased_by_other(tr, queue, owner, now):
+        if queue_leases.leased_by_other(tr, queue, owner, now):
             continue
         tries.touched.add(queue)
         claims.extend(
@@ -426,7 +407,7 @@ def _claimed_before(tr: Transaction, tries: Tries) -> list[Claim]:
     """The claims an earlier, committed try of this round made (none if it did not commit)."""
     out: list[Claim] = []
     for queue in sorted(tries.touched):
-        for earlier, job_ids in _recent_claims(queue_leases.queue_lease(tr, queue)):
-            if earlier == tries.token:
-                out.extend(_reclaimed(tr, queue_keys(queue), job_ids, tries.token))
+        job_ids = queue_leases.claimed_by(queue_leases.queue_lease(tr, queue), tries.token)
+        if job_ids is not None:
+            out.extend(_reclaimed(tr, queue_keys(queue), job_ids, tries.token))
     return out

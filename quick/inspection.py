@@ -17,7 +17,6 @@ the ``list_*`` functions are their good records alone.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -209,7 +208,7 @@ def _counts(view: ReadView, queue: str) -> tuple[dict[str, int], list[CorruptRec
     for key, value in view.get_range(*keys.counters_range()):
         try:
             (state,) = keys.space["n"].unpack(key)
-            (counts[state],) = struct.unpack("<q", value)
+            counts[state] = counters.decode_count(value)
         except UNREADABLE as error:
             corrupt.append(
                 CorruptRecord(key=key, error=f"counter is not an 8-byte integer: {error}")

@@ -147,8 +147,8 @@ def _run_batch(db: Database, app: App, claims: list[Claim], clock: int) -> list[
     attempts: list[Attempt] = []
     for held in claims:
         config = job_config(app, held)
-        slow = config is not None and (config.is_async or config.timeout is not None)
-        done = run_attempt(db, held, config, *([_run_in_trio] if slow else []))
+        in_trio = config is not None and config.runs_in_trio
+        done = run_attempt(db, held, config, *([_run_in_trio] if in_trio else []))
         if isinstance(done, Outcome):
             outcomes.append(done)
         else:
@@ -161,16 +161,10 @@ def _run_in_trio(config: JobConfig, payload: Any, meta: Meta) -> Any:
     consumer would: a ``TimeoutError`` after ``config.timeout`` seconds."""
     import trio
 
+    from quick.trio_handlers import call_handler, within_timeout
+
     async def main() -> Any:
-        try:
-            with trio.fail_after(config.timeout) if config.timeout else trio.CancelScope():
-                if config.is_async:
-                    return await config.handler(payload, meta)
-                return await trio.to_thread.run_sync(
-                    config.handler, payload, meta, abandon_on_cancel=True
-                )
-        except trio.TooSlowError:
-            raise TimeoutError(f"timed out after {config.timeout} s") from None
+        return await within_timeout(config, lambda: call_handler(config, payload, meta))
 
     return trio.run(main)
 

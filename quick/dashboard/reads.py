@@ -12,6 +12,7 @@ from typing import Any
 
 from keyspace.protocol import Database, Transaction
 from quick.corruption import CorruptRecord
+from quick.counters import queue_depth
 from quick.inspection import (
     count_finished,
     list_queues,
@@ -24,7 +25,6 @@ __all__ = [
     "QueueRow",
     "Overview",
     "read_overview",
-    "depth",
     "page_after",
     "decoded",
 ]
@@ -37,9 +37,6 @@ QUEUE_WINDOW = 200
 #: The most finished-index entries counted for a throughput figure; past it the page
 #: says "at least", so a busy hour costs a bounded scan.
 FINISHED_CAP = 10_000
-
-#: The states whose sum is a queue's depth (dead letters are shown, not counted as work).
-WORK_STATES = ("ready", "scheduled", "leased")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,11 +61,6 @@ class Overview:
     next_after: str | None
 
 
-def depth(counts: dict[str, int]) -> int:
-    """A queue's work: its ready, scheduled and leased jobs."""
-    return sum(counts.get(state, 0) for state in WORK_STATES)
-
-
 def read_overview(
     db: Database | Transaction, now: int, *, after: str | None = None, window: int = QUEUE_WINDOW
 ) -> Overview:
@@ -80,7 +72,7 @@ def read_overview(
             QueueRow(
                 queue=row["queue"],
                 counts=row["counts"],
-                depth=depth(row["counts"]),
+                depth=queue_depth(row["counts"]),
                 oldest_ready_ms=oldest_ready_ms(tr, row["queue"], now),
             )
             for row in queues
