@@ -110,7 +110,8 @@ def _put_back_forgets_pointer(undo: Undo) -> None:
 
 
 def _enqueue_skips_pointer(undo: Undo) -> None:
-    """enqueue writes the job but never calls ``ensure_visible``."""
+    """New jobs (enqueue, cron activation, migration) are written but the writer never
+    calls ``ensure_visible`` for them."""
     swap(quick.records.NewJobs, "flush", _without_pointer_upkeep(quick.records.NewJobs.flush), undo)
 
 
