@@ -63,9 +63,7 @@ def decide(
 ) -> Action:
     """What ``claim``, standing at ``found``, does for an attempt that ended as ``ending``
     (``limit``: the job's attempt limit, which tells a last failure from a retry)."""
-    return decide_row(
-        found.status, found.outcome, ending, extended=extended, attempt=claim.attempt, limit=limit
-    )
+    return decide_row(found.status, found.outcome, ending, extended, claim.attempt, limit)
 
 
 def apply(
@@ -74,7 +72,6 @@ def apply(
     found: Standing,
     action: Action,
     now: int,
-    *,
     vis_ms: int = 0,
     error: str | None = None,
     tally: Tally | None = None,
@@ -82,8 +79,9 @@ def apply(
     output: Any = None,
     limit: int = 0,
 ) -> Claim | None:
-    """Write ``action`` (decided for a held claim) to the job's records, and tell the
-    job's ``extension`` what happened; the renewed claim when the action renews it.
+    """Write ``action`` (decided for a held claim) to the job's records, then tell the
+    job's ``extension`` what happened (the one place extensions hear of a settlement);
+    the renewed claim when the action renews it.
 
     ``vis_ms`` is when a job put back becomes visible (or a renewed lease's expiry),
     ``error`` the attempt's error text, ``output`` a success's return value, ``limit``

@@ -36,6 +36,7 @@ from quick.jobs import Claim, now_ms
 from quick.leases import apply, decide, lost
 from quick.retrying import attempt_limit, retry_delay_ms
 from quick.settlement import Act, Ending, Outcome
+from quick.settlement import decide as decide_row
 
 __all__ = [
     "Outcome",
@@ -108,14 +109,18 @@ def _settle_in(
     """Record one attempt in ``tr``, given where its claim stands (nothing is written
     for it once it is lost)."""
     claim, config = attempt.claim, attempt.config
-    extension = resolve(claim.extension)
+    extension = None if claim.extension is None else resolve(claim.extension)
     error: str | None
     if isinstance(extension, Refused):
         ending, error, extension = Ending.UNLOADABLE, str(extension.error), None
     else:
         ending, error = _ending(attempt, extension is not None)
-    limit = attempt_limit(claim.max_attempts, config.max_attempts if config is not None else None)
-    action = decide(claim, found, ending, extended=extension is not None, limit=limit)
+    limit = 0  # the attempt limit: what tells a last failure, and what extensions record
+    if ending is not Ending.SUCCEEDED:
+        limit = attempt_limit(claim.max_attempts, config.max_attempts if config else None)
+    action = decide_row(
+        found.status, found.outcome, ending, extension is not None, claim.attempt, limit
+    )
     act = action.act
     if act is Act.LOST or act is Act.DONE:
         return action.outcome
@@ -125,19 +130,7 @@ def _settle_in(
             vis = now + round(attempt.error.seconds * 1000)
         else:
             vis = now + retry_delay_ms(config.backoff if config else None, claim.attempt)
-    apply(
-        tr,
-        claim,
-        found,
-        action,
-        now,
-        vis_ms=vis,
-        error=error,
-        tally=tally,
-        extension=extension,
-        output=attempt.output,
-        limit=limit,
-    )
+    apply(tr, claim, found, action, now, vis, error, tally, extension, attempt.output, limit)
     return action.outcome
 
 

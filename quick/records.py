@@ -133,7 +133,6 @@ def apply(
     job: Job,
     action: Action,
     now: int,
-    *,
     vis_ms: int = 0,
     error: str | None = None,
     tally: Tally | None = None,

@@ -232,7 +232,6 @@ def decide(
     status: Status,
     earlier: Outcome | None,
     ending: Ending,
-    *,
     extended: bool = False,
     attempt: int = 0,
     limit: int = 0,

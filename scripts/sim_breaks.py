@@ -102,9 +102,9 @@ def _put_back_forgets_pointer(undo: Undo) -> None:
     real = quick.records.apply
     forgetful = _without_pointer_upkeep(real)
 
-    def apply(tr: Any, keys: Any, job: Any, action: Action, now: int, **kw: Any) -> Any:
+    def apply(tr: Any, keys: Any, job: Any, action: Action, now: int, *args: Any) -> Any:
         put_back = action.act is Act.PUT_BACK
-        return (forgetful if put_back else real)(tr, keys, job, action, now, **kw)
+        return (forgetful if put_back else real)(tr, keys, job, action, now, *args)
 
     rebind(real, apply, undo)
 
