@@ -92,9 +92,7 @@ def apply(
     if hook is Hook.SUCCEEDED:
         assert extension is not None
         extension.on_succeeded(tr, claim, output, now)
-    job = records.apply(
-        tr, found.keys, found.job, action, now, vis_ms=vis_ms, error=error, tally=tally
-    )
+    job = records.apply(tr, found.keys, found.job, action, now, vis_ms, error, tally)
     if hook is Hook.RETRYING or hook is Hook.FAILED:
         assert extension is not None
         retry_at = vis_ms if hook is Hook.RETRYING else None

@@ -102,9 +102,9 @@ def _put_back_forgets_pointer(undo: Undo) -> None:
     real = quick.records.apply
     forgetful = _without_pointer_upkeep(real)
 
-    def apply(tr: Any, keys: Any, job: Any, action: Action, now: int, *args: Any) -> Any:
+    def apply(tr: Any, keys: Any, job: Any, action: Action, now: int, *a: Any, **kw: Any) -> Any:
         put_back = action.act is Act.PUT_BACK
-        return (forgetful if put_back else real)(tr, keys, job, action, now, *args)
+        return (forgetful if put_back else real)(tr, keys, job, action, now, *a, **kw)
 
     rebind(real, apply, undo)
 
