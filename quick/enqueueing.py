@@ -172,7 +172,14 @@ def store_new(tr: Transaction, prepared: _Prepared, *, first_try: bool = False) 
     Raises:
         QueueMoved: the job's queue was moved to another store.
     """
-    return store_batch(tr, [prepared], first_try=first_try)[0]
+    check_not_moved(tr, prepared.job.queue)
+    holder = _taken(tr, prepared, first_try)
+    if holder is not None:
+        return holder
+    new = NewJobs()
+    new.add(tr, prepared.job, prepared.value)
+    new.flush(tr)
+    return prepared.job.id
 
 
 def store_batch(tr: Transaction, batch: list[_Prepared], *, first_try: bool = False) -> list[str]:
