@@ -7,10 +7,12 @@ holds more of them in flight than the limiter allows and the trio loop never blo
 Handlers are not run here: lanes (:mod:`consumer.lanes`) and async runners run them
 under the consumer's slots, a lane recording its outcomes from its own thread.
 
-Cancellation: a transaction already running in a thread cannot be interrupted; when
-the calling task is cancelled, trio waits for the call to finish (it is short, bounded
-by FoundationDB's 5-second limit) and then raises ``Cancelled``. A transaction is
-therefore either committed or not, never half-applied, whatever the caller's scope.
+Cancellation: a transaction already running in a thread cannot be interrupted. When
+the calling task is cancelled, the call is abandoned: ``Cancelled`` is raised at once
+and the thread finishes the transaction on its own, its result discarded. It is still
+either committed or not, never half-applied. (Waiting for it instead would hold a stop
+for as long as a store that does not answer takes to time out: 30 s by default.)
+Callers whose call must be seen through shield it.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ class Bridge:
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` in a worker thread; see the module docstring on cancellation."""
         call = functools.partial(fn, *args, **kwargs)
-        return await trio.to_thread.run_sync(call, limiter=self.limiter)
+        return await trio.to_thread.run_sync(call, limiter=self.limiter, abandon_on_cancel=True)
 
     async def call_db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(self.db, *args, **kwargs)`` in a worker thread (fn is usually transactional,

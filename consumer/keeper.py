@@ -12,8 +12,14 @@ cancelled through its scope, and a running sync handler finishes but its outcome
 discarded (a thread cannot be interrupted). A claim found already settled by this
 consumer is left alone: its worker is about to report it.
 
-Cancellation: the keeper is a child of the consumer's nursery and stops with it;
-a renewal already running in its thread completes first (see :mod:`consumer.bridge`).
+A renewal the store does not answer (an outage, a full disk) ends nothing: the keeper
+retries it with backoff (:class:`consumer.resilience.Patience`), never waiting longer
+than its interval, each try with the time of that try, so claims stay held for as long
+as the store lets them; once it answers, claims another consumer took meanwhile come
+back lost and are cancelled as above.
+
+Cancellation: the keeper is a child of the consumer's nursery and stops with it; a
+renewal running in its thread is abandoned (see :mod:`consumer.bridge`).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from collections.abc import Callable, Iterable
 import trio
 
 from consumer.bridge import Bridge
+from consumer.resilience import Patience
 from keyspace.protocol import Database
 from quick.app import JobConfig
 from quick.jobs import Claim, now_ms
@@ -56,10 +63,18 @@ class Held:
 class LeaseKeeper:
     """The registry of held claims and their lease renewals."""
 
-    def __init__(self, bridge: Bridge, lease_ms: int, on_lost: Callable[[Held], None]) -> None:
+    def __init__(
+        self,
+        bridge: Bridge,
+        lease_ms: int,
+        on_lost: Callable[[Held], None],
+        *,
+        patience: Patience | None = None,
+    ) -> None:
         self.bridge = bridge
         self.lease_ms = lease_ms
         self.on_lost = on_lost
+        self.patience = patience or Patience()
         self.held: dict[str, Held] = {}
 
     def __len__(self) -> int:
@@ -73,11 +88,14 @@ class LeaseKeeper:
         self.held.pop(held.claim.job_id, None)
 
     async def run(self) -> None:
-        """Renew leases every third of the lease, until cancelled."""
+        """Renew leases every third of the lease, until cancelled; outages are retried."""
         interval = self.lease_ms / 3000
         while True:
             await trio.sleep(interval)
-            await self.renew(now_ms())
+            await self.patience.retry("lease renewal", self._renew_now, cap=interval)
+
+    async def _renew_now(self) -> None:
+        await self.renew(now_ms())
 
     async def renew(self, now: int) -> None:
         """Renew every held claim with less than two thirds of its lease left."""

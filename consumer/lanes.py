@@ -18,6 +18,11 @@ when the backlog times the average handler time exceeds a slice, so slow (blocki
 handlers still run ``concurrency`` at once while no-op ones share one thread and one
 commit. Every lane slice holds one of the consumer's ``concurrency`` slots.
 
+Recording waits out a store that does not answer (an outage, a full disk): the slice
+retries it until it commits (:mod:`consumer.resilience`), giving up only when the
+consumer is killed or its grace period has passed (those jobs run again once their
+leases expire).
+
 Cancellation: a slice cannot be interrupted. When the consumer stops, a slice stops
 taking claims and records what it ran; when it is killed, the slice is abandoned
 (its thread finishes the handler in hand and records nothing: those leases expire).
@@ -31,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from consumer.keeper import Held
+from consumer.resilience import Patience
 from keyspace.protocol import Database
 from quick.outcomes import Attempt, Outcome, run_attempt, settle_batch
 
@@ -56,7 +62,7 @@ class Finished:
 class Flags:
     """What a slice checks between handlers (plain attributes: read across threads)."""
 
-    __slots__ = ("stopping", "killed", "low_water", "on_low_water", "on_settling")
+    __slots__ = ("stopping", "killed", "low_water", "on_low_water", "on_settling", "patience")
 
     def __init__(self) -> None:
         self.stopping = False
@@ -68,6 +74,8 @@ class Flags:
         #: Called (thread-safe) when a slice starts recording while claims still wait,
         #: so another lane runs them during the commit (a round trip on FoundationDB).
         self.on_settling: Callable[[], None] = lambda: None
+        #: How recording waits out a store that does not answer.
+        self.patience = Patience()
 
 
 def run_slice(db: Database, waiting: deque[Held], flags: Flags) -> list[Finished]:
@@ -100,7 +108,9 @@ def run_slice(db: Database, waiting: deque[Held], flags: Flags) -> list[Finished
         return []
     if waiting and not flags.stopping:
         flags.on_settling()
-    outcomes = settle_batch(db, attempts)
+    outcomes = flags.patience.retry_blocking("recording attempts", settle_batch, db, attempts)
+    if outcomes is None:  # given up (killed, or past the grace): the leases expire
+        outcomes = [Outcome.LEASE_LOST] * len(attempts)
     for (held, duration), attempt, outcome in zip(ran, attempts, outcomes, strict=True):
         finished.append(Finished(held, outcome, duration, attempt.error))
     return finished

@@ -163,7 +163,7 @@ class ConsumerMetrics:
 
 
 @contextmanager
-def serve_metrics(metrics: ConsumerMetrics, port: int, host: str = "0.0.0.0") -> Iterator[Any]:
+def serve_metrics(metrics: ConsumerMetrics, port: int, host: str = "127.0.0.1") -> Iterator[Any]:
     """Serve ``metrics`` at ``http://host:port/metrics`` (a daemon thread) while open.
 
     Raises:

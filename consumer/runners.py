@@ -11,6 +11,10 @@ every attempt waiting in one transaction (:func:`quick.outcomes.settle_batch`), 
 while one batch commits the next gathers. A transactional handler that succeeded has
 already completed its job in its own transaction and is only reported.
 
+An attempt the store cannot record now (an outage, a full disk) is retried until it
+commits (:mod:`consumer.resilience`), and given up only when the consumer is killed or
+its grace period has passed: those jobs run again once their leases expire.
+
 Cancellation: a lost lease cancels the handler's scope (the keeper sets ``held.scope``'s
 cancel); the attempt is reported as ``lease_lost`` and recorded nowhere. The committer is
 shielded and ends only when every runner has closed its end of the channel, so an
@@ -32,6 +36,7 @@ import trio
 from consumer.bridge import Bridge
 from consumer.keeper import Held
 from consumer.lanes import Finished
+from consumer.resilience import Patience
 from keyspace.errors import QuickError
 from keyspace.protocol import Database
 from quick.errors import LeaseLost
@@ -61,6 +66,7 @@ class Runners:
         slots: the consumer's ``concurrency`` slots, shared with the lanes.
         stopping: set when the consumer stops; runners then take no new claim.
         report: the consumer's account of settled attempts (counts, logs, metrics).
+        patience: how settlements wait out a store that does not answer.
     """
 
     def __init__(
@@ -70,8 +76,11 @@ class Runners:
         slots: trio.CapacityLimiter,
         stopping: trio.Event,
         report: Callable[[list[Finished]], None],
+        *,
+        patience: Patience | None = None,
     ) -> None:
         self.db = db
+        self.patience = patience or Patience()
         self.bridge = bridge
         self.queue: deque[Held] = deque()
         self._slots = slots
@@ -171,12 +180,16 @@ class Runners:
                             batch.append(receive.receive_nowait())
                         except (trio.WouldBlock, trio.EndOfChannel):
                             break
+                    attempts = [p.attempt for p in batch]
+                    outcomes: list[Outcome] | None
                     try:
-                        outcomes = await self.bridge.call_db(
-                            settle_batch, [p.attempt for p in batch]
+                        outcomes = await self.patience.retry(
+                            "recording attempts", self.bridge.call_db, settle_batch, attempts
                         )
                     except QuickError as failure:
                         log.error("recording %d attempts failed: %s", len(batch), failure)
+                        outcomes = None
+                    if outcomes is None:  # failed, or given up: the leases expire
                         outcomes = [Outcome.LEASE_LOST] * len(batch)
                     self._report(
                         [

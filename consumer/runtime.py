@@ -22,6 +22,9 @@ Theory of operation
   transaction per page, and marks (and cancels) the ones another consumer took.
 * **Chores**: cron activation every second, the queue depth refresh with metrics, and
   the purge of finished jobs' tombstones older than ``keep_finished_ms``.
+* **Outages**: a store that does not answer (a cluster out of reach, a full disk) ends
+  no task; each waits and retries, and :attr:`Consumer.patience` logs the outage once
+  (:mod:`consumer.resilience`).
 * :meth:`Consumer.stop` is graceful: claiming stops, claims not yet started are
   released at once in one transaction (visible to other consumers), running jobs get
   ``grace`` seconds to finish, then are cancelled (their leases expire and others
@@ -34,6 +37,7 @@ import contextlib
 import logging
 import math
 import random
+import time
 from collections import Counter, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -52,9 +56,10 @@ from consumer.config import (
 )
 from consumer.keeper import Held, LeaseKeeper
 from consumer.lanes import SLICE_SECONDS, Finished, Flags, run_slice
+from consumer.resilience import Patience, is_outage
 from consumer.runners import Runners
 from keyspace.protocol import Database, Transaction, Watch
-from keyspace.retry import Tries
+from keyspace.retry import Tries, watch_retry_pause
 from quick.app import App
 from quick.claiming import ClaimRound, claim_round
 from quick.jobs import Claim, now_ms
@@ -89,20 +94,28 @@ class Consumer:
         self.config = config or ConsumerConfig()
         self.metrics = metrics
         self.bridge = Bridge(db, limit=max(4, self.config.concurrency + 4))
-        self.keeper = LeaseKeeper(self.bridge, self.config.lease_ms, self._lost)
+        #: How the store's outages are waited out and logged, by every task below.
+        self.patience = Patience()
+        self.keeper = LeaseKeeper(
+            self.bridge, self.config.lease_ms, self._lost, patience=self.patience
+        )
         if metrics is not None:
             metrics.running.set_function(lambda: len(self.keeper))
         self.outcomes: Counter[str] = Counter()
         self._slots = trio.CapacityLimiter(self.config.concurrency)
         self._lane_queue: deque[Held] = deque()
         self._flags = Flags()
+        self._flags.patience = self.patience
         self._idle_lanes: list[trio.Event] = []
         self._running_lanes = 0
         self._capacity = trio.Event()
         self._stopping = trio.Event()
-        self._runners = Runners(db, self.bridge, self._slots, self._stopping, self._report)
+        self._runners = Runners(
+            db, self.bridge, self._slots, self._stopping, self._report, patience=self.patience
+        )
         self._cancel_scope: trio.CancelScope | None = None
         self._watch: Watch | None = None
+        self._watch_failures = 0
         self._handler_seconds: float | None = None
         self._token: trio.lowlevel.TrioToken | None = None
 
@@ -110,6 +123,7 @@ class Consumer:
 
     def stop(self) -> None:
         """Stop claiming, release unstarted claims, let running jobs finish within the grace."""
+        self.patience.stop_retrying(time.monotonic() + self.config.grace)
         self._stopping.set()
         self._flags.stopping = True
         self._capacity.set()
@@ -120,6 +134,7 @@ class Consumer:
     def kill(self) -> None:
         """Stop at once: running jobs are abandoned and their leases left to expire."""
         self._flags.killed = True
+        self.patience.stop_retrying(time.monotonic())
         self.stop()
         if self._cancel_scope is not None:
             self._cancel_scope.cancel()
@@ -190,7 +205,17 @@ class Consumer:
                 self._capacity = trio.Event()
                 await self._capacity.wait()
                 continue
-            found = await self.bridge.run(self._claim_round, min(limit, room), cursor, rng.random())
+            found = await self.patience.retry(
+                "claim round",
+                self.bridge.run,
+                self._claim_round,
+                min(limit, room),
+                cursor,
+                rng.random(),
+                until=self._stopping,
+            )
+            if found is None:
+                break  # stopping while the store did not answer
             cursor = found.cursor
             if found.idle is not None:
                 await self._idle(*found.idle)
@@ -239,17 +264,32 @@ class Consumer:
         self._wake_lanes()
 
     async def _idle(self, watch: Watch, next_ms: int | None) -> None:
-        """Sleep until a producer bumps the wake key, the next pointer is due, or ``max_idle``."""
+        """Sleep until a producer bumps the wake key, the next pointer is due, or ``max_idle``.
+
+        A failed watch returns at once; the pause after it grows with each failure in a
+        row (:func:`keyspace.retry.watch_retry_pause`), so a lasting failure does not turn
+        idling into back-to-back claim rounds.
+        """
         timeout = self.config.max_idle
         if next_ms is not None:
             timeout = min(timeout, max(0.0, (next_ms - now_ms()) / 1000))
         self._watch = watch
+        started = trio.current_time()
         try:
             if not self._stopping.is_set():
                 await trio.to_thread.run_sync(watch.wait, timeout, abandon_on_cancel=True)
         finally:
             self._watch = None
             watch.cancel()
+        self._watch_failures = self._watch_failures + 1 if watch.failed else 0
+        remaining = timeout - (trio.current_time() - started)
+        pause = watch_retry_pause(self._watch_failures, random.random(), remaining)
+        if pause > 0:
+            log.debug(
+                "watch failed %d time(s) in a row; pausing %.3f s", self._watch_failures, pause
+            )
+            with trio.move_on_after(pause):
+                await self._stopping.wait()
 
     def _notify_capacity(self) -> None:
         self._capacity.set()
@@ -284,8 +324,18 @@ class Consumer:
             return
         claims = [h.claim for h in unstarted]
         with trio.CancelScope(shield=True), trio.move_on_after(5):
-            released = await self.bridge.call_db(release_all, claims, now_ms())
-            self.outcomes[Outcome.RELEASED.value] += released
+            try:
+                released = await self.bridge.call_db(release_all, claims, now_ms())
+            except quick.StorageError as error:
+                if not is_outage(error):
+                    raise
+                log.warning(
+                    "%d unstarted claims not given back (%s): they run once their leases expire",
+                    len(claims),
+                    error,
+                )
+            else:
+                self.outcomes[Outcome.RELEASED.value] += released
         for held in unstarted:
             self.keeper.forget(held)
         self._capacity.set()
@@ -387,8 +437,13 @@ class Consumer:
             try:
                 await self.bridge.call_db(chore)
             except quick.QuickError as error:
-                log.warning("%s failed: %s", what, error)
+                if isinstance(error, quick.StorageError) and is_outage(error):
+                    self.patience.failed(what, error)
+                else:
+                    log.warning("%s failed: %s", what, error)
             except Exception:  # a chore never ends the consumer (issue 11): log and go on
                 log.exception("%s failed", what)
+            else:
+                self.patience.succeeded(what)
             with trio.move_on_after(interval):
                 await self._stopping.wait()

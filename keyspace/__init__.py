@@ -9,6 +9,7 @@ from keyspace.errors import (
     InvalidURL,
     QuickError,
     StorageError,
+    StoreFull,
 )
 from keyspace.faults import FaultRates, FaultyDatabase
 from keyspace.opening import DEFAULT_URL, open, resolve_url
@@ -27,6 +28,7 @@ __all__ = [
     "QuickError",
     "ReadView",
     "StorageError",
+    "StoreFull",
     "Subspace",
     "Transaction",
     "is_database",

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import Enum
 
-__all__ = ["AtomicOp", "apply"]
+__all__ = ["AtomicOp", "AtomicMethods", "apply"]
 
 
 class AtomicOp(Enum):
@@ -37,6 +37,44 @@ class AtomicOp(Enum):
     BYTE_MAX = "byte_max"
     BYTE_MIN = "byte_min"
     COMPARE_AND_CLEAR = "compare_and_clear"
+
+
+class AtomicMethods:
+    """The protocol's named atomic ops, each one call of :meth:`atomic_op`.
+
+    Engines and wrappers inherit these and implement :meth:`atomic_op` once.
+    """
+
+    def atomic_op(self, op: AtomicOp, key: bytes, param: bytes) -> None:
+        """Apply ``op`` with ``param`` to ``key`` at commit."""
+        raise NotImplementedError
+
+    def add(self, key: bytes, param: bytes) -> None:
+        self.atomic_op(AtomicOp.ADD, key, param)
+
+    def bit_and(self, key: bytes, param: bytes) -> None:
+        self.atomic_op(AtomicOp.BIT_AND, key, param)
+
+    def bit_or(self, key: bytes, param: bytes) -> None:
+        self.atomic_op(AtomicOp.BIT_OR, key, param)
+
+    def bit_xor(self, key: bytes, param: bytes) -> None:
+        self.atomic_op(AtomicOp.BIT_XOR, key, param)
+
+    def max(self, key: bytes, param: bytes) -> None:
+        self.atomic_op(AtomicOp.MAX, key, param)
+
+    def min(self, key: bytes, param: bytes) -> None:
+        self.atomic_op(AtomicOp.MIN, key, param)
+
+    def byte_max(self, key: bytes, param: bytes) -> None:
+        self.atomic_op(AtomicOp.BYTE_MAX, key, param)
+
+    def byte_min(self, key: bytes, param: bytes) -> None:
+        self.atomic_op(AtomicOp.BYTE_MIN, key, param)
+
+    def compare_and_clear(self, key: bytes, param: bytes) -> None:
+        self.atomic_op(AtomicOp.COMPARE_AND_CLEAR, key, param)
 
 
 def _fit(existing: bytes | None, width: int) -> bytes:

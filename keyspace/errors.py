@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "QuickError",
     "StorageError",
+    "StoreFull",
     "EngineUnavailable",
     "InvalidURL",
     "ERROR_NAMES",
@@ -41,6 +42,7 @@ ERROR_NAMES: dict[int, str] = {
     1101: "operation_cancelled",
     1213: "tag_throttled",
     1223: "proxy_tag_throttled",
+    1510: "io_error",
     2000: "client_invalid_operation",
     2004: "key_outside_legal_range",
     2005: "inverted_range",
@@ -99,6 +101,22 @@ class StorageError(QuickError):
 
     def __reduce__(self) -> tuple[type[StorageError], tuple[int, str | None]]:
         return (type(self), (self.code, self.detail))
+
+
+class StoreFull(StorageError):
+    """The disk holding the store is full (ENOSPC, SQLITE_FULL): the transaction wrote nothing.
+
+    The store itself is intact; writes succeed again once space is freed, so this is
+    not retryable at once (the retry loop would only spin) and a worker waits for
+    space rather than treating the store as damaged. ``code`` is FoundationDB's
+    io_error (1510), ``detail`` names the file.
+    """
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(1510, message)
+
+    def __reduce__(self) -> tuple[type[StoreFull], tuple[str | None]]:  # type: ignore[override]
+        return (type(self), (self.detail,))
 
 
 class EngineUnavailable(QuickError):

@@ -17,17 +17,28 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from keyspace.atomic import AtomicMethods, AtomicOp
 from keyspace.errors import EngineUnavailable, StorageError
-from keyspace.limits import DEFAULT_RETRY_LIMIT, DEFAULT_TIMEOUT_MS, require_bytes
+from keyspace.limits import (
+    DEFAULT_RETRY_LIMIT,
+    DEFAULT_TIMEOUT_MS,
+    KEY_LIMIT,
+    check_point_key,
+    require_bytes,
+)
 from keyspace.protocol import KeyValue
 from keyspace.retry import run_transaction
+from keyspace.tuples import drop_six_finders
 
 __all__ = ["FdbDatabase", "open_fdb", "API_VERSION", "explain_load_failure"]
 
 T = TypeVar("T")
 
-#: The API version selected unless ``QUICK_FDB_API_VERSION`` says otherwise (7.1 clients and newer).
-API_VERSION = 710
+#: The API version selected unless ``QUICK_FDB_API_VERSION`` says otherwise: 7.3's, the
+#: release line of the pinned binding (``foundationdb>=7.3,<7.4``) and of its ``libfdb_c``.
+API_VERSION = 730
+#: The binding release line quick is pinned to (pyproject.toml), for install hints.
+BINDING_LINE = "7.3"
 _PROBE_TIMEOUT_MS = 5000
 
 
@@ -42,6 +53,8 @@ def _load() -> Any:
         fdb.api_version(version)
     except Exception as error:  # the binding raises bare Exception / RuntimeError
         raise EngineUnavailable(explain_load_failure(fdb, version, error)) from error
+    finally:
+        drop_six_finders()  # api_version imports more of the binding
     return fdb
 
 
@@ -62,8 +75,9 @@ def explain_load_failure(fdb: Any, requested: int, error: BaseException) -> str:
 
     Three causes look alike in the binding's bare exceptions: no ``libfdb_c`` at all;
     a binding newer than the library (FoundationDB error 2203 api_version_not_supported:
-    an 8.x binding passes header version 800 to a 7.3 library); and an API version
-    (``QUICK_FDB_API_VERSION``) newer than the library or the binding supports.
+    a 7.3 binding passes header version 730 to a 7.1 library, an 8.x one 800 to a 7.3
+    library); and an API version (``QUICK_FDB_API_VERSION``) newer than the library or
+    the binding supports.
     """
     binding_api = int(getattr(fdb, "LATEST_API_VERSION", 0))
     library_api = _library_max_api_version()
@@ -74,12 +88,17 @@ def explain_load_failure(fdb: Any, requested: int, error: BaseException) -> str:
             "libfdb_c), or use the embedded engine with a sqlite:///path URL."
         )
     if binding_api > library_api:
+        fix = (
+            f"install the FoundationDB {BINDING_LINE} client package (libfdb_c {BINDING_LINE}), "
+            f"the release quick's binding is pinned to"
+            if library_api < API_VERSION
+            else f"install the {BINDING_LINE} binding: "
+            f"`pip install 'foundationdb=={BINDING_LINE}.*'`"
+        )
         return (
             f"the FoundationDB Python binding (API {binding_api}) is newer than the installed "
             f"client library libfdb_c (API {library_api}): api_version_not_supported (2203). "
-            "Install the binding of the library's release, e.g. `pip install "
-            f"'foundationdb=={library_api // 100}.{library_api % 100 // 10}.*'`, or a newer "
-            "FoundationDB client package."
+            f"To fix it, {fix}."
         )
     if requested > min(library_api, binding_api or requested):
         return (
@@ -177,6 +196,7 @@ class _Watch:
         self._fdb = fdb
         self._future = future
         self._cancelled = False
+        self.failed = False
         self._ready = threading.Event()
         future.on_ready(lambda _: self._ready.set())
 
@@ -188,7 +208,8 @@ class _Watch:
         try:
             self._future.wait()
         except self._fdb.FDBError:
-            return not self._cancelled
+            self.failed = not self._cancelled
+            return self.failed
         return True
 
     def cancel(self) -> None:
@@ -196,11 +217,17 @@ class _Watch:
         self._future.cancel()
 
 
-class FdbTransaction(_Reads):
-    """A binding transaction behind the quick protocol."""
+class FdbTransaction(_Reads, AtomicMethods):
+    """A binding transaction behind the quick protocol.
 
-    def __init__(self, fdb: Any, tr: Any) -> None:
+    ``options`` sets this transaction's options on the binding's (its ``timeout`` and
+    ``retry_limit``), once now and again after every :meth:`reset`.
+    """
+
+    def __init__(self, fdb: Any, tr: Any, options: Callable[[Any], None] = lambda tr: None) -> None:
         super().__init__(fdb, tr)
+        self._options = options
+        options(tr)
         self._tr = tr
         self._reads = _Reads(fdb, tr)
         self.snapshot = _Reads(fdb, tr.snapshot)
@@ -238,32 +265,8 @@ class FdbTransaction(_Reads):
     def clear_range_startswith(self, prefix: bytes) -> None:
         self._keyed("clear_range_startswith", prefix)
 
-    def add(self, key: bytes, param: bytes) -> None:
-        self._keyed_value("add", key, param)
-
-    def bit_and(self, key: bytes, param: bytes) -> None:
-        self._keyed_value("bit_and", key, param)
-
-    def bit_or(self, key: bytes, param: bytes) -> None:
-        self._keyed_value("bit_or", key, param)
-
-    def bit_xor(self, key: bytes, param: bytes) -> None:
-        self._keyed_value("bit_xor", key, param)
-
-    def max(self, key: bytes, param: bytes) -> None:
-        self._keyed_value("max", key, param)
-
-    def min(self, key: bytes, param: bytes) -> None:
-        self._keyed_value("min", key, param)
-
-    def byte_max(self, key: bytes, param: bytes) -> None:
-        self._keyed_value("byte_max", key, param)
-
-    def byte_min(self, key: bytes, param: bytes) -> None:
-        self._keyed_value("byte_min", key, param)
-
-    def compare_and_clear(self, key: bytes, param: bytes) -> None:
-        self._keyed_value("compare_and_clear", key, param)
+    def atomic_op(self, op: AtomicOp, key: bytes, param: bytes) -> None:
+        self._keyed_value(op.value, key, param)
 
     def set_versionstamped_key(self, key: bytes, value: bytes) -> None:
         require_bytes("versionstamp template", key)
@@ -279,7 +282,11 @@ class FdbTransaction(_Reads):
         return _Versionstamp(self._fdb, _wrap(self._fdb, self._tr.get_versionstamp))
 
     def watch(self, key: bytes) -> _Watch:
-        require_bytes("key", key)
+        # FoundationDB fails the watch's future with these; every watch error reads as
+        # "fired" (see _Watch), so refuse them here, as the sqlite engine does.
+        check_point_key(key)
+        if len(key) > KEY_LIMIT:
+            raise StorageError(2102, f"watched key of {len(key)} bytes exceeds {KEY_LIMIT}")
         return _Watch(self._fdb, _wrap(self._fdb, self._tr.watch, key))
 
     def add_read_conflict_range(self, begin: bytes, end: bytes) -> None:
@@ -311,29 +318,57 @@ class FdbTransaction(_Reads):
             cause = self._fdb.FDBError(error.code)
         try:
             self._tr.on_error(cause).wait()
-        except self._fdb.FDBError:
-            raise error from None
+        except self._fdb.FDBError as failed:
+            if failed.code == error.code:  # not retryable, or past the retry limit
+                raise error from None
+            # on_error's own failure: transaction_timed_out (1031) past the timeout,
+            # transaction_cancelled (1025) after cancel, as the sqlite engine reports them.
+            raise StorageError(failed.code, failed.description) from failed
 
     def reset(self) -> None:
+        """Start afresh; FoundationDB's reset drops per-transaction options, so set them again."""
         self._tr.reset()
+        self._options(self._tr)
 
     def cancel(self) -> None:
         self._tr.cancel()
 
 
 class FdbDatabase:
-    """A FoundationDB cluster behind the quick protocol."""
+    """A FoundationDB cluster behind the quick protocol.
+
+    ``timeout_ms`` and ``retry_limit`` are set on each transaction it creates (the
+    ``timeout`` and ``retry_limit`` transaction options), not as database options: the
+    binding shares one database object per cluster file per process (``fdb.open``
+    caches it), so two URLs naming one cluster with different ``timeout=`` would
+    otherwise overwrite each other's.
+    """
 
     #: Engines serve the default namespace; :mod:`keyspace.namespace` wraps them for others.
     namespace: str | None = None
 
-    def __init__(self, fdb: Any, db: Any, url: str) -> None:
+    def __init__(
+        self,
+        fdb: Any,
+        db: Any,
+        url: str,
+        *,
+        timeout_ms: int = DEFAULT_TIMEOUT_MS,
+        retry_limit: int = DEFAULT_RETRY_LIMIT,
+    ) -> None:
         self._fdb = fdb
         self._db = db
         self.url = url
+        self.timeout_ms = timeout_ms
+        self.retry_limit = retry_limit
+
+    def _set_options(self, tr: Any) -> None:
+        tr.options.set_timeout(self.timeout_ms)
+        tr.options.set_retry_limit(self.retry_limit)
 
     def create_transaction(self) -> FdbTransaction:
-        return FdbTransaction(self._fdb, _wrap(self._fdb, self._db.create_transaction))
+        tr = _wrap(self._fdb, self._db.create_transaction)
+        return FdbTransaction(self._fdb, tr, self._set_options)
 
     def transact(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return run_transaction(self, fn, *args, **kwargs)
@@ -360,8 +395,8 @@ def open_fdb(
 ) -> FdbDatabase:
     """Connect to the cluster in ``cluster_file`` (None = the default) and check it answers.
 
-    ``timeout_ms`` and ``retry_limit`` become the database's ``transaction_timeout`` and
-    ``transaction_retry_limit`` options, the defaults of every transaction it creates.
+    ``timeout_ms`` and ``retry_limit`` become every transaction's ``timeout`` and
+    ``retry_limit`` options (see :class:`FdbDatabase`).
     """
     if cluster_file is not None and not os.path.exists(cluster_file):
         raise EngineUnavailable(f"cluster file {cluster_file} does not exist")
@@ -373,8 +408,6 @@ def open_fdb(
             f"cannot open the FoundationDB cluster file {cluster_file or '(default)'}: "
             f"{error.description} ({error.code})"
         ) from error
-    db.options.set_transaction_timeout(timeout_ms)
-    db.options.set_transaction_retry_limit(retry_limit)
     probe = db.create_transaction()
     probe.options.set_timeout(_PROBE_TIMEOUT_MS)
     try:
@@ -385,4 +418,4 @@ def open_fdb(
             f"answer within {_PROBE_TIMEOUT_MS // 1000} s ({error.description}); check that it "
             "is running and configured (`fdbcli --exec status`)"
         ) from error
-    return FdbDatabase(fdb, db, url)
+    return FdbDatabase(fdb, db, url, timeout_ms=timeout_ms, retry_limit=retry_limit)

@@ -10,6 +10,10 @@ fields of every record are in the legend below.
 key (after the root ``("qk",)``)                   value
 =================================================  ===============================================
 ``("meta", name)``                                 store metadata (e.g. the layout format)
+``("meta", "id")``                                 the store's identity: 32 hex digits (ASCII,
+                                                   not a record), written once per store and
+                                                   namespace by ``quick migrate``, so two
+                                                   spellings of one store are known as one
 ``("ix", vis_ms, queue)``                          empty; pointer index: ``queue`` may have work
                                                    visible from ``vis_ms`` (exactly one per queue)
 ``("ptr", queue)``                                 pointer record: ``vis_ms``, empty-since time
@@ -49,6 +53,11 @@ key (after the root ``("qk",)``)                   value
 ``("mig", queue, job_id)``                         a job being moved in by ``quick migrate``:
                                                    its record, unseen by consumers until the
                                                    source has deleted it
+``("migd", queue, job_id)``                        a dead letter being moved in: its stored
+                                                   value, unseen until the source deleted it
+``("ml", queue)``                                  migration lease: the ``quick migrate`` pass
+                                                   moving the queue in or out (owner, expiry);
+                                                   held in both stores, one pass at a time
 =================================================  ===============================================
 
 :func:`describe` turns any stored key into one readable line, for ``quick inspect
@@ -90,7 +99,7 @@ name       meaning                                                 records
 ``es``     when the queue became empty, ms (None while it has      pointer
            jobs)
 ``ev``     kind of a journal event, e.g. ``step_succeeded``        journal
-``ex``     when the queue lease expires, ms                        queue lease
+``ex``     when the lease expires, ms                              queue lease, mig lease
 ``f``      when finished, ms (None until then)                     run, step
 ``g``      payload of the signal an external step received         step
 ``gi``     id of the ``signal`` call that delivered ``g`` (a       step
@@ -110,7 +119,8 @@ name       meaning                                                 records
 ``mr``     most jobs leased at once (None: no limit)               limits
 ``n``      when next due, ms (a schedule's next tick; a step       cron, step
            job's due or retry time)
-``o``      owner: the consumer holding the lease                   job, queue lease
+``o``      owner: the consumer (or migration pass) holding the     job, queue lease,
+           lease                                                   mig lease
 ``out``    a step's output                                         step
 ``p``      payload                                                 job, cron
 ``pr``     priority (lower runs first)                             job, step def
@@ -159,13 +169,16 @@ directory    q s at k                                    ``("id", job_id)``: ``q
 dead letter  jr raw e at                                 ``("dl", queue, job_id)``: ``jr`` or,
                                                          for an undecodable job or one too
                                                          large to wrap, ``raw`` (or, past
-                                                         that, the bare job record)
+                                                         that, the bare job record); and
+                                                         ``("migd", queue, job_id)`` while
+                                                         migrating
 pointer      v es                                        ``("ptr", queue)``
 queue lease  o ex rc                                     ``("ql", queue)``
 cron         cr tz q t p n ak                            ``("cron", name)``
 limits       mr mps                                      ``("lim", queue)``
 rate         tk at                                       ``("rate", queue)``
 moved        url at                                      ``("moved", queue)``
+mig lease    o ex                                        ``("ml", queue)``
 run          w rs q i df c f ik h why rt                 ``("wf", "run", run_id)``
 step def     sk kd af t m to sl pr                       each item of a run's ``df``
 step         ss a ra m j n st f out e why g gi aw        ``("wf", "step", run_id, step)``
@@ -180,9 +193,8 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-import fdb.tuple as fdbtuple
-
 from keyspace.subspace import Subspace
+from keyspace.tuples import fdbtuple
 
 __all__ = [
     "ROOT",
@@ -204,6 +216,9 @@ __all__ = [
     "WF_BY_STATUS",
     "MOVED",
     "MIGRATING",
+    "MIGRATING_DEAD",
+    "MIGRATION_LEASES",
+    "STORE_ID",
     "QueueKeys",
     "queue_keys",
     "Shape",
@@ -234,6 +249,9 @@ WF_IDEMPOTENCY = ROOT["wf"]["idem"]
 WF_BY_STATUS = ROOT["wf"]["ix"]
 MOVED = ROOT["moved"]
 MIGRATING = ROOT["mig"]
+MIGRATING_DEAD = ROOT["migd"]
+MIGRATION_LEASES = ROOT["ml"]
+STORE_ID = ROOT.pack(("meta", "id"))
 
 #: Every field name used in a stored record, with its one meaning (the legend above).
 FIELDS: dict[str, str] = {
@@ -250,7 +268,7 @@ FIELDS: dict[str, str] = {
     "e": "error text (a job's or step's last error; why a dead letter died)",
     "es": "when the queue became empty, ms (None while it has jobs)",
     "ev": "kind of a journal event, e.g. ``step_succeeded``",
-    "ex": "when the queue lease expires, ms",
+    "ex": "when the lease expires, ms",
     "f": "when finished, ms (None until then)",
     "g": "payload of the signal an external step received",
     "gi": "id of the ``signal`` call that delivered ``g`` (a retried call is a no-op)",
@@ -266,7 +284,7 @@ FIELDS: dict[str, str] = {
     "mps": "most jobs started per second (None: no limit)",
     "mr": "most jobs leased at once (None: no limit)",
     "n": "when next due, ms (a schedule's next tick; a step job's due or retry time)",
-    "o": "owner: the consumer holding the lease",
+    "o": "owner: the consumer (or migration pass) holding the lease",
     "out": "a step's output",
     "p": "payload",
     "pr": "priority (lower runs first)",
@@ -308,6 +326,7 @@ RECORDS: dict[str, tuple[str, ...]] = {
     "limits": ("mr", "mps"),
     "rate": ("tk", "at"),
     "moved": ("url", "at"),
+    "mig lease": ("o", "ex"),
     "run": ("w", "rs", "q", "i", "df", "c", "f", "ik", "h", "why", "rt"),
     "step def": ("sk", "kd", "af", "t", "m", "to", "sl", "pr"),
     "step": ("ss", "a", "ra", "m", "j", "n", "st", "f", "out", "e", "why", "g", "gi", "aw"),
@@ -405,6 +424,7 @@ class Shape:
 
 
 SHAPES: tuple[Shape, ...] = (
+    Shape("meta/id", "store identity"),
     Shape("meta/{name}", "store metadata"),
     Shape("ix/{vis_ms}/{queue}", "pointer index entry"),
     Shape("ptr/{queue}", "queue pointer"),
@@ -429,6 +449,8 @@ SHAPES: tuple[Shape, ...] = (
     Shape("wf/ix/{status}/{workflow}/{run_id}", "workflow run by status"),
     Shape("moved/{queue}", "queue moved away"),
     Shape("mig/{queue}/{job_id}", "job being migrated in"),
+    Shape("migd/{queue}/{job_id}", "dead letter being migrated in"),
+    Shape("ml/{queue}", "migration lease"),
 )
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "require_bytes",
     "check_key",
     "check_read_key",
+    "check_point_key",
     "check_value",
     "check_range",
     "fill_versionstamp",
@@ -58,10 +59,27 @@ def check_key(key: bytes) -> None:
 
 
 def check_read_key(key: bytes) -> None:
-    """Reject a key that may not be read: not bytes, or past the end of the user keyspace."""
+    """Reject a range bound that may not be read: not bytes, or past ``0xff``.
+
+    ``b"\\xff"`` itself is a legal range end (the end of the user keyspace), as on
+    FoundationDB, whose range reads, clears and conflict ranges refuse only bounds
+    *beyond* it (``ReadYourWritesTransaction::getRange``/``clear``/``add*ConflictRange``).
+    """
     require_bytes("key", key)
     if key > SYSTEM_PREFIX:
         raise StorageError(2004, "keys after 0xff are outside the user keyspace")
+
+
+def check_point_key(key: bytes) -> None:
+    """Reject a key that may not be read or watched by itself: not bytes, or ``>= 0xff``.
+
+    FoundationDB refuses a point read or a watch of any key at or past ``b"\\xff"``
+    with key_outside_legal_range (``ReadYourWritesTransaction::get``/``watch``:
+    ``key >= getMaxReadKey()``), so ``b"\\xff"`` is a range end, never a key.
+    """
+    require_bytes("key", key)
+    if key >= SYSTEM_PREFIX:
+        raise StorageError(2004, "keys from 0xff on are the system keyspace, not readable")
 
 
 def check_value(value: bytes) -> None:

@@ -16,7 +16,8 @@ namespace can collide with it.
 Limits: as for FoundationDB tenants, the key limit (10,000 bytes) applies to the whole
 stored key, prefix included; the prefix is ``len(NAME.encode()) + 6`` bytes, at most
 134 for the longest name allowed. The user keyspace inside a namespace is the same as
-outside: keys up to ``b"\\xff"``, and writes to keys starting with ``0xff`` are refused.
+outside: ``b"\\xff"`` is a legal range end, and point reads, watches, conflict keys and
+writes of keys from ``0xff`` on are refused (2004), as FoundationDB refuses them.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from keyspace.atomic import AtomicMethods, AtomicOp
 from keyspace.errors import StorageError
 from keyspace.limits import (
     SYSTEM_PREFIX,
+    check_point_key,
     check_read_key,
     require_bytes,
     versionstamp_template,
@@ -78,7 +81,7 @@ class _Reads:
         return [(key[cut:], value) for key, value in rows]
 
     def get(self, key: bytes) -> bytes | None:
-        check_read_key(key)
+        check_point_key(key)
         return self._view.get(self._prefix + key)
 
     def get_range(
@@ -97,7 +100,7 @@ class _Reads:
         return self._rows(rows)
 
 
-class NamespacedTransaction(_Reads):
+class NamespacedTransaction(_Reads, AtomicMethods):
     """A transaction whose keys all live under one namespace prefix."""
 
     def __init__(self, inner: Transaction, prefix: bytes) -> None:
@@ -107,7 +110,7 @@ class NamespacedTransaction(_Reads):
 
     def get_many(self, keys: Sequence[bytes], *, snapshot: bool = False) -> list[bytes | None]:
         for key in keys:
-            check_read_key(key)
+            check_point_key(key)
         return self._tr.get_many([self._prefix + key for key in keys], snapshot=snapshot)
 
     def set(self, key: bytes, value: bytes) -> None:
@@ -127,36 +130,9 @@ class NamespacedTransaction(_Reads):
         check_read_key(prefix)
         self._tr.clear_range_startswith(self._prefix + prefix)
 
-    def _atomic(self, name: str, key: bytes, param: bytes) -> None:
+    def atomic_op(self, op: AtomicOp, key: bytes, param: bytes) -> None:
         _write_key(key)
-        getattr(self._tr, name)(self._prefix + key, param)
-
-    def add(self, key: bytes, param: bytes) -> None:
-        self._atomic("add", key, param)
-
-    def bit_and(self, key: bytes, param: bytes) -> None:
-        self._atomic("bit_and", key, param)
-
-    def bit_or(self, key: bytes, param: bytes) -> None:
-        self._atomic("bit_or", key, param)
-
-    def bit_xor(self, key: bytes, param: bytes) -> None:
-        self._atomic("bit_xor", key, param)
-
-    def max(self, key: bytes, param: bytes) -> None:
-        self._atomic("max", key, param)
-
-    def min(self, key: bytes, param: bytes) -> None:
-        self._atomic("min", key, param)
-
-    def byte_max(self, key: bytes, param: bytes) -> None:
-        self._atomic("byte_max", key, param)
-
-    def byte_min(self, key: bytes, param: bytes) -> None:
-        self._atomic("byte_min", key, param)
-
-    def compare_and_clear(self, key: bytes, param: bytes) -> None:
-        self._atomic("compare_and_clear", key, param)
+        getattr(self._tr, op.value)(self._prefix + key, param)
 
     def set_versionstamped_key(self, key: bytes, value: bytes) -> None:
         body, offset = versionstamp_template(key)
@@ -172,7 +148,7 @@ class NamespacedTransaction(_Reads):
         return self._tr.get_versionstamp()
 
     def watch(self, key: bytes) -> Watch:
-        check_read_key(key)
+        check_point_key(key)
         return self._tr.watch(self._prefix + key)
 
     def add_read_conflict_range(self, begin: bytes, end: bytes) -> None:
@@ -181,7 +157,7 @@ class NamespacedTransaction(_Reads):
         self._tr.add_read_conflict_range(self._prefix + begin, self._prefix + end)
 
     def add_read_conflict_key(self, key: bytes) -> None:
-        check_read_key(key)
+        check_point_key(key)
         self._tr.add_read_conflict_key(self._prefix + key)
 
     def add_write_conflict_range(self, begin: bytes, end: bytes) -> None:
@@ -190,7 +166,7 @@ class NamespacedTransaction(_Reads):
         self._tr.add_write_conflict_range(self._prefix + begin, self._prefix + end)
 
     def add_write_conflict_key(self, key: bytes) -> None:
-        check_read_key(key)
+        check_point_key(key)
         self._tr.add_write_conflict_key(self._prefix + key)
 
     def get_read_version(self) -> int:

@@ -22,8 +22,17 @@ Query parameters, on any engine unless noted:
   see :mod:`keyspace.latency`.
 * ``faults=not_committed:0.05,commit_unknown_result:0.05,transaction_too_old:0.02``
   with ``seed=N`` wraps the engine in the fault injector.
+* ``outage=START+DURATION`` (seconds): from START seconds after opening, for DURATION
+  seconds, this process sees an unreachable cluster: every read and commit blocks until
+  the outage ends or the transaction's ``timeout=`` passes (then 1031).
+* ``disk_full=START+DURATION`` (seconds): in that window every commit that writes fails
+  with the full-disk error (:class:`keyspace.errors.StoreFull`); reads answer.
 
-With no URL, ``$QUICK_DB`` is used, else ``sqlite:///./quick.db``.
+The last three wrap the engine in the fault injector (:mod:`keyspace.faults`), which
+keeps each transaction's timeout and retry count across the faults it injects.
+
+Each parameter may be given once (a repeated one is refused, never silently the last).
+With no URL, ``$QUICK_DB`` is used, else ``sqlite:///./quick.db``; an empty URL is refused.
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ import os
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from keyspace.errors import InvalidURL
-from keyspace.faults import FaultRates, FaultyDatabase
+from keyspace.faults import FaultRates, FaultyDatabase, Window
 from keyspace.latency import Latency
 from keyspace.limits import DEFAULT_RETRY_LIMIT, DEFAULT_TIMEOUT_MS
 from keyspace.namespace import NamespacedDatabase, validate_namespace
@@ -41,12 +50,25 @@ from keyspace.protocol import Database
 __all__ = ["DEFAULT_URL", "open", "resolve_url"]
 
 DEFAULT_URL = "sqlite:///./quick.db"
-_KNOWN = {"sync", "retry_limit", "timeout", "namespace", "latency", "faults", "seed"}
+_KNOWN = {
+    "sync",
+    "retry_limit",
+    "timeout",
+    "namespace",
+    "latency",
+    "faults",
+    "seed",
+    "outage",
+    "disk_full",
+}
 
 
 def resolve_url(url: str | None = None) -> str:
-    """``url``, else ``$QUICK_DB``, else the default embedded file."""
-    return url or os.environ.get("QUICK_DB") or DEFAULT_URL
+    """``url``, else (None) ``$QUICK_DB``, else the default embedded file. An empty
+    ``$QUICK_DB`` counts as unset; an empty ``url`` is kept, and :func:`open` refuses it."""
+    if url is not None:
+        return url
+    return os.environ.get("QUICK_DB") or DEFAULT_URL
 
 
 def _param(params: dict[str, list[str]], name: str) -> str | None:
@@ -68,16 +90,22 @@ def open(url: str | None = None) -> Database:  # noqa: A001 - mirrors fdb.open
     """Open the database at ``url`` (see the module docstring for the forms).
 
     Raises:
-        InvalidURL: an unknown scheme, a missing path or a bad parameter.
+        InvalidURL: an empty URL, an unknown scheme, a missing path, or a bad or
+            repeated parameter.
         EngineUnavailable: ``fdb`` without ``libfdb_c``, or a cluster that does not answer;
             a sqlite path that cannot hold a store, named by its absolute path.
     """
     url = resolve_url(url)
+    if not url.strip():
+        raise InvalidURL("the database URL is empty; e.g. sqlite:///./quick.db or fdb://")
     parts = urlsplit(url)
     params = parse_qs(parts.query, keep_blank_values=True)
     unknown = set(params) - _KNOWN
     if unknown:
         raise InvalidURL(f"{url}: unknown parameter(s) {', '.join(sorted(unknown))}")
+    repeated = sorted(name for name, values in params.items() if len(values) > 1)
+    if repeated:  # which one was meant? (namespace=a&namespace=b once used b silently)
+        raise InvalidURL(f"{url}: parameter(s) given more than once: {', '.join(repeated)}")
     retry_limit = _int_param(params, "retry_limit", url)
     if retry_limit is None:
         retry_limit = DEFAULT_RETRY_LIMIT
@@ -94,6 +122,13 @@ def open(url: str | None = None) -> Database:  # noqa: A001 - mirrors fdb.open
             validate_namespace(namespace)
         except ValueError as error:
             raise InvalidURL(f"{url}: {error}") from None
+    faults = _param(params, "faults")
+    try:
+        rates = FaultRates.parse(faults or "")
+    except ValueError as error:
+        raise InvalidURL(f"{url}: {error}") from None
+    seed = _int_param(params, "seed", url) or 0
+    outage, disk_full = (_window(params, name, url) for name in ("outage", "disk_full"))
     db: Database
     if parts.scheme == "sqlite":
         from keyspace.sqlite_engine import SqliteDatabase
@@ -131,11 +166,18 @@ def open(url: str | None = None) -> Database:  # noqa: A001 - mirrors fdb.open
         )
     if namespace is not None:
         db = NamespacedDatabase(db, namespace)
-    faults = _param(params, "faults")
-    if faults:
-        try:
-            rates = FaultRates.parse(faults)
-        except ValueError as error:
-            raise InvalidURL(f"{url}: {error}") from None
-        db = FaultyDatabase(db, rates, seed=_int_param(params, "seed", url) or 0)
+    if faults or outage or disk_full:
+        db = FaultyDatabase(
+            db, rates, seed=seed, outage=outage, disk_full=disk_full, timeout_ms=timeout_ms
+        )
     return db
+
+
+def _window(params: dict[str, list[str]], name: str, url: str) -> Window | None:
+    text = _param(params, name)
+    if not text:
+        return None
+    try:
+        return Window.parse(text)
+    except ValueError as error:
+        raise InvalidURL(f"{url}: {name}={error}") from None

@@ -10,6 +10,11 @@ Semantics, identical on every engine:
 * Keys and values are ``bytes``; keys order bytewise. Range ends are exclusive.
 * Reads see the transaction's own earlier writes (read-your-writes), snapshot reads
   included. Serializable reads add read-conflict ranges; snapshot reads do not.
+* A transaction keeps what it has read: a ``get`` of a key it has already read (by
+  ``get`` or ``get_many``, snapshot or not) is answered without a round trip, as by
+  FoundationDB's read-your-writes cache, and a serializable one still adds its read
+  conflict. So a snapshot ``get_many`` of the keys a body will then read one by one
+  costs one round trip and leaves its conflicts unchanged.
 * A transaction conflicts (error 1020 at commit) when a key it read serializably was
   written by a transaction that committed after its read version.
 * The read version is taken lazily: by the first read (``get``, ``get_many``, a range
@@ -22,6 +27,13 @@ Semantics, identical on every engine:
 * Atomic mutations add no read conflict (see :mod:`keyspace.atomic` for their rules).
 * Watches (``tr.watch(key)``) wake a waiter when a key's committed value changes. A
   watch reads its key serializably, so it adds a read conflict range as a ``get`` does.
+  A watch outlives its transaction: once the transaction commits, the watch stays
+  alive until it fires or is cancelled, whether or not anyone waits on it (on
+  FoundationDB it holds resources on the cluster and counts against the client's
+  10,000-watch limit, too_many_watches 1032). Call ``watch.cancel()`` on every watch
+  no longer needed (in a ``finally``). On FoundationDB a watch whose transaction does
+  not commit (an error, a reset or cancel) fails at once; the embedded engine's watches
+  hold nothing while no one waits on them, but code is written for both.
 * A versionstamped key is unreadable until commit: a read reaching any key it may
   become raises accessed_unreadable (1036), as does reading a pending versionstamped value.
 * ``get_committed_version()`` is -1 before commit and after a read-only commit;
@@ -32,6 +44,12 @@ Semantics, identical on every engine:
   re-raises the error), set from the URL (``timeout=`` ms, ``retry_limit=``).
 * Limits: key <= 10,000 bytes (2102), value <= 100,000 bytes (2103), transaction
   <= 10,000,000 bytes (2101), lifetime 5 seconds from the read version (1007).
+* Keys from ``b"\\xff"`` on are FoundationDB's system keyspace: point reads
+  (``get``, ``get_many``), watches, conflict keys and writes of them raise
+  key_outside_legal_range (2004); ``b"\\xff"`` is legal only as a range end.
+* After ``cancel()``, and once ``on_error`` has raised (other than past the timeout),
+  reads, watches, ``commit`` and ``on_error`` raise transaction_cancelled (1025) until
+  ``reset()`` (the sqlite engine refuses writes too; FoundationDB fails their commit).
 * Arguments that are not ``bytes`` raise ``TypeError("key must be bytes, not str")``
   (the name varies: key, value, versionstamp template) on every engine.
 """
@@ -76,7 +94,17 @@ class VersionstampFuture(Protocol):
 
 
 class Watch(Protocol):
-    """Fires once a key's committed value differs from the one its transaction saw."""
+    """Fires once a key's committed value differs from the one its transaction saw.
+
+    A watch that fails (an error from the engine: its transaction did not commit, too
+    many watches, a store that cannot be read) fires too, at once, with ``failed`` set:
+    it is a reason to look again, after a pause
+    (:func:`keyspace.retry.watch_retry_pause`), never an error raised to the waiter.
+    """
+
+    #: True once :meth:`wait` returned True because the watch failed, not because the
+    #: value changed.
+    failed: bool
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the value changed (True), or ``timeout`` passed or :meth:`cancel` (False)."""
@@ -134,6 +162,10 @@ class Transaction(ReadView, Protocol):
 
         As in FoundationDB, commit the transaction for the watch to count; a watch is
         a hint to look again, not a log of changes (a change and change back may not fire).
+        The watch stays alive after the commit until it fires or :meth:`Watch.cancel`
+        is called: cancel it once it is no longer needed, as FoundationDB's
+        documentation asks ("Because a watch outlives the transaction that creates it,
+        any watch that is no longer needed should be cancelled").
         """
         ...
 

@@ -24,13 +24,42 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from keyspace.errors import StorageError
 from keyspace.protocol import Database, Transaction
 
-__all__ = ["TransactionBackoff", "Tries", "transactional", "run_transaction", "is_database"]
+__all__ = [
+    "TransactionBackoff",
+    "Tries",
+    "transactional",
+    "run_transaction",
+    "is_database",
+    "watch_retry_pause",
+]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 INITIAL_DELAY = 0.005
 MAX_DELAY = 1.0
+#: FoundationDB's client backoff (``fdbclient/ClientKnobs.cpp``): ``DEFAULT_BACKOFF``,
+#: ``BACKOFF_GROWTH_RATE`` and ``DEFAULT_MAX_BACKOFF``.
+FDB_BACKOFF = 0.01
+FDB_BACKOFF_GROWTH = 2.0
+FDB_MAX_BACKOFF = 1.0
+
+
+def watch_retry_pause(failures: int, jitter: float, remaining: float | None = None) -> float:
+    """Seconds to pause after the ``failures``-th failed watch in a row, before looking again.
+
+    A failed watch returns at once (see :class:`keyspace.protocol.Watch`), so a waiter
+    that simply looked again would spin while the failure lasts. This backs off as
+    FoundationDB's ``Transaction::onError`` does: 10 ms doubling per failure up to 1 s,
+    times ``jitter`` (uniform in [0, 1), so waiters spread out), and never past
+    ``remaining`` (the seconds left until the waiter has something to do anyway).
+    0 when there was no failure.
+    """
+    if failures <= 0:
+        return 0.0
+    ceiling = min(FDB_BACKOFF * FDB_BACKOFF_GROWTH ** min(failures - 1, 64), FDB_MAX_BACKOFF)
+    pause = ceiling * min(max(jitter, 0.0), 1.0)
+    return pause if remaining is None else max(0.0, min(pause, remaining))
 
 
 class TransactionBackoff:

@@ -179,7 +179,8 @@ class WriteBuffer:
         entry.ops.append((op, param))
 
     def set_versionstamped_key(self, template: bytes, value: bytes, unreadable: KeyRange) -> None:
-        """Log a versionstamped key; ``unreadable`` is every key it may become."""
+        """Log a versionstamped key; ``unreadable`` is every key it may become (unreadable
+        until commit, and its write conflict range, as on FoundationDB)."""
         self.stamped = True
         self.unreadable.add(*unreadable)
         self.log.append(Mutation(MutationKind.VERSIONSTAMPED_KEY, template, value, b"", None))

@@ -134,13 +134,16 @@ def apply(
             points.append(key)
         elif kind is MutationKind.VERSIONSTAMPED_KEY:
             body, offset = versionstamp_template(m.key)
-            key = fill_versionstamp(body, offset, versionstamp)
-            final[key] = m.value
-            points.append(key)
+            final[fill_versionstamp(body, offset, versionstamp)] = m.value
         else:
             body, offset = versionstamp_template(m.value)
             final[m.key] = fill_versionstamp(body, offset, versionstamp)
             points.append(m.key)
+    # A versionstamped key's write conflict is every key it could have become, as
+    # FoundationDB's ReadYourWritesTransaction::atomicOp adds it (getVersionstampKeyRange),
+    # not the key it became: the buffer's unreadable ranges are exactly those.
+    for begin, end in zip(buffer.unreadable.begins, buffer.unreadable.ends, strict=True):
+        ranges.extend((begin, end))
     for begin, end in cleared:
         conn.execute("DELETE FROM kv WHERE k >= ? AND k < ?", (begin, end))
     gone = [(key,) for key, value in final.items() if value is None]

@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from keyspace.atomic import AtomicOp
+from keyspace.atomic import AtomicMethods, AtomicOp
 from keyspace.errors import StorageError
 from keyspace.latency import Latency
 from keyspace.limits import (
@@ -46,8 +46,8 @@ from keyspace.limits import (
     LIFETIME_SECONDS,
     TRANSACTION_LIMIT,
     check_key,
+    check_point_key,
     check_range,
-    check_read_key,
     check_value,
     require_bytes,
     versionstamp_template,
@@ -56,7 +56,7 @@ from keyspace.protocol import KeyValue
 from keyspace.retry import TransactionBackoff, run_transaction
 from keyspace.ryw import RangeSet, WriteBuffer, versionstamp_range
 from keyspace.sqlite_commit import apply_commit, stamp
-from keyspace.sqlite_files import check_store_path, opening, storage_error
+from keyspace.sqlite_files import check_store_path, check_store_size, opening, storage_error
 from keyspace.sqlite_pool import SYNC_MODES, Pool, WriterLock, rollback
 from keyspace.sqlite_reads import Reader, key_after, prefix_end
 from keyspace.watches import FileWatch
@@ -114,6 +114,7 @@ class SqliteDatabase:
         self.timeout = timeout_ms / 1000
         self.latency = latency or Latency()
         check_store_path(self.path)
+        check_store_size(self.path)
         with opening(self.path):
             self.pool = Pool(self.path, sync)
             try:
@@ -164,7 +165,7 @@ class _Versionstamp:
         return self.value
 
 
-class SqliteTransaction:
+class SqliteTransaction(AtomicMethods):
     """A transaction on a :class:`SqliteDatabase`; see the module docstring."""
 
     def __init__(self, db: SqliteDatabase) -> None:
@@ -174,6 +175,8 @@ class SqliteTransaction:
         self._reader = Reader(self, True)
         self.snapshot = Reader(self, False)
         self._created = time.monotonic()
+        #: Set by :meth:`cancel` (and by a failed :meth:`on_error`), cleared by :meth:`reset`.
+        self._cancelled = False
         self._init()
 
     def _init(self) -> None:
@@ -244,7 +247,9 @@ class SqliteTransaction:
         self.db.pool.release(conn)
 
     def check_live(self) -> None:
-        """Raise 2017 after commit (until reset) and 1031 past the timeout."""
+        """Raise 1025 after cancel, 2017 after commit (until reset) and 1031 past the timeout."""
+        if self._cancelled:
+            raise StorageError(1025, "the transaction was cancelled; reset it to reuse")
         if self._done:
             raise StorageError(2017, "the transaction has already committed; reset it to reuse")
         self._check_timeout()
@@ -265,9 +270,8 @@ class SqliteTransaction:
     def get_many(self, keys: Sequence[bytes], *, snapshot: bool = False) -> list[bytes | None]:
         """The values at ``keys`` in order; serializable reads add read conflicts."""
         reader = self.snapshot if snapshot else self._reader
-        self.db.latency.wait(self.db.latency.read)  # one round trip for all the keys
         if len(keys) < 2:
-            return [reader.get(key) for key in keys]
+            return [reader.get(key) for key in keys]  # a point read pays its own round trip
         return reader.get_many(keys)
 
     def get_range(
@@ -312,38 +316,11 @@ class SqliteTransaction:
         require_bytes("key", prefix)
         self.clear_range(prefix, prefix_end(prefix))
 
-    def _atomic(self, op: AtomicOp, key: bytes, param: bytes) -> None:
+    def atomic_op(self, op: AtomicOp, key: bytes, param: bytes) -> None:
         check_key(key)
         check_value(param)
         self.check_live()
         self.buffer.atomic(op, key, param)
-
-    def add(self, key: bytes, param: bytes) -> None:
-        self._atomic(AtomicOp.ADD, key, param)
-
-    def bit_and(self, key: bytes, param: bytes) -> None:
-        self._atomic(AtomicOp.BIT_AND, key, param)
-
-    def bit_or(self, key: bytes, param: bytes) -> None:
-        self._atomic(AtomicOp.BIT_OR, key, param)
-
-    def bit_xor(self, key: bytes, param: bytes) -> None:
-        self._atomic(AtomicOp.BIT_XOR, key, param)
-
-    def max(self, key: bytes, param: bytes) -> None:
-        self._atomic(AtomicOp.MAX, key, param)
-
-    def min(self, key: bytes, param: bytes) -> None:
-        self._atomic(AtomicOp.MIN, key, param)
-
-    def byte_max(self, key: bytes, param: bytes) -> None:
-        self._atomic(AtomicOp.BYTE_MAX, key, param)
-
-    def byte_min(self, key: bytes, param: bytes) -> None:
-        self._atomic(AtomicOp.BYTE_MIN, key, param)
-
-    def compare_and_clear(self, key: bytes, param: bytes) -> None:
-        self._atomic(AtomicOp.COMPARE_AND_CLEAR, key, param)
 
     def set_versionstamped_key(self, key: bytes, value: bytes) -> None:
         body, offset = versionstamp_template(key)
@@ -366,6 +343,10 @@ class SqliteTransaction:
         Asked for after commit, the future fails with used_during_commit (2017), as
         FoundationDB's is: take it before committing and wait on it after.
         """
+        if self._cancelled:
+            refused = _Versionstamp()
+            refused.error = StorageError(1025, "get_versionstamp() after cancel")
+            return refused
         if self._done:
             refused = _Versionstamp()
             refused.error = StorageError(2017, "get_versionstamp() after commit; call it before")
@@ -378,7 +359,7 @@ class SqliteTransaction:
         Like FoundationDB's, the watch reads ``key`` serializably, so it adds a read
         conflict range: a commit that changes the key first makes this one conflict.
         """
-        check_read_key(key)
+        check_point_key(key)
         if len(key) > KEY_LIMIT:
             raise StorageError(2102, f"watched key of {len(key)} bytes exceeds {KEY_LIMIT}")
         seen = self._reader.get(key)
@@ -466,30 +447,43 @@ class SqliteTransaction:
         return -1 if self._committed_version is None else self._committed_version
 
     def on_error(self, error: BaseException) -> None:
-        """Back off and reset if ``error`` is retryable; re-raise it otherwise."""
+        """Back off and reset if ``error`` is retryable; re-raise it otherwise.
+
+        As on FoundationDB: after :meth:`cancel` this raises transaction_cancelled
+        (1025), past the timeout transaction_timed_out (1031); and once it has raised,
+        the transaction is cancelled until :meth:`reset`.
+        """
         if not isinstance(error, StorageError):
             raise error
         self._end_read()
-        self._check_timeout()
-        if self._backoff is None:
-            limit = self.db.retry_limit
-            self._backoff = TransactionBackoff(retry_limit=None if limit < 0 else limit)
-        self._backoff.wait(error)
-        self._check_timeout()
+        try:
+            if self._cancelled:
+                raise StorageError(1025, "on_error() after cancel; reset the transaction")
+            self._check_timeout()
+            if self._backoff is None:
+                limit = self.db.retry_limit
+                self._backoff = TransactionBackoff(retry_limit=None if limit < 0 else limit)
+            self._backoff.wait(error)
+            self._check_timeout()
+        except StorageError as failed:
+            if failed.code != 1031:  # past the timeout every call keeps saying so
+                self._cancelled = True
+            raise
         self._init()
 
     def reset(self) -> None:
         """Discard everything this transaction did and start afresh (timeout and retries too)."""
         self._end_read()
         self._backoff = None
+        self._cancelled = False
         self._created = time.monotonic()
         self._init()
 
     def cancel(self) -> None:
-        """Abandon the transaction; later calls fail until reset."""
+        """Abandon the transaction: later calls raise transaction_cancelled (1025) until reset."""
         self._end_read()
         self._init()
-        self._done = True
+        self._cancelled = True
 
     def __del__(self) -> None:
         conn = self._conn

@@ -24,14 +24,31 @@ import threading
 
 from keyspace.checkpoints import BACKSTOP_PAGES, TRUNCATE_BYTES, Checkpointer
 from keyspace.errors import StorageError
-from keyspace.sqlite_files import PRIVATE_MODE, storage_error
+from keyspace.sqlite_files import DAMAGED_CODE, PRIVATE_MODE, storage_error
 
-__all__ = ["SYNC_MODES", "IDLE_LIMIT", "Pool", "WriterLock", "rollback"]
+__all__ = [
+    "SYNC_MODES",
+    "IDLE_LIMIT",
+    "BUSY_SECONDS",
+    "OPEN_BUSY_SECONDS",
+    "Pool",
+    "WriterLock",
+    "rollback",
+]
 
 #: ``?sync=`` values and the ``PRAGMA synchronous`` each sets.
 SYNC_MODES = {"normal": "NORMAL", "full": "FULL", "off": "OFF"}
 #: Idle connections kept per process: enough for a consumer's worker threads.
 IDLE_LIMIT = 32
+#: How long SQLite waits on a lock held by another connection (its busy timeout). Commits
+#: queue on quick's own writer lock, so only a long checkpoint or another program waits here.
+BUSY_SECONDS = 30.0
+#: How long opening a connection may wait to put the file in WAL mode. On a store in WAL
+#: mode that takes no lock; on a brand-new file it takes an exclusive one for a moment.
+#: Longer means another process holds a file that is empty or not in WAL mode (a store
+#: truncated or replaced under a running worker), which would otherwise wait out
+#: :data:`BUSY_SECONDS` on every retry.
+OPEN_BUSY_SECONDS = 2.0
 
 
 class Pool:
@@ -61,9 +78,25 @@ class Pool:
     def connect(self) -> sqlite3.Connection:
         """A new connection, configured for this store."""
         conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            self.path, isolation_level=None, check_same_thread=False, timeout=OPEN_BUSY_SECONDS
         )
-        conn.execute("PRAGMA journal_mode=WAL")
+        try:
+            (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+        except sqlite3.OperationalError as error:
+            conn.close()
+            if error.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                raise
+            raise StorageError(
+                DAMAGED_CODE,
+                f"the sqlite store {self.path} is held by another process and cannot be put "
+                "in WAL mode: it is empty or was replaced or truncated while in use",
+            ) from error
+        if str(mode).lower() != "wal":
+            conn.close()
+            raise StorageError(
+                DAMAGED_CODE, f"the sqlite store {self.path} cannot use WAL mode (it is {mode})"
+            )
+        conn.execute(f"PRAGMA busy_timeout={round(BUSY_SECONDS * 1000)}")
         conn.execute(f"PRAGMA synchronous={SYNC_MODES[self.sync]}")
         conn.execute("PRAGMA cache_size=-16000")
         conn.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")

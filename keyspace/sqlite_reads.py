@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from keyspace.errors import StorageError
-from keyspace.limits import SYSTEM_PREFIX, check_range, check_read_key, require_bytes
+from keyspace.limits import SYSTEM_PREFIX, check_point_key, check_range, require_bytes
 from keyspace.protocol import KeyValue
 from keyspace.sqlite_files import storage_error
 
@@ -99,7 +99,7 @@ class Reader:
         self.conflicts = conflicts
 
     def get(self, key: bytes) -> bytes | None:
-        check_read_key(key)
+        check_point_key(key)
         tr = self.tr
         tr.check_live()
         read: Callable[[bytes], bytes | None]
@@ -127,11 +127,13 @@ class Reader:
     def get_many(self, keys: Sequence[bytes]) -> list[bytes | None]:
         """The values at ``keys``: one SQL statement per page of keys the buffer cannot answer."""
         for key in keys:
-            check_read_key(key)
+            check_point_key(key)
         tr = self.tr
         conn = tr.snapshot_conn()
         cache = tr.read_cache
         wanted = [key for key in dict.fromkeys(keys) if key not in cache]
+        if wanted:
+            tr.db.latency.wait(tr.db.latency.read)  # one round trip for all the keys
         try:
             found = stored(conn, wanted)
         except sqlite3.Error as error:

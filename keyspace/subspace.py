@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-import fdb.tuple as fdbtuple
+from keyspace.tuples import fdbtuple
 
 __all__ = ["Subspace", "Versionstamp", "pack", "pack_with_versionstamp"]
 

@@ -15,8 +15,9 @@ Elsewhere (no inotify) a watch re-reads its key every :data:`POLL_SECONDS`.
 A value that changes and changes back between two re-reads may go unnoticed; FDB
 watches make the same allowance. A watch is a hint to look again, never a source of
 errors: a re-read that fails (a closed database, a timed-out or damaged store) counts
-as the watch firing, as an FDB watch that fails with an error does, so the waiter
-rescans and meets the real error, if it persists, in its own transaction. Re-reads
+as the watch firing, with ``failed`` set, as an FDB watch that fails with an error
+does, so the waiter pauses (:func:`keyspace.retry.watch_retry_pause`), rescans and
+meets the real error, if it persists, in its own transaction. Re-reads
 are spaced at least :data:`MIN_RECHECK_SECONDS` apart, so a waiter beside a busy
 writer does not spin.
 """
@@ -136,6 +137,7 @@ class FileWatch:
         self._changed = changed
         self._cancelled = False
         self._fired = False
+        self.failed = False
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the value changes (True) or ``timeout`` passes or cancel (False).
@@ -157,7 +159,7 @@ class FileWatch:
             try:
                 changed = self._changed()
             except Exception:  # any failure is a reason to look again; see the module doc
-                changed = True
+                changed = self.failed = True
             if changed:
                 self._fired = True
                 break

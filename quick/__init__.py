@@ -10,6 +10,7 @@ from keyspace import (
     InvalidURL,
     QuickError,
     StorageError,
+    StoreFull,
     open,
     transactional,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "Schedule",
     "Snooze",
     "StorageError",
+    "StoreFull",
     "activate_due",
     "cancel",
     "claim",

@@ -9,12 +9,14 @@ conflicts), and builds a model of every queue: job records, index entries, count
 pointer and pointer-index entries, dead letters, and the job directory. It then checks:
 
 * every record decodes (jobs, pointers, queue leases, dead letters, directory entries,
-  cron schedules) and every key unpacks to a known shape;
+  cron schedules, queue limits and rate buckets, moved markers, and jobs staged by a
+  migration) and every key unpacks to a known shape;
 * every queue with work has exactly one pointer whose index entry matches its record;
 * each index entry matches a job record, and each record has its entry;
 * the counters equal the counts of records by state (dead: the queue's dead letters);
 * every job id is in exactly one place: a queue record, a dead letter, or a finished
-  tombstone.
+  tombstone; and every queue record has its directory entry, naming its queue (without
+  it ``get_job``, ``job_state`` and ``cancel`` cannot find the job).
 
 Repairs run one transaction per queue that re-reads the queue serializably (a concurrent
 producer or consumer makes it retry, so a repair never undoes their work): undecodable
@@ -45,8 +47,10 @@ from keyspace.protocol import Database, Transaction
 from quick import pointers, queue_leases
 from quick.counters import decode_count, encode_count
 from quick.cron import decode_schedule
+from quick.enqueueing import decode_moved
 from quick.inspection import decode_dead_letter
 from quick.jobs import COUNTED_STATES, Job, JobState, now_ms
+from quick.limits import DEFAULT_QUEUE, decode_bucket, decode_limits
 from quick.records import bury_corrupt
 
 __all__ = ["PAGE", "Problem", "Report", "check_deep", "walk"]
@@ -118,6 +122,10 @@ class _Model:
     def __init__(self) -> None:
         self.queues: dict[str, _Queue] = defaultdict(_Queue)
         self.places: dict[str, list[tuple[str, bytes]]] = defaultdict(list)
+        #: Job id -> the queue its directory entry names.
+        self.directory: dict[str, str] = {}
+        #: (queue, job id, key) of every queue record, decoded or not.
+        self.records: list[tuple[str, str, bytes]] = []
         self.problems: list[Problem] = []
         self.keys = 0
 
@@ -159,8 +167,20 @@ class _Model:
                 raise CorruptValue(f"directory entry of the wrong shape: {entry!r}")
             if entry.get("s") not in (None, "dead"):
                 self.places[_text(f["job_id"])].append(("finished", key))
+            self.directory[_text(f["job_id"])] = entry["q"]
         elif head == "cron":
             decode_schedule(_text(f["name"]), value)
+        elif head == "lim":
+            queue = f["queue"]
+            decode_limits(DEFAULT_QUEUE if queue == DEFAULT_QUEUE else _text(queue), value)
+        elif head == "rate":
+            _text(f["queue"])
+            decode_bucket(value)
+        elif head == "moved":
+            _text(f["queue"])
+            decode_moved(value)
+        elif head == "mig":
+            Job.from_value(_text(f["queue"]), _text(f["job_id"]), value)
         elif head == "q":
             self._add_queue(pattern, key, value, f)
 
@@ -170,6 +190,7 @@ class _Model:
         if kind == "j":
             job_id = _text(f["job_id"])
             self.places[job_id].append(("queue record", key))
+            self.records.append((_text(f["queue"]), job_id, key))
             try:
                 queue.jobs[job_id] = Job.from_value(f["queue"], job_id, value)
             except CorruptValue as error:
@@ -241,10 +262,25 @@ def check_deep(db: Database, *, repair: bool = False) -> Report:
         if len(places) > 1:
             where = ", ".join(p for p, _ in places)
             problems.append(Problem(places[0][1], "job in two places", f"{job_id!r}: {where}"))
+    problems += _directory_problems(model)
     if not repair:
         return Report(model.keys, problems)
     fixed = _repair(db, problems, broken, model)
     return Report(model.keys, [_mark(p, fixed) for p in problems])
+
+
+def _directory_problems(model: _Model) -> list[Problem]:
+    """A queue record whose job has no directory entry, or one naming another queue."""
+    found = []
+    for queue, job_id, key in model.records:
+        named = model.directory.get(job_id)
+        if named is None:
+            detail = f"job {job_id!r}: get_job, job_state and cancel cannot find it"
+            found.append(Problem(key, "job without directory entry", detail))
+        elif named != queue:
+            detail = f"job {job_id!r}: the directory says queue {named!r}"
+            found.append(Problem(key, "directory entry disagrees", detail))
+    return found
 
 
 def _mark(problem: Problem, fixed: set[bytes]) -> Problem:

@@ -31,9 +31,10 @@ from keyspace.layout import CRON, CRON_DUE, describe
 from keyspace.protocol import Database, Transaction
 from keyspace.retry import Tries, transactional
 from quick.corruption import UNREADABLE, CorruptRecord
-from quick.enqueueing import prepare, store_new
+from quick.enqueueing import prefetch, prepare, store_new
 from quick.errors import InvalidArgument, QueueMoved
 from quick.jobs import now_ms
+from quick.paging import Page, read_pages
 from quick.validation import check_name
 
 log = logging.getLogger("quick.store")
@@ -172,22 +173,44 @@ def _put(tr: Transaction, item: Schedule, token: str | None = None) -> None:
     tr.set(CRON_DUE.pack((item.next_ms, item.name)), b"")
 
 
-@transactional
-def list_schedules(tr: Transaction) -> list[Schedule]:
-    """Every schedule, by name."""
-    return [decode_schedule(CRON.unpack(k)[0], v) for k, v in tr.snapshot.get_range(*CRON.range())]
+#: Schedules a listing reads per transaction.
+SCHEDULE_PAGE = 1000
 
 
-@transactional
-def scan_schedules(tr: Transaction) -> list[Schedule | CorruptRecord]:
-    """Every schedule, by name; one that does not decode as a :class:`CorruptRecord`."""
+def list_schedules(db_or_tr: Database | Transaction) -> list[Schedule]:
+    """Every schedule, by name (read as :func:`scan_schedules` reads them).
+
+    Raises:
+        CorruptValue: a schedule record does not decode.
+    """
+    out = []
+    for item in scan_schedules(db_or_tr):
+        if isinstance(item, CorruptRecord):
+            raise CorruptValue(f"{describe(item.key)}: {item.error}")
+        out.append(item)
+    return out
+
+
+def scan_schedules(db_or_tr: Database | Transaction) -> list[Schedule | CorruptRecord]:
+    """Every schedule, by name; one that does not decode as a :class:`CorruptRecord`.
+
+    Given a database, :data:`SCHEDULE_PAGE` schedules are read per transaction (see
+    :mod:`quick.paging`): each page is one snapshot, the listing is not (a schedule
+    added, removed or fired while it runs may show either way). Given a transaction,
+    every page is read in it.
+    """
+    return read_pages(db_or_tr, _schedule_page, CRON.range()[0])
+
+
+def _schedule_page(tr: Transaction, begin: bytes) -> Page[Schedule | CorruptRecord]:
+    rows = tr.snapshot.get_range(begin, CRON.range()[1], limit=SCHEDULE_PAGE)
     out: list[Schedule | CorruptRecord] = []
-    for key, value in tr.snapshot.get_range(*CRON.range()):
+    for key, value in rows:
         try:
             out.append(decode_schedule(CRON.unpack(key)[0], value))
         except UNREADABLE as error:
             out.append(CorruptRecord.of(key, error))
-    return out
+    return out, rows[-1][0] if len(rows) >= SCHEDULE_PAGE else None
 
 
 def remove_schedule(db_or_tr: Database | Transaction, name: str) -> bool:
@@ -236,6 +259,7 @@ def _activate(tr: Transaction, now: int, limit: int, token: str) -> tuple[dict[s
             tr.clear(due_key)
         names.append(name or "")
     values = tr.get_many([CRON.pack((name,)) for name in names])  # one round trip for all
+    firing: list[tuple[Schedule, Any, int]] = []
     for (due_key, _), name, value in zip(due, names, values, strict=True):
         if value is None:
             tr.clear(due_key)
@@ -261,6 +285,9 @@ def _activate(tr: Transaction, now: int, limit: int, token: str) -> tuple[dict[s
             )
             tr.clear(due_key)
             continue
+        firing.append((item, job, following))
+    prefetch(tr, [job for _, job, _ in firing])  # every enqueue's reads in one round trip
+    for item, job, following in firing:
         # A queue moved to another store skips the tick (the check precedes any write),
         # rather than failing every activation from now on.
         with contextlib.suppress(QueueMoved):
@@ -300,20 +327,27 @@ def _activate_try(tr: Transaction, now: int, limit: int, tries: Tries) -> tuple[
     """One try of :func:`_activate_batch`: its activation, and the ids of tries whose
     commit result was unknown that its schedules show committed."""
     tries.first()
-    earlier = [i for i, name in tries.unsure.items() if _marked(tr, name, tries.token)]
+    earlier = _marked(tr, tries.unsure, tries.token)
     fired, more = _activate(tr, now, limit, tries.token)
     tries.did(fired)
     return list(dict.fromkeys([*earlier, *fired])), more
 
 
-def _marked(tr: Transaction, name: str, token: str) -> bool:
-    """Whether the schedule ``name`` was last fired by the activation ``token``."""
-    value = tr.get(CRON.pack((name,)))
-    try:
-        record = None if value is None else unpack_value(value)
-    except CorruptValue:
-        return False
-    return isinstance(record, dict) and record.get("ak") == token
+def _marked(tr: Transaction, tried: dict[str, str], token: str) -> list[str]:
+    """The job ids of ``tried`` whose schedule was last fired by the activation ``token``
+    (every schedule read in one round trip)."""
+    if not tried:
+        return []
+    values = tr.get_many([CRON.pack((name,)) for name in tried.values()])
+    marked = []
+    for job_id, value in zip(tried, values, strict=True):
+        try:
+            record = None if value is None else unpack_value(value)
+        except CorruptValue:
+            continue
+        if isinstance(record, dict) and record.get("ak") == token:
+            marked.append(job_id)
+    return marked
 
 
 def activate_due(db: Database, *, now: int | None = None, limit: int = 500) -> list[str]:

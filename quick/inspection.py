@@ -3,6 +3,10 @@
 Everything here only reads. (Operator actions that change the store, such as
 requeueing or purging dead letters and cancelling jobs, live in :mod:`quick.operations`.)
 
+Every reader here makes a few round trips however large the store (a remote cluster
+ends a transaction at 5 seconds): records are fetched together with ``get_many``, and
+:func:`read_all_queues` reads a page of queues per transaction.
+
 Counts come from the per-queue atomic counters (no scans); they count jobs by the
 index they sit in, so a scheduled job whose time has come still counts as
 ``scheduled`` (and an expired lease as ``leased``) until a claim promotes it.
@@ -17,19 +21,21 @@ the ``list_*`` functions are their good records alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from keyspace.codec import CorruptValue, unpack_value
 from keyspace.layout import DEAD_LETTERS, FINISHED, POINTERS, queue_keys
-from keyspace.protocol import Database, ReadView, Transaction
+from keyspace.protocol import Database, Transaction
 from keyspace.retry import transactional
 from quick import counters
 from quick.corruption import UNREADABLE, CorruptRecord
 from quick.cron import Schedule, scan_schedules
 from quick.enqueueing import directory_entry
 from quick.jobs import COUNTED_STATES, Job, JobState, now_ms
+from quick.paging import read_pages
 from quick.pointers import decode_pointer
 from quick.validation import check_positive_ms
 
@@ -52,6 +58,8 @@ __all__ = [
     "list_jobs",
     "list_dead",
     "read_queues",
+    "read_all_queues",
+    "count_finished_windows",
     "read_dead",
     "read_schedules",
 ]
@@ -145,7 +153,8 @@ def list_jobs(tr: Transaction, queue_id: str, *, limit: int = 100) -> list[Job]:
 def scan_jobs(tr: Transaction, queue_id: str, *, limit: int = 100) -> list[Job | CorruptRecord]:
     """Jobs waiting or running in one queue, in claim order: ready ones best first, then
     scheduled and leased ones by the time they become visible; undecodable ones as
-    :class:`CorruptRecord`."""
+    :class:`CorruptRecord`. At most three round trips: the two indexes, then every
+    record at once."""
     keys = queue_keys(queue_id)
     ids = [
         keys.unpack_ready(k)[2] for k, _ in tr.snapshot.get_range(*keys.ready_range(), limit=limit)
@@ -153,10 +162,10 @@ def scan_jobs(tr: Transaction, queue_id: str, *, limit: int = 100) -> list[Job |
     if len(ids) < limit:
         rows = tr.snapshot.get_range(*keys.scheduled_range(), limit=limit - len(ids))
         ids += [keys.unpack_scheduled(k)[1] for k, _ in rows]
+    records = tr.get_many([keys.job(job_id) for job_id in ids], snapshot=True)
     jobs: list[Job | CorruptRecord] = []
-    for job_id in ids:
+    for job_id, data in zip(ids, records, strict=True):
         key = keys.job(job_id)
-        data = tr.snapshot.get(key)
         if data is not None:
             try:
                 jobs.append(Job.from_value(queue_id, job_id, data))
@@ -165,27 +174,37 @@ def scan_jobs(tr: Transaction, queue_id: str, *, limit: int = 100) -> list[Job |
     return jobs
 
 
+#: Ready-index entries :func:`oldest_ready_ms` reads at once: a queue with no more than
+#: this many ready jobs is answered by that one read, whatever their priorities.
+READY_SCAN = 64
+
+
 @transactional
 def oldest_ready_ms(
     tr: Transaction, queue_id: str, now: int, *, priorities: int = 32
 ) -> int | None:
     """When the longest-waiting job visible at ``now`` became visible; None if none is.
 
-    The ready index is ordered by priority first, so this reads the first entry of each
-    priority present (a skip scan, at most ``priorities`` of them) and the first
-    scheduled entry (a due scheduled job or an expired lease waits since its time).
+    The ready index is ordered by priority first. One read of its first
+    :data:`READY_SCAN` entries answers a queue with no more ready jobs than that; past
+    it, a skip scan reads the first entry of each further priority present (at most
+    ``priorities`` reads). One more read finds the first scheduled entry (a due
+    scheduled job or an expired lease waits since its time).
     """
     keys = queue_keys(queue_id)
     ready = keys.space["r"]
-    found: list[int] = []
     begin, end = keys.ready_range()
-    for _ in range(priorities):
-        rows = tr.snapshot.get_range(begin, end, limit=1)
-        if not rows:
-            break
-        priority, vis_ms, _ = keys.unpack_ready(rows[0][0])
-        found.append(vis_ms)
-        begin = ready.range((priority,))[1]
+    rows = tr.snapshot.get_range(begin, end, limit=READY_SCAN + 1)
+    found = [keys.unpack_ready(key)[1] for key, _ in rows]
+    if len(rows) > READY_SCAN:
+        begin = ready.range((keys.unpack_ready(rows[-1][0])[0],))[1]
+        for _ in range(priorities):
+            rows = tr.snapshot.get_range(begin, end, limit=1)
+            if not rows:
+                break
+            priority, vis_ms, _ = keys.unpack_ready(rows[0][0])
+            found.append(vis_ms)
+            begin = ready.range((priority,))[1]
     due = tr.snapshot.get_range(*keys.scheduled_range(now), limit=1)
     if due:
         found.append(keys.unpack_scheduled(due[0][0])[0])
@@ -196,47 +215,75 @@ def oldest_ready_ms(
 def count_finished(tr: Transaction, since_ms: int, *, limit: int = 10_000) -> int:
     """Jobs finished (completed, discarded or cancelled) at or after ``since_ms``, counted
     from the finished-jobs index up to ``limit`` (a cap, so a busy hour stays cheap)."""
-    rows = tr.snapshot.get_range(FINISHED.pack((since_ms,)), FINISHED.range()[1], limit=limit)
-    return len(rows)
-
-
-def _counts(view: ReadView, queue: str) -> tuple[dict[str, int], list[CorruptRecord]]:
-    """The queue's counters, and each one that is not an 8-byte integer, named."""
-    keys = queue_keys(queue)
-    counts = {state.value: 0 for state in COUNTED_STATES}
-    corrupt: list[CorruptRecord] = []
-    for key, value in view.get_range(*keys.counters_range()):
-        try:
-            (state,) = keys.space["n"].unpack(key)
-            counts[state] = counters.decode_count(value)
-        except UNREADABLE as error:
-            corrupt.append(
-                CorruptRecord(key=key, error=f"counter is not an 8-byte integer: {error}")
-            )
-    return counts, corrupt
+    return count_finished_windows(tr, [since_ms], limit=limit)[0]
 
 
 @transactional
-def scan_queues(
-    tr: Transaction, *, limit: int = 1000, after: str | None = None
-) -> list[dict[str, Any] | CorruptRecord]:
-    """Queues that have a pointer, by name (those after ``after``), with their pointer time
-    and counts; a corrupt pointer as a :class:`CorruptRecord` in its place, and each
-    corrupt counter as one just before its queue."""
-    out: list[dict[str, Any] | CorruptRecord] = []
-    begin, end = POINTERS.range()
-    if after is not None:
-        begin = POINTERS.pack((after,)) + b"\x00"
-    for key, value in tr.snapshot.get_range(begin, end, limit=limit):
+def count_finished_windows(
+    tr: Transaction, since_ms: Sequence[int], *, limit: int = 10_000
+) -> list[int]:
+    """:func:`count_finished` for each of ``since_ms``, from one read of the newest
+    ``limit`` entries of the finished-jobs index (a count that reaches ``limit`` means
+    at least that many)."""
+    if not since_ms:
+        return []
+    rows = tr.snapshot.get_range(
+        FINISHED.pack((min(since_ms),)), FINISHED.range()[1], limit=limit, reverse=True
+    )
+    ascending = [key for key, _ in reversed(rows)]
+    return [len(ascending) - bisect_left(ascending, FINISHED.pack((t,))) for t in since_ms]
+
+
+def _counts_of(
+    tr: Transaction, queues: list[str]
+) -> list[tuple[dict[str, int], list[CorruptRecord]]]:
+    """Each queue's counters, read for all of them in one round trip, and each counter
+    that is not an 8-byte integer, named."""
+    states = [state.value for state in COUNTED_STATES]
+    keys = [queue_keys(queue).counter(state) for queue in queues for state in states]
+    values = iter(zip(keys, tr.get_many(keys, snapshot=True), strict=True))
+    out = []
+    for _ in queues:
+        counts = dict.fromkeys(states, 0)
+        corrupt: list[CorruptRecord] = []
+        for state in states:
+            key, value = next(values)
+            if value is None:
+                continue
+            try:
+                counts[state] = counters.decode_count(value)
+            except UNREADABLE as error:
+                corrupt.append(
+                    CorruptRecord(key=key, error=f"counter is not an 8-byte integer: {error}")
+                )
+        out.append((counts, corrupt))
+    return out
+
+
+def _queue_page(
+    tr: Transaction, begin: bytes, limit: int
+) -> tuple[list[dict[str, Any] | CorruptRecord], bytes | None]:
+    """Up to ``limit`` pointers from key ``begin`` with their queues' counts, in two
+    round trips; and the last pointer key read (None when the index ended)."""
+    rows = tr.snapshot.get_range(begin, POINTERS.range()[1], limit=limit)
+    decoded: list[tuple[str, dict[str, Any]] | CorruptRecord] = []
+    for key, value in rows:
         try:
             (queue,) = POINTERS.unpack(key)
             if not isinstance(queue, str):
                 raise CorruptValue(f"pointer key names queue {queue!r}, not a text")
-            pointer = decode_pointer(value)
+            decoded.append((queue, decode_pointer(value)))
         except UNREADABLE as error:
-            out.append(CorruptRecord.of(key, error))
+            decoded.append(CorruptRecord.of(key, error))
+    named = [item for item in decoded if not isinstance(item, CorruptRecord)]
+    counted = iter(_counts_of(tr, [queue for queue, _ in named]))
+    out: list[dict[str, Any] | CorruptRecord] = []
+    for item in decoded:
+        if isinstance(item, CorruptRecord):
+            out.append(item)
             continue
-        counts, corrupt = _counts(tr.snapshot, queue)
+        queue, pointer = item
+        counts, corrupt = next(counted)
         out += corrupt
         out.append(
             {
@@ -246,7 +293,20 @@ def scan_queues(
                 "counts": counts,
             }
         )
-    return out
+    last = rows[-1][0] if limit and len(rows) >= limit else None
+    return out, last
+
+
+@transactional
+def scan_queues(
+    tr: Transaction, *, limit: int = 1000, after: str | None = None
+) -> list[dict[str, Any] | CorruptRecord]:
+    """Queues that have a pointer, by name (those after ``after``), with their pointer time
+    and counts; a corrupt pointer as a :class:`CorruptRecord` in its place, and each
+    corrupt counter as one just before its queue. Two round trips: the pointers, then
+    every counter of every queue at once."""
+    begin = POINTERS.range()[0] if after is None else POINTERS.pack((after,)) + b"\x00"
+    return _queue_page(tr, begin, limit)[0]
 
 
 @transactional
@@ -256,6 +316,29 @@ def read_queues(
     """Queues that have a pointer, by name (those after ``after``), with their pointer time
     and counts; corrupt pointers and counters are skipped and named."""
     return Listing.of(scan_queues(tr, limit=limit, after=after))
+
+
+#: Queues :func:`read_all_queues` reads per transaction (two round trips each).
+QUEUE_PAGE = 500
+
+
+def read_all_queues(
+    db_or_tr: Database | Transaction, *, page: int = QUEUE_PAGE
+) -> Listing[dict[str, Any]]:
+    """Every queue that has a pointer, by name, with its pointer time and counts;
+    corrupt pointers and counters are skipped and named.
+
+    Given a database, each page of ``page`` queues is read in its own transaction (see
+    :mod:`quick.paging`), so a store of any size lists without passing FoundationDB's
+    5-second limit. Each page is one snapshot; the listing as a whole is not: a queue
+    created or emptied while it runs may or may not appear, and the counts of queues on
+    different pages are from different moments. Given a transaction, every page is read
+    in it.
+    """
+    check_positive_ms("page", page)
+    return Listing.of(
+        read_pages(db_or_tr, lambda tr, begin: _queue_page(tr, begin, page), POINTERS.range()[0])
+    )
 
 
 def list_queues(
@@ -325,11 +408,10 @@ def list_dead(
     return read_dead(db_or_tr, queue_id, limit=limit).items
 
 
-@transactional
-def read_schedules(tr: Transaction) -> Listing[Schedule]:
+def read_schedules(db_or_tr: Database | Transaction) -> Listing[Schedule]:
     """Every cron schedule, by name; corrupt ones are skipped and named (the records are
-    decoded by :func:`quick.cron.scan_schedules`)."""
-    return Listing.of(scan_schedules(tr))
+    decoded, and read in pages, by :func:`quick.cron.scan_schedules`)."""
+    return Listing.of(scan_schedules(db_or_tr))
 
 
 def _dead_or_corrupt(key: bytes, value: bytes) -> DeadLetter | CorruptRecord:

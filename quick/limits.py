@@ -33,7 +33,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from keyspace.codec import pack_value, unpack_value
+from keyspace.codec import CorruptValue, pack_value, unpack_value
 from keyspace.layout import LIMITS, RATES, queue_keys
 from keyspace.protocol import Database, Transaction
 from keyspace.retry import transactional
@@ -46,12 +46,17 @@ from quick.validation import check_name
 __all__ = [
     "DEFAULT_QUEUE",
     "BURST_SECONDS",
+    "MAX_RUNNING",
+    "MIN_PER_SECOND",
+    "MAX_PER_SECOND",
     "FULL_RETRY_MS",
     "QueueLimits",
     "Limiter",
     "Gate",
     "set_queue_limits",
     "get_queue_limits",
+    "decode_limits",
+    "decode_bucket",
     "list_queue_limits",
 ]
 
@@ -61,6 +66,15 @@ DEFAULT_QUEUE = "*"
 #: pause: enough that a claim every pointer deferral keeps up with the rate, little
 #: enough that the rate holds over any second.
 BURST_SECONDS = 0.25
+#: The most jobs of one queue a limit lets run at once: more than any fleet runs, and far
+#: within what a claim counts in (a claim's room is at most 2**30).
+MAX_RUNNING = 1_000_000
+#: The slowest rate a limit may set: one job a day. A slower one (1e-300, say) would freeze
+#: the queue for longer than anyone means, and is more likely a typo than a wish.
+MIN_PER_SECOND = 1 / 86_400
+#: The fastest rate a limit may set: far above what one queue can start, so a limit this
+#: high is no limit, yet its bucket's burst stays a number a claim can count.
+MAX_PER_SECOND = 1_000_000
 #: How long a queue at its running cap stays out of scanners' sight: slots free when
 #: jobs finish, which nothing announces, so this bounds the delay before they are reused.
 FULL_RETRY_MS = 100
@@ -75,13 +89,21 @@ class QueueLimits:
     max_per_second: float | None = None
 
 
+def _shown(value: int | float) -> str:
+    """A number for an error message: a huge integer by its size (its digits could be
+    thousands long, too many even for ``str()``)."""
+    if isinstance(value, int) and abs(value) >= 10**15:
+        return f"a number of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _check_running(value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidArgument("max_running", f"must be a whole number, not {value!r}")
-    if value <= 0:
-        raise InvalidArgument("max_running", f"must be 1 or more, not {value}")
+    if not 1 <= value <= MAX_RUNNING:
+        raise InvalidArgument("max_running", f"must be 1 to {MAX_RUNNING:,}, not {_shown(value)}")
     return value
 
 
@@ -90,8 +112,12 @@ def _check_rate(value: Any) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidArgument("max_per_second", f"must be a number, not {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise InvalidArgument("max_per_second", f"must be more than 0, not {value}")
+    # Compared before float(): an int too large for a float must not raise OverflowError.
+    if not MIN_PER_SECOND <= value <= MAX_PER_SECOND:  # NaN fails both comparisons
+        raise InvalidArgument(
+            "max_per_second",
+            f"must be 1/86400 (one job a day) to {MAX_PER_SECOND:,}, not {_shown(value)}",
+        )
     return float(value)
 
 
@@ -103,17 +129,31 @@ def _check_queue(queue_id: Any) -> str:
     return queue
 
 
-def _decode(queue: str, data: bytes) -> QueueLimits | None:
-    """The stored limits, or None when the record does not decode to their shape (an
-    untrusted record never raises out of a claim; ``quick limits list`` shows it gone)."""
+def decode_limits(queue: str, data: bytes) -> QueueLimits:
+    """The limits stored as ``data``.
+
+    Raises:
+        CorruptValue: ``data`` is not a limits record (or holds a limit out of range).
+    """
+    record = unpack_value(data)
+    if not isinstance(record, dict) or set(record) - {"mr", "mps"}:
+        raise CorruptValue(f"limits record of the wrong shape: {record!r}")
     try:
-        record = unpack_value(data)
         return QueueLimits(
             queue_id=queue,
             max_running=_check_running(record.get("mr")),
             max_per_second=_check_rate(record.get("mps")),
         )
-    except (ValueError, TypeError, AttributeError, InvalidArgument):
+    except InvalidArgument as error:
+        raise CorruptValue(f"limits record: {error}") from None
+
+
+def _decode(queue: str, data: bytes) -> QueueLimits | None:
+    """The stored limits, or None when the record does not decode to their shape (an
+    untrusted record never raises out of a claim; ``quick limits list`` shows it gone)."""
+    try:
+        return decode_limits(queue, data)
+    except (ValueError, TypeError):  # CorruptValue is a ValueError
         return None
 
 
@@ -140,8 +180,9 @@ def set_queue_limits(
     limits; None removes a limit (both None: the queue's record is deleted).
 
     Raises:
-        InvalidArgument: a limit that is not a number, or is zero or negative
-            (``field`` names it).
+        InvalidArgument: a limit that is not a number, or out of its range (``field``
+            names it): ``max_running`` 1 to :data:`MAX_RUNNING`, ``max_per_second``
+            :data:`MIN_PER_SECOND` (one job a day) to :data:`MAX_PER_SECOND`.
     """
     limits = QueueLimits(
         queue_id=_check_queue(queue_id),
@@ -224,11 +265,30 @@ def _refill(data: bytes | None, rate: float, now: int) -> float:
     if data is None:
         return burst
     try:
-        record = unpack_value(data)
-        tokens, at = float(record["tk"]), int(record["at"])
-    except (ValueError, TypeError, KeyError, AttributeError):
+        tokens, at = decode_bucket(data)
+    except (ValueError, TypeError):  # CorruptValue is a ValueError
         return burst  # an unreadable bucket starts full again
     return min(burst, tokens + max(0, now - at) * rate / 1000)
+
+
+def decode_bucket(data: bytes) -> tuple[float, int]:
+    """A rate bucket stored as ``data``: (tokens, last refill time in ms).
+
+    Raises:
+        CorruptValue: ``data`` is not a bucket: not a map of a finite number of tokens
+            (``tk``) and a whole-millisecond time (``at``).
+    """
+    record = unpack_value(data)
+    tokens = record.get("tk") if isinstance(record, dict) else None
+    at = record.get("at") if isinstance(record, dict) else None
+    if (
+        not isinstance(tokens, int | float)
+        or isinstance(tokens, bool)
+        or not math.isfinite(tokens)
+        or type(at) is not int
+    ):
+        raise CorruptValue(f"rate bucket of the wrong shape: {record!r}")
+    return float(tokens), at
 
 
 class Limiter:

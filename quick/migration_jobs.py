@@ -8,20 +8,22 @@ install commits, so no consumer ever sees it in both stores.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import enum
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from keyspace.codec import CorruptValue, unpack_value
-from keyspace.layout import JOB_DIRECTORY, MIGRATING, queue_keys
-from keyspace.protocol import Database, Transaction
+from keyspace.layout import JOB_DIRECTORY, MIGRATING, QueueKeys, queue_keys
+from keyspace.protocol import Transaction
 from keyspace.retry import transactional
 from keyspace.subspace import Subspace
 from quick.counters import Tally
 from quick.jobs import Job, JobState
+from quick.migration_lease import Fenced
 from quick.migration_report import BATCH_BYTES, BATCH_JOBS, PassTally, Refusal
 from quick.records import NewJobs, finish_job
 
-__all__ = ["move_jobs", "recover"]
+__all__ = ["Fate", "is_known", "move_jobs", "recover", "staged_fate", "sweep_staged"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +36,8 @@ class _Item:
 
 
 def move_jobs(
-    source: Database,
-    dest: Database,
+    source: Fenced,
+    dest: Fenced,
     queue: str,
     bounds: tuple[bytes, bytes],
     now: int,
@@ -46,7 +48,7 @@ def move_jobs(
     begin: bytes | None
     begin, end = bounds
     while begin is not None:
-        batch, leased, begin = source.transact(_read_batch, queue, begin, end, now, batch_size)
+        batch, leased, begin = source.db.transact(_read_batch, queue, begin, end, now, batch_size)
         tally.leased += leased
         if not batch:
             continue
@@ -80,6 +82,8 @@ def _read_batch(
     where the next batch starts or None at the end). Snapshot reads: the delete re-reads."""
     keys = queue_keys(queue)
     rows = tr.snapshot.get_range(begin, end, limit=batch_size)
+    if not rows:
+        return [], 0, None
     ids = [_job_id(keys.space, key) for key, _ in rows]
     values = tr.get_many([keys.job(job_id) for job_id in ids], snapshot=True)
     batch: list[_Item] = []
@@ -112,7 +116,7 @@ def _job_id(space: Subspace, index_key: bytes) -> str:
     return str(job_id)
 
 
-def _known(entry: bytes | None) -> bool:
+def is_known(entry: bytes | None) -> bool:
     """True when a directory entry says the store holds (or held) the job itself; a
     ``moved`` tombstone does not count, so a queue can move back."""
     if entry is None:
@@ -132,15 +136,16 @@ def _stage(
     clashes with the job holding the key)."""
     keys = queue_keys(queue)
     entries = tr.get_many([JOB_DIRECTORY.pack((item.job.id,)) for item in batch])
+    holders = _unique_holders(tr, keys, [item.job for item in batch])
     staged: set[str] = set()
     known: set[str] = set()
     clashes: list[tuple[_Item, str]] = []
     for item, entry in zip(batch, entries, strict=True):
-        if _known(entry):
+        if is_known(entry):
             known.add(item.job.id)
             continue
         if item.job.unique_key is not None:
-            holder = tr.get(keys.unique(item.job.unique_key))
+            holder = holders[item.job.unique_key]
             if holder is not None and holder.decode() != item.job.id:
                 clashes.append((item, holder.decode()))
                 continue
@@ -184,18 +189,23 @@ def _install(
         tr.clear(MIGRATING.pack((queue, job_id)))
     staged = tr.get_many([MIGRATING.pack((queue, job_id)) for job_id in job_ids])
     entries = tr.get_many([JOB_DIRECTORY.pack((job_id,)) for job_id in job_ids])
+    jobs = [
+        None if value is None else Job.from_value(queue, job_id, value)
+        for job_id, value in zip(job_ids, staged, strict=True)
+    ]
+    holders = _unique_holders(tr, keys, [job for job in jobs if job is not None])
     new = NewJobs()
     installed = uniques = 0
-    for job_id, value, entry in zip(job_ids, staged, entries, strict=True):
-        if value is None:
+    for job_id, value, entry, job in zip(job_ids, staged, entries, jobs, strict=True):
+        if value is None or job is None:
             continue
         tr.clear(MIGRATING.pack((queue, job_id)))
-        if _known(entry):
+        if is_known(entry):
             continue
-        job = Job.from_value(queue, job_id, value)
         if job.unique_key is not None:
-            holder = tr.get(keys.unique(job.unique_key))
+            holder = holders[job.unique_key]
             if holder is None or holder.decode() == job_id:
+                holders[job.unique_key] = job_id.encode()
                 uniques += 1
             else:  # taken since staging: keep the job, drop its claim on the key
                 job = job.evolve(unique_key=None)
@@ -206,31 +216,91 @@ def _install(
     return installed, uniques
 
 
-def recover(source: Database, dest: Database, queue: str, tally: PassTally) -> None:
-    """Install or drop what a killed pass left staged on the destination."""
-    while True:
-        rows = dest.transact(
-            lambda tr: tr.snapshot.get_range(*MIGRATING.range((queue,)), limit=BATCH_JOBS)
-        )
-        if not rows:
-            return
-        job_ids = [str(MIGRATING.unpack(key)[1]) for key, _ in rows]
-        moved = source.transact(_moved_away, queue, job_ids)
-        installed = [job_id for job_id in job_ids if job_id in moved]
-        dropped = [job_id for job_id in job_ids if job_id not in moved]
+def _unique_holders(
+    tr: Transaction, keys: QueueKeys, jobs: Sequence[Job]
+) -> dict[str, bytes | None]:
+    """``{unique key: id of the job holding it, or None}`` for the keys ``jobs`` carry,
+    in one batched read."""
+    wanted = list(dict.fromkeys(job.unique_key for job in jobs if job.unique_key is not None))
+    if not wanted:
+        return {}
+    held = tr.get_many([keys.unique(unique) for unique in wanted])
+    return dict(zip(wanted, held, strict=True))
+
+
+class Fate(enum.Enum):
+    """What becomes of a record a killed pass left staged on the destination."""
+
+    INSTALL = "install"  # the source deleted it, moved: it lives on here now
+    DROP = "drop"  # the source still holds it, or it ended there
+    KEEP = "keep"  # the source never knew it: another source's pass staged it
+
+
+def staged_fate(on_source: bytes | None, entry: bytes | None) -> Fate:
+    """The fate of a staged record from what the source holds for its id: the record
+    itself (a job, or a dead letter) and its directory entry."""
+    if on_source is not None:
+        return Fate.DROP
+    if entry is None:
+        return Fate.KEEP
+    return Fate.DROP if is_known(entry) else Fate.INSTALL
+
+
+def recover(source: Fenced, dest: Fenced, queue: str, tally: PassTally) -> None:
+    """Install or drop what a killed pass from this source left staged on the
+    destination (what another source's pass staged is left for its rerun)."""
+
+    def settle(installed: list[str], dropped: list[str]) -> None:
         count, uniques = dest.transact(_install, queue, installed, dropped)
         tally.jobs += count
         tally.unique_keys += uniques
+
+    sweep_staged(source, dest, MIGRATING, queue, _staged_fates, settle)
+
+
+def sweep_staged(
+    source: Fenced,
+    dest: Fenced,
+    space: Subspace,
+    queue: str,
+    fates: Callable[[Transaction, str, Sequence[str]], list[Fate]],
+    settle: Callable[[list[str], list[str]], None],
+) -> None:
+    """Page through the ids staged for ``queue`` under ``space`` on the destination,
+    ask the source their :class:`Fate` (``fates``, a transactional function), and pass
+    each page's ids to install and to drop to ``settle``."""
+    begin: bytes | None
+    begin, end = space.range((queue,))
+    while begin is not None:
+        rows = dest.db.transact(lambda tr, b=begin: tr.snapshot.get_range(b, end, limit=BATCH_JOBS))
+        begin = rows[-1][0] + b"\x00" if len(rows) == BATCH_JOBS else None
+        if not rows:
+            return
+        size = 0
+        for count, (key, value) in enumerate(rows, 1):  # an install rewrites every value
+            size += len(value)
+            if size >= BATCH_BYTES:
+                rows, begin = rows[:count], key + b"\x00"
+                break
+        job_ids = [str(space.unpack(key)[1]) for key, _ in rows]
+        found = source.db.transact(fates, queue, job_ids)
+        chosen = list(zip(job_ids, found, strict=True))
+        installed = [job_id for job_id, fate in chosen if fate is Fate.INSTALL]
+        dropped = [job_id for job_id, fate in chosen if fate is Fate.DROP]
+        if installed or dropped:
+            settle(installed, dropped)
+
+
+@transactional
+def _staged_fates(tr: Transaction, queue: str, job_ids: Sequence[str]) -> list[Fate]:
+    keys = queue_keys(queue)
+    records = tr.get_many([keys.job(job_id) for job_id in job_ids], snapshot=True)
+    entries = tr.get_many([JOB_DIRECTORY.pack((job_id,)) for job_id in job_ids], snapshot=True)
+    return [staged_fate(record, entry) for record, entry in zip(records, entries, strict=True)]
 
 
 @transactional
 def _moved_away(tr: Transaction, queue: str, job_ids: Sequence[str]) -> set[str]:
     """The ids among ``job_ids`` the source deleted with a ``moved`` tombstone."""
-    keys = queue_keys(queue)
-    records = tr.get_many([keys.job(job_id) for job_id in job_ids], snapshot=True)
-    entries = tr.get_many([JOB_DIRECTORY.pack((job_id,)) for job_id in job_ids], snapshot=True)
-    out = set()
-    for job_id, record, entry in zip(job_ids, records, entries, strict=True):
-        if record is None and entry is not None and not _known(entry):
-            out.add(job_id)
-    return out
+    fates = _staged_fates(tr, queue, job_ids)
+    return {job_id for job_id, fate in zip(job_ids, fates, strict=True) if fate is Fate.INSTALL}

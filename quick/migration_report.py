@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 __all__ = [
     "BATCH_BYTES",
     "BATCH_JOBS",
-    "COUNT_LIMIT",
     "PAGE",
     "MigrationReport",
     "PassTally",
+    "QUEUE_THREADS",
     "Refusal",
 ]
 
@@ -21,8 +21,10 @@ BATCH_JOBS = 200
 BATCH_BYTES = 1_000_000
 #: Keys per read transaction when listing queues, runs, schedules and staged jobs.
 PAGE = 500
-#: Most leftover job records a pass counts per queue for its report.
-COUNT_LIMIT = 10_000
+#: Queues a pass moves at once, each in a thread of its own: a queue takes a dozen
+#: short transactions in turn, so on a remote cluster a pass over hundreds of queues is
+#: bound by round trips, not by either store; a few at once stay gentle on both.
+QUEUE_THREADS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +41,9 @@ class MigrationReport:
 
     ``duplicates`` are source jobs whose id the destination already knew (deleted from
     the source without a copy); ``leased`` are jobs left because a consumer holds them;
-    ``remaining`` counts the jobs still on the source in the queues the pass took.
+    ``remaining`` counts the jobs still on the source in the queues the pass took;
+    ``busy`` are queues another pass was moving (this one left them to it);
+    ``tombstones`` are finished jobs' directory entries copied so their ids still dedupe.
     """
 
     queues: tuple[str, ...] = ()
@@ -51,11 +55,14 @@ class MigrationReport:
     leased: int = 0
     remaining: int = 0
     refused: tuple[Refusal, ...] = ()
+    busy: tuple[str, ...] = ()
+    tombstones: int = 0
 
     @property
     def finished(self) -> bool:
-        """True when every queue taken is empty on the source and none was refused."""
-        return self.remaining == 0 and not self.refused
+        """True when every queue taken is empty on the source, none was refused, and no
+        other pass was still moving one."""
+        return self.remaining == 0 and not self.refused and not self.busy
 
     def plus(self, later: MigrationReport) -> MigrationReport:
         """This pass followed by ``later``: sums of what moved, ``later``'s leftovers."""
@@ -69,6 +76,8 @@ class MigrationReport:
             leased=later.leased,
             remaining=later.remaining,
             refused=later.refused,
+            busy=later.busy,
+            tombstones=self.tombstones + later.tombstones,
         )
 
 
@@ -85,6 +94,22 @@ class PassTally:
     leased: int = 0
     remaining: int = 0
     refused: list[Refusal] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)
+    tombstones: int = 0
+
+    def absorb(self, other: PassTally) -> None:
+        """Add the totals of ``other`` (one queue's, moved in another thread)."""
+        self.queues += other.queues
+        self.jobs += other.jobs
+        self.dead_letters += other.dead_letters
+        self.unique_keys += other.unique_keys
+        self.cron_schedules += other.cron_schedules
+        self.duplicates += other.duplicates
+        self.leased += other.leased
+        self.remaining += other.remaining
+        self.refused += other.refused
+        self.busy += other.busy
+        self.tombstones += other.tombstones
 
     def report(self) -> MigrationReport:
         return MigrationReport(
@@ -97,4 +122,6 @@ class PassTally:
             leased=self.leased,
             remaining=self.remaining,
             refused=tuple(self.refused),
+            busy=tuple(dict.fromkeys(self.busy)),
+            tombstones=self.tombstones,
         )

@@ -1,11 +1,12 @@
 """Fuzz the public Python API: hostile arguments must be refused cleanly, and a refused
 call must not have written to the store.
 
-Usage: ``python scripts/fuzz_api.py --cases N --seed S [--show K]``
+Usage: ``python scripts/fuzz_api.py --cases N --seed S [--show K] [--only NAME ...]``
 
 Each case calls one public function of :mod:`quick` (enqueue, enqueue_many, claim,
 complete, fail, snooze, release, discard, dead_letter, heartbeat, cancel,
-requeue_dead, schedule, remove_schedule, get_job, job_state, list_jobs, purge_dead)
+requeue_dead, schedule, remove_schedule, set_queue_limits, get_job, job_state, list_jobs,
+purge_dead)
 with random arguments, many hostile: wrong types, huge ints, NaN and infinities,
 odd unicode and lone surrogates, nested and oversize payloads (near the 100,000-byte
 value limit), bad queue names, claims that were forged or already settled. A case
@@ -233,6 +234,23 @@ def _remove_schedule(db: Database, rng: random.Random) -> Callable[[], Any]:
     return lambda: quick.remove_schedule(db, name)
 
 
+#: Limits beyond :func:`_number`: past a float, past msgpack, too slow to mean anything,
+#: and each bound and its neighbour.
+LIMIT_NUMBERS = [2**70, 10**400, -(10**400), 1e-300, 1 / 86_400, 1 / 86_401, 1_000_000,
+                 1_000_001, 1e6 + 0.5, 5]  # fmt: skip
+
+
+@_case("set_queue_limits")
+def _set_limits(db: Database, rng: random.Random) -> Callable[[], Any]:
+    def limit() -> Any:
+        roll = rng.random()
+        return None if roll < 0.2 else rng.choice(LIMIT_NUMBERS) if roll < 0.6 else _number(rng)
+
+    queue = rng.choice(["q", "*", _text(rng)])
+    running, rate = limit(), limit()
+    return lambda: quick.set_queue_limits(db, queue, max_running=running, max_per_second=rate)
+
+
 @_case("read")
 def _read(db: Database, rng: random.Random) -> Callable[[], Any]:
     value = _text(rng)
@@ -270,13 +288,16 @@ def _where(error: BaseException) -> str:
     return f"{Path(last.filename).name}:{last.lineno}"
 
 
-def fuzz(cases: int, seed: int, tmp: Path) -> tuple[list[Failure], Counter[str]]:
-    """Run ``cases`` random calls against a fresh store in ``tmp``; (failures, outcomes)."""
+def fuzz(
+    cases: int, seed: int, tmp: Path, only: list[str] | None = None
+) -> tuple[list[Failure], Counter[str]]:
+    """Run ``cases`` random calls (of the ``only`` functions, else of all) against a fresh
+    store in ``tmp``; (failures, outcomes)."""
     rng = random.Random(seed)
     failures: list[Failure] = []
     outcomes: Counter[str] = Counter()
     with quick.open(f"sqlite:///{tmp / 'fuzz.db'}") as db:
-        names = sorted(CASES)
+        names = sorted(only or CASES)
         for case in range(cases):
             name = rng.choice(names)
             try:
@@ -311,10 +332,13 @@ def main() -> int:
     parser.add_argument("--cases", type=int, default=1000, help="How many random calls.")
     parser.add_argument("--seed", type=int, default=1, help="Seed of the random calls.")
     parser.add_argument("--show", type=int, default=3, help="Failures shown per group.")
+    parser.add_argument(
+        "--only", nargs="+", choices=sorted(CASES), help="Call only these functions."
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        failures, outcomes = fuzz(args.cases, args.seed, Path(tmp))
+        failures, outcomes = fuzz(args.cases, args.seed, Path(tmp), args.only)
     elapsed = time.perf_counter() - started
     groups: dict[tuple[str, str], list[Failure]] = {}
     for failure in failures:

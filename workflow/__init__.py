@@ -11,6 +11,7 @@ in one transaction. Read runs with :func:`inspect_run`, :func:`explain_run` and
 from workflow.definition import StepKind, StepSpec, Workflow
 from workflow.errors import (
     BlankStepKey,
+    CorruptRun,
     CycleError,
     DefinitionError,
     DuplicateStep,
@@ -40,6 +41,7 @@ from workflow.views import (
 
 __all__ = [
     "BlankStepKey",
+    "CorruptRun",
     "CycleError",
     "DefinitionError",
     "DuplicateStep",

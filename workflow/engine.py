@@ -39,10 +39,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from keyspace.codec import pack_value
+from keyspace.layout import JOB_DIRECTORY, WF_RUNS, WF_STEPS, queue_keys
 from keyspace.limits import VALUE_LIMIT
 from keyspace.protocol import Transaction
 from quick import extensions
-from quick.enqueueing import prepare, store_new
+from quick.corruption import UNREADABLE
+from quick.enqueueing import prepare, queue_reads, store_new
 from quick.errors import InvalidArgument, InvalidPayload, JobRunning
 from quick.operations import cancel as cancel_job
 from quick.retrying import attempt_limit
@@ -57,6 +59,7 @@ from workflow.records import (
     TERMINAL_RUN,
     RunStatus,
     StepStatus,
+    corrupt_run,
     read_run,
     read_step,
     set_run_status,
@@ -124,8 +127,12 @@ class Run:
         self.id = run_id
         self.now = now
         self.record = run if run is not None else read_run(tr, run_id)
-        self.definition = _definition(run_id, self.record)
+        try:
+            self.definition = _definition(run_id, self.record)
+        except UNREADABLE as error:
+            raise corrupt_run(run_id, WF_RUNS.pack((run_id,)), error) from None
         self.journal = events.Journal(tr, run_id, now)
+        self._fetched: set[str] = set()
 
     @property
     def status(self) -> RunStatus:
@@ -148,7 +155,31 @@ class Run:
         return True
 
     def step(self, key: str) -> dict[str, Any]:
+        self._fetched.add(key)
         return read_step(self.tr, self.id, key)
+
+    def prefetch(self, keys: Iterable[str]) -> None:
+        """Fetch the records of steps ``keys``, and what enqueueing a step's item on the
+        run's queue reads, in one round trip adding no conflicts, so the :meth:`step`
+        reads and enqueues that follow are answered by the transaction (each read still
+        adds its read conflict, so contention is as if it had gone to the store)."""
+        wanted = [key for key in dict.fromkeys(keys) if key not in self._fetched]
+        if wanted:
+            self._fetched.update(wanted)
+            step_keys = [WF_STEPS.pack((self.id, key)) for key in wanted]
+            self.tr.get_many([*step_keys, *queue_reads(self.record["q"])], snapshot=True)
+
+    def prefetch_items(self, keys: Iterable[str]) -> None:
+        """Fetch, in one round trip and adding no conflicts, what withdrawing the queued
+        items of steps ``keys`` reads (their directory entries and job records)."""
+        queue = queue_keys(self.record["q"])
+        wanted: list[bytes] = []
+        for key in keys:
+            job_id = self.step(key).get("j")
+            if isinstance(job_id, str):
+                wanted += [JOB_DIRECTORY.pack((job_id,)), queue.job(job_id)]
+        if wanted:
+            self.tr.get_many(wanted, snapshot=True)
 
     def save(self, key: str, record: dict[str, Any]) -> None:
         write_step(self.tr, self.id, key, record)
@@ -201,14 +232,19 @@ def make_runnable(run: Run, key: str) -> None:
             now=run.now,
             extension=data,
         )
-    job_id = store_new(run.tr, job)
+    # The job id is new in every try of this body, so no earlier try can hold it: the
+    # directory lookup a retried enqueue needs is skipped (first_try).
+    job_id = store_new(run.tr, job, first_try=True)
     step.update(ss=StepStatus.SCHEDULED.value, j=job_id, n=due)
     run.save(key, step)
     run.journal.append(events.STEP_SCHEDULED, key, due_ms=due, job_id=job_id)
 
 
 def schedule_ready(run: Run, keys: Iterable[str]) -> None:
-    """Make runnable each of ``keys`` whose dependencies have all succeeded."""
+    """Make runnable each of ``keys`` whose dependencies have all succeeded (their
+    records and their dependencies' are read in one round trip first)."""
+    keys = list(keys)
+    run.prefetch([*keys, *(dep for key in keys for dep in run.definition.steps[key].after)])
     for key in keys:
         after = run.definition.steps[key].after
         if all(run.step(dep)["ss"] == StepStatus.SUCCEEDED for dep in after):
@@ -216,11 +252,19 @@ def schedule_ready(run: Run, keys: Iterable[str]) -> None:
 
 
 def succeed(run: Run, key: str, step: dict[str, Any], output: Any) -> None:
+    successors = run.definition.successors[key]
+    run.prefetch(
+        [
+            *successors,
+            *(dep for other in successors for dep in run.definition.steps[other].after),
+            *run.definition.sinks,
+        ]
+    )
     step.update(ss=StepStatus.SUCCEEDED.value, out=output, f=run.now, e=None)
     run.save(key, step)
     run.journal.append(events.STEP_SUCCEEDED, key, output=output)
     run.hook(hooks.STEP_SUCCEEDED, StepStatus.SUCCEEDED.value, key, output=output)
-    schedule_ready(run, run.definition.successors[key])
+    schedule_ready(run, successors)
     sinks = run.definition.sinks
     finished = key in sinks and run.status not in TERMINAL_RUN
     if finished and all(run.step(s)["ss"] == StepStatus.SUCCEEDED for s in sinks if s != key):
@@ -263,6 +307,8 @@ def hold(run: Run, key: str, step: dict[str, Any]) -> None:
 def end_unfinished(run: Run, status: StepStatus, reason_for: Any) -> None:
     """Move every unfinished step to ``status`` (skipped or cancelled), withdrawing items."""
     kind = events.STEP_SKIPPED if status is StepStatus.SKIPPED else events.STEP_CANCELLED
+    run.prefetch(run.definition.steps)
+    run.prefetch_items(run.definition.steps)
     for key in run.definition.steps:
         step = run.step(key)
         if step["ss"] in FINISHED_STEP:

@@ -20,6 +20,7 @@ __all__ = [
     "InvalidStepOption",
     "UnknownTopic",
     "RunNotFound",
+    "CorruptRun",
     "InvalidRunState",
     "InvalidSignal",
 ]
@@ -96,6 +97,18 @@ class RunNotFound(WorkflowError, LookupError):
     def __init__(self, run_id: str) -> None:
         super().__init__(f"no workflow run {run_id!r}")
         self.run_id = run_id
+
+
+class CorruptRun(WorkflowError):
+    """A run's stored record (or its journal) does not decode to a run: ``key`` names the
+    record and ``reason`` says why. Nothing is written to a corrupt run."""
+
+    def __init__(self, run_id: str, key: bytes, where: str, reason: str) -> None:
+        super().__init__(f"run {run_id!r}: corrupt record at {where}: {reason}")
+        self.run_id = run_id
+        self.key = key
+        self.where = where
+        self.reason = reason
 
 
 class InvalidRunState(WorkflowError):

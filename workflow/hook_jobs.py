@@ -51,4 +51,4 @@ def enqueue_hook(
         now=now,
         extension={extensions.MODULE_FIELD: MODULE, "xk": HOOK_ITEM},
     )
-    store_new(tr, job)
+    store_new(tr, job, first_try=True)  # a fresh id in every try: nothing can hold it

@@ -17,10 +17,12 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from keyspace.codec import pack_value, unpack_value
+from keyspace.codec import CorruptValue, pack_value, unpack_value
 from keyspace.layout import WF_JOURNAL
 from keyspace.protocol import ReadView, Transaction
 from keyspace.subspace import Versionstamp
+from quick.corruption import UNREADABLE
+from workflow.records import corrupt_run
 
 __all__ = ["Event", "Journal", "read_journal", "StepFacts", "RunFacts", "fold"]
 
@@ -84,19 +86,23 @@ class Journal:
 
 
 def read_journal(view: ReadView, run_id: str) -> list[Event]:
-    """The run's events in commit order."""
+    """The run's events in commit order; CorruptRun naming an event that does not decode."""
     events = []
     for key, value in view.get_range(*WF_JOURNAL.range((run_id,))):
-        record = unpack_value(value)
-        events.append(
-            Event(
+        try:
+            record = unpack_value(value)
+            event = Event(
                 kind=record["ev"],
                 at_ms=record["at"],
                 step=record["sk"],
                 details=dict(record["det"]),
                 position=key,
             )
-        )
+            if not (isinstance(event.kind, str) and type(event.at_ms) is int):
+                raise CorruptValue(f"an event of the wrong shape: {record!r}")
+        except UNREADABLE as error:
+            raise corrupt_run(run_id, key, error) from None
+        events.append(event)
     return events
 
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from keyspace.codec import pack_value, unpack_value
+from keyspace.codec import CorruptValue, pack_value, unpack_value
 from keyspace.layout import WF_BY_STATUS, WF_RUNS, WF_STEPS
 from keyspace.protocol import ReadView, Transaction
-from workflow.errors import RunNotFound
+from quick.corruption import UNREADABLE, CorruptRecord
+from workflow.errors import CorruptRun, RunNotFound
 
 __all__ = [
     "RunStatus",
@@ -23,6 +24,8 @@ __all__ = [
     "TERMINAL_RUN",
     "FINISHED_STEP",
     "read_run",
+    "decode_run",
+    "corrupt_run",
     "write_run",
     "set_run_status",
     "read_step",
@@ -55,12 +58,45 @@ FINISHED_STEP = frozenset(
 )
 
 
+#: The fields every run record has, and their types (``i``, the input, may be anything).
+RUN_FIELDS: dict[str, type] = {"w": str, "rs": str, "q": str, "c": int, "df": list}
+
+
 def read_run(view: ReadView, run_id: str) -> dict[str, Any]:
-    """The run record; RunNotFound when there is none."""
+    """The run record; RunNotFound when there is none, CorruptRun when it is not a run."""
     data = view.get(WF_RUNS.pack((run_id,)))
     if data is None:
         raise RunNotFound(run_id)
-    return dict(unpack_value(data))
+    return decode_run(run_id, data)
+
+
+def decode_run(run_id: str, data: bytes) -> dict[str, Any]:
+    """The run record stored as ``data``, its fields' types checked.
+
+    Raises:
+        CorruptRun: naming the record's key, when ``data`` is not a run record.
+    """
+    try:
+        record = unpack_value(data)
+        if not isinstance(record, dict):
+            raise CorruptValue(f"a {type(record).__name__}, not a map")
+        for name, kind in RUN_FIELDS.items():
+            value = record.get(name)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise CorruptValue(f"field {name!r} is {value!r}, not a {kind.__name__}")
+        finished = record.get("f")
+        if finished is not None and (not isinstance(finished, int) or isinstance(finished, bool)):
+            raise CorruptValue(f"field 'f' is {finished!r}, not a time")
+        RunStatus(record["rs"])
+    except UNREADABLE as error:
+        raise corrupt_run(run_id, WF_RUNS.pack((run_id,)), error) from None
+    return dict(record)
+
+
+def corrupt_run(run_id: str, key: bytes, error: Exception) -> CorruptRun:
+    """The CorruptRun for ``error``, raised reading the record at ``key`` of run ``run_id``."""
+    record = CorruptRecord.of(key, error)
+    return CorruptRun(run_id, key, record.where, record.error)
 
 
 def write_run(tr: Transaction, run_id: str, run: dict[str, Any]) -> None:

@@ -96,6 +96,8 @@ def pause_run(tr: Transaction, run_id: str) -> None:
     if not run.steer(RunStatus.PAUSED, "pause"):
         return
     run.journal.append(events.RUN_PAUSED)
+    run.prefetch(run.definition.steps)
+    run.prefetch_items(run.definition.steps)
     for key, spec in run.definition.steps.items():
         step = run.step(key)
         if spec.kind is StepKind.TASK and step["ss"] == StepStatus.SCHEDULED:
@@ -134,6 +136,7 @@ def _retry(tr: Transaction, run_id: str, retry_id: str) -> None:
         raise InvalidRunState(run_id, run.status.value, "retry")
     run.record.update(rt=retry_id, f=None, why=None)
     run.set_status(RunStatus.RUNNING)
+    run.prefetch(run.definition.steps)
     reset = []
     for key in run.definition.steps:
         step = run.step(key)

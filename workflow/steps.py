@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from keyspace.layout import WF_RUNS, WF_STEPS
 from keyspace.protocol import Transaction
 from quick import extensions
 from quick.app import JobConfig
@@ -74,10 +75,12 @@ class StepExtension:
         data = claim.extension or {}
         if data.get("xk") == HOOK_ITEM:
             return None
+        key = data["sk"]
+        # The run and the step, in one round trip (each read below still adds its conflict).
+        tr.get_many([WF_RUNS.pack((data["ri"],)), WF_STEPS.pack((data["ri"], key))], snapshot=True)
         run = Run(tr, data["ri"], now)
         if run.status in TERMINAL_RUN:
             return None
-        key = data["sk"]
         step = run.step(key)
         if step.get("j") != claim.job_id or step["ss"] in FINISHED_STEP:
             return None

@@ -12,13 +12,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from keyspace.codec import CorruptValue, unpack_value
 from keyspace.layout import WF_BY_STATUS, WF_RUNS
 from keyspace.protocol import Database, ReadView, Transaction
-from quick.corruption import CorruptRecord
+from quick.corruption import UNREADABLE, CorruptRecord
+from quick.inspection import Listing
 from workflow import journal as events
 from workflow.definition import Definition, StepKind
-from workflow.records import RunStatus, read_run
+from workflow.errors import CorruptRun
+from workflow.records import RunStatus, corrupt_run, decode_run, read_run
 
 __all__ = [
     "StepView",
@@ -28,8 +29,10 @@ __all__ = [
     "inspect_run",
     "explain_run",
     "list_runs",
+    "read_runs",
     "RunPage",
     "page_runs",
+    "RUN_PAGE",
     "layers",
 ]
 
@@ -115,7 +118,10 @@ def _when(ms: int) -> str:
 
 def _read(view: ReadView, run_id: str) -> RunView:
     record = read_run(view, run_id)
-    definition = Definition.from_record(record["w"], record["df"])
+    try:
+        definition = Definition.from_record(record["w"], record["df"])
+    except UNREADABLE as error:
+        raise corrupt_run(run_id, WF_RUNS.pack((run_id,)), error) from None
     journal = events.read_journal(view, run_id)
     facts = events.fold(list(definition.steps), journal)
     steps = {}
@@ -155,6 +161,7 @@ def inspect_run(db: Database | Transaction, run_id: str) -> RunView:
 
     Raises:
         RunNotFound: no run has this id.
+        CorruptRun: its record or journal does not decode (the error names the key).
     """
     if isinstance(db, Transaction):
         return _read(db.snapshot, run_id)
@@ -233,6 +240,10 @@ def explain(run: RunView) -> Explanation:
     )
 
 
+#: Index entries (and run records) :func:`list_runs` reads per transaction.
+RUN_PAGE = 200
+
+
 def list_runs(
     db: Database | Transaction,
     *,
@@ -242,36 +253,52 @@ def list_runs(
 ) -> list[RunSummary]:
     """Runs, optionally of one workflow and/or in one status: the newest ``limit``.
 
-    Reads the whole by-status index for the statuses asked (one snapshot); the index
-    is not ordered by time, so narrow by status on stores with very many runs.
+    The by-status index is not ordered by time, so every entry of the statuses asked is
+    read, as :func:`page_runs` pages of :data:`RUN_PAGE`: given a database, each page in
+    its own transaction, so a store of any size lists without passing FoundationDB's
+    5-second limit. Each page is one snapshot, the listing is not: a run that changes
+    status while it runs may be missed, or met twice (the later read is kept). Given a
+    transaction, every page is read in it. A run record that does not decode is left
+    out (:func:`read_runs` names it). Narrow by status on stores with very many runs.
 
     Raises:
         ValueError: ``status`` is not a run status.
     """
-    statuses = [RunStatus(status)] if status is not None else list(RunStatus)
+    return read_runs(db, workflow=workflow, status=status, limit=limit).items
 
-    def body(tr: Transaction) -> list[RunSummary]:
-        out: list[RunSummary] = []
-        for state in statuses:
-            prefix: tuple[Any, ...] = (
-                (state.value,) if workflow is None else (state.value, workflow)
-            )
-            index = tr.snapshot.get_range(*WF_BY_STATUS.range(prefix))
-            run_ids = [WF_BY_STATUS.unpack(key)[2] for key, _ in index]
-            records = tr.get_many([WF_RUNS.pack((run_id,)) for run_id in run_ids], snapshot=True)
-            for run_id, data in zip(run_ids, records, strict=True):
-                if data is not None:
-                    out.append(_summary(run_id, data))
-        out.sort(key=lambda run: run.created_ms, reverse=True)
-        return out[:limit]
 
-    if isinstance(db, Transaction):
-        return body(db)
-    return db.transact(body)
+def read_runs(
+    db: Database | Transaction,
+    *,
+    workflow: str | None = None,
+    status: str | None = None,
+    limit: int = 1000,
+) -> Listing[RunSummary]:
+    """:func:`list_runs`, and the run records (or index entries) it skipped because they
+    do not decode, each named by its key.
+
+    Raises:
+        ValueError: ``status`` is not a run status.
+    """
+    runs: dict[str, RunSummary] = {}
+    skipped: dict[bytes, CorruptRecord] = {}
+    after: tuple[str, str, str] | None = None
+    while True:
+        page = page_runs(db, workflow=workflow, status=status, after=after, limit=RUN_PAGE)
+        for run in page.runs:
+            if isinstance(run, RunSummary):
+                runs[run.run_id] = run
+            else:
+                skipped[run.key] = run
+        if page.after is None:
+            break
+        after = page.after
+    newest = sorted(runs.values(), key=lambda run: run.created_ms, reverse=True)
+    return Listing[RunSummary].of([*newest[:limit], *skipped.values()])
 
 
 def _summary(run_id: str, data: bytes) -> RunSummary:
-    record = unpack_value(data)
+    record = decode_run(run_id, data)
     return RunSummary(
         run_id=run_id,
         workflow=record["w"],
@@ -280,6 +307,13 @@ def _summary(run_id: str, data: bytes) -> RunSummary:
         created_ms=record["c"],
         finished_ms=record.get("f"),
     )
+
+
+def _summary_or_corrupt(run_id: str, data: bytes) -> RunSummary | CorruptRecord:
+    try:
+        return _summary(run_id, data)
+    except CorruptRun as error:
+        return CorruptRecord(key=error.key, error=error.reason)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -299,7 +333,8 @@ def page_runs(
     limit: int = 50,
 ) -> RunPage:
     """A page of runs in index order (status, workflow, run id), reading only ``limit``
-    run records however many runs there are: what a screen of runs needs.
+    run records however many runs there are: what a screen of runs needs. One range
+    read per status it reaches, then every record at once.
 
     ``after`` is the previous page's :attr:`RunPage.after`. A run record that does not
     decode is a :class:`CorruptRecord` in its place.
@@ -311,7 +346,8 @@ def page_runs(
     statuses.sort(key=lambda state: state.value)
 
     def body(tr: Transaction) -> RunPage:
-        out: list[RunSummary | CorruptRecord] = []
+        found: list[str] = []
+        bad: list[CorruptRecord] = []
         last: tuple[str, str, str] | None = None
         for state in statuses:
             if after is not None and state.value < after[0]:
@@ -322,20 +358,30 @@ def page_runs(
             begin, end = WF_BY_STATUS.range(prefix)
             if after is not None and state.value == after[0]:
                 begin = max(begin, WF_BY_STATUS.pack(after) + b"\x00")
-            for key, _ in tr.snapshot.get_range(begin, end, limit=limit - len(out)):
-                _, name, run_id = WF_BY_STATUS.unpack(key)
-                last = (state.value, name, run_id)
-                run_key = WF_RUNS.pack((run_id,))
-                data = tr.snapshot.get(run_key)
-                if data is None:
-                    continue
-                try:
-                    out.append(_summary(run_id, data))
-                except (CorruptValue, KeyError, TypeError, ValueError) as error:
-                    out.append(CorruptRecord(key=run_key, error=f"{type(error).__name__}: {error}"))
-            if len(out) >= limit:
-                return RunPage(runs=out, after=last)
-        return RunPage(runs=out, after=None)
+            while len(found) < limit:
+                wanted = limit - len(found)
+                rows = tr.snapshot.get_range(begin, end, limit=wanted)
+                for key, _ in rows:
+                    try:
+                        _, name, run_id = WF_BY_STATUS.unpack(key)
+                        if not isinstance(run_id, str) or not isinstance(name, str):
+                            raise ValueError(f"run id {run_id!r} is not text")
+                    except Exception as error:  # fdb.tuple raises several kinds on foreign bytes
+                        bad.append(CorruptRecord.of(key, error))
+                        continue
+                    last = (state.value, name, run_id)
+                    found.append(run_id)
+                if len(rows) < wanted:
+                    break
+                begin = rows[-1][0] + b"\x00"  # past index entries that did not decode
+            if len(found) >= limit:
+                break
+        run_keys = [WF_RUNS.pack((run_id,)) for run_id in found]
+        out: list[RunSummary | CorruptRecord] = list(bad)
+        for run_id, data in zip(found, tr.get_many(run_keys, snapshot=True), strict=True):
+            if data is not None:
+                out.append(_summary_or_corrupt(run_id, data))
+        return RunPage(runs=out, after=last if len(found) >= limit else None)
 
     if isinstance(db, Transaction):
         return body(db)

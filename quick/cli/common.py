@@ -50,6 +50,7 @@ __all__ = [
     "open_store",
     "open_url",
     "parse_payload",
+    "sqlite_path",
     "store_location",
     "store_url",
     "usage_problem",
@@ -151,15 +152,21 @@ def store_url(ctx: click.Context) -> str:
     return settings.db if settings is not None else keyspace.resolve_url()
 
 
-def store_location(url: str) -> str:
-    """The URL, and for a sqlite URL the absolute path it resolves to (three slashes mean
-    a path relative to the working directory, four an absolute one)."""
+def sqlite_path(url: str) -> str | None:
+    """The absolute path of a sqlite URL's file (three slashes mean a path relative to the
+    working directory, four an absolute one); None for other URLs."""
     parts = urlsplit(url)
     if parts.scheme != "sqlite" or parts.netloc:
-        return url
+        return None
     path = unquote(parts.path)
     path = path[1:] if path.startswith("/") else path
-    return f"{url} (file {os.path.abspath(path)})" if path else url
+    return os.path.abspath(path) if path else None
+
+
+def store_location(url: str) -> str:
+    """The URL, and for a sqlite URL the absolute path it resolves to."""
+    path = sqlite_path(url)
+    return f"{url} (file {path})" if path else url
 
 
 @contextmanager
@@ -178,6 +185,11 @@ def open_store(ctx: click.Context) -> Iterator[Database]:
 @contextmanager
 def open_url(url: str) -> Iterator[Database]:
     """The store at ``url``, open for the ``with`` body; errors as :func:`open_store`."""
+    if not url.strip():
+        raise UsageProblem(
+            "--db is empty: give a database URL such as sqlite:///./quick.db, or leave "
+            "--db out to use $QUICK_DB or the default"
+        )
     try:
         db = keyspace.open(url)
     except InvalidURL as error:
@@ -195,8 +207,21 @@ def open_url(url: str) -> Iterator[Database]:
         raise Unavailable(f"{store_location(url)}: {error}") from None
     except QuickError as error:
         raise Refused(str(error)) from None
+    except ExceptionGroup as group:
+        # trio's nurseries (a worker) raise a child's error inside a group: a store that
+        # fails under a worker exits 3 naming it, as it does under any other command.
+        storage, rest = group.split(StorageError)
+        if storage is None or rest is not None:
+            raise
+        raise Unavailable(f"{store_location(url)}: {_first(storage)}") from None
     finally:
         db.close()
+
+
+def _first(group: BaseExceptionGroup[StorageError]) -> StorageError:
+    """The first error of a (possibly nested) group."""
+    first = group.exceptions[0]
+    return _first(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def parse_payload(text: str | None, option: str = "--payload") -> Any:
@@ -218,6 +243,8 @@ OPTION_OF = {
     "priority": "--priority",
     "max_attempts": "--max-attempts",
     "tz": "--tz",
+    "max_running": "--max-running",
+    "max_per_second": "--max-per-second",
 }
 
 

@@ -39,6 +39,12 @@ def check(ctx: click.Context, as_json: bool, deep: bool, repair: bool) -> None:
     Writes a few keys under a scratch prefix, reads them back (point, range, atomic
     add, versionstamp), then clears them: a quick health check of an engine. With
     --deep, checks the stored data instead (exit code 1 when problems are left).
+
+    --deep reads the store in many short snapshots, so on a busy store (workers and
+    producers running) it can report transient false problems: a job seen between its
+    record and its index entry, or a counter read before the jobs it counts. Rerun it,
+    and trust what persists; or run it on an idle store (workers stopped). --repair
+    re-reads each queue it fixes in one transaction, so it never undoes live work.
     """
     if repair and not deep:
         raise UsageProblem("--repair needs --deep")

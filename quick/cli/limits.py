@@ -6,6 +6,7 @@ import click
 
 import quick
 from quick.cli.common import ID, open_store, usage_problem
+from quick.limits import MAX_PER_SECOND, MAX_RUNNING
 
 __all__ = ["limits"]
 
@@ -30,8 +31,17 @@ def limits() -> None:
 
 @limits.command("set", help=f"Set the limits of QUEUE (replacing its old ones). {QUEUE_HELP}")
 @click.argument("queue")
-@click.option("--max-running", type=int, help="Most jobs of the queue running at once.")
-@click.option("--max-per-second", type=float, help="Most jobs of the queue started per second.")
+@click.option(
+    "--max-running",
+    type=int,
+    help=f"Most jobs of the queue running at once: 1 to {MAX_RUNNING:,}.",
+)
+@click.option(
+    "--max-per-second",
+    type=float,
+    help="Most jobs of the queue started per second: at least 1/86400 (0.0000116, one job "
+    f"a day; slower would freeze the queue), at most {MAX_PER_SECOND:,}.",
+)
 @click.pass_context
 def limits_set(
     ctx: click.Context, queue: str, max_running: int | None, max_per_second: float | None

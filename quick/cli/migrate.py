@@ -31,7 +31,8 @@ PASS_WAIT = 0.5
     type=click.FloatRange(min=0),
     default=300.0,
     show_default=True,
-    help="Seconds to keep passing while consumers on the source hold leased jobs.",
+    help="Seconds to keep passing while consumers on the source hold leased jobs, or "
+    "another quick migrate run is moving a queue.",
 )
 @click.option(
     "--batch-size",
@@ -61,14 +62,21 @@ def migrate_command(
     ordered by its own cluster's commit versions and cannot move while steps settle;
     finish or cancel the run first (finished runs stay on the source as history).
 
+    Two runs at once never lose or duplicate a job: each queue moves under a lease in
+    both stores, and a run waits (up to --timeout) for a queue another run is moving.
+    Finished jobs' ids move too (within their retention), so they still dedupe.
+
     Exits 0 when everything moved, 1 when a queue was refused or jobs were still leased
-    at --timeout (rerun to continue), 2 for a bad URL, 3 when a store cannot be used.
+    (or another run still moving a queue) at --timeout (rerun to continue), 2 for a bad
+    URL, an unknown queue, or a destination that is the source under another name, 3
+    when a store cannot be used.
     """
+    if not destination.strip():
+        raise UsageProblem("--to is empty; name the destination store, e.g. sqlite:///./new.db")
     with open_store(ctx) as source, open_url(destination) as dest:
         deadline = time.monotonic() + timeout
         total = MigrationReport()
         try:
-            dest.transact(lambda tr: tr.get(b"\xff"))  # fails now, before the source changes
             while True:
                 total = total.plus(migrate(source, dest, queues or None, batch_size=batch_size))
                 if total.finished or total.refused or time.monotonic() >= deadline:
@@ -81,6 +89,11 @@ def migrate_command(
     _show(total, as_json)
     if total.refused:
         raise Refused(f"{len(total.refused)} refusal(s); see above")
+    if total.busy:
+        raise Refused(
+            f"{len(total.busy)} queue(s) still being moved by another quick migrate after "
+            f"{timeout:g} s: {', '.join(total.busy)}; rerun quick migrate to continue"
+        )
     if total.remaining:
         raise Refused(
             f"{total.remaining} job(s) still on the source ({total.leased} leased) "
@@ -100,6 +113,8 @@ def _show(report: MigrationReport, as_json: bool) -> None:
                 "duplicates": report.duplicates,
                 "leased": report.leased,
                 "remaining": report.remaining,
+                "tombstones": report.tombstones,
+                "busy": list(report.busy),
                 "refused": [{"queue": r.queue, "reason": r.reason} for r in report.refused],
             }
         )
@@ -107,7 +122,8 @@ def _show(report: MigrationReport, as_json: bool) -> None:
     click.echo(
         f"moved {len(report.queues)} queue(s): {report.jobs} job(s), "
         f"{report.dead_letters} dead letter(s), {report.unique_keys} unique key(s), "
-        f"{report.cron_schedules} cron schedule(s); {report.duplicates} duplicate(s) dropped"
+        f"{report.cron_schedules} cron schedule(s), {report.tombstones} finished job id(s); "
+        f"{report.duplicates} duplicate(s) dropped"
     )
     for refusal in report.refused:
         click.echo(f"refused {refusal.queue}: {refusal.reason}", err=True)

@@ -17,7 +17,7 @@ from quick.cli.common import (
     usage_problem,
     warn_skipped,
 )
-from quick.inspection import read_queues
+from quick.inspection import read_all_queues
 from quick.jobs import now_ms
 
 __all__ = ["enqueue", "queues", "jobs"]
@@ -66,7 +66,7 @@ def enqueue(
 def queues(ctx: click.Context, as_json: bool) -> None:
     """Queues with work, and their job counts by state."""
     with open_store(ctx) as db:
-        listing = read_queues(db)
+        listing = read_all_queues(db)
     warn_skipped(listing.skipped)
     rows = listing.items
     if as_json:

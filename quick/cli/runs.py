@@ -7,7 +7,9 @@ imports :mod:`workflow` at module level: each command imports what it uses, so
 Exit codes follow :mod:`quick.cli.common`: 2 for a usage mistake (a bad ``--status`` or
 ``--payload``), 3 when the store is unavailable, 4 when the run does not exist, and 1
 when the run is not in a state the action applies to (an ended run, a step that is not
-an external step waiting for a signal).
+an external step waiting for a signal) or its record is corrupt (the message names the
+key; the rest of the store is usable, so this is not exit 3). ``runs list`` skips a
+corrupt run and names it on stderr, as ``queues`` and ``dlq list`` do.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from quick.cli.common import (
     open_store,
     parse_payload,
     usage_problem,
+    warn_skipped,
     when,
 )
 
@@ -196,14 +199,17 @@ def runs() -> None:
 def runs_list(
     ctx: click.Context, workflow: str | None, status: str | None, limit: int, as_json: bool
 ) -> None:
-    """Runs, newest first."""
-    from workflow import RunStatus, list_runs
+    """Runs, newest first (a corrupt one is named on stderr and skipped)."""
+    from workflow import RunStatus
+    from workflow.views import read_runs
 
     if status is not None and status not in set(RunStatus):
         choices = ", ".join(RunStatus)
         raise UsageProblem(f"--status {status!r}: choose one of {choices}")
     with _store(ctx) as db:
-        found = list_runs(db, workflow=workflow, status=status, limit=limit)
+        listing = read_runs(db, workflow=workflow, status=status, limit=limit)
+    warn_skipped(listing.skipped)
+    found = listing.items
     rows = [
         {
             "run_id": run.run_id,

@@ -6,9 +6,11 @@ child that ends while the supervisor is not stopping died (a crash, ``kill -9``,
 OOM killer): the death is logged with its exit status or signal, and the child is
 started again after a backoff (:func:`restart_wait`), unless it exited with status 2,
 a usage mistake that a restart would only repeat. A signal to the supervisor is
-forwarded to every live child (a second signal too, which children take as "exit at
-once"), and no child is restarted after it. The supervisor then waits for every
-child and exits 0, or non-zero when a child ended abnormally and was not restarted.
+forwarded to every live child (a second signal too, which children take as "stop
+now", exiting 128 + its number with their jobs left leased), and no child is restarted
+after it. The supervisor then waits for every child and exits 0, or non-zero when a
+child ended abnormally and was not restarted; after a second signal it exits 128 + that
+signal's number, as its children do.
 """
 
 from __future__ import annotations
@@ -99,6 +101,8 @@ def supervise(argvs: list[list[str]]) -> int:
             break
         time.sleep(POLL_SECONDS)
     codes = [child.abnormal for child in children if child.abnormal is not None]
+    if len(received) > 1:
+        return _exit_code(-received[1])  # stopped now, as asked: jobs were left leased
     return max(codes, default=0)
 
 
@@ -136,7 +140,8 @@ def _ended(
     if received:
         # Ended by the very signal passed on (a child still starting up has Python's
         # default handler and no jobs yet): that is the stop asked for, not a failure.
-        if code != 0 and -code not in received:
+        stopped_now = len(received) > 1 and code - 128 in received
+        if code != 0 and -code not in received and not stopped_now:
             child.abnormal = _exit_code(code)
             log.warning(
                 "worker process %d ended abnormally while stopping", child.index, extra=fields

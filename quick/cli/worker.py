@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
@@ -87,9 +88,10 @@ def load_app(spec: str) -> App:
 )
 @click.option(
     "--metrics-host",
-    default="0.0.0.0",
+    default="127.0.0.1",
     show_default=True,
-    help="Address the metrics server binds (with --metrics-port).",
+    help="Address the metrics server binds (with --metrics-port): loopback by default, as "
+    "the dashboard's; 0.0.0.0 lets a Prometheus on another machine scrape it.",
 )
 @click.option(
     "--log-format",
@@ -120,10 +122,13 @@ def worker(
     log_format: str,
     log_level: str,
 ) -> None:
-    """Run consumers until SIGINT/SIGTERM (a second signal exits at once).
+    """Run consumers until SIGINT/SIGTERM; a second signal stops at once (exit status
+    128 + the signal, e.g. 143), leaving the jobs held leased until their leases expire.
 
     Each settled job attempt is logged with its queue, topic, job_id, attempt, outcome,
-    duration and error. With --processes, a process that dies is logged and restarted
+    duration and error. A store that stops answering (a cluster out of reach, a full
+    disk) does not stop a worker: it logs the outage, retries with backoff and resumes.
+    With --processes, a process that dies is logged and restarted
     (after 0.5 s, doubling to 30 s while it keeps dying); the exit code is non-zero if a
     process ended abnormally and was not restarted.
     """
@@ -180,7 +185,7 @@ def _serve(
     """
     import workflow  # noqa: F401  (registers the workflow job extension)
     from consumer import logs
-    from consumer.serve import serve
+    from consumer.serve import StoppedNow, serve
 
     with open_store(ctx) as db, ExitStack() as stack:
         metrics = None
@@ -194,5 +199,10 @@ def _serve(
                 raise UsageProblem(
                     f"--metrics-port {metrics_port}: cannot serve on {metrics_host}: {error}"
                 ) from None
-        outcomes = serve(db, app, config, metrics)
+        try:
+            outcomes = serve(db, app, config, metrics)
+        except StoppedNow as stopped:
+            logs.log_stopped(dict(stopped.outcomes))
+            logging.getLogger("quick.worker").warning("%s", stopped)
+            raise SystemExit(128 + stopped.signum) from None
     logs.log_stopped(dict(outcomes))

@@ -25,7 +25,7 @@ from quick.inspection import (
     scan_dead,
     scan_jobs,
 )
-from workflow.errors import RunNotFound
+from workflow.errors import CorruptRun, RunNotFound
 from workflow.records import RunStatus
 from workflow.views import explain, inspect_run, page_runs
 
@@ -163,18 +163,18 @@ def runs() -> str:
 
 
 @pages.get("/run")
-def run() -> str | tuple[str, int]:
+def run() -> str:
     """One run: its DAG with each step's state, the journal as a timeline, the explanation."""
     run_id = _required("id")
     try:
         view = inspect_run(state().db, run_id)
     except RunNotFound:
         abort(404, f"no run {run_id!r}")
-    except UNDECODABLE as error:
-        from keyspace.layout import WF_RUNS
-
-        problem = _corrupt(WF_RUNS.pack((run_id,)), error)
-        return render_template("error.html", title="Corrupt run", problems=[problem]), 500
+    except CorruptRun as error:
+        # The store and the other pages are fine: this page names the record (as the job
+        # page does), it is no server error.
+        problem = CorruptRecord(key=error.key, error=error.reason)
+        return render_template("error.html", title=f"Corrupt run {run_id}", problems=[problem])
     steps: dict[str, Any] = dict(view.steps)
     drawing = layout(
         {key: step.after for key, step in steps.items()},

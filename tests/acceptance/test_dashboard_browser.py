@@ -15,6 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.extras import require_dashboard
+
+require_dashboard()
+
 import quick
 from tests.acceptance.dashboard_store import dead_letter
 from tests.acceptance.processes import ROOT, wait_until

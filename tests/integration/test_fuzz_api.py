@@ -29,3 +29,12 @@ def test_api_fuzz_finds_only_clean_refusals(tmp_path: Path, seed: int) -> None:
     assert not failures, "\n".join(str(f) for f in failures[:5])
     assert any(k.endswith(" ok") for k in outcomes), outcomes
     assert any(k.endswith(" refused") for k in outcomes), outcomes
+
+
+def test_api_fuzz_set_queue_limits_refuses_huge_tiny_and_odd_limits(tmp_path: Path) -> None:
+    """Limits past a float or msgpack (``2**70``, ``10**400``) and rates that would freeze a
+    queue (``1e-300``) are refused as InvalidArgument, never OverflowError or TypeError."""
+    failures, outcomes = _fuzz_module().fuzz(300, 23, tmp_path, only=["set_queue_limits"])
+    assert not failures, "\n".join(str(f) for f in failures[:5])
+    assert outcomes["set_queue_limits ok"] > 0
+    assert outcomes["set_queue_limits refused"] > 0

@@ -10,7 +10,9 @@ import pytest
 
 import keyspace
 from keyspace import InvalidURL
+from keyspace.latency import Latency
 from keyspace.protocol import Transaction
+from keyspace.sqlite_engine import SqliteDatabase
 
 
 def test_latency_adds_grv_read_and_commit_waits(tmp_path: Path) -> None:
@@ -71,3 +73,33 @@ def test_latency_parameter_is_validated(tmp_path: Path, value: str, problem: str
 def test_latency_is_refused_on_fdb_urls(tmp_path: Path) -> None:
     with pytest.raises(InvalidURL, match="sqlite URLs only"):
         keyspace.open(f"fdb://{tmp_path / 'fdb.cluster'}?latency=grv:1")
+
+
+def _counting(waits: list[str]) -> Latency:
+    """A latency whose waits are recorded by name instead of slept."""
+    names = {1.0: "grv", 2.0: "read", 3.0: "commit"}
+
+    class Counting(Latency):
+        def wait(self, seconds: float) -> None:  # type: ignore[override]
+            waits.append(names[seconds])
+
+    return Counting(grv=1.0, read=2.0, commit=3.0)
+
+
+def test_latency_get_many_pays_one_read_however_many_keys(tmp_path: Path) -> None:
+    waits: list[str] = []
+    with SqliteDatabase(str(tmp_path / "q.db"), latency=_counting(waits)) as db:
+        tr = db.create_transaction()
+        tr.get_many([b"a"])
+        assert sorted(waits) == ["grv", "read"]
+        waits.clear()
+        tr.get_many([b"b"])
+        assert waits == ["read"]
+        waits.clear()
+        tr.get_many([b"c", b"d", b"e"])
+        assert waits == ["read"]
+        waits.clear()
+        tr.get_many([])
+        tr.get_many([b"a"])  # already read: answered from the transaction's cache
+        tr.get_many([b"c", b"d"])
+        assert waits == []

@@ -3,7 +3,6 @@ what a crash between the copy's transactions leaves."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,16 +12,6 @@ import workflow
 from keyspace.layout import MIGRATING, QUEUES
 from keyspace.protocol import Database
 from quick import migration_jobs
-from tests.conftest import FAULTS
-
-
-@pytest.fixture(params=["sqlite", "faulty-sqlite"])
-def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Database, Database]]:
-    """A source and a destination store (both fault-injecting for ``faulty-sqlite``)."""
-    query = f"?faults={FAULTS}&seed=3" if request.param == "faulty-sqlite" else ""
-    a, b = f"sqlite:///{tmp_path / 'a.db'}{query}", f"sqlite:///{tmp_path / 'b.db'}{query}"
-    with quick.open(a) as source, quick.open(b) as dest:
-        yield source, dest
 
 
 def _queue_keys(db: Database, queue: str) -> list[bytes]:

@@ -6,6 +6,10 @@ import json
 import subprocess
 import sys
 
+from tests.extras import require_dashboard
+
+require_dashboard()
+
 from quick.dashboard.app import age, pretty, when
 from quick.dashboard.dag import BOX_H, BOX_W, layout
 

@@ -18,7 +18,7 @@ import pytest
 
 import keyspace
 from keyspace import fdb_engine
-from keyspace.errors import EngineUnavailable
+from keyspace.errors import EngineUnavailable, StorageError
 from keyspace.fdb_engine import FdbTransaction, _Watch, explain_load_failure
 
 
@@ -101,13 +101,16 @@ class FakeWatchFuture:
 
 @pytest.mark.parametrize("code", [1007, 1009, 1020, 1021, 1025, 1029, 1032, 1101, 4100])
 def test_fdb_watch_error_reads_as_fired(code: int) -> None:
-    assert _Watch(FAKE_FDB, FakeWatchFuture(code)).wait(1) is True
+    watch = _Watch(FAKE_FDB, FakeWatchFuture(code))
+    assert watch.wait(1) is True
+    assert watch.failed is True  # so the waiter pauses before looking again
 
 
 def test_fdb_watch_cancelled_by_us_returns_false() -> None:
     watch = _Watch(FAKE_FDB, FakeWatchFuture(1101))
     watch.cancel()
     assert watch.wait(1) is False
+    assert watch.failed is False
 
 
 def _fake_binding(
@@ -157,3 +160,114 @@ def test_fdb_requested_api_version_beyond_the_library_is_named(
     message = explain_load_failure(fake, 740, RuntimeError("Latest known FDB API version is 730"))
     assert "QUICK_FDB_API_VERSION" in message
     assert "at most 730" in message
+
+
+def test_fdb_binding_newer_than_an_old_library_asks_for_the_pinned_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = _fake_binding(monkeypatch, binding_api=730, library_api=710)
+    message = explain_load_failure(fake, 730, RuntimeError("api_version_not_supported"))
+    assert "api_version_not_supported (2203)" in message
+    assert "FoundationDB 7.3 client package" in message
+    assert "7.1" not in message
+
+
+# -- per-transaction options and on_error, through a fake binding ----------------------
+
+
+class FakeOptions:
+    def __init__(self, calls: list[tuple[str, int]]) -> None:
+        self._calls = calls
+
+    def __getattr__(self, name: str) -> Callable[[int], None]:
+        return lambda value: self._calls.append((name, value))
+
+
+class FakeFuture:
+    def __init__(self, error: int | None = None, value: Any = 1) -> None:
+        self.error = error
+        self.value = value
+
+    def wait(self) -> Any:
+        if self.error is not None:
+            raise FakeFDBError(self.error)
+        return self.value
+
+
+class FakeOptionsTransaction:
+    """A binding transaction that records its options; ``on_error`` fails with ``fail_with``."""
+
+    def __init__(self) -> None:
+        self.options_set: list[tuple[str, int]] = []
+        self.options = FakeOptions(self.options_set)
+        self.snapshot = self
+        self.fail_with: int | None = None
+
+    def get_read_version(self) -> FakeFuture:
+        return FakeFuture()
+
+    def on_error(self, error: FakeFDBError) -> FakeFuture:
+        return FakeFuture(self.fail_with)
+
+    def reset(self) -> None:
+        self.options_set.clear()  # FoundationDB's reset drops per-transaction options
+
+
+class FakeOpenedDatabase:
+    def __init__(self) -> None:
+        self.options_set: list[tuple[str, int]] = []
+        self.options = FakeOptions(self.options_set)
+        self.transactions: list[FakeOptionsTransaction] = []
+
+    def create_transaction(self) -> FakeOptionsTransaction:
+        self.transactions.append(FakeOptionsTransaction())
+        return self.transactions[-1]
+
+
+def _fake_cluster(monkeypatch: pytest.MonkeyPatch) -> FakeOpenedDatabase:
+    opened = FakeOpenedDatabase()
+    fake = types.ModuleType("fdb")
+    fake.api_version = lambda version: None  # type: ignore[attr-defined]
+    fake.open = lambda cluster_file: opened  # type: ignore[attr-defined]
+    fake.FDBError = FakeFDBError  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "fdb", fake)
+    return opened
+
+
+def test_fdb_timeout_and_retry_limit_are_set_on_every_transaction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    opened = _fake_cluster(monkeypatch)
+    db = fdb_engine.open_fdb(None, "fdb://", timeout_ms=1234, retry_limit=7)
+    assert opened.options_set == []  # no database-wide defaults: the binding shares them
+    tr = db.create_transaction()
+    binding = opened.transactions[-1]
+    expected = [("set_timeout", 1234), ("set_retry_limit", 7)]
+    assert binding.options_set == expected
+    tr.reset()
+    assert binding.options_set == expected  # set again after reset, which drops them
+
+
+def test_fdb_on_error_that_times_out_reports_1031(monkeypatch: pytest.MonkeyPatch) -> None:
+    opened = _fake_cluster(monkeypatch)
+    tr = fdb_engine.open_fdb(None, "fdb://").create_transaction()
+    binding = opened.transactions[-1]
+    conflict = StorageError(1020)
+    binding.fail_with = 1031
+    with pytest.raises(StorageError) as caught:
+        tr.on_error(conflict)
+    assert caught.value.code == 1031
+    binding.fail_with = 1020  # not retried any more (the retry limit): the error itself
+    with pytest.raises(StorageError) as caught:
+        tr.on_error(conflict)
+    assert caught.value is conflict
+
+
+def test_fdb_watch_of_a_system_or_oversized_key_is_refused_before_the_binding() -> None:
+    binding = FakeBindingTransaction()
+    tr = FdbTransaction(FAKE_FDB, binding)
+    for key, code in ((b"\xff", 2004), (b"k" * 10_001, 2102)):
+        with pytest.raises(StorageError) as caught:
+            tr.watch(key)
+        assert caught.value.code == code
+    assert binding.calls == []

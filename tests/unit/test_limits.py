@@ -47,6 +47,13 @@ def test_limits_set_get_list_and_clear(db: Database) -> None:
         ("max_per_second", -0.5),
         ("max_per_second", "fast"),
         ("max_per_second", float("nan")),
+        ("max_running", 2**70),
+        ("max_running", 1_000_001),
+        ("max_per_second", 10**400),
+        ("max_per_second", float("inf")),
+        ("max_per_second", 1e-300),
+        ("max_per_second", 1 / 86_401),
+        ("max_per_second", 1_000_001),
     ],
 )
 def test_limits_refuse_bad_values_naming_the_field(db: Database, field: str, value: Any) -> None:
@@ -135,7 +142,10 @@ def test_limits_cli_sets_lists_clears_and_refuses_bad_input(tmp_path: Any) -> No
     )
     code, out = run("set", "t1", "--max-running", "0")
     assert code == 2
-    assert "max_running: must be 1 or more" in out
+    assert "--max-running: must be 1 to 1,000,000" in out
+    code, out = run("set", "t1", "--max-per-second", "1e-300")
+    assert code == 2
+    assert "--max-per-second: must be 1/86400 (one job a day) to 1,000,000, not 1e-300" in out
     code, out = run("set", "t1", "--max-per-second", "many")
     assert code == 2
     assert "--max-per-second" in out

@@ -1,0 +1,36 @@
+"""The pause after a failed watch: FoundationDB's backoff, as a pure function of the failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import keyspace
+from keyspace.retry import watch_retry_pause
+
+
+def test_watch_retry_pause_is_none_without_a_failure() -> None:
+    assert watch_retry_pause(0, 0.99) == 0.0
+
+
+def test_watch_retry_pause_doubles_from_10_ms_up_to_one_second() -> None:
+    ceilings = [watch_retry_pause(failures, 1.0) for failures in range(1, 10)]
+    assert ceilings == pytest.approx([0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.0, 1.0])
+    assert watch_retry_pause(10_000, 1.0) == 1.0
+
+
+def test_watch_retry_pause_is_jittered_and_bounded_by_the_time_left() -> None:
+    assert watch_retry_pause(8, 0.25) == pytest.approx(0.25)
+    assert watch_retry_pause(8, 0.0) == 0.0
+    assert watch_retry_pause(8, 1.0, remaining=0.3) == pytest.approx(0.3)
+    assert watch_retry_pause(8, 1.0, remaining=-2.0) == 0.0
+
+
+def test_sqlite_watch_that_fails_says_so(tmp_path: Path) -> None:
+    db = keyspace.open(f"sqlite:///{tmp_path / 'w.db'}")
+    watch = db.create_transaction().watch(b"k")
+    assert watch.failed is False
+    db.close()  # the watch's re-read now fails
+    assert watch.wait(1.0) is True
+    assert watch.failed is True
