@@ -11,6 +11,7 @@ __all__ = [
     "EWMA_WEIGHT",
     "PURGE_INTERVAL",
     "PURGE_PAGE",
+    "START_MARGIN",
     "ConsumerConfig",
 ]
 
@@ -20,6 +21,10 @@ BUSY_BACKOFF = 0.005
 CLAIM_SECONDS = 0.1
 #: Smoothing of the average handler time (weight of the newest batch).
 EWMA_WEIGHT = 0.3
+#: The share of its lease a waiting claim must have left to start (see
+#: :func:`consumer.lanes.may_start`): the keeper renews at a third left, so a claim it
+#: looks after keeps more; one below has outlived a paused process or a failed renewal.
+START_MARGIN = 1 / 6
 #: Tombstones of finished jobs purged per transaction by the purge chore.
 PURGE_PAGE = 500
 #: Seconds between purge chores.
@@ -46,3 +51,8 @@ class ConsumerConfig:
     grace: float = 30.0
     cron: bool = True
     keep_finished_ms: int | None = 86_400_000
+
+    @property
+    def start_margin_ms(self) -> int:
+        """A waiting claim starts only with more of its lease left than this."""
+        return round(self.lease_ms * START_MARGIN)

@@ -13,10 +13,18 @@ costs no trio round trip of its own, and a busy consumer records a hundred jobs 
 commit. A transactional handler runs inside its own transaction, which completes its
 job, and so settles alone.
 
-Lanes are woken only as needed: one for a backlog a single lane clears quickly, more
-when the backlog times the average handler time exceeds a slice, so slow (blocking)
-handlers still run ``concurrency`` at once while no-op ones share one thread and one
-commit. Every lane slice holds one of the consumer's ``concurrency`` slots.
+Lanes are woken only as needed (:mod:`consumer.sizing`): one for a backlog a single
+lane clears quickly, more when the backlog times the average handler time exceeds a
+slice, one per claim before that time is known, and another for each lane stalled on
+a long handler, so slow (blocking) handlers still run ``concurrency`` at once while
+no-op ones share one thread and one commit. Every lane slice holds one of the
+consumer's ``concurrency`` slots.
+
+Before a claim starts, lanes and async runners alike ask :func:`may_start`: a claim the
+keeper found lost, or whose lease is (nearly) over by this consumer's clock, is dropped
+unstarted. A consumer paused past its leases (SIGSTOP, a VM pause, a long collection)
+therefore never starts jobs others have taken since, even before its keeper, which
+resumes at the same moment, has found them lost.
 
 Recording waits out a store that does not answer (an outage, a full disk): the slice
 retries it until it commits (:mod:`consumer.resilience`), giving up only when the
@@ -38,9 +46,18 @@ from dataclasses import dataclass
 from consumer.keeper import Held
 from consumer.resilience import Patience
 from keyspace.protocol import Database
+from quick.jobs import now_ms
 from quick.outcomes import Attempt, Outcome, run_attempt, settle_batch
 
-__all__ = ["Finished", "Flags", "run_slice", "SETTLE_MAX", "SLICE_SECONDS"]
+__all__ = [
+    "Finished",
+    "Flags",
+    "HandlerClock",
+    "may_start",
+    "run_slice",
+    "SETTLE_MAX",
+    "SLICE_SECONDS",
+]
 
 #: The most attempts one slice records in one transaction (the group commit's size).
 SETTLE_MAX = 128
@@ -51,22 +68,55 @@ SLICE_SECONDS = 0.02
 
 @dataclass(frozen=True, slots=True)
 class Finished:
-    """One attempt's end, reported back to the consumer."""
+    """One attempt's end, reported back to the consumer (``started`` False for a claim
+    dropped unstarted by :func:`may_start`)."""
 
     held: Held
     outcome: Outcome
     duration: float
     error: BaseException | None = None
+    started: bool = True
+
+
+def may_start(held: Held, now: int, margin_ms: int) -> bool:
+    """Whether a waiting claim may start its handler at ``now`` (this consumer's clock):
+    the keeper has not found it lost, and more than ``margin_ms`` of its lease is left.
+
+    The margin covers the clocks of other consumers running a little ahead, and the
+    keeper's next renewal: a claim the keeper looks after never comes near it.
+    """
+    return not held.lost and held.claim.lease_until_ms - now > margin_ms
+
+
+class HandlerClock:
+    """When the handler a lane (or an async runner) is running began, by
+    ``time.monotonic()``; None between handlers. Written by its own thread or task and
+    read by the consumer's stall watch (:mod:`consumer.sizing`)."""
+
+    __slots__ = ("since",)
+
+    def __init__(self) -> None:
+        self.since: float | None = None
 
 
 class Flags:
     """What a slice checks between handlers (plain attributes: read across threads)."""
 
-    __slots__ = ("stopping", "killed", "low_water", "on_low_water", "on_settling", "patience")
+    __slots__ = (
+        "stopping",
+        "killed",
+        "start_margin_ms",
+        "low_water",
+        "on_low_water",
+        "on_settling",
+        "patience",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, start_margin_ms: int = 0) -> None:
         self.stopping = False
         self.killed = False
+        #: A claim starts only with more of its lease left than this (see :func:`may_start`).
+        self.start_margin_ms = start_margin_ms
         #: When the deque shrinks to this many claims, ``on_low_water`` is called
         #: (thread-safe), so the claimer leases the next batch while this one runs.
         self.low_water = 0
@@ -78,8 +128,11 @@ class Flags:
         self.patience = Patience()
 
 
-def run_slice(db: Database, waiting: deque[Held], flags: Flags) -> list[Finished]:
-    """Run waiting claims' handlers in this thread, then record them; see the module docstring."""
+def run_slice(
+    db: Database, waiting: deque[Held], flags: Flags, clock: HandlerClock
+) -> list[Finished]:
+    """Run waiting claims' handlers in this thread, then record them; see the module docstring.
+    ``clock`` tells the consumer how long the handler in hand has run."""
     finished: list[Finished] = []
     attempts: list[Attempt] = []
     ran: list[tuple[Held, float]] = []
@@ -91,11 +144,15 @@ def run_slice(db: Database, waiting: deque[Held], flags: Flags) -> list[Finished
             break
         if len(waiting) == flags.low_water:
             flags.on_low_water()
-        if held.lost:
-            finished.append(Finished(held, Outcome.LEASE_LOST, 0.0))
+        if not may_start(held, now_ms(), flags.start_margin_ms):
+            finished.append(Finished(held, Outcome.LEASE_LOST, 0.0, started=False))
             continue
+        clock.since = time.monotonic()
         started = time.perf_counter()
-        attempt = _run(db, held)
+        try:
+            attempt = _run(db, held)
+        finally:
+            clock.since = None
         duration = time.perf_counter() - started
         if isinstance(attempt, Outcome):
             finished.append(Finished(held, attempt, duration))

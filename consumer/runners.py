@@ -35,11 +35,12 @@ import trio
 
 from consumer.bridge import Bridge
 from consumer.keeper import Held
-from consumer.lanes import Finished
+from consumer.lanes import Finished, HandlerClock, may_start
 from consumer.resilience import Patience
 from keyspace.errors import QuickError
 from keyspace.protocol import Database
 from quick.errors import LeaseLost
+from quick.jobs import now_ms
 from quick.outcomes import Attempt, Outcome, meta_for, run_transactional, settle_batch
 from quick.trio_handlers import call_handler, within_timeout
 
@@ -67,6 +68,8 @@ class Runners:
         stopping: set when the consumer stops; runners then take no new claim.
         report: the consumer's account of settled attempts (counts, logs, metrics).
         patience: how settlements wait out a store that does not answer.
+        start_margin_ms: a claim starts only with more of its lease left than this
+            (:func:`consumer.lanes.may_start`); one with less is dropped unstarted.
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class Runners:
         slots: trio.CapacityLimiter,
         stopping: trio.Event,
         report: Callable[[list[Finished]], None],
+        start_margin_ms: int = 0,
         *,
         patience: Patience | None = None,
     ) -> None:
@@ -86,6 +90,9 @@ class Runners:
         self._slots = slots
         self._stopping = stopping
         self._report = report
+        self._start_margin_ms = start_margin_ms
+        #: Each runner's clock: how long its handler in hand has run.
+        self.clocks: list[HandlerClock] = []
         self._idle: list[trio.Event] = []
 
     def start(self, committer: trio.Nursery, runners: trio.Nursery, count: int) -> None:
@@ -111,6 +118,8 @@ class Runners:
             self._idle.pop().set()
 
     async def _runner(self, attempts: trio.MemorySendChannel[_Pending]) -> None:
+        clock = HandlerClock()
+        self.clocks.append(clock)
         async with attempts:
             while True:
                 if not self.queue:
@@ -124,25 +133,31 @@ class Runners:
                     if self._stopping.is_set() or not self.queue:
                         continue
                     held = self.queue.popleft()
-                    await self._run_async(held, attempts)
+                    await self._run_async(held, attempts, clock)
 
-    async def _run_async(self, held: Held, attempts: trio.MemorySendChannel[_Pending]) -> None:
+    async def _run_async(
+        self, held: Held, attempts: trio.MemorySendChannel[_Pending], clock: HandlerClock
+    ) -> None:
         config = held.config
         assert config is not None
         claim = held.claim
+        if not may_start(held, now_ms(), self._start_margin_ms):
+            self._report([Finished(held, Outcome.LEASE_LOST, 0.0, started=False)])
+            return
         started = time.perf_counter()
         error: BaseException | None = None
         output: Any = None
+        clock.since = time.monotonic()
         with trio.CancelScope() as scope:
             held.scope = scope
-            if held.lost:
-                scope.cancel()
             try:
                 output = await within_timeout(config, lambda: self._invoke(held))
             except LeaseLost:
                 held.lost = True
             except Exception as exc:
                 error = exc
+            finally:
+                clock.since = None
         held.scope = None
         duration = time.perf_counter() - started
         if held.lost:

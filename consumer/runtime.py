@@ -7,8 +7,10 @@ Theory of operation
   one transaction scans a page of the pointer index, picks due queues at random and
   leases a batch across them. It claims again as soon as fewer than one batch of
   claims is waiting, so the next batch is in flight while the last one runs. The
-  batch is sized to the work: up to ``batch_size``, and about :data:`consumer.config.CLAIM_SECONDS`
-  of work for all slots at the handlers' average time, so slow jobs are not hoarded.
+  batch is sized to the work (:mod:`consumer.sizing`): up to ``batch_size``, about
+  :data:`consumer.config.CLAIM_SECONDS` of work for the slots at the handlers' average
+  time, and no more than the idle slots can start while handlers are slow or their time
+  is unknown, so slow jobs are not hoarded while another consumer is idle.
   With nothing due it sleeps on a watch of the ``("wake",)`` key, which producers
   bump whenever a queue gains earlier work, until then or the next known visibility
   time (at most ``max_idle``); with due queues all leased by others it backs off briefly.
@@ -20,6 +22,9 @@ Theory of operation
   waiting in one transaction. Lanes and runners share ``concurrency`` slots.
 * The **lease keeper** (:mod:`consumer.keeper`) renews every claim held, in one
   transaction per page, and marks (and cancels) the ones another consumer took.
+* The **stall watch** counts the slots held by long handlers: it replaces a stalled
+  lane while claims wait, and gives the waiting claims back when every slot has been
+  stalled for :data:`consumer.sizing.HANDBACK_SECONDS`.
 * **Chores**: cron activation every second, the queue depth refresh with metrics, and
   the purge of finished jobs' tombstones older than ``keep_finished_ms``.
 * **Outages**: a store that does not answer (a cluster out of reach, a full disk) ends
@@ -35,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import random
 import time
 from collections import Counter, deque
@@ -48,16 +52,23 @@ import quick
 from consumer.bridge import Bridge
 from consumer.config import (
     BUSY_BACKOFF,
-    CLAIM_SECONDS,
     EWMA_WEIGHT,
     PURGE_INTERVAL,
     PURGE_PAGE,
     ConsumerConfig,
 )
 from consumer.keeper import Held, LeaseKeeper
-from consumer.lanes import SLICE_SECONDS, Finished, Flags, run_slice
+from consumer.lanes import Finished, Flags, HandlerClock, run_slice
 from consumer.resilience import Patience, is_outage
 from consumer.runners import Runners
+from consumer.sizing import (
+    HANDBACK_SECONDS,
+    STALL_SECONDS,
+    ClaimSize,
+    claim_size,
+    lanes_wanted,
+    stalled,
+)
 from keyspace.protocol import Database, Transaction, Watch
 from keyspace.retry import Tries, watch_retry_pause
 from quick.app import App
@@ -104,14 +115,24 @@ class Consumer:
         self.outcomes: Counter[str] = Counter()
         self._slots = trio.CapacityLimiter(self.config.concurrency)
         self._lane_queue: deque[Held] = deque()
-        self._flags = Flags()
+        self._flags = Flags(self.config.start_margin_ms)
         self._flags.patience = self.patience
         self._idle_lanes: list[trio.Event] = []
         self._running_lanes = 0
+        self._lane_clocks: list[HandlerClock] = []
+        #: Stalled slots (lanes among them), as the stall watch last counted them.
+        self._stalled = 0
+        self._stalled_lanes = 0
         self._capacity = trio.Event()
         self._stopping = trio.Event()
         self._runners = Runners(
-            db, self.bridge, self._slots, self._stopping, self._report, patience=self.patience
+            db,
+            self.bridge,
+            self._slots,
+            self._stopping,
+            self._report,
+            self.config.start_margin_ms,
+            patience=self.patience,
         )
         self._cancel_scope: trio.CancelScope | None = None
         self._watch: Watch | None = None
@@ -152,6 +173,7 @@ class Consumer:
                 # and records every attempt the runners finished.
                 self._runners.start(outer, nursery, config.concurrency)
                 nursery.start_soon(self.keeper.run)
+                nursery.start_soon(self._watch_stalls)
                 for _ in range(config.concurrency):
                     nursery.start_soon(self._lane)
                 if config.cron:
@@ -179,14 +201,16 @@ class Consumer:
 
     # -- claiming ------------------------------------------------------------------------
 
-    def _claim_limit(self) -> int:
+    def _claim_size(self) -> ClaimSize:
         config = self.config
-        limit = config.batch_size
-        if self._handler_seconds:
-            limit = min(
-                limit, math.ceil(config.concurrency * CLAIM_SECONDS / self._handler_seconds)
-            )
-        return max(1, limit)
+        return claim_size(
+            batch_size=config.batch_size,
+            concurrency=config.concurrency,
+            running=self._slots.borrowed_tokens,
+            stalled=self._stalled,
+            waiting=len(self._lane_queue) + len(self._runners.queue),
+            handler_seconds=self._handler_seconds,
+        )
 
     async def _claim_loop(self) -> None:
         config = self.config
@@ -194,14 +218,12 @@ class Consumer:
         pause = 0.001
         rng = random.Random()
         while not self._stopping.is_set():
-            limit = self._claim_limit()
-            low_water = limit // 2
-            room = config.concurrency + 2 * limit - len(self.keeper)
-            waiting = len(self._lane_queue) + len(self._runners.queue)
-            if waiting > low_water or room < max(1, low_water):
-                # Claim again once at most half a batch waits and a half batch fits:
-                # the next claim is in flight while this one runs, and no claim is tiny.
-                self._flags.low_water = low_water
+            size = self._claim_size()
+            room = config.concurrency + 2 * size.limit - len(self.keeper)
+            if size.limit < 1 or room < max(1, size.low_water):
+                # Claim again once the slots can take more (see consumer.sizing) and a
+                # half batch fits: the next claim is in flight while this one runs.
+                self._flags.low_water = size.low_water
                 self._capacity = trio.Event()
                 await self._capacity.wait()
                 continue
@@ -209,7 +231,7 @@ class Consumer:
                 "claim round",
                 self.bridge.run,
                 self._claim_round,
-                min(limit, room),
+                min(size.limit, room),
                 cursor,
                 rng.random(),
                 until=self._stopping,
@@ -343,13 +365,10 @@ class Consumer:
     # -- lanes: sync handlers in threads ----------------------------------------------------
 
     def _wake_lanes(self) -> None:
-        """Wake as many lanes as the backlog needs (see :mod:`consumer.lanes`)."""
-        backlog = len(self._lane_queue)
-        if not backlog:
-            return
-        per_job = self._handler_seconds or 0.0
-        wanted = max(1, math.ceil(backlog * per_job / SLICE_SECONDS))
-        for _ in range(min(wanted - self._running_lanes, len(self._idle_lanes))):
+        """Wake as many lanes as the backlog needs (see :mod:`consumer.sizing`)."""
+        wanted = lanes_wanted(len(self._lane_queue), self._handler_seconds, self._stalled_lanes)
+        serving = self._running_lanes - self._stalled_lanes
+        for _ in range(min(wanted - serving, len(self._idle_lanes))):
             self._idle_lanes.pop().set()
 
     def _wake_all(self) -> None:
@@ -359,6 +378,8 @@ class Consumer:
 
     async def _lane(self) -> None:
         flags = self._flags
+        clock = HandlerClock()
+        self._lane_clocks.append(clock)
         while True:
             if not self._lane_queue or flags.stopping:
                 if flags.stopping and not self._lane_queue:
@@ -374,6 +395,7 @@ class Consumer:
                     self.db,
                     self._lane_queue,
                     flags,
+                    clock,
                     limiter=self._slots,
                     abandon_on_cancel=True,
                 )
@@ -381,6 +403,31 @@ class Consumer:
                 self._running_lanes -= 1
             self._report(finished)
             self._wake_lanes()
+
+    async def _watch_stalls(self) -> None:
+        """Count the stalled slots every half :data:`~consumer.sizing.STALL_SECONDS`; wake
+        lanes to replace stalled ones, and give the waiting claims back once every slot
+        has been stalled for :data:`~consumer.sizing.HANDBACK_SECONDS`."""
+        blocked_since: float | None = None
+        while not self._stopping.is_set():
+            await trio.sleep(STALL_SECONDS / 2)
+            now = time.monotonic()
+            before = self._stalled
+            self._stalled_lanes = stalled(self._lane_clocks, now)
+            self._stalled = self._stalled_lanes + stalled(self._runners.clocks, now)
+            if self._stalled < before:
+                self._capacity.set()  # the claimer may lease for the slots unstalled
+            if self._stalled_lanes:
+                self._wake_lanes()
+            waiting = len(self._lane_queue) + len(self._runners.queue)
+            if not waiting or self._stalled < self.config.concurrency:
+                blocked_since = None
+            elif blocked_since is None:
+                blocked_since = now
+            elif now - blocked_since >= HANDBACK_SECONDS:
+                log.info("every slot is busy with long jobs: giving back %d claims", waiting)
+                await self._release_unstarted()
+                blocked_since = None
 
     # -- reporting ---------------------------------------------------------------------------
 
@@ -392,12 +439,15 @@ class Consumer:
         if not finished:
             return
         total = 0.0
+        ran = 0
         metrics = self.metrics
         logging_info = log.isEnabledFor(logging.INFO)
         for done in finished:
             held, outcome = done.held, done.outcome
             self.keeper.forget(held)
-            total += done.duration
+            if done.started:
+                total += done.duration
+                ran += 1
             self.outcomes[outcome.value] += 1
             claim = held.claim
             if metrics is not None:
@@ -416,11 +466,12 @@ class Consumer:
                         "error": describe_error(done.error) if done.error is not None else None,
                     },
                 )
-        mean = total / len(finished)
-        previous = self._handler_seconds
-        self._handler_seconds = (
-            mean if previous is None else previous + EWMA_WEIGHT * (mean - previous)
-        )
+        if ran:
+            mean = total / ran
+            previous = self._handler_seconds
+            self._handler_seconds = (
+                mean if previous is None else previous + EWMA_WEIGHT * (mean - previous)
+            )
         self._capacity.set()
 
     # -- periodic chores (cron, queue depth, purge) ---------------------------------------------

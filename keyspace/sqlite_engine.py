@@ -57,21 +57,13 @@ from keyspace.retry import TransactionBackoff, run_transaction
 from keyspace.ryw import RangeSet, WriteBuffer, versionstamp_range
 from keyspace.sqlite_commit import apply_commit, stamp
 from keyspace.sqlite_files import check_store_path, check_store_size, opening, storage_error
-from keyspace.sqlite_pool import SYNC_MODES, Pool, WriterLock, rollback
+from keyspace.sqlite_pool import SYNC_MODES, Pool, rollback
 from keyspace.sqlite_reads import Reader, key_after, prefix_end
 from keyspace.watches import FileWatch
 
 __all__ = ["SqliteDatabase", "SqliteTransaction"]
 
 T = TypeVar("T")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS kv(k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS wlog(version INTEGER PRIMARY KEY, ranges BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO meta VALUES('pruned_through', 0);
-INSERT OR IGNORE INTO meta VALUES('format', 1);
-"""
 
 
 class SqliteDatabase:
@@ -118,10 +110,7 @@ class SqliteDatabase:
         with opening(self.path):
             self.pool = Pool(self.path, sync)
             try:
-                with WriterLock(self.pool) as lock:
-                    assert lock.conn is not None
-                    for statement in filter(str.strip, _SCHEMA.split(";")):
-                        lock.conn.execute(statement)
+                self.pool.ensure_schema()
             except BaseException:
                 self.pool.close()
                 raise

@@ -51,6 +51,16 @@ BUSY_SECONDS = 30.0
 OPEN_BUSY_SECONDS = 2.0
 
 
+#: The store's tables: the key-value rows, the conflict log and bookkeeping.
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv(k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS wlog(version INTEGER PRIMARY KEY, ranges BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta VALUES('pruned_through', 0);
+INSERT OR IGNORE INTO meta VALUES('format', 1);
+"""
+
+
 class Pool:
     """This process's connections, writer lock and checkpointer for the store at ``path``."""
 
@@ -130,6 +140,24 @@ class Pool:
         if self.checkpointer is None:
             self.checkpointer = Checkpointer(self.connect, lambda: self.commits)
         return self.commits
+
+    def ensure_schema(self) -> None:
+        """Create the store's tables if missing. A store that has them is only read: opening
+        then never waits for the writer lock, which a writer paused mid-commit may hold."""
+        conn = self.acquire()
+        try:
+            ready = conn.execute("SELECT 1 FROM meta WHERE name = 'format'").fetchone()
+        except sqlite3.OperationalError as error:
+            if "no such table" not in str(error):
+                raise
+            ready = None
+        finally:
+            self.release(conn)
+        if ready is None:
+            with WriterLock(self) as lock:
+                assert lock.conn is not None
+                for statement in filter(str.strip, SCHEMA.split(";")):
+                    lock.conn.execute(statement)
 
     def close(self) -> None:
         """Close pooled connections, the checkpointer and the lock file."""

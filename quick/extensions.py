@@ -13,23 +13,27 @@ The consumer also asks it which handler runs the job and with what ``meta.contex
 A module registers its extension with :func:`register` when imported (the workflow
 package does; ``quick worker`` imports it at start). Only registered extensions are
 used: stored data is never trusted to name code to import, so a job naming an
-unregistered module gets a :class:`Refused` extension, which does nothing, and is
-dead-lettered when it settles (:mod:`quick.settlement`). Layers depend downward
-only: ``quick`` never imports the modules above it.
+unregistered module gets a :class:`Refused` extension: no handler runs it (it is named
+by its key in the log), and it is dead-lettered when it settles (:mod:`quick.settlement`).
+Layers depend downward only: ``quick`` never imports the modules above it.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from keyspace.layout import describe, queue_keys
 from keyspace.protocol import Transaction
 from quick.app import JobConfig
 from quick.errors import InvalidArgument
 from quick.jobs import Claim
 
 __all__ = ["JobExtension", "Refused", "register", "resolve", "MODULE_FIELD"]
+
+log = logging.getLogger("quick.store")
 
 #: The field of ``Job.extension`` naming the module that owns the job.
 MODULE_FIELD = "mod"
@@ -81,14 +85,16 @@ def register(module: str, extension: JobExtension) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """The extension of a job whose data names no registered extension: it runs with the
-    app's handler, its hooks do nothing, and it is dead-lettered with ``error`` when it
-    settles."""
+    """The extension of a job whose data names no registered extension: no handler runs
+    it, its hooks do nothing, and it is dead-lettered with ``error`` when it settles."""
 
     error: InvalidArgument
 
     def job_config(self, claim: Claim, registered: JobConfig | None) -> JobConfig | None:
-        return registered
+        """None: no handler runs the job (named here by its key in the log)."""
+        key = describe(queue_keys(claim.queue_id).job(claim.job_id))
+        log.warning("%s: %s; dead-lettered without running a handler", key, self.error.problem)
+        return None
 
     def context(self, claim: Claim) -> Any:
         return None

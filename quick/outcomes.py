@@ -64,7 +64,11 @@ class Attempt:
 
 
 def job_config(app: App, claim: Claim) -> JobConfig | None:
-    """The handler and policy that run ``claim``: the app's, unless its extension says."""
+    """The handler and policy that run ``claim``: the app's, unless its extension says.
+
+    None (no handler runs) for a job naming an extension this process has not
+    registered: it is logged by its key, and settling it dead-letters it with the reason.
+    """
     registered = app.config(claim.topic)
     extension = resolve(claim.extension)
     return registered if extension is None else extension.job_config(claim, registered)

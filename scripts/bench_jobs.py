@@ -15,7 +15,7 @@ from typing import Any
 
 import quick
 
-__all__ = ["RECORD_ENV", "TOPIC", "app"]
+__all__ = ["RECORD_ENV", "TOPIC", "app", "append_record"]
 
 RECORD_ENV = "QUICK_BENCH_RECORD"
 TOPIC = "bench:noop"
@@ -24,12 +24,17 @@ app = quick.App()
 _out: tuple[int, int] | None = None  # (pid, fd): reopened in a forked child
 
 
-@app.job(TOPIC)
-def noop(payload: Any, meta: quick.Meta) -> None:
+def append_record(line: bytes) -> None:
+    """Append ``line`` to the record file in one ``write()`` (opened once per process)."""
     global _out
-    started = time.time()
     pid = os.getpid()
     if _out is None or _out[0] != pid:
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
         _out = (pid, os.open(os.environ[RECORD_ENV], flags, 0o644))
-    os.write(_out[1], b"%d %.6f %.6f %d\n" % (payload["i"], payload["t"], started, pid))
+    os.write(_out[1], line)
+
+
+@app.job(TOPIC)
+def noop(payload: Any, meta: quick.Meta) -> None:
+    started = time.time()
+    append_record(b"%d %.6f %.6f %d\n" % (payload["i"], payload["t"], started, os.getpid()))

@@ -244,15 +244,15 @@ def test_consumer_stop_releases_claims_not_yet_started(db: Database, tag: str) -
         quick.enqueue(db, queue, "first", i)
 
     async def main() -> Consumer:
-        consumer = Consumer(db, app, ConsumerConfig(concurrency=4, batch_size=10, cron=False))
+        consumer = Consumer(db, app, ConsumerConfig(concurrency=10, batch_size=10, cron=False))
         holder.append(consumer)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(consumer.run)
         return consumer
 
     consumer = trio.run(main)
-    # One claim of all ten (four workers plus one batch held ready): the first started,
-    # the nine not yet started were released.
+    # One claim of all ten (one for each idle slot): the first started, the nine not yet
+    # started were released.
     assert consumer.outcomes == {"completed": 1, "released": 9}
     assert len(ran) == 1
     assert quick.queue_counts(db, queue) == {"scheduled": 0, "ready": 9, "leased": 0, "dead": 0}

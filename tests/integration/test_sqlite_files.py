@@ -123,3 +123,44 @@ def test_sqlite_new_store_files_are_private(tmp_path: Path) -> None:
         os.umask(old)
     assert names == ["q.db", "q.db-shm", "q.db-wal", "q.db.lock"]
     assert modes == dict.fromkeys(names, 0o600)
+
+
+def test_sqlite_open_and_read_while_a_writer_holds_the_lock(tmp_path: Path) -> None:
+    """A writer paused mid-commit (SIGSTOP) keeps the writer lock; opening the store and
+    reading it from another process must not wait for it."""
+    path = tmp_path / "q.db"
+    with keyspace.open(f"sqlite:///{path}") as db:
+        db.transact(lambda tr: tr.set(b"k", b"v"))
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('held', flush=True)\n"
+            "time.sleep(60)\n",
+            f"{path}.lock",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        read = (
+            "import sys, keyspace\n"
+            "with keyspace.open(sys.argv[1]) as db:\n"
+            "    print(db.transact(lambda tr: tr.get(b'k')).decode())\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", read, f"sqlite:///{path}"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            cwd=ROOT,
+        )
+        assert result.stdout.strip() == "v", result.stderr
+    finally:
+        holder.kill()
+        holder.communicate()

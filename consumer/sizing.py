@@ -1,0 +1,110 @@
+"""How much work a consumer takes on, and how many lanes it runs: pure decisions from
+what its slots are doing, so slow jobs are not hoarded while another consumer is idle.
+
+Theory of operation
+-------------------
+A slot is *stalled* when the handler it runs (in a lane or an async runner) has run for
+longer than :data:`STALL_SECONDS`: a long job, which no average foresaw. (Commits do
+not count: a slow store slows every job alike, and more lanes would not help.)
+
+* **Claim size** (:func:`claim_size`). While handlers are fast (a slot runs at least
+  one job per :data:`~consumer.config.CLAIM_SECONDS`), a claim brings that much work
+  for every slot not stalled, up to ``batch_size``, and the next claim leaves once half
+  of it is left, so one batch is in flight while the last runs (the drain's speed).
+  While they are slow, or before any has finished (their time unknown), a claim brings
+  only what the idle slots can start now: a job another consumer could start at once
+  is not left waiting here behind a long handler.
+* **Lanes** (:func:`lanes_wanted`). Sync handlers share one lane while a lane clears the
+  backlog within a slice; before the handler time is known, and while a lane is
+  stalled, every waiting claim gets its own lane (as far as there are slots).
+* **Hand-back.** Claims that still wait while every slot has been stalled for
+  :data:`HANDBACK_SECONDS` are given back (released, their attempts refunded), so an
+  idle consumer takes them; this one claims nothing more until a slot frees.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from consumer.config import CLAIM_SECONDS
+from consumer.lanes import SLICE_SECONDS, HandlerClock
+
+__all__ = [
+    "HANDBACK_SECONDS",
+    "STALL_SECONDS",
+    "ClaimSize",
+    "claim_size",
+    "lanes_wanted",
+    "stalled",
+]
+
+#: A handler that has run this long stalls its slot: five slices, and short beside any
+#: job worth moving to another consumer.
+STALL_SECONDS = 0.1
+#: How long claims may wait while every slot is stalled before they are given back:
+#: a job ending by then loses nothing, and the release and another consumer's claim
+#: cost a few milliseconds beside a wait of a slow job's length.
+HANDBACK_SECONDS = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimSize:
+    """The next claim: lease at most ``limit`` jobs now (0: claim nothing yet), and be
+    woken to claim again when the waiting claims shrink to ``low_water``."""
+
+    limit: int
+    low_water: int
+
+
+def claim_size(
+    *,
+    batch_size: int,
+    concurrency: int,
+    running: int,
+    stalled: int,
+    waiting: int,
+    handler_seconds: float | None,
+) -> ClaimSize:
+    """How many jobs the next claim should lease; see the module docstring.
+
+    Args:
+        batch_size: the most one claim leases.
+        concurrency: the consumer's slots.
+        running: slots busy now (stalled ones included).
+        stalled: slots whose current work has run past :data:`STALL_SECONDS`.
+        waiting: claims held but not started.
+        handler_seconds: the average handler time, None before any handler finished.
+    """
+    if handler_seconds is not None:
+        per_slot = math.inf if handler_seconds <= 0 else CLAIM_SECONDS / handler_seconds
+        if per_slot >= 1:
+            unstalled = max(0, concurrency - stalled)
+            limit = min(batch_size, math.ceil(unstalled * per_slot)) if unstalled else 0
+            low_water = limit // 2
+            return ClaimSize(limit if waiting <= low_water else 0, low_water)
+    idle = concurrency - running - waiting
+    return ClaimSize(max(0, min(batch_size, idle)), 0)
+
+
+def lanes_wanted(backlog: int, handler_seconds: float | None, stalled: int = 0) -> int:
+    """Lanes that should run ``backlog`` waiting sync claims (stalled lanes not counted):
+    enough to clear it within about a slice; one per claim while the time is unknown,
+    or while ``stalled`` lanes show that the average time misleads."""
+    if not backlog:
+        return 0
+    if handler_seconds is None or stalled:
+        return backlog
+    return max(1, math.ceil(backlog * handler_seconds / SLICE_SECONDS))
+
+
+def stalled(clocks: Iterable[HandlerClock], now: float) -> int:
+    """How many of ``clocks`` show a handler running for more than :data:`STALL_SECONDS`
+    at ``now`` (``time.monotonic()``)."""
+    count = 0
+    for clock in clocks:
+        since = clock.since  # read once: its thread may clear it meanwhile
+        if since is not None and now - since > STALL_SECONDS:
+            count += 1
+    return count

@@ -1,0 +1,55 @@
+"""How much a consumer claims and how many lanes it runs: :mod:`consumer.sizing`, pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from consumer.sizing import ClaimSize, claim_size, lanes_wanted
+
+
+def _size(**given: Any) -> ClaimSize:
+    settings: dict[str, Any] = {
+        "batch_size": 200,
+        "concurrency": 8,
+        "running": 0,
+        "stalled": 0,
+        "waiting": 0,
+        "handler_seconds": None,
+    }
+    settings.update(given)
+    return claim_size(**settings)
+
+
+def test_claim_size_before_any_handler_finished_is_the_idle_slots() -> None:
+    assert _size() == ClaimSize(8, 0)
+    assert _size(running=3, waiting=2) == ClaimSize(3, 0)
+    assert _size(running=8) == ClaimSize(0, 0)
+    assert _size(batch_size=5) == ClaimSize(5, 0)
+
+
+def test_claim_size_of_fast_handlers_is_a_batch_claimed_again_at_half() -> None:
+    # 1 ms handlers: 100 jobs per slot per claim horizon, capped by the batch size.
+    assert _size(handler_seconds=0.001) == ClaimSize(200, 100)
+    assert _size(handler_seconds=0.001, waiting=100) == ClaimSize(200, 100)
+    assert _size(handler_seconds=0.001, waiting=101) == ClaimSize(0, 100)
+    assert _size(handler_seconds=0.05) == ClaimSize(16, 8)
+
+
+def test_claim_size_of_fast_handlers_leaves_out_stalled_slots() -> None:
+    assert _size(handler_seconds=0.05, running=8, stalled=6) == ClaimSize(4, 2)
+    assert _size(handler_seconds=0.001, running=8, stalled=8) == ClaimSize(0, 0)
+
+
+def test_claim_size_of_slow_handlers_is_what_idle_slots_start_now() -> None:
+    assert _size(handler_seconds=3.0) == ClaimSize(8, 0)
+    assert _size(handler_seconds=3.0, running=7) == ClaimSize(1, 0)
+    assert _size(handler_seconds=3.0, running=7, waiting=1) == ClaimSize(0, 0)
+    assert _size(handler_seconds=3.0, running=8, stalled=8) == ClaimSize(0, 0)
+
+
+def test_lanes_wanted_one_per_claim_until_the_time_is_known_or_while_a_lane_stalls() -> None:
+    assert lanes_wanted(0, None) == 0
+    assert lanes_wanted(5, None) == 5
+    assert lanes_wanted(200, 0.00002) == 1
+    assert lanes_wanted(200, 0.001) == 10
+    assert lanes_wanted(5, 0.001, stalled=1) == 5
