@@ -313,11 +313,40 @@ class FdbTransaction(_Reads, AtomicMethods):
     def on_error(self, error: BaseException) -> None:
         if not isinstance(error, StorageError):
             raise error
+        self.finish_on_error(error, self.on_error_future(error))
+
+    # -- the binding's futures, for callers that wait on them themselves ----------
+    # An async caller starts an operation here, waits for the future through its
+    # ``on_ready`` callback (quick.aio_waiting), then finishes it here without blocking.
+
+    def read_future(self, key: bytes, *, snapshot: bool = False) -> Any:
+        """The binding's future of a point read; :meth:`read_value` once it is ready."""
+        require_bytes("key", key)
+        return _wrap(self._fdb, (self._tr.snapshot if snapshot else self._tr).get, key)
+
+    def read_value(self, future: Any) -> bytes | None:
+        """The value a ready :meth:`read_future` holds (None when absent)."""
+        return _wrap(self._fdb, lambda: None if future.value is None else bytes(future.value))
+
+    def commit_future(self) -> Any:
+        """The binding's commit future; :meth:`finish` once it is ready."""
+        return _wrap(self._fdb, self._tr.commit)
+
+    def finish(self, future: Any) -> None:
+        """Raise what a ready future failed with, as a StorageError."""
+        _wrap(self._fdb, future.wait)
+
+    def on_error_future(self, error: StorageError) -> Any:
+        """The binding's ``on_error`` future (its backoff); :meth:`finish_on_error` once ready."""
         cause = error.__cause__
         if not isinstance(cause, self._fdb.FDBError):
             cause = self._fdb.FDBError(error.code)
+        return self._tr.on_error(cause)
+
+    def finish_on_error(self, error: StorageError, future: Any) -> None:
+        """Re-raise ``error`` when it is not retried, or on_error's own failure (1031, 1025)."""
         try:
-            self._tr.on_error(cause).wait()
+            future.wait()
         except self._fdb.FDBError as failed:
             if failed.code == error.code:  # not retryable, or past the retry limit
                 raise error from None

@@ -54,6 +54,16 @@ from quick.operations import cancel, purge_dead, purge_finished, requeue_dead
 from quick.outcomes import Outcome, run_claim
 from quick.pointers import collect
 
+
+def __getattr__(name: str) -> object:
+    """``quick.aio``, imported on first use: ``import quick`` stays free of anyio."""
+    if name == "aio":
+        import importlib
+
+        return importlib.import_module("quick.aio")
+    raise AttributeError(f"module 'quick' has no attribute {name!r}")
+
+
 __all__ = [
     "Transaction",
     "App",
@@ -83,6 +93,7 @@ __all__ = [
     "StorageError",
     "StoreFull",
     "activate_due",
+    "aio",
     "cancel",
     "claim",
     "collect",

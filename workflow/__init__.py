@@ -39,6 +39,16 @@ from workflow.views import (
     list_runs,
 )
 
+
+def __getattr__(name: str) -> object:
+    """``workflow.aio``, imported on first use: ``import workflow`` stays free of anyio."""
+    if name == "aio":
+        import importlib
+
+        return importlib.import_module("workflow.aio")
+    raise AttributeError(f"module 'workflow' has no attribute {name!r}")
+
+
 __all__ = [
     "BlankStepKey",
     "CorruptRun",
@@ -64,6 +74,7 @@ __all__ = [
     "UnknownTopic",
     "Workflow",
     "WorkflowError",
+    "aio",
     "cancel_run",
     "explain_run",
     "inspect_run",

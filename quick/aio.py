@@ -1,0 +1,107 @@
+"""quick's async API: the producer calls of request handlers, on asyncio and on trio.
+
+Each function has the name and arguments of its sync form and calls that same sync
+function; only the waiting differs (:mod:`quick.aio_waiting`). Given a database, the
+whole sync call (its own retry loop, its ids made before it) runs in the bounded pool;
+given an :class:`AsyncTransaction` (from :func:`transact`), it joins that transaction
+and commits with the caller's own writes.
+
+    async def place_order(tr, order_id):
+        tr.set(b"orders/" + order_id.encode(), b"placed")
+        await quick.aio.enqueue(tr, "tenant-42", "ledger:book", {}, job_id=f"book:{order_id}")
+
+    await quick.aio.transact(db, place_order, "o-1")
+
+Bad arguments raise :class:`~quick.errors.InvalidArgument` before anything is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import quick
+from keyspace.protocol import Database
+from quick.aio_transaction import AsyncReads, AsyncTransaction, check_database, transact
+from quick.aio_waiting import run_blocking
+from quick.enqueueing import JobSpec
+from quick.errors import InvalidArgument
+from quick.jobs import JobState
+from quick.validation import check_name
+
+__all__ = [
+    "AsyncReads",
+    "AsyncTransaction",
+    "cancel",
+    "enqueue",
+    "enqueue_many",
+    "job_state",
+    "run_joined",
+    "transact",
+]
+
+T = TypeVar("T")
+
+
+async def run_joined(
+    db_or_tr: Database | AsyncTransaction, fn: Callable[..., T], *args: Any, **kwargs: Any
+) -> T:
+    """``fn(db_or_tr, ...)`` for a sync transactional ``fn``, off the loop: on a database
+    it runs (and retries) on its own; on an async transaction it joins it.
+
+    Raises:
+        InvalidArgument: ``db_or_tr`` is neither (checked before anything is written).
+    """
+    if isinstance(db_or_tr, AsyncTransaction):
+        return await db_or_tr.call(fn, *args, **kwargs)
+    return await run_blocking(fn, check_database(db_or_tr, "db_or_tr"), *args, **kwargs)
+
+
+async def enqueue(
+    db_or_tr: Database | AsyncTransaction,
+    queue_id: str,
+    topic: str,
+    payload: Any,
+    *,
+    priority: int = 100,
+    delay: Any = None,
+    at: Any = None,
+    max_attempts: int | None = None,
+    job_id: str | None = None,
+    unique_key: str | None = None,
+) -> str:
+    """:func:`quick.enqueue`, awaited; see it for the arguments and errors."""
+    return await run_joined(
+        db_or_tr,
+        quick.enqueue,
+        queue_id,
+        topic,
+        payload,
+        priority=priority,
+        delay=delay,
+        at=at,
+        max_attempts=max_attempts,
+        job_id=job_id,
+        unique_key=unique_key,
+    )
+
+
+async def enqueue_many(db_or_tr: Database | AsyncTransaction, jobs: Iterable[JobSpec]) -> list[str]:
+    """:func:`quick.enqueue_many`, awaited (``jobs`` is read on the caller's loop first)."""
+    if isinstance(jobs, str | bytes | dict) or not isinstance(jobs, Iterable):
+        raise InvalidArgument(
+            "jobs", f"must be an iterable of job mappings, not {type(jobs).__name__}"
+        )
+    return await run_joined(db_or_tr, quick.enqueue_many, list(jobs))
+
+
+async def job_state(db_or_tr: Database | AsyncTransaction, job_id: str) -> JobState | None:
+    """:func:`quick.job_state`, awaited."""
+    check_name("job_id", job_id)
+    return await run_joined(db_or_tr, quick.job_state, job_id)
+
+
+async def cancel(db_or_tr: Database | AsyncTransaction, job_id: str) -> bool:
+    """:func:`quick.cancel`, awaited."""
+    check_name("job_id", job_id)
+    return await run_joined(db_or_tr, quick.cancel, job_id)
