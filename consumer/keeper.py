@@ -33,9 +33,9 @@ from consumer.bridge import Bridge
 from consumer.resilience import Patience
 from keyspace.protocol import Database
 from quick.app import JobConfig
-from quick.fencing import Status
 from quick.jobs import Claim, now_ms
 from quick.leases import heartbeat_all
+from quick.settlement import Outcome
 
 __all__ = ["Held", "LeaseKeeper", "RENEW_PAGE"]
 
@@ -103,11 +103,11 @@ class LeaseKeeper:
             for held, answer in zip(page, answers, strict=True):
                 if isinstance(answer, Claim):
                     held.claim = answer
-                elif answer is Status.LOST and held.claim.job_id in self.held:
+                elif answer is Outcome.LEASE_LOST and held.claim.job_id in self.held:
                     held.lost = True
                     if held.scope is not None:
                         held.scope.cancel()
 
 
-def _renew(db: Database, claims: list[Claim], lease_ms: int, now: int) -> list[Claim | Status]:
+def _renew(db: Database, claims: list[Claim], lease_ms: int, now: int) -> list[Claim | Outcome]:
     return db.transact(heartbeat_all, claims, lease_ms, now)

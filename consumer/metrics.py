@@ -39,6 +39,7 @@ from prometheus_client.registry import Collector
 
 import quick
 from keyspace.protocol import Database
+from quick.counters import queue_depth
 from quick.jobs import COUNTED_STATES
 from quick.outcomes import Outcome
 
@@ -48,15 +49,12 @@ log = logging.getLogger("quick.consumer")
 
 #: Job durations from milliseconds to the default lease's multiples.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
-#: The states that are work still to do (``dead`` is reported but does not rank a queue).
-PENDING = ("ready", "scheduled", "leased")
-
 QueueDepth = tuple[str, Mapping[str, int]]
 
 
 def deepest(rows: Iterable[QueueDepth], top: int) -> list[QueueDepth]:
     """The ``top`` queues with the most pending jobs, deepest first (ties by name)."""
-    ranked = sorted(rows, key=lambda row: (-sum(row[1].get(s, 0) for s in PENDING), row[0]))
+    ranked = sorted(rows, key=lambda row: (-queue_depth(row[1]), row[0]))
     return ranked[:top]
 
 

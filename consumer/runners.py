@@ -23,7 +23,6 @@ attempt that finished is never left unrecorded, even when the consumer is cancel
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
@@ -43,6 +42,7 @@ from keyspace.protocol import Database
 from quick.errors import LeaseLost
 from quick.jobs import now_ms
 from quick.outcomes import Attempt, Outcome, meta_for, run_transactional, settle_batch
+from quick.trio_handlers import call_handler, within_timeout
 
 __all__ = ["Runners"]
 
@@ -151,12 +151,7 @@ class Runners:
         with trio.CancelScope() as scope:
             held.scope = scope
             try:
-                with (
-                    trio.fail_after(config.timeout) if config.timeout else contextlib.nullcontext()
-                ):
-                    output = await self._invoke(held)
-            except trio.TooSlowError:
-                error = TimeoutError(f"timed out after {config.timeout} s")
+                output = await within_timeout(config, lambda: self._invoke(held))
             except LeaseLost:
                 held.lost = True
             except Exception as exc:
@@ -179,15 +174,11 @@ class Runners:
         config, claim = held.config, held.claim
         assert config is not None
         meta = meta_for(claim)
-        if config.is_async:
-            return await config.handler(claim.payload, meta)
-        if config.transactional:
+        if config.transactional and not config.is_async:
             return await trio.to_thread.run_sync(
                 self.db.transact, run_transactional, config, claim, meta, abandon_on_cancel=True
             )
-        return await trio.to_thread.run_sync(
-            config.handler, claim.payload, meta, abandon_on_cancel=True
-        )
+        return await call_handler(config, claim.payload, meta)
 
     async def _commit(self, receive: trio.MemoryReceiveChannel[_Pending]) -> None:
         """Group commit for the async runners: every attempt waiting, in one transaction.

@@ -70,9 +70,9 @@ from consumer.sizing import (
     stalled,
 )
 from keyspace.protocol import Database, Transaction, Watch
-from keyspace.retry import watch_retry_pause
+from keyspace.retry import Tries, watch_retry_pause
 from quick.app import App
-from quick.claiming import ClaimRound, RoundTries, claim_round
+from quick.claiming import ClaimRound, claim_round
 from quick.jobs import Claim, now_ms
 from quick.leases import release_all
 from quick.outcomes import Outcome, describe_error, job_config
@@ -251,9 +251,9 @@ class Consumer:
             self._dispatch(found.claims)
 
     def _claim_round(self, limit: int, cursor: bytes | None, seed: float) -> ClaimRound:
-        """One claim round in its own transaction (retried; see ``RoundTries``)."""
+        """One claim round in its own transaction (retried; see ``claim_round``'s ``tries``)."""
         config = self.config
-        tries = RoundTries()
+        tries = Tries()
         rng = random.Random(seed)
 
         def body(tr: Transaction) -> ClaimRound:
@@ -276,8 +276,7 @@ class Consumer:
         held = [Held(claim, job_config(self.app, claim)) for claim in claims]
         self.keeper.add(held)
         for item in held:
-            config = item.config
-            if config is not None and (config.is_async or config.timeout is not None):
+            if item.config is not None and item.config.runs_in_trio:
                 self._runners.queue.append(item)
             else:
                 self._lanes.queue.append(item)

@@ -17,6 +17,7 @@ import functools
 import inspect
 import random
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -24,8 +25,8 @@ from keyspace.errors import StorageError
 from keyspace.protocol import Database, Transaction
 
 __all__ = [
-    "Backoff",
-    "EarlierTries",
+    "TransactionBackoff",
+    "Tries",
     "transactional",
     "run_transaction",
     "is_database",
@@ -61,7 +62,7 @@ def watch_retry_pause(failures: int, jitter: float, remaining: float | None = No
     return pause if remaining is None else max(0.0, min(pause, remaining))
 
 
-class Backoff:
+class TransactionBackoff:
     """FoundationDB-style retry delays: doubling from 5 ms up to a cap, with full jitter.
 
     The first retry after a conflict (1020) does not wait: the transaction that won has
@@ -94,18 +95,58 @@ def is_database(obj: object) -> bool:
     return hasattr(obj, "create_transaction")
 
 
-class EarlierTries:
-    """What earlier tries of one call saw, made before the retry loop.
+class Tries:
+    """What the tries of one transactional call did: made before the retry loop.
 
     A retry after ``commit_unknown_result`` may follow a try that did commit; a call
-    whose result depends on what it found (how many it deleted, whether the thing
-    existed) keeps that here, so its retry can answer as the committed try would.
+    whose answer depends on what its tries did keeps that here, so its retry answers
+    as the committed try would:
+
+    * :meth:`first` counts the tries and says whether this one is the first (nothing of
+      the call can have committed yet, so an enqueue may skip a lookup);
+    * ``token``, made once per call and written by every try, lets a retry recognise
+      what its own earlier tries wrote (a claim round's leases, cron's marks);
+    * ``found`` is what the last try found (how many a purge deleted);
+    * ``touched`` gathers what every try worked on (the queues a claim round leased from);
+    * ``unsure`` gathers what tries whose commit result was unknown wrote: the body says
+      what it wrote with :meth:`did`, and the retry loop keeps that when the try's
+      commit result is unknown (a ``Tries`` among the body's arguments is told).
     """
 
-    __slots__ = ("found",)
+    __slots__ = ("runs", "found", "touched", "unsure", "_token", "_doing")
 
-    def __init__(self) -> None:
-        self.found: int = 0
+    def __init__(self, token: str | None = None) -> None:
+        self.runs = 0
+        self.found = 0
+        self.touched: set[str] = set()
+        self.unsure: dict[str, str] = {}
+        self._token = token
+        self._doing: dict[str, str] | None = None
+
+    @property
+    def token(self) -> str:
+        """An id for this call, the same for every try (made when first asked, unless
+        given: the simulation draws its own)."""
+        if self._token is None:
+            self._token = uuid.uuid4().hex
+        return self._token
+
+    def first(self) -> bool:
+        """Count a try starting; True for the call's first try."""
+        self.runs += 1
+        self._doing = None
+        return self.runs == 1
+
+    def did(self, wrote: dict[str, str]) -> None:
+        """Record what the running try wrote (kept in ``unsure`` if its commit result is
+        unknown)."""
+        self._doing = wrote
+
+    def commit_unknown(self) -> None:
+        """The running try's commit result is unknown: keep what it said it wrote."""
+        if self._doing is not None:
+            self.unsure.update(self._doing)
+            self._doing = None
 
 
 def run_transaction(db: Database, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -117,6 +158,10 @@ def run_transaction(db: Database, fn: Callable[..., T], *args: Any, **kwargs: An
             tr.commit()
             return result
         except StorageError as error:
+            if error.maybe_committed:
+                for arg in args:
+                    if isinstance(arg, Tries):
+                        arg.commit_unknown()
             tr.on_error(error)
 
 

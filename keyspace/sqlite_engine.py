@@ -53,7 +53,7 @@ from keyspace.limits import (
     versionstamp_template,
 )
 from keyspace.protocol import KeyValue
-from keyspace.retry import Backoff, run_transaction
+from keyspace.retry import TransactionBackoff, run_transaction
 from keyspace.ryw import RangeSet, WriteBuffer, versionstamp_range
 from keyspace.sqlite_commit import apply_commit, stamp
 from keyspace.sqlite_files import check_store_path, check_store_size, opening, storage_error
@@ -159,7 +159,7 @@ class SqliteTransaction(AtomicMethods):
 
     def __init__(self, db: SqliteDatabase) -> None:
         self.db = db
-        self._backoff: Backoff | None = None
+        self._backoff: TransactionBackoff | None = None
         self._conn: sqlite3.Connection | None = None
         self._reader = Reader(self, True)
         self.snapshot = Reader(self, False)
@@ -451,7 +451,7 @@ class SqliteTransaction(AtomicMethods):
             self._check_timeout()
             if self._backoff is None:
                 limit = self.db.retry_limit
-                self._backoff = Backoff(retry_limit=None if limit < 0 else limit)
+                self._backoff = TransactionBackoff(retry_limit=None if limit < 0 else limit)
             self._backoff.wait(error)
             self._check_timeout()
         except StorageError as failed:

@@ -26,7 +26,7 @@ from quick.aio_transaction import AsyncReads, AsyncTransaction, check_database, 
 from quick.aio_waiting import run_blocking
 from quick.enqueueing import JobSpec
 from quick.errors import InvalidArgument
-from quick.jobs import JobState
+from quick.jobs import DEFAULT_PRIORITY, JobState
 from quick.validation import check_name
 
 __all__ = [
@@ -63,7 +63,7 @@ async def enqueue(
     topic: str,
     payload: Any,
     *,
-    priority: int = 100,
+    priority: int = DEFAULT_PRIORITY,
     delay: Any = None,
     at: Any = None,
     max_attempts: int | None = None,

@@ -17,13 +17,10 @@ from keyspace.protocol import Database, Transaction
 from quick.enqueueing import enqueue
 from quick.errors import InvalidArgument
 from quick.jobs import DEFAULT_PRIORITY
-from quick.retrying import DEFAULT_BASE_DELAY_MS, DEFAULT_MAX_DELAY_MS
+from quick.retrying import Backoff
 from quick.validation import check_max_attempts, check_name, check_priority
 
 __all__ = ["App", "JobConfig", "Meta", "Backoff"]
-
-#: ``(base_seconds, max_seconds)`` for capped exponential backoff, or a function of the attempt.
-Backoff = tuple[float, float] | Callable[[int], float]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,20 +50,11 @@ class JobConfig:
     transactional: bool = False
     is_async: bool = False
 
-    def retry_delay_ms(self, attempt: int) -> int | None:
-        """The delay before retrying after failed ``attempt`` by this handler's policy
-        (None = the queue's default backoff)."""
-        if self.backoff is None:
-            return None
-        if callable(self.backoff):
-            return max(0, round(self.backoff(attempt) * 1000))
-        return None
-
-    def backoff_bounds_ms(self) -> tuple[int, int]:
-        if isinstance(self.backoff, tuple):
-            base, cap = self.backoff
-            return max(1, round(base * 1000)), max(1, round(cap * 1000))
-        return DEFAULT_BASE_DELAY_MS, DEFAULT_MAX_DELAY_MS
+    @property
+    def runs_in_trio(self) -> bool:
+        """Whether its attempts run under trio (:mod:`quick.trio_handlers`): an ``async
+        def`` handler, or one with a timeout; others run in a consumer's thread lanes."""
+        return self.is_async or self.timeout is not None
 
 
 def _takes_transaction(handler: Callable[..., Any]) -> bool:

@@ -35,10 +35,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from keyspace import layout
-from keyspace.codec import CorruptValue, pack_value, unpack_value
+from keyspace.codec import CorruptValue, unpack_value
 from keyspace.layout import (
     DEAD_LETTERS,
-    JOB_DIRECTORY,
     POINTER_INDEX,
     POINTERS,
     QUEUE_LEASES,
@@ -46,12 +45,13 @@ from keyspace.layout import (
 )
 from keyspace.protocol import Database, Transaction
 from quick import pointers, queue_leases
+from quick.counters import decode_count, encode_count
 from quick.cron import decode_schedule
 from quick.enqueueing import decode_moved
 from quick.inspection import decode_dead_letter
 from quick.jobs import COUNTED_STATES, Job, JobState, now_ms
 from quick.limits import DEFAULT_QUEUE, decode_bucket, decode_limits
-from quick.records import tombstone
+from quick.records import bury_corrupt
 
 __all__ = ["PAGE", "Problem", "Report", "check_deep", "walk"]
 
@@ -202,7 +202,7 @@ class _Model:
                 raise ValueError("index key fields are not integers")
             queue.entries[key] = _text(f["job_id"])
         elif kind == "n":
-            (queue.counters[_text(f["state"])],) = struct.unpack("<q", value)
+            queue.counters[_text(f["state"])] = decode_count(value)
 
 
 def _text(value: Any) -> str:
@@ -340,7 +340,7 @@ def _repair_queue(tr: Transaction, name: str, index: list[bytes], now: int) -> s
     fixed |= {key for key, _ in tr.get_range(*keys.counters_range())}
     tr.clear_range(*keys.counters_range())
     for state, count in counts.items():
-        tr.set(keys.counter(state), struct.pack("<q", count))
+        tr.set(keys.counter(state), encode_count(count))
         fixed.add(keys.counter(state))
     if _corrupt_lease(tr, name):
         tr.clear(QUEUE_LEASES.pack((name,)))
@@ -378,14 +378,10 @@ def _entry_job(key: bytes) -> str | None:
 
 
 def _bury_raw(tr: Transaction, queue: str, key: bytes, raw: bytes, error: str, now: int) -> None:
-    """Move an undecodable job record to the dead letters as it is, with its error."""
-    tr.clear(key)
+    """Move an undecodable job record to the dead letters as it is, with its error
+    (the repair rebuilds the queue's index entries and counters afterwards)."""
     _, _, f = layout.decode(key)
     job_id = f.get("job_id")
     if not isinstance(job_id, str):
         job_id = key.hex()
-    tr.set(
-        DEAD_LETTERS.pack((queue, job_id)),
-        pack_value({"raw": raw, "e": f"corrupt job record: {error}", "at": now}),
-    )
-    tr.set(JOB_DIRECTORY.pack((job_id,)), tombstone(queue, "dead", now, None))
+    bury_corrupt(tr, queue_keys(queue), job_id, None, None, error, now, record_key=key, raw=raw)

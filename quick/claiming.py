@@ -31,19 +31,19 @@ from __future__ import annotations
 
 import random
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from keyspace.codec import CorruptValue
 from keyspace.layout import POINTERS, QUEUE_LEASES, WAKE, QueueKeys, queue_keys
 from keyspace.limits import VALUE_LIMIT
 from keyspace.protocol import Database, Transaction, Watch
-from keyspace.retry import transactional
+from keyspace.retry import Tries, transactional
 from quick import pointers, queue_leases
 from quick.counters import Tally
 from quick.errors import InvalidArgument
-from quick.extensions import extension_for
-from quick.jobs import Claim, Job, JobState, now_ms
+from quick.extensions import resolve
+from quick.jobs import DEFAULT_LEASE_MS, Claim, Job, JobState, now_ms
 from quick.limits import Limiter
 from quick.records import (
     bury_corrupt,
@@ -62,15 +62,11 @@ __all__ = [
     "claim",
     "claim_jobs",
     "ClaimRound",
-    "RoundTries",
     "claim_round",
     "resolve_now",
 ]
 
 QUEUE_LEASE_MS = 5_000
-#: Claims remembered on the queue lease, so a claim retried after commit_unknown_result
-#: recognises its committed try even when other consumers claimed from the queue since.
-RECENT_CLAIMS = 4
 #: Due scheduled jobs promoted into the ready index per claim.
 PROMOTE_BATCH = 256
 #: Record bytes one claim may rewrite (promotions and leases) before it stops: well
@@ -162,10 +158,9 @@ def claim_jobs(
     fewer when the queue's limits (:mod:`quick.limits`) say so."""
     keys = queue_keys(queue)
     lease = queue_leases.queue_lease(tr, queue)
-    recent = _recent_claims(lease)
-    for earlier, job_ids in recent:
-        if earlier == token:
-            return _reclaimed(tr, keys, job_ids, token)
+    earlier = queue_leases.claimed_by(lease, token)
+    if earlier is not None:
+        return _reclaimed(tr, keys, earlier, token)
     own_tally = tally is None
     tally = Tally() if tally is None else tally
     budget = _Budget() if budget is None else budget
@@ -210,10 +205,7 @@ def claim_jobs(
         known = True if ready_left else None if repaired else False
         kept = pointers.refresh(tr, keys, now, ready_left=known)
     if kept:
-        record = {k: v for k, v in (lease or {}).items() if k in ("o", "ex", "rc")}
-        mine = [token, [c.job_id for c in claimed]]
-        record.update(o=owner, ex=0, rc=[mine, *recent[: RECENT_CLAIMS - 1]])
-        queue_leases.write_queue_lease(tr, queue, record)
+        queue_leases.remember_claim(tr, queue, lease, owner, token, [c.job_id for c in claimed])
     return claimed
 
 
@@ -243,19 +235,9 @@ def _unpack(unpack: Any, key: bytes) -> tuple[Any, ...]:
     return fields
 
 
-def _recent_claims(lease: dict[str, Any] | None) -> list[tuple[str, list[str]]]:
-    """The last few claims' ``(token, job ids)`` kept on the queue lease, newest first."""
-    if lease is None:
-        return []
-    return [(token, list(ids)) for token, ids in lease.get("rc") or []]
-
-
 def _notify_claimed(tr: Transaction, claim: Claim, now: int) -> None:
-    """Tell the job's extension it was leased; an unloadable one fails when the job runs."""
-    try:
-        extension = extension_for(claim.extension)
-    except InvalidArgument:
-        return
+    """Tell the job's extension it was leased (an unloadable one fails when the job settles)."""
+    extension = resolve(claim.extension)
     if extension is not None:
         extension.on_claimed(tr, claim, now)
 
@@ -291,7 +273,7 @@ def claim(
     owner: str,
     *,
     limit: int = 1,
-    lease_ms: int = 30_000,
+    lease_ms: int = DEFAULT_LEASE_MS,
     now_ms: int | None = None,
 ) -> list[Claim]:
     """Lease up to ``limit`` visible jobs of ``queue_id`` for ``owner``, best first.
@@ -344,20 +326,6 @@ class ClaimRound:
     idle: tuple[Watch, int | None] | None = None
 
 
-@dataclass(slots=True)
-class RoundTries:
-    """Made before the retry loop: the round's token, and the queues earlier tries of
-    it leased from, so a retry after ``commit_unknown_result`` finds their claims."""
-
-    token: str = field(default_factory=lambda: uuid.uuid4().hex)
-    queues: set[str] = field(default_factory=set)
-
-
-def _leased_by_other(tr: Transaction, queue: str, owner: str, now: int) -> bool:
-    lease = queue_leases.queue_lease(tr, queue)
-    return lease is not None and lease.get("ex", 0) > now and lease.get("o") != owner
-
-
 def claim_round(
     tr: Transaction,
     owner: str,
@@ -365,7 +333,7 @@ def claim_round(
     *,
     limit: int,
     lease_ms: int,
-    tries: RoundTries,
+    tries: Tries,
     cursor: bytes | None = None,
     scan_limit: int = 100,
     rng: random.Random | None = None,
@@ -378,7 +346,7 @@ def claim_round(
     sampled (at least one job), so a deep queue fills a batch alone and many small
     queues share one. Queues whose short lease another consumer holds are skipped.
     """
-    if tries.queues:
+    if tries.touched:
         again = _claimed_before(tr, tries)
         if again:
             return ClaimRound(again, len(again), cursor)
@@ -411,9 +379,9 @@ def claim_round(
         room = min(share, limit - len(claims))
         if room <= 0 or budget.left <= 0:
             break
-        if _leased_by_other(tr, queue, owner, now):
+        if queue_leases.leased_by_other(tr, queue, owner, now):
             continue
-        tries.queues.add(queue)
+        tries.touched.add(queue)
         claims.extend(
             claim_jobs(
                 tr,
@@ -430,16 +398,16 @@ def claim_round(
         )
     tally.flush(tr)
     for key, queue in due:
-        if queue in tries.queues:
+        if queue in tries.touched:
             pointers.drop_stray(tr, key, queue)
     return ClaimRound(claims, len(due), next_cursor)
 
 
-def _claimed_before(tr: Transaction, tries: RoundTries) -> list[Claim]:
+def _claimed_before(tr: Transaction, tries: Tries) -> list[Claim]:
     """The claims an earlier, committed try of this round made (none if it did not commit)."""
     out: list[Claim] = []
-    for queue in sorted(tries.queues):
-        for earlier, job_ids in _recent_claims(queue_leases.queue_lease(tr, queue)):
-            if earlier == tries.token:
-                out.extend(_reclaimed(tr, queue_keys(queue), job_ids, tries.token))
+    for queue in sorted(tries.touched):
+        job_ids = queue_leases.claimed_by(queue_leases.queue_lease(tr, queue), tries.token)
+        if job_ids is not None:
+            out.extend(_reclaimed(tr, queue_keys(queue), job_ids, tries.token))
     return out

@@ -10,22 +10,54 @@ from __future__ import annotations
 
 import logging
 import struct
+from collections.abc import Mapping
 
 from keyspace.layout import QueueKeys, describe, queue_keys
 from keyspace.protocol import ReadView, Transaction
 from quick.jobs import COUNTED_STATES, JobState
 
-__all__ = ["Tally", "bump", "move", "read_counts"]
+__all__ = [
+    "WORK_STATES",
+    "Tally",
+    "bump",
+    "decode_count",
+    "encode_count",
+    "move",
+    "queue_depth",
+    "read_counts",
+]
 
 log = logging.getLogger("quick.store")
 
-_ONE = struct.pack("<q", 1)
-_MINUS_ONE = struct.pack("<q", -1)
+#: The states whose sum is a queue's depth: work still to do (dead letters are counted
+#: and shown, but are not work).
+WORK_STATES = (JobState.READY.value, JobState.SCHEDULED.value, JobState.LEASED.value)
+
+
+def encode_count(count: int) -> bytes:
+    """A counter's stored form: a little-endian signed 64-bit integer, as FoundationDB's
+    atomic add reads and writes it."""
+    return struct.pack("<q", count)
+
+
+def decode_count(value: bytes) -> int:
+    """A stored counter's value; ``struct.error`` when it is not 8 bytes."""
+    (count,) = struct.unpack("<q", value)
+    return int(count)
+
+
+def queue_depth(counts: Mapping[str, int]) -> int:
+    """A queue's depth from its counts by state: its ready, scheduled and leased jobs."""
+    return sum(counts.get(state, 0) for state in WORK_STATES)
+
+
+_ONE = encode_count(1)
+_MINUS_ONE = encode_count(-1)
 
 
 def bump(tr: Transaction, keys: QueueKeys, state: JobState, delta: int = 1) -> None:
     """Add ``delta`` to the queue's count of ``state``."""
-    param = _ONE if delta == 1 else _MINUS_ONE if delta == -1 else struct.pack("<q", delta)
+    param = _ONE if delta == 1 else _MINUS_ONE if delta == -1 else encode_count(delta)
     tr.add(keys.counter(state.value), param)
 
 
@@ -85,7 +117,7 @@ def read_counts(view: ReadView, queue: str) -> dict[str, int]:
     for key, value in view.get_range(*keys.counters_range()):
         try:
             (state,) = keys.space["n"].unpack(key)
-            (count,) = struct.unpack("<q", value)
+            count = decode_count(value)
         except (ValueError, TypeError, struct.error) as error:
             log.warning("corrupt counter %s: %s; left out", describe(key), error)
             continue

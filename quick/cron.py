@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import uuid
 import zoneinfo
 from dataclasses import dataclass
 from typing import Any
@@ -27,10 +26,10 @@ from typing import Any
 from croniter import CroniterError, croniter
 
 from keyspace.codec import CorruptValue, pack_value, unpack_value
-from keyspace.errors import QuickError, StorageError
+from keyspace.errors import QuickError
 from keyspace.layout import CRON, CRON_DUE, describe
 from keyspace.protocol import Database, Transaction
-from keyspace.retry import EarlierTries, transactional
+from keyspace.retry import Tries, transactional
 from quick.corruption import UNREADABLE, CorruptRecord
 from quick.enqueueing import prefetch, prepare, store_new
 from quick.errors import InvalidArgument, QueueMoved
@@ -220,11 +219,11 @@ def remove_schedule(db_or_tr: Database | Transaction, name: str) -> bool:
     Retry semantics: a retry after ``commit_unknown_result`` whose earlier try found
     the schedule answers True, since that try removed it (or another caller did).
     """
-    return _remove_schedule(db_or_tr, name, EarlierTries())
+    return _remove_schedule(db_or_tr, name, Tries())
 
 
 @transactional
-def _remove_schedule(tr: Transaction, name: str, earlier: EarlierTries) -> bool:
+def _remove_schedule(tr: Transaction, name: str, earlier: Tries) -> bool:
     key = CRON.pack((name,))
     old = tr.get(key)
     if old is None:
@@ -315,25 +314,23 @@ def _activate_batch(db: Database, now: int, limit: int) -> tuple[list[str], bool
 
     A try that fails with ``commit_unknown_result`` may have committed: its retry finds
     those ticks no longer due, yet the answer must name them. So the ids such tries
-    fired are kept before the retry loop, with a token made there too, which every try
-    writes on the schedules it fires; the retry reports a kept id when its schedule
-    still carries the token (that try committed), and not when another activator's
-    does (that try did not, and the other activator fired the tick and reports it).
+    fired are kept before the retry loop (in its :class:`~keyspace.retry.Tries`), with a
+    token made there too, which every try writes on the schedules it fires; the retry
+    reports a kept id when its schedule still carries the token (that try committed),
+    and not when another activator's does (that try did not, and the other activator
+    fired the tick and reports it).
     """
-    token = uuid.uuid4().hex
-    tried: dict[str, str] = {}
-    tr = db.create_transaction()
-    while True:
-        fired: dict[str, str] | None = None
-        try:
-            earlier = _marked(tr, tried, token)
-            fired, more = _activate(tr, now, limit, token)
-            tr.commit()
-            return list(dict.fromkeys([*earlier, *fired])), more
-        except StorageError as error:
-            if fired is not None and error.maybe_committed:
-                tried.update(fired)
-            tr.on_error(error)
+    return db.transact(_activate_try, now, limit, Tries())
+
+
+def _activate_try(tr: Transaction, now: int, limit: int, tries: Tries) -> tuple[list[str], bool]:
+    """One try of :func:`_activate_batch`: its activation, and the ids of tries whose
+    commit result was unknown that its schedules show committed."""
+    tries.first()
+    earlier = _marked(tr, tries.unsure, tries.token)
+    fired, more = _activate(tr, now, limit, tries.token)
+    tries.did(fired)
+    return list(dict.fromkeys([*earlier, *fired])), more
 
 
 def _marked(tr: Transaction, tried: dict[str, str], token: str) -> list[str]:

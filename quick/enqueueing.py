@@ -25,15 +25,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from keyspace.codec import CorruptValue, pack_value, unpack_value
+from keyspace.codec import CorruptValue, unpack_value
 from keyspace.layout import JOB_DIRECTORY, MOVED, POINTERS, queue_keys
 from keyspace.limits import VALUE_LIMIT
 from keyspace.protocol import Database, ReadView, Transaction
-from keyspace.retry import transactional
-from quick import counters, pointers
+from keyspace.retry import Tries, transactional
 from quick.errors import InvalidArgument, InvalidPayload, QueueMoved
-from quick.jobs import Job, JobState, now_ms
-from quick.records import JOB_RECORD_HEADROOM, MAX_JOB_RECORD_BYTES
+from quick.jobs import DEFAULT_PRIORITY, Job, JobState, now_ms
+from quick.records import JOB_RECORD_HEADROOM, MAX_JOB_RECORD_BYTES, NewJobs
 from quick.validation import (
     check_max_attempts,
     check_name,
@@ -92,7 +91,7 @@ def prepare(
     topic: Any,
     payload: Any,
     *,
-    priority: Any = 100,
+    priority: Any = DEFAULT_PRIORITY,
     delay: Any = None,
     at: Any = None,
     max_attempts: Any = None,
@@ -141,23 +140,17 @@ def prepare(
     return _Prepared(job, value, fresh_id=job_id is None)
 
 
-def _write(tr: Transaction, prepared: _Prepared, first_try: bool) -> tuple[str, bool]:
-    """Write a job's record, index entry and directory entry, unless its id or unique key
-    is taken; (job id, whether it was written). Counters and pointer are the caller's."""
+def _taken(tr: Transaction, prepared: _Prepared, first_try: bool) -> str | None:
+    """None when a job's id and unique key are free; else the id to answer with (its
+    own, already stored, or the id of the job holding its unique key)."""
     job = prepared.job
-    keys = queue_keys(job.queue)
-    directory = JOB_DIRECTORY.pack((job.id,))
-    if not (first_try and prepared.fresh_id) and tr.get(directory) is not None:
-        return job.id, False
+    if not (first_try and prepared.fresh_id) and tr.get(JOB_DIRECTORY.pack((job.id,))) is not None:
+        return job.id
     if job.unique_key is not None:
-        holder = tr.get(keys.unique(job.unique_key))
+        holder = tr.get(queue_keys(job.queue).unique(job.unique_key))
         if holder is not None:
-            return holder.decode(), False
-        tr.set(keys.unique(job.unique_key), job.id.encode())
-    tr.set(keys.job(job.id), prepared.value)
-    tr.set(job.index_key(keys), b"")
-    tr.set(directory, pack_value({"q": job.queue}))
-    return job.id, True
+            return holder.decode()
+    return None
 
 
 def check_not_moved(view: ReadView, queue: str) -> None:
@@ -199,12 +192,13 @@ def store_new(tr: Transaction, prepared: _Prepared, *, first_try: bool = False) 
         QueueMoved: the job's queue was moved to another store.
     """
     check_not_moved(tr, prepared.job.queue)
-    job_id, written = _write(tr, prepared, first_try)
-    if written:
-        job = prepared.job
-        counters.bump(tr, queue_keys(job.queue), job.state)
-        pointers.ensure_visible(tr, job.queue, job.vis_ms)
-    return job_id
+    holder = _taken(tr, prepared, first_try)
+    if holder is not None:
+        return holder
+    new = NewJobs()
+    new.add(tr, prepared.job, prepared.value)
+    new.flush(tr)
+    return prepared.job.id
 
 
 def queue_reads(queue: str) -> list[bytes]:
@@ -241,33 +235,14 @@ def store_batch(tr: Transaction, batch: list[_Prepared], *, first_try: bool = Fa
     for queue in dict.fromkeys(prepared.job.queue for prepared in batch):
         check_not_moved(tr, queue)
     ids = []
-    earliest: dict[str, int] = {}
-    counts: dict[tuple[str, JobState], int] = {}
+    new = NewJobs()
     for prepared in batch:
-        job_id, written = _write(tr, prepared, first_try)
-        ids.append(job_id)
-        if written:
-            job = prepared.job
-            earliest[job.queue] = min(job.vis_ms, earliest.get(job.queue, job.vis_ms))
-            counts[job.queue, job.state] = counts.get((job.queue, job.state), 0) + 1
-    for (queue, state), count in counts.items():
-        counters.bump(tr, queue_keys(queue), state, count)
-    for queue, vis_ms in earliest.items():
-        pointers.ensure_visible(tr, queue, vis_ms)
+        holder = _taken(tr, prepared, first_try)
+        if holder is None:
+            new.add(tr, prepared.job, prepared.value)
+        ids.append(prepared.job.id if holder is None else holder)
+    new.flush(tr)
     return ids
-
-
-class _Tries:
-    """Counts the runs of a transaction body, so the first one can skip lookups."""
-
-    __slots__ = ("count",)
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def first(self) -> bool:
-        self.count += 1
-        return self.count == 1
 
 
 def enqueue(
@@ -276,7 +251,7 @@ def enqueue(
     topic: str,
     payload: Any,
     *,
-    priority: int = 100,
+    priority: int = DEFAULT_PRIORITY,
     delay: Any = None,
     at: Any = None,
     max_attempts: int | None = None,
@@ -313,11 +288,11 @@ def enqueue(
         job_id=job_id,
         unique_key=unique_key,
     )
-    return _store_one(db_or_tr, prepared, _Tries())
+    return _store_one(db_or_tr, prepared, Tries())
 
 
 @transactional
-def _store_one(tr: Transaction, prepared: _Prepared, tries: _Tries) -> str:
+def _store_one(tr: Transaction, prepared: _Prepared, tries: Tries) -> str:
     return store_new(tr, prepared, first_try=tries.first())
 
 
@@ -351,11 +326,11 @@ def enqueue_many(db_or_tr: Database | Transaction, jobs: Iterable[JobSpec]) -> l
         if unknown:
             raise InvalidArgument(f"jobs[{index}]", f"unknown field(s) {sorted(unknown)}")
         prepared.append(prepare(queue_id, topic, payload, **args))
-    return _store_many(db_or_tr, prepared, _Tries())
+    return _store_many(db_or_tr, prepared, Tries())
 
 
 @transactional
-def _store_many(tr: Transaction, prepared: list[_Prepared], tries: _Tries) -> list[str]:
+def _store_many(tr: Transaction, prepared: list[_Prepared], tries: Tries) -> list[str]:
     return store_batch(tr, prepared, first_try=tries.first())
 
 

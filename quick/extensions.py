@@ -13,22 +13,27 @@ The consumer also asks it which handler runs the job and with what ``meta.contex
 A module registers its extension with :func:`register` when imported (the workflow
 package does; ``quick worker`` imports it at start). Only registered extensions are
 used: stored data is never trusted to name code to import, so a job naming an
-unregistered module is refused: it is dead-lettered without running any handler, and
-named by its key in the log. Layers depend downward only: ``quick`` never imports the
-modules above it.
+unregistered module gets a :class:`Refused` extension: no handler runs it (it is named
+by its key in the log), and it is dead-lettered when it settles (:mod:`quick.settlement`).
+Layers depend downward only: ``quick`` never imports the modules above it.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from keyspace.layout import describe, queue_keys
 from keyspace.protocol import Transaction
 from quick.app import JobConfig
 from quick.errors import InvalidArgument
 from quick.jobs import Claim
 
-__all__ = ["JobExtension", "register", "extension_for", "MODULE_FIELD"]
+__all__ = ["JobExtension", "Refused", "register", "resolve", "MODULE_FIELD"]
+
+log = logging.getLogger("quick.store")
 
 #: The field of ``Job.extension`` naming the module that owns the job.
 MODULE_FIELD = "mod"
@@ -78,23 +83,58 @@ def register(module: str, extension: JobExtension) -> None:
         _registry[module] = extension
 
 
-def extension_for(data: dict[str, Any] | None) -> JobExtension | None:
-    """The extension owning a job with extension ``data`` (None for a plain job).
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The extension of a job whose data names no registered extension: no handler runs
+    it, its hooks do nothing, and it is dead-lettered with ``error`` when it settles."""
 
-    Raises:
-        InvalidArgument: the data names no module, or one that registered no extension
-            in this process (nothing is imported on a stored job's say-so).
-    """
+    error: InvalidArgument
+
+    def job_config(self, claim: Claim, registered: JobConfig | None) -> JobConfig | None:
+        """None: no handler runs the job (named here by its key in the log)."""
+        key = describe(queue_keys(claim.queue_id).job(claim.job_id))
+        log.warning("%s: %s; dead-lettered without running a handler", key, self.error.problem)
+        return None
+
+    def context(self, claim: Claim) -> Any:
+        return None
+
+    def on_claimed(self, tr: Transaction, claim: Claim, now: int) -> None:
+        pass
+
+    def on_succeeded(self, tr: Transaction, claim: Claim, output: Any, now: int) -> None:
+        pass
+
+    def on_failed(
+        self,
+        tr: Transaction,
+        claim: Claim,
+        error: str,
+        retry_at_ms: int | None,
+        now: int,
+        max_attempts: int,
+    ) -> None:
+        pass
+
+
+def resolve(data: dict[str, Any] | None) -> JobExtension | None:
+    """The extension owning a job with extension ``data``: None for a plain job, and a
+    :class:`Refused` one when the data names no module, or one that registered no
+    extension in this process (nothing is imported on a stored job's say-so)."""
     if data is None:
         return None
     module = data.get(MODULE_FIELD) if isinstance(data, dict) else None
     if not isinstance(module, str):
-        raise InvalidArgument("extension", f"job extension data names no module: {data!r}")
+        return Refused(
+            InvalidArgument("extension", f"job extension data names no module: {data!r}")
+        )
     found = _registry.get(module)
     if found is None:
-        raise InvalidArgument(
-            "extension",
-            f"no job extension {module!r} is registered in this process "
-            "(import the layer that registers it, e.g. workflow)",
+        return Refused(
+            InvalidArgument(
+                "extension",
+                f"no job extension {module!r} is registered in this process "
+                "(import the layer that registers it, e.g. workflow)",
+            )
         )
     return found

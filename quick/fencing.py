@@ -9,33 +9,25 @@ job (and, when it is gone, its directory tombstone) and says one of:
   transaction (a retry after ``commit_unknown_result``) or an earlier call: the job
   was finished (the tombstone carries the token and the outcome) or put back on the
   queue (it keeps the token but has no owner).
-* ``LOST``: someone else holds the job now, or it is gone, or its record is corrupt.
+* ``LOST``: someone else holds the job now, or it is gone (an operator cancelled or
+  moved it), or its record is corrupt.
 
-Operations act on ``HELD``, answer as their earlier try did on ``SETTLED``, and raise
-:class:`~quick.errors.LeaseLost` (changing nothing) on ``LOST``.
+This module only reads. What a standing means for an operation is decided in one
+place, the table of :mod:`quick.settlement`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum
 
 from keyspace.codec import CorruptValue, unpack_value
 from keyspace.layout import JOB_DIRECTORY, QueueKeys, queue_keys
 from keyspace.protocol import Transaction
-from quick.errors import LeaseLost
 from quick.jobs import Claim, Job
+from quick.settlement import Outcome, Status, earlier_outcome
 
-__all__ = ["Status", "Standing", "standing", "standings", "held_job"]
-
-
-class Status(Enum):
-    """Where a claim stands with its job."""
-
-    HELD = "held"
-    SETTLED = "settled"
-    LOST = "lost"
+__all__ = ["Status", "Standing", "standing", "standings"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,18 +35,15 @@ class Standing:
     """The answer of :func:`standing`.
 
     ``job`` is the stored job when there is one under this claim's token; ``outcome``
-    is how this claim finished it (``completed``, ``dead``, ...) or ``"put_back"``;
+    is how this claim settled it when SETTLED (``REQUEUED`` for any put-back);
     ``reason`` says why a claim is lost.
     """
 
     status: Status
     keys: QueueKeys
     job: Job | None = None
-    outcome: str | None = None
+    outcome: Outcome | None = None
     reason: str = ""
-
-    def lost(self, claim: Claim) -> LeaseLost:
-        return LeaseLost(claim.job_id, self.reason)
 
 
 def standing(tr: Transaction, claim: Claim) -> Standing:
@@ -77,7 +66,7 @@ def standings(tr: Transaction, claims: Sequence[Claim]) -> list[Standing]:
             continue
         if job is not None and job.token == claim.token:
             if job.owner is None:
-                out.append(Standing(Status.SETTLED, qkeys, job, "put_back"))
+                out.append(Standing(Status.SETTLED, qkeys, job, Outcome.REQUEUED))
             else:
                 out.append(Standing(Status.HELD, qkeys, job))
             continue
@@ -102,20 +91,13 @@ def _judge_gone(
         except CorruptValue:
             entry = None
         if isinstance(entry, dict) and entry.get("k") == claim.token and "s" in entry:
-            return Standing(Status.SETTLED, keys, None, str(entry["s"]))
+            settled = earlier_outcome(entry["s"])
+            if settled is not None:
+                return Standing(Status.SETTLED, keys, None, settled)
+            if job is None:  # finished by an operator (cancelled, moved), not by a claim
+                return Standing(Status.LOST, keys, reason=f"the job was {entry['s']} meanwhile")
     if job is None:
         return Standing(Status.LOST, keys, reason="the job is no longer in its queue")
     return Standing(
         Status.LOST, keys, job, reason=f"it was claimed again (now held by {job.owner})"
     )
-
-
-def held_job(tr: Transaction, claim: Claim) -> tuple[QueueKeys, Job]:
-    """The claim's job while it is held; LeaseLost otherwise (settled included)."""
-    found = standing(tr, claim)
-    if found.status is Status.HELD:
-        assert found.job is not None
-        return found.keys, found.job
-    if found.status is Status.SETTLED:
-        raise LeaseLost(claim.job_id, "this claim already settled the job")
-    raise found.lost(claim)

@@ -21,7 +21,6 @@ the ``list_*`` functions are their good records alone.
 
 from __future__ import annotations
 
-import struct
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -243,7 +242,7 @@ def _counts_of(
             if value is None:
                 continue
             try:
-                (counts[state],) = struct.unpack("<q", value)
+                counts[state] = counters.decode_count(value)
             except UNREADABLE as error:
                 corrupt.append(
                     CorruptRecord(key=key, error=f"counter is not an 8-byte integer: {error}")

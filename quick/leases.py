@@ -1,37 +1,45 @@
 """What a claim may do with its job: heartbeat, complete, fail, snooze, discard, release.
 
-Every operation first asks :func:`quick.fencing.standing` whether the claim still holds
-its job, and changes nothing (raising :class:`LeaseLost`) once the job was claimed by
-someone else or removed. A job put back (fail, snooze, release) loses its owner but
-keeps its token until it is claimed again: the claim can no longer complete or extend
-it, yet a retried put-back recognises its own earlier commit.
+Every operation is the same three fenced steps: :func:`standing` (where the claim
+stands with its job, :mod:`quick.fencing`), :func:`decide` (what that means for the
+operation: the pure table of :mod:`quick.settlement`), and :func:`apply` (the one
+writer, :func:`quick.records.apply`, then the job's extension's hook). An operation
+changes nothing (raising :class:`LeaseLost`) once the job was claimed by someone else
+or removed. A job put back (fail, snooze, release) loses its owner but keeps its
+token until it is claimed again: the claim can no longer complete or extend it, yet a
+retried put-back recognises its own earlier commit.
 
 Retry semantics: every operation here is safe under the retry loop. A complete
 retried after ``commit_unknown_result`` finds the job's tombstone carrying its own
-token and outcome and answers as the committed try did. The ``*_in`` functions take
-a :class:`~quick.counters.Tally` so that a batch settles many claims in one
-transaction with one counter write per queue and state.
+token and outcome and answers as the committed try did. The ``*_in`` functions and
+:func:`apply` take a :class:`~quick.counters.Tally` so that a batch settles many
+claims in one transaction with one counter write per queue and state.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any
 
-from keyspace.layout import queue_keys
 from keyspace.protocol import Database, Transaction
 from keyspace.retry import transactional
-from quick import pointers
+from quick import records
 from quick.claiming import resolve_now
 from quick.counters import Tally
 from quick.errors import LeaseLost
-from quick.fencing import Standing, Status, held_job, standing, standings
-from quick.jobs import Claim, Job, JobState
-from quick.records import bury_job, finish_job, store_job, truncate_error
+from quick.extensions import JobExtension
+from quick.fencing import Standing, standing, standings
+from quick.jobs import DEFAULT_LEASE_MS, Claim
 from quick.retrying import DEFAULT_BASE_DELAY_MS, DEFAULT_MAX_DELAY_MS, attempt_limit, backoff_ms
+from quick.settlement import Act, Action, Ending, Hook, Outcome, Status
+from quick.settlement import decide as decide_row
 from quick.validation import check_claim, check_delay_ms, check_positive_ms
 
 __all__ = [
+    "standing",
+    "decide",
+    "apply",
+    "lost",
     "heartbeat",
     "heartbeat_in",
     "complete",
@@ -39,18 +47,91 @@ __all__ = [
     "fail",
     "fail_in",
     "snooze",
-    "snooze_in",
     "discard",
-    "discard_in",
     "release",
-    "release_in",
     "dead_letter",
-    "dead_letter_in",
     "release_all",
     "heartbeat_all",
 ]
 
-FailResult = Literal["requeued", "dead_lettered"]
+
+# -- the three steps ---------------------------------------------------------------------
+
+
+def decide(
+    claim: Claim, found: Standing, ending: Ending, *, extended: bool = False, limit: int = 0
+) -> Action:
+    """What ``claim``, standing at ``found``, does for an attempt that ended as ``ending``
+    (``limit``: the job's attempt limit, which tells a last failure from a retry)."""
+    return decide_row(found.status, found.outcome, ending, extended, claim.attempt, limit)
+
+
+def apply(
+    tr: Transaction,
+    claim: Claim,
+    found: Standing,
+    action: Action,
+    now: int,
+    vis_ms: int = 0,
+    error: str | None = None,
+    tally: Tally | None = None,
+    extension: JobExtension | None = None,
+    output: Any = None,
+    limit: int = 0,
+) -> Claim | None:
+    """Write ``action`` (decided for a held claim) to the job's records, then tell the
+    job's ``extension`` what happened (the one place extensions hear of a settlement);
+    the renewed claim when the action renews it.
+
+    ``vis_ms`` is when a job put back becomes visible (or a renewed lease's expiry),
+    ``error`` the attempt's error text, ``output`` a success's return value, ``limit``
+    the job's attempt limit (the extension records them).
+    """
+    assert found.job is not None
+    hook = action.hook if extension is not None else None
+    if hook is Hook.SUCCEEDED:
+        assert extension is not None
+        extension.on_succeeded(tr, claim, output, now)
+    job = records.apply(tr, found.keys, found.job, action, now, vis_ms, error, tally)
+    if hook is Hook.RETRYING or hook is Hook.FAILED:
+        assert extension is not None
+        retry_at = vis_ms if hook is Hook.RETRYING else None
+        extension.on_failed(tr, claim, error or "", retry_at, now, limit)
+    return Claim.of(job) if action.act is Act.RENEW else None
+
+
+def lost(claim: Claim, found: Standing) -> LeaseLost:
+    """The error for an operation the table answered :data:`~quick.settlement.LOST`."""
+    if found.status is Status.SETTLED:
+        how = (
+            "put it back on the queue"
+            if found.outcome is Outcome.REQUEUED
+            else f"finished it ({found.outcome})"
+        )
+        return LeaseLost(claim.job_id, f"this claim already {how}")
+    return LeaseLost(claim.job_id, found.reason)
+
+
+def _settle(
+    tr: Transaction,
+    claim: Claim,
+    ending: Ending,
+    now: int,
+    *,
+    found: Standing | None = None,
+    tally: Tally | None = None,
+    vis_ms: int = 0,
+    error: str | None = None,
+    limit: int = 0,
+) -> Action:
+    """The three steps for one plain operation; LeaseLost (nothing written) when lost."""
+    found = standing(tr, claim) if found is None else found
+    action = decide(claim, found, ending, limit=limit)
+    if action.act is Act.LOST:
+        raise lost(claim, found)
+    if action.act is not Act.DONE:
+        apply(tr, claim, found, action, now, vis_ms=vis_ms, error=error, tally=tally)
+    return action
 
 
 # -- heartbeat ---------------------------------------------------------------------
@@ -58,12 +139,15 @@ FailResult = Literal["requeued", "dead_lettered"]
 
 def heartbeat_in(tr: Transaction, claim: Claim, lease_ms: int, now: int) -> Claim:
     """Extend the claim's lease in ``tr``; LeaseLost (nothing changed) unless it is held."""
-    keys, job = held_job(tr, claim)
-    renewed = job.evolve(state=JobState.LEASED, vis_ms=now + lease_ms)
-    store_job(tr, keys, job, renewed)
-    if renewed.vis_ms < job.vis_ms:
-        pointers.ensure_visible(tr, job.queue, renewed.vis_ms)
-    return Claim.of(renewed)
+    found = standing(tr, claim)
+    action = decide(claim, found, Ending.RENEW)
+    if action.act is Act.DONE:
+        raise LeaseLost(claim.job_id, "this claim already settled the job")
+    if action.act is Act.LOST:
+        raise lost(claim, found)
+    renewed = apply(tr, claim, found, action, now, vis_ms=now + lease_ms)
+    assert renewed is not None
+    return renewed
 
 
 @transactional
@@ -72,7 +156,7 @@ def _heartbeat(tr: Transaction, claim: Claim, lease_ms: int, now: int) -> Claim:
 
 
 def heartbeat(
-    db: Database, claim: Claim, *, lease_ms: int = 30_000, now_ms: int | None = None
+    db: Database, claim: Claim, *, lease_ms: int = DEFAULT_LEASE_MS, now_ms: int | None = None
 ) -> Claim:
     """Extend the claim's lease to ``lease_ms`` from now; the renewed claim is returned.
 
@@ -84,6 +168,26 @@ def heartbeat(
     return _heartbeat(db, claim, lease_ms, resolve_now(now_ms))
 
 
+def heartbeat_all(
+    tr: Transaction, claims: Sequence[Claim], lease_ms: int, now: int
+) -> list[Claim | Outcome]:
+    """Extend every held claim's lease in one transaction (a consumer's lease keeper).
+
+    Returns, per claim, the renewed claim, or ``Outcome.LEASE_LOST`` when it is lost,
+    or how this claim already settled the job (its worker is about to report it).
+    """
+    out: list[Claim | Outcome] = []
+    for claim, found in zip(claims, standings(tr, claims), strict=True):
+        action = decide(claim, found, Ending.RENEW)
+        if action.act is not Act.RENEW:
+            out.append(action.outcome)
+            continue
+        renewed = apply(tr, claim, found, action, now, vis_ms=now + lease_ms)
+        assert renewed is not None
+        out.append(renewed)
+    return out
+
+
 # -- finishing -----------------------------------------------------------------------
 
 
@@ -93,37 +197,16 @@ def complete_in(
     now: int,
     tally: Tally | None = None,
     *,
-    outcome: JobState = JobState.COMPLETED,
     found: Standing | None = None,
 ) -> bool:
-    """Finish the claimed job with ``outcome`` in ``tr``; False when this claim already had."""
-    job = _held(tr, claim, found, outcome.value)
-    if job is None:
-        return False
-    finish_job(tr, queue_keys(claim.queue_id), job, outcome, now, tally)
-    return True
-
-
-def _held(tr: Transaction, claim: Claim, found: Standing | None, done_as: str) -> Job | None:
-    """The claim's job while the claim holds it; None when this claim already settled it as
-    ``done_as`` (an earlier try of the same call); LeaseLost otherwise, changing nothing."""
-    found = found if found is not None else standing(tr, claim)
-    if found.status is Status.HELD:
-        assert found.job is not None
-        return found.job
-    if found.status is Status.SETTLED and found.outcome == done_as:
-        return None
-    raise found.lost(claim) if found.status is Status.LOST else _settled(claim, found.outcome)
-
-
-def _settled(claim: Claim, outcome: str | None) -> LeaseLost:
-    how = "put it back on the queue" if outcome == "put_back" else f"finished it ({outcome})"
-    return LeaseLost(claim.job_id, f"this claim already {how}")
+    """Finish the claimed job as completed in ``tr``; False when this claim already had."""
+    action = _settle(tr, claim, Ending.SUCCEEDED, now, found=found, tally=tally)
+    return action.act is not Act.DONE
 
 
 @transactional
-def _complete(tr: Transaction, claim: Claim, outcome: JobState, now: int) -> bool:
-    return complete_in(tr, claim, now, outcome=outcome)
+def _complete(tr: Transaction, claim: Claim, now: int) -> bool:
+    return complete_in(tr, claim, now)
 
 
 def complete(db_or_tr: Database | Transaction, claim: Claim, *, now_ms: int | None = None) -> bool:
@@ -136,30 +219,12 @@ def complete(db_or_tr: Database | Transaction, claim: Claim, *, now_ms: int | No
         LeaseLost: the job was claimed by someone else or is gone; nothing changed.
     """
     check_claim(claim)
-    return _complete(db_or_tr, claim, JobState.COMPLETED, resolve_now(now_ms))
-
-
-def discard_in(
-    tr: Transaction,
-    claim: Claim,
-    reason: str,
-    now: int,
-    tally: Tally | None = None,
-    *,
-    found: Standing | None = None,
-) -> bool:
-    """Drop the claimed job in ``tr``, recording ``reason``; False when already done."""
-    job = _held(tr, claim, found, JobState.DISCARDED.value)
-    if job is None:
-        return False
-    job = job.evolve(last_error=truncate_error(reason) or None)
-    finish_job(tr, queue_keys(claim.queue_id), job, JobState.DISCARDED, now, tally)
-    return True
+    return _complete(db_or_tr, claim, resolve_now(now_ms))
 
 
 @transactional
 def _discard(tr: Transaction, claim: Claim, reason: str, now: int) -> None:
-    discard_in(tr, claim, reason, now)
+    _settle(tr, claim, Ending.DISCARDED, now, error=reason)
 
 
 def discard(db_or_tr: Database | Transaction, claim: Claim, reason: str = "") -> None:
@@ -170,26 +235,9 @@ def discard(db_or_tr: Database | Transaction, claim: Claim, reason: str = "") ->
     _discard(db_or_tr, claim, reason, resolve_now(None))
 
 
-def dead_letter_in(
-    tr: Transaction,
-    claim: Claim,
-    reason: str,
-    now: int,
-    tally: Tally | None = None,
-    *,
-    found: Standing | None = None,
-) -> bool:
-    """Move the claimed job to the dead letters in ``tr``; False when already done."""
-    job = _held(tr, claim, found, JobState.DEAD.value)
-    if job is None:
-        return False
-    bury_job(tr, queue_keys(claim.queue_id), job, truncate_error(reason), now, tally)
-    return True
-
-
 @transactional
 def _dead_letter(tr: Transaction, claim: Claim, reason: str, now: int) -> None:
-    dead_letter_in(tr, claim, reason, now)
+    _settle(tr, claim, Ending.DEAD_LETTER, now, error=reason)
 
 
 def dead_letter(
@@ -205,31 +253,6 @@ def dead_letter(
 # -- putting back ---------------------------------------------------------------------
 
 
-def _put_back_in(
-    tr: Transaction,
-    claim: Claim,
-    vis_ms: int,
-    *,
-    error: str | None,
-    refund: bool,
-    ready: bool,
-    tally: Tally | None = None,
-    found: Standing | None = None,
-) -> None:
-    job = _held(tr, claim, found, "put_back")
-    if job is None:
-        return  # an earlier try of this call put it back already
-    back = job.evolve(
-        state=JobState.READY if ready else JobState.SCHEDULED,
-        vis_ms=vis_ms,
-        owner=None,
-        attempt=job.attempt - 1 if refund else job.attempt,
-        last_error=truncate_error(error) if error is not None else job.last_error,
-    )
-    store_job(tr, queue_keys(claim.queue_id), job, back, tally)
-    pointers.ensure_visible(tr, job.queue, vis_ms)
-
-
 def fail_in(
     tr: Transaction,
     claim: Claim,
@@ -240,28 +263,23 @@ def fail_in(
     max_attempts: int | None = None,
     tally: Tally | None = None,
     found: Standing | None = None,
-) -> FailResult:
-    """Record a failed attempt in ``tr``: retry after ``delay_ms``, or dead-letter when the
-    job's attempts (its own limit, else ``max_attempts``, else the default) run out."""
-    found = found if found is not None else standing(tr, claim)
-    if found.status is Status.SETTLED:
-        if found.outcome == JobState.DEAD.value:
-            return "dead_lettered"
-        if found.outcome == "put_back":
-            return "requeued"  # an earlier try of this call requeued it
-    if found.status is not Status.HELD:
-        raise found.lost(claim) if found.status is Status.LOST else _settled(claim, found.outcome)
-    job = found.job
-    assert job is not None
-    reason = truncate_error(reason)
-    if job.attempt >= attempt_limit(job.max_attempts, max_attempts):
-        bury_job(tr, found.keys, job, reason, now, tally)
-        return "dead_lettered"
-    vis = now + delay_ms
-    retry = job.evolve(state=JobState.SCHEDULED, vis_ms=vis, owner=None, last_error=reason)
-    store_job(tr, found.keys, job, retry, tally)
-    pointers.ensure_visible(tr, job.queue, vis)
-    return "requeued"
+) -> Outcome:
+    """Record a failed attempt in ``tr``: retry after ``delay_ms`` (``REQUEUED``), or
+    dead-letter (``DEAD_LETTERED``) when the job's attempts (its own limit, else
+    ``max_attempts``, else the default) run out."""
+    limit = attempt_limit(claim.max_attempts, max_attempts)
+    action = _settle(
+        tr,
+        claim,
+        Ending.FAILED,
+        now,
+        found=found,
+        tally=tally,
+        vis_ms=now + delay_ms,
+        error=reason,
+        limit=limit,
+    )
+    return action.outcome
 
 
 @transactional
@@ -272,7 +290,7 @@ def _fail(
     now: int,
     delay_ms: int,
     max_attempts: int | None,
-) -> FailResult:
+) -> Outcome:
     return fail_in(tr, claim, reason, now, delay_ms=delay_ms, max_attempts=max_attempts)
 
 
@@ -286,12 +304,15 @@ def fail(
     max_attempts: int | None = None,
     delay_ms: int | None = None,
     now_ms: int | None = None,
-) -> FailResult:
+) -> Outcome:
     """Record a failed attempt: retry later with backoff, or dead-letter when attempts run out.
 
     The delay after attempt ``n`` is ``min(max_delay_ms, base_delay_ms * 2**(n-1))``
     with equal jitter, unless ``delay_ms`` fixes it. ``max_attempts`` applies when the
     job was enqueued without one (the handler's setting); else 5.
+
+    Returns:
+        ``"requeued"`` or ``"dead_lettered"`` (an :class:`~quick.Outcome`).
 
     Raises:
         LeaseLost: the job was claimed by someone else or is gone; nothing changed.
@@ -307,23 +328,9 @@ def fail(
     return _fail(db, claim, str(reason), resolve_now(now_ms), int(delay_ms), max_attempts)
 
 
-def snooze_in(
-    tr: Transaction,
-    claim: Claim,
-    seconds: float,
-    now: int,
-    tally: Tally | None = None,
-    *,
-    found: Standing | None = None,
-) -> None:
-    """Put the job back in ``tr`` to run after ``seconds``, refunding the attempt."""
-    vis = now + round(seconds * 1000)
-    _put_back_in(tr, claim, vis, error=None, refund=True, ready=False, tally=tally, found=found)
-
-
 @transactional
 def _snooze(tr: Transaction, claim: Claim, seconds: float, now: int) -> None:
-    snooze_in(tr, claim, seconds, now)
+    _settle(tr, claim, Ending.SNOOZED, now, vis_ms=now + round(seconds * 1000))
 
 
 def snooze(
@@ -335,15 +342,14 @@ def snooze(
     _snooze(db, claim, seconds, resolve_now(now_ms))
 
 
-def release_in(tr: Transaction, claim: Claim, now: int, tally: Tally | None = None) -> None:
-    """Give an unstarted claim back in ``tr``: visible at once, its attempt refunded."""
-    vis = min(claim.enqueued_ms or now, now)
-    _put_back_in(tr, claim, vis, error=None, refund=True, ready=True, tally=tally)
+def _released_at(claim: Claim, now: int) -> int:
+    """When a released claim's job becomes visible: at once, in its old place."""
+    return min(claim.enqueued_ms or now, now)
 
 
 @transactional
 def _release(tr: Transaction, claim: Claim, now: int) -> None:
-    release_in(tr, claim, now)
+    _settle(tr, claim, Ending.RELEASED, now, vis_ms=_released_at(claim, now))
 
 
 def release(db: Database | Transaction, claim: Claim, *, now_ms: int | None = None) -> None:
@@ -358,36 +364,12 @@ def release_all(tr: Transaction, claims: Sequence[Claim], now: int) -> int:
     tally = Tally()
     released = 0
     for claim, found in zip(claims, standings(tr, claims), strict=True):
-        vis = min(claim.enqueued_ms or now, now)
-        try:
-            _put_back_in(
-                tr, claim, vis, error=None, refund=True, ready=True, tally=tally, found=found
-            )
-        except LeaseLost:
+        action = decide(claim, found, Ending.RELEASED)
+        if action.act is Act.LOST:
             continue
+        if action.act is not Act.DONE:
+            vis = _released_at(claim, now)
+            apply(tr, claim, found, action, now, vis_ms=vis, tally=tally)
         released += 1
     tally.flush(tr)
     return released
-
-
-def heartbeat_all(
-    tr: Transaction, claims: Sequence[Claim], lease_ms: int, now: int
-) -> list[Claim | Status]:
-    """Extend every held claim's lease in one transaction (a consumer's lease keeper).
-
-    Returns, per claim, the renewed claim, or where it stands when it is not held:
-    ``Status.SETTLED`` (this claim already settled it) or ``Status.LOST``.
-    """
-    out: list[Claim | Status] = []
-    for found in standings(tr, claims):
-        if found.status is not Status.HELD:
-            out.append(found.status)
-            continue
-        job = found.job
-        assert job is not None
-        renewed = job.evolve(state=JobState.LEASED, vis_ms=now + lease_ms)
-        store_job(tr, found.keys, job, renewed)
-        if renewed.vis_ms < job.vis_ms:
-            pointers.ensure_visible(tr, job.queue, renewed.vis_ms)
-        out.append(Claim.of(renewed))
-    return out

@@ -30,7 +30,6 @@ consumer's claim round share), so they hold across all consumers:
 from __future__ import annotations
 
 import math
-import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +37,7 @@ from keyspace.codec import CorruptValue, pack_value, unpack_value
 from keyspace.layout import LIMITS, RATES, queue_keys
 from keyspace.protocol import Database, Transaction
 from keyspace.retry import transactional
-from quick.counters import Tally
+from quick.counters import Tally, decode_count
 from quick.errors import InvalidArgument
 from quick.jobs import JobState
 from quick.pointers import REWRITE_THRESHOLD_MS
@@ -232,7 +231,7 @@ class Gate:
         self._tokens = 0.0
         if limits.max_running is not None:
             data = tr.snapshot.get(queue_keys(queue).counter(JobState.LEASED.value))
-            counted = struct.unpack("<q", data)[0] if data is not None and len(data) == 8 else 0
+            counted = decode_count(data) if data is not None and len(data) == 8 else 0
             self._running = max(0, counted + tally.pending(queue, JobState.LEASED))
             self.room = max(0, limits.max_running - self._running)
         if limits.max_per_second is not None:

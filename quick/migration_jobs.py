@@ -12,17 +12,16 @@ import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from keyspace.codec import CorruptValue, pack_value, unpack_value
+from keyspace.codec import CorruptValue, unpack_value
 from keyspace.layout import JOB_DIRECTORY, MIGRATING, QueueKeys, queue_keys
 from keyspace.protocol import Transaction
 from keyspace.retry import transactional
 from keyspace.subspace import Subspace
-from quick import counters, pointers
 from quick.counters import Tally
 from quick.jobs import Job, JobState
 from quick.migration_lease import Fenced
 from quick.migration_report import BATCH_BYTES, BATCH_JOBS, PassTally, Refusal
-from quick.records import finish_job
+from quick.records import NewJobs, finish_job
 
 __all__ = ["Fate", "is_known", "move_jobs", "recover", "staged_fate", "sweep_staged"]
 
@@ -195,8 +194,7 @@ def _install(
         for job_id, value in zip(job_ids, staged, strict=True)
     ]
     holders = _unique_holders(tr, keys, [job for job in jobs if job is not None])
-    counts: dict[JobState, int] = {}
-    earliest: int | None = None
+    new = NewJobs()
     installed = uniques = 0
     for job_id, value, entry, job in zip(job_ids, staged, entries, jobs, strict=True):
         if value is None or job is None:
@@ -207,22 +205,14 @@ def _install(
         if job.unique_key is not None:
             holder = holders[job.unique_key]
             if holder is None or holder.decode() == job_id:
-                tr.set(keys.unique(job.unique_key), job_id.encode())
                 holders[job.unique_key] = job_id.encode()
                 uniques += 1
             else:  # taken since staging: keep the job, drop its claim on the key
                 job = job.evolve(unique_key=None)
                 value = job.to_value()
-        tr.set(keys.job(job_id), value)
-        tr.set(job.index_key(keys), b"")
-        tr.set(JOB_DIRECTORY.pack((job_id,)), pack_value({"q": queue}))
-        counts[job.state] = counts.get(job.state, 0) + 1
-        earliest = job.vis_ms if earliest is None else min(earliest, job.vis_ms)
+        new.add(tr, job, value)
         installed += 1
-    for state, count in counts.items():
-        counters.bump(tr, keys, state, count)
-    if earliest is not None:
-        pointers.ensure_visible(tr, queue, earliest)
+    new.flush(tr)
     return installed, uniques
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from keyspace.codec import CorruptValue, pack_value
 from keyspace.layout import CRON, CRON_DUE
 from keyspace.protocol import Database, Transaction
-from keyspace.retry import EarlierTries, transactional
+from keyspace.retry import Tries, transactional
 from quick.cron import decode_schedule
 from quick.migration_lease import Fenced
 from quick.migration_report import PAGE, PassTally, Refusal
@@ -69,7 +69,7 @@ def move_schedules(
             reason = f"cron schedule {item.name!r}: the destination has another schedule so named"
             tally.refused.append(Refusal(queue, reason))
             continue
-        if source.transact(_delete_schedule, item.name, value, EarlierTries()):
+        if source.transact(_delete_schedule, item.name, value, Tries()):
             tally.cron_schedules += 1
 
 
@@ -86,7 +86,7 @@ def _put_schedule(tr: Transaction, name: str, value: bytes, next_ms: int) -> boo
 
 
 @transactional
-def _delete_schedule(tr: Transaction, name: str, value: bytes, earlier: EarlierTries) -> bool:
+def _delete_schedule(tr: Transaction, name: str, value: bytes, earlier: Tries) -> bool:
     """Delete the source's schedule if it still does what was copied (its next run may
     have advanced: on a moved queue the source skips ticks)."""
     key = CRON.pack((name,))

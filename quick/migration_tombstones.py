@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from keyspace.codec import CorruptValue, unpack_value
 from keyspace.layout import FINISHED, JOB_DIRECTORY
 from keyspace.protocol import Database, Transaction
-from keyspace.retry import EarlierTries, transactional
+from keyspace.retry import Tries, transactional
 from quick.jobs import JobState
 from quick.migration_report import PAGE, PassTally
 from quick.operations import FINISHED_RETENTION_MS
@@ -50,7 +50,7 @@ def move_tombstones(
     while begin is not None:
         found, begin = source.transact(_tombstone_page, queues, begin, end)
         if found:
-            tally.tombstones += dest.transact(_put_tombstones, found, EarlierTries())
+            tally.tombstones += dest.transact(_put_tombstones, found, Tries())
 
 
 def _tombstone_page(
@@ -89,7 +89,7 @@ def _finished_in(entry: bytes, queues: set[str]) -> bool:
 
 
 @transactional
-def _put_tombstones(tr: Transaction, found: Sequence[_Tombstone], earlier: EarlierTries) -> int:
+def _put_tombstones(tr: Transaction, found: Sequence[_Tombstone], earlier: Tries) -> int:
     """Write each tombstone whose id the destination does not know; how many (a retry
     that finds all written reports what its earlier try wrote)."""
     there = tr.get_many([JOB_DIRECTORY.pack((job_id,)) for _, job_id, _ in found])

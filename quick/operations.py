@@ -7,13 +7,15 @@ from __future__ import annotations
 from typing import Any
 
 from keyspace.codec import unpack_value
+from keyspace.errors import QuickError
 from keyspace.layout import DEAD_LETTERS, FINISHED, JOB_DIRECTORY, queue_keys
 from keyspace.protocol import Database, Transaction
-from keyspace.retry import EarlierTries, transactional
+from keyspace.retry import Tries, transactional
 from quick import counters
+from quick.corruption import CorruptRecord
 from quick.enqueueing import directory_entry, prepare, store_new
 from quick.errors import InvalidArgument, JobNotFound, JobRunning
-from quick.inspection import decode_dead_letter
+from quick.inspection import decode_dead_letter, scan_dead
 from quick.jobs import Job, JobState, now_ms
 from quick.records import finish_job
 
@@ -24,6 +26,7 @@ __all__ = [
     "purge_all_dead",
     "purge_dead",
     "purge_finished",
+    "requeue_all_dead",
     "requeue_dead",
 ]
 
@@ -86,24 +89,53 @@ def purge_dead(
     Retry semantics: a retry after ``commit_unknown_result`` that finds nothing left
     reports what its earlier try deleted.
     """
-    return _purge_dead(db_or_tr, queue_id, job_id, EarlierTries())
+    return _purge_dead(db_or_tr, queue_id, job_id, Tries())
 
 
-def purge_all_dead(db: Database, queue_id: str | None = None) -> int:
+def purge_all_dead(db: Database, queue_id: str | None = None, *, cap: int | None = None) -> int:
     """Delete every dead letter (of one queue, or all), a bounded transaction per
-    :data:`PURGE_BATCH`; return how many. Letters that die meanwhile may be deleted too."""
+    :data:`PURGE_BATCH`; return how many. Letters that die meanwhile may be deleted too.
+    ``cap`` stops it once that many are deleted (at a batch's end)."""
     total = 0
-    while True:
+    while cap is None or total < cap:
         purged = purge_dead(db, queue_id)
         total += purged
         if purged < PURGE_BATCH:
-            return total
+            break
+    return total
+
+
+def requeue_all_dead(
+    db: Database, queue_id: str, *, cap: int | None = None, batch: int = 200
+) -> tuple[int, int]:
+    """Requeue every dead letter of ``queue_id``, one transaction each (as
+    :func:`requeue_dead`), reading ``batch`` at a time; stop after ``cap`` of them.
+
+    Returns:
+        (requeued, failed): a dead letter fails when it is corrupt or its unique key
+        is held by a pending job; it stays a dead letter.
+    """
+    done, failed, after = 0, 0, None
+    while cap is None or done + failed < cap:
+        letters = scan_dead(db, queue_id, after=after, limit=batch)
+        for item in letters:
+            if isinstance(item, CorruptRecord):
+                after = DEAD_LETTERS.unpack(item.key)[1]
+                failed += 1
+                continue
+            after = item.job_id
+            try:
+                requeue_dead(db, queue_id, item.job_id)
+                done += 1
+            except QuickError:
+                failed += 1
+        if len(letters) < batch or after is None:
+            break
+    return done, failed
 
 
 @transactional
-def _purge_dead(
-    tr: Transaction, queue_id: str | None, job_id: str | None, earlier: EarlierTries
-) -> int:
+def _purge_dead(tr: Transaction, queue_id: str | None, job_id: str | None, earlier: Tries) -> int:
     if job_id is not None:
         if queue_id is None:
             raise JobNotFound(job_id)

@@ -7,6 +7,10 @@ the attempts run out, then dead-lettered with the last error; a topic with no ha
 
 :func:`settle_batch` records many attempts in one transaction (the consumer's group
 commit), :func:`settle` one; :func:`run_claim` runs a synchronous handler start to finish.
+Each attempt is settled in three steps: where its claim stands (:mod:`quick.fencing`,
+read for the whole batch at once), the action the table of :mod:`quick.settlement`
+gives for that standing and the way the attempt ended, and :func:`quick.leases.apply`
+(the writer, :func:`quick.records.apply`, then the extension's hook).
 
 A job with an extension (:mod:`quick.extensions`, e.g. a workflow step) settles in the
 same transaction as its extension's hook: success records the handler's return value;
@@ -17,23 +21,22 @@ the extension owns what happens next.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from keyspace.errors import QuickError, StorageError
-from keyspace.layout import describe, queue_keys
 from keyspace.protocol import Database, Transaction
 from quick.app import App, JobConfig, Meta
 from quick.counters import Tally
-from quick.errors import Discard, InvalidArgument, LeaseLost, Snooze
-from quick.extensions import JobExtension, extension_for
-from quick.fencing import Standing, Status, standing, standings
-from quick.jobs import Claim, JobState, now_ms
-from quick.leases import complete_in, dead_letter_in, discard_in, fail_in, snooze_in
-from quick.retrying import decide
+from quick.errors import Discard, LeaseLost, Snooze
+from quick.extensions import Refused, resolve
+from quick.fencing import Standing, standing, standings
+from quick.jobs import Claim, now_ms
+from quick.leases import apply, decide, lost
+from quick.retrying import attempt_limit, retry_delay_ms
+from quick.settlement import Act, Ending, Outcome
+from quick.settlement import decide as decide_row
 
 __all__ = [
     "Outcome",
@@ -44,28 +47,9 @@ __all__ = [
     "meta_for",
     "describe_error",
     "job_config",
-    "complete_with",
-    "may_run",
     "run_transactional",
     "run_attempt",
 ]
-
-log = logging.getLogger("quick.store")
-
-
-class Outcome(StrEnum):
-    """How one attempt ended."""
-
-    COMPLETED = "completed"
-    REQUEUED = "requeued"
-    DEAD_LETTERED = "dead_lettered"
-    SNOOZED = "snoozed"
-    DISCARDED = "discarded"
-    LEASE_LOST = "lease_lost"
-    #: An extension's job whose last attempt failed (the extension recorded it).
-    FAILED = "failed"
-    #: An unstarted claim given back (a consumer stopping).
-    RELEASED = "released"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,24 +70,12 @@ def job_config(app: App, claim: Claim) -> JobConfig | None:
     registered: it is logged by its key, and settling it dead-letters it with the reason.
     """
     registered = app.config(claim.topic)
-    try:
-        extension = extension_for(claim.extension)
-    except InvalidArgument as bad:
-        key = describe(queue_keys(claim.queue_id).job(claim.job_id))
-        log.warning("%s: %s; dead-lettered without running a handler", key, bad.problem)
-        return None
+    extension = resolve(claim.extension)
     return registered if extension is None else extension.job_config(claim, registered)
 
 
 def meta_for(claim: Claim) -> Meta:
-    context = None
-    if claim.extension is not None:
-        try:
-            extension = extension_for(claim.extension)
-        except InvalidArgument:
-            extension = None
-        if extension is not None:
-            context = extension.context(claim)
+    extension = resolve(claim.extension) if claim.extension is not None else None
     return Meta(
         topic=claim.topic,
         queue_id=claim.queue_id,
@@ -111,36 +83,8 @@ def meta_for(claim: Claim) -> Meta:
         attempt=claim.attempt,
         lease_deadline_ms=claim.lease_until_ms,
         owner=claim.owner,
-        context=context,
+        context=None if extension is None else extension.context(claim),
     )
-
-
-def may_run(tr: Transaction, claim: Claim) -> bool:
-    """In a transactional handler's transaction, before its writes: True while the claim
-    holds the job; False when an earlier try of this transaction already completed it
-    (then the handler must not run again). Raises LeaseLost otherwise."""
-    found = standing(tr, claim)
-    if found.status is Status.HELD:
-        return True
-    if found.status is Status.SETTLED and found.outcome == JobState.COMPLETED.value:
-        return False
-    raise LeaseLost(
-        claim.job_id, found.reason or f"this claim already settled it ({found.outcome})"
-    )
-
-
-def complete_with(tr: Transaction, claim: Claim, output: Any) -> None:
-    """Complete ``claim`` in ``tr``, recording ``output`` with its extension if it has one.
-
-    Raises:
-        InvalidPayload / InvalidArgument: the extension cannot store ``output``;
-            raised inside ``tr``, so the caller's transaction commits nothing.
-    """
-    now = now_ms()
-    completed = complete_in(tr, claim, now)
-    extension = extension_for(claim.extension) if completed else None
-    if extension is not None:
-        extension.on_succeeded(tr, claim, output, now)
 
 
 def describe_error(error: BaseException) -> str:
@@ -148,88 +92,50 @@ def describe_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
+def _ending(attempt: Attempt, extended: bool) -> tuple[Ending, str | None]:
+    """How ``attempt`` ended, and the error text to record with it."""
+    config, error = attempt.config, attempt.error
+    if config is None:
+        reason = f"unknown topic {attempt.claim.topic!r}: no handler is registered"
+        return Ending.NO_HANDLER, describe_error(LookupError(reason)) if extended else reason
+    if error is None:
+        return Ending.SUCCEEDED, None
+    if isinstance(error, Snooze):
+        return Ending.SNOOZED, None
+    if isinstance(error, Discard):
+        return Ending.DISCARDED, describe_error(error) if extended else error.reason
+    return Ending.FAILED, describe_error(error)
+
+
 def _settle_in(
     tr: Transaction, attempt: Attempt, now: int, tally: Tally, found: Standing
 ) -> Outcome:
-    """Record one attempt in ``tr``, given where its claim stands; LeaseLost (nothing
-    written for it) once it is lost."""
-    claim, config, error = attempt.claim, attempt.config, attempt.error
-    try:
-        extension = extension_for(claim.extension)
-    except InvalidArgument as bad:
-        dead_letter_in(tr, claim, str(bad), now, tally, found=found)
-        return Outcome.DEAD_LETTERED
-    if extension is not None:
-        return _settle_extended(tr, extension, attempt, now, tally, found)
-    if config is None:
-        reason = f"unknown topic {claim.topic!r}: no handler is registered"
-        dead_letter_in(tr, claim, reason, now, tally, found=found)
-        return Outcome.DEAD_LETTERED
-    if error is None:
-        complete_in(tr, claim, now, tally, found=found)
-        return Outcome.COMPLETED
-    if isinstance(error, Snooze):
-        snooze_in(tr, claim, error.seconds, now, tally, found=found)
-        return Outcome.SNOOZED
-    if isinstance(error, Discard):
-        discard_in(tr, claim, error.reason, now, tally, found=found)
-        return Outcome.DISCARDED
-    decision = decide(attempt=claim.attempt, job_max=claim.max_attempts, config=config)
-    result = fail_in(
-        tr,
-        claim,
-        describe_error(error),
-        now,
-        delay_ms=decision.delay_ms or 0,
-        max_attempts=decision.max_attempts,
-        tally=tally,
-        found=found,
+    """Record one attempt in ``tr``, given where its claim stands (nothing is written
+    for it once it is lost)."""
+    claim, config = attempt.claim, attempt.config
+    extension = None if claim.extension is None else resolve(claim.extension)
+    error: str | None
+    if isinstance(extension, Refused):
+        ending, error, extension = Ending.UNLOADABLE, str(extension.error), None
+    else:
+        ending, error = _ending(attempt, extension is not None)
+    limit = 0  # the attempt limit: what tells a last failure, and what extensions record
+    if ending is not Ending.SUCCEEDED:
+        limit = attempt_limit(claim.max_attempts, config.max_attempts if config else None)
+    action = decide_row(
+        found.status, found.outcome, ending, extension is not None, claim.attempt, limit
     )
-    return Outcome(result)
-
-
-def _settle_extended(
-    tr: Transaction,
-    extension: JobExtension,
-    attempt: Attempt,
-    now: int,
-    tally: Tally,
-    found: Standing,
-) -> Outcome:
-    """The job's settlement and its extension's record of it, in ``tr``."""
-    claim, config, error = attempt.claim, attempt.config, attempt.error
-    if found.status is Status.LOST:
-        raise found.lost(claim)
-    if found.status is Status.SETTLED:
-        return Outcome.COMPLETED if error is None else Outcome.REQUEUED  # an earlier try did it
-    if config is None:
-        error = LookupError(f"unknown topic {claim.topic!r}: no handler is registered")
-    if error is None:
-        extension.on_succeeded(tr, claim, attempt.output, now)
-        complete_in(tr, claim, now, tally, found=found)
-        return Outcome.COMPLETED
-    if isinstance(error, Snooze):
-        snooze_in(tr, claim, error.seconds, now, tally, found=found)
-        return Outcome.SNOOZED
-    reason = describe_error(error)
-    decision = decide(attempt=claim.attempt, job_max=claim.max_attempts, config=config)
-    if config is None or isinstance(error, Discard) or decision.final:
-        discard_in(tr, claim, reason, now, tally, found=found)
-        extension.on_failed(tr, claim, reason, None, now, decision.max_attempts)
-        return Outcome.FAILED
-    delay = decision.delay_ms or 0
-    fail_in(
-        tr,
-        claim,
-        reason,
-        now,
-        delay_ms=delay,
-        max_attempts=decision.max_attempts,
-        tally=tally,
-        found=found,
-    )
-    extension.on_failed(tr, claim, reason, now + delay, now, decision.max_attempts)
-    return Outcome.REQUEUED
+    act = action.act
+    if act is Act.LOST or act is Act.DONE:
+        return action.outcome
+    vis = 0
+    if act is Act.PUT_BACK:
+        if isinstance(attempt.error, Snooze):
+            vis = now + round(attempt.error.seconds * 1000)
+        else:
+            vis = now + retry_delay_ms(config.backoff if config else None, claim.attempt)
+    apply(tr, claim, found, action, now, vis, error, tally, extension, attempt.output, limit)
+    return action.outcome
 
 
 def _settle_all(
@@ -308,29 +214,34 @@ def run_claim(db: Database, app: App, claim: Claim) -> Outcome:
     transaction that completes the job, so its writes commit exactly once with it.
     """
     config = job_config(app, claim)
-    if config is None:
-        return settle(db, claim, None, None)
-    if config.is_async:
+    if config is not None and config.is_async:
         raise TypeError(f"{claim.topic}: async handlers run in the consumer runtime")
-    meta = meta_for(claim)
-    try:
-        if config.transactional:
-            db.transact(run_transactional, config, claim, meta)
-            return Outcome.COMPLETED
-        output = config.handler(claim.payload, meta)
-    except LeaseLost:
-        return Outcome.LEASE_LOST
-    except Exception as error:
-        return settle(db, claim, config, error)
-    return settle(db, claim, config, None, output)
+    done = run_attempt(db, claim, config)
+    return done if isinstance(done, Outcome) else _settle_alone(db, done)
 
 
 def run_transactional(tr: Transaction, config: JobConfig, claim: Claim, meta: Meta) -> Any:
-    """A transactional handler and its job's completion, as one transaction body."""
-    if not may_run(tr, claim):
-        return None  # an earlier try committed the handler and the completion
+    """A transactional handler and its job's completion, as one transaction body.
+
+    The handler runs only while the claim holds the job; when an earlier try of this
+    transaction committed the handler and the completion, nothing runs again.
+
+    Raises:
+        LeaseLost: the claim no longer holds the job; nothing ran.
+        InvalidPayload / InvalidArgument: the job's extension cannot store the output
+            (or cannot be loaded); raised inside ``tr``, so nothing commits.
+    """
+    found = standing(tr, claim)
+    extension = resolve(claim.extension)
+    action = decide(claim, found, Ending.SUCCEEDED, extended=extension is not None)
+    if action.act is Act.LOST:
+        raise lost(claim, found)
+    if action.act is Act.DONE:
+        return None
     output = config.handler(tr, claim.payload, meta)
-    complete_with(tr, claim, output)
+    if isinstance(extension, Refused):
+        raise extension.error
+    apply(tr, claim, found, action, now_ms(), extension=extension, output=output)
     return output
 
 

@@ -1,9 +1,14 @@
-"""Reading and writing job records with their index entries, counters and tombstones.
+"""The one writer of job records: each record with its index entries, counters,
+tombstone and queue pointer.
 
 Every change of a job's state goes through here, so a record, its one index entry
-(ready or scheduled, see :mod:`quick.jobs`) and its queue's counters always move
-together. Counter moves go to a :class:`~quick.counters.Tally` when the caller batches
-them, else straight to the transaction.
+(ready or scheduled, see :mod:`quick.jobs`), its queue's counters and its queue's
+pointer always move together: :class:`NewJobs` writes new jobs (enqueue, migration),
+:func:`apply` writes a settlement :class:`~quick.settlement.Action` (finish, put back,
+bury, renew) decided by the table of :mod:`quick.settlement`, and :func:`bury_corrupt`
+quarantines a record that does not decode. Counter moves go to a
+:class:`~quick.counters.Tally` when the caller batches them, else straight to the
+transaction.
 """
 
 from __future__ import annotations
@@ -11,18 +16,21 @@ from __future__ import annotations
 import logging
 
 from keyspace.codec import pack_value
-from keyspace.layout import DEAD_LETTERS, FINISHED, JOB_DIRECTORY, QueueKeys, describe
+from keyspace.layout import DEAD_LETTERS, FINISHED, JOB_DIRECTORY, QueueKeys, describe, queue_keys
 from keyspace.limits import VALUE_LIMIT
 from keyspace.protocol import Transaction
-from quick import counters
+from quick import counters, pointers
 from quick.counters import Tally
 from quick.jobs import Job, JobState
+from quick.settlement import Act, Action
 
 __all__ = [
     "MAX_ERROR_BYTES",
     "JOB_RECORD_HEADROOM",
     "MAX_JOB_RECORD_BYTES",
     "load_job",
+    "NewJobs",
+    "apply",
     "store_job",
     "finish_job",
     "bury_job",
@@ -80,6 +88,90 @@ def store_job(
     if old_state is not new.state:
         _count(tr, tally, keys, old_state, new.state)
     return len(value)
+
+
+class NewJobs:
+    """New jobs written in one transaction body (enqueue, migration): each record, index
+    entry, unique-key reservation and directory entry as it is added, then one count
+    per queue and state and one pointer check per queue at :meth:`flush`.
+
+    The caller has checked that each id and unique key is free. Make one per run of
+    the body, as a :class:`~quick.counters.Tally`.
+    """
+
+    __slots__ = ("_counts", "_earliest")
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, JobState], int] = {}
+        self._earliest: dict[str, int] = {}
+
+    def add(self, tr: Transaction, job: Job, value: bytes) -> None:
+        """Write ``job`` (``value``: its encoded record)."""
+        keys = queue_keys(job.queue)
+        if job.unique_key is not None:
+            tr.set(keys.unique(job.unique_key), job.id.encode())
+        tr.set(keys.job(job.id), value)
+        tr.set(job.index_key(keys), b"")
+        tr.set(JOB_DIRECTORY.pack((job.id,)), pack_value({"q": job.queue}))
+        counts, earliest = self._counts, self._earliest
+        counts[job.queue, job.state] = counts.get((job.queue, job.state), 0) + 1
+        earliest[job.queue] = min(job.vis_ms, earliest.get(job.queue, job.vis_ms))
+
+    def flush(self, tr: Transaction) -> None:
+        """Count the jobs added and make each queue's pointer cover its earliest one."""
+        for (queue, state), count in self._counts.items():
+            counters.bump(tr, queue_keys(queue), state, count)
+        for queue, vis_ms in self._earliest.items():
+            pointers.ensure_visible(tr, queue, vis_ms)
+        self._counts.clear()
+        self._earliest.clear()
+
+
+def apply(
+    tr: Transaction,
+    keys: QueueKeys,
+    job: Job,
+    action: Action,
+    now: int,
+    vis_ms: int = 0,
+    error: str | None = None,
+    tally: Tally | None = None,
+) -> Job:
+    """Write ``action`` (one that changes the store) to held ``job``; return the job as
+    stored after it (a finished or buried job as it was last).
+
+    ``vis_ms`` is when a job put back becomes visible, or a renewed lease's expiry;
+    ``error`` is the attempt's error (or discard reason), cut to :data:`MAX_ERROR_BYTES`.
+    """
+    act = action.act
+    if act is Act.FINISH:
+        if action.records_error:
+            job = job.evolve(last_error=truncate_error(error or "") or None)
+        assert action.state is not None
+        finish_job(tr, keys, job, action.state, now, tally)
+        return job
+    if act is Act.BURY:
+        bury_job(tr, keys, job, truncate_error(error or ""), now, tally)
+        return job
+    if act is Act.PUT_BACK:
+        assert action.state is not None
+        back = job.evolve(
+            state=action.state,
+            vis_ms=vis_ms,
+            owner=None,
+            attempt=job.attempt - 1 if action.refund else job.attempt,
+            last_error=truncate_error(error or "") if action.records_error else job.last_error,
+        )
+        store_job(tr, keys, job, back, tally)
+        pointers.ensure_visible(tr, job.queue, vis_ms)
+        return back
+    if act is Act.RENEW:
+        renewed = job.evolve(state=JobState.LEASED, vis_ms=vis_ms)
+        store_job(tr, keys, job, renewed, tally)
+        if renewed.vis_ms < job.vis_ms:
+            pointers.ensure_visible(tr, job.queue, renewed.vis_ms)
+        return renewed
+    raise ValueError(f"{act} writes nothing")
 
 
 def tombstone(queue: str, outcome: str, now: int, token: str | None) -> bytes:
@@ -147,16 +239,28 @@ def bury_corrupt(
     tr: Transaction,
     keys: QueueKeys,
     job_id: str,
-    index_key: bytes,
-    state: JobState,
+    index_key: bytes | None,
+    state: JobState | None,
     error: str,
     now: int,
+    *,
+    record_key: bytes | None = None,
+    raw: bytes | None = None,
 ) -> None:
-    """Move an undecodable job record to the dead letters, raw, with its decode error."""
-    raw = tr.get(keys.job(job_id))
-    tr.clear(keys.job(job_id))
-    tr.clear(index_key)
-    counters.move(tr, keys, state, JobState.DEAD)
+    """Move an undecodable job record to the dead letters, raw, with its decode error.
+
+    ``index_key`` is the index entry found for it (cleared, and one job counted from
+    ``state`` to dead; None when the caller rebuilds index and counts); ``record_key``
+    the record's key when its id does not unpack (then ``job_id`` is only a name);
+    ``raw`` the record's bytes when already read.
+    """
+    record_key = keys.job(job_id) if record_key is None else record_key
+    if raw is None:
+        raw = tr.get(record_key)
+    tr.clear(record_key)
+    if index_key is not None:
+        tr.clear(index_key)
+        counters.move(tr, keys, state, JobState.DEAD)
     tr.set(
         DEAD_LETTERS.pack((keys.queue, job_id)),
         pack_value({"raw": raw, "e": f"corrupt job record: {error}", "at": now}),

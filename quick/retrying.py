@@ -8,28 +8,23 @@ One place decides both halves of a retry, for plain jobs and job extensions alik
   has one, else capped exponential backoff with equal jitter,
   ``min(cap, base * 2**(n-1))``, half of it fixed and half random.
 
-The random source is a parameter, so tests pin it.
+The random source is a parameter, so tests pin it. Whether a failed attempt was the
+last is the settlement table's to say (:mod:`quick.settlement`), from the limit here.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from quick.app import JobConfig
 
 __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_BASE_DELAY_MS",
     "DEFAULT_MAX_DELAY_MS",
-    "RetryDecision",
+    "Backoff",
     "attempt_limit",
     "backoff_ms",
     "retry_delay_ms",
-    "decide",
 ]
 
 #: Attempts a job gets when neither the enqueue nor the handler says otherwise.
@@ -39,23 +34,16 @@ DEFAULT_BASE_DELAY_MS = 1000
 #: The longest delay the default backoff waits.
 DEFAULT_MAX_DELAY_MS = 60_000
 
+#: A handler's retry delays (``App.job(backoff=...)``): ``(base_seconds, max_seconds)``
+#: for capped exponential backoff, or a function of the failed attempt giving seconds.
+Backoff = tuple[float, float] | Callable[[int], float]
+
 Rng = Callable[[int, int], int]
 
 
-@dataclass(frozen=True, slots=True)
-class RetryDecision:
-    """What happens after a failed attempt: retry after ``delay_ms``, or stop (None)."""
-
-    delay_ms: int | None
-    max_attempts: int
-
-    @property
-    def final(self) -> bool:
-        return self.delay_ms is None
-
-
 def attempt_limit(job_max: int | None, handler_max: int | None = None) -> int:
-    """The attempts a job gets: its own limit, else its handler's, else the default."""
+    """The attempts a job gets: its own limit, else its handler's, else the default.
+    Whether a failed attempt was the last is decided by :func:`quick.settlement.decide`."""
     return job_max or handler_max or DEFAULT_MAX_ATTEMPTS
 
 
@@ -71,25 +59,12 @@ def backoff_ms(
     return half + rng(0, ceiling - half)
 
 
-def retry_delay_ms(config: JobConfig | None, attempt: int, rng: Rng = random.randint) -> int:
-    """The delay before the retry of failed ``attempt`` under ``config``'s backoff."""
-    if config is not None:
-        fixed = config.retry_delay_ms(attempt)
-        if fixed is not None:
-            return fixed
-        return backoff_ms(attempt, *config.backoff_bounds_ms(), rng=rng)
+def retry_delay_ms(backoff: Backoff | None, attempt: int, rng: Rng = random.randint) -> int:
+    """The delay before the retry of failed ``attempt`` under a handler's ``backoff``
+    (None: the default backoff)."""
+    if callable(backoff):
+        return max(0, round(backoff(attempt) * 1000))
+    if isinstance(backoff, tuple):
+        base, cap = backoff
+        return backoff_ms(attempt, max(1, round(base * 1000)), max(1, round(cap * 1000)), rng)
     return backoff_ms(attempt, rng=rng)
-
-
-def decide(
-    *,
-    attempt: int,
-    job_max: int | None,
-    config: JobConfig | None,
-    rng: Rng = random.randint,
-) -> RetryDecision:
-    """Retry or stop after failed ``attempt`` (1-based) of a job run under ``config``."""
-    limit = attempt_limit(job_max, config.max_attempts if config is not None else None)
-    if attempt >= limit:
-        return RetryDecision(None, limit)
-    return RetryDecision(retry_delay_ms(config, attempt, rng), limit)

@@ -31,9 +31,10 @@ import keyspace
 from keyspace.faults import FaultRates, FaultyDatabase
 from keyspace.layout import POINTER_INDEX
 from keyspace.protocol import Database, Transaction
+from keyspace.retry import Tries
 from quick import pointers
 from quick.app import App, JobConfig, Meta
-from quick.claiming import RoundTries, claim, claim_round
+from quick.claiming import claim, claim_round
 from quick.inspection import list_jobs, list_queues
 from quick.jobs import Claim, Job, now_ms
 from quick.outcomes import Attempt, Outcome, job_config, run_attempt, settle_batch
@@ -120,7 +121,7 @@ def _claim(db: Database, queue_id: str | None, clock: int, limit: int) -> list[C
     :func:`quick.claim` on one queue."""
     if queue_id is not None:
         return claim(db, queue_id, OWNER, limit=limit, lease_ms=LEASE_MS, now_ms=clock)
-    tries = RoundTries()  # made before the retry loop, as the consumer does
+    tries = Tries()  # made before the retry loop, as the consumer does
     found = db.transact(
         lambda tr: claim_round(
             tr, OWNER, clock, limit=limit, lease_ms=LEASE_MS, tries=tries, watch=False
@@ -146,8 +147,8 @@ def _run_batch(db: Database, app: App, claims: list[Claim], clock: int) -> list[
     attempts: list[Attempt] = []
     for held in claims:
         config = job_config(app, held)
-        slow = config is not None and (config.is_async or config.timeout is not None)
-        done = run_attempt(db, held, config, *([_run_in_trio] if slow else []))
+        in_trio = config is not None and config.runs_in_trio
+        done = run_attempt(db, held, config, *([_run_in_trio] if in_trio else []))
         if isinstance(done, Outcome):
             outcomes.append(done)
         else:
@@ -160,16 +161,10 @@ def _run_in_trio(config: JobConfig, payload: Any, meta: Meta) -> Any:
     consumer would: a ``TimeoutError`` after ``config.timeout`` seconds."""
     import trio
 
+    from quick.trio_handlers import call_handler, within_timeout
+
     async def main() -> Any:
-        try:
-            with trio.fail_after(config.timeout) if config.timeout else trio.CancelScope():
-                if config.is_async:
-                    return await config.handler(payload, meta)
-                return await trio.to_thread.run_sync(
-                    config.handler, payload, meta, abandon_on_cancel=True
-                )
-        except trio.TooSlowError:
-            raise TimeoutError(f"timed out after {config.timeout} s") from None
+        return await within_timeout(config, lambda: call_handler(config, payload, meta))
 
     return trio.run(main)
 

@@ -17,13 +17,13 @@ from types import ModuleType
 from typing import Any
 
 import quick.claiming
-import quick.enqueueing
 import quick.fencing
 import quick.leases
 import quick.records
 from quick.counters import Tally
 from quick.fencing import Standing, Status
 from quick.jobs import JobState
+from quick.settlement import Act, Action
 
 __all__ = ["BREAKS", "Break", "applied", "rebind", "swap"]
 
@@ -82,14 +82,37 @@ def _finish_forgets_counter(undo: Undo) -> None:
     rebind(real, finish_job, undo)
 
 
+def _without_pointer_upkeep(call: Callable[..., Any]) -> Callable[..., Any]:
+    """``call``, run with the writer's ``pointers.ensure_visible`` doing nothing."""
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        undo: Undo = []
+        swap(quick.records, "pointers", _PointersWithout(quick.pointers), undo)
+        try:
+            return call(*args, **kwargs)
+        finally:
+            for module, attr, value in undo:
+                setattr(module, attr, value)
+
+    return wrapped
+
+
 def _put_back_forgets_pointer(undo: Undo) -> None:
     """fail / snooze / release put the job back without making the pointer cover it."""
-    swap(quick.leases, "pointers", _PointersWithout(quick.pointers), undo)
+    real = quick.records.apply
+    forgetful = _without_pointer_upkeep(real)
+
+    def apply(tr: Any, keys: Any, job: Any, action: Action, now: int, *a: Any, **kw: Any) -> Any:
+        put_back = action.act is Act.PUT_BACK
+        return (forgetful if put_back else real)(tr, keys, job, action, now, *a, **kw)
+
+    rebind(real, apply, undo)
 
 
 def _enqueue_skips_pointer(undo: Undo) -> None:
-    """enqueue writes the job but never calls ``ensure_visible``."""
-    swap(quick.enqueueing, "pointers", _PointersWithout(quick.pointers), undo)
+    """New jobs (enqueue, cron activation, migration) are written but the writer never
+    calls ``ensure_visible`` for them."""
+    swap(quick.records.NewJobs, "flush", _without_pointer_upkeep(quick.records.NewJobs.flush), undo)
 
 
 def _heartbeat_keeps_index(undo: Undo) -> None:

@@ -24,8 +24,9 @@ from sim_workflows import Workflows
 import quick
 import quick.checking
 from keyspace.protocol import Database
+from keyspace.retry import Tries
 from quick.app import JobConfig
-from quick.claiming import RoundTries, claim_round
+from quick.claiming import claim_round
 from quick.jobs import Claim
 from quick.outcomes import Attempt, Outcome, settle_batch
 
@@ -193,7 +194,7 @@ class Operations:
 
     def claim_round(self) -> str:
         consumer = self.rng.choice(CONSUMERS)
-        tries = RoundTries(token=uuid.UUID(int=self.rng.getrandbits(128)).hex)
+        tries = Tries(token=uuid.UUID(int=self.rng.getrandbits(128)).hex)
         limit, lease_ms = self.rng.randint(1, 6), self.lease_ms()
         order = random.Random(self.rng.getrandbits(32))
         found = self.db.transact(

@@ -12,11 +12,8 @@ from flask import Blueprint, abort, flash, redirect, request, url_for
 from werkzeug.wrappers.response import Response
 
 from keyspace.errors import QuickError
-from keyspace.layout import DEAD_LETTERS
-from quick.corruption import CorruptRecord
 from quick.dashboard.state import state
-from quick.inspection import scan_dead
-from quick.operations import purge_dead, requeue_dead
+from quick.operations import purge_all_dead, purge_dead, requeue_all_dead, requeue_dead
 
 __all__ = ["actions", "BULK_CAP"]
 
@@ -52,22 +49,7 @@ def requeue() -> Response:
         else:
             flash(f"requeued {new_id} on {queue}", "ok")
         return _back(queue)
-    done, failed, after = 0, 0, None
-    while done + failed < BULK_CAP:
-        batch = scan_dead(db, queue, after=after, limit=BATCH)
-        for item in batch:
-            if isinstance(item, CorruptRecord):
-                after = DEAD_LETTERS.unpack(item.key)[1]
-                failed += 1
-                continue
-            after = item.job_id
-            try:
-                requeue_dead(db, queue, item.job_id)
-                done += 1
-            except QuickError:
-                failed += 1
-        if len(batch) < BATCH or after is None:
-            break
+    done, failed = requeue_all_dead(db, queue, cap=BULK_CAP, batch=BATCH)
     failures = f"; {failed} could not be (corrupt, or a unique key is held)" if failed else ""
     flash(f"requeued {done} dead letters of {queue}{failures}", "ok")
     return _back(queue)
@@ -85,11 +67,6 @@ def purge() -> Response:
         return _back(queue)
     if _field("confirm") != "yes":
         abort(400, "purging a whole queue's dead letters needs the confirm box ticked")
-    total = 0
-    while total < BULK_CAP:
-        gone = purge_dead(db, queue)
-        total += gone
-        if gone == 0:
-            break
+    total = purge_all_dead(db, queue, cap=BULK_CAP)
     flash(f"purged {total} dead letters of {queue}", "ok")
     return _back(queue)

@@ -13,6 +13,7 @@ from typing import Any
 
 from keyspace.protocol import Database, Transaction
 from quick.corruption import CorruptRecord
+from quick.counters import queue_depth
 from quick.inspection import (
     count_finished_windows,
     list_queues,
@@ -26,7 +27,6 @@ __all__ = [
     "QueueRow",
     "Overview",
     "read_overview",
-    "depth",
     "page_after",
     "decoded",
 ]
@@ -44,9 +44,6 @@ FINISHED_CAP = 10_000
 #: transaction: enough to overlap a remote cluster's round trips for a window of 200,
 #: few enough not to crowd the server's request threads.
 OLDEST_READERS = 8
-
-#: The states whose sum is a queue's depth (dead letters are shown, not counted as work).
-WORK_STATES = ("ready", "scheduled", "leased")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,11 +68,6 @@ class Overview:
     next_after: str | None
 
 
-def depth(counts: dict[str, int]) -> int:
-    """A queue's work: its ready, scheduled and leased jobs."""
-    return sum(counts.get(state, 0) for state in WORK_STATES)
-
-
 def read_overview(
     db: Database | Transaction, now: int, *, after: str | None = None, window: int = QUEUE_WINDOW
 ) -> Overview:
@@ -95,7 +87,7 @@ def read_overview(
         return queues, count_finished_windows(tr, windows, limit=FINISHED_CAP)
 
     def oldest(view: Database | Transaction, row: dict[str, Any]) -> int | None:
-        return oldest_ready_ms(view, row["queue"], now) if depth(row["counts"]) else None
+        return oldest_ready_ms(view, row["queue"], now) if queue_depth(row["counts"]) else None
 
     if isinstance(db, Transaction):
         queues, (minute, hour) = body(db)
@@ -108,7 +100,7 @@ def read_overview(
         QueueRow(
             queue=row["queue"],
             counts=row["counts"],
-            depth=depth(row["counts"]),
+            depth=queue_depth(row["counts"]),
             oldest_ready_ms=at,
         )
         for row, at in zip(queues, times, strict=True)

@@ -11,8 +11,9 @@ from click.testing import CliRunner
 
 import quick
 from keyspace.protocol import Database
+from keyspace.retry import Tries
 from quick import pointers
-from quick.claiming import RoundTries, claim_round
+from quick.claiming import claim_round
 from quick.cli import cli
 from quick.jobs import now_ms
 from quick.limits import FULL_RETRY_MS
@@ -109,7 +110,7 @@ def test_limits_capped_queue_leaves_the_scanners_alone_for_a_while(db: Database)
     now = now_ms()
 
     def round_at(at: int) -> list[str]:
-        tries = RoundTries()
+        tries = Tries()
         found = db.transact(
             lambda tr: claim_round(tr, OWNER, at, limit=4, lease_ms=30_000, tries=tries)
         )

@@ -1,22 +1,20 @@
 """The retry policy (``quick.retrying``) as pure functions: the attempt limit, the capped
-exponential backoff with equal jitter, a handler's own backoff, and the decision to
-retry or stop. The random source is pinned, so every delay is exact."""
+exponential backoff with equal jitter, and a handler's own backoff. The random source is
+pinned, so every delay is exact. (Whether a failed attempt was the last is the settlement
+table's to say: ``tests/unit/test_settlement.py``.)"""
 
 from __future__ import annotations
 
 import random
-from typing import Any
 
 import pytest
 
-from quick.app import JobConfig
 from quick.retrying import (
     DEFAULT_BASE_DELAY_MS,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_DELAY_MS,
     attempt_limit,
     backoff_ms,
-    decide,
     retry_delay_ms,
 )
 
@@ -29,10 +27,6 @@ def lowest(low: int, high: int) -> int:
 def highest(low: int, high: int) -> int:
     """A pinned rng: always the top of the range."""
     return high
-
-
-def config(**policy: Any) -> JobConfig:
-    return JobConfig(topic="t", handler=lambda payload, meta: None, **policy)
 
 
 def test_retry_attempt_limit_prefers_the_job_then_the_handler_then_the_default() -> None:
@@ -83,47 +77,26 @@ def test_retry_delay_uses_the_handlers_backoff_function() -> None:
         seen.append(attempt)
         return 2.5
 
-    assert retry_delay_ms(config(backoff=backoff), 4, rng=highest) == 2500
+    assert retry_delay_ms(backoff, 4, rng=highest) == 2500
     assert seen == [4]
 
 
 def test_retry_delay_of_a_negative_backoff_function_is_zero() -> None:
-    assert retry_delay_ms(config(backoff=lambda attempt: -3.0), 1, rng=highest) == 0
+    assert retry_delay_ms(lambda attempt: -3.0, 1, rng=highest) == 0
 
 
 def test_retry_delay_uses_the_handlers_backoff_bounds() -> None:
-    bounded = config(backoff=(0.1, 0.3))
+    bounded = (0.1, 0.3)
     assert retry_delay_ms(bounded, 1, rng=highest) == 100
     assert retry_delay_ms(bounded, 2, rng=highest) == 200
     assert retry_delay_ms(bounded, 3, rng=highest) == 300
     assert retry_delay_ms(bounded, 9, rng=lowest) == 150
 
 
-def test_retry_delay_without_a_config_or_backoff_is_the_default() -> None:
-    for policy in (None, config()):
-        assert retry_delay_ms(policy, 2, rng=highest) == 2 * DEFAULT_BASE_DELAY_MS
+def test_retry_delay_bounds_are_at_least_a_millisecond() -> None:
+    assert retry_delay_ms((0.0001, 0.0001), 5, rng=highest) == 1
 
 
-def test_retry_decide_retries_until_the_limit_then_stops() -> None:
-    handler = config(max_attempts=3)
-    first = decide(attempt=1, job_max=None, config=handler, rng=highest)
-    assert (first.delay_ms, first.max_attempts, first.final) == (1000, 3, False)
-    second = decide(attempt=2, job_max=None, config=handler, rng=lowest)
-    assert (second.delay_ms, second.max_attempts, second.final) == (1000, 3, False)
-    last = decide(attempt=3, job_max=None, config=handler, rng=highest)
-    assert (last.delay_ms, last.max_attempts, last.final) == (None, 3, True)
-
-
-def test_retry_decide_lets_the_jobs_limit_override_the_handlers() -> None:
-    handler = config(max_attempts=10)
-    assert decide(attempt=2, job_max=2, config=handler, rng=highest).final
-    assert not decide(attempt=2, job_max=None, config=handler, rng=highest).final
-
-
-def test_retry_decide_past_the_limit_stops() -> None:
-    assert decide(attempt=DEFAULT_MAX_ATTEMPTS + 3, job_max=None, config=None).final
-
-
-def test_retry_decide_without_a_config_uses_the_defaults() -> None:
-    decision = decide(attempt=1, job_max=None, config=None, rng=lowest)
-    assert (decision.delay_ms, decision.max_attempts) == (500, DEFAULT_MAX_ATTEMPTS)
+def test_retry_delay_without_a_backoff_is_the_default() -> None:
+    assert retry_delay_ms(None, 2, rng=highest) == 2 * DEFAULT_BASE_DELAY_MS
+    assert retry_delay_ms(None, 1, rng=lowest) == DEFAULT_BASE_DELAY_MS // 2

@@ -1,0 +1,34 @@
+"""The queue lease's memory of recent claims (quick.queue_leases): what lets a claim retried
+after ``commit_unknown_result`` find the jobs its committed try leased."""
+
+from __future__ import annotations
+
+from keyspace.protocol import Database
+from quick import queue_leases
+from quick.queue_leases import RECENT_CLAIMS, claimed_by, leased_by_other, remember_claim
+
+
+def test_queue_lease_remembers_the_last_claims_newest_first(db: Database) -> None:
+    for n in range(RECENT_CLAIMS + 2):
+        db.transact(
+            lambda tr, n=n: remember_claim(
+                tr, "q", queue_leases.queue_lease(tr, "q"), "w", f"t{n}", [f"j{n}"]
+            )
+        )
+    lease = db.transact(lambda tr: queue_leases.queue_lease(tr, "q"))
+    newest = RECENT_CLAIMS + 1
+    assert [token for token, _ in lease["rc"]] == [f"t{newest - i}" for i in range(RECENT_CLAIMS)]
+    assert claimed_by(lease, f"t{newest}") == [f"j{newest}"]
+    assert claimed_by(lease, "t0") is None  # forgotten: older than the last RECENT_CLAIMS
+    assert claimed_by(None, "t0") is None
+    assert lease["o"] == "w"
+    assert lease["ex"] == 0  # released: another consumer may lease the queue at once
+
+
+def test_queue_lease_held_by_another_until_it_expires(db: Database) -> None:
+    assert db.transact(lambda tr: queue_leases.lease_queue(tr, "q", "a", 1_000, 5_000)) is False
+    # No pointer: nothing due, so nothing is leased; write one held lease by hand.
+    db.transact(lambda tr: queue_leases.write_queue_lease(tr, "q", {"o": "a", "ex": 6_000}))
+    assert db.transact(lambda tr: leased_by_other(tr, "q", "b", 5_999)) is True
+    assert db.transact(lambda tr: leased_by_other(tr, "q", "a", 5_999)) is False
+    assert db.transact(lambda tr: leased_by_other(tr, "q", "b", 6_000)) is False
