@@ -43,34 +43,12 @@ from typing import Any, TypeVar
 
 from keyspace.errors import StorageError, StoreFull
 from keyspace.limits import DEFAULT_TIMEOUT_MS
-from keyspace.protocol import Database, KeyValue, ReadView, Transaction, Watch
+from keyspace.protocol import WRITE_METHODS, Database, KeyValue, ReadView, Transaction, Watch
 from keyspace.retry import run_transaction
 
 __all__ = ["FaultRates", "FaultyDatabase", "FaultyTransaction", "Window", "unreachable_wait"]
 
 T = TypeVar("T")
-
-_WRITES = frozenset(
-    {
-        "set",
-        "clear",
-        "clear_range",
-        "clear_range_startswith",
-        "add",
-        "bit_and",
-        "bit_or",
-        "bit_xor",
-        "max",
-        "min",
-        "byte_max",
-        "byte_min",
-        "compare_and_clear",
-        "set_versionstamped_key",
-        "set_versionstamped_value",
-        "add_write_conflict_range",
-        "add_write_conflict_key",
-    }
-)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -276,7 +254,7 @@ class FaultyTransaction(_FaultyReads):
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._inner, name)
-        if name in _WRITES:
+        if name in WRITE_METHODS:
             self._writes = True
         return attr
 

@@ -59,10 +59,42 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["KeyValue", "ReadView", "Transaction", "Database", "VersionstampFuture", "Watch"]
+__all__ = [
+    "KeyValue",
+    "ReadView",
+    "Transaction",
+    "Database",
+    "VersionstampFuture",
+    "Watch",
+    "WRITE_METHODS",
+]
 
 KeyValue = tuple[bytes, bytes]
 T = TypeVar("T")
+
+#: The :class:`Transaction` methods that only add to the write set (buffered until
+#: commit, no I/O): what wrappers pass through untouched.
+WRITE_METHODS = frozenset(
+    {
+        "set",
+        "clear",
+        "clear_range",
+        "clear_range_startswith",
+        "add",
+        "bit_and",
+        "bit_or",
+        "bit_xor",
+        "max",
+        "min",
+        "byte_max",
+        "byte_min",
+        "compare_and_clear",
+        "set_versionstamped_key",
+        "set_versionstamped_value",
+        "add_write_conflict_range",
+        "add_write_conflict_key",
+    }
+)
 
 
 class ReadView(Protocol):

@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from keyspace.errors import StorageError
-from keyspace.protocol import Database, KeyValue, ReadView, Transaction
+from keyspace.protocol import WRITE_METHODS, Database, KeyValue, ReadView, Transaction
 from keyspace.retry import is_database
 from quick.aio_waiting import await_future, run_blocking
 from quick.errors import InvalidArgument
@@ -146,31 +146,12 @@ class AsyncTransaction(AsyncReads):
 
 #: Engine transaction methods that only buffer (no I/O), so an async transaction
 #: passes them straight through.
-_BUFFERED = frozenset(
-    {
-        "set",
-        "clear",
-        "clear_range",
-        "clear_range_startswith",
-        "add",
-        "bit_and",
-        "bit_or",
-        "bit_xor",
-        "max",
-        "min",
-        "byte_max",
-        "byte_min",
-        "compare_and_clear",
-        "set_versionstamped_key",
-        "set_versionstamped_value",
-        "get_versionstamp",
-        "add_read_conflict_range",
-        "add_read_conflict_key",
-        "add_write_conflict_range",
-        "add_write_conflict_key",
-        "get_committed_version",
-    }
-)
+_BUFFERED = WRITE_METHODS | {
+    "get_versionstamp",
+    "add_read_conflict_range",
+    "add_read_conflict_key",
+    "get_committed_version",
+}
 
 
 def check_database(db: Any, field: str = "db") -> Database:
