@@ -124,11 +124,13 @@ def test_enqueue_on_a_full_disk_says_so_and_exits_3(tmp_path: Path) -> None:
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 8 MB filesystem (tmpfs), when this process may mount one."""
+    """A real 64 MB filesystem (tmpfs), when this process may mount one. Not smaller: the
+    jobs' records rewritten after the space returns grow the store's WAL by megabytes, and
+    on an 8 MB disk that filled it again, stalling the worker's recording until its stop."""
     mount = tmp_path / "disk"
     mount.mkdir()
     made = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], capture_output=True
     )
     if made.returncode != 0:
         pytest.skip("a real full disk needs permission to mount a tmpfs (root)")
