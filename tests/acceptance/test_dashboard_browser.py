@@ -80,6 +80,7 @@ def test_dashboard_browser_requeues_a_dead_letter_through_the_form(
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     url, base = dashboard
     options = webdriver.ChromeOptions()
@@ -105,7 +106,12 @@ def test_dashboard_browser_requeues_a_dead_letter_through_the_form(
         buttons = browser.find_elements(By.XPATH, "//tbody//button[normalize-space()='Requeue']")
         assert len(buttons) == 1
         buttons[0].click()
-        flash = browser.find_element(By.CSS_SELECTOR, ".flash").text
+        # The click submits the form; the page after its redirect comes when it comes.
+        flash = (
+            WebDriverWait(browser, 15)
+            .until(lambda page: page.find_element(By.CSS_SELECTOR, ".flash"))
+            .text
+        )
         assert flash.startswith("requeued ")
         assert "no dead letters" in browser.page_source
         browser.save_screenshot(str(tmp_path / "dead-letters-after-requeue.png"))
