@@ -3,20 +3,9 @@
 Operations run at the *transaction* level: two operations open transactions on the same
 database, both bodies run (so both read the same snapshot), then they commit in a drawn
 order; a commit refused with 1020 is retried on a fresh transaction, re-running its body,
-as the retry loop would. After every step the store is read directly (through
-:mod:`keyspace.layout`, not through the pointer module) and the pointer invariant of
-:mod:`quick.pointers` is checked:
-
-* a pointer record and its index entry mirror each other: a queue has a record iff it has
-  an index entry, never more than one entry, and the entry's ``vis_ms`` is the record's;
-* every queue holding a job (ready or scheduled index non-empty) has a pointer, and it is
-  not later than the queue's earliest job visibility by more than
-  :data:`quick.pointers.REWRITE_THRESHOLD_MS`.
-
-That tolerance is the protocol's own (a producer moves the pointer earlier only when it is
-later than the new job by more than the threshold), so "ready jobs => pointer <= now" holds
-up to it: a job delayed 100 ms on an empty queue puts the pointer at now + 100, and a ready
-job enqueued next rightly leaves it there.
+as the retry loop would. After every step the store is read directly and the pointer
+invariant is checked (both in :mod:`tests.integration.pointer_store`, whose docstring
+states the invariant and its tolerance).
 """
 
 from __future__ import annotations
