@@ -53,6 +53,7 @@ from quick.migration import MigrationReport, Refusal, migrate
 from quick.operations import cancel, purge_dead, purge_finished, requeue_dead
 from quick.outcomes import Outcome, run_claim
 from quick.pointers import collect_empty_pointer
+from quick.typed import JobHandler
 
 
 def __getattr__(name: str) -> object:
@@ -77,6 +78,7 @@ __all__ = [
     "InvalidURL",
     "Job",
     "JobConfig",
+    "JobHandler",
     "JobNotFound",
     "JobRunning",
     "JobState",

@@ -18,6 +18,7 @@ from typing import Any
 
 from keyspace.codec import CorruptValue, pack_value, unpack_value
 from keyspace.layout import QueueKeys
+from quick.tracecontext import TraceContext, check_trace
 
 __all__ = [
     "JobState",
@@ -97,26 +98,29 @@ class Job:
     unique_key: str | None = None
     #: Data for a job extension (see :mod:`quick.extensions`), e.g. a workflow step's run.
     extension: dict[str, Any] | None = None
+    #: The W3C trace context it was enqueued in (:mod:`quick.tracecontext`), if any.
+    trace: TraceContext | None = None
 
     def to_value(self) -> bytes:
         """The stored form (TypeError when the payload is not msgpack-encodable)."""
-        return pack_value(
-            {
-                "t": self.topic,
-                "p": self.payload,
-                "pr": self.priority,
-                "v": self.vis_ms,
-                "s": self.state.value,
-                "a": self.attempt,
-                "m": self.max_attempts,
-                "c": self.created_ms,
-                "o": self.owner,
-                "k": self.token,
-                "e": self.last_error,
-                "u": self.unique_key,
-                "x": self.extension,
-            }
-        )
+        record: dict[str, Any] = {
+            "t": self.topic,
+            "p": self.payload,
+            "pr": self.priority,
+            "v": self.vis_ms,
+            "s": self.state.value,
+            "a": self.attempt,
+            "m": self.max_attempts,
+            "c": self.created_ms,
+            "o": self.owner,
+            "k": self.token,
+            "e": self.last_error,
+            "u": self.unique_key,
+            "x": self.extension,
+        }
+        if self.trace:  # omitted when absent: old records decode, untraced ones stay small
+            record["tc"] = self.trace
+        return pack_value(record)
 
     @classmethod
     def from_value(cls, queue: str, job_id: str, data: bytes) -> Job:
@@ -146,6 +150,7 @@ class Job:
                 last_error=record["e"],
                 unique_key=record["u"],
                 extension=record.get("x"),
+                trace=check_trace(record.get("tc")),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise CorruptValue(f"job record {job_id!r} is malformed: {error!r}") from error
@@ -182,6 +187,7 @@ class Claim:
     max_attempts: int | None = None
     enqueued_ms: int = 0
     extension: dict[str, Any] | None = None
+    trace: TraceContext | None = None
 
     @classmethod
     def of(cls, job: Job) -> Claim:
@@ -200,6 +206,7 @@ class Claim:
             max_attempts=job.max_attempts,
             enqueued_ms=job.created_ms,
             extension=job.extension,
+            trace=job.trace,
         )
 
     def __post_init__(self) -> None:

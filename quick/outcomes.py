@@ -37,6 +37,7 @@ from quick.leases import apply, decide, lost
 from quick.retrying import attempt_limit, retry_delay_ms
 from quick.settlement import Act, Ending, Outcome
 from quick.settlement import decide as decide_row
+from quick.tracecontext import invoke
 
 __all__ = [
     "Outcome",
@@ -84,6 +85,7 @@ def meta_for(claim: Claim) -> Meta:
         lease_deadline_ms=claim.lease_until_ms,
         owner=claim.owner,
         context=None if extension is None else extension.context(claim),
+        trace=claim.trace,
     )
 
 
@@ -238,7 +240,7 @@ def run_transactional(tr: Transaction, config: JobConfig, claim: Claim, meta: Me
         raise lost(claim, found)
     if action.act is Act.DONE:
         return None
-    output = config.handler(tr, claim.payload, meta)
+    output = invoke(config.handler, meta, tr, claim.payload, meta)
     if isinstance(extension, Refused):
         raise extension.error
     apply(tr, claim, found, action, now_ms(), extension=extension, output=output)
@@ -246,7 +248,7 @@ def run_transactional(tr: Transaction, config: JobConfig, claim: Claim, meta: Me
 
 
 def _call(config: JobConfig, payload: Any, meta: Meta) -> Any:
-    return config.handler(payload, meta)
+    return invoke(config.handler, meta, payload, meta)
 
 
 def run_attempt(

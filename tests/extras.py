@@ -15,3 +15,16 @@ def require_dashboard() -> None:
     """Skip the calling test module, naming the extra, unless the dashboard extra is installed."""
     for module in DASHBOARD_MODULES:
         pytest.importorskip(module, reason=DASHBOARD_REASON)
+
+
+#: The import names of what the tracing tests need: the ``otel`` extra's API and the SDK
+#: (its in-memory exporter), which the ``test`` extra installs.
+OTEL_MODULES = ("opentelemetry", "opentelemetry.sdk")
+OTEL_REASON = "needs the otel extra and the SDK: pip install -e '.[test,otel]'"
+
+
+def require_otel() -> None:
+    """Skip the calling test module, naming the extra, unless OpenTelemetry (API and SDK) is
+    installed."""
+    for module in OTEL_MODULES:
+        pytest.importorskip(module, reason=OTEL_REASON)

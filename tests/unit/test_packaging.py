@@ -10,7 +10,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from tests.extras import DASHBOARD_MODULES, DASHBOARD_REASON
+from tests.extras import DASHBOARD_MODULES, DASHBOARD_REASON, OTEL_REASON
 
 ROOT = Path(__file__).resolve().parents[2]
 #: A literal extras list in a pip install of the project: ``-e '.[test,dashboard]'``.
@@ -91,3 +91,17 @@ def test_packaging_suite_collects_without_the_dashboard_extra() -> None:
     assert any(DASHBOARD_REASON in line for line in summary), result.stdout[-3000:]
     collected = result.stdout.split("short test summary")[0]
     assert not re.search(r"test_dashboard\w*\.py::", collected), collected[-3000:]
+
+
+def test_packaging_suite_collects_without_the_otel_extra() -> None:
+    """With OpenTelemetry unimportable, collection succeeds and the tracing tests are
+    skipped, naming the extra."""
+    code = BLOCKED_COLLECTION.format(blocked={"opentelemetry"})
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = [line for line in result.stdout.splitlines() if line.startswith("SKIPPED")]
+    assert any(OTEL_REASON in line for line in summary), result.stdout[-3000:]
+    collected = result.stdout.split("short test summary")[0]
+    assert not re.search(r"test_tracing\w*\.py::", collected), collected[-3000:]

@@ -38,6 +38,7 @@ def full_run(**changes: Any) -> RunRecord:
         hooks=("run_finished",),
         reason="step 'a' failed: boom",
         retry_id="retry-1",
+        trace={"traceparent": f"00-{'a' * 32}-{'b' * 16}-01", "tracestate": "k=v"},
     )
     return run.evolve(**changes)
 
