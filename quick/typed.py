@@ -11,11 +11,11 @@ How a handler's parameters map to its job (one rule, read from the signature whe
 registered):
 
 * A handler with **keyword-only** parameters (declared after a bare ``*``), or with no
-  parameters, is a *typed handler*. Its job's payload is the map of its arguments
-  (msgpack values), and the worker calls it with them as keywords. Positional
-  parameters before the ``*`` receive what the job knows: none, ``meta`` (a
-  :class:`quick.Meta`), or ``tr, meta`` to run inside the transaction that completes
-  the job, as a ``(tr, payload, meta)`` handler does.
+  parameters but ``meta`` and ``**kwargs``, is a *typed handler*. Its job's payload is
+  the map of its arguments (msgpack values), and the worker calls it with them as
+  keywords. Positional parameters before the ``*`` receive what the job knows: none,
+  ``meta`` (a :class:`quick.Meta`), or ``tr, meta`` to run inside the transaction
+  that completes the job, as a ``(tr, payload, meta)`` handler does.
 * Any other handler takes ``(payload, meta)`` or ``(tr, payload, meta)`` as before; the
   decorator returns it unchanged, and it is enqueued by topic.
 
@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar
@@ -110,7 +111,7 @@ def shape_of(topic: str, handler: Callable[..., Any]) -> Shape | None:
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     keyword = [p for p in params if p.kind is p.KEYWORD_ONLY]
     varargs = inspect.Parameter.VAR_POSITIONAL in kinds
-    if not keyword and (varargs or inspect.Parameter.VAR_KEYWORD in kinds or len(positional) > 1):
+    if not keyword and (varargs or len(positional) > 1):
         return None  # (payload, meta), (tr, payload, meta), (*args), ...
     if varargs or len(positional) > 2:
         raise InvalidArgument(
@@ -160,7 +161,9 @@ def check_stored_arguments(topic: str, shape: Shape, payload: Any) -> dict[str, 
     if payload is None:
         payload = {}
     if not isinstance(payload, dict) or not all(isinstance(key, str) for key in payload):
-        raise InvalidPayload(f"{topic!r} takes keyword arguments; the job's payload is {payload!r}")
+        raise InvalidPayload(
+            f"{topic!r} takes keyword arguments; the job's payload is {reprlib.repr(payload)}"
+        )
     return arguments_of(topic, shape, (), payload)
 
 
