@@ -207,6 +207,9 @@ def test_step_record_that_is_no_map_is_corrupt(data: bytes) -> None:
         {"h": [1]},
         {"why": 3},
         {"rt": b"id"},
+        {"tc": "00-abc"},
+        {"tc": {"traceparent": "00-abc"}},
+        {"tc": {"traceparent": f"00-{'a' * 32}-{'b' * 16}-01", "tracestate": "\n"}},
     ],
     ids=repr,
 )
