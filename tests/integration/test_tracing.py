@@ -26,6 +26,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import quick
 import quick.aio
 import workflow
+import workflow.aio
 from consumer import Consumer, ConsumerConfig
 from keyspace.protocol import Database
 from quick.testing import drain
@@ -105,9 +106,16 @@ async def test_tracing_async_producer_calls_record_the_span_of_the_callers_loop(
             return await quick.aio.enqueue(tr, "t", "plain", {})
 
         joined = await quick.aio.transact(db, body)
+        run_id = await workflow.aio.start_run(
+            db, Workflow("async.flow").step("a", topic="wf.a"), None, queue_id="t"
+        )
     trace_id, span_id = ids(request)
     for job_id in (one, many, joined):
         assert (traceparent_of(db, job_id) or "").startswith(f"00-{trace_id}-{span_id}-")
+    (step,) = [job for job in quick.list_jobs(db, "t") if job.topic == "wf.a"]  # the run's step
+    assert step.trace is not None
+    assert step.trace["traceparent"].startswith(f"00-{trace_id}-{span_id}-")
+    assert workflow.inspect_run(db, run_id).status == "running"
 
 
 def test_tracing_consumer_runs_each_handler_in_a_child_span_with_its_outcome(
