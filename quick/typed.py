@@ -49,21 +49,6 @@ if TYPE_CHECKING:
     from quick.aio_transaction import AsyncTransaction
 
 
-class Registry(Protocol):
-    """What a :class:`JobHandler` needs of its app (a :class:`quick.App`)."""
-
-    def config(self, topic: str) -> Any: ...
-
-    def enqueue(
-        self,
-        db_or_tr: Database | Transaction,
-        queue_id: str,
-        topic: str,
-        payload: Any,
-        **options: Any,
-    ) -> str: ...
-
-
 __all__ = [
     "JobHandler",
     "Registry",
@@ -80,6 +65,16 @@ R = TypeVar("R")
 
 #: What a typed handler's positional parameters receive, by how many it declares.
 _INJECTED = {0: (), 1: ("meta",), 2: ("tr", "meta")}
+
+
+class Registry(Protocol):
+    """What a :class:`JobHandler` needs of its app (a :class:`quick.App`): its handlers'
+    configs, and its ``enqueue`` (``quick.enqueue`` with the handler's defaults)."""
+
+    def config(self, topic: str) -> Any: ...
+
+    @property
+    def enqueue(self) -> Callable[..., str]: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from tests.extras import DASHBOARD_MODULES, DASHBOARD_REASON, OTEL_REASON
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,29 +81,25 @@ sys.exit(pytest.main(["--collect-only", "-q", "-rs", "-p", "no:cacheprovider", "
 """
 
 
-def test_packaging_suite_collects_without_the_dashboard_extra() -> None:
-    """With flask and its friends unimportable, collection succeeds and the modules that need
-    them are skipped, naming the extra."""
-    code = BLOCKED_COLLECTION.format(blocked=set(DASHBOARD_MODULES))
+@pytest.mark.parametrize(
+    ("blocked", "reason", "modules"),
+    [
+        (set(DASHBOARD_MODULES), DASHBOARD_REASON, "test_dashboard"),
+        ({"opentelemetry"}, OTEL_REASON, "test_tracing"),
+    ],
+    ids=["dashboard", "otel"],
+)
+def test_packaging_suite_collects_without_an_optional_extra(
+    blocked: set[str], reason: str, modules: str
+) -> None:
+    """With an extra's packages unimportable (flask and its friends; OpenTelemetry),
+    collection succeeds and the modules that need them are skipped, naming the extra."""
+    code = BLOCKED_COLLECTION.format(blocked=blocked)
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = [line for line in result.stdout.splitlines() if line.startswith("SKIPPED")]
-    assert any(DASHBOARD_REASON in line for line in summary), result.stdout[-3000:]
+    assert any(reason in line for line in summary), result.stdout[-3000:]
     collected = result.stdout.split("short test summary")[0]
-    assert not re.search(r"test_dashboard\w*\.py::", collected), collected[-3000:]
-
-
-def test_packaging_suite_collects_without_the_otel_extra() -> None:
-    """With OpenTelemetry unimportable, collection succeeds and the tracing tests are
-    skipped, naming the extra."""
-    code = BLOCKED_COLLECTION.format(blocked={"opentelemetry"})
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    summary = [line for line in result.stdout.splitlines() if line.startswith("SKIPPED")]
-    assert any(OTEL_REASON in line for line in summary), result.stdout[-3000:]
-    collected = result.stdout.split("short test summary")[0]
-    assert not re.search(r"test_tracing\w*\.py::", collected), collected[-3000:]
+    assert not re.search(rf"{modules}\w*\.py::", collected), collected[-3000:]
