@@ -198,6 +198,8 @@ def test_tracing_workflow_steps_join_the_trace_their_run_started_in(
         .sleep("pause", seconds=0.01, after=["fetch"])
         .step("charge", topic="wf.charge", after=["pause"])
     )
+    finished_runs: list[str] = []
+    wf.on_run_finished(lambda event: finished_runs.append(event.run_id))
     with tracer().start_as_current_span("start") as start:
         run_id = workflow.start_run(db, wf, {"c": 1}, queue_id="t", app=app)
     untraced = workflow.start_run(db, wf, {"c": 2}, queue_id="t", app=app)
@@ -212,14 +214,18 @@ def test_tracing_workflow_steps_join_the_trace_their_run_started_in(
         by_run.setdefault(key, []).append((str(span.attributes["quick.topic"]), parent))
     # Every step of the traced run, successors enqueued by the worker included, is a
     # child of the span the run started in; the other run's steps are not.
+    # Its hook's item (on_run_finished) too.
+    assert sorted(finished_runs) == sorted([run_id, untraced])
     assert sorted(by_run[run_id]) == [
         ("wf.charge", span_id),
         ("wf.fetch", span_id),
+        ("workflow.hook", span_id),
         ("workflow.sleep", span_id),
     ]
     assert sorted(by_run[untraced]) == [
         ("wf.charge", None),
         ("wf.fetch", None),
+        ("workflow.hook", None),
         ("workflow.sleep", None),
     ]
 
