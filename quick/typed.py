@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar
 
 from keyspace.codec import pack_value
 from keyspace.protocol import Database, Transaction
+from quick.enqueueing import enqueue
 from quick.errors import InvalidArgument, InvalidPayload
 from quick.jobs import now_ms
 from quick.validation import check_max_attempts, check_name, check_priority, visibility_ms
@@ -68,13 +69,10 @@ _INJECTED = {0: (), 1: ("meta",), 2: ("tr", "meta")}
 
 
 class Registry(Protocol):
-    """What a :class:`JobHandler` needs of its app (a :class:`quick.App`): its handlers'
-    configs, and its ``enqueue`` (``quick.enqueue`` with the handler's defaults)."""
+    """What a :class:`JobHandler` needs of its app (a :class:`quick.App`): the config
+    (default priority and attempts) of the topics it handles."""
 
     def config(self, topic: str) -> Any: ...
-
-    @property
-    def enqueue(self) -> Callable[..., str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,8 +297,7 @@ class JobHandler(Generic[P, A, R]):
                 cannot store, or a bad queue id; nothing is written.
             QueueMoved: ``quick migrate`` moved the queue to another store.
         """
-        payload = arguments_of(self.topic, self.shape, args, kwargs)
-        return self.app.enqueue(db_or_tr, queue_id, self.topic, payload, **self._options.given())
+        return enqueue(db_or_tr, **self.spec(queue_id, *args, **kwargs))
 
     async def aenqueue(
         self,
@@ -314,7 +311,4 @@ class JobHandler(Generic[P, A, R]):
         joins an async transaction from :func:`quick.aio.transact`."""
         from quick.aio_transaction import run_joined  # not at import: quick stays free of asyncio
 
-        payload = arguments_of(self.topic, self.shape, args, kwargs)
-        return await run_joined(
-            db_or_tr, self.app.enqueue, queue_id, self.topic, payload, **self._options.given()
-        )
+        return await run_joined(db_or_tr, enqueue, **self.spec(queue_id, *args, **kwargs))
