@@ -17,13 +17,13 @@ Bad arguments raise :class:`~quick.errors.InvalidArgument` before anything is wr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import quick
 from keyspace.protocol import Database
 from quick.aio_transaction import AsyncReads, AsyncTransaction, check_database, transact
-from quick.aio_waiting import run_blocking
+from quick.aio_waiting import blocking
 from quick.enqueueing import JobSpec
 from quick.errors import InvalidArgument
 from quick.jobs import DEFAULT_PRIORITY, JobState
@@ -43,18 +43,18 @@ __all__ = [
 T = TypeVar("T")
 
 
-async def run_joined(
+def run_joined(
     db_or_tr: Database | AsyncTransaction, fn: Callable[..., T], *args: Any, **kwargs: Any
-) -> T:
-    """``fn(db_or_tr, ...)`` for a sync transactional ``fn``, off the loop: on a database
-    it runs (and retries) on its own; on an async transaction it joins it.
+) -> Awaitable[T]:
+    """``fn(db_or_tr, ...)`` for a sync transactional ``fn``, off the loop, to await: on
+    a database it runs (and retries) on its own; on an async transaction it joins it.
 
     Raises:
         InvalidArgument: ``db_or_tr`` is neither (checked before anything is written).
     """
     if isinstance(db_or_tr, AsyncTransaction):
-        return await db_or_tr.call(fn, *args, **kwargs)
-    return await run_blocking(fn, check_database(db_or_tr, "db_or_tr"), *args, **kwargs)
+        return db_or_tr.call(fn, *args, **kwargs)
+    return blocking(fn, check_database(db_or_tr, "db_or_tr"), *args, **kwargs)
 
 
 async def enqueue(
