@@ -1,6 +1,6 @@
 """Where blocking store calls meet an async caller's loop, on asyncio and on trio.
 
-Two ways of waiting, and nothing else in :mod:`quick.aio` waits on the store:
+Three ways of waiting, and nothing else in :mod:`quick.aio` waits on the store:
 
 * :func:`run_blocking` runs a blocking call (an embedded-engine read or commit, a
   whole synchronous queue function) in the bounded pool of :mod:`quick.aio_pool`, so
@@ -10,6 +10,11 @@ Two ways of waiting, and nothing else in :mod:`quick.aio` waits on the store:
   callback (``Future.on_ready``), which hands it to the loop with
   ``loop.call_soon_threadsafe`` (asyncio) or ``TrioToken.run_sync_soon`` (trio): no
   thread is held while the cluster answers.
+* :func:`await_watch` waits for a watch (:func:`quick.aio.result`): a wait can last
+  minutes, so it holds its own thread, blocked on the watch (the engine's condition
+  variable, or the binding future's event), never one of the pool's, which would
+  starve the calls queued behind it. Cancelling the caller cancels the watch, which
+  releases the thread at once.
 
 The running loop is found when a call is made (asyncio's running loop, else trio's),
 and each waits with that loop's own primitives: an asyncio future, a parked trio task.
@@ -29,12 +34,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
+from keyspace.protocol import Watch
 from quick.aio_pool import Call, Schedule, submit
 
-__all__ = ["await_future", "run_blocking"]
+__all__ = ["await_future", "await_watch", "run_blocking", "sleep"]
 
 T = TypeVar("T")
 
@@ -113,3 +120,44 @@ async def await_future(future: Any) -> None:
     except BaseException:
         future.cancel()
         raise
+
+
+async def await_watch(watch: Watch, timeout: float | None) -> bool:
+    """``watch.wait(timeout)`` without blocking the loop: True when it fired (or failed:
+    see ``watch.failed``), False when ``timeout`` passed. A cancelled caller cancels
+    the watch (its thread returns at once) and is released at once."""
+    schedule, wake, done = _one_shot()
+    fired = [False]
+
+    def wait() -> None:
+        try:
+            fired[0] = watch.wait(timeout)
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: no one waits
+                schedule(wake)
+
+    threading.Thread(target=wait, name="quick-result-wait", daemon=True).start()
+    try:
+        await done()
+    except BaseException:
+        watch.cancel()
+        raise
+    return fired[0]
+
+
+async def sleep(seconds: float) -> None:
+    """Sleep on whichever loop is running (a timer thread wakes it; a cancelled caller
+    cancels the timer)."""
+    schedule, wake, done = _one_shot()
+
+    def ring() -> None:
+        with contextlib.suppress(RuntimeError):
+            schedule(wake)
+
+    timer = threading.Timer(seconds, ring)
+    timer.daemon = True
+    timer.start()
+    try:
+        await done()
+    finally:
+        timer.cancel()
