@@ -53,6 +53,7 @@ __all__ = [
     "MAX_RESULT_BYTES",
     "PENDING",
     "encode_result",
+    "decode_result",
     "check_timeout",
     "look",
     "look_or_watch",
@@ -107,18 +108,24 @@ def _corrupt(job_id: str, key: bytes, problem: str) -> CorruptResult:
     return CorruptResult(job_id, where, problem)
 
 
+def decode_result(data: bytes) -> dict[str, Any]:
+    """A stored result record (``rv`` and/or ``e``); CorruptValue when it is not one."""
+    record = unpack_value(data)
+    if not isinstance(record, dict) or not set(record) <= {"rv", "e"}:
+        raise CorruptValue(f"not a result record: {record!r:.200}")
+    if not isinstance(record.get("e", ""), str):
+        raise CorruptValue(f"a result record's reason is not text: {record['e']!r:.200}")
+    return record
+
+
 def _record(job_id: str, data: bytes | None) -> dict[str, Any]:
     """The result record at ``("res", job_id)`` ({} when there is none)."""
     if data is None:
         return {}
-    key = RESULTS.pack((job_id,))
     try:
-        record = unpack_value(data)
+        return decode_result(data)
     except CorruptValue as error:
-        raise _corrupt(job_id, key, str(error)) from None
-    if not isinstance(record, dict) or not set(record) <= {"rv", "e"}:
-        raise _corrupt(job_id, key, f"not a result record: {record!r:.200}")
-    return record
+        raise _corrupt(job_id, RESULTS.pack((job_id,)), str(error)) from None
 
 
 def _dead_error(tr: Transaction, queue: str, job_id: str) -> str:
@@ -161,8 +168,7 @@ def look(tr: Transaction, job_id: str) -> Any:
     if state == JobState.DEAD.value:
         raise JobDeadLettered(job_id, _dead_error(tr, queue, job_id))
     if state == JobState.DISCARDED.value:
-        reason = _record(job_id, result_data).get("e")
-        raise JobDiscarded(job_id, reason if isinstance(reason, str) else "")
+        raise JobDiscarded(job_id, _record(job_id, result_data).get("e", ""))
     if state == JobState.CANCELLED.value:
         raise JobCancelled(job_id)
     if state == JobState.MOVED.value:

@@ -269,3 +269,28 @@ def test_result_from_a_running_consumer(db: Database, space: Subspace, queue: st
 
     trio.run(main)
     assert results == {"add": {"sum": 11, "by": ids["add"]}, "async": [1, "async"], "tx": "tx:2"}
+
+
+def test_migrate_moves_results_with_their_tombstones(
+    stores: tuple[Database, Database],
+) -> None:
+    source, dest = stores
+    # 60 results of ~60 kB: 3.6 MB, more than one write's share on the destination.
+    ids = [quick.enqueue(source, "t1", "big", n, job_id=f"big-{n}") for n in range(60)]
+    nothing = quick.enqueue(source, "t1", "none", 0)
+    discarded = quick.enqueue(source, "t1", "none", 1)
+    for claim in quick.claim(source, "t1", "op", limit=100):
+        if claim.job_id == discarded:
+            quick.discard(source, claim, "moved on")
+        elif claim.job_id == nothing:
+            quick.complete(source, claim)
+        else:
+            quick.complete(source, claim, result=[claim.payload, b"r" * 60_000])
+    report = quick.migrate(source, dest, ["t1"])
+    assert report.finished
+    assert report.tombstones == 62
+    for n, job_id in enumerate(ids):
+        assert quick.result(dest, job_id, timeout=0) == [n, b"r" * 60_000]
+    assert quick.result(dest, nothing, timeout=0) is None
+    with pytest.raises(quick.JobDiscarded, match="moved on"):
+        quick.result(dest, discarded, timeout=0)
