@@ -121,7 +121,8 @@ class ResultTimeout(QuickError, TimeoutError):
     def __init__(self, job_id: str, timeout: float) -> None:
         self.job_id = job_id
         self.timeout = timeout
-        super().__init__(f"job {job_id!r} did not finish within {timeout} s")
+        waited = f"within {timeout} s" if timeout else "yet"
+        super().__init__(f"job {job_id!r} has not finished {waited}")
 
 
 class CorruptResult(QuickError):

@@ -65,6 +65,9 @@ log = logging.getLogger("quick.store")
 #: The largest stored result record: one value of the store.
 MAX_RESULT_BYTES = VALUE_LIMIT
 
+#: The longest timeout :func:`result` accepts: about 100 years, in seconds.
+MAX_TIMEOUT = 100 * 365 * 86_400
+
 #: What :func:`look` answers for a job that has not finished yet.
 PENDING: Any = type("Pending", (), {"__repr__": lambda self: "PENDING"})()
 
@@ -97,8 +100,12 @@ def check_timeout(timeout: Any) -> float | None:
         return None
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):
         raise InvalidArgument("timeout", f"must be seconds or None, not {type(timeout).__name__}")
-    if not math.isfinite(timeout) or timeout < 0:
-        raise InvalidArgument("timeout", f"must be a finite number of seconds >= 0, not {timeout}")
+    # Compared before float(): an int too large for a float must not raise OverflowError.
+    if timeout < 0 or timeout > MAX_TIMEOUT or not math.isfinite(timeout):
+        raise InvalidArgument(
+            "timeout",
+            f"must be a finite number of seconds from 0 to {MAX_TIMEOUT}, not {timeout!r:.40}",
+        )
     return float(timeout)
 
 
