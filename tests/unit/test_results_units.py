@@ -52,7 +52,7 @@ def test_encode_result_refuses_a_record_over_the_value_limit() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [pack_value([1]), pack_value({"rv": 1, "zz": 2}), pack_value({"e": 5}), b"\x07junk"],
+    [pack_value([1]), pack_value({"rv": 1, "at": 2}), pack_value({"e": 5}), b"\x07junk"],
 )
 def test_decode_result_refuses_what_is_not_a_result_record(data: bytes) -> None:
     with pytest.raises(CorruptValue):
