@@ -66,6 +66,10 @@ def make_app(space: Subspace) -> quick.App:
     def unstorable(payload: Any, meta: quick.Meta) -> Any:
         return object()
 
+    @app.job("async-unstorable", max_attempts=1)
+    async def async_unstorable(payload: Any, meta: quick.Meta) -> Any:
+        return {"at": object()}
+
     @app.job("broken", max_attempts=1)
     def broken(payload: Any, meta: quick.Meta) -> Any:
         raise ValueError(f"broken {payload}")
@@ -294,3 +298,31 @@ def test_migrate_moves_results_with_their_tombstones(
     assert quick.result(dest, nothing, timeout=0) is None
     with pytest.raises(quick.JobDiscarded, match="moved on"):
         quick.result(dest, discarded, timeout=0)
+
+
+def test_consumer_reports_why_a_result_was_refused(
+    db: Database, space: Subspace, queue: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(space)
+    topics = ["unstorable", "async-unstorable", "huge"]
+    ids = [quick.enqueue(db, queue, topic, 0) for topic in topics]
+    caplog.set_level(logging.INFO, "quick.consumer")
+
+    async def main() -> None:
+        consumer = Consumer(db, app, ConsumerConfig(concurrency=2, cron=False))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(consumer.run)
+            for job_id in ids:
+                with pytest.raises(quick.JobDeadLettered):
+                    await trio.to_thread.run_sync(quick.result, db, job_id, 60)
+            consumer.stop()
+
+    trio.run(main)
+    errors = {
+        getattr(r, "job_id", None): getattr(r, "error", None)
+        for r in caplog.records
+        if getattr(r, "outcome", None) == "dead_lettered"
+    }
+    for job_id in ids[:2]:  # a sync handler's (thread lanes) and an async one's (runners)
+        assert "InvalidPayload: result: cannot encode as msgpack" in (errors.get(job_id) or "")
+    assert "InvalidArgument: result: encodes to" in (errors.get(ids[2]) or "")
