@@ -326,3 +326,19 @@ def test_consumer_reports_why_a_result_was_refused(
     for job_id in ids[:2]:  # a sync handler's (thread lanes) and an async one's (runners)
         assert "InvalidPayload: result: cannot encode as msgpack" in (errors.get(job_id) or "")
     assert "InvalidArgument: result: encodes to" in (errors.get(ids[2]) or "")
+
+
+def test_result_of_a_job_whose_queue_moved_names_the_move(
+    stores: tuple[Database, Database],
+) -> None:
+    source, dest = stores
+    job_id = quick.enqueue(source, "t1", "t", 0)
+    assert quick.migrate(source, dest, ["t1"]).finished
+    with pytest.raises(quick.QueueMoved) as moved:
+        quick.result(source, job_id, timeout=0)
+    assert moved.value.queue == "t1"
+    with pytest.raises(quick.ResultTimeout):  # pending on the destination now
+        quick.result(dest, job_id, timeout=0)
+    (claim,) = quick.claim(dest, "t1", "w")
+    quick.complete(dest, claim, result="there")
+    assert quick.result(dest, job_id) == "there"
