@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import random
 import time
 from typing import Any
@@ -101,7 +100,7 @@ def check_timeout(timeout: Any) -> float | None:
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):
         raise InvalidArgument("timeout", f"must be seconds or None, not {type(timeout).__name__}")
     # Compared before float(): an int too large for a float must not raise OverflowError.
-    if timeout < 0 or timeout > MAX_TIMEOUT or not math.isfinite(timeout):
+    if not 0 <= timeout <= MAX_TIMEOUT:  # NaN fails both comparisons, infinity the second
         raise InvalidArgument(
             "timeout",
             f"must be a finite number of seconds from 0 to {MAX_TIMEOUT}, not {timeout!r:.40}",
