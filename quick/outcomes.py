@@ -168,20 +168,8 @@ def _settle_in(
             vis = now + round(attempt.error.seconds * 1000)
         else:
             vis = now + retry_delay_ms(config.backoff if config else None, claim.attempt)
-    apply(
-        tr,
-        claim,
-        found,
-        action,
-        now,
-        vis,
-        error,
-        tally,
-        extension,
-        attempt.output,
-        limit,
-        attempt.result,
-    )
+    output, record = attempt.output, attempt.result
+    apply(tr, claim, found, action, now, vis, error, tally, extension, output, limit, record)
     return action.outcome
 
 

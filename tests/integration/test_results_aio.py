@@ -89,3 +89,21 @@ async def test_aio_result_times_out_and_a_cancelled_waiter_is_released(
     assert scope.cancelled_caught
     drain(db, make_app())
     assert await quick.aio.result(db, job_id, timeout=0) == 2
+
+
+async def test_aio_result_of_a_job_enqueued_in_an_async_transaction(
+    db: Database, queue: str
+) -> None:
+    job_id = f"order-{uuid.uuid4().hex}"  # made before the retry loop
+
+    async def place(tr: quick.aio.AsyncTransaction) -> None:
+        tr.set(b"orders/" + job_id.encode(), b"placed")
+        await quick.aio.enqueue(tr, queue, "double", 4, job_id=job_id)
+
+    await quick.aio.transact(db, place)
+    runner = threading.Timer(0.05, lambda: drain(db, make_app()))
+    runner.start()
+    try:
+        assert await quick.aio.result(db, job_id, timeout=60) == 8
+    finally:
+        runner.join()
