@@ -99,3 +99,19 @@ def test_cli_result_wait_returns_when_the_job_finishes(url: str) -> None:
         finisher.join()
     assert result.exit_code == 0
     assert json.loads(result.output) == [1, 2]
+
+
+def test_check_deep_passes_results_and_names_a_corrupt_one(url: str) -> None:
+    with quick.open(url) as db:
+        good, bad = quick.enqueue(db, "t1", "t", None), quick.enqueue(db, "t1", "t", None)
+    _finish(url, good, "complete", {"ok": True})
+    _finish(url, bad, "complete", 1)
+    clean = _run(url, "check", "--deep", "--json")
+    assert (clean.exit_code, json.loads(clean.output)["problems"]) == (0, [])
+    with quick.open(url) as db:
+        db.transact(lambda tr: tr.set(RESULTS.pack((bad,)), b"\x01\x92\x01\x02"))  # a list
+    found = _run(url, "check", "--deep", "--json")
+    assert found.exit_code == 1
+    (problem,) = json.loads(found.output)["problems"]
+    assert problem["kind"] == "undecodable"
+    assert problem["what"] == f"job result  job_id={bad!r}"
