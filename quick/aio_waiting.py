@@ -1,6 +1,6 @@
 """Where blocking store calls meet an async caller's loop, on asyncio and on trio.
 
-Two ways of waiting, and nothing else in :mod:`quick.aio` waits on the store:
+Three ways of waiting, and nothing else in :mod:`quick.aio` waits on the store:
 
 * :func:`blocking` runs a blocking call (an embedded-engine read or commit, a whole
   synchronous queue function) in the bounded pool of :mod:`quick.aio_pool`, so the
@@ -13,6 +13,11 @@ Two ways of waiting, and nothing else in :mod:`quick.aio` waits on the store:
   callback (``Future.on_ready``), which hands it to the loop with
   ``loop.call_soon_threadsafe`` (asyncio) or ``TrioToken.run_sync_soon`` (trio): no
   thread is held while the cluster answers.
+* :func:`await_watch` waits for a watch (:func:`quick.aio.result`): a wait can last
+  minutes, so it holds its own thread, blocked on the watch (the engine's condition
+  variable, or the binding future's event), never one of the pool's, which would
+  starve the calls queued behind it. Cancelling the caller cancels the watch, which
+  releases the thread at once.
 
 The running loop is found when a call is made (asyncio's running loop, else trio's),
 and each waits with that loop's own primitives: an asyncio future, a parked trio task.
@@ -31,12 +36,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar
 
+from keyspace.protocol import Watch
 from quick.aio_pool import Call, submit
 
-__all__ = ["await_future", "blocking", "run_blocking"]
+__all__ = ["await_future", "await_watch", "blocking", "run_blocking", "sleep"]
 
 T = TypeVar("T")
 
@@ -130,6 +137,27 @@ async def run_blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await blocking(fn, *args, **kwargs)
 
 
+def _one_shot() -> tuple[Callable[[Callable[[], None]], Any], Callable[[], None], Any]:
+    """For the running loop: (a thread-safe scheduler, a wake-up to call on the loop,
+    an awaitable done once it is called). For waits that are not hot enough to need a
+    :class:`Call` of their own (binding futures, watches)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        from trio import lowlevel
+
+        trio_call = _TrioCall(lowlevel.current_trio_token(), lowlevel.current_task(), None, (), {})
+        return trio_call.loop.run_sync_soon, trio_call.finish, trio_call
+    future = loop.create_future()
+
+    def wake() -> None:
+        if not future.done():  # a cancelled caller cancelled it
+            future.set_result(None)
+
+    schedule: Callable[[Callable[[], None]], Any] = loop.call_soon_threadsafe
+    return schedule, wake, future
+
+
 async def await_future(future: Any) -> None:
     """Wait until a binding future (``on_ready``, ``is_ready``, ``cancel``) is ready.
 
@@ -137,51 +165,50 @@ async def await_future(future: Any) -> None:
     runs its callback on the binding's network thread (or at once, on this thread,
     when the future is ready already); the callback only schedules the wake-up.
     """
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        await _trio_await_future(future)
-        return
-    waiter = loop.create_future()
-
-    def wake() -> None:
-        if not waiter.done():  # a cancelled caller cancelled it
-            waiter.set_result(None)
+    schedule, wake, done = _one_shot()
 
     def ready(_: Any) -> None:
         with contextlib.suppress(RuntimeError):  # the loop has closed: no one waits
-            loop.call_soon_threadsafe(wake)
+            schedule(wake)
 
     future.on_ready(ready)
     try:
-        await waiter
+        await done
     except BaseException:
         future.cancel()
         raise
 
 
-async def _trio_await_future(future: Any) -> None:
-    from trio import lowlevel
+async def await_watch(watch: Watch, timeout: float | None) -> bool:
+    """``watch.wait(timeout)`` without blocking the loop: True when it fired (or failed:
+    see ``watch.failed``), False when ``timeout`` passed. A cancelled caller cancels
+    the watch (its thread returns at once) and is released at once."""
+    schedule, wake, done = _one_shot()
+    fired = [False]
 
-    token, task = lowlevel.current_trio_token(), lowlevel.current_task()
-    waiting = [True]
+    def wait() -> None:
+        try:
+            fired[0] = watch.wait(timeout)
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: no one waits
+                schedule(wake)
 
-    def wake() -> None:
-        if waiting[0]:
-            waiting[0] = False
-            lowlevel.reschedule(task)
-
-    def ready(_: Any) -> None:
-        with contextlib.suppress(RuntimeError):  # the run has ended: no one waits
-            token.run_sync_soon(wake)
-
-    def abort(_: Any) -> lowlevel.Abort:
-        waiting[0] = False
-        return lowlevel.Abort.SUCCEEDED
-
-    future.on_ready(ready)
+    threading.Thread(target=wait, name="quick-result-wait", daemon=True).start()
     try:
-        await lowlevel.wait_task_rescheduled(abort)
+        await done
     except BaseException:
-        future.cancel()
+        watch.cancel()
         raise
+    return fired[0]
+
+
+async def sleep(seconds: float) -> None:
+    """Sleep on whichever loop is running (asyncio's or trio's own sleep)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        import trio
+
+        await trio.sleep(seconds)
+        return
+    await asyncio.sleep(seconds)
