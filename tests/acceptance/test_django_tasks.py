@@ -220,3 +220,20 @@ def test_django_quick_worker_refuses_a_backend_that_is_not_quick(shop: str) -> N
     )
     assert result.returncode != 0
     assert "TASKS has no backend 'nope'" in result.stderr
+
+
+def test_django_corrupt_result_record_is_named_not_trusted(shop: str) -> None:
+    """A finished task whose stored result does not decode reads as no result, naming
+    the record's key; the backend keeps serving the others."""
+    from django_tasks.exceptions import TaskResultDoesNotExist
+
+    from keyspace.layout import RESULTS
+    from tests.django_project.shop.tasks import add
+
+    spoiled, kept = add.enqueue(1, 1).id, add.enqueue(2, 2).id
+    finished(add, spoiled)
+    with quick.open(shop) as db:
+        db.transact(lambda tr: tr.set(RESULTS.pack((spoiled,)), b"\xc1"))
+    with pytest.raises(TaskResultDoesNotExist, match=f"corrupt .job result  job_id='{spoiled}'"):
+        add.get_result(spoiled)
+    assert finished(add, kept).return_value == 4

@@ -36,9 +36,10 @@ from quick.contrib.django import records
 from quick.contrib.django.compat import api
 from quick.corruption import CorruptRecord
 from quick.enqueueing import directory_entry
-from quick.errors import InvalidArgument
+from quick.errors import CorruptResult, InvalidArgument
 from quick.inspection import DeadLetter, get_dead
 from quick.jobs import Job, JobState, now_ms
+from quick.results import look
 from quick.validation import check_max_attempts, check_name
 
 __all__ = ["QuickBackend", "registered_task", "registered_tasks", "discover_tasks"]
@@ -115,7 +116,9 @@ def _read(tr: Transaction, job_id: str) -> _Found | None:
         if isinstance(dead, CorruptRecord):
             raise CorruptValue(f"dead letter {dead.key!r}: {dead.reason}")
         return _Found(outcome=outcome, dead=dead)
-    return _Found(outcome=str(outcome), output=entry.get("r"))
+    if outcome == JobState.COMPLETED.value:
+        return _Found(outcome=outcome, output=look(tr, job_id))
+    return _Found(outcome=str(outcome))
 
 
 #: The installed API's backend base class (Django 6's or the backport's).
@@ -223,7 +226,7 @@ class QuickBackend(_BaseTaskBackend):  # type: ignore[misc]
         check_name("result_id", result_id)
         try:
             found = _read(self.db, result_id)
-        except (CorruptValue, ValueError, TypeError) as error:
+        except (CorruptValue, CorruptResult, ValueError, TypeError) as error:
             raise api.TaskResultDoesNotExist(f"result {result_id}: {error}") from None
         return self._from_found(result_id, found)
 
@@ -234,7 +237,7 @@ class QuickBackend(_BaseTaskBackend):  # type: ignore[misc]
         check_name("result_id", result_id)
         try:
             found = await quick.aio.run_joined(self.db, _read, result_id)
-        except (CorruptValue, ValueError, TypeError) as error:
+        except (CorruptValue, CorruptResult, ValueError, TypeError) as error:
             raise api.TaskResultDoesNotExist(f"result {result_id}: {error}") from None
         return self._from_found(result_id, found)
 
