@@ -6,7 +6,10 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from keyspace.codec import pack_value, unpack_value
 from quick.contrib.django import records
 from quick.errors import InvalidPayload
 
@@ -39,6 +42,7 @@ def test_records_arguments_round_trip_as_json_values() -> None:
     call = records.encode_arguments(normalize_json, (1, (2, 3)), {"b": {"c": None}}, "default", 7)
     assert records.decode_arguments(call.to_payload()) == call
     assert call.args == [1, [2, 3]]
+    assert records.json_value(normalize_json, "x", {1: (2,)}) == {"1": [2]}  # as JSON
 
 
 @pytest.mark.parametrize(
@@ -47,6 +51,7 @@ def test_records_arguments_round_trip_as_json_values() -> None:
         ((object(),), {}, "args[0]"),
         ((1, {2}), {}, "args[1]"),
         ((), {"when": float("nan")}, "kwargs['when']"),
+        ((2**64,), {}, "args[0]"),
     ],
 )
 def test_records_arguments_that_are_not_json_are_refused_by_name(
@@ -109,3 +114,42 @@ def test_records_failure_quick_recorded_is_reported_whole(text: str) -> None:
     failure = records.parse_failure(text)
     assert failure.exception_class_path == records.QUICK_FAILURE
     assert failure.traceback == text
+
+
+ANYTHING = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text()
+    | st.binary(max_size=8)
+    | st.builds(object)
+    | st.sets(st.integers(), max_size=2),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.tuples(inner)
+        | st.dictionaries(st.text(max_size=3) | st.integers(), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(args=st.lists(ANYTHING, max_size=3), kwargs=st.dictionaries(st.text(), ANYTHING))
+def test_records_any_arguments_encode_as_json_or_are_refused_by_name(
+    args: list[Any], kwargs: dict[str, Any]
+) -> None:
+    """With Django's own normaliser: whatever a caller passes either becomes JSON values
+    that msgpack stores and that decode back, or raises InvalidPayload naming an argument."""
+    normalize = pytest.importorskip("django_tasks.utils").normalize_json
+    try:
+        call = records.encode_arguments(normalize, args, kwargs, "default", 1)
+    except InvalidPayload as error:
+        refused = error.field
+    else:
+        refused = None
+    if refused is not None:
+        assert refused.startswith(("args[", "kwargs["))
+        return
+    json.dumps(call.to_payload(), allow_nan=False)
+    assert records.decode_arguments(unpack_value(pack_value(call.to_payload()))) == call

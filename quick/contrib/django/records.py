@@ -25,6 +25,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from keyspace.codec import pack_value
 from quick.errors import InvalidPayload
 from quick.jobs import DEFAULT_PRIORITY
 
@@ -37,6 +38,7 @@ __all__ = [
     "topic_of",
     "module_path_of",
     "quick_priority",
+    "json_value",
     "encode_arguments",
     "decode_arguments",
     "Output",
@@ -87,22 +89,24 @@ def encode_arguments(
     (before anything is written)."""
     normal_args = []
     for index, value in enumerate(args):
-        normal_args.append(_json_value(normalize_json, f"args[{index}]", value))
+        normal_args.append(json_value(normalize_json, f"args[{index}]", value))
     normal_kwargs = {}
     for name, value in kwargs.items():
-        normal_kwargs[name] = _json_value(normalize_json, f"kwargs[{name!r}]", value)
+        normal_kwargs[name] = json_value(normalize_json, f"kwargs[{name!r}]", value)
     return Arguments(
         args=normal_args, kwargs=normal_kwargs, backend=backend, enqueued_ms=enqueued_ms
     )
 
 
-def _json_value(normalize_json: Any, field: str, value: Any) -> Any:
-    try:
-        normal = normalize_json(value)
-        json.dumps(normal, allow_nan=False)
-    except (TypeError, ValueError) as error:
+def json_value(normalize_json: Any, field: str, value: Any) -> Any:
+    """``value`` as a JSON store would give it back (Django's contract for a task's
+    arguments and return value); InvalidPayload naming ``field`` when it is not one."""
+    try:  # what a JSON store would give back: tuples as lists, keys as strings
+        normal = json.loads(json.dumps(normalize_json(value), allow_nan=False))
+        pack_value(normal)  # and what msgpack holds: integers of at most 64 bits
+    except (TypeError, ValueError, OverflowError) as error:
         raise InvalidPayload(
-            f"a task's arguments must be JSON values; {type(value).__name__} is not ({error})",
+            f"must be a JSON value; this {type(value).__name__} is not ({error})",
             field=field,
         ) from None
     return normal

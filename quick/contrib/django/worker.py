@@ -76,7 +76,7 @@ def handler_for(module_path: str) -> Callable[[Any, Meta], Any]:
                 value = task.call(api.TaskContext(task_result=result), *call.args, **call.kwargs)
             else:
                 value = task.call(*call.args, **call.kwargs)
-            value = api.normalize_json(value)
+            value = records.json_value(api.normalize_json, "return value", value)
         except (Snooze, Discard):
             raise
         except Exception as error:
