@@ -237,3 +237,13 @@ def test_django_corrupt_result_record_is_named_not_trusted(shop: str) -> None:
     with pytest.raises(TaskResultDoesNotExist, match=f"corrupt .job result  job_id='{spoiled}'"):
         add.get_result(spoiled)
     assert finished(add, kept).return_value == 4
+
+
+def test_django_return_value_that_is_not_json_fails_the_task(shop: str) -> None:
+    from tests.django_project.shop.tasks import shapeless
+
+    result = finished(shapeless, shapeless.enqueue().id)
+    assert result.status == "FAILED"
+    [error] = result.errors
+    assert error.exception_class_path == "quick.errors.InvalidPayload"
+    assert "return value: must be a JSON value" in error.traceback

@@ -33,6 +33,16 @@ class TasksAPI:
     normalize_json: Any
 
 
+class _NoSignal:
+    """Stands in for a signal the installed API does not send."""
+
+    def send(self, sender: Any, **named: Any) -> list[Any]:
+        return []
+
+
+_NO_SIGNAL = _NoSignal()
+
+
 def _package() -> str:
     try:
         importlib.import_module("django.tasks")
@@ -58,9 +68,9 @@ def _load() -> TasksAPI:
             f"{package}.exceptions"
         ).TaskResultDoesNotExist,
         task_backends=importlib.import_module(package).task_backends,
-        task_enqueued=signals.task_enqueued,
-        task_started=signals.task_started,
-        task_finished=signals.task_finished,
+        task_enqueued=getattr(signals, "task_enqueued", _NO_SIGNAL),
+        task_started=getattr(signals, "task_started", _NO_SIGNAL),
+        task_finished=getattr(signals, "task_finished", _NO_SIGNAL),
         normalize_json=importlib.import_module(json_module).normalize_json,
     )
 

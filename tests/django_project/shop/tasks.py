@@ -36,3 +36,9 @@ async def add(a: int, b: int) -> int:
 @task(takes_context=True)
 def attempt_of(context: Any, label: str) -> list[Any]:
     return [label, context.attempt, context.task_result.id]
+
+
+@task()
+def shapeless() -> object:
+    """Returns what JSON cannot hold: the task fails, naming quick's refusal."""
+    return {"when": {1, 2}}
