@@ -247,3 +247,21 @@ def test_django_return_value_that_is_not_json_fails_the_task(shop: str) -> None:
     [error] = result.errors
     assert error.exception_class_path == "quick.errors.InvalidPayload"
     assert "return value: must be a JSON value" in error.traceback
+
+
+def test_django_running_task_reports_running_with_its_worker(
+    shop: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from tests.django_project.shop.tasks import hold
+
+    release = tmp_path_factory.mktemp("hold") / "release"
+    result_id = hold.enqueue(str(release)).id
+    wait_until(lambda: hold.get_result(result_id).status == "RUNNING", 60, "running")
+    running = hold.get_result(result_id)
+    assert running.attempts == 1
+    assert running.worker_ids[0].startswith("consumer-")
+    with pytest.raises(ValueError, match="not finished"):
+        running.return_value  # noqa: B018
+    release.touch()
+    done = finished(hold, result_id)
+    assert (done.return_value, done.worker_ids) == (str(release), running.worker_ids)

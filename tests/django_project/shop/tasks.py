@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from typing import Any
 
 try:  # Django 6
@@ -42,3 +44,13 @@ def attempt_of(context: Any, label: str) -> list[Any]:
 def shapeless() -> object:
     """Returns what JSON cannot hold: the task fails, naming quick's refusal."""
     return {"when": {1, 2}}
+
+
+@task()
+def hold(path: str) -> str:
+    """Runs until ``path`` exists (a minute at most): a task to watch while it runs."""
+    for _ in range(600):
+        if os.path.exists(path):
+            break
+        time.sleep(0.1)
+    return path
