@@ -18,7 +18,8 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,6 +88,16 @@ def _time(ms: int | None) -> dt.datetime | None:
         return None
     value = dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
     return value if settings.USE_TZ else timezone.make_naive(value)
+
+
+@contextmanager
+def _unreadable_as_missing(result_id: str) -> Iterator[None]:
+    """A record of ``result_id`` that does not decode, or not to a Django task's (named
+    in the message), reads as no result: Django's TaskResultDoesNotExist."""
+    try:
+        yield
+    except (CorruptValue, CorruptResult, ValueError, TypeError) as error:
+        raise api.TaskResultDoesNotExist(f"result {result_id}: {error}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,10 +235,8 @@ class QuickBackend(_BaseTaskBackend):  # type: ignore[misc]
                 cancelled or discarded job, a purged one, or a corrupt record (named).
         """
         check_name("result_id", result_id)
-        try:
+        with _unreadable_as_missing(result_id):
             found = _read(self.db, result_id)
-        except (CorruptValue, CorruptResult, ValueError, TypeError) as error:
-            raise api.TaskResultDoesNotExist(f"result {result_id}: {error}") from None
         return self._from_found(result_id, found)
 
     async def aget_result(self, result_id: str) -> Any:
@@ -235,17 +244,15 @@ class QuickBackend(_BaseTaskBackend):  # type: ignore[misc]
         import quick.aio
 
         check_name("result_id", result_id)
-        try:
+        with _unreadable_as_missing(result_id):
             found = await quick.aio.run_joined(self.db, _read, result_id)
-        except (CorruptValue, CorruptResult, ValueError, TypeError) as error:
-            raise api.TaskResultDoesNotExist(f"result {result_id}: {error}") from None
         return self._from_found(result_id, found)
 
     def _from_found(self, result_id: str, found: _Found | None) -> Any:
         status = api.TaskResultStatus
         if found is None:
             raise api.TaskResultDoesNotExist(f"result {result_id}: no such job (or purged)")
-        try:
+        with _unreadable_as_missing(result_id):
             if found.job is not None:
                 return self._pending(found.job)
             if found.dead is not None:
@@ -264,8 +271,6 @@ class QuickBackend(_BaseTaskBackend):  # type: ignore[misc]
                 )
                 object.__setattr__(result, "_return_value", output.value)
                 return result
-        except ValueError as error:
-            raise api.TaskResultDoesNotExist(f"result {result_id}: {error}") from None
         raise api.TaskResultDoesNotExist(
             f"result {result_id}: the job was {found.outcome} (quick keeps no result for it)"
         )
