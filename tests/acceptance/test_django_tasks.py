@@ -24,7 +24,7 @@ from django.test import Client
 import quick
 from quick.inspection import count_finished
 from quick.jobs import now_ms
-from tests.acceptance.processes import ROOT, stop_worker, wait_until
+from tests.acceptance.processes import ROOT, kill_worker, stop_worker, wait_until
 
 SETTINGS = "tests.django_project.settings"
 
@@ -265,3 +265,36 @@ def test_django_running_task_reports_running_with_its_worker(
     release.touch()
     done = finished(hold, result_id)
     assert (done.return_value, done.worker_ids) == (str(release), running.worker_ids)
+
+
+def test_django_task_of_a_killed_worker_runs_again_elsewhere(
+    shop: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """kill -9 mid-task: once the lease runs out, another worker runs the task again
+    (at least once), and the result counts both attempts."""
+    from quick.contrib.django import QuickBackend
+    from tests.django_project.shop.tasks import hold
+
+    base = tmp_path_factory.mktemp("killed")
+    url, release = f"sqlite:///{base / 'quick.db'}", base / "release"
+    backend = QuickBackend("default", {"QUEUES": ["default"], "OPTIONS": {"url": url}})
+    argv = [sys.executable, "-m", "django", "quick_worker", "--lease-seconds", "1"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SHOP_QUICK_URL": url}
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([*argv, "--log-level", "warning"], cwd=ROOT, env=env)
+
+    result_id = backend.enqueue(hold, [str(release)], {}).id
+    doomed = start()
+    wait_until(lambda: backend.get_result(result_id).status == "RUNNING", 60, "running")
+    first_worker = backend.get_result(result_id).worker_ids
+    kill_worker(doomed)
+    release.touch()
+    survivor = start()
+    try:
+        wait_until(lambda: backend.get_result(result_id).is_finished, 60, "finished")
+    finally:
+        stop_worker(survivor)
+    done = backend.get_result(result_id)
+    assert (done.status, done.return_value, done.attempts) == ("SUCCESSFUL", str(release), 2)
+    assert done.worker_ids[1] != first_worker[0]
