@@ -298,3 +298,17 @@ def test_django_task_of_a_killed_worker_runs_again_elsewhere(
     done = backend.get_result(result_id)
     assert (done.status, done.return_value, done.attempts) == ("SUCCESSFUL", str(release), 2)
     assert done.worker_ids[1] != first_worker[0]
+
+
+def test_django_max_attempts_option_retries_a_failing_task(shop: str) -> None:
+    from quick.contrib.django import QuickBackend
+    from tests.django_project.shop.tasks import explode
+
+    options = {"url": shop, "max_attempts": 2}
+    backend = QuickBackend("default", {"QUEUES": ["default"], "OPTIONS": options})
+    result_id = backend.enqueue(explode, ["twice"], {}).id
+    wait_until(lambda: backend.get_result(result_id).is_finished, 60, "finished")
+    result = backend.get_result(result_id)
+    assert (result.status, result.attempts) == ("FAILED", 2)
+    assert [e.exception_class_path for e in result.errors] == ["builtins.RuntimeError"]
+    assert result.worker_ids[-1].startswith("consumer-")
