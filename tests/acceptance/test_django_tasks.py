@@ -22,11 +22,14 @@ from django.core.management import call_command
 from django.test import Client
 
 import quick
+from quick.contrib.django import compat
 from quick.inspection import count_finished
 from quick.jobs import now_ms
 from tests.acceptance.processes import ROOT, kill_worker, stop_worker, wait_until
 
 SETTINGS = "tests.django_project.settings"
+#: Django 6's tasks API, else the backport's (TaskResultDoesNotExist lives in either).
+api = compat.api
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +132,6 @@ def test_django_async_task_and_async_api(shop: str) -> None:
 
 
 def test_django_run_after_priority_and_queue_map_onto_the_job(shop: str) -> None:
-    from django_tasks.exceptions import TaskResultDoesNotExist
-
     from tests.django_project.shop.tasks import add, fulfil
 
     later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
@@ -146,7 +147,7 @@ def test_django_run_after_priority_and_queue_map_onto_the_job(shop: str) -> None
         assert urgent is not None
         assert (urgent.queue, urgent.priority) == ("slow", 0)
         assert quick.cancel(db, result.id)
-    with pytest.raises(TaskResultDoesNotExist, match="cancelled"):
+    with pytest.raises(api.TaskResultDoesNotExist, match="cancelled"):
         fulfil.get_result(result.id)
 
 
@@ -167,8 +168,6 @@ def test_django_task_arguments_that_do_not_serialise_are_refused_before_writing(
 def test_django_job_naming_an_unregistered_task_is_never_imported(shop: str) -> None:
     """A job whose topic names code that is no registered task (here ``os.system``)
     finds no handler: the worker dead-letters it and imports nothing."""
-    from django_tasks.exceptions import TaskResultDoesNotExist
-
     from tests.django_project.shop.tasks import add
 
     payload = {"a": ["touch /tmp/never"], "k": {}, "b": "default", "e": now_ms()}
@@ -177,17 +176,15 @@ def test_django_job_naming_an_unregistered_task_is_never_imported(shop: str) -> 
         wait_until(lambda: quick.job_state(db, job_id) is quick.JobState.DEAD, 60, "dead")
         [dead] = [d for d in quick.list_dead(db, "default") if d.job_id == job_id]
         assert "no handler is registered" in dead.error
-    with pytest.raises(TaskResultDoesNotExist, match="not a task registered"):
+    with pytest.raises(api.TaskResultDoesNotExist, match="not a task registered"):
         add.get_backend().get_result(job_id)
 
 
 def test_django_get_result_of_unknown_and_malformed_ids(shop: str) -> None:
-    from django_tasks.exceptions import TaskResultDoesNotExist
-
     from tests.django_project.shop.tasks import add
 
     backend = add.get_backend()
-    with pytest.raises(TaskResultDoesNotExist, match="no such job"):
+    with pytest.raises(api.TaskResultDoesNotExist, match="no such job"):
         backend.get_result("0" * 32)
     with pytest.raises(quick.InvalidArgument, match="result_id"):
         backend.get_result("")
@@ -225,8 +222,6 @@ def test_django_quick_worker_refuses_a_backend_that_is_not_quick(shop: str) -> N
 def test_django_corrupt_result_record_is_named_not_trusted(shop: str) -> None:
     """A finished task whose stored result does not decode reads as no result, naming
     the record's key; the backend keeps serving the others."""
-    from django_tasks.exceptions import TaskResultDoesNotExist
-
     from keyspace.layout import RESULTS
     from tests.django_project.shop.tasks import add
 
@@ -234,7 +229,8 @@ def test_django_corrupt_result_record_is_named_not_trusted(shop: str) -> None:
     finished(add, spoiled)
     with quick.open(shop) as db:
         db.transact(lambda tr: tr.set(RESULTS.pack((spoiled,)), b"\xc1"))
-    with pytest.raises(TaskResultDoesNotExist, match=f"corrupt .job result  job_id='{spoiled}'"):
+    named = f"corrupt .job result  job_id='{spoiled}'"
+    with pytest.raises(api.TaskResultDoesNotExist, match=named):
         add.get_result(spoiled)
     assert finished(add, kept).return_value == 4
 
