@@ -12,6 +12,7 @@ from argparse import ArgumentParser
 from typing import Any
 
 import click
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from quick.cli.main import cli
@@ -58,7 +59,7 @@ class Command(BaseCommand):  # type: ignore[misc]
         os.environ[BACKEND_ENV] = alias  # the supervised processes of --processes serve it too
         try:
             project_app(alias)  # refuses a missing or foreign backend before anything runs
-        except Exception as error:
+        except ImproperlyConfigured as error:
             raise CommandError(str(error)) from None
         from quick.contrib.django.compat import api
 
