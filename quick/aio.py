@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import quick
 from keyspace.protocol import Database
 from keyspace.retry import watch_retry_pause
 from quick.aio_transaction import AsyncReads, AsyncTransaction, check_database, transact
-from quick.aio_waiting import await_watch, run_blocking, sleep
+from quick.aio_waiting import await_watch, blocking, sleep
 from quick.enqueueing import JobSpec
 from quick.errors import InvalidArgument, ResultTimeout
 from quick.jobs import DEFAULT_PRIORITY, JobState
@@ -48,18 +48,18 @@ __all__ = [
 T = TypeVar("T")
 
 
-async def run_joined(
+def run_joined(
     db_or_tr: Database | AsyncTransaction, fn: Callable[..., T], *args: Any, **kwargs: Any
-) -> T:
-    """``fn(db_or_tr, ...)`` for a sync transactional ``fn``, off the loop: on a database
-    it runs (and retries) on its own; on an async transaction it joins it.
+) -> Awaitable[T]:
+    """``fn(db_or_tr, ...)`` for a sync transactional ``fn``, off the loop, to await: on
+    a database it runs (and retries) on its own; on an async transaction it joins it.
 
     Raises:
         InvalidArgument: ``db_or_tr`` is neither (checked before anything is written).
     """
     if isinstance(db_or_tr, AsyncTransaction):
-        return await db_or_tr.call(fn, *args, **kwargs)
-    return await run_blocking(fn, check_database(db_or_tr, "db_or_tr"), *args, **kwargs)
+        return db_or_tr.call(fn, *args, **kwargs)
+    return blocking(fn, check_database(db_or_tr, "db_or_tr"), *args, **kwargs)
 
 
 async def enqueue(
@@ -129,7 +129,7 @@ async def result(db: Database, job_id: str, timeout: float | None = None) -> Any
     while True:
         remaining = None if deadline is None else deadline - time.monotonic()
         watching = remaining is None or remaining > 0
-        found, watch = await run_blocking(db.transact, look_or_watch, job_id, watching)
+        found, watch = await blocking(db.transact, look_or_watch, job_id, watching)
         if watch is None:
             if found is PENDING:
                 raise ResultTimeout(job_id, wait or 0.0)
