@@ -28,7 +28,7 @@ import logging
 import random
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from keyspace.codec import CorruptValue, pack_value, unpack_value
 from keyspace.errors import QuickError
@@ -70,8 +70,17 @@ MAX_RESULT_BYTES = VALUE_LIMIT
 #: The longest timeout :func:`result` accepts: about 100 years, in seconds.
 MAX_TIMEOUT = 100 * 365 * 86_400
 
+class _Pending:
+    """The type of :data:`PENDING`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "PENDING"
+
+
 #: What :func:`look` answers for a job that has not finished yet.
-PENDING: Any = type("Pending", (), {"__repr__": lambda self: "PENDING"})()
+PENDING: Final = _Pending()
 
 UNKNOWN = "never enqueued in this store, or finished and purged after its retention"
 
