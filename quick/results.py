@@ -8,7 +8,12 @@ A job that completes with a result other than None gets a result record at
 the job directory. A discarded job's record holds its reason instead. A None result
 writes nothing, so a job without a result costs what it did before. The record is
 cleared with the tombstone (:func:`quick.operations.purge_finished`, the consumer's
-``--keep-finished``), so a result lives exactly as long as the tombstone does.
+``--keep-finished``), so a result lives exactly as long as the tombstone does, and moves
+with it (``quick migrate``). The record is a key of its own, not a field of the tombstone,
+because fencing, purging and migration read tombstones by the page: up to 100 kB of
+result in each would make those reads (and a purge's 1,000-row transaction) heavy. A batch
+of large results settles in several commits (:data:`quick.outcomes.RESULT_BYTES_PER_COMMIT`)
+so none nears the 10 MB transaction limit.
 
 :func:`result` reads the tombstone and the result record in one round trip. While the
 job is not finished it watches the job's directory entry, which every way a job ends
