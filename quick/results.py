@@ -75,6 +75,7 @@ MAX_RESULT_BYTES = VALUE_LIMIT
 #: The longest timeout :func:`result` accepts: about 100 years, in seconds.
 MAX_TIMEOUT = 100 * 365 * 86_400
 
+
 class _Pending:
     """The type of :data:`PENDING`."""
 
