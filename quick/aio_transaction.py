@@ -38,7 +38,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 from keyspace.errors import StorageError
 from keyspace.protocol import WRITE_METHODS, Database, KeyValue, ReadView, Transaction
 from keyspace.retry import is_database
-from quick.aio_waiting import await_future, run_blocking
+from quick.aio_waiting import await_future, blocking, run_blocking
 from quick.errors import InvalidArgument
 
 __all__ = [
@@ -173,11 +173,11 @@ def check_database(db: Any, field: str = "db") -> Database:
     return db  # type: ignore[no-any-return]
 
 
-async def run_joined(
+def run_joined(
     db_or_tr: Database | AsyncTransaction, fn: Callable[..., T], *args: Any, **kwargs: Any
-) -> T:
-    """``fn(db_or_tr, ...)`` for a sync transactional ``fn``, off the loop: on a database
-    it runs (and retries) on its own; on an async transaction it joins it.
+) -> Awaitable[T]:
+    """``fn(db_or_tr, ...)`` for a sync transactional ``fn``, off the loop, to await: on
+    a database it runs (and retries) on its own; on an async transaction it joins it.
 
     The caller's context variables go with the call when the process uses OpenTelemetry,
     so an enqueue records the span active on the caller's loop (:mod:`quick.tracecontext`).
@@ -188,8 +188,8 @@ async def run_joined(
     if "opentelemetry" in sys.modules:
         fn = functools.partial(contextvars.copy_context().run, fn)
     if isinstance(db_or_tr, AsyncTransaction):
-        return await db_or_tr.call(fn, *args, **kwargs)
-    return await run_blocking(fn, check_database(db_or_tr, "db_or_tr"), *args, **kwargs)
+        return db_or_tr.call(fn, *args, **kwargs)
+    return blocking(fn, check_database(db_or_tr, "db_or_tr"), *args, **kwargs)
 
 
 async def transact(db: Database, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
