@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from keyspace.codec import CorruptValue
-from keyspace.layout import POINTERS, QUEUE_LEASES, WAKE, QueueKeys, queue_keys
+from keyspace.layout import POINTER_INDEX, POINTERS, QUEUE_LEASES, WAKE, QueueKeys, queue_keys
 from keyspace.limits import VALUE_LIMIT
 from keyspace.protocol import Database, Transaction, Watch
 from keyspace.retry import Tries, transactional
@@ -73,7 +73,7 @@ PROMOTE_BATCH = 256
 #: under FoundationDB's advice of 1 MB per transaction, and far under its 10 MB limit.
 CLAIM_BYTE_BUDGET = 1_000_000
 #: The most queues one claim round leases from.
-MAX_QUEUES_PER_ROUND = 64
+MAX_QUEUES_PER_ROUND = 256
 
 
 class _Budget:
@@ -341,41 +341,43 @@ def claim_round(
 ) -> ClaimRound:
     """Claim up to ``limit`` jobs across the due queues, in ``tr``; see the module docstring.
 
-    Queues are taken in random order from one page of the pointer index (resuming
-    after ``cursor``); each gives at most ``limit`` divided by the number of queues
-    sampled (at least one job), so a deep queue fills a batch alone and many small
-    queues share one. Queues whose short lease another consumer holds are skipped.
+    Queues are taken from one page of ``scan_limit`` pointer-index entries (resuming
+    after ``cursor``): one run of up to ``limit`` neighbouring entries, drawn at random
+    among the runs the page splits into, so consumers on one page rarely share a queue.
+    Each queue gives at most ``limit`` divided by the number of queues taken (at least
+    one job), so a deep queue fills a batch alone and many small queues share one.
+    Queues whose short lease another consumer holds are skipped.
     """
     if tries.touched:
         again = _claimed_before(tr, tries)
         if again:
             return ClaimRound(again, len(again), cursor)
     rng = rng or random.Random()
-    bad: list[bytes] = []
-    due = pointers.scan(tr.snapshot, now, after=cursor, limit=scan_limit, bad=bad)
+    due = _scan_due(tr, now, cursor, scan_limit)
     if not due and cursor is not None:
         cursor = None
-        due = pointers.scan(tr.snapshot, now, limit=scan_limit, bad=bad)
-    for key in bad:
-        tr.clear(key)
-    next_cursor = due[-1][0] if len(due) == scan_limit else None
+        due = _scan_due(tr, now, None, scan_limit)
+    next_cursor = due[-1] if len(due) == scan_limit else None
     if not due:
         idle = (tr.watch(WAKE), pointers.next_visible(tr.snapshot)) if watch else None
         return ClaimRound([], 0, None, idle)
-    queues = [queue for _, queue in due]
-    picked = rng.sample(queues, min(len(queues), limit, MAX_QUEUES_PER_ROUND))
-    share = max(1, limit // len(picked))
+    window = _window(due, min(limit, MAX_QUEUES_PER_ROUND), rng)
+    picked = _queues(tr, window)
+    if not picked:
+        return ClaimRound([], len(due), next_cursor)
+    queues = [queue for _, queue in picked]
+    share = max(1, limit // len(queues))
     # Every picked queue's lease and pointer in one round trip (snapshot: each is read
     # again serializably, from the transaction's read cache, only if its queue is visited).
     tr.get_many(
-        [QUEUE_LEASES.pack((q,)) for q in picked] + [POINTERS.pack((q,)) for q in picked],
+        [QUEUE_LEASES.pack((q,)) for q in queues] + [POINTERS.pack((q,)) for q in queues],
         snapshot=True,
     )
     claims: list[Claim] = []
     tally = Tally()
     budget = _Budget()
     limiter = Limiter()
-    for queue in picked:
+    for queue in queues:
         room = min(share, limit - len(claims))
         if room <= 0 or budget.left <= 0:
             break
@@ -397,10 +399,44 @@ def claim_round(
             )
         )
     tally.flush(tr)
-    for key, queue in due:
+    for key, queue in picked:
         if queue in tries.touched:
             pointers.drop_stray(tr, key, queue)
     return ClaimRound(claims, len(due), next_cursor)
+
+
+def _scan_due(tr: Transaction, now: int, cursor: bytes | None, limit: int) -> list[bytes]:
+    """Keys of up to ``limit`` due pointer-index entries after ``cursor`` (snapshot reads)."""
+    begin, _ = POINTER_INDEX.range()
+    if cursor is not None:
+        begin = max(begin, cursor + b"\x00")
+    end = POINTER_INDEX.pack((now + 1,))
+    return [key for key, _ in tr.snapshot.get_range(begin, end, limit=limit)]
+
+
+def _window(due: list[bytes], size: int, rng: random.Random) -> list[bytes]:
+    """One of the ``size``-long runs ``due`` splits into, at random.
+
+    Consumers reading the same page of the pointer index then claim from different
+    runs (disjoint unless they draw the same one), where random samples of one page
+    would share queues and conflict; a run of neighbouring entries also keeps a round's
+    reads together in the store.
+    """
+    runs = max(1, len(due) // size)
+    start = rng.randrange(runs) * size
+    return due[start : start + size]
+
+
+def _queues(tr: Transaction, keys: list[bytes]) -> list[tuple[bytes, str]]:
+    """``(index key, queue)`` of ``keys``; keys that do not unpack are cleared (and named)."""
+    out = []
+    for key in keys:
+        entry = pointers.unpack_index(key)
+        if entry is None:
+            tr.clear(key)
+        else:
+            out.append((key, entry[1]))
+    return out
 
 
 def _claimed_before(tr: Transaction, tries: Tries) -> list[Claim]:
