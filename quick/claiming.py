@@ -17,9 +17,12 @@ When nothing is due the same snapshot arms a watch on the wake key.
 
 A leased job moves to the scheduled index at its lease expiry, so a crashed
 consumer's jobs become visible again by themselves. Every claim carries a fresh
-token (made before the retry loop) and the last few claims' tokens and job ids are
-kept on the queue lease record, so a claim retried after ``commit_unknown_result``
-returns the jobs its committed try leased instead of stranding them.
+token (made before the retry loop), and a claim retried after ``commit_unknown_result``
+returns the jobs its committed try leased instead of stranding them: :func:`claim`
+keeps the last few claims' tokens and job ids on the queue lease record; a claim
+round keeps the job ids its tries leased in its :class:`~keyspace.retry.Tries` (made
+before the loop too), which spares it a write per queue, and takes back those that
+still carry its token.
 
 Limits: a claim stops promoting and leasing once it has rewritten
 :data:`CLAIM_BYTE_BUDGET` bytes of records (FoundationDB counts every byte written in
@@ -29,6 +32,7 @@ outgrow the value limit is dead-lettered, never left to block its queue.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import uuid
 from dataclasses import dataclass
@@ -153,9 +157,15 @@ def claim_jobs(
     tally: Tally | None = None,
     budget: Any = None,
     limiter: Limiter | None = None,
+    tries: Tries | None = None,
 ) -> list[Claim]:
     """Lease up to ``limit`` of the best visible jobs of ``queue`` (the second claim step),
-    fewer when the queue's limits (:mod:`quick.limits`) say so."""
+    fewer when the queue's limits (:mod:`quick.limits`) say so.
+
+    The claim is remembered on the queue lease record, for a retry after an unknown
+    commit result to find; given ``tries`` (a claim round's), only in ``tries`` instead,
+    which spares the round a write per queue.
+    """
     keys = queue_keys(queue)
     lease = queue_leases.queue_lease(tr, queue)
     earlier = queue_leases.claimed_by(lease, token)
@@ -169,8 +179,8 @@ def claim_jobs(
     if gate is not None:
         limit = min(limit, gate.room)
     claimed: list[Claim] = []
-    rows = tr.get_range(*keys.ready_range(), limit=limit + 1)
-    entries = _valid_entries(tr, rows[:limit], keys.unpack_ready)
+    look = _look(tr, keys, limit)
+    entries = _valid_entries(tr, look.ready[:limit], keys.unpack_ready)
     records = tr.get_many([keys.job(job_id) for _, job_id in entries])
     stopped_early = repaired = False
     for (key, job_id), data in zip(entries, records, strict=True):
@@ -194,19 +204,67 @@ def claim_jobs(
             claimed.append(got)
     if own_tally:
         tally.flush(tr)
-    ready_left = len(rows) > limit or stopped_early
+    ready_left = len(look.ready) > limit or stopped_early
     wait_ms = gate.spend(tr, len(claimed)) if gate is not None else None
     if wait_ms is not None and ready_left:
         pointers.defer(tr, queue, now + wait_ms)  # capped: scanners move on until then
         kept = True
+    elif repaired:  # a repair may have written an entry back: look again
+        kept = pointers.refresh(tr, keys, now, ready_left=True if ready_left else None)
     else:
-        # The range read saw the whole ready index (ready_left False) and took every entry
-        # in it, so none is left, unless a repair just wrote one back: then look again.
-        known = True if ready_left else None if repaired else False
-        kept = pointers.refresh(tr, keys, now, ready_left=known)
-    if kept:
+        # The read saw the whole ready index (unless ready_left) and, past it, the first
+        # scheduled entry; the jobs just leased joined the scheduled index at their expiry.
+        soonest = look.scheduled
+        if any(c.extension is not None for c in claimed):
+            soonest = pointers.UNREAD  # its hook may have written to the queue: read again
+        elif claimed and soonest != pointers.UNREAD:
+            leased = min(c.lease_until_ms for c in claimed)
+            soonest = leased if soonest is None else min(soonest, leased)
+        kept = pointers.refresh(tr, keys, now, ready_left=ready_left, scheduled=soonest)
+    if tries is not None:
+        tries.leased.update((c.job_id, queue) for c in claimed)
+    elif kept:
         queue_leases.remember_claim(tr, queue, lease, owner, token, [c.job_id for c in claimed])
     return claimed
+
+
+@dataclass(slots=True)
+class _Look:
+    """What one read of a queue's job indexes saw: the first ready entries and, when they
+    were all of them, the visibility of the first scheduled entry (None: there is none;
+    :data:`quick.pointers.UNREAD`: the read stopped before it)."""
+
+    ready: list[tuple[bytes, bytes]]
+    scheduled: int | None  # pointers.UNREAD when not reached
+
+
+def _look(tr: Transaction, keys: QueueKeys, limit: int) -> _Look:
+    """Read up to ``limit + 1`` ready entries of ``keys.queue`` and, when fewer, the first
+    scheduled entry after them, in one range read (the ready index sorts just before
+    the scheduled index).
+
+    The read is a snapshot read with the read conflict added by hand, so that it covers
+    what a serializable read of the ready index (up to ``limit + 1`` entries) and of the
+    first scheduled entry would: a producer or settlement writing past that first
+    scheduled entry does not conflict with the claim.
+    """
+    begin, ready_end = keys.ready_range()
+    sched_begin, end = keys.scheduled_range()
+    rows = tr.snapshot.get_range(begin, end, limit=limit + 1)
+    ready = [row for row in rows if row[0] < ready_end]
+    first = next((key for key, _ in rows if key >= sched_begin), None)
+    scheduled: int | None = pointers.UNREAD
+    if first is not None:
+        covered = first + b"\x00"
+        # An entry that does not unpack stays UNREAD: pointers.refresh reads it again.
+        with contextlib.suppress(ValueError):
+            scheduled = _unpack(keys.unpack_scheduled, first)[0]
+    elif len(rows) > limit:
+        covered = rows[-1][0] + b"\x00"
+    else:
+        covered, scheduled = end, None
+    tr.add_read_conflict_range(begin, covered)
+    return _Look(ready, scheduled)
 
 
 def _valid_entries(
@@ -348,7 +406,7 @@ def claim_round(
     one job), so a deep queue fills a batch alone and many small queues share one.
     Queues whose short lease another consumer holds are skipped.
     """
-    if tries.touched:
+    if tries.leased:
         again = _claimed_before(tr, tries)
         if again:
             return ClaimRound(again, len(again), cursor)
@@ -396,6 +454,7 @@ def claim_round(
                 tally=tally,
                 budget=budget,
                 limiter=limiter,
+                tries=tries,
             )
         )
     tally.flush(tr)
@@ -440,10 +499,12 @@ def _queues(tr: Transaction, keys: list[bytes]) -> list[tuple[bytes, str]]:
 
 
 def _claimed_before(tr: Transaction, tries: Tries) -> list[Claim]:
-    """The claims an earlier, committed try of this round made (none if it did not commit)."""
+    """The claims an earlier, committed try of this round made (none if it did not commit):
+    of the jobs any try leased, those that still carry the round's token, leased."""
     out: list[Claim] = []
-    for queue in sorted(tries.touched):
-        job_ids = queue_leases.claimed_by(queue_leases.queue_lease(tr, queue), tries.token)
-        if job_ids is not None:
-            out.extend(_reclaimed(tr, queue_keys(queue), job_ids, tries.token))
+    by_queue: dict[str, list[str]] = {}
+    for job_id, queue in sorted(tries.leased.items()):
+        by_queue.setdefault(queue, []).append(job_id)
+    for queue, job_ids in sorted(by_queue.items()):
+        out.extend(_reclaimed(tr, queue_keys(queue), job_ids, tries.token))
     return out

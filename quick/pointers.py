@@ -53,6 +53,7 @@ from keyspace.protocol import ReadView, Transaction
 __all__ = [
     "REWRITE_THRESHOLD_MS",
     "EMPTY_GRACE_MS",
+    "UNREAD",
     "ensure_visible",
     "defer",
     "refresh",
@@ -70,6 +71,8 @@ __all__ = [
 
 #: A producer moves the pointer earlier only when it is later than its job by more than this.
 REWRITE_THRESHOLD_MS = 250
+#: ``scheduled`` of :func:`refresh` when the caller has not read the scheduled index.
+UNREAD = -1
 #: How long a drained queue keeps its pointer before collection.
 EMPTY_GRACE_MS = 30_000
 
@@ -183,13 +186,15 @@ def refresh(
     grace_ms: int = EMPTY_GRACE_MS,
     *,
     ready_left: bool | None = None,
+    scheduled: int | None = UNREAD,
 ) -> bool:
     """Point the queue at its true earliest visibility after a claim (consumer side).
 
     Deletes the pointer instead when the queue has been empty for ``grace_ms``.
     ``ready_left`` is what the caller already knows of the ready index from its own
     serializable read in this transaction (ready jobs remain / none remain), saving a
-    read; None reads it.
+    read; None reads it. ``scheduled`` likewise: the first scheduled entry's ``vis_ms``
+    as this transaction now stands (None: the index is empty), :data:`UNREAD` to read it.
     Returns False when the queue no longer has a pointer.
     """
     queue = keys.queue
@@ -200,9 +205,11 @@ def refresh(
         if pointer is None or pointer["v"] > now:
             _move(tr, queue, pointer, now, None)
         return True
-    first = _first(tr, keys.scheduled_range())
-    if first is not None:
-        vis_ms, _ = keys.unpack_scheduled(first)
+    if scheduled == UNREAD:
+        first = _first(tr, keys.scheduled_range())
+        scheduled = None if first is None else keys.unpack_scheduled(first)[0]
+    if scheduled is not None:
+        vis_ms = scheduled
         if pointer is None or pointer["v"] != vis_ms:
             _move(tr, queue, pointer, vis_ms, None)
         return True

@@ -30,7 +30,7 @@ from keyspace.retry import Tries
 from keyspace.ryw import WriteBuffer
 from keyspace.sqlite_reads import Reader
 from quick.claiming import claim_round
-from quick.outcomes import Attempt, settle_batch
+from quick.outcomes import Attempt, job_config, settle_batch
 
 COUNTED = ("point reads", "range reads", "range rows", "sets", "clears", "atomic ops", "commits")
 
@@ -87,6 +87,14 @@ def _counted_transact(db: Any, counts: Counts, fn: Callable[..., Any], *args: An
     return result
 
 
+APP = quick.App()
+
+
+@APP.job("t")
+def _noop(payload: object, meta: quick.Meta) -> None:
+    """The job every count runs: nothing."""
+
+
 def _round(tr: Any, now: int, batch: int, tries: Tries) -> Any:
     return claim_round(tr, "bench", now, limit=batch, lease_ms=30_000, tries=tries, watch=False)
 
@@ -112,7 +120,7 @@ def run(jobs: int, queues: int, batch: int) -> dict[str, dict[str, float]]:
                 raise RuntimeError(f"a claim round found nothing after {done} of {jobs} jobs")
             done += len(found.claims)
             with counting(settle):
-                settle_batch(db, [Attempt(c, None) for c in found.claims], now_ms=now)
+                settle_batch(db, [Attempt(c, job_config(APP, c)) for c in found.claims], now_ms=now)
             settle["commits"] += 1
         return {
             name: {kind: counts[kind] / jobs for kind in COUNTED}
