@@ -48,20 +48,24 @@ def _pack_plain(items: tuple[Any, ...]) -> bytes | None:
     """The tuple encoding of text and non-negative integers (below 2**64), written out here
     because every key quick touches is made of them and ``fdb.tuple`` is general and slow;
     None for any other item, which ``fdb.tuple`` then packs. Same bytes either way."""
-    out = []
+    out = b""
     for item in items:
         kind = type(item)
         if kind is str:
-            out.append(b"\x02" + item.encode().replace(b"\x00", b"\x00\xff") + b"\x00")
+            data = item.encode()
+            if b"\x00" in data:
+                data = data.replace(b"\x00", b"\x00\xff")
+            out += b"\x02" + data + b"\x00"
         elif kind is int and 0 <= item < _INT_CEILING:
             size = (item.bit_length() + 7) // 8
-            out.append(bytes((0x14 + size,)) + item.to_bytes(size, "big"))
+            out += _INT_CODES[size] + item.to_bytes(size, "big")
         else:
             return None
-    return b"".join(out)
+    return out
 
 
 _INT_CEILING = 1 << 64
+_INT_CODES = [bytes((0x14 + size,)) for size in range(9)]
 
 
 def pack(items: tuple[Any, ...], prefix: bytes = b"") -> bytes:
@@ -90,6 +94,15 @@ class Subspace:
 
     def __getitem__(self, item: Any) -> Subspace:
         return Subspace((item,), self.raw)
+
+    @classmethod
+    def packed(cls, prefix: tuple[Any, ...], raw: bytes) -> Subspace:
+        """The subspace whose whole packed prefix ``raw`` (``prefix`` packed after its
+        parent's) is already known: no packing, for subspaces made per queue."""
+        made = cls.__new__(cls)
+        made.prefix = prefix
+        made.raw = raw
+        return made
 
     def pack(self, items: tuple[Any, ...] = ()) -> bytes:
         """The key for ``items`` under this prefix."""

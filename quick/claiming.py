@@ -215,12 +215,16 @@ def claim_jobs(
         # The read saw the whole ready index (unless ready_left) and, past it, the first
         # scheduled entry; the jobs just leased joined the scheduled index at their expiry.
         soonest = look.scheduled
+        draining = False
         if any(c.extension is not None for c in claimed):
             soonest = pointers.UNREAD  # its hook may have written to the queue: read again
         elif claimed and soonest != pointers.UNREAD:
             leased = min(c.lease_until_ms for c in claimed)
+            draining = soonest is None and not ready_left
             soonest = leased if soonest is None else min(soonest, leased)
-        kept = pointers.refresh(tr, keys, now, ready_left=ready_left, scheduled=soonest)
+        kept = pointers.refresh(
+            tr, keys, now, ready_left=ready_left, scheduled=soonest, draining=draining
+        )
     if tries is not None:
         tries.leased.update((c.job_id, queue) for c in claimed)
     elif kept:

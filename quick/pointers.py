@@ -49,6 +49,7 @@ from keyspace.layout import (
     queue_keys,
 )
 from keyspace.protocol import ReadView, Transaction
+from quick import counters
 
 __all__ = [
     "REWRITE_THRESHOLD_MS",
@@ -187,6 +188,7 @@ def refresh(
     *,
     ready_left: bool | None = None,
     scheduled: int | None = UNREAD,
+    draining: bool = False,
 ) -> bool:
     """Point the queue at its true earliest visibility after a claim (consumer side).
 
@@ -195,6 +197,10 @@ def refresh(
     serializable read in this transaction (ready jobs remain / none remain), saving a
     read; None reads it. ``scheduled`` likewise: the first scheduled entry's ``vis_ms``
     as this transaction now stands (None: the index is empty), :data:`UNREAD` to read it.
+    ``draining``: the only scheduled entries are of jobs this transaction just leased, so
+    the queue is empty once they settle; the pointer is marked empty from now, and the
+    visit at their lease expiry collects it if it is still empty then (one visit fewer
+    for a one-job queue; the marking counts only while both indexes are empty).
     Returns False when the queue no longer has a pointer.
     """
     queue = keys.queue
@@ -210,8 +216,9 @@ def refresh(
         scheduled = None if first is None else keys.unpack_scheduled(first)[0]
     if scheduled is not None:
         vis_ms = scheduled
-        if pointer is None or pointer["v"] != vis_ms:
-            _move(tr, queue, pointer, vis_ms, None)
+        since = now if draining else None
+        if pointer is None or pointer["v"] != vis_ms or pointer["es"] != since:
+            _move(tr, queue, pointer, vis_ms, since)
         return True
     if pointer is None:
         if corrupt:
@@ -223,13 +230,23 @@ def refresh(
     if pointer["es"] + grace_ms <= now:
         _delete(tr, queue, pointer)
         return False
+    _wait_out(tr, queue, pointer, grace_ms)
     return True
+
+
+def _wait_out(tr: Transaction, queue: str, pointer: dict[str, Any], grace_ms: int) -> None:
+    """Point an empty queue's pointer at the end of its grace, when it is due earlier (it
+    was marked empty by the claim that drained it), so scanners skip it until then."""
+    until = pointer["es"] + grace_ms
+    if pointer["v"] < until:
+        _move(tr, queue, pointer, until, pointer["es"])
 
 
 def _delete(tr: Transaction, queue: str, pointer: dict[str, Any]) -> None:
     tr.clear(POINTER_INDEX.pack((pointer["v"], queue)))
     tr.clear(POINTERS.pack((queue,)))
     tr.clear(QUEUE_LEASES.pack((queue,)))
+    counters.clear_zeros(tr, queue_keys(queue))
 
 
 def collect_empty_pointer(
@@ -249,6 +266,7 @@ def collect_empty_pointer(
         _move(tr, queue, pointer, now + grace_ms, now)
         return False
     if pointer["es"] + grace_ms > now:
+        _wait_out(tr, queue, pointer, grace_ms)
         return False
     _delete(tr, queue, pointer)
     return True

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import quick
-from keyspace.layout import QUEUE_LEASES
+from keyspace.layout import POINTER_INDEX, POINTERS, QUEUE_LEASES, QUEUES
 from keyspace.protocol import Database
 from keyspace.retry import Tries
 from quick import pointers
@@ -105,3 +105,23 @@ def test_claim_round_moves_a_drained_queues_pointer_to_its_lease_expiry(db: Data
         pointer = pointers.read_pointer(tr, claim.queue_id)
         assert pointer is not None
         assert pointer["v"] == claim.lease_until_ms == NOW + LEASE_MS
+
+
+def test_drained_one_job_queues_leave_no_key_once_collected(db: Database) -> None:
+    """Claimed, completed, then visited once at the lease expiry: pointer, index entry,
+    queue lease and the zeroed counters are all gone (the claim marked the queue empty;
+    compare-and-clear takes the counters)."""
+    _tenants(db, 20)
+    found = _round(db, Tries(), limit=100)
+    for claim in found.claims:
+        quick.complete(db, claim)
+    later = NOW + LEASE_MS + pointers.EMPTY_GRACE_MS
+    tr = db.create_transaction()
+    collected = claim_round(
+        tr, "c1", later, limit=100, lease_ms=LEASE_MS, tries=Tries(), watch=False
+    )
+    tr.commit()
+    assert collected.claims == []
+    tr = db.create_transaction()
+    for prefix in (QUEUES, POINTERS, POINTER_INDEX, QUEUE_LEASES):
+        assert tr.get_range(*prefix.range()) == [], prefix
