@@ -89,16 +89,17 @@ class _Budget:
 
 def _promote(
     tr: Transaction, keys: QueueKeys, now: int, tally: Tally | None, budget: _Budget
-) -> None:
-    """Move due scheduled jobs and expired leases into the ready index."""
+) -> bool:
+    """Move due scheduled jobs and expired leases into the ready index; False when none
+    was due."""
     rows = tr.get_range(*keys.scheduled_range(now), limit=PROMOTE_BATCH)
     if not rows:
-        return
+        return False
     entries = _valid_entries(tr, rows, keys.unpack_scheduled)
     records = tr.get_many([keys.job(job_id) for _, job_id in entries])
     for (key, job_id), data in zip(entries, records, strict=True):
         if budget.left <= 0:
-            return
+            break
         try:
             job = None if data is None else Job.from_value(keys.queue, job_id, data)
         except CorruptValue as error:
@@ -108,6 +109,7 @@ def _promote(
             repair_entry(tr, keys, job, key, JobState.SCHEDULED, tally)
             continue
         budget.left -= store_job(tr, keys, job, job.evolve(state=JobState.READY), tally)
+    return True
 
 
 def _lease_one(
@@ -174,12 +176,18 @@ def claim_jobs(
     own_tally = tally is None
     tally = Tally() if tally is None else tally
     budget = _Budget() if budget is None else budget
-    _promote(tr, keys, now, tally, budget)
-    gate = (limiter or Limiter()).gate(tr, queue, now, tally)
+    look = _look(tr, keys, limit)
+    # Promote only when the look did not reach the scheduled index (the ready one had
+    # more than a batch) or found a due entry there: a queue of one ready job costs one read.
+    due = look.scheduled == pointers.UNREAD or (
+        look.scheduled is not None and look.scheduled <= now
+    )
+    if due and _promote(tr, keys, now, tally, budget):
+        look = _look(tr, keys, limit)
+    gate = (limiter or Limiter()).gate(tr, queue, now, tally)  # after promotion: it counts leases
     if gate is not None:
         limit = min(limit, gate.room)
     claimed: list[Claim] = []
-    look = _look(tr, keys, limit)
     entries = _valid_entries(tr, look.ready[:limit], keys.unpack_ready)
     records = tr.get_many([keys.job(job_id) for _, job_id in entries])
     stopped_early = repaired = False
