@@ -64,6 +64,33 @@ def _pack_plain(items: tuple[Any, ...]) -> bytes | None:
     return out
 
 
+def _unpack_plain(data: bytes) -> tuple[Any, ...] | None:
+    """The inverse of :func:`_pack_plain` for keys of text (without NUL) and non-negative
+    integers; None for anything else, which ``fdbtuple.unpack`` then decodes (or rejects)."""
+    out: list[Any] = []
+    at, size = 0, len(data)
+    try:
+        while at < size:
+            code = data[at]
+            if code == 0x02:
+                end = data.index(b"\x00", at + 1)
+                if end + 1 < size and data[end + 1] == 0xFF:
+                    return None  # an escaped NUL inside the text
+                out.append(data[at + 1 : end].decode())
+                at = end + 1
+            elif 0x14 <= code <= 0x1C:
+                stop = at + 1 + code - 0x14
+                if stop > size:
+                    return None
+                out.append(int.from_bytes(data[at + 1 : stop], "big"))
+                at = stop
+            else:
+                return None
+    except ValueError:  # no terminator, or text that is not UTF-8
+        return None
+    return tuple(out)
+
+
 _INT_CEILING = 1 << 64
 _INT_CODES = [bytes((0x14 + size,)) for size in range(9)]
 
@@ -116,7 +143,9 @@ class Subspace:
         """The tuple after this prefix; ValueError when ``key`` is not under it."""
         if not key.startswith(self.raw):
             raise ValueError("key is not in this subspace")
-        return tuple(fdbtuple.unpack(key[len(self.raw) :]))
+        data = key[len(self.raw) :]
+        plain = _unpack_plain(data)
+        return plain if plain is not None else tuple(fdbtuple.unpack(data))
 
     def contains(self, key: bytes) -> bool:
         return key.startswith(self.raw)
