@@ -362,12 +362,15 @@ class QueueKeys:
 
     def __init__(self, queue: str) -> None:
         self.queue = queue
-        self.space = QUEUES[queue]
-        self._jobs = self.space["j"]
-        self._ready = self.space["r"]
-        self._sched = self.space["s"]
-        self._counters = self.space["n"]
-        self._unique = self.space["u"]
+        self.space = space = QUEUES[queue]
+        raw = space.raw
+        # The tags packed once (_TAGS), not per queue: a store of many one-job queues
+        # makes these for nearly every job it runs.
+        self._jobs = Subspace.packed(("j",), raw + _TAGS["j"])
+        self._ready = Subspace.packed(("r",), raw + _TAGS["r"])
+        self._sched = Subspace.packed(("s",), raw + _TAGS["s"])
+        self._counters = Subspace.packed(("n",), raw + _TAGS["n"])
+        self._unique = Subspace.packed(("u",), raw + _TAGS["u"])
 
     def job(self, job_id: str) -> bytes:
         return self._jobs.pack((job_id,))
@@ -397,7 +400,7 @@ class QueueKeys:
         return vis_ms, job_id
 
     def counter(self, state: str) -> bytes:
-        return _counter_key(self._counters.raw, state)
+        return self._counters.raw + _STATE_TAGS[state]
 
     def counters_range(self) -> tuple[bytes, bytes]:
         return self._counters.range()
@@ -406,9 +409,16 @@ class QueueKeys:
         return self._unique.pack((unique_key,))
 
 
-@functools.lru_cache(maxsize=16384)
-def _counter_key(prefix: bytes, state: str) -> bytes:
-    return Subspace((state,), prefix).raw
+class _PackedTags(dict[str, bytes]):
+    """Tags (and counted state names) packed once, on first use."""
+
+    def __missing__(self, tag: str) -> bytes:
+        packed = self[tag] = Subspace((tag,)).raw
+        return packed
+
+
+_TAGS = _PackedTags()
+_STATE_TAGS = _PackedTags()
 
 
 @functools.lru_cache(maxsize=4096)
