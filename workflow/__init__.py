@@ -1,16 +1,18 @@
 """Workflows: DAGs of steps on leased queue items, with a durable journal and signals.
 
-Define a workflow with :class:`Workflow`, start runs with :func:`start_run` (it joins
-the caller's transaction), and let ordinary consumers run the steps: each runnable
+Define a workflow with :class:`Workflow` (task, external, sleep, map, branch and child
+steps), start runs with :func:`start_run` (it joins the caller's transaction), await
+one with :func:`result`, and let ordinary consumers run the steps: each runnable
 step is a queue item whose completion, output, journal event and successors commit
 in one transaction. Read runs with :func:`inspect_run`, :func:`explain_run` and
 :func:`list_runs`; steer them with :func:`signal`, :func:`cancel_run`,
 :func:`pause_run`, :func:`resume_run` and :func:`retry_run`.
 """
 
-from workflow.definition import StepKind, StepSpec, Workflow
+from workflow.definition import MAP_LIMIT, StepKind, StepSpec, Workflow, register
 from workflow.errors import (
     BlankStepKey,
+    ChildCycle,
     CorruptRun,
     CycleError,
     DefinitionError,
@@ -18,14 +20,19 @@ from workflow.errors import (
     InvalidRunState,
     InvalidSignal,
     InvalidStepOption,
+    ResultTimeout,
+    RunFailed,
     RunNotFound,
     UnknownDependency,
     UnknownTopic,
+    UnknownWorkflow,
     WorkflowError,
 )
 from workflow.hooks import HookEvent
 from workflow.journal import Event
+from workflow.mapping import MapOutputs, map_outputs
 from workflow.records import RunStatus, StepStatus
+from workflow.results import result
 from workflow.starting import start_run
 from workflow.steering import cancel_run, pause_run, resume_run, retry_run, signal
 from workflow.steps import StepContext
@@ -50,7 +57,9 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "MAP_LIMIT",
     "BlankStepKey",
+    "ChildCycle",
     "CorruptRun",
     "CycleError",
     "DefinitionError",
@@ -61,6 +70,9 @@ __all__ = [
     "InvalidRunState",
     "InvalidSignal",
     "InvalidStepOption",
+    "MapOutputs",
+    "ResultTimeout",
+    "RunFailed",
     "RunNotFound",
     "RunStatus",
     "RunSummary",
@@ -72,6 +84,7 @@ __all__ = [
     "StepView",
     "UnknownDependency",
     "UnknownTopic",
+    "UnknownWorkflow",
     "Workflow",
     "WorkflowError",
     "aio",
@@ -79,7 +92,10 @@ __all__ = [
     "explain_run",
     "inspect_run",
     "list_runs",
+    "map_outputs",
     "pause_run",
+    "register",
+    "result",
     "resume_run",
     "retry_run",
     "signal",

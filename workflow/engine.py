@@ -36,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from keyspace.codec import pack_value
@@ -50,7 +50,7 @@ from quick.operations import cancel as cancel_job
 from quick.retrying import attempt_limit
 from workflow import hooks
 from workflow import journal as events
-from workflow.definition import Definition, StepKind
+from workflow.definition import Definition, StepKind, descendants
 from workflow.errors import InvalidRunState
 from workflow.hook_jobs import enqueue_hook
 from workflow.items import SLEEP_TOPIC, StepItem
@@ -64,7 +64,9 @@ from workflow.records import (
     corrupt_run,
     read_run,
     read_step,
+    readiness,
     set_run_status,
+    settled,
     write_step,
 )
 
@@ -78,6 +80,10 @@ __all__ = [
     "hold",
     "end_unfinished",
     "fail_run",
+    "prune",
+    "finish_if_done",
+    "unchosen",
+    "cancel",
 ]
 
 
@@ -146,6 +152,10 @@ class Run:
         if status in TERMINAL_RUN:
             record = record.evolve(finished_ms=self.now)
         self.record = set_run_status(self.tr, record, status)
+        if status in TERMINAL_RUN and record.parent is not None:
+            from workflow.children import child_ended  # children builds on this module
+
+            child_ended(self)
 
     def steer(self, status: RunStatus, action: str) -> bool:
         """An operator's move to ``status``: False when the run is there already (so a
@@ -200,6 +210,16 @@ def make_runnable(run: Run, key: str) -> None:
     if step.status != StepStatus.WAITING:
         return
     spec = run.definition.steps[key]
+    if spec.kind is StepKind.MAP:
+        from workflow.mapping import start_map  # mapping builds on this module
+
+        start_map(run, step)
+        return
+    if spec.kind is StepKind.CHILD:
+        from workflow.children import start_child  # children builds on this module
+
+        start_child(run, step)
+        return
     if spec.kind is StepKind.EXTERNAL:
         if step.signalled:
             succeed(run, step, step.signal)
@@ -247,14 +267,40 @@ def make_runnable(run: Run, key: str) -> None:
 
 
 def schedule_ready(run: Run, keys: Iterable[str]) -> None:
-    """Make runnable each of ``keys`` whose dependencies have all succeeded (their
-    records and their dependencies' are read in one round trip first)."""
+    """Make runnable each of ``keys`` whose dependencies have all settled, and skip
+    those a branch left without any (their records and their dependencies' are read in
+    one round trip first); see :func:`workflow.records.readiness`."""
     keys = list(keys)
     run.prefetch([*keys, *(dep for key in keys for dep in run.definition.steps[key].after)])
     for key in keys:
         after = run.definition.steps[key].after
-        if all(run.step(dep).status == StepStatus.SUCCEEDED for dep in after):
+        decision = readiness([run.step(dep) for dep in after])
+        if decision == "run":
             make_runnable(run, key)
+        elif decision == "prune":
+            prune(run, key, "every step it runs after was skipped by a branch")
+
+
+def prune(run: Run, key: str, reason: str) -> None:
+    """Skip waiting step ``key``, which a branch left out, and what only it leads to."""
+    step = run.step(key)
+    if step.status != StepStatus.WAITING:
+        return
+    run.save(
+        step.evolve(status=StepStatus.SKIPPED, pruned=True, reason=reason, finished_ms=run.now)
+    )
+    run.journal.append(events.STEP_SKIPPED, key, reason=reason)
+    schedule_ready(run, run.definition.successors[key])
+
+
+def finish_if_done(run: Run, just: str | None = None) -> None:
+    """Succeed the run when every final step has settled (``just`` settled now)."""
+    if run.status in TERMINAL_RUN:
+        return
+    if all(settled(run.step(s)) for s in run.definition.sinks if s != just):
+        run.set_status(RunStatus.SUCCEEDED)
+        run.journal.append(events.RUN_SUCCEEDED)
+        run.hook(hooks.RUN_FINISHED, RunStatus.SUCCEEDED.value)
 
 
 def succeed(run: Run, step: StepRecord, output: Any) -> None:
@@ -272,28 +318,35 @@ def succeed(run: Run, step: StepRecord, output: Any) -> None:
     )
     run.journal.append(events.STEP_SUCCEEDED, key, output=output)
     run.hook(hooks.STEP_SUCCEEDED, StepStatus.SUCCEEDED.value, key, output=output)
+    branches = run.definition.steps[key].branches
+    left_out = [] if branches is None else unchosen(branches, output)
+    for other in left_out:
+        prune(run, other, f"branch step {key!r} chose {output!r}")
     schedule_ready(run, successors)
-    sinks = run.definition.sinks
-    finished = key in sinks and run.status not in TERMINAL_RUN
-    if finished and all(run.step(s).status == StepStatus.SUCCEEDED for s in sinks if s != key):
-        run.set_status(RunStatus.SUCCEEDED)
-        run.journal.append(events.RUN_SUCCEEDED)
-        run.hook(hooks.RUN_FINISHED, RunStatus.SUCCEEDED.value)
+    if key in run.definition.sinks or left_out:
+        finish_if_done(run, key)
 
 
-def _descendants(definition: Definition, key: str) -> set[str]:
-    found: set[str] = set()
-    todo = list(definition.successors[key])
-    while todo:
-        current = todo.pop()
-        if current not in found:
-            found.add(current)
-            todo.extend(definition.successors[current])
-    return found
+def unchosen(branches: Mapping[str, Iterable[str]], chosen: str) -> list[str]:
+    """The steps of the branches not ``chosen`` that ``chosen``'s branch does not list."""
+    keep = set(branches[chosen])
+    return [k for name, keys in branches.items() if name != chosen for k in keys if k not in keep]
 
 
 def _withdraw(run: Run, step: StepRecord) -> bool:
-    """Remove the step's queued item; False when it is running (then it is fenced)."""
+    """Remove the step's queued item; False when it is running (then it is fenced). A
+    map's instances are withdrawn page by page after this transaction (its pager), a
+    child step's run is cancelled with it."""
+    spec = run.definition.steps[step.key]
+    if spec.kind is StepKind.MAP and step.status == StepStatus.RUNNING:
+        from workflow.mapping import enqueue_pager  # mapping builds on this module
+
+        enqueue_pager(run, step.key, 0)
+        return True
+    if spec.kind is StepKind.CHILD and step.child_run is not None:
+        if step.status == StepStatus.RUNNING:
+            cancel(Run(run.tr, step.child_run, run.now))
+        return True
     if step.job_id is None or step.status != StepStatus.SCHEDULED:
         return bool(step.status != StepStatus.RUNNING)
     try:
@@ -331,7 +384,7 @@ def fail_run(run: Run, step: StepRecord, error: str) -> None:
     run.journal.append(events.STEP_FAILED, key, error=error, attempt=step.attempts)
     run.hook(hooks.STEP_FAILED, StepStatus.FAILED.value, key, error=error)
     run.set_status(RunStatus.FAILED, reason=f"step {key!r} failed: {error}")
-    downstream = _descendants(run.definition, key)
+    downstream = descendants(run.definition, key)
 
     def reason(other: str) -> str:
         if other in downstream:
@@ -341,3 +394,14 @@ def fail_run(run: Run, step: StepRecord, error: str) -> None:
     end_unfinished(run, StepStatus.SKIPPED, reason)
     run.journal.append(events.RUN_FAILED, key, error=error)
     run.hook(hooks.RUN_FINISHED, RunStatus.FAILED.value, key, error=error)
+
+
+def cancel(run: Run) -> bool:
+    """Cancel ``run`` (and its child runs): False when it had ended already."""
+    if run.status in TERMINAL_RUN:
+        return False
+    run.set_status(RunStatus.CANCELLED)
+    end_unfinished(run, StepStatus.CANCELLED, lambda key: "the run was cancelled")
+    run.journal.append(events.RUN_CANCELLED)
+    run.hook(hooks.RUN_FINISHED, RunStatus.CANCELLED.value)
+    return True
