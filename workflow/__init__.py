@@ -38,10 +38,12 @@ from workflow.steering import cancel_run, pause_run, resume_run, retry_run, sign
 from workflow.steps import StepContext
 from workflow.views import (
     Explanation,
+    InstanceView,
     RunSummary,
     RunView,
     StepView,
     explain_run,
+    inspect_instances,
     inspect_run,
     list_runs,
 )
@@ -67,6 +69,7 @@ __all__ = [
     "Event",
     "Explanation",
     "HookEvent",
+    "InstanceView",
     "InvalidRunState",
     "InvalidSignal",
     "InvalidStepOption",
@@ -90,6 +93,7 @@ __all__ = [
     "aio",
     "cancel_run",
     "explain_run",
+    "inspect_instances",
     "inspect_run",
     "list_runs",
     "map_outputs",

@@ -335,13 +335,13 @@ def unchosen(branches: Mapping[str, Iterable[str]], chosen: str) -> list[str]:
 
 def _withdraw(run: Run, step: StepRecord) -> bool:
     """Remove the step's queued item; False when it is running (then it is fenced). A
-    map's instances are withdrawn page by page after this transaction (its pager), a
-    child step's run is cancelled with it."""
+    map's first page of instances is withdrawn now and the rest by its pager, a child
+    step's run is cancelled with it."""
     spec = run.definition.steps[step.key]
-    if spec.kind is StepKind.MAP and step.status == StepStatus.RUNNING:
-        from workflow.mapping import enqueue_pager  # mapping builds on this module
+    if spec.kind is StepKind.MAP and step.count is not None:
+        from workflow.mapping import page  # mapping builds on this module
 
-        enqueue_pager(run, step.key, 0)
+        page(run, step.key, 0)  # the first page now, a pager for the rest
         return True
     if spec.kind is StepKind.CHILD and step.child_run is not None:
         if step.status == StepStatus.RUNNING:
@@ -384,6 +384,8 @@ def fail_run(run: Run, step: StepRecord, error: str) -> None:
     run.journal.append(events.STEP_FAILED, key, error=error, attempt=step.attempts)
     run.hook(hooks.STEP_FAILED, StepStatus.FAILED.value, key, error=error)
     run.set_status(RunStatus.FAILED, reason=f"step {key!r} failed: {error}")
+    if run.definition.steps[key].kind is StepKind.MAP:
+        _withdraw(run, step)  # its instances still queued
     downstream = descendants(run.definition, key)
 
     def reason(other: str) -> str:

@@ -24,7 +24,7 @@ from workflow.engine import (
     succeed,
 )
 from workflow.errors import InvalidRunState, InvalidSignal
-from workflow.mapping import enqueue_pager
+from workflow.mapping import page
 from workflow.records import FINISHED_STEP, TERMINAL_RUN, RunStatus, StepRecord, StepStatus
 
 __all__ = ["signal", "cancel_run", "pause_run", "resume_run", "retry_run"]
@@ -103,7 +103,7 @@ def pause_run(tr: Transaction, run_id: str) -> None:
         if spec.kind in (StepKind.TASK, StepKind.BRANCH) and step.status == StepStatus.SCHEDULED:
             hold(run, step)
         elif spec.kind is StepKind.MAP and step.status == StepStatus.RUNNING:
-            enqueue_pager(run, key, 0)  # holds its queued instances, page by page
+            page(run, key, 0)  # holds its queued instances: a page now, a pager for the rest
 
 
 @transactional
@@ -120,7 +120,7 @@ def resume_run(tr: Transaction, run_id: str) -> None:
     schedule_ready(run, run.definition.steps)
     for key, spec in run.definition.steps.items():
         if spec.kind is StepKind.MAP and run.step(key).status == StepStatus.RUNNING:
-            enqueue_pager(run, key, 0)  # schedules its held instances, page by page
+            page(run, key, 0)  # schedules its held instances: a page now, a pager for the rest
 
 
 def retry_run(db: Database | Transaction, run_id: str) -> None:
