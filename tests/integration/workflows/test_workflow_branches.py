@@ -123,13 +123,15 @@ def test_workflow_branch_bad_declarations_are_refused_before_any_write(
     db: Database, queue: str, tag: str, branches: Any, message: str
 ) -> None:
     before = everything(db)
-    with pytest.raises(InvalidStepOption) as caught:
-        wf = (
+    def build() -> Workflow:
+        return (
             Workflow(f"bad-{tag}")
             .step("before", topic="echo")
             .branch("route", topic="route", branches=branches, after="before")
             .step("x", topic="echo", after="route")
         )
-        start_run(db, wf, {}, queue_id=queue)
+
+    with pytest.raises(InvalidStepOption) as caught:
+        start_run(db, build(), {}, queue_id=queue)
     assert message in str(caught.value)
     assert everything(db) == before
