@@ -123,6 +123,7 @@ def test_workflow_branch_bad_declarations_are_refused_before_any_write(
     db: Database, queue: str, tag: str, branches: Any, message: str
 ) -> None:
     before = everything(db)
+
     def build() -> Workflow:
         return (
             Workflow(f"bad-{tag}")
