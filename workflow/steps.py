@@ -66,6 +66,14 @@ _SLEEP_CONFIG = JobConfig(topic=SLEEP_TOPIC, handler=_sleep_done)
 _PAGER_CONFIG = JobConfig(topic=MAP_TOPIC, handler=_sleep_done, max_attempts=10)
 
 
+def _release(run: Run, key: str, index: int, job_id: str) -> None:
+    """An instance whose run ended while its job was out: it counts as not run, so a
+    ``retry_run`` runs it again (its map's count of successes never included it)."""
+    instance = read_instance(run.tr, run.id, key, index)
+    if instance.job_id == job_id and instance.status not in FINISHED_STEP:
+        run.save(instance.evolve(status=StepStatus.SKIPPED, job_id=None, reason="the run ended"))
+
+
 class StepExtension:
     """The :class:`quick.extensions.JobExtension` for workflow items."""
 
@@ -111,6 +119,8 @@ class StepExtension:
         tr.get_many(keys, snapshot=True)
         run = Run(tr, item.run_id, now)
         if run.status in TERMINAL_RUN:
+            if item.index is not None:
+                _release(run, item.step, item.index, claim.job_id)
             return None
         step = run.step(item.step)
         if item.index is not None:

@@ -234,3 +234,22 @@ def test_workflow_map_cancel_withdraws_every_queued_instance(
     assert view.steps["m"].status == "cancelled"
     assert maps.calls(db, run_id) == {}
     assert pending(db, queue) == 0
+
+
+def test_workflow_map_instance_out_when_the_run_failed_runs_again_after_retry_run(
+    db: Database, maps: MapApp, queue: str, tag: str
+) -> None:
+    maps.failing.add(1)
+    run_id = start_run(db, mapper(tag, max_attempts=1), {"items": [0, 1], "k": 0}, queue_id=queue)
+    (first,) = quick.claim(db, queue, "t", limit=1)
+    quick.outcomes.run_claim(db, maps.app, first)
+    claims = {claim.payload: claim for claim in quick.claim(db, queue, "t", limit=2)}
+    quick.outcomes.run_claim(db, maps.app, claims[1])  # fails the map and the run
+    assert inspect_run(db, run_id).status == "failed"
+    quick.outcomes.run_claim(db, maps.app, claims[0])  # finishes after the run ended
+    maps.failing.clear()
+    retry_run(db, run_id)
+    drain(db, maps.app, queue_id=queue)
+    view = check_run(db, run_id)
+    assert view.status == "succeeded"
+    assert view.steps["t"].output == [0, 1]
