@@ -488,6 +488,7 @@ SHAPES: tuple[Shape, ...] = (
     Shape("rate/{queue}", "queue rate bucket"),
     Shape("wf/run/{run_id}", "workflow run"),
     Shape("wf/step/{run_id}/{step}", "workflow step"),
+    Shape("wf/mi/{run_id}/{step}/{index}", "workflow map instance"),
     Shape("wf/j/{run_id}/{versionstamp}", "workflow journal event"),
     Shape("wf/idem/{workflow}/{key}", "workflow idempotency key"),
     Shape("wf/ix/{status}/{workflow}/{run_id}", "workflow run by status"),
