@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from quick.jobs import DEFAULT_PRIORITY
+from quick.validation import check_name
 from workflow import hooks
 from workflow.errors import (
     BlankStepKey,
@@ -296,10 +297,7 @@ class Workflow:
             raise InvalidStepOption(
                 self.name, str(key), "workflow", workflow, "must be a Workflow or its name"
             )
-        if queue_id is not None:
-            from quick.validation import check_name
-
-            check_name("queue_id", queue_id)
+        check_name("queue_id", queue_id, optional=True)
         options = self._task_options(key, None, max_attempts, None, DEFAULT_PRIORITY)
         self._add(key, StepKind.CHILD, after, child=name, queue=queue_id, **options)
         if isinstance(workflow, Workflow):

@@ -274,7 +274,7 @@ def schedule_ready(run: Run, keys: Iterable[str]) -> None:
     run.prefetch([*keys, *(dep for key in keys for dep in run.definition.steps[key].after)])
     for key in keys:
         after = run.definition.steps[key].after
-        decision = readiness([run.step(dep) for dep in after])
+        decision = readiness(run.step(dep) for dep in after)
         if decision == "run":
             make_runnable(run, key)
         elif decision == "prune":

@@ -14,6 +14,7 @@ transition rewrites only what its step has.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -79,15 +80,18 @@ def settled(step: StepRecord) -> bool:
     )
 
 
-def readiness(dependencies: list[StepRecord]) -> str:
+def readiness(dependencies: Iterable[StepRecord]) -> str:
     """What a waiting step does given its dependencies' records (pure): ``"run"`` when
     each is settled and at least one succeeded (or it has none), ``"prune"`` when a
-    branch left out every one, ``"wait"`` otherwise."""
-    if not all(settled(dep) for dep in dependencies):
-        return "wait"
-    if dependencies and all(dep.pruned for dep in dependencies):
-        return "prune"
-    return "run"
+    branch left out every one, ``"wait"`` otherwise. Stops at the first dependency not
+    settled (so a lazy iterable reads no further, as a join's completion should)."""
+    pruned = found = 0
+    for dependency in dependencies:
+        if not settled(dependency):
+            return "wait"
+        found += 1
+        pruned += dependency.pruned
+    return "prune" if found and pruned == found else "run"
 
 
 _NONE = type(None)
