@@ -253,3 +253,20 @@ def test_workflow_map_instance_out_when_the_run_failed_runs_again_after_retry_ru
     view = check_run(db, run_id)
     assert view.status == "succeeded"
     assert view.steps["t"].output == [0, 1]
+
+
+@pytest.mark.slow
+def test_workflow_map_of_the_most_instances_runs_in_pages(tmp_path: Any, tag: str) -> None:
+    """MAP_LIMIT instances: every transaction stays within the engine's limits (the
+    sqlite engine enforces FoundationDB's sizes), and the outputs arrive by reference."""
+    with quick.open(f"sqlite:///{tmp_path / 'big.db'}") as db:
+        maps = MapApp(Subspace(("app", tag)), db)
+        run_id = start_run(
+            db, mapper(tag), {"items": list(range(MAP_LIMIT)), "k": 0}, queue_id="big"
+        )
+        drain(db, maps.app, queue_id="big", max_jobs=2 * MAP_LIMIT)
+        view = inspect_run(db, run_id)
+        assert view.status == "succeeded"
+        assert view.steps["m"].instances == {"succeeded": MAP_LIMIT}
+        assert view.steps["t"].output == {"read": MAP_LIMIT}
+        assert [row[0] for row in maps.gathered] == list(range(MAP_LIMIT))
