@@ -49,6 +49,8 @@ key (after the root ``("qk",)``)                   value
 ``("wf", "step", run_id, step)``                   step state: status, attempts, job, output,
                                                    error, signal
 ``("wf", "j", run_id, versionstamp)``              journal event of the run, in commit order
+``("wf", "mi", run_id, step, index)``              map instance state (a step record): status,
+                                                   attempts, job, output, error
 ``("wf", "idem", workflow, key)``                  run id started with this idempotency key
 ``("wf", "ix", status, workflow, run_id)``         empty; runs by status, for listing
 ``("moved", queue)``                               the queue moved to another store: its
@@ -92,8 +94,14 @@ name       meaning                                                 records
 ``at``     when the record's event happened, ms (finished,         directory, dead letter,
            buried, refilled, moved, appended)                      rate, moved, journal
 ``aw``     true once an external step is waiting for its signal    step
+``br``     branches of a branch step: name -> the keys of          step def
+           the steps it runs
 ``c``      when created, ms                                        job, run
+``cd``     a child step's workflow definition, resolved when       step def
+           the parent run started
+``ch``     id of the child run that stands for a child step        step
 ``cr``     cron expression                                         cron
+``cw``     name of a child step's workflow                         step def
 ``dep``    outputs of the step's dependencies, by step key         step job x
 ``det``    details of a journal event (a map with long,            journal
            self-describing names)
@@ -111,38 +119,51 @@ name       meaning                                                 records
 ``h``      hook kinds the run's workflow had when the run started  run
 ``i``      the run's input (every step handler's payload)          run
 ``ik``     idempotency key the run was started with (None: none)   run
+``in``     the run's input, carried by a map instance's job        step job x
 ``j``      id of the job that currently stands for the step        step
 ``jr``     the buried job's record, encoded (a job record)         dead letter
 ``k``      lease token of a claim (a job's current lease; the      job, directory
            lease that finished it)
-``kd``     step kind: ``task``, ``external`` or ``sleep``          step def
+``kd``     step kind: ``task``, ``external``, ``sleep``, ``map``,  step def
+           ``branch`` or ``child``
 ``m``      attempt limit (None: the handler's or default one)      job, step def, step
-``mod``    module owning a job's extension data (see               step job x, hook job x
-           quick.extensions)
+``mb``     encoded bytes of a map step's instance outputs          step
+``md``     instances of a map step that succeeded                  step
+``mn``     instances of a map step (None until its list is         step
+           known)
+``mod``    module owning a job's extension data (see               step job x, hook job x,
+           quick.extensions)                                       map job x
 ``mps``    most jobs started per second (None: no limit)           limits
 ``mr``     most jobs leased at once (None: no limit)               limits
+``mx``     index of a map instance (its item in the list); a       step job x, map job x
+           map pager's next index
 ``n``      when next due, ms (a schedule's next tick; a step       cron, step
            job's due or retry time)
 ``o``      owner: the consumer (or migration pass) holding the     job, queue lease,
            lease                                                   mig lease
 ``out``    a step's output                                         step
+``ov``     key of the step whose list output a map step maps       step def
 ``p``      payload                                                 job, cron
+``pa``     parent of a child run: ``[run_id, step]``               run
+``pn``     true when a branch left the step out (skipped;          step
+           the run goes on)
 ``pr``     priority (lower runs first)                             job, step def
-``q``      queue id                                                directory, cron, run
+``q``      queue id (a child step's: its run's queue)              directory, cron, run,
+                                                                   step def
 ``ra``     claims counted toward the step's attempt limit (a run   step
            retry resets them)
 ``raw``    the undecodable job record, as stored                   dead letter
 ``rc``     recent claims, newest first: ``[[token, [job ids]],     queue lease
            ...]``
-``ri``     run id                                                  step job x
+``ri``     run id                                                  step job x, map job x
 ``rs``     run status: a RunStatus value                           run
 ``rt``     id of the ``retry_run`` call last applied (a retried    run
            call is a no-op)
 ``rv``     what a job's handler returned (its result)              result
 ``s``      job state: a JobState value (a directory entry's is     job, directory
            the final one)
-``sk``     step key                                                step job x, step def,
-                                                                   journal
+``sk``     step key                                                step job x, map job x,
+                                                                   step def, journal
 ``sl``     seconds a sleep step sleeps                             step def
 ``ss``     step status: a StepStatus value                         step
 ``st``     when the step was first claimed, ms                     step
@@ -155,11 +176,13 @@ name       meaning                                                 records
 ``u``      unique key (None: none)                                 job
 ``url``    URL of the store a queue moved to                       moved
 ``v``      visible from, ms (a leased job: its lease expiry)       job, pointer
-``w``      workflow name                                           step job x, run
+``w``      workflow name                                           step job x, map job x,
+                                                                   run
 ``why``    why it ended, in words (a failed run; a skipped or      run, step
            cancelled step)
 ``x``      extension data, a map (None: a plain job)               job
-``xk``     kind of a workflow job that is no step: ``hook``        hook job x
+``xk``     kind of a workflow job that is no step: ``hook`` or     hook job x, map job x
+           ``map`` (a map's pager)
 =========  ======================================================  ==========================
 
 ===========  ==========================================  ========================================
@@ -168,8 +191,9 @@ record       fields                                      stored at
 job          t p pr v s a m c o k e u x tc               ``("q", queue, "j", job_id)``, and
                                                          ``("mig", queue, job_id)`` while
                                                          migrating
-step job x   mod ri sk w dep to                          ``x`` of a workflow step's job
+step job x   mod ri sk w dep to mx in                    ``x`` of a workflow step's job
 hook job x   mod xk                                      ``x`` of a workflow hook's job
+map job x    mod xk ri sk w mx                           ``x`` of a map step's pager job
 directory    q s at k                                    ``("id", job_id)``: ``q`` while the job
                                                          lives; ``s``, ``at``, ``k`` once
                                                          finished
@@ -189,9 +213,11 @@ limits       mr mps                                      ``("lim", queue)``
 rate         tk at                                       ``("rate", queue)``
 moved        url at                                      ``("moved", queue)``
 mig lease    o ex                                        ``("ml", queue)``
-run          w rs q i df c f ik h why rt tc              ``("wf", "run", run_id)``
-step def     sk kd af t m to sl pr                       each item of a run's ``df``
-step         ss a ra m j n st f out e why g gi aw        ``("wf", "step", run_id, step)``
+run          w rs q i df c f ik h why rt pa tc           ``("wf", "run", run_id)``
+step def     sk kd af t m to sl pr ov br cw cd q         each item of a run's ``df``
+step         ss a ra m j n st f out e why ch mn md mb    ``("wf", "step", run_id, step)``, and
+             g gi aw pn                                  ``("wf", "mi", run_id, step, index)``
+                                                         for a map instance
 journal      ev at sk det                                ``("wf", "j", run_id, versionstamp)``
 ===========  ==========================================  ========================================
 """
@@ -225,6 +251,7 @@ __all__ = [
     "WF_JOURNAL",
     "WF_IDEMPOTENCY",
     "WF_BY_STATUS",
+    "WF_INSTANCES",
     "MOVED",
     "MIGRATING",
     "MIGRATING_DEAD",
@@ -259,6 +286,7 @@ WF_STEPS = ROOT["wf"]["step"]
 WF_JOURNAL = ROOT["wf"]["j"]
 WF_IDEMPOTENCY = ROOT["wf"]["idem"]
 WF_BY_STATUS = ROOT["wf"]["ix"]
+WF_INSTANCES = ROOT["wf"]["mi"]
 MOVED = ROOT["moved"]
 MIGRATING = ROOT["mig"]
 MIGRATING_DEAD = ROOT["migd"]
@@ -272,8 +300,12 @@ FIELDS: dict[str, str] = {
     "ak": "token of the activation that last fired the schedule",
     "at": "when the record's event happened, ms (finished, buried, refilled, moved, appended)",
     "aw": "true once an external step is waiting for its signal",
+    "br": "branches of a branch step: name -> the keys of the steps it runs",
     "c": "when created, ms",
+    "cd": "a child step's workflow definition, resolved when the parent run started",
+    "ch": "id of the child run that stands for a child step",
     "cr": "cron expression",
+    "cw": "name of a child step's workflow",
     "dep": "outputs of the step's dependencies, by step key",
     "det": "details of a journal event (a map with long, self-describing names)",
     "df": "the workflow definition: a list of step definitions",
@@ -289,20 +321,28 @@ FIELDS: dict[str, str] = {
     "h": "hook kinds the run's workflow had when the run started",
     "i": "the run's input (every step handler's payload)",
     "ik": "idempotency key the run was started with (None: none)",
+    "in": "the run's input, carried by a map instance's job",
     "j": "id of the job that currently stands for the step",
     "jr": "the buried job's record, encoded (a job record)",
     "k": "lease token of a claim (a job's current lease; the lease that finished it)",
-    "kd": "step kind: ``task``, ``external`` or ``sleep``",
+    "kd": "step kind: ``task``, ``external``, ``sleep``, ``map``, ``branch`` or ``child``",
     "m": "attempt limit (None: the handler's or default one)",
+    "mb": "encoded bytes of a map step's instance outputs",
+    "md": "instances of a map step that succeeded",
+    "mn": "instances of a map step (None until its list is known)",
     "mod": "module owning a job's extension data (see quick.extensions)",
     "mps": "most jobs started per second (None: no limit)",
     "mr": "most jobs leased at once (None: no limit)",
+    "mx": "index of a map instance (its item in the list); a map pager's next index",
     "n": "when next due, ms (a schedule's next tick; a step job's due or retry time)",
     "o": "owner: the consumer (or migration pass) holding the lease",
     "out": "a step's output",
+    "ov": "key of the step whose list output a map step maps",
     "p": "payload",
+    "pa": "parent of a child run: ``[run_id, step]``",
+    "pn": "true when a branch left the step out (skipped; the run goes on)",
     "pr": "priority (lower runs first)",
-    "q": "queue id",
+    "q": "queue id (a child step's: its run's queue)",
     "ra": "claims counted toward the step's attempt limit (a run retry resets them)",
     "raw": "the undecodable job record, as stored",
     "rc": "recent claims, newest first: ``[[token, [job ids]], ...]``",
@@ -327,14 +367,15 @@ FIELDS: dict[str, str] = {
     "w": "workflow name",
     "why": "why it ended, in words (a failed run; a skipped or cancelled step)",
     "x": "extension data, a map (None: a plain job)",
-    "xk": "kind of a workflow job that is no step: ``hook``",
+    "xk": "kind of a workflow job that is no step: ``hook`` or ``map`` (a map's pager)",
 }
 
 #: The fields of each kind of stored record, in the order written.
 RECORDS: dict[str, tuple[str, ...]] = {
     "job": ("t", "p", "pr", "v", "s", "a", "m", "c", "o", "k", "e", "u", "x", "tc"),
-    "step job x": ("mod", "ri", "sk", "w", "dep", "to"),
+    "step job x": ("mod", "ri", "sk", "w", "dep", "to", "mx", "in"),
     "hook job x": ("mod", "xk"),
+    "map job x": ("mod", "xk", "ri", "sk", "w", "mx"),
     "directory": ("q", "s", "at", "k"),
     "result": ("rv", "e"),
     "dead letter": ("jr", "raw", "e", "at"),
@@ -345,9 +386,12 @@ RECORDS: dict[str, tuple[str, ...]] = {
     "rate": ("tk", "at"),
     "moved": ("url", "at"),
     "mig lease": ("o", "ex"),
-    "run": ("w", "rs", "q", "i", "df", "c", "f", "ik", "h", "why", "rt", "tc"),
-    "step def": ("sk", "kd", "af", "t", "m", "to", "sl", "pr"),
-    "step": ("ss", "a", "ra", "m", "j", "n", "st", "f", "out", "e", "why", "g", "gi", "aw"),
+    "run": ("w", "rs", "q", "i", "df", "c", "f", "ik", "h", "why", "rt", "pa", "tc"),
+    "step def": ("sk", "kd", "af", "t", "m", "to", "sl", "pr", "ov", "br", "cw", "cd", "q"),
+    "step": (
+        *("ss", "a", "ra", "m", "j", "n", "st", "f", "out", "e", "why"),
+        *("ch", "mn", "md", "mb", "g", "gi", "aw", "pn"),
+    ),
     "journal": ("ev", "at", "sk", "det"),
 }
 
@@ -473,6 +517,7 @@ SHAPES: tuple[Shape, ...] = (
     Shape("rate/{queue}", "queue rate bucket"),
     Shape("wf/run/{run_id}", "workflow run"),
     Shape("wf/step/{run_id}/{step}", "workflow step"),
+    Shape("wf/mi/{run_id}/{step}/{index}", "workflow map instance"),
     Shape("wf/j/{run_id}/{versionstamp}", "workflow journal event"),
     Shape("wf/idem/{workflow}/{key}", "workflow idempotency key"),
     Shape("wf/ix/{status}/{workflow}/{run_id}", "workflow run by status"),
