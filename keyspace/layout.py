@@ -39,6 +39,15 @@ key (after the root ``("qk",)``)                   value
                                                    per second (either None = no limit)
 ``("rate", queue)``                                token bucket of a rate-limited queue: ``tk``
                                                    tokens (float), ``at`` last refill time ms
+``("klim", key)``                                  keyed limits shared by every job naming
+                                                   ``key`` in its ``lk``: ``mr``, ``mps``
+``("krun", key)``                                  little-endian int64 counter: leased jobs
+                                                   naming ``key`` (atomic add; cleared at 0)
+``("krate", key)``                                 token bucket of a rate-limited key: ``tk``,
+                                                   ``at``
+``("fin", minute_ms, queue)``                      little-endian int64 counter: jobs of
+                                                   ``queue`` finished in that minute (atomic
+                                                   add at settlement; for the dashboard chart)
 ``("cron_at", next_ms, name)``                     empty; schedules by next run, for activation
 ``("wf", "run", run_id)``                          workflow run: name, status, queue, input,
                                                    definition, times
@@ -109,14 +118,15 @@ name       meaning                                                 records
 ``ik``     idempotency key the run was started with (None: none)   run
 ``j``      id of the job that currently stands for the step        step
 ``jr``     the buried job's record, encoded (a job record)         dead letter
+``lk``     limit keys the job counts against (keyed limits)        job
 ``k``      lease token of a claim (a job's current lease; the      job, directory
            lease that finished it)
 ``kd``     step kind: ``task``, ``external`` or ``sleep``          step def
 ``m``      attempt limit (None: the handler's or default one)      job, step def, step
 ``mod``    module owning a job's extension data (see               step job x, hook job x
            quick.extensions)
-``mps``    most jobs started per second (None: no limit)           limits
-``mr``     most jobs leased at once (None: no limit)               limits
+``mps``    most jobs started per second (None: no limit)           limits, key limits
+``mr``     most jobs leased at once (None: no limit)               limits, key limits
 ``n``      when next due, ms (a schedule's next tick; a step       cron, step
            job's due or retry time)
 ``o``      owner: the consumer (or migration pass) holding the     job, queue lease,
@@ -158,7 +168,7 @@ name       meaning                                                 records
 ===========  ==========================================  ========================================
 record       fields                                      stored at
 ===========  ==========================================  ========================================
-job          t p pr v s a m c o k e u x                  ``("q", queue, "j", job_id)``, and
+job          t p pr v s a m c o k e u x lk               ``("q", queue, "j", job_id)``, and
                                                          ``("mig", queue, job_id)`` while
                                                          migrating
 step job x   mod ri sk w dep to                          ``x`` of a workflow step's job
@@ -176,7 +186,9 @@ pointer      v es                                        ``("ptr", queue)``
 queue lease  o ex rc                                     ``("ql", queue)``
 cron         cr tz q t p n ak                            ``("cron", name)``
 limits       mr mps                                      ``("lim", queue)``
-rate         tk at                                       ``("rate", queue)``
+key limits   mr mps                                      ``("klim", key)``
+rate         tk at                                       ``("rate", queue)``,
+                                                         ``("krate", key)``
 moved        url at                                      ``("moved", queue)``
 mig lease    o ex                                        ``("ml", queue)``
 run          w rs q i df c f ik h why rt                 ``("wf", "run", run_id)``
@@ -209,6 +221,10 @@ __all__ = [
     "CRON_DUE",
     "LIMITS",
     "RATES",
+    "KEY_LIMITS",
+    "KEY_RUNNING",
+    "KEY_RATES",
+    "FINISHED_PER_MINUTE",
     "WF_RUNS",
     "WF_STEPS",
     "WF_JOURNAL",
@@ -241,6 +257,10 @@ CRON = ROOT["cron"]
 CRON_DUE = ROOT["cron_at"]
 LIMITS = ROOT["lim"]
 RATES = ROOT["rate"]
+KEY_LIMITS = ROOT["klim"]
+KEY_RUNNING = ROOT["krun"]
+KEY_RATES = ROOT["krate"]
+FINISHED_PER_MINUTE = ROOT["fin"]
 QUEUES = ROOT["q"]
 WF_RUNS = ROOT["wf"]["run"]
 WF_STEPS = ROOT["wf"]["step"]
@@ -277,6 +297,7 @@ FIELDS: dict[str, str] = {
     "ik": "idempotency key the run was started with (None: none)",
     "j": "id of the job that currently stands for the step",
     "jr": "the buried job's record, encoded (a job record)",
+    "lk": "limit keys the job counts against (keyed limits)",
     "k": "lease token of a claim (a job's current lease; the lease that finished it)",
     "kd": "step kind: ``task``, ``external`` or ``sleep``",
     "m": "attempt limit (None: the handler's or default one)",
@@ -315,7 +336,7 @@ FIELDS: dict[str, str] = {
 
 #: The fields of each kind of stored record, in the order written.
 RECORDS: dict[str, tuple[str, ...]] = {
-    "job": ("t", "p", "pr", "v", "s", "a", "m", "c", "o", "k", "e", "u", "x"),
+    "job": ("t", "p", "pr", "v", "s", "a", "m", "c", "o", "k", "e", "u", "x", "lk"),
     "step job x": ("mod", "ri", "sk", "w", "dep", "to"),
     "hook job x": ("mod", "xk"),
     "directory": ("q", "s", "at", "k"),
@@ -324,6 +345,7 @@ RECORDS: dict[str, tuple[str, ...]] = {
     "queue lease": ("o", "ex", "rc"),
     "cron": ("cr", "tz", "q", "t", "p", "n", "ak"),
     "limits": ("mr", "mps"),
+    "key limits": ("mr", "mps"),
     "rate": ("tk", "at"),
     "moved": ("url", "at"),
     "mig lease": ("o", "ex"),
@@ -442,6 +464,10 @@ SHAPES: tuple[Shape, ...] = (
     Shape("cron_at/{next_ms}/{name}", "cron schedule due"),
     Shape("lim/{queue}", "queue limits"),
     Shape("rate/{queue}", "queue rate bucket"),
+    Shape("klim/{key}", "key limits"),
+    Shape("krun/{key}", "key running counter"),
+    Shape("krate/{key}", "key rate bucket"),
+    Shape("fin/{minute_ms}/{queue}", "jobs finished per minute"),
     Shape("wf/run/{run_id}", "workflow run"),
     Shape("wf/step/{run_id}/{step}", "workflow step"),
     Shape("wf/j/{run_id}/{versionstamp}", "workflow journal event"),

@@ -39,6 +39,13 @@ from quick.inspection import (
     queue_counts,
 )
 from quick.jobs import Claim, Job, JobState
+from quick.key_limits import (
+    KeyLimits,
+    clear_key_limits,
+    get_key_limits,
+    list_key_limits,
+    set_key_limits,
+)
 from quick.leases import (
     complete,
     dead_letter,
@@ -80,6 +87,7 @@ __all__ = [
     "JobNotFound",
     "JobRunning",
     "JobState",
+    "KeyLimits",
     "LeaseLost",
     "Meta",
     "MigrationReport",
@@ -96,6 +104,7 @@ __all__ = [
     "aio",
     "cancel",
     "claim",
+    "clear_key_limits",
     "collect_empty_pointer",
     "complete",
     "dead_letter",
@@ -104,11 +113,13 @@ __all__ = [
     "enqueue_many",
     "fail",
     "get_job",
+    "get_key_limits",
     "get_queue_limits",
     "heartbeat",
     "job_state",
     "list_dead",
     "list_jobs",
+    "list_key_limits",
     "list_queue_limits",
     "list_queues",
     "list_schedules",
@@ -122,6 +133,7 @@ __all__ = [
     "requeue_dead",
     "run_claim",
     "schedule",
+    "set_key_limits",
     "set_queue_limits",
     "snooze",
     "transactional",

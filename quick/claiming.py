@@ -165,7 +165,8 @@ def claim_jobs(
     tally = Tally() if tally is None else tally
     budget = _Budget() if budget is None else budget
     _promote(tr, keys, now, tally, budget)
-    gate = (limiter or Limiter()).gate(tr, queue, now, tally)
+    limiter = limiter or Limiter()
+    gate = limiter.gate(tr, queue, now, tally)
     if gate is not None:
         limit = min(limit, gate.room)
     claimed: list[Claim] = []
@@ -186,6 +187,12 @@ def claim_jobs(
             repair_entry(tr, keys, job, key, JobState.READY, tally)
             repaired = True
             continue
+        if job.limit_keys:  # keyed limits (quick.key_limits): wait, parked, while exhausted
+            wait = limiter.keys.admit(tr, job, now)
+            if wait is not None:
+                parked = job.evolve(state=JobState.SCHEDULED, vis_ms=now + wait)
+                budget.left -= store_job(tr, keys, job, parked, tally)
+                continue
         got = _lease_one(
             tr, keys, job, owner=owner, token=token, now=now, lease_ms=lease_ms,
             tally=tally, budget=budget,

@@ -97,26 +97,29 @@ class Job:
     unique_key: str | None = None
     #: Data for a job extension (see :mod:`quick.extensions`), e.g. a workflow step's run.
     extension: dict[str, Any] | None = None
+    #: Keyed limits the job counts against (:mod:`quick.key_limits`); stored only when set.
+    limit_keys: tuple[str, ...] = ()
 
     def to_value(self) -> bytes:
         """The stored form (TypeError when the payload is not msgpack-encodable)."""
-        return pack_value(
-            {
-                "t": self.topic,
-                "p": self.payload,
-                "pr": self.priority,
-                "v": self.vis_ms,
-                "s": self.state.value,
-                "a": self.attempt,
-                "m": self.max_attempts,
-                "c": self.created_ms,
-                "o": self.owner,
-                "k": self.token,
-                "e": self.last_error,
-                "u": self.unique_key,
-                "x": self.extension,
-            }
-        )
+        record: dict[str, Any] = {
+            "t": self.topic,
+            "p": self.payload,
+            "pr": self.priority,
+            "v": self.vis_ms,
+            "s": self.state.value,
+            "a": self.attempt,
+            "m": self.max_attempts,
+            "c": self.created_ms,
+            "o": self.owner,
+            "k": self.token,
+            "e": self.last_error,
+            "u": self.unique_key,
+            "x": self.extension,
+        }
+        if self.limit_keys:
+            record["lk"] = list(self.limit_keys)
+        return pack_value(record)
 
     @classmethod
     def from_value(cls, queue: str, job_id: str, data: bytes) -> Job:
@@ -130,6 +133,11 @@ class Job:
                 value = record[name] if name != "x" else record.get(name)
                 if not isinstance(value, kinds) or isinstance(value, bool):
                     raise TypeError(f"field {name!r} is {value!r}")
+            limit_keys = record.get("lk", ())
+            if not isinstance(limit_keys, list | tuple) or not all(
+                isinstance(key, str) for key in limit_keys
+            ):
+                raise TypeError(f"field 'lk' is {limit_keys!r}")
             return cls(
                 id=job_id,
                 queue=queue,
@@ -146,6 +154,7 @@ class Job:
                 last_error=record["e"],
                 unique_key=record["u"],
                 extension=record.get("x"),
+                limit_keys=tuple(limit_keys),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise CorruptValue(f"job record {job_id!r} is malformed: {error!r}") from error

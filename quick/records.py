@@ -19,7 +19,7 @@ from keyspace.codec import pack_value
 from keyspace.layout import DEAD_LETTERS, FINISHED, JOB_DIRECTORY, QueueKeys, describe, queue_keys
 from keyspace.limits import VALUE_LIMIT
 from keyspace.protocol import Transaction
-from quick import counters, pointers
+from quick import counters, key_limits, pointers
 from quick.counters import Tally
 from quick.jobs import Job, JobState
 from quick.settlement import Act, Action
@@ -87,6 +87,8 @@ def store_job(
     old_state = old.state if old is not None else None
     if old_state is not new.state:
         _count(tr, tally, keys, old_state, new.state)
+        if new.limit_keys:
+            key_limits.moved(tr, new, old_state, new.state)
     return len(value)
 
 
@@ -200,6 +202,8 @@ def finish_job(
         counters.move(tr, keys, job.state, None)
     else:
         tally.move(keys, job.state, None)
+    if job.limit_keys:
+        key_limits.moved(tr, job, job.state, None)
     tr.set(JOB_DIRECTORY.pack((job.id,)), tombstone(job.queue, outcome.value, now, job.token))
     tr.set(FINISHED.pack((now, job.id)), b"")
 
@@ -219,6 +223,8 @@ def bury_job(
     stored = tr.get(keys.job(job.id))
     _remove(tr, keys, job)
     _count(tr, tally, keys, job.state, JobState.DEAD)
+    if job.limit_keys:
+        key_limits.moved(tr, job, job.state, None)
     tr.set(DEAD_LETTERS.pack((job.queue, job.id)), _dead_letter(job, stored, error, now))
     tr.set(JOB_DIRECTORY.pack((job.id,)), tombstone(job.queue, "dead", now, job.token))
 
