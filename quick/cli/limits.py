@@ -1,4 +1,4 @@
-"""``quick limits ...``: per-queue limits set, listed and cleared."""
+"""``quick limits ...``: per-queue and keyed limits set, listed and cleared."""
 
 from __future__ import annotations
 
@@ -20,13 +20,20 @@ def _show(item: quick.QueueLimits) -> str:
     return f"{item.queue_id}  max_running={running}  max_per_second={rate}"
 
 
+def _show_key(item: quick.KeyLimits) -> str:
+    running = "-" if item.max_running is None else str(item.max_running)
+    rate = "-" if item.max_per_second is None else f"{item.max_per_second:g}"
+    return f"key {item.key}  max_running={running}  max_per_second={rate}  running={item.running}"
+
+
 def _queue(value: str) -> str:
     return value if value == "*" else ID.convert(value, None, None)
 
 
 @click.group()
 def limits() -> None:
-    """Per-queue limits: jobs running at once and started per second, across all workers."""
+    """Per-queue and keyed limits: jobs running at once and started per second, across all
+    workers. A keyed limit is shared by every job naming its key (enqueue limit_keys=)."""
 
 
 @limits.command("set", help=f"Set the limits of QUEUE (replacing its old ones). {QUEUE_HELP}")
@@ -61,12 +68,16 @@ def limits_set(
 @limits.command("list")
 @click.pass_context
 def limits_list(ctx: click.Context) -> None:
-    """List every queue's limits, the default ('*') among them."""
+    """List every queue's limits, the default ('*') among them, then every keyed limit
+    (lines starting 'key') with how many of its jobs are running."""
     with open_store(ctx) as db:
         items = quick.list_queue_limits(db)
+        keyed = quick.list_key_limits(db)
     for item in items:
         click.echo(_show(item))
-    if not items:
+    for key_item in keyed:
+        click.echo(_show_key(key_item))
+    if not items and not keyed:
         click.echo("(no limits)")
 
 
@@ -80,3 +91,48 @@ def limits_clear(ctx: click.Context, queue: str) -> None:
         except (ValueError, TypeError) as error:
             raise usage_problem(error) from None
     click.echo(f"cleared the limits of {queue}")
+
+
+@limits.command(
+    "set-key",
+    help="Set the limits of limit key KEY (replacing its old ones), shared by every job "
+    "naming KEY in its limit_keys, across queues and topics.",
+)
+@click.argument("key")
+@click.option(
+    "--max-running",
+    type=int,
+    help=f"Most jobs naming the key running at once: 1 to {MAX_RUNNING:,}.",
+)
+@click.option(
+    "--max-per-second",
+    type=float,
+    help="Most jobs naming the key started per second: at least 1/86400 (one job a day), "
+    f"at most {MAX_PER_SECOND:,}.",
+)
+@click.pass_context
+def limits_set_key(
+    ctx: click.Context, key: str, max_running: int | None, max_per_second: float | None
+) -> None:
+    if max_running is None and max_per_second is None:
+        raise click.UsageError("give --max-running, --max-per-second or both")
+    with open_store(ctx) as db:
+        try:
+            item = quick.set_key_limits(
+                db, key, max_running=max_running, max_per_second=max_per_second
+            )
+        except (ValueError, TypeError) as error:
+            raise usage_problem(error) from None
+    click.echo(_show_key(item))
+
+
+@limits.command("clear-key", help="Remove the limits of limit key KEY (its jobs run unlimited).")
+@click.argument("key")
+@click.pass_context
+def limits_clear_key(ctx: click.Context, key: str) -> None:
+    with open_store(ctx) as db:
+        try:
+            quick.clear_key_limits(db, key)
+        except (ValueError, TypeError) as error:
+            raise usage_problem(error) from None
+    click.echo(f"cleared the limits of key {key}")

@@ -4,15 +4,18 @@ through settlement, put-back and lease expiry, and refusal of bad input."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 import quick
 from keyspace.layout import KEY_RUNNING, queue_keys
 from keyspace.protocol import Database
 from keyspace.retry import Tries
 from quick.claiming import claim_round
+from quick.cli import cli
 from quick.jobs import JobState, now_ms
 from quick.key_limits import MAX_LIMIT_KEYS, key_running, park_ms
 
@@ -187,3 +190,40 @@ def test_key_limits_records_without_keys_stay_as_they_were(db: Database) -> None
     raw = db.transact(lambda tr: tr.get(queue_keys("q1").job(job_id)))
     assert raw is not None
     assert b"lk" not in raw
+
+
+def test_key_limits_cli_sets_lists_clears_and_refuses_bad_input(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    runner = CliRunner()
+
+    def run(*args: str) -> tuple[int, str]:
+        result = runner.invoke(cli, ["--db", url, *args])
+        return result.exit_code, result.output
+
+    assert run("limits", "set-key", "stripe-api", "--max-running", "2") == (
+        0,
+        "key stripe-api  max_running=2  max_per_second=-  running=0\n",
+    )
+    assert run("limits", "set", "t1", "--max-per-second", "5")[0] == 0
+    assert run("enqueue", "t1", "charge", "--limit-key", "stripe-api")[0] == 0
+    with quick.open(url) as db:
+        assert len(quick.claim(db, "t1", OWNER, limit=5)) == 1
+    assert run("limits", "list") == (
+        0,
+        "t1  max_running=-  max_per_second=5\n"
+        "key stripe-api  max_running=2  max_per_second=-  running=1\n",
+    )
+    code, out = run("limits", "set-key", "stripe-api", "--max-running", "0")
+    assert code == 2
+    assert "--max-running: must be 1 to 1,000,000" in out
+    code, out = run("limits", "set-key", "stripe-api", "--max-per-second", "nan")
+    assert code == 2
+    assert "--max-per-second" in out
+    code, out = run("limits", "set-key", "stripe-api")
+    assert code == 2
+    code, out = run("enqueue", "t1", "charge", "--limit-key", " ")
+    assert code == 2
+    assert "--limit-key: must not be empty" in out
+    assert run("limits", "clear-key", "stripe-api") == (0, "cleared the limits of key stripe-api\n")
+    assert run("limits", "clear", "t1")[0] == 0
+    assert run("limits", "list") == (0, "(no limits)\n")
