@@ -45,9 +45,10 @@ key (after the root ``("qk",)``)                   value
                                                    naming ``key`` (atomic add; cleared at 0)
 ``("krate", key)``                                 token bucket of a rate-limited key: ``tk``,
                                                    ``at``
-``("fin", minute_ms, queue)``                      little-endian int64 counter: jobs of
-                                                   ``queue`` finished in that minute (atomic
-                                                   add at settlement; for the dashboard chart)
+``("fin", minute_ms)``                             little-endian int64 counter: jobs finished
+                                                   in that minute, every queue (atomic add at
+                                                   settlement; the dashboard's chart)
+``("fin", minute_ms, queue)``                      the same for the jobs of ``queue``
 ``("cron_at", next_ms, name)``                     empty; schedules by next run, for activation
 ``("wf", "run", run_id)``                          workflow run: name, status, queue, input,
                                                    definition, times
@@ -467,7 +468,8 @@ SHAPES: tuple[Shape, ...] = (
     Shape("klim/{key}", "key limits"),
     Shape("krun/{key}", "key running counter"),
     Shape("krate/{key}", "key rate bucket"),
-    Shape("fin/{minute_ms}/{queue}", "jobs finished per minute"),
+    Shape("fin/{minute_ms}", "jobs finished per minute"),
+    Shape("fin/{minute_ms}/{queue}", "jobs of a queue finished per minute"),
     Shape("wf/run/{run_id}", "workflow run"),
     Shape("wf/step/{run_id}/{step}", "workflow step"),
     Shape("wf/j/{run_id}/{versionstamp}", "workflow journal event"),

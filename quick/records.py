@@ -19,7 +19,7 @@ from keyspace.codec import pack_value
 from keyspace.layout import DEAD_LETTERS, FINISHED, JOB_DIRECTORY, QueueKeys, describe, queue_keys
 from keyspace.limits import VALUE_LIMIT
 from keyspace.protocol import Transaction
-from quick import counters, key_limits, pointers
+from quick import counters, key_limits, pointers, throughput
 from quick.counters import Tally
 from quick.jobs import Job, JobState
 from quick.settlement import Act, Action
@@ -206,6 +206,7 @@ def finish_job(
         key_limits.moved(tr, job, job.state, None)
     tr.set(JOB_DIRECTORY.pack((job.id,)), tombstone(job.queue, outcome.value, now, job.token))
     tr.set(FINISHED.pack((now, job.id)), b"")
+    throughput.count_finished(tr, job.queue, now)
 
 
 def bury_job(

@@ -18,6 +18,7 @@ from typing import Any
 
 import quick.claiming
 import quick.fencing
+import quick.key_limits
 import quick.leases
 import quick.records
 from quick.counters import Tally
@@ -176,6 +177,28 @@ def _claim_forgets_tries(undo: Undo) -> None:
     swap(quick.claiming, "_claimed_before", claimed_before, undo)
 
 
+def _key_limits_ignored(undo: Undo) -> None:
+    """Claims never consult keyed limits: every job naming a key is leased at once,
+    however many of its key's jobs already run."""
+
+    def admit(self: Any, tr: Any, job: Any, now: int) -> int | None:
+        return None
+
+    swap(quick.key_limits.KeyGate, "admit", admit, undo)
+
+
+def _finish_keeps_key_count(undo: Undo) -> None:
+    """A job naming limit keys that is finished or dead-lettered keeps its slots: the
+    keys' running counters are not decremented (a claim still counts it running)."""
+    real = quick.key_limits.moved
+
+    def moved(tr: Any, job: Any, old: Any, new: Any) -> None:
+        if new is not None:
+            real(tr, job, old, new)
+
+    swap(quick.key_limits, "moved", moved, undo)
+
+
 @dataclass(frozen=True)
 class Break:
     """One deliberate breakage: its name, what it does, and how to apply it."""
@@ -200,6 +223,8 @@ BREAKS: dict[str, Break] = {
         Break("finish-keeps-unique", _finish_keeps_unique),
         Break("complete-not-idempotent", _complete_not_idempotent),
         Break("claim-forgets-tries", _claim_forgets_tries),
+        Break("key-limits-ignored", _key_limits_ignored),
+        Break("finish-keeps-key-count", _finish_keeps_key_count),
     )
 }
 

@@ -55,6 +55,7 @@ class Snapshot:
     orders: set[str] = field(default_factory=set)
     effects: dict[str, int] = field(default_factory=dict)
     corrupt: list[str] = field(default_factory=list)
+    key_running: dict[str, int] = field(default_factory=dict)
 
 
 def read_store(db: Database) -> Snapshot:
@@ -79,7 +80,7 @@ def read_store(db: Database) -> Snapshot:
 
 #: The subspaces the invariants read (workflow records, cron and the finished-jobs
 #: index are left out: the first are checked through the workflow views).
-_READ = ("ptr", "ix", "q", "dl", "id")
+_READ = ("ptr", "ix", "q", "dl", "id", "krun")
 
 
 def _take(snap: Snapshot, items: tuple[Any, ...], value: bytes) -> None:
@@ -92,6 +93,8 @@ def _take(snap: Snapshot, items: tuple[Any, ...], value: bytes) -> None:
         snap.dead[items[2]] = items[1]
     elif tag == "id":
         snap.directory[items[1]] = dict(unpack_value(value))
+    elif tag == "krun":
+        snap.key_running[items[1]] = struct.unpack("<q", value)[0]
     elif tag == "q":
         queue, kind = items[1], items[2]
         if kind == "j":

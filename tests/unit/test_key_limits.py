@@ -227,3 +227,17 @@ def test_key_limits_cli_sets_lists_clears_and_refuses_bad_input(tmp_path: Path) 
     assert run("limits", "clear-key", "stripe-api") == (0, "cleared the limits of key stripe-api\n")
     assert run("limits", "clear", "t1")[0] == 0
     assert run("limits", "list") == (0, "(no limits)\n")
+
+
+def test_key_limits_dead_letter_gives_the_slot_back_and_requeue_keeps_the_keys(
+    db: Database,
+) -> None:
+    (job_id,) = _fill(db, "q1", 1, ["k"])
+    quick.set_key_limits(db, "k", max_running=1)
+    (claim,) = quick.claim(db, "q1", OWNER)
+    quick.dead_letter(db, claim, "gave up")
+    assert key_running(db, "k") == 0
+    quick.requeue_dead(db, "q1", job_id)
+    job = quick.get_job(db, job_id)
+    assert job is not None
+    assert job.limit_keys == ("k",)

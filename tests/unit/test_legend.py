@@ -35,6 +35,7 @@ RECORD_MODULES: dict[str, set[str]] = {
     "quick/limits.py": set(),
     "quick/limit_values.py": set(),
     "quick/key_limits.py": set(),
+    "quick/throughput.py": set(),
     "quick/fencing.py": set(),
     "quick/extensions.py": set(),
     "quick/operations.py": set(),
