@@ -188,7 +188,7 @@ def claim_jobs(
             repaired = True
             continue
         if job.limit_keys:  # keyed limits (quick.key_limits): wait, parked, while exhausted
-            wait = limiter.keys.admit(tr, job, now)
+            wait = limiter.keys.admit(tr, job, now, tally)
             if wait is not None:
                 parked = job.evolve(state=JobState.SCHEDULED, vis_ms=now + wait)
                 budget.left -= store_job(tr, keys, job, parked, tally)

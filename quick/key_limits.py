@@ -45,7 +45,7 @@ from keyspace.codec import CorruptValue, pack_value, unpack_value
 from keyspace.layout import KEY_LIMITS, KEY_RATES, KEY_RUNNING
 from keyspace.protocol import Database, ReadView, Transaction
 from keyspace.retry import transactional
-from quick.counters import decode_count, encode_count
+from quick.counters import Tally, add_count, decode_count
 from quick.errors import InvalidArgument
 from quick.jobs import Job, JobState
 from quick.limit_values import FULL_RETRY_MS, check_rate, check_running, refill
@@ -72,10 +72,6 @@ MAX_LIMIT_KEYS = 8
 #: The longest a parked job waits before its claim looks again: the running cap's slots
 #: free when jobs finish, which nothing announces, so this bounds the delay to reuse one.
 MAX_PARK_MS = 1_000
-
-_ONE = encode_count(1)
-_MINUS_ONE = encode_count(-1)
-_ZERO = encode_count(0)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -240,18 +236,23 @@ def list_key_limits(tr: Transaction) -> list[KeyLimits]:
 # -- in the writer of job records -------------------------------------------------------------
 
 
-def moved(tr: Transaction, job: Job, old: JobState | None, new: JobState | None) -> None:
+def moved(
+    tr: Transaction, job: Job, old: JobState | None, new: JobState | None, tally: Tally | None
+) -> None:
     """Count ``job`` (which names limit keys) into or out of its keys' running counters
-    as it moves from state ``old`` to ``new`` (None: absent). Called by the one writer of
-    job records, so the count moves in the transaction that moves the job."""
+    as it moves from state ``old`` to ``new`` (None: absent), through ``tally`` when the
+    caller batches counters. Called by the one writer of job records, so the count moves
+    in the transaction that moves the job; a key nothing runs under leaves no counter."""
     was, now = old is JobState.LEASED, new is JobState.LEASED
     if was == now:
         return
+    delta = 1 if now else -1
     for key in job.limit_keys:
         counter = KEY_RUNNING.pack((key,))
-        tr.add(counter, _ONE if now else _MINUS_ONE)
-        if was:
-            tr.compare_and_clear(counter, _ZERO)  # a key nothing runs under leaves no trace
+        if tally is None:
+            add_count(tr, counter, delta, drop_zero=True)
+        else:
+            tally.add(counter, delta, drop_zero=True)
 
 
 # -- in the claim transaction ------------------------------------------------------------------
@@ -266,16 +267,18 @@ def park_ms(waiting: int) -> int:
 class _Key:
     """One limited key in one claim transaction: what is left of its cap and bucket."""
 
-    __slots__ = ("key", "limits", "running", "tokens", "parked")
+    __slots__ = ("key", "limits", "running", "tokens", "parked", "taken")
 
-    def __init__(self, tr: Transaction, limits: KeyLimits, now: int) -> None:
+    def __init__(self, tr: Transaction, limits: KeyLimits, now: int, tally: Tally | None) -> None:
         self.key = limits.key
         self.limits = limits
         self.running = 0
         self.tokens = math.inf
         self.parked = 0
+        self.taken = 0
         if limits.max_running is not None:
-            self.running = _running(tr.snapshot, limits.key)
+            pending = 0 if tally is None else tally.pending_add(KEY_RUNNING.pack((limits.key,)))
+            self.running = max(0, _running(tr.snapshot, limits.key) + pending)
         if limits.max_per_second is not None:
             bucket = tr.get(KEY_RATES.pack((limits.key,)))
             self.tokens = refill(bucket, limits.max_per_second, now)
@@ -291,9 +294,11 @@ class _Key:
         return max(waits) if waits else None
 
     def take(self, tr: Transaction, now: int) -> None:
+        self.taken += 1
         if self.limits.max_running is not None:
             self.running += 1
-            tr.add_write_conflict_key(KEY_LIMITS.pack((self.key,)))
+            if self.taken == 1:  # concurrent claims of this key conflict (module docstring)
+                tr.add_write_conflict_key(KEY_LIMITS.pack((self.key,)))
         rate = self.limits.max_per_second
         if rate is not None:
             self.tokens -= 1
@@ -309,14 +314,15 @@ class KeyGate:
         self._any: bool | None = None
         self._keys: dict[str, _Key | None] = {}
 
-    def admit(self, tr: Transaction, job: Job, now: int) -> int | None:
+    def admit(self, tr: Transaction, job: Job, now: int, tally: Tally | None = None) -> int | None:
         """Charge ``job`` (which names limit keys) to its keys and return None when it may
-        be leased now; else charge nothing and return how many ms it should wait."""
+        be leased now; else charge nothing and return how many ms it should wait.
+        ``tally`` holds the transaction's counter moves not yet written."""
         if self._any is None:
             self._any = bool(tr.get_range(*KEY_LIMITS.range(), limit=1))
         if not self._any:
             return None
-        states = [self._key(tr, key, now) for key in job.limit_keys]
+        states = [self._key(tr, key, now, tally) for key in job.limit_keys]
         waits = [w for s in states if s is not None and (w := s.wait_ms()) is not None]
         if waits:
             for state in states:
@@ -328,8 +334,8 @@ class KeyGate:
                 state.take(tr, now)
         return None
 
-    def _key(self, tr: Transaction, key: str, now: int) -> _Key | None:
+    def _key(self, tr: Transaction, key: str, now: int, tally: Tally | None) -> _Key | None:
         if key not in self._keys:
             limits = _decode(key, tr.get(KEY_LIMITS.pack((key,))))
-            self._keys[key] = None if limits is None else _Key(tr, limits, now)
+            self._keys[key] = None if limits is None else _Key(tr, limits, now, tally)
         return self._keys[key]

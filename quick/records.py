@@ -88,7 +88,7 @@ def store_job(
     if old_state is not new.state:
         _count(tr, tally, keys, old_state, new.state)
         if new.limit_keys:
-            key_limits.moved(tr, new, old_state, new.state)
+            key_limits.moved(tr, new, old_state, new.state, tally)
     return len(value)
 
 
@@ -203,10 +203,10 @@ def finish_job(
     else:
         tally.move(keys, job.state, None)
     if job.limit_keys:
-        key_limits.moved(tr, job, job.state, None)
+        key_limits.moved(tr, job, job.state, None, tally)
     tr.set(JOB_DIRECTORY.pack((job.id,)), tombstone(job.queue, outcome.value, now, job.token))
     tr.set(FINISHED.pack((now, job.id)), b"")
-    throughput.count_finished(tr, job.queue, now)
+    throughput.count_finished(tr, job.queue, now, tally)
 
 
 def bury_job(
@@ -225,7 +225,7 @@ def bury_job(
     _remove(tr, keys, job)
     _count(tr, tally, keys, job.state, JobState.DEAD)
     if job.limit_keys:
-        key_limits.moved(tr, job, job.state, None)
+        key_limits.moved(tr, job, job.state, None, tally)
     tr.set(DEAD_LETTERS.pack((job.queue, job.id)), _dead_letter(job, stored, error, now))
     tr.set(JOB_DIRECTORY.pack((job.id,)), tombstone(job.queue, "dead", now, job.token))
 

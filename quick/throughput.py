@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from keyspace.layout import FINISHED_PER_MINUTE
 from keyspace.protocol import ReadView, Transaction
-from quick.counters import decode_count, encode_count
+from quick.counters import Tally, add_count, decode_count
 
 __all__ = [
     "MINUTE_MS",
@@ -37,7 +37,6 @@ __all__ = [
 MINUTE_MS = 60_000
 #: How long per-minute counts are kept: the chart's hour, and one more minute.
 KEEP_MS = 61 * MINUTE_MS
-_ONE = encode_count(1)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,11 +47,15 @@ class MinuteCount:
     finished: int
 
 
-def count_finished(tr: Transaction, queue: str, now: int) -> None:
-    """Count one job of ``queue`` finished at ``now`` (called by the writer of job records)."""
+def count_finished(tr: Transaction, queue: str, now: int, tally: Tally | None = None) -> None:
+    """Count one job of ``queue`` finished at ``now`` (called by the writer of job records;
+    through ``tally`` when the caller batches counters)."""
     minute = now - now % MINUTE_MS
-    tr.add(FINISHED_PER_MINUTE.pack((minute,)), _ONE)
-    tr.add(FINISHED_PER_MINUTE.pack((minute, queue)), _ONE)
+    for key in (FINISHED_PER_MINUTE.pack((minute,)), FINISHED_PER_MINUTE.pack((minute, queue))):
+        if tally is None:
+            add_count(tr, key, 1)
+        else:
+            tally.add(key, 1)
 
 
 def finished_per_minute(

@@ -181,7 +181,7 @@ def _key_limits_ignored(undo: Undo) -> None:
     """Claims never consult keyed limits: every job naming a key is leased at once,
     however many of its key's jobs already run."""
 
-    def admit(self: Any, tr: Any, job: Any, now: int) -> int | None:
+    def admit(self: Any, tr: Any, job: Any, now: int, tally: Any = None) -> int | None:
         return None
 
     swap(quick.key_limits.KeyGate, "admit", admit, undo)
@@ -192,9 +192,9 @@ def _finish_keeps_key_count(undo: Undo) -> None:
     keys' running counters are not decremented (a claim still counts it running)."""
     real = quick.key_limits.moved
 
-    def moved(tr: Any, job: Any, old: Any, new: Any) -> None:
+    def moved(tr: Any, job: Any, old: Any, new: Any, tally: Any) -> None:
         if new is not None:
-            real(tr, job, old, new)
+            real(tr, job, old, new, tally)
 
     swap(quick.key_limits, "moved", moved, undo)
 
