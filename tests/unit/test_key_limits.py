@@ -14,10 +14,11 @@ import quick
 from keyspace.layout import KEY_RUNNING, queue_keys
 from keyspace.protocol import Database
 from keyspace.retry import Tries
-from quick.claiming import claim_round
+from quick.claiming import claim_jobs, claim_round
 from quick.cli import cli
 from quick.jobs import JobState, now_ms
 from quick.key_limits import MAX_LIMIT_KEYS, key_running, park_ms
+from tests.integration.conflicts import commits
 
 OWNER = "w1"
 
@@ -241,3 +242,35 @@ def test_key_limits_dead_letter_gives_the_slot_back_and_requeue_keeps_the_keys(
     job = quick.get_job(db, job_id)
     assert job is not None
     assert job.limit_keys == ("k",)
+
+
+@pytest.mark.parametrize("limits", [{"max_running": 1}, {"max_per_second": 1.0}])
+def test_key_limits_concurrent_claims_of_one_key_conflict(
+    exact_db: Database, limits: dict[str, Any]
+) -> None:
+    _fill(exact_db, "q1", 1, ["k"])
+    _fill(exact_db, "q2", 1, ["k"])
+    quick.set_key_limits(exact_db, "k", **limits)
+    now = now_ms()
+    first, second = exact_db.create_transaction(), exact_db.create_transaction()
+    got1 = claim_jobs(first, "q1", OWNER, now, 5, 30_000, "t1")
+    got2 = claim_jobs(second, "q2", OWNER, now, 5, 30_000, "t2")
+    assert (len(got1), len(got2)) == (1, 1)  # each alone sees room
+    assert commits(first)
+    assert not commits(second)  # serialized: the second retries and sees the first's job
+    again = exact_db.transact(lambda tr: claim_jobs(tr, "q2", OWNER, now, 5, 30_000, "t3"))
+    assert again == []
+    assert key_running(exact_db, "k") == 1
+
+
+def test_key_limits_claims_of_unlimited_keys_do_not_conflict(exact_db: Database) -> None:
+    _fill(exact_db, "q1", 1, ["k"])
+    _fill(exact_db, "q2", 1, ["k"])
+    quick.set_key_limits(exact_db, "other", max_running=1)
+    now = now_ms()
+    first, second = exact_db.create_transaction(), exact_db.create_transaction()
+    assert len(claim_jobs(first, "q1", OWNER, now, 5, 30_000, "t1")) == 1
+    assert len(claim_jobs(second, "q2", OWNER, now, 5, 30_000, "t2")) == 1
+    assert commits(first)
+    assert commits(second)
+    assert key_running(exact_db, "k") == 2
