@@ -30,25 +30,33 @@ fields and ranges as per-queue limits (:mod:`quick.limits`):
   its time is due, behind jobs that became visible before it (within a priority, ready
   jobs run by visibility time).
 * **Cost.** A job without limit keys costs nothing more. A claim meeting a job with keys
-  reads, once per transaction, whether any key limit exists (one row of a range read);
-  then one ``get_many`` per key it meets, and the counter or bucket that key needs.
+  reads, once per transaction and key, the key's limits, counter and bucket in one
+  ``get_many`` (the counter as a snapshot; read conflicts added on the others).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from keyspace.codec import CorruptValue, pack_value, unpack_value
+from keyspace.codec import pack_value
 from keyspace.layout import KEY_LIMITS, KEY_RATES, KEY_RUNNING
 from keyspace.protocol import Database, ReadView, Transaction
 from keyspace.retry import transactional
 from quick.counters import Tally, add_count, decode_count
 from quick.errors import InvalidArgument
 from quick.jobs import Job, JobState
-from quick.limit_values import FULL_RETRY_MS, check_rate, check_running, refill
+from quick.limit_values import (
+    FULL_RETRY_MS,
+    check_rate,
+    check_running,
+    decode_values,
+    refill,
+    store_values,
+)
 from quick.validation import check_name
 
 __all__ = [
@@ -60,6 +68,7 @@ __all__ = [
     "get_key_limits",
     "list_key_limits",
     "key_running",
+    "running_key",
     "check_limit_keys",
     "decode_key_limits",
     "moved",
@@ -117,17 +126,8 @@ def decode_key_limits(key: str, data: bytes) -> KeyLimits:
     Raises:
         CorruptValue: ``data`` is not a limits record (or holds a limit out of range).
     """
-    record = unpack_value(data)
-    if not isinstance(record, dict) or set(record) - {"mr", "mps"}:
-        raise CorruptValue(f"key limits record of the wrong shape: {record!r}")
-    try:
-        return KeyLimits(
-            key=key,
-            max_running=check_running(record.get("mr")),
-            max_per_second=check_rate(record.get("mps")),
-        )
-    except InvalidArgument as error:
-        raise CorruptValue(f"key limits record: {error}") from None
+    max_running, max_per_second = decode_values(data, "key limits")
+    return KeyLimits(key=key, max_running=max_running, max_per_second=max_per_second)
 
 
 def _decode(key: str, data: bytes | None) -> KeyLimits | None:
@@ -144,13 +144,8 @@ def _decode(key: str, data: bytes | None) -> KeyLimits | None:
 
 @transactional
 def _store(tr: Transaction, limits: KeyLimits) -> None:
-    key = KEY_LIMITS.pack((limits.key,))
-    if limits.max_running is None and limits.max_per_second is None:
-        tr.clear(key)
-    else:
-        tr.set(key, pack_value({"mr": limits.max_running, "mps": limits.max_per_second}))
-    if limits.max_per_second is None:
-        tr.clear(KEY_RATES.pack((limits.key,)))
+    key, bucket = KEY_LIMITS.pack((limits.key,)), KEY_RATES.pack((limits.key,))
+    store_values(tr, key, bucket, limits.max_running, limits.max_per_second)
 
 
 def set_key_limits(
@@ -188,8 +183,14 @@ def clear_key_limits(db: Database | Transaction, key: str) -> None:
     _store(db, KeyLimits(key=_check_key("key", key)))
 
 
+@functools.lru_cache(maxsize=4096)
+def running_key(key: str) -> bytes:
+    """The key of ``key``'s running counter (cached: it is packed for every job moved)."""
+    return KEY_RUNNING.pack((key,))
+
+
 def _running(view: ReadView, key: str) -> int:
-    data = view.get(KEY_RUNNING.pack((key,)))
+    data = view.get(running_key(key))
     return max(0, decode_count(data)) if data is not None and len(data) == 8 else 0
 
 
@@ -248,7 +249,7 @@ def moved(
         return
     delta = 1 if now else -1
     for key in job.limit_keys:
-        counter = KEY_RUNNING.pack((key,))
+        counter = running_key(key)
         if tally is None:
             add_count(tr, counter, delta, drop_zero=True)
         else:
@@ -269,18 +270,14 @@ class _Key:
 
     __slots__ = ("key", "limits", "running", "tokens", "parked", "taken")
 
-    def __init__(self, tr: Transaction, limits: KeyLimits, now: int, tally: Tally | None) -> None:
+    def __init__(self, limits: KeyLimits, running: int, bucket: bytes | None, now: int) -> None:
         self.key = limits.key
         self.limits = limits
-        self.running = 0
+        self.running = running
         self.tokens = math.inf
         self.parked = 0
         self.taken = 0
-        if limits.max_running is not None:
-            pending = 0 if tally is None else tally.pending_add(KEY_RUNNING.pack((limits.key,)))
-            self.running = max(0, _running(tr.snapshot, limits.key) + pending)
         if limits.max_per_second is not None:
-            bucket = tr.get(KEY_RATES.pack((limits.key,)))
             self.tokens = refill(bucket, limits.max_per_second, now)
 
     def wait_ms(self) -> int | None:
@@ -308,20 +305,15 @@ class _Key:
 class KeyGate:
     """The keyed limits of one claim transaction (shared by every queue it visits)."""
 
-    __slots__ = ("_any", "_keys")
+    __slots__ = ("_keys",)
 
     def __init__(self) -> None:
-        self._any: bool | None = None
         self._keys: dict[str, _Key | None] = {}
 
     def admit(self, tr: Transaction, job: Job, now: int, tally: Tally | None = None) -> int | None:
         """Charge ``job`` (which names limit keys) to its keys and return None when it may
         be leased now; else charge nothing and return how many ms it should wait.
         ``tally`` holds the transaction's counter moves not yet written."""
-        if self._any is None:
-            self._any = bool(tr.get_range(*KEY_LIMITS.range(), limit=1))
-        if not self._any:
-            return None
         states = [self._key(tr, key, now, tally) for key in job.limit_keys]
         waits = [w for s in states if s is not None and (w := s.wait_ms()) is not None]
         if waits:
@@ -335,7 +327,25 @@ class KeyGate:
         return None
 
     def _key(self, tr: Transaction, key: str, now: int, tally: Tally | None) -> _Key | None:
-        if key not in self._keys:
-            limits = _decode(key, tr.get(KEY_LIMITS.pack((key,))))
-            self._keys[key] = None if limits is None else _Key(tr, limits, now, tally)
-        return self._keys[key]
+        """The key's state, loaded on first use in one round trip: its limits record (a
+        serializable read: a change of the limits conflicts), its running counter (a
+        snapshot: settlements do not conflict) and its bucket (serializable when used)."""
+        if key in self._keys:
+            return self._keys[key]
+        limit_key, counter, bucket_key = (
+            KEY_LIMITS.pack((key,)),
+            running_key(key),
+            KEY_RATES.pack((key,)),
+        )
+        data, count, bucket = tr.get_many([limit_key, counter, bucket_key], snapshot=True)
+        tr.add_read_conflict_key(limit_key)
+        limits = _decode(key, data)
+        state = None
+        if limits is not None:
+            if limits.max_per_second is not None:
+                tr.add_read_conflict_key(bucket_key)
+            running = decode_count(count) if count is not None and len(count) == 8 else 0
+            pending = 0 if tally is None else tally.pending_add(counter)
+            state = _Key(limits, max(0, running + pending), bucket, now)
+        self._keys[key] = state
+        return state

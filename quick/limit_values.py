@@ -7,7 +7,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from keyspace.codec import CorruptValue, unpack_value
+from keyspace.codec import CorruptValue, pack_value, unpack_value
+from keyspace.protocol import Transaction
 from quick.errors import InvalidArgument
 
 __all__ = [
@@ -20,6 +21,8 @@ __all__ = [
     "check_rate",
     "refill",
     "decode_bucket",
+    "decode_values",
+    "store_values",
 ]
 
 #: A rate-limited queue may start this many seconds' worth of jobs at once after a
@@ -104,3 +107,36 @@ def decode_bucket(data: bytes) -> tuple[float, int]:
     ):
         raise CorruptValue(f"rate bucket of the wrong shape: {record!r}")
     return float(tokens), at
+
+
+def decode_values(data: bytes, what: str) -> tuple[int | None, float | None]:
+    """``(max_running, max_per_second)`` of the limits record stored as ``data`` (``what``
+    names the record kind in errors).
+
+    Raises:
+        CorruptValue: ``data`` is not a limits record (or holds a limit out of range).
+    """
+    record = unpack_value(data)
+    if not isinstance(record, dict) or set(record) - {"mr", "mps"}:
+        raise CorruptValue(f"{what} record of the wrong shape: {record!r}")
+    try:
+        return check_running(record.get("mr")), check_rate(record.get("mps"))
+    except InvalidArgument as error:
+        raise CorruptValue(f"{what} record: {error}") from None
+
+
+def store_values(
+    tr: Transaction,
+    key: bytes,
+    bucket: bytes,
+    max_running: int | None,
+    max_per_second: float | None,
+) -> None:
+    """Write a limits record at ``key`` (both None: delete it); a rate removed takes its
+    token bucket at ``bucket`` with it."""
+    if max_running is None and max_per_second is None:
+        tr.clear(key)
+    else:
+        tr.set(key, pack_value({"mr": max_running, "mps": max_per_second}))
+    if max_per_second is None:
+        tr.clear(bucket)

@@ -33,12 +33,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from keyspace.codec import CorruptValue, pack_value, unpack_value
+from keyspace.codec import pack_value
 from keyspace.layout import LIMITS, RATES, queue_keys
 from keyspace.protocol import Database, Transaction
 from keyspace.retry import transactional
 from quick.counters import Tally, decode_count
-from quick.errors import InvalidArgument
 from quick.jobs import JobState
 from quick.key_limits import KeyGate
 from quick.limit_values import (
@@ -50,7 +49,9 @@ from quick.limit_values import (
     check_rate,
     check_running,
     decode_bucket,
+    decode_values,
     refill,
+    store_values,
 )
 from quick.pointers import REWRITE_THRESHOLD_MS
 from quick.validation import check_name
@@ -102,17 +103,8 @@ def decode_limits(queue: str, data: bytes) -> QueueLimits:
     Raises:
         CorruptValue: ``data`` is not a limits record (or holds a limit out of range).
     """
-    record = unpack_value(data)
-    if not isinstance(record, dict) or set(record) - {"mr", "mps"}:
-        raise CorruptValue(f"limits record of the wrong shape: {record!r}")
-    try:
-        return QueueLimits(
-            queue_id=queue,
-            max_running=check_running(record.get("mr")),
-            max_per_second=check_rate(record.get("mps")),
-        )
-    except InvalidArgument as error:
-        raise CorruptValue(f"limits record: {error}") from None
+    max_running, max_per_second = decode_values(data, "limits")
+    return QueueLimits(queue_id=queue, max_running=max_running, max_per_second=max_per_second)
 
 
 def _decode(queue: str, data: bytes) -> QueueLimits | None:
@@ -126,13 +118,8 @@ def _decode(queue: str, data: bytes) -> QueueLimits | None:
 
 @transactional
 def _store(tr: Transaction, limits: QueueLimits) -> None:
-    key = LIMITS.pack((limits.queue_id,))
-    if limits.max_running is None and limits.max_per_second is None:
-        tr.clear(key)
-    else:
-        tr.set(key, pack_value({"mr": limits.max_running, "mps": limits.max_per_second}))
-    if limits.max_per_second is None:
-        tr.clear(RATES.pack((limits.queue_id,)))
+    key, bucket = LIMITS.pack((limits.queue_id,)), RATES.pack((limits.queue_id,))
+    store_values(tr, key, bucket, limits.max_running, limits.max_per_second)
 
 
 def set_queue_limits(

@@ -19,6 +19,7 @@ Counters older than :data:`KEEP_MS` are cleared by the periodic purge of finishe
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from keyspace.layout import FINISHED_PER_MINUTE
@@ -50,12 +51,17 @@ class MinuteCount:
 def count_finished(tr: Transaction, queue: str, now: int, tally: Tally | None = None) -> None:
     """Count one job of ``queue`` finished at ``now`` (called by the writer of job records;
     through ``tally`` when the caller batches counters)."""
-    minute = now - now % MINUTE_MS
-    for key in (FINISHED_PER_MINUTE.pack((minute,)), FINISHED_PER_MINUTE.pack((minute, queue))):
+    for key in _minute_keys(now - now % MINUTE_MS, queue):
         if tally is None:
             add_count(tr, key, 1)
         else:
             tally.add(key, 1)
+
+
+@functools.lru_cache(maxsize=4096)
+def _minute_keys(minute: int, queue: str) -> tuple[bytes, bytes]:
+    """The counters of a minute, every queue's and ``queue``'s (cached: packed per job)."""
+    return FINISHED_PER_MINUTE.pack((minute,)), FINISHED_PER_MINUTE.pack((minute, queue))
 
 
 def finished_per_minute(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import click
 
 import quick
@@ -14,16 +17,19 @@ __all__ = ["limits"]
 QUEUE_HELP = "QUEUE is a queue id, or '*' for the default of every queue without its own."
 
 
+def _values(max_running: int | None, max_per_second: float | None) -> str:
+    running = "-" if max_running is None else str(max_running)
+    rate = "-" if max_per_second is None else f"{max_per_second:g}"
+    return f"max_running={running}  max_per_second={rate}"
+
+
 def _show(item: quick.QueueLimits) -> str:
-    running = "-" if item.max_running is None else str(item.max_running)
-    rate = "-" if item.max_per_second is None else f"{item.max_per_second:g}"
-    return f"{item.queue_id}  max_running={running}  max_per_second={rate}"
+    return f"{item.queue_id}  {_values(item.max_running, item.max_per_second)}"
 
 
 def _show_key(item: quick.KeyLimits) -> str:
-    running = "-" if item.max_running is None else str(item.max_running)
-    rate = "-" if item.max_per_second is None else f"{item.max_per_second:g}"
-    return f"key {item.key}  max_running={running}  max_per_second={rate}  running={item.running}"
+    values = _values(item.max_running, item.max_per_second)
+    return f"key {item.key}  {values}  running={item.running}"
 
 
 def _queue(value: str) -> str:
@@ -36,25 +42,38 @@ def limits() -> None:
     workers. A keyed limit is shared by every job naming its key (enqueue limit_keys=)."""
 
 
+def _limit_options(whose: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--max-running`` and ``--max-per-second``, for the jobs ``whose`` names."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        command = click.option(
+            "--max-per-second",
+            type=float,
+            help=f"Most jobs of {whose} started per second: at least 1/86400 (0.0000116, one "
+            f"job a day; slower would freeze them), at most {MAX_PER_SECOND:,}.",
+        )(command)
+        return click.option(
+            "--max-running",
+            type=int,
+            help=f"Most jobs of {whose} running at once: 1 to {MAX_RUNNING:,}.",
+        )(command)
+
+    return decorate
+
+
+def _one_given(max_running: int | None, max_per_second: float | None) -> None:
+    if max_running is None and max_per_second is None:
+        raise click.UsageError("give --max-running, --max-per-second or both")
+
+
 @limits.command("set", help=f"Set the limits of QUEUE (replacing its old ones). {QUEUE_HELP}")
 @click.argument("queue")
-@click.option(
-    "--max-running",
-    type=int,
-    help=f"Most jobs of the queue running at once: 1 to {MAX_RUNNING:,}.",
-)
-@click.option(
-    "--max-per-second",
-    type=float,
-    help="Most jobs of the queue started per second: at least 1/86400 (0.0000116, one job "
-    f"a day; slower would freeze the queue), at most {MAX_PER_SECOND:,}.",
-)
+@_limit_options("the queue")
 @click.pass_context
 def limits_set(
     ctx: click.Context, queue: str, max_running: int | None, max_per_second: float | None
 ) -> None:
-    if max_running is None and max_per_second is None:
-        raise click.UsageError("give --max-running, --max-per-second or both")
+    _one_given(max_running, max_per_second)
     with open_store(ctx) as db:
         try:
             item = quick.set_queue_limits(
@@ -99,23 +118,12 @@ def limits_clear(ctx: click.Context, queue: str) -> None:
     "naming KEY in its limit_keys, across queues and topics.",
 )
 @click.argument("key")
-@click.option(
-    "--max-running",
-    type=int,
-    help=f"Most jobs naming the key running at once: 1 to {MAX_RUNNING:,}.",
-)
-@click.option(
-    "--max-per-second",
-    type=float,
-    help="Most jobs naming the key started per second: at least 1/86400 (one job a day), "
-    f"at most {MAX_PER_SECOND:,}.",
-)
+@_limit_options("those naming the key")
 @click.pass_context
 def limits_set_key(
     ctx: click.Context, key: str, max_running: int | None, max_per_second: float | None
 ) -> None:
-    if max_running is None and max_per_second is None:
-        raise click.UsageError("give --max-running, --max-per-second or both")
+    _one_given(max_running, max_per_second)
     with open_store(ctx) as db:
         try:
             item = quick.set_key_limits(

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -21,32 +19,15 @@ from quick.dashboard import create_app
 from quick.dashboard.explore import chart, read_jobs_page
 from quick.jobs import now_ms
 from quick.throughput import MINUTE_MS, MinuteCount, finished_per_minute
-from tests.acceptance.dashboard_store import SCRIPT, Seeded, seed
+from tests.acceptance.dashboard_store import SCRIPT, Seeded
+from tests.acceptance.test_dashboard import _page, seeded, store
 
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Database]:
-    db = quick.open(f"sqlite:///{tmp_path / 'q.db'}")
-    try:
-        yield db
-    finally:
-        db.close()
-
-
-@pytest.fixture
-def seeded(store: Database) -> Seeded:
-    return seed(store)
+__all__ = ["seeded", "store"]  # the fixtures, shared with the other dashboard tests
 
 
 @pytest.fixture
 def reader(store: Database, seeded: Seeded) -> FlaskClient:
     return create_app(store).test_client()
-
-
-def _page(client: FlaskClient, url: str, status: int = 200) -> str:
-    response = client.get(url)
-    assert response.status_code == status, response.get_data(as_text=True)[:2000]
-    return response.get_data(as_text=True)
 
 
 def test_dashboard_find_goes_to_the_job_by_id_alone(reader: FlaskClient, seeded: Seeded) -> None:
@@ -70,6 +51,7 @@ def test_dashboard_jobs_filter_by_topic_and_state(
     assert SCRIPT not in html  # the payload never reaches the page as markup
     html = _page(reader, f"/jobs?queue={seeded.queue}&state=dead")
     assert seeded.dead in html
+    assert '<span class="state dead">dead</span>' in html
     assert seeded.job not in html
     assert "no matching jobs" in _page(reader, f"/jobs?queue={seeded.queue}&topic=report:none")
     assert "unknown state" in _page(reader, f"/jobs?queue={seeded.queue}&state=odd", 400)
