@@ -133,8 +133,10 @@ class Job:
                 value = record[name] if name != "x" else record.get(name)
                 if not isinstance(value, kinds) or isinstance(value, bool):
                     raise TypeError(f"field {name!r} is {value!r}")
-            limit_keys = record.get("lk", ())
-            if not isinstance(limit_keys, list | tuple) or not all(
+            limit_keys = record.get("lk")
+            if limit_keys is None:  # stored only when the job names keys
+                limit_keys = ()
+            elif not isinstance(limit_keys, list) or not all(
                 isinstance(key, str) for key in limit_keys
             ):
                 raise TypeError(f"field 'lk' is {limit_keys!r}")
@@ -154,7 +156,7 @@ class Job:
                 last_error=record["e"],
                 unique_key=record["u"],
                 extension=record.get("x"),
-                limit_keys=tuple(limit_keys),
+                limit_keys=tuple(limit_keys) if limit_keys else (),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise CorruptValue(f"job record {job_id!r} is malformed: {error!r}") from error

@@ -189,9 +189,13 @@ def running_key(key: str) -> bytes:
     return KEY_RUNNING.pack((key,))
 
 
-def _running(view: ReadView, key: str) -> int:
-    data = view.get(running_key(key))
+def _count(data: bytes | None) -> int:
+    """A running counter's value (absent or not 8 bytes: zero)."""
     return max(0, decode_count(data)) if data is not None and len(data) == 8 else 0
+
+
+def _running(view: ReadView, key: str) -> int:
+    return _count(view.get(running_key(key)))
 
 
 @transactional
@@ -218,20 +222,22 @@ def key_running(tr: Transaction, key: str) -> int:
 @transactional
 def list_key_limits(tr: Transaction) -> list[KeyLimits]:
     """Every stored key limit, by key, each with its running count."""
-    out = []
+    found = []
     for raw, value in tr.get_range(*KEY_LIMITS.range()):
         (key,) = KEY_LIMITS.unpack(raw)
         limits = _decode(str(key), value)
         if limits is not None:
-            out.append(
-                KeyLimits(
-                    key=limits.key,
-                    max_running=limits.max_running,
-                    max_per_second=limits.max_per_second,
-                    running=_running(tr.snapshot, limits.key),
-                )
-            )
-    return out
+            found.append(limits)
+    counts = tr.get_many([running_key(limits.key) for limits in found], snapshot=True)
+    return [
+        KeyLimits(
+            key=limits.key,
+            max_running=limits.max_running,
+            max_per_second=limits.max_per_second,
+            running=_count(data),
+        )
+        for limits, data in zip(found, counts, strict=True)
+    ]
 
 
 # -- in the writer of job records -------------------------------------------------------------
@@ -344,8 +350,7 @@ class KeyGate:
         if limits is not None:
             if limits.max_per_second is not None:
                 tr.add_read_conflict_key(bucket_key)
-            running = decode_count(count) if count is not None and len(count) == 8 else 0
             pending = 0 if tally is None else tally.pending_add(counter)
-            state = _Key(limits, max(0, running + pending), bucket, now)
+            state = _Key(limits, max(0, _count(count) + pending), bucket, now)
         self._keys[key] = state
         return state
