@@ -129,3 +129,18 @@ def test_dashboard_limits_page_shows_queue_and_keyed_limits(
     assert row is not None
     assert re.findall(r'class="num">([^<]+)<', row.group(1)) == ["1", "2", "1.5"]
     assert "tenant-1" in html
+    job_id = quick.enqueue(store, "tenant-9", "charge", {}, limit_keys=["stripe-api", "c:7"])
+    html = _page(reader, f"/job?queue=tenant-9&id={job_id}")
+    assert "<code>stripe-api</code>, <code>c:7</code>" in html
+
+
+def test_dashboard_chart_counts_older_than_an_hour_go_with_the_purge(store: Database) -> None:
+    quick.enqueue(store, "q", "t", None)
+    (claim,) = quick.claim(store, "q", "w")
+    long_ago = now_ms() - 2 * 3_600_000
+    quick.complete(store, claim, now_ms=long_ago)
+    counts = store.transact(lambda tr: finished_per_minute(tr, long_ago + 1, queue="q"))
+    assert counts[-1].finished == 1
+    quick.purge_finished(store, older_than_ms=10 * 3_600_000)  # keeps the tombstone
+    counts = store.transact(lambda tr: finished_per_minute(tr, long_ago + 1, queue="q"))
+    assert counts[-1].finished == 0

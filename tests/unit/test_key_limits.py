@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 import quick
-from keyspace.layout import KEY_RUNNING, queue_keys
+from keyspace.codec import pack_value
+from keyspace.layout import KEY_LIMITS, KEY_RATES, KEY_RUNNING, queue_keys
 from keyspace.protocol import Database
 from keyspace.retry import Tries
 from quick.claiming import claim_jobs, claim_round
@@ -274,3 +275,16 @@ def test_key_limits_claims_of_unlimited_keys_do_not_conflict(exact_db: Database)
     assert commits(first)
     assert commits(second)
     assert key_running(exact_db, "k") == 2
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"\x01\xc1", pack_value({"mr": 0}), pack_value([1, 2]), pack_value({"zz": 1})],
+)
+def test_key_limits_untrusted_records_never_stop_claims(db: Database, raw: bytes) -> None:
+    _fill(db, "q1", 3, ["k"])
+    db.transact(lambda tr: tr.set(KEY_LIMITS.pack(("k",)), raw))
+    db.transact(lambda tr: tr.set(KEY_RATES.pack(("k",)), b"junk"))
+    db.transact(lambda tr: tr.set(KEY_RUNNING.pack(("k",)), b"short"))
+    assert len(quick.claim(db, "q1", OWNER, limit=5)) == 3  # no limit that decodes
+    assert quick.list_key_limits(db) == []
