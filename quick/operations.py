@@ -8,7 +8,7 @@ from typing import Any
 
 from keyspace.codec import unpack_value
 from keyspace.errors import QuickError
-from keyspace.layout import DEAD_LETTERS, FINISHED, JOB_DIRECTORY, queue_keys
+from keyspace.layout import DEAD_LETTERS, FINISHED, JOB_DIRECTORY, RESULTS, queue_keys
 from keyspace.protocol import Database, Transaction
 from keyspace.retry import Tries, transactional
 from quick import counters, throughput
@@ -195,6 +195,7 @@ def _purge_finished(tr: Transaction, before: int, limit: int, counts_before: int
         tr.clear(key)
         if entry is not None and "s" in unpack_value(entry):
             tr.clear(directory)
+            tr.clear(RESULTS.pack(FINISHED.unpack(key)[1:]))  # the result goes with it
     throughput.purge_counts(tr, counts_before)
     return len(rows)
 
@@ -202,8 +203,8 @@ def _purge_finished(tr: Transaction, before: int, limit: int, counts_before: int
 def purge_finished(
     db: Database, *, older_than_ms: int = FINISHED_RETENTION_MS, limit: int = 1000
 ) -> int:
-    """Forget finished jobs' tombstones older than ``older_than_ms``; return how many.
-    The per-minute counts of finished jobs older than :data:`quick.throughput.KEEP_MS`
-    go too."""
+    """Forget finished jobs' tombstones, and their results, older than ``older_than_ms``;
+    return how many. The per-minute counts of finished jobs older than
+    :data:`quick.throughput.KEEP_MS` go too."""
     now = now_ms()
     return _purge_finished(db, now - older_than_ms, limit, now - throughput.KEEP_MS)
