@@ -279,7 +279,7 @@ def test_key_limits_claims_of_unlimited_keys_do_not_conflict(exact_db: Database)
 
 @pytest.mark.parametrize(
     "raw",
-    [b"\x01\xc1", pack_value({"mr": 0}), pack_value([1, 2]), pack_value({"zz": 1})],
+    [b"\x01\xc1", pack_value({"mr": 0}), pack_value([1, 2]), pack_value({"mr": 2, "tk": 1.0})],
 )
 def test_key_limits_untrusted_records_never_stop_claims(db: Database, raw: bytes) -> None:
     _fill(db, "q1", 3, ["k"])
