@@ -158,6 +158,8 @@ name       meaning                                                 records
 ``ss``     step status: a StepStatus value                         step
 ``st``     when the step was first claimed, ms                     step
 ``t``      topic                                                   job, cron, step def
+``tc``     W3C trace context it was made in: ``{"traceparent":     job, run
+           ..., "tracestate": ...}`` (omitted: none)
 ``tk``     tokens left in a rate bucket (float)                    rate
 ``to``     handler timeout, seconds (None: the handler's own)      step job x, step def
 ``tz``     time zone of a cron expression                          cron
@@ -174,7 +176,7 @@ name       meaning                                                 records
 ===========  ==========================================  ========================================
 record       fields                                      stored at
 ===========  ==========================================  ========================================
-job          t p pr v s a m c o k e u x lk               ``("q", queue, "j", job_id)``, and
+job          t p pr v s a m c o k e u x lk tc            ``("q", queue, "j", job_id)``, and
                                                          ``("mig", queue, job_id)`` while
                                                          migrating
 step job x   mod ri sk w dep to                          ``x`` of a workflow step's job
@@ -200,7 +202,7 @@ rate         tk at                                       ``("rate", queue)``,
                                                          ``("krate", key)``
 moved        url at                                      ``("moved", queue)``
 mig lease    o ex                                        ``("ml", queue)``
-run          w rs q i df c f ik h why rt                 ``("wf", "run", run_id)``
+run          w rs q i df c f ik h why rt tc              ``("wf", "run", run_id)``
 step def     sk kd af t m to sl pr                       each item of a run's ``df``
 step         ss a ra m j n st f out e why g gi aw        ``("wf", "step", run_id, step)``
 journal      ev at sk det                                ``("wf", "j", run_id, versionstamp)``
@@ -336,6 +338,8 @@ FIELDS: dict[str, str] = {
     "ss": "step status: a StepStatus value",
     "st": "when the step was first claimed, ms",
     "t": "topic",
+    "tc": 'W3C trace context it was made in: ``{"traceparent": ..., "tracestate": ...}`` '
+    "(omitted: none)",
     "tk": "tokens left in a rate bucket (float)",
     "to": "handler timeout, seconds (None: the handler's own)",
     "tz": "time zone of a cron expression",
@@ -350,7 +354,7 @@ FIELDS: dict[str, str] = {
 
 #: The fields of each kind of stored record, in the order written.
 RECORDS: dict[str, tuple[str, ...]] = {
-    "job": ("t", "p", "pr", "v", "s", "a", "m", "c", "o", "k", "e", "u", "x", "lk"),
+    "job": ("t", "p", "pr", "v", "s", "a", "m", "c", "o", "k", "e", "u", "x", "lk", "tc"),
     "step job x": ("mod", "ri", "sk", "w", "dep", "to"),
     "hook job x": ("mod", "xk"),
     "directory": ("q", "s", "at", "k"),
@@ -364,7 +368,7 @@ RECORDS: dict[str, tuple[str, ...]] = {
     "rate": ("tk", "at"),
     "moved": ("url", "at"),
     "mig lease": ("o", "ex"),
-    "run": ("w", "rs", "q", "i", "df", "c", "f", "ik", "h", "why", "rt"),
+    "run": ("w", "rs", "q", "i", "df", "c", "f", "ik", "h", "why", "rt", "tc"),
     "step def": ("sk", "kd", "af", "t", "m", "to", "sl", "pr"),
     "step": ("ss", "a", "ra", "m", "j", "n", "st", "f", "out", "e", "why", "g", "gi", "aw"),
     "journal": ("ev", "at", "sk", "det"),

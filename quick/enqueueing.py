@@ -34,6 +34,7 @@ from quick.errors import InvalidArgument, InvalidPayload, QueueMoved
 from quick.jobs import DEFAULT_PRIORITY, Job, JobState, now_ms
 from quick.key_limits import check_limit_keys
 from quick.records import JOB_RECORD_HEADROOM, MAX_JOB_RECORD_BYTES, NewJobs
+from quick.tracecontext import TraceContext, current_trace
 from quick.validation import (
     check_max_attempts,
     check_name,
@@ -101,11 +102,14 @@ def prepare(
     now: int | None = None,
     extension: dict[str, Any] | None = None,
     limit_keys: Any = None,
+    trace: TraceContext | None = None,
 ) -> _Prepared:
     """Validate and encode one job; raises before anything is written.
 
     ``extension`` is data for a job extension (:mod:`quick.extensions`); layers above
     the queue, such as workflows, pass it here rather than through ``enqueue``.
+    ``trace`` is the trace context to record (a workflow run's); by default the active
+    span's, if the process uses OpenTelemetry (:mod:`quick.tracecontext`).
     """
     queue = check_name("queue_id", queue_id)
     name = check_name("topic", topic)
@@ -128,6 +132,7 @@ def prepare(
         unique_key=unique,
         extension=extension,
         limit_keys=check_limit_keys(limit_keys),
+        trace=current_trace() if trace is None else trace,
     )
     try:
         value = job.to_value()

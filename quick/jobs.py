@@ -18,6 +18,7 @@ from typing import Any
 
 from keyspace.codec import CorruptValue, pack_value, unpack_value
 from keyspace.layout import QueueKeys
+from quick.tracecontext import TraceContext, check_trace
 
 __all__ = [
     "JobState",
@@ -99,6 +100,8 @@ class Job:
     extension: dict[str, Any] | None = None
     #: Keyed limits the job counts against (:mod:`quick.key_limits`); stored only when set.
     limit_keys: tuple[str, ...] = ()
+    #: The W3C trace context it was enqueued in (:mod:`quick.tracecontext`), if any.
+    trace: TraceContext | None = None
 
     def to_value(self) -> bytes:
         """The stored form (TypeError when the payload is not msgpack-encodable)."""
@@ -119,6 +122,8 @@ class Job:
         }
         if self.limit_keys:
             record["lk"] = list(self.limit_keys)
+        if self.trace:  # omitted when absent: old records decode, untraced ones stay small
+            record["tc"] = self.trace
         return pack_value(record)
 
     @classmethod
@@ -157,6 +162,7 @@ class Job:
                 unique_key=record["u"],
                 extension=record.get("x"),
                 limit_keys=tuple(limit_keys) if limit_keys else (),
+                trace=check_trace(record.get("tc")),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise CorruptValue(f"job record {job_id!r} is malformed: {error!r}") from error
@@ -193,6 +199,7 @@ class Claim:
     max_attempts: int | None = None
     enqueued_ms: int = 0
     extension: dict[str, Any] | None = None
+    trace: TraceContext | None = None
 
     @classmethod
     def of(cls, job: Job) -> Claim:
@@ -211,6 +218,7 @@ class Claim:
             max_attempts=job.max_attempts,
             enqueued_ms=job.created_ms,
             extension=job.extension,
+            trace=job.trace,
         )
 
     def __post_init__(self) -> None:
