@@ -83,8 +83,7 @@ def read_store(db: Database) -> Snapshot:
 
 #: The subspaces the invariants read (workflow records, cron and the finished-jobs
 #: index are left out: the first are checked through the workflow views).
-_READ = ("ptr", "ix", "q", "dl", "id", "krun")
-_READ = ("ptr", "ix", "q", "dl", "id", "res")
+_READ = ("ptr", "ix", "q", "dl", "id", "res", "krun")
 
 
 def _take(snap: Snapshot, items: tuple[Any, ...], value: bytes) -> None:
