@@ -43,6 +43,16 @@ key (after the root ``("qk",)``)                   value
                                                    per second (either None = no limit)
 ``("rate", queue)``                                token bucket of a rate-limited queue: ``tk``
                                                    tokens (float), ``at`` last refill time ms
+``("klim", key)``                                  keyed limits shared by every job naming
+                                                   ``key`` in its ``lk``: ``mr``, ``mps``
+``("krun", key)``                                  little-endian int64 counter: leased jobs
+                                                   naming ``key`` (atomic add; cleared at 0)
+``("krate", key)``                                 token bucket of a rate-limited key: ``tk``,
+                                                   ``at``
+``("fin", minute_ms)``                             little-endian int64 counter: jobs finished
+                                                   in that minute, every queue (atomic add at
+                                                   settlement; the dashboard's chart)
+``("fin", minute_ms, queue)``                      the same for the jobs of ``queue``
 ``("cron_at", next_ms, name)``                     empty; schedules by next run, for activation
 ``("wf", "run", run_id)``                          workflow run: name, status, queue, input,
                                                    definition, times
@@ -122,6 +132,7 @@ name       meaning                                                 records
 ``in``     the run's input, carried by a map instance's job        step job x
 ``j``      id of the job that currently stands for the step        step
 ``jr``     the buried job's record, encoded (a job record)         dead letter
+``lk``     limit keys the job counts against (keyed limits)        job
 ``k``      lease token of a claim (a job's current lease; the      job, directory
            lease that finished it)
 ``kd``     step kind: ``task``, ``external``, ``sleep``, ``map``,  step def
@@ -133,8 +144,8 @@ name       meaning                                                 records
            known)
 ``mod``    module owning a job's extension data (see               step job x, hook job x,
            quick.extensions)                                       map job x
-``mps``    most jobs started per second (None: no limit)           limits
-``mr``     most jobs leased at once (None: no limit)               limits
+``mps``    most jobs started per second (None: no limit)           limits, key limits
+``mr``     most jobs leased at once (None: no limit)               limits, key limits
 ``mx``     index of a map instance (its item in the list); a       step job x, map job x
            map pager's next index
 ``n``      when next due, ms (a schedule's next tick; a step       cron, step
@@ -188,7 +199,7 @@ name       meaning                                                 records
 ===========  ==========================================  ========================================
 record       fields                                      stored at
 ===========  ==========================================  ========================================
-job          t p pr v s a m c o k e u x tc               ``("q", queue, "j", job_id)``, and
+job          t p pr v s a m c o k e u x lk tc            ``("q", queue, "j", job_id)``, and
                                                          ``("mig", queue, job_id)`` while
                                                          migrating
 step job x   mod ri sk w dep to mx in                    ``x`` of a workflow step's job
@@ -210,7 +221,9 @@ pointer      v es                                        ``("ptr", queue)``
 queue lease  o ex rc                                     ``("ql", queue)``
 cron         cr tz q t p n ak                            ``("cron", name)``
 limits       mr mps                                      ``("lim", queue)``
-rate         tk at                                       ``("rate", queue)``
+key limits   mr mps                                      ``("klim", key)``
+rate         tk at                                       ``("rate", queue)``,
+                                                         ``("krate", key)``
 moved        url at                                      ``("moved", queue)``
 mig lease    o ex                                        ``("ml", queue)``
 run          w rs q i df c f ik h why rt pa tc           ``("wf", "run", run_id)``
@@ -246,6 +259,10 @@ __all__ = [
     "CRON_DUE",
     "LIMITS",
     "RATES",
+    "KEY_LIMITS",
+    "KEY_RUNNING",
+    "KEY_RATES",
+    "FINISHED_PER_MINUTE",
     "WF_RUNS",
     "WF_STEPS",
     "WF_JOURNAL",
@@ -280,6 +297,10 @@ CRON = ROOT["cron"]
 CRON_DUE = ROOT["cron_at"]
 LIMITS = ROOT["lim"]
 RATES = ROOT["rate"]
+KEY_LIMITS = ROOT["klim"]
+KEY_RUNNING = ROOT["krun"]
+KEY_RATES = ROOT["krate"]
+FINISHED_PER_MINUTE = ROOT["fin"]
 QUEUES = ROOT["q"]
 WF_RUNS = ROOT["wf"]["run"]
 WF_STEPS = ROOT["wf"]["step"]
@@ -324,6 +345,7 @@ FIELDS: dict[str, str] = {
     "in": "the run's input, carried by a map instance's job",
     "j": "id of the job that currently stands for the step",
     "jr": "the buried job's record, encoded (a job record)",
+    "lk": "limit keys the job counts against (keyed limits)",
     "k": "lease token of a claim (a job's current lease; the lease that finished it)",
     "kd": "step kind: ``task``, ``external``, ``sleep``, ``map``, ``branch`` or ``child``",
     "m": "attempt limit (None: the handler's or default one)",
@@ -372,7 +394,7 @@ FIELDS: dict[str, str] = {
 
 #: The fields of each kind of stored record, in the order written.
 RECORDS: dict[str, tuple[str, ...]] = {
-    "job": ("t", "p", "pr", "v", "s", "a", "m", "c", "o", "k", "e", "u", "x", "tc"),
+    "job": ("t", "p", "pr", "v", "s", "a", "m", "c", "o", "k", "e", "u", "x", "lk", "tc"),
     "step job x": ("mod", "ri", "sk", "w", "dep", "to", "mx", "in"),
     "hook job x": ("mod", "xk"),
     "map job x": ("mod", "xk", "ri", "sk", "w", "mx"),
@@ -383,6 +405,7 @@ RECORDS: dict[str, tuple[str, ...]] = {
     "queue lease": ("o", "ex", "rc"),
     "cron": ("cr", "tz", "q", "t", "p", "n", "ak"),
     "limits": ("mr", "mps"),
+    "key limits": ("mr", "mps"),
     "rate": ("tk", "at"),
     "moved": ("url", "at"),
     "mig lease": ("o", "ex"),
@@ -515,6 +538,11 @@ SHAPES: tuple[Shape, ...] = (
     Shape("cron_at/{next_ms}/{name}", "cron schedule due"),
     Shape("lim/{queue}", "queue limits"),
     Shape("rate/{queue}", "queue rate bucket"),
+    Shape("klim/{key}", "key limits"),
+    Shape("krun/{key}", "key running counter"),
+    Shape("krate/{key}", "key rate bucket"),
+    Shape("fin/{minute_ms}", "jobs finished per minute"),
+    Shape("fin/{minute_ms}/{queue}", "jobs of a queue finished per minute"),
     Shape("wf/run/{run_id}", "workflow run"),
     Shape("wf/step/{run_id}/{step}", "workflow step"),
     Shape("wf/mi/{run_id}/{step}/{index}", "workflow map instance"),

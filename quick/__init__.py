@@ -45,6 +45,13 @@ from quick.inspection import (
     queue_counts,
 )
 from quick.jobs import Claim, Job, JobState
+from quick.key_limits import (
+    KeyLimits,
+    clear_key_limits,
+    get_key_limits,
+    list_key_limits,
+    set_key_limits,
+)
 from quick.leases import (
     complete,
     dead_letter,
@@ -93,6 +100,7 @@ __all__ = [
     "JobNotFound",
     "JobRunning",
     "JobState",
+    "KeyLimits",
     "LeaseLost",
     "Meta",
     "MigrationReport",
@@ -111,6 +119,7 @@ __all__ = [
     "aio",
     "cancel",
     "claim",
+    "clear_key_limits",
     "collect_empty_pointer",
     "complete",
     "dead_letter",
@@ -119,11 +128,13 @@ __all__ = [
     "enqueue_many",
     "fail",
     "get_job",
+    "get_key_limits",
     "get_queue_limits",
     "heartbeat",
     "job_state",
     "list_dead",
     "list_jobs",
+    "list_key_limits",
     "list_queue_limits",
     "list_queues",
     "list_schedules",
@@ -138,6 +149,7 @@ __all__ = [
     "result",
     "run_claim",
     "schedule",
+    "set_key_limits",
     "set_queue_limits",
     "snooze",
     "transactional",

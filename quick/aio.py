@@ -64,6 +64,7 @@ async def enqueue(
     max_attempts: int | None = None,
     job_id: str | None = None,
     unique_key: str | None = None,
+    limit_keys: list[str] | tuple[str, ...] | None = None,
 ) -> str:
     """:func:`quick.enqueue`, awaited; see it for the arguments and errors."""
     return await run_joined(
@@ -78,6 +79,7 @@ async def enqueue(
         max_attempts=max_attempts,
         job_id=job_id,
         unique_key=unique_key,
+        limit_keys=limit_keys,
     )
 
 

@@ -19,6 +19,7 @@ from keyspace.protocol import Database, Transaction
 from quick.enqueueing import enqueue
 from quick.errors import InvalidArgument
 from quick.jobs import DEFAULT_PRIORITY
+from quick.key_limits import check_limit_keys
 from quick.retrying import Backoff
 from quick.tracecontext import TraceContext
 from quick.typed import JobHandler, Shape, adapt, check_stored_arguments, shape_of
@@ -58,6 +59,8 @@ class JobConfig:
     backoff: Backoff | None = None
     transactional: bool = False
     is_async: bool = False
+    #: Keyed limits every job of the topic enqueued through the app counts against.
+    limit_keys: tuple[str, ...] = ()
 
     @property
     def runs_in_trio(self) -> bool:
@@ -117,6 +120,7 @@ class App:
         max_attempts: int | None = None,
         timeout: float | None = None,
         backoff: Backoff | None = None,
+        limit_keys: list[str] | tuple[str, ...] | None = None,
     ) -> Register:
         """Register the decorated function as the handler of ``topic``.
 
@@ -130,6 +134,8 @@ class App:
             max_attempts: attempts before dead-lettering (default 5).
             timeout: seconds an attempt may run before it counts as failed.
             backoff: ``(base_seconds, max_seconds)`` or ``attempt -> seconds``.
+            limit_keys: keyed limits (:func:`quick.set_key_limits`) every job of the topic
+                enqueued through this app counts against, beside those given at enqueue.
         """
         check_name("topic", topic)
         check_priority(priority)
@@ -138,6 +144,7 @@ class App:
             raise InvalidArgument("timeout", f"must be positive seconds, not {timeout!r}")
         if isinstance(backoff, tuple) and (len(backoff) != 2 or min(backoff) <= 0):
             raise InvalidArgument("backoff", "must be (base_seconds, max_seconds), both positive")
+        topic_keys = check_limit_keys(limit_keys)
 
         def register(handler: Callable[..., Any]) -> Any:
             if topic in self._jobs:
@@ -152,6 +159,7 @@ class App:
                 backoff=backoff,
                 transactional=_takes_transaction(handler) if shape is None else shape.transactional,
                 is_async=inspect.iscoroutinefunction(handler),
+                limit_keys=topic_keys,
             )
             if shape is None:
                 return handler
@@ -176,8 +184,9 @@ class App:
         payload: Any,
         **options: Any,
     ) -> str:
-        """``quick.enqueue`` with this app's defaults; refuses topics it has no handler for,
-        and a payload that does not fit a typed handler's arguments."""
+        """``quick.enqueue`` with this app's defaults (the topic's limit keys joined to any
+        given); refuses topics it has no handler for, and a payload that does not fit a
+        typed handler's arguments."""
         config = self._jobs.get(topic)
         if config is None:
             raise InvalidArgument("topic", f"no handler is registered for {topic!r}")
@@ -186,4 +195,7 @@ class App:
             check_stored_arguments(topic, shape, payload)
         options.setdefault("priority", config.priority)
         options.setdefault("max_attempts", config.max_attempts)
+        if config.limit_keys:
+            given = check_limit_keys(options.get("limit_keys"))
+            options["limit_keys"] = list(dict.fromkeys(config.limit_keys + given))
         return enqueue(db_or_tr, queue_id, topic, payload, **options)

@@ -184,13 +184,15 @@ def claim_jobs(
     )
     if due and _promote(tr, keys, now, tally, budget):
         look = _look(tr, keys, limit)
-    gate = (limiter or Limiter()).gate(tr, queue, now, tally)  # after promotion: it counts leases
+    limiter = limiter or Limiter()
+    gate = limiter.gate(tr, queue, now, tally)  # after promotion: it counts leases
     if gate is not None:
         limit = min(limit, gate.room)
     claimed: list[Claim] = []
     entries = _valid_entries(tr, look.ready[:limit], keys.unpack_ready)
     records = tr.get_many([keys.job(job_id) for _, job_id in entries])
     stopped_early = repaired = False
+    parked: list[int] = []  # when jobs parked by their keyed limits become visible again
     for (key, job_id), data in zip(entries, records, strict=True):
         if budget.left <= 0 and claimed:
             stopped_early = True
@@ -204,6 +206,13 @@ def claim_jobs(
             repair_entry(tr, keys, job, key, JobState.READY, tally)
             repaired = True
             continue
+        if job.limit_keys:  # keyed limits (quick.key_limits): wait, parked, while exhausted
+            wait = limiter.keys.admit(tr, job, now, tally)
+            if wait is not None:
+                waiting = job.evolve(state=JobState.SCHEDULED, vis_ms=now + wait)
+                budget.left -= store_job(tr, keys, job, waiting, tally)
+                parked.append(now + wait)
+                continue
         got = _lease_one(
             tr, keys, job, owner=owner, token=token, now=now, lease_ms=lease_ms,
             tally=tally, budget=budget,
@@ -221,15 +230,16 @@ def claim_jobs(
         kept = pointers.refresh(tr, keys, now, ready_left=True if ready_left else None)
     else:
         # The read saw the whole ready index (unless ready_left) and, past it, the first
-        # scheduled entry; the jobs just leased joined the scheduled index at their expiry.
+        # scheduled entry; the jobs just leased joined the scheduled index at their expiry,
+        # and the jobs parked by keyed limits at the end of their wait.
         soonest = look.scheduled
         draining = False
+        later = [c.lease_until_ms for c in claimed] + parked
         if any(c.extension is not None for c in claimed):
             soonest = pointers.UNREAD  # its hook may have written to the queue: read again
-        elif claimed and soonest != pointers.UNREAD:
-            leased = min(c.lease_until_ms for c in claimed)
-            draining = soonest is None and not ready_left
-            soonest = leased if soonest is None else min(soonest, leased)
+        elif later and soonest != pointers.UNREAD:
+            draining = soonest is None and not ready_left and not parked
+            soonest = min(later) if soonest is None else min(soonest, *later)
         kept = pointers.refresh(
             tr, keys, now, ready_left=ready_left, scheduled=soonest, draining=draining
         )

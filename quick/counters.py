@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import struct
 from collections.abc import Mapping
+from typing import Any
 
 from keyspace.layout import QueueKeys, describe, queue_keys
 from keyspace.protocol import ReadView, Transaction
@@ -19,6 +20,7 @@ from quick.jobs import COUNTED_STATES, JobState
 __all__ = [
     "WORK_STATES",
     "Tally",
+    "add_count",
     "bump",
     "clear_zeros",
     "decode_count",
@@ -54,6 +56,7 @@ def queue_depth(counts: Mapping[str, int]) -> int:
 
 _ONE = encode_count(1)
 _MINUS_ONE = encode_count(-1)
+_ZERO = encode_count(0)
 
 
 def bump(tr: Transaction, keys: QueueKeys, state: JobState, delta: int = 1) -> None:
@@ -89,10 +92,22 @@ class Tally:
     Make one per run of the body (a retry starts from a fresh tally).
     """
 
-    __slots__ = ("_deltas",)
+    __slots__ = ("_deltas", "_other")
 
     def __init__(self) -> None:
         self._deltas: dict[tuple[str, JobState], int] = {}
+        #: Other counters (keyed limits' running counts, finished per minute): key ->
+        #: [delta, whether to clear the key when a decrement leaves it at zero].
+        self._other: dict[bytes, list[Any]] = {}
+
+    def add(self, key: bytes, delta: int, *, drop_zero: bool = False) -> None:
+        """Add ``delta`` to the int64 counter at ``key`` at :meth:`flush` (``drop_zero``:
+        a key a decrement leaves at zero is cleared, so unused counters leave no trace)."""
+        entry = self._other.get(key)
+        if entry is None:
+            self._other[key] = [delta, drop_zero]
+        else:
+            entry[0] += delta
 
     def move(self, keys: QueueKeys, old: JobState | None, new: JobState | None) -> None:
         """Count one job of ``keys.queue`` leaving ``old`` and entering ``new``."""
@@ -106,6 +121,11 @@ class Tally:
             assert new is not None
             deltas[keys.queue, new] = deltas.get((keys.queue, new), 0) + 1
 
+    def pending_add(self, key: bytes) -> int:
+        """The not yet flushed change to the counter at ``key`` (see :meth:`add`)."""
+        entry = self._other.get(key)
+        return 0 if entry is None else int(entry[0])
+
     def pending(self, queue: str, state: JobState) -> int:
         """The not yet flushed change to the count of ``state`` in ``queue``."""
         return self._deltas.get((queue, state), 0)
@@ -116,6 +136,18 @@ class Tally:
             if delta:
                 bump(tr, queue_keys(queue), state, delta)
         self._deltas.clear()
+        for key, (delta, drop_zero) in self._other.items():
+            add_count(tr, key, delta, drop_zero=drop_zero)
+        self._other.clear()
+
+
+def add_count(tr: Transaction, key: bytes, delta: int, *, drop_zero: bool = False) -> None:
+    """Add ``delta`` to the int64 counter at ``key`` (``drop_zero``: clear it if a
+    decrement leaves it at zero)."""
+    if delta:
+        tr.add(key, _ONE if delta == 1 else _MINUS_ONE if delta == -1 else encode_count(delta))
+        if drop_zero and delta < 0:
+            tr.compare_and_clear(key, _ZERO)
 
 
 def read_counts(view: ReadView, queue: str) -> dict[str, int]:

@@ -32,6 +32,7 @@ from keyspace.protocol import Database, ReadView, Transaction
 from keyspace.retry import Tries, transactional
 from quick.errors import InvalidArgument, InvalidPayload, QueueMoved
 from quick.jobs import DEFAULT_PRIORITY, Job, JobState, now_ms
+from quick.key_limits import check_limit_keys
 from quick.records import JOB_RECORD_HEADROOM, MAX_JOB_RECORD_BYTES, NewJobs
 from quick.tracecontext import TraceContext, current_trace
 from quick.validation import (
@@ -100,6 +101,7 @@ def prepare(
     unique_key: Any = None,
     now: int | None = None,
     extension: dict[str, Any] | None = None,
+    limit_keys: Any = None,
     trace: TraceContext | None = None,
 ) -> _Prepared:
     """Validate and encode one job; raises before anything is written.
@@ -129,6 +131,7 @@ def prepare(
         created_ms=current,
         unique_key=unique,
         extension=extension,
+        limit_keys=check_limit_keys(limit_keys),
         trace=current_trace() if trace is None else trace,
     )
     try:
@@ -262,6 +265,7 @@ def enqueue(
     max_attempts: int | None = None,
     job_id: str | None = None,
     unique_key: str | None = None,
+    limit_keys: list[str] | tuple[str, ...] | None = None,
 ) -> str:
     """Put one job on ``queue_id``; return its id.
 
@@ -276,9 +280,12 @@ def enqueue(
         max_attempts: attempts before the job is dead-lettered (default: the handler's, else 5).
         job_id: a caller-chosen id; enqueueing the same id again adds nothing.
         unique_key: while a job with this key is pending or running, enqueue returns its id.
+        limit_keys: names of keyed limits (:func:`quick.set_key_limits`) the job counts
+            against: it waits, using no attempt, while any of them is exhausted.
 
     Raises:
-        InvalidArgument: a bad queue id, topic, priority, delay, at, max_attempts or size.
+        InvalidArgument: a bad queue id, topic, priority, delay, at, max_attempts, limit
+            keys or size.
         InvalidPayload: a payload msgpack cannot encode.
         QueueMoved: ``quick migrate`` moved the queue to another store (named on the error).
     """
@@ -292,6 +299,7 @@ def enqueue(
         max_attempts=max_attempts,
         job_id=job_id,
         unique_key=unique_key,
+        limit_keys=limit_keys,
     )
     return _store_one(db_or_tr, prepared, Tries())
 
@@ -327,6 +335,7 @@ def enqueue_many(db_or_tr: Database | Transaction, jobs: Iterable[JobSpec]) -> l
             "max_attempts",
             "job_id",
             "unique_key",
+            "limit_keys",
         }
         if unknown:
             raise InvalidArgument(f"jobs[{index}]", f"unknown field(s) {sorted(unknown)}")

@@ -98,6 +98,8 @@ class Job:
     unique_key: str | None = None
     #: Data for a job extension (see :mod:`quick.extensions`), e.g. a workflow step's run.
     extension: dict[str, Any] | None = None
+    #: Keyed limits the job counts against (:mod:`quick.key_limits`); stored only when set.
+    limit_keys: tuple[str, ...] = ()
     #: The W3C trace context it was enqueued in (:mod:`quick.tracecontext`), if any.
     trace: TraceContext | None = None
 
@@ -118,6 +120,8 @@ class Job:
             "u": self.unique_key,
             "x": self.extension,
         }
+        if self.limit_keys:
+            record["lk"] = list(self.limit_keys)
         if self.trace:  # omitted when absent: old records decode, untraced ones stay small
             record["tc"] = self.trace
         return pack_value(record)
@@ -134,6 +138,13 @@ class Job:
                 value = record[name] if name != "x" else record.get(name)
                 if not isinstance(value, kinds) or isinstance(value, bool):
                     raise TypeError(f"field {name!r} is {value!r}")
+            limit_keys = record.get("lk")
+            if limit_keys is None:  # stored only when the job names keys
+                limit_keys = ()
+            elif not isinstance(limit_keys, list) or not all(
+                isinstance(key, str) for key in limit_keys
+            ):
+                raise TypeError(f"field 'lk' is {limit_keys!r}")
             return cls(
                 id=job_id,
                 queue=queue,
@@ -150,6 +161,7 @@ class Job:
                 last_error=record["e"],
                 unique_key=record["u"],
                 extension=record.get("x"),
+                limit_keys=tuple(limit_keys) if limit_keys else (),
                 trace=check_trace(record.get("tc")),
             )
         except (KeyError, TypeError, ValueError) as error:

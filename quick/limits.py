@@ -33,13 +33,26 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from keyspace.codec import CorruptValue, pack_value, unpack_value
+from keyspace.codec import pack_value
 from keyspace.layout import LIMITS, RATES, queue_keys
 from keyspace.protocol import Database, Transaction
 from keyspace.retry import transactional
 from quick.counters import Tally, decode_count
-from quick.errors import InvalidArgument
 from quick.jobs import JobState
+from quick.key_limits import KeyGate
+from quick.limit_values import (
+    BURST_SECONDS,
+    FULL_RETRY_MS,
+    MAX_PER_SECOND,
+    MAX_RUNNING,
+    MIN_PER_SECOND,
+    check_rate,
+    check_running,
+    decode_bucket,
+    decode_values,
+    refill,
+    store_values,
+)
 from quick.pointers import REWRITE_THRESHOLD_MS
 from quick.validation import check_name
 
@@ -56,28 +69,15 @@ __all__ = [
     "set_queue_limits",
     "get_queue_limits",
     "decode_limits",
+    "check_running",
+    "check_rate",
+    "refill",
     "decode_bucket",
     "list_queue_limits",
 ]
 
 #: The queue id whose limits apply to every queue without limits of its own.
 DEFAULT_QUEUE = "*"
-#: A rate-limited queue may start this many seconds' worth of jobs at once after a
-#: pause: enough that a claim every pointer deferral keeps up with the rate, little
-#: enough that the rate holds over any second.
-BURST_SECONDS = 0.25
-#: The most jobs of one queue a limit lets run at once: more than any fleet runs, and far
-#: within what a claim counts in (a claim's room is at most 2**30).
-MAX_RUNNING = 1_000_000
-#: The slowest rate a limit may set: one job a day. A slower one (1e-300, say) would freeze
-#: the queue for longer than anyone means, and is more likely a typo than a wish.
-MIN_PER_SECOND = 1 / 86_400
-#: The fastest rate a limit may set: far above what one queue can start, so a limit this
-#: high is no limit, yet its bucket's burst stays a number a claim can count.
-MAX_PER_SECOND = 1_000_000
-#: How long a queue at its running cap stays out of scanners' sight: slots free when
-#: jobs finish, which nothing announces, so this bounds the delay before they are reused.
-FULL_RETRY_MS = 100
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,38 +87,6 @@ class QueueLimits:
     queue_id: str
     max_running: int | None = None
     max_per_second: float | None = None
-
-
-def _shown(value: int | float) -> str:
-    """A number for an error message: a huge integer by its size (its digits could be
-    thousands long, too many even for ``str()``)."""
-    if isinstance(value, int) and abs(value) >= 10**15:
-        return f"a number of about {int(value.bit_length() * math.log10(2)) + 1} digits"
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _check_running(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidArgument("max_running", f"must be a whole number, not {value!r}")
-    if not 1 <= value <= MAX_RUNNING:
-        raise InvalidArgument("max_running", f"must be 1 to {MAX_RUNNING:,}, not {_shown(value)}")
-    return value
-
-
-def _check_rate(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidArgument("max_per_second", f"must be a number, not {value!r}")
-    # Compared before float(): an int too large for a float must not raise OverflowError.
-    if not MIN_PER_SECOND <= value <= MAX_PER_SECOND:  # NaN fails both comparisons
-        raise InvalidArgument(
-            "max_per_second",
-            f"must be 1/86400 (one job a day) to {MAX_PER_SECOND:,}, not {_shown(value)}",
-        )
-    return float(value)
 
 
 def _check_queue(queue_id: Any) -> str:
@@ -135,17 +103,8 @@ def decode_limits(queue: str, data: bytes) -> QueueLimits:
     Raises:
         CorruptValue: ``data`` is not a limits record (or holds a limit out of range).
     """
-    record = unpack_value(data)
-    if not isinstance(record, dict) or set(record) - {"mr", "mps"}:
-        raise CorruptValue(f"limits record of the wrong shape: {record!r}")
-    try:
-        return QueueLimits(
-            queue_id=queue,
-            max_running=_check_running(record.get("mr")),
-            max_per_second=_check_rate(record.get("mps")),
-        )
-    except InvalidArgument as error:
-        raise CorruptValue(f"limits record: {error}") from None
+    max_running, max_per_second = decode_values(data, "limits")
+    return QueueLimits(queue_id=queue, max_running=max_running, max_per_second=max_per_second)
 
 
 def _decode(queue: str, data: bytes) -> QueueLimits | None:
@@ -159,13 +118,8 @@ def _decode(queue: str, data: bytes) -> QueueLimits | None:
 
 @transactional
 def _store(tr: Transaction, limits: QueueLimits) -> None:
-    key = LIMITS.pack((limits.queue_id,))
-    if limits.max_running is None and limits.max_per_second is None:
-        tr.clear(key)
-    else:
-        tr.set(key, pack_value({"mr": limits.max_running, "mps": limits.max_per_second}))
-    if limits.max_per_second is None:
-        tr.clear(RATES.pack((limits.queue_id,)))
+    key, bucket = LIMITS.pack((limits.queue_id,)), RATES.pack((limits.queue_id,))
+    store_values(tr, key, bucket, limits.max_running, limits.max_per_second)
 
 
 def set_queue_limits(
@@ -186,8 +140,8 @@ def set_queue_limits(
     """
     limits = QueueLimits(
         queue_id=_check_queue(queue_id),
-        max_running=_check_running(max_running),
-        max_per_second=_check_rate(max_per_second),
+        max_running=check_running(max_running),
+        max_per_second=check_rate(max_per_second),
     )
     _store(db, limits)
     return limits
@@ -235,7 +189,7 @@ class Gate:
             self._running = max(0, counted + tally.pending(queue, JobState.LEASED))
             self.room = max(0, limits.max_running - self._running)
         if limits.max_per_second is not None:
-            self._tokens = _refill(tr.get(RATES.pack((queue,))), limits.max_per_second, now)
+            self._tokens = refill(tr.get(RATES.pack((queue,))), limits.max_per_second, now)
             self.room = min(self.room, int(self._tokens))
 
     def spend(self, tr: Transaction, leased: int) -> int | None:
@@ -259,46 +213,23 @@ class Gate:
         return max(1, min(max(waits), REWRITE_THRESHOLD_MS))
 
 
-def _refill(data: bytes | None, rate: float, now: int) -> float:
-    """The tokens of a bucket stored as ``data`` (None: a full one), refilled up to ``now``."""
-    burst = max(1.0, rate * BURST_SECONDS)
-    if data is None:
-        return burst
-    try:
-        tokens, at = decode_bucket(data)
-    except (ValueError, TypeError):  # CorruptValue is a ValueError
-        return burst  # an unreadable bucket starts full again
-    return min(burst, tokens + max(0, now - at) * rate / 1000)
-
-
-def decode_bucket(data: bytes) -> tuple[float, int]:
-    """A rate bucket stored as ``data``: (tokens, last refill time in ms).
-
-    Raises:
-        CorruptValue: ``data`` is not a bucket: not a map of a finite number of tokens
-            (``tk``) and a whole-millisecond time (``at``).
-    """
-    record = unpack_value(data)
-    tokens = record.get("tk") if isinstance(record, dict) else None
-    at = record.get("at") if isinstance(record, dict) else None
-    if (
-        not isinstance(tokens, int | float)
-        or isinstance(tokens, bool)
-        or not math.isfinite(tokens)
-        or type(at) is not int
-    ):
-        raise CorruptValue(f"rate bucket of the wrong shape: {record!r}")
-    return float(tokens), at
-
-
 class Limiter:
     """The limits of one claim transaction: whether any exist is read once (one row of
-    a range read), then each queue's :class:`Gate` on demand."""
+    a range read), then each queue's :class:`Gate` on demand; keyed limits in
+    :attr:`keys`."""
 
-    __slots__ = ("_any",)
+    __slots__ = ("_any", "_keys")
 
     def __init__(self) -> None:
         self._any: bool | None = None
+        self._keys: KeyGate | None = None
+
+    @property
+    def keys(self) -> KeyGate:
+        """The keyed limits (:mod:`quick.key_limits`) of this transaction, made on first use."""
+        if self._keys is None:
+            self._keys = KeyGate()
+        return self._keys
 
     def gate(self, tr: Transaction, queue: str, now: int, tally: Tally) -> Gate | None:
         """The gate of ``queue`` (None when no limits apply to it)."""

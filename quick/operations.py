@@ -11,7 +11,7 @@ from keyspace.errors import QuickError
 from keyspace.layout import DEAD_LETTERS, FINISHED, JOB_DIRECTORY, RESULTS, queue_keys
 from keyspace.protocol import Database, Transaction
 from keyspace.retry import Tries, transactional
-from quick import counters
+from quick import counters, throughput
 from quick.corruption import CorruptRecord
 from quick.enqueueing import directory_entry, prepare, store_new
 from quick.errors import InvalidArgument, JobNotFound, JobRunning
@@ -76,6 +76,7 @@ def requeue_dead(tr: Transaction, queue_id: str, job_id: str) -> str:
         job_id=job_id,
         unique_key=job.unique_key,
         extension=job.extension,
+        limit_keys=job.limit_keys,
     )
     return store_new(tr, prepared)
 
@@ -185,7 +186,7 @@ def cancel(db_or_tr: Database | Transaction, job_id: str) -> bool:
 
 
 @transactional
-def _purge_finished(tr: Transaction, before: int, limit: int) -> int:
+def _purge_finished(tr: Transaction, before: int, limit: int, counts_before: int) -> int:
     end = FINISHED.pack((before,))
     rows = tr.get_range(FINISHED.range()[0], end, limit=limit)
     directories = [JOB_DIRECTORY.pack((FINISHED.unpack(key)[1],)) for key, _ in rows]
@@ -195,6 +196,7 @@ def _purge_finished(tr: Transaction, before: int, limit: int) -> int:
         if entry is not None and "s" in unpack_value(entry):
             tr.clear(directory)
             tr.clear(RESULTS.pack(FINISHED.unpack(key)[1:]))  # the result goes with it
+    throughput.purge_counts(tr, counts_before)
     return len(rows)
 
 
@@ -202,5 +204,7 @@ def purge_finished(
     db: Database, *, older_than_ms: int = FINISHED_RETENTION_MS, limit: int = 1000
 ) -> int:
     """Forget finished jobs' tombstones, and their results, older than ``older_than_ms``;
-    return how many."""
-    return _purge_finished(db, now_ms() - older_than_ms, limit)
+    return how many. The per-minute counts of finished jobs older than
+    :data:`quick.throughput.KEEP_MS` go too."""
+    now = now_ms()
+    return _purge_finished(db, now - older_than_ms, limit, now - throughput.KEEP_MS)

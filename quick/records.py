@@ -27,7 +27,7 @@ from keyspace.layout import (
 )
 from keyspace.limits import VALUE_LIMIT
 from keyspace.protocol import Transaction
-from quick import counters, pointers
+from quick import counters, key_limits, pointers, throughput
 from quick.counters import Tally
 from quick.jobs import Job, JobState
 from quick.settlement import Act, Action
@@ -95,6 +95,8 @@ def store_job(
     old_state = old.state if old is not None else None
     if old_state is not new.state:
         _count(tr, tally, keys, old_state, new.state)
+        if new.limit_keys:
+            key_limits.moved(tr, new, old_state, new.state, tally)
     return len(value)
 
 
@@ -213,12 +215,15 @@ def finish_job(
         counters.move(tr, keys, job.state, None)
     else:
         tally.move(keys, job.state, None)
+    if job.limit_keys:
+        key_limits.moved(tr, job, job.state, None, tally)
     tr.set(JOB_DIRECTORY.pack((job.id,)), tombstone(job.queue, outcome.value, now, job.token))
     tr.set(FINISHED.pack((now, job.id)), b"")
     if outcome is JobState.COMPLETED and result is not None:
         tr.set(RESULTS.pack((job.id,)), result)
     elif outcome is JobState.DISCARDED and job.last_error:
         tr.set(RESULTS.pack((job.id,)), pack_value({"e": job.last_error}))
+    throughput.count_finished(tr, job.queue, now, tally)
 
 
 def bury_job(
@@ -236,6 +241,8 @@ def bury_job(
     stored = tr.get(keys.job(job.id))
     _remove(tr, keys, job)
     _count(tr, tally, keys, job.state, JobState.DEAD)
+    if job.limit_keys:
+        key_limits.moved(tr, job, job.state, None, tally)
     tr.set(DEAD_LETTERS.pack((job.queue, job.id)), _dead_letter(job, stored, error, now))
     tr.set(JOB_DIRECTORY.pack((job.id,)), tombstone(job.queue, "dead", now, job.token))
 

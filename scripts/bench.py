@@ -17,6 +17,9 @@ What it measures, each run on a fresh temporary SQLite file (``sqlite:///<tmp>/b
                 process with ``quick.enqueue`` on a fixed schedule (absolute deadlines)
 ==============  ======================================================================
 
+``drain2_keyed`` is ``drain2`` with every job naming one keyed limit whose ``max_running``
+(100,000) is far above the concurrency: what a keyed limit shared by every job costs.
+
 The job (``scripts/bench_jobs.py``) appends ``<i> <t_enqueue> <t_start> <pid>`` to one
 ``O_APPEND`` file; every count and timing comes from that file, as in the peer harness
 (``../shared/bench/peers``). Payloads carry ``i`` and ``t_enqueue = time.time()``, taken
@@ -160,9 +163,16 @@ def enqueue1(db: Database, settings: Settings) -> dict[str, float]:
     return {"jobs": n, "seconds": elapsed, "jobs_per_s": n / elapsed}
 
 
-def _specs(start: int, stop: int, queues: int = 1) -> list[dict[str, Any]]:
+def _specs(
+    start: int, stop: int, queues: int = 1, limit_keys: list[str] | None = None
+) -> list[dict[str, Any]]:
     return [
-        {"queue_id": _queue(i, queues), "topic": TOPIC, "payload": _payload(i)}
+        {
+            "queue_id": _queue(i, queues),
+            "topic": TOPIC,
+            "payload": _payload(i),
+            "limit_keys": limit_keys,
+        }
         for i in range(start, stop)
     ]
 
@@ -185,19 +195,31 @@ def enqueue100(db: Database, settings: Settings) -> dict[str, float]:
     return {"jobs": n, "seconds": elapsed, "jobs_per_s": n / elapsed}
 
 
+#: The keyed limit every job of ``drain2_keyed`` names, and its cap: far above what two
+#: workers run at once, so it never binds and the run measures what the limit costs.
+BENCH_KEY = "bench-key"
+BENCH_KEY_MAX_RUNNING = 100_000
+
+
 def _drain(
-    processes: int, *, tenants: bool = False, latency: str | None = None
+    processes: int, *, tenants: bool = False, latency: str | None = None, keyed: bool = False
 ) -> Callable[[Database, Settings], dict[str, float]]:
     """A drain of ``settings.drain_jobs`` jobs: all in one queue, or (``tenants``) one job
-    in each of as many queues; the workers' URL adds ``?latency=`` when given."""
+    in each of as many queues; the workers' URL adds ``?latency=`` when given; ``keyed``:
+    every job names one keyed limit (:data:`BENCH_KEY`)."""
 
     def workload(db: Database, settings: Settings) -> dict[str, float]:
         n = settings.drain_jobs
         queues = n if tenants else 1
+        keys = None
+        if keyed:
+            quick.set_key_limits(db, BENCH_KEY, max_running=BENCH_KEY_MAX_RUNNING)
+            keys = [BENCH_KEY]
         prefill = time.perf_counter()
         ids: list[str] = []
         for start in range(0, n, PREFILL_CHUNK):
-            ids += quick.enqueue_many(db, _specs(start, min(n, start + PREFILL_CHUNK), queues))
+            stop = min(n, start + PREFILL_CHUNK)
+            ids += quick.enqueue_many(db, _specs(start, stop, queues, keys))
         if tenants:
             if len(set(ids)) != n:
                 raise BrokenRun(f"{len(set(ids))} distinct ids from {n} enqueues")
@@ -321,6 +343,14 @@ WORKLOADS = (
         _drain(2, tenants=True),
         ("jobs_per_s", "jobs_per_s_incl_startup", "startup_s", "cpu_ms_per_job"),
         ">= 0.7x drain2",
+    ),
+    Workload(
+        "drain2_keyed",
+        f"`--processes 2`, every job naming one keyed limit (max_running "
+        f"{BENCH_KEY_MAX_RUNNING:,})",
+        _drain(2, keyed=True),
+        ("jobs_per_s", "jobs_per_s_incl_startup", "startup_s", "cpu_ms_per_job"),
+        ">= 0.8x drain2",
     ),
     Workload(
         "drain2_latency",

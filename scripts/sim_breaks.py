@@ -18,6 +18,7 @@ from typing import Any
 
 import quick.claiming
 import quick.fencing
+import quick.key_limits
 import quick.leases
 import quick.records
 from quick.counters import Tally
@@ -207,6 +208,28 @@ def _cancel_spares_children(undo: Undo) -> None:
     swap(workflow.engine, "cancel", lambda run: False, undo)
 
 
+def _key_limits_ignored(undo: Undo) -> None:
+    """Claims never consult keyed limits: every job naming a key is leased at once,
+    however many of its key's jobs already run."""
+
+    def admit(self: Any, tr: Any, job: Any, now: int, tally: Any = None) -> int | None:
+        return None
+
+    swap(quick.key_limits.KeyGate, "admit", admit, undo)
+
+
+def _finish_keeps_key_count(undo: Undo) -> None:
+    """A job naming limit keys that is finished or dead-lettered keeps its slots: the
+    keys' running counters are not decremented (a claim still counts it running)."""
+    real = quick.key_limits.moved
+
+    def moved(tr: Any, job: Any, old: Any, new: Any, tally: Any) -> None:
+        if new is not None:
+            real(tr, job, old, new, tally)
+
+    swap(quick.key_limits, "moved", moved, undo)
+
+
 @dataclass(frozen=True)
 class Break:
     """One deliberate breakage: its name, what it does, and how to apply it."""
@@ -234,6 +257,8 @@ BREAKS: dict[str, Break] = {
         Break("map-succeeds-early", _map_succeeds_early),
         Break("branch-runs-every-path", _branch_runs_every_path),
         Break("cancel-spares-children", _cancel_spares_children),
+        Break("key-limits-ignored", _key_limits_ignored),
+        Break("finish-keeps-key-count", _finish_keeps_key_count),
     )
 }
 

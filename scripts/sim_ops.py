@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sim_keys import KeyLimitsSim
 from sim_store import APP
 from sim_workflows import QUEUE as WF_QUEUE
 from sim_workflows import Workflows
@@ -63,6 +64,7 @@ class Operations:
     problems: list[str]
     ids: int
     wf: Workflows
+    keyed: KeyLimitsSim
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -96,6 +98,7 @@ class Operations:
                 continue
             model.token = claim.token
             self.held[consumer].append(claim)
+        self.keyed.took([claim.job_id for claim in claims])
 
     def pick_claim(self) -> tuple[str, Claim] | None:
         busy = [c for c in CONSUMERS if self.held[c]]
@@ -119,14 +122,16 @@ class Operations:
         model.status = status
 
     def job_spec(self) -> dict[str, Any]:
+        job_id = self.new_id()
         return {
+            "job_id": job_id,
+            "limit_keys": self.keyed.pick(job_id),
             "queue_id": self.rng.choice(QUEUES),
             "topic": "t",
             "payload": {"n": self.ids},
             "priority": self.rng.choice((10, 100, 100)),
             "delay": self.rng.choice((None, None, None, 0.1, 2.0, 20.0)),
             "max_attempts": self.rng.choice((None, 1, 2, 3)),
-            "job_id": self.new_id(),
             "unique_key": self.rng.choice((None, None, None, None, "u0", "u1")),
         }
 
@@ -387,6 +392,9 @@ class Operations:
                 f"check --deep: {problem.kind} at {problem.key!r}: {problem.detail}"
             )
         return f"{report.keys} keys, {len(report.problems)} problems"
+
+    def set_key_limits(self) -> str:
+        return self.keyed.set_limits()
 
     def wf_start(self) -> str:
         return self.wf.start()

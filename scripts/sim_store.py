@@ -58,6 +58,7 @@ class Snapshot:
     #: Job id -> its decoded result record (``("res", job_id)``).
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     corrupt: list[str] = field(default_factory=list)
+    key_running: dict[str, int] = field(default_factory=dict)
 
 
 def read_store(db: Database) -> Snapshot:
@@ -82,7 +83,7 @@ def read_store(db: Database) -> Snapshot:
 
 #: The subspaces the invariants read (workflow records, cron and the finished-jobs
 #: index are left out: the first are checked through the workflow views).
-_READ = ("ptr", "ix", "q", "dl", "id", "res")
+_READ = ("ptr", "ix", "q", "dl", "id", "res", "krun")
 
 
 def _take(snap: Snapshot, items: tuple[Any, ...], value: bytes) -> None:
@@ -95,6 +96,8 @@ def _take(snap: Snapshot, items: tuple[Any, ...], value: bytes) -> None:
         snap.dead[items[2]] = items[1]
     elif tag == "id":
         snap.directory[items[1]] = dict(unpack_value(value))
+    elif tag == "krun":
+        snap.key_running[items[1]] = struct.unpack("<q", value)[0]
     elif tag == "res":
         try:
             snap.results[items[1]] = decode_result(value)

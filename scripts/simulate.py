@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sim_breaks import BREAKS, applied, rebind, swap
+from sim_keys import KeyLimitsSim
 from sim_ops import CONSUMERS, PENDING, ModelJob, Operations
 from sim_store import Snapshot, check_store, read_store
 from sim_workflows import QUEUE as WF_QUEUE
@@ -129,6 +130,7 @@ class Simulation(Operations):
         self.problems: list[str] = []
         self.ids = 0
         self.wf = Workflows(self.db, self.rng, lambda: self.now)
+        self.keyed = KeyLimitsSim(self.db, self.rng, lambda: self.now)
         self.ops: list[tuple[int, Callable[[], str]]] = [
             (10, self.enqueue),
             (4, self.enqueue_many),
@@ -153,6 +155,7 @@ class Simulation(Operations):
             (3, self.wf_steer),
             (5, self.advance),
             (2, self.jump),
+            (2, self.set_key_limits),
         ]
         self.weights = [w for w, _ in self.ops]
 
@@ -196,7 +199,12 @@ class Simulation(Operations):
     def check(self) -> list[str]:
         """The store's invariants and the model's, on one snapshot."""
         snap = read_store(self.db)
-        return check_store(snap, self.now) + self.check_model(snap) + self.wf.check()
+        return (
+            check_store(snap, self.now)
+            + self.check_model(snap)
+            + self.wf.check()
+            + self.keyed.check(snap.jobs, snap.key_running)
+        )
 
     def check_model(self, snap: Snapshot) -> list[str]:
         """No job lost or duplicated; effects applied exactly once; leases all accounted for."""

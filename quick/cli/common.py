@@ -253,6 +253,7 @@ OPTION_OF = {
     "tz": "--tz",
     "max_running": "--max-running",
     "max_per_second": "--max-per-second",
+    "limit_keys": "--limit-key",
 }
 
 

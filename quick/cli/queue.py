@@ -38,6 +38,12 @@ __all__ = ["enqueue", "queues", "jobs"]
     type=click.IntRange(1, 1_000_000),
     help="Attempts before dead-lettering.",
 )
+@click.option(
+    "--limit-key",
+    "limit_keys",
+    multiple=True,
+    help="A keyed limit the job counts against (see 'quick limits set-key'); repeatable.",
+)
 @click.pass_context
 def enqueue(
     ctx: click.Context,
@@ -47,13 +53,21 @@ def enqueue(
     delay: float | None,
     priority: int,
     max_attempts: int | None,
+    limit_keys: tuple[str, ...],
 ) -> None:
     """Put one job on QUEUE for TOPIC and print its id."""
     value = parse_payload(payload)
     with open_store(ctx) as db:
         try:
             job_id = quick.enqueue(
-                db, queue, topic, value, priority=priority, delay=delay, max_attempts=max_attempts
+                db,
+                queue,
+                topic,
+                value,
+                priority=priority,
+                delay=delay,
+                max_attempts=max_attempts,
+                limit_keys=list(limit_keys),
             )
         except (ValueError, TypeError) as error:
             raise usage_problem(error) from None

@@ -1,7 +1,8 @@
 """An App for the queue-limit tests: ``--app tests.acceptance.limits_app:app``.
 
 ``timed`` jobs sleep ``payload`` seconds and append ``job_id start end attempt`` (wall
-clock seconds) to ``$QUICK_TEST_OUT``; on their first attempt ``stuck`` jobs record
+clock seconds) to ``$QUICK_TEST_OUT``; ``claimed`` jobs record when they were leased in
+place of their start; on their first attempt ``stuck`` jobs record
 their start and then hang (a worker is killed under them), later attempts finish.
 """
 
@@ -28,6 +29,14 @@ def timed(payload: Any, meta: quick.Meta) -> None:
     start = time.time()
     time.sleep(float(payload))
     _record(meta, start, time.time())
+
+
+@app.job("claimed")
+def claimed(payload: Any, meta: quick.Meta) -> None:
+    # When the claim leased it: its lease deadline less the lease (``payload`` seconds,
+    # the worker's --lease-seconds); a rate limit paces claims, whatever the load does to
+    # when handlers then start.
+    _record(meta, meta.lease_deadline_ms / 1000 - float(payload), time.time())
 
 
 @app.job("stuck")

@@ -33,6 +33,9 @@ RECORD_MODULES: dict[str, set[str]] = {
     "quick/queue_leases.py": set(),
     "quick/claiming.py": set(),
     "quick/limits.py": set(),
+    "quick/limit_values.py": set(),
+    "quick/key_limits.py": set(),
+    "quick/throughput.py": set(),
     "quick/fencing.py": set(),
     "quick/extensions.py": set(),
     "quick/operations.py": set(),
@@ -222,9 +225,11 @@ def test_records_written_by_the_code_have_the_legend_fields() -> None:
     job = Job(
         id="j", queue="q", topic="t", payload=None, priority=1, vis_ms=0, state=JobState.READY
     )
-    traced = job.evolve(trace={"traceparent": f"00-{'1' * 32}-{'2' * 16}-01"})
-    assert tuple(unpack_value(traced.to_value())) == RECORDS["job"]
-    assert "tc" not in unpack_value(job.to_value())  # omitted when there is none
+    # Optional fields are stored only when set.
+    assert "lk" not in unpack_value(job.to_value())
+    assert "tc" not in unpack_value(job.to_value())
+    full = job.evolve(limit_keys=("k",), trace={"traceparent": f"00-{'1' * 32}-{'2' * 16}-01"})
+    assert tuple(unpack_value(full.to_value())) == RECORDS["job"]
     assert tuple(unpack_value(tombstone("q", "completed", 1, "token"))) == RECORDS["directory"]
     spec = StepSpec(
         key="a",
