@@ -58,6 +58,18 @@ key (after the root ``("qk",)``)                   value
 ``("ml", queue)``                                  migration lease: the ``quick migrate`` pass
                                                    moving the queue in or out (owner, expiry);
                                                    held in both stores, one pass at a time
+``("b", batch_id)``                                batch: callbacks' queue, whether still open,
+                                                   the callback jobs to enqueue
+``("bn", batch_id, name)``                         little-endian int64 counter of a batch (atomic
+                                                   add): ``total``, ``left`` (members unsettled,
+                                                   plus one while open), and one per outcome
+``("bm", batch_id, job_id)``                       empty while the member is pending; then a
+                                                   record of the state it finished in
+``("dep", job_id, dependent_id)``                  empty; ``dependent_id`` waits for ``job_id``
+``("hold", job_id)``                               a job waiting for its dependencies: its
+                                                   record, queue, dependencies left, mode
+``("deb", queue, key)``                            job id of the job debounced under ``key``
+``("thr", key)``                                   throttle windows of ``key`` and their counts
 =================================================  ===============================================
 
 :func:`describe` turns any stored key into one readable line, for ``quick inspect
@@ -87,8 +99,13 @@ name       meaning                                                 records
 ``ak``     token of the activation that last fired the schedule    cron
 ``at``     when the record's event happened, ms (finished,         directory, dead letter,
            buried, refilled, moved, appended)                      rate, moved, journal
+``b``      id of the batch the job is a member of (omitted: none)  job
+``cb``     callback jobs by kind (``success``, ``complete``,       batch
+           ``failure``), each a callback record
+``dn``     true when other jobs wait for this one (omitted:        job
+           none do)
 ``aw``     true once an external step is waiting for its signal    step
-``c``      when created, ms                                        job, run
+``c``      when created, ms                                        job, run, batch
 ``cr``     cron expression                                         cron
 ``dep``    outputs of the step's dependencies, by step key         step job x
 ``det``    details of a journal event (a map with long,            journal
@@ -108,11 +125,14 @@ name       meaning                                                 records
 ``i``      the run's input (every step handler's payload)          run
 ``ik``     idempotency key the run was started with (None: none)   run
 ``j``      id of the job that currently stands for the step        step
-``jr``     the buried job's record, encoded (a job record)         dead letter
+``ji``     id chosen for a job enqueued later (a callback)         callback
+``jr``     a job's record, encoded (buried, or held back)          dead letter, hold
+``lw``     dependencies still to complete                          hold
 ``k``      lease token of a claim (a job's current lease; the      job, directory
            lease that finished it)
 ``kd``     step kind: ``task``, ``external`` or ``sleep``          step def
-``m``      attempt limit (None: the handler's or default one)      job, step def, step
+``m``      attempt limit (None: the handler's or default one)      job, step def, step,
+                                                                   callback
 ``mod``    module owning a job's extension data (see               step job x, hook job x
            quick.extensions)
 ``mps``    most jobs started per second (None: no limit)           limits
@@ -121,10 +141,13 @@ name       meaning                                                 records
            job's due or retry time)
 ``o``      owner: the consumer (or migration pass) holding the     job, queue lease,
            lease                                                   mig lease
+``od``     on a dependency's failure: ``discard`` or ``run``       hold
+``op``     true while the batch is open to new members             batch
 ``out``    a step's output                                         step
-``p``      payload                                                 job, cron
-``pr``     priority (lower runs first)                             job, step def
-``q``      queue id                                                directory, cron, run
+``p``      payload                                                 job, cron, callback
+``pr``     priority (lower runs first)                             job, step def, callback
+``q``      queue id                                                directory, cron, run,
+                                                                   batch, callback, hold
 ``ra``     claims counted toward the step's attempt limit (a run   step
            retry resets them)
 ``raw``    the undecodable job record, as stored                   dead letter
@@ -134,14 +157,15 @@ name       meaning                                                 records
 ``rs``     run status: a RunStatus value                           run
 ``rt``     id of the ``retry_run`` call last applied (a retried    run
            call is a no-op)
-``s``      job state: a JobState value (a directory entry's is     job, directory
-           the final one)
+``s``      job state: a JobState value (a directory entry's is     job, directory,
+           the final one, or ``waiting``)                          member
 ``sk``     step key                                                step job x, step def,
                                                                    journal
 ``sl``     seconds a sleep step sleeps                             step def
 ``ss``     step status: a StepStatus value                         step
 ``st``     when the step was first claimed, ms                     step
-``t``      topic                                                   job, cron, step def
+``t``      topic                                                   job, cron, step def,
+                                                                   callback
 ``tk``     tokens left in a rate bucket (float)                    rate
 ``to``     handler timeout, seconds (None: the handler's own)      step job x, step def
 ``tz``     time zone of a cron expression                          cron
@@ -149,8 +173,10 @@ name       meaning                                                 records
 ``url``    URL of the store a queue moved to                       moved
 ``v``      visible from, ms (a leased job: its lease expiry)       job, pointer
 ``w``      workflow name                                           step job x, run
-``why``    why it ended, in words (a failed run; a skipped or      run, step
-           cancelled step)
+``wc``     runs counted per window: ``[[window start ms, count],   throttle
+           ...]``
+``why``    why it ended, in words (a failed run; a skipped or      directory, run, step
+           cancelled step; a job discarded for its dependency)
 ``x``      extension data, a map (None: a plain job)               job
 ``xk``     kind of a workflow job that is no step: ``hook``        hook job x
 =========  ======================================================  ==========================
@@ -158,14 +184,16 @@ name       meaning                                                 records
 ===========  ==========================================  ========================================
 record       fields                                      stored at
 ===========  ==========================================  ========================================
-job          t p pr v s a m c o k e u x                  ``("q", queue, "j", job_id)``, and
+job          t p pr v s a m c o k e u x b dn             ``("q", queue, "j", job_id)``, and
                                                          ``("mig", queue, job_id)`` while
                                                          migrating
 step job x   mod ri sk w dep to                          ``x`` of a workflow step's job
 hook job x   mod xk                                      ``x`` of a workflow hook's job
-directory    q s at k                                    ``("id", job_id)``: ``q`` while the job
-                                                         lives; ``s``, ``at``, ``k`` once
-                                                         finished
+directory    q s at k why                                ``("id", job_id)``: ``q`` while the job
+                                                         lives (``s`` ``waiting`` while held
+                                                         for dependencies); ``s``, ``at``,
+                                                         ``k`` once finished, and ``why``
+                                                         when it never ran
 dead letter  jr raw e at                                 ``("dl", queue, job_id)``: ``jr`` or,
                                                          for an undecodable job or one too
                                                          large to wrap, ``raw`` (or, past
@@ -183,6 +211,11 @@ run          w rs q i df c f ik h why rt                 ``("wf", "run", run_id)
 step def     sk kd af t m to sl pr                       each item of a run's ``df``
 step         ss a ra m j n st f out e why g gi aw        ``("wf", "step", run_id, step)``
 journal      ev at sk det                                ``("wf", "j", run_id, versionstamp)``
+batch        q op c cb                                   ``("b", batch_id)``
+callback     ji q t p pr m                               each value of a batch's ``cb``
+member       s                                           ``("bm", batch_id, job_id)`` once settled
+hold         jr q lw od                                  ``("hold", job_id)``
+throttle     wc                                          ``("thr", key)``
 ===========  ==========================================  ========================================
 """
 
@@ -219,6 +252,13 @@ __all__ = [
     "MIGRATING_DEAD",
     "MIGRATION_LEASES",
     "STORE_ID",
+    "BATCHES",
+    "BATCH_COUNTS",
+    "BATCH_MEMBERS",
+    "DEPENDENTS",
+    "HELD",
+    "DEBOUNCE",
+    "THROTTLE",
     "QueueKeys",
     "queue_keys",
     "Shape",
@@ -252,6 +292,13 @@ MIGRATING = ROOT["mig"]
 MIGRATING_DEAD = ROOT["migd"]
 MIGRATION_LEASES = ROOT["ml"]
 STORE_ID = ROOT.pack(("meta", "id"))
+BATCHES = ROOT["b"]
+BATCH_COUNTS = ROOT["bn"]
+BATCH_MEMBERS = ROOT["bm"]
+DEPENDENTS = ROOT["dep"]
+HELD = ROOT["hold"]
+DEBOUNCE = ROOT["deb"]
+THROTTLE = ROOT["thr"]
 
 #: Every field name used in a stored record, with its one meaning (the legend above).
 FIELDS: dict[str, str] = {
@@ -259,6 +306,9 @@ FIELDS: dict[str, str] = {
     "af": "keys of the steps this step runs after",
     "ak": "token of the activation that last fired the schedule",
     "at": "when the record's event happened, ms (finished, buried, refilled, moved, appended)",
+    "b": "id of the batch the job is a member of (omitted: none)",
+    "cb": "callback jobs by kind (``success``, ``complete``, ``failure``), each a callback record",
+    "dn": "true when other jobs wait for this one (omitted: none do)",
     "aw": "true once an external step is waiting for its signal",
     "c": "when created, ms",
     "cr": "cron expression",
@@ -276,7 +326,9 @@ FIELDS: dict[str, str] = {
     "i": "the run's input (every step handler's payload)",
     "ik": "idempotency key the run was started with (None: none)",
     "j": "id of the job that currently stands for the step",
-    "jr": "the buried job's record, encoded (a job record)",
+    "ji": "id chosen for a job enqueued later (a callback)",
+    "jr": "a job's record, encoded (buried, or held back)",
+    "lw": "dependencies still to complete",
     "k": "lease token of a claim (a job's current lease; the lease that finished it)",
     "kd": "step kind: ``task``, ``external`` or ``sleep``",
     "m": "attempt limit (None: the handler's or default one)",
@@ -285,6 +337,8 @@ FIELDS: dict[str, str] = {
     "mr": "most jobs leased at once (None: no limit)",
     "n": "when next due, ms (a schedule's next tick; a step job's due or retry time)",
     "o": "owner: the consumer (or migration pass) holding the lease",
+    "od": "on a dependency's failure: ``discard`` or ``run``",
+    "op": "true while the batch is open to new members",
     "out": "a step's output",
     "p": "payload",
     "pr": "priority (lower runs first)",
@@ -295,7 +349,7 @@ FIELDS: dict[str, str] = {
     "ri": "run id",
     "rs": "run status: a RunStatus value",
     "rt": "id of the ``retry_run`` call last applied (a retried call is a no-op)",
-    "s": "job state: a JobState value (a directory entry's is the final one)",
+    "s": "job state: a JobState value (a directory entry's is the final one, or ``waiting``)",
     "sk": "step key",
     "sl": "seconds a sleep step sleeps",
     "ss": "step status: a StepStatus value",
@@ -308,17 +362,21 @@ FIELDS: dict[str, str] = {
     "url": "URL of the store a queue moved to",
     "v": "visible from, ms (a leased job: its lease expiry)",
     "w": "workflow name",
-    "why": "why it ended, in words (a failed run; a skipped or cancelled step)",
+    "wc": "runs counted per window: ``[[window start ms, count], ...]``",
+    "why": (
+        "why it ended, in words (a failed run; a skipped or cancelled step; a job "
+        "discarded for its dependency)"
+    ),
     "x": "extension data, a map (None: a plain job)",
     "xk": "kind of a workflow job that is no step: ``hook``",
 }
 
 #: The fields of each kind of stored record, in the order written.
 RECORDS: dict[str, tuple[str, ...]] = {
-    "job": ("t", "p", "pr", "v", "s", "a", "m", "c", "o", "k", "e", "u", "x"),
+    "job": ("t", "p", "pr", "v", "s", "a", "m", "c", "o", "k", "e", "u", "x", "b", "dn"),
     "step job x": ("mod", "ri", "sk", "w", "dep", "to"),
     "hook job x": ("mod", "xk"),
-    "directory": ("q", "s", "at", "k"),
+    "directory": ("q", "s", "at", "k", "why"),
     "dead letter": ("jr", "raw", "e", "at"),
     "pointer": ("v", "es"),
     "queue lease": ("o", "ex", "rc"),
@@ -331,6 +389,11 @@ RECORDS: dict[str, tuple[str, ...]] = {
     "step def": ("sk", "kd", "af", "t", "m", "to", "sl", "pr"),
     "step": ("ss", "a", "ra", "m", "j", "n", "st", "f", "out", "e", "why", "g", "gi", "aw"),
     "journal": ("ev", "at", "sk", "det"),
+    "batch": ("q", "op", "c", "cb"),
+    "callback": ("ji", "q", "t", "p", "pr", "m"),
+    "member": ("s",),
+    "hold": ("jr", "q", "lw", "od"),
+    "throttle": ("wc",),
 }
 
 
@@ -451,6 +514,13 @@ SHAPES: tuple[Shape, ...] = (
     Shape("mig/{queue}/{job_id}", "job being migrated in"),
     Shape("migd/{queue}/{job_id}", "dead letter being migrated in"),
     Shape("ml/{queue}", "migration lease"),
+    Shape("b/{batch_id}", "batch"),
+    Shape("bn/{batch_id}/{name}", "batch counter"),
+    Shape("bm/{batch_id}/{job_id}", "batch member"),
+    Shape("dep/{job_id}/{dependent_id}", "dependent job"),
+    Shape("hold/{job_id}", "job waiting for dependencies"),
+    Shape("deb/{queue}/{key}", "debounce key"),
+    Shape("thr/{key}", "throttle windows"),
 )
 
 

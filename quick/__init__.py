@@ -16,6 +16,15 @@ from keyspace import (
 )
 from keyspace.protocol import Database, Transaction
 from quick.app import App, JobConfig, Meta
+from quick.batches import (
+    BatchStatus,
+    add_to_batch,
+    batch_results,
+    batch_status,
+    close_batch,
+    enqueue_batch,
+    list_batches,
+)
 from quick.claiming import claim
 from quick.cron import Schedule, activate_due, list_schedules, remove_schedule, schedule
 from quick.enqueueing import enqueue, enqueue_many
@@ -67,6 +76,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "Transaction",
     "App",
+    "BatchStatus",
     "Claim",
     "Database",
     "DeadLetter",
@@ -93,6 +103,12 @@ __all__ = [
     "StorageError",
     "StoreFull",
     "activate_due",
+    "add_to_batch",
+    "batch_results",
+    "batch_status",
+    "close_batch",
+    "enqueue_batch",
+    "list_batches",
     "aio",
     "cancel",
     "claim",

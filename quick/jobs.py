@@ -53,6 +53,9 @@ class JobState(StrEnum):
     CANCELLED = "cancelled"
     #: Moved to another store by ``quick migrate`` (a tombstone on the source only).
     MOVED = "moved"
+    #: Held back until its dependencies complete (:mod:`quick.dependencies`); not yet
+    #: on its queue.
+    WAITING = "waiting"
 
 
 #: States with a per-queue atomic counter.
@@ -97,26 +100,33 @@ class Job:
     unique_key: str | None = None
     #: Data for a job extension (see :mod:`quick.extensions`), e.g. a workflow step's run.
     extension: dict[str, Any] | None = None
+    #: The batch this job is a member of (:mod:`quick.batches`); stored only when set.
+    batch: str | None = None
+    #: Other jobs wait for this one (:mod:`quick.dependencies`); stored only when true.
+    has_dependents: bool = False
 
     def to_value(self) -> bytes:
         """The stored form (TypeError when the payload is not msgpack-encodable)."""
-        return pack_value(
-            {
-                "t": self.topic,
-                "p": self.payload,
-                "pr": self.priority,
-                "v": self.vis_ms,
-                "s": self.state.value,
-                "a": self.attempt,
-                "m": self.max_attempts,
-                "c": self.created_ms,
-                "o": self.owner,
-                "k": self.token,
-                "e": self.last_error,
-                "u": self.unique_key,
-                "x": self.extension,
-            }
-        )
+        record = {
+            "t": self.topic,
+            "p": self.payload,
+            "pr": self.priority,
+            "v": self.vis_ms,
+            "s": self.state.value,
+            "a": self.attempt,
+            "m": self.max_attempts,
+            "c": self.created_ms,
+            "o": self.owner,
+            "k": self.token,
+            "e": self.last_error,
+            "u": self.unique_key,
+            "x": self.extension,
+        }
+        if self.batch is not None:
+            record["b"] = self.batch
+        if self.has_dependents:
+            record["dn"] = True
+        return pack_value(record)
 
     @classmethod
     def from_value(cls, queue: str, job_id: str, data: bytes) -> Job:
@@ -130,6 +140,9 @@ class Job:
                 value = record[name] if name != "x" else record.get(name)
                 if not isinstance(value, kinds) or isinstance(value, bool):
                     raise TypeError(f"field {name!r} is {value!r}")
+            batch, dependents = record.get("b"), record.get("dn", False)
+            if not isinstance(batch, str | None) or not isinstance(dependents, bool):
+                raise TypeError(f"field 'b' or 'dn' is {batch!r}, {dependents!r}")
             return cls(
                 id=job_id,
                 queue=queue,
@@ -146,6 +159,8 @@ class Job:
                 last_error=record["e"],
                 unique_key=record["u"],
                 extension=record.get("x"),
+                batch=batch,
+                has_dependents=dependents,
             )
         except (KeyError, TypeError, ValueError) as error:
             raise CorruptValue(f"job record {job_id!r} is malformed: {error!r}") from error
