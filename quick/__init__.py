@@ -27,7 +27,8 @@ from quick.batches import (
 )
 from quick.claiming import claim
 from quick.cron import Schedule, activate_due, list_schedules, remove_schedule, schedule
-from quick.enqueueing import enqueue, enqueue_many
+from quick.enqueue_options import enqueue
+from quick.enqueueing import enqueue_many
 from quick.errors import (
     Discard,
     InvalidArgument,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from keyspace.protocol import Database, Transaction
-from quick.enqueueing import enqueue
+from quick.enqueue_options import enqueue
 from quick.errors import InvalidArgument
 from quick.jobs import DEFAULT_PRIORITY
 from quick.retrying import Backoff
@@ -130,8 +130,11 @@ class App:
         topic: str,
         payload: Any,
         **options: Any,
-    ) -> str:
-        """``quick.enqueue`` with this app's defaults; refuses topics it has no handler for."""
+    ) -> Any:
+        """``quick.enqueue`` with this app's defaults; refuses topics it has no handler for.
+
+        Returns the job id, or a :class:`quick.flow.Throttled` when ``throttle`` is given.
+        """
         config = self._jobs.get(topic)
         if config is None:
             raise InvalidArgument("topic", f"no handler is registered for {topic!r}")

@@ -10,7 +10,7 @@ members (empty while pending, then the state each finished in).
 
 ``left`` counts the members not yet settled, plus one while the batch is open. The
 transaction that brings it to zero enqueues the callbacks, in that same transaction:
-a member's settlement (through the hook in :mod:`quick.records`) adds one to its
+a member's settlement (through :func:`quick.followers.job_finished`) adds one to its
 final state's counter with an atomic add and *reads* ``left`` serializably before
 writing it less one. Two overlapping settlements of members of one batch therefore
 conflict, and the retried one sees the other's write: exactly one transaction sees
@@ -49,39 +49,35 @@ from keyspace.codec import CorruptValue, pack_value, unpack_value
 from keyspace.layout import BATCH_COUNTS, BATCH_MEMBERS, BATCHES, JOB_DIRECTORY, describe
 from keyspace.protocol import Database, ReadView, Transaction
 from keyspace.retry import Tries, transactional
-from quick.counters import decode_count, encode_count
-from quick.enqueueing import _Prepared, new_job_id, prepare, store_batch, store_new
+from quick.counters import encode_count
+from quick.enqueueing import _Prepared, new_job_id, prepare, store_batch
 from quick.errors import InvalidArgument
-from quick.jobs import DEFAULT_PRIORITY, Job, JobState, now_ms
+from quick.followers import (
+    BATCH_COUNTERS,
+    batch_counts,
+    count,
+    give_back_open_slot,
+    load_batch,
+)
+from quick.jobs import DEFAULT_PRIORITY, now_ms
 from quick.validation import check_name, check_positive_ms
 
 __all__ = [
     "BatchStatus",
     "MemberResult",
     "CALLBACK_KINDS",
-    "FINAL_STATES",
     "enqueue_batch",
     "add_to_batch",
     "close_batch",
     "batch_status",
     "batch_results",
     "list_batches",
-    "member_finished",
 ]
 
 log = logging.getLogger("quick.store")
 
 #: The callbacks a batch may have, by keyword (``on_<kind>``).
 CALLBACK_KINDS = ("success", "complete", "failure")
-#: The states a member settles in, each counted.
-FINAL_STATES = (
-    JobState.COMPLETED.value,
-    JobState.DISCARDED.value,
-    JobState.DEAD.value,
-    JobState.CANCELLED.value,
-)
-_COUNTERS = ("total", "left", *FINAL_STATES)
-_ONE = encode_count(1)
 #: The enqueue arguments a member may carry (a member is always a new job: no unique key).
 _MEMBER_FIELDS = {
     "queue_id",
@@ -183,21 +179,12 @@ def _callback(kind: str, queue: str, item: Any) -> dict[str, Any]:
         "pr": args.get("priority", DEFAULT_PRIORITY),
         "m": args.get("max_attempts"),
     }
-    sample = {"batch_id": "0" * 32, "counts": dict.fromkeys(_COUNTERS, 2**62)}
-    _callback_job(record, sample)
+    # Validated as the job it will be: the largest counts it can carry included.
+    sample = {"batch_id": "0" * 32, "counts": dict.fromkeys(BATCH_COUNTERS, 2**62)}
+    payload = {**sample, "payload": record["p"]}
+    pr, m = record["pr"], record["m"]
+    prepare(record["q"], record["t"], payload, priority=pr, max_attempts=m, job_id=record["ji"])
     return record
-
-
-def _callback_job(record: dict[str, Any], envelope: dict[str, Any]) -> _Prepared:
-    payload = {**envelope, "payload": record["p"]}
-    return prepare(
-        record["q"],
-        record["t"],
-        payload,
-        priority=record["pr"],
-        max_attempts=record["m"],
-        job_id=record["ji"],
-    )
 
 
 def enqueue_batch(
@@ -274,36 +261,14 @@ def _add(tr: Transaction, batch_id: str, members: list[_Prepared], first_try: bo
         tr.set(BATCH_MEMBERS.pack((batch_id, item.job.id)), b"")
     tr.add(BATCH_COUNTS.pack((batch_id, "total")), encode_count(len(members)))
     left = BATCH_COUNTS.pack((batch_id, "left"))
-    tr.set(left, encode_count(_count(tr, left) + len(members)))
-
-
-def _count(view: ReadView, key: bytes) -> int:
-    data = view.get(key)
-    if data is None:
-        return 0
-    try:
-        return decode_count(data)
-    except Exception:
-        log.warning("batch counter that does not decode %s: read as 0", describe(key))
-        return 0
+    tr.set(left, encode_count(count(tr, left) + len(members)))
 
 
 def _load(view: ReadView, batch_id: Any) -> dict[str, Any]:
-    """The batch record; InvalidArgument when there is no such batch, CorruptValue when
-    the stored value is not one."""
+    """The batch record of a checked ``batch_id`` (see :func:`quick.followers.load_batch`)."""
     ident = check_name("batch_id", batch_id)
-    data = view.get(BATCHES.pack((ident,)))
-    if data is None:
-        raise InvalidArgument("batch_id", f"no batch {batch_id!r}")
-    record = unpack_value(data)
-    if (
-        not isinstance(record, dict)
-        or not isinstance(record.get("q"), str)
-        or not isinstance(record.get("op"), bool)
-        or not isinstance(record.get("cb"), dict)
-    ):
-        raise CorruptValue(f"batch record of the wrong shape: {describe(BATCHES.pack((ident,)))}")
-    return record
+    assert ident is not None
+    return load_batch(view, ident)
 
 
 def add_to_batch(db: Database | Transaction, batch_id: str, jobs: Iterable[Any]) -> list[str]:
@@ -349,50 +314,14 @@ def close_batch(tr: Transaction, batch_id: str) -> bool:
     record = _load(tr, batch_id)
     if not record["op"]:
         return False
-    tr.set(BATCHES.pack((batch_id,)), pack_value({**record, "op": False}))
-    _settle_one(tr, batch_id, {**record, "op": False})
+    closed = {**record, "op": False}
+    tr.set(BATCHES.pack((batch_id,)), pack_value(closed))
+    give_back_open_slot(tr, batch_id, closed, now_ms())
     return True
 
 
-def member_finished(tr: Transaction, job: Job, state: JobState) -> None:
-    """Count ``job``, a member of a batch, as finished in ``state``; when it is the last,
-    enqueue the batch's callbacks (called by :mod:`quick.records` for jobs with a batch)."""
-    batch_id = job.batch
-    assert batch_id is not None
-    if state.value not in FINAL_STATES:
-        return  # moved to another store: it settles there
-    tr.set(BATCH_MEMBERS.pack((batch_id, job.id)), pack_value({"s": state.value}))
-    tr.add(BATCH_COUNTS.pack((batch_id, state.value)), _ONE)
-    _settle_one(tr, batch_id, None)
-
-
-def _settle_one(tr: Transaction, batch_id: str, record: dict[str, Any] | None) -> None:
-    """One fewer left; fire the callbacks when none is. The serializable read of
-    ``left`` is what makes exactly one transaction see zero."""
-    key = BATCH_COUNTS.pack((batch_id, "left"))
-    left = _count(tr, key) - 1
-    tr.set(key, encode_count(left))
-    if left != 0:
-        return
-    if record is None:
-        try:
-            record = _load(tr, batch_id)
-        except (CorruptValue, InvalidArgument) as error:
-            log.warning("batch %s cannot fire its callbacks: %s", batch_id, error)
-            return
-    status = _status(tr, batch_id, record)
-    envelope = {"batch_id": batch_id, "counts": status.counts()}
-    failed = status.discarded + status.dead + status.cancelled
-    for kind, callback in record["cb"].items():
-        if kind == "complete" or (kind == "success") == (failed == 0):
-            try:
-                store_new(tr, _callback_job(callback, envelope))
-            except (InvalidArgument, TypeError, KeyError) as error:
-                log.warning("batch %s: callback %s not enqueued: %r", batch_id, kind, error)
-
-
 def _status(view: ReadView, batch_id: str, record: dict[str, Any]) -> BatchStatus:
-    counts = {name: _count(view, BATCH_COUNTS.pack((batch_id, name))) for name in _COUNTERS}
+    counts = batch_counts(view, batch_id)
     callbacks = {
         kind: str(item.get("ji")) for kind, item in record["cb"].items() if isinstance(item, dict)
     }

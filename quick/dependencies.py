@@ -10,8 +10,8 @@ second enqueue of its id adds nothing). Each unfinished dependency gets a key
 ``("dep", dependency_id, job_id)`` and the flag ``dn`` on its own record (or on its
 held record, when it is itself waiting).
 
-When a flagged job finishes, the hook in :mod:`quick.records` calls
-:func:`dependency_finished` in the settlement's own transaction: it reads the
+When a flagged job finishes, :func:`quick.followers.job_finished` runs in the
+settlement's own transaction: it reads the
 dependency's dependents (one range read, no scan of anything else) and, for each,
 counts one dependency done or, when the dependency was dead-lettered, discarded or
 cancelled, discards the dependent with a reason naming it (unless it was enqueued with
@@ -31,18 +31,18 @@ enqueued before it. Dependencies may be on other queues.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from typing import Any
 
 from keyspace.codec import CorruptValue, pack_value, unpack_value
-from keyspace.layout import DEPENDENTS, FINISHED, HELD, JOB_DIRECTORY, describe, queue_keys
+from keyspace.layout import DEPENDENTS, HELD, JOB_DIRECTORY, describe, queue_keys
 from keyspace.protocol import Database, Transaction
 from keyspace.retry import Tries, transactional
 from quick.enqueueing import _Prepared, check_not_moved, store_new
 from quick.errors import InvalidArgument
+from quick.followers import DEPENDENCY_MODES, decode_held, discard_unrun, said
 from quick.jobs import Job, JobState, now_ms
-from quick.records import NewJobs, load_job, store_job, tombstone
+from quick.records import load_job, store_job
 from quick.validation import check_name
 
 __all__ = [
@@ -50,15 +50,8 @@ __all__ = [
     "MAX_DEPENDENCIES",
     "check_dependencies",
     "enqueue_after",
-    "dependency_finished",
 ]
 
-log = logging.getLogger("quick.store")
-
-#: What a dependency's failure (dead-lettered, discarded, cancelled) does to the job
-#: waiting for it: discard it, with a reason naming the dependency; or count the
-#: dependency as done and run it anyway.
-DEPENDENCY_MODES = ("discard", "run")
 #: The most dependencies one job may have (each is a read and a write at enqueue).
 MAX_DEPENDENCIES = 1000
 _FAILED = {JobState.DEAD.value, JobState.DISCARDED.value, JobState.CANCELLED.value}
@@ -109,13 +102,13 @@ def _enqueue_after(
         state, queue = _where(ident, data)
         if state in _FAILED:
             if mode == "discard" and failed is None:
-                failed = f"dependency {ident} was {_said(state)}"
+                failed = f"dependency {ident} was {said(state)}"
         elif state != JobState.COMPLETED.value:
             _flag(tr, ident, state, queue)
             live.append(ident)
     now = now_ms()
     if failed is not None:
-        _discard_new(tr, job, failed, now)
+        discard_unrun(tr, job, failed, now)
         return job.id
     if not live:
         return store_new(tr, prepared, first_try=first)
@@ -125,10 +118,6 @@ def _enqueue_after(
     tr.set(HELD.pack((job.id,)), pack_value(held))
     tr.set(JOB_DIRECTORY.pack((job.id,)), pack_value({"q": job.queue, "s": "waiting"}))
     return job.id
-
-
-def _said(state: str) -> str:
-    return "dead-lettered" if state == JobState.DEAD.value else state
 
 
 def _where(ident: str, data: bytes | None) -> tuple[str | None, str]:
@@ -154,7 +143,7 @@ def _flag(tr: Transaction, ident: str, state: str | None, queue: str) -> None:
     """Mark dependency ``ident`` (live, or itself waiting) as having dependents."""
     if state == JobState.WAITING.value:
         key = HELD.pack((ident,))
-        held = _decode_held(key, tr.get(key))
+        held = decode_held(key, tr.get(key))
         if held is None:
             raise InvalidArgument("depends_on", f"job {ident} is waiting but its record is lost")
         job = Job.from_value(queue, ident, held["jr"])
@@ -171,75 +160,3 @@ def _flag(tr: Transaction, ident: str, state: str | None, queue: str) -> None:
         raise InvalidArgument("depends_on", f"unknown job {ident}")
     if not live.has_dependents:
         store_job(tr, keys, live, live.evolve(has_dependents=True))
-
-
-def _decode_held(key: bytes, data: bytes | None) -> dict[str, Any] | None:
-    if data is None:
-        return None
-    try:
-        held = unpack_value(data)
-        if (
-            isinstance(held, dict)
-            and isinstance(held.get("jr"), bytes)
-            and isinstance(held.get("q"), str)
-            and type(held.get("lw")) is int
-            and held.get("od") in DEPENDENCY_MODES
-        ):
-            return held
-    except CorruptValue:
-        pass
-    log.warning("held job record that does not decode %s: left as it is", describe(key))
-    return None
-
-
-def _discard_new(tr: Transaction, job: Job, why: str, now: int) -> None:
-    """Finish a job that never reached its queue as discarded, saying why."""
-    tr.set(JOB_DIRECTORY.pack((job.id,)), tombstone(job.queue, "discarded", now, None, why=why))
-    tr.set(FINISHED.pack((now, job.id)), b"")
-
-
-def dependency_finished(tr: Transaction, job: Job, state: JobState, now: int) -> None:
-    """Settle the jobs waiting for ``job``, which finished as ``state`` (called by
-    :mod:`quick.records` for jobs flagged ``dn``): release each whose last dependency
-    this was, or discard it when ``job`` failed (and, in turn, its own dependents)."""
-    if state is JobState.MOVED:
-        return  # it finishes in the other store; its dependents wait (see module doc)
-    work = [(job.id, state.value)]
-    while work:
-        ident, final = work.pop()
-        begin, end = DEPENDENTS.range((ident,))
-        for key, _ in tr.get_range(begin, end):
-            tr.clear(key)
-            waiting = DEPENDENTS.unpack(key)[1]
-            discarded = _one_done(tr, waiting, ident, final, now)
-            if discarded is not None:
-                work.append((waiting, JobState.DISCARDED.value))
-
-
-def _one_done(tr: Transaction, waiting: str, ident: str, final: str, now: int) -> Job | None:
-    """Count dependency ``ident`` (finished as ``final``) done for held job ``waiting``;
-    the held job when it was discarded and has dependents of its own."""
-    key = HELD.pack((waiting,))
-    held = _decode_held(key, tr.get(key))
-    if held is None:
-        return None
-    try:
-        job = Job.from_value(held["q"], waiting, held["jr"])
-    except CorruptValue as error:
-        log.warning("held job record that does not decode %s: %s", describe(key), error)
-        return None
-    if final in _FAILED and held["od"] == "discard":
-        tr.clear(key)
-        _discard_new(tr, job, f"dependency {ident} was {_said(final)}", now)
-        return job if job.has_dependents else None
-    if held["lw"] > 1:
-        tr.set(key, pack_value({**held, "lw": held["lw"] - 1}))
-        return None
-    tr.clear(key)
-    vis = max(job.vis_ms, now)
-    state = JobState.READY if vis <= now else JobState.SCHEDULED
-    released = job.evolve(vis_ms=vis, state=state)
-    new = NewJobs()
-    new.add(tr, released, released.to_value())
-    new.flush(tr)
-    return None

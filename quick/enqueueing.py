@@ -260,8 +260,6 @@ def enqueue(
     max_attempts: int | None = None,
     job_id: str | None = None,
     unique_key: str | None = None,
-    depends_on: Iterable[str] | None = None,
-    if_dependency_fails: str = "discard",
 ) -> str:
     """Put one job on ``queue_id``; return its id.
 
@@ -276,11 +274,6 @@ def enqueue(
         max_attempts: attempts before the job is dead-lettered (default: the handler's, else 5).
         job_id: a caller-chosen id; enqueueing the same id again adds nothing.
         unique_key: while a job with this key is pending or running, enqueue returns its id.
-        depends_on: job ids (on any queue) that must all complete before this job runs;
-            it waits off its queue until the last one's settlement releases it
-            (:mod:`quick.dependencies`).
-        if_dependency_fails: ``"discard"`` (a dependency dead-lettered, discarded or
-            cancelled discards this job, with a reason naming it) or ``"run"``.
 
     Raises:
         InvalidArgument: a bad queue id, topic, priority, delay, at, max_attempts or size.
@@ -298,20 +291,7 @@ def enqueue(
         job_id=job_id,
         unique_key=unique_key,
     )
-    if depends_on is not None:
-        return _after(db_or_tr, prepared, depends_on, if_dependency_fails)
     return _store_one(db_or_tr, prepared, Tries())
-
-
-def _after(
-    db_or_tr: Database | Transaction, prepared: _Prepared, depends_on: Any, mode: Any
-) -> str:
-    from quick import dependencies  # on first use: it builds on this module
-
-    ids = dependencies.check_dependencies(depends_on, prepared.job.id, mode)
-    if prepared.job.unique_key is not None:
-        raise InvalidArgument("unique_key", "cannot be combined with depends_on")
-    return dependencies.enqueue_after(db_or_tr, prepared, ids, mode)
 
 
 @transactional

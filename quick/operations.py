@@ -15,6 +15,7 @@ from quick import counters
 from quick.corruption import CorruptRecord
 from quick.enqueueing import directory_entry, prepare, store_new
 from quick.errors import InvalidArgument, JobNotFound, JobRunning
+from quick.followers import job_finished
 from quick.inspection import decode_dead_letter, scan_dead
 from quick.jobs import Job, JobState, now_ms
 from quick.records import finish_job
@@ -171,6 +172,8 @@ def _cancel(tr: Transaction, job_id: str, now: int) -> bool:
     if job.state is JobState.LEASED and job.vis_ms > now:
         raise JobRunning(job_id)
     finish_job(tr, keys, job, JobState.CANCELLED, now)
+    if job.batch is not None or job.has_dependents:
+        job_finished(tr, job, JobState.CANCELLED, now)
     return True
 
 

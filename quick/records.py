@@ -208,8 +208,6 @@ def finish_job(
         tally.move(keys, job.state, None)
     tr.set(JOB_DIRECTORY.pack((job.id,)), tombstone(job.queue, outcome.value, now, job.token))
     tr.set(FINISHED.pack((now, job.id)), b"")
-    if job.batch is not None or job.has_dependents:
-        _tell_followers(tr, job, outcome, now)
 
 
 def bury_job(
@@ -229,17 +227,6 @@ def bury_job(
     _count(tr, tally, keys, job.state, JobState.DEAD)
     tr.set(DEAD_LETTERS.pack((job.queue, job.id)), _dead_letter(job, stored, error, now))
     tr.set(JOB_DIRECTORY.pack((job.id,)), tombstone(job.queue, "dead", now, job.token))
-    if job.batch is not None or job.has_dependents:
-        _tell_followers(tr, job, JobState.DEAD, now)
-
-
-def _tell_followers(tr: Transaction, job: Job, state: JobState, now: int) -> None:
-    """A batch member or a job others depend on finished as ``state``: update its batch
-    and release or discard its dependents, in the same transaction (plain jobs never
-    get here, so they pay nothing)."""
-    from quick import followers  # on first use: it enqueues, and enqueueing imports this
-
-    followers.job_finished(tr, job, state, now)
 
 
 def _dead_letter(job: Job, stored: bytes | None, error: str, now: int) -> bytes:

@@ -56,6 +56,8 @@ RECORD_MODULES: dict[str, set[str]] = {
         "cancelled",
     },
     "quick/dependencies.py": set(),
+    "quick/followers.py": {"batch_id", "counts", "payload", "pending", "left"},
+    "quick/flow.py": set(),
     "quick/migration.py": set(),
     "quick/migration_jobs.py": set(),
     "quick/migration_records.py": set(),
