@@ -30,6 +30,7 @@ from quick.cron import Schedule, activate_due, list_schedules, remove_schedule, 
 from quick.enqueue_options import enqueue
 from quick.enqueueing import enqueue_many
 from quick.errors import (
+    BatchNotFound,
     Discard,
     InvalidArgument,
     InvalidPayload,
@@ -77,6 +78,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "Transaction",
     "App",
+    "BatchNotFound",
     "BatchStatus",
     "Claim",
     "Database",

@@ -309,7 +309,7 @@ def close_batch(tr: Transaction, batch_id: str) -> bool:
     open, False if it was closed already.
 
     Raises:
-        InvalidArgument: no such batch.
+        BatchNotFound: no such batch.
     """
     record = _load(tr, batch_id)
     if not record["op"]:
@@ -346,7 +346,7 @@ def batch_status(tr: Transaction, batch_id: str) -> BatchStatus:
     """A batch's counts by outcome, whether it is open, and its callbacks' job ids.
 
     Raises:
-        InvalidArgument: no such batch.
+        BatchNotFound: no such batch.
         CorruptValue: the batch record does not decode (named by its key).
     """
     return _status(tr.snapshot, batch_id, _load(tr.snapshot, batch_id))
@@ -359,7 +359,7 @@ def batch_results(
     """One page of a batch's members, by job id, after ``after``: each one's state.
 
     Raises:
-        InvalidArgument: no such batch, or a limit that is not a positive integer.
+        BatchNotFound: no such batch. InvalidArgument: a limit that is not a positive integer.
     """
     check_positive_ms("limit", limit)
     _load(tr.snapshot, batch_id)

@@ -35,7 +35,7 @@ from keyspace.layout import (
 )
 from keyspace.protocol import ReadView, Transaction
 from quick.counters import decode_count, encode_count
-from quick.errors import InvalidArgument
+from quick.errors import BatchNotFound, InvalidArgument
 from quick.jobs import Job, JobState
 from quick.records import NewJobs, tombstone
 
@@ -105,13 +105,13 @@ def load_batch(view: ReadView, batch_id: str) -> dict[str, Any]:
     """The batch record.
 
     Raises:
-        InvalidArgument: there is no such batch.
+        BatchNotFound: there is no such batch.
         CorruptValue: the stored value is not a batch record (named by its key).
     """
     key = BATCHES.pack((batch_id,))
     data = view.get(key)
     if data is None:
-        raise InvalidArgument("batch_id", f"no batch {batch_id!r}")
+        raise BatchNotFound(batch_id)
     record = unpack_value(data)
     if (
         not isinstance(record, dict)
