@@ -69,7 +69,8 @@ key (after the root ``("qk",)``)                   value
 ``("hold", job_id)``                               a job waiting for its dependencies: its
                                                    record, queue, dependencies left, mode
 ``("deb", queue, key)``                            job id of the job debounced under ``key``
-``("thr", key)``                                   throttle windows of ``key`` and their counts
+``("thr", key, window_ms)``                        the windows of throttle ``key`` (of that
+                                                   length) and their counts
 =================================================  ===============================================
 
 :func:`describe` turns any stored key into one readable line, for ``quick inspect
@@ -215,7 +216,7 @@ batch        q op c cb                                   ``("b", batch_id)``
 callback     ji q t p pr m                               each value of a batch's ``cb``
 member       s                                           ``("bm", batch_id, job_id)`` once settled
 hold         jr q lw od                                  ``("hold", job_id)``
-throttle     wc                                          ``("thr", key)``
+throttle     wc                                          ``("thr", key, window_ms)``
 ===========  ==========================================  ========================================
 """
 
@@ -520,7 +521,7 @@ SHAPES: tuple[Shape, ...] = (
     Shape("dep/{job_id}/{dependent_id}", "dependent job"),
     Shape("hold/{job_id}", "job waiting for dependencies"),
     Shape("deb/{queue}/{key}", "debounce key"),
-    Shape("thr/{key}", "throttle windows"),
+    Shape("thr/{key}/{window_ms}", "throttle windows"),
 )
 
 

@@ -302,21 +302,30 @@ def _add_members(tr: Transaction, batch_id: str, members: list[_Prepared], tries
     _add(tr, batch_id, members, first)
 
 
-@transactional
-def close_batch(tr: Transaction, batch_id: str) -> bool:
+def close_batch(db: Database | Transaction, batch_id: str) -> bool:
     """Close an open batch: no member can join it any more, and its callbacks fire once
-    every member has settled (at once, in this transaction, if all have). True if it was
-    open, False if it was closed already.
+    every member has settled (at once, in this transaction, if all have). True if this
+    call closed it, False if it was closed already.
+
+    Retry semantics: a retry after ``commit_unknown_result`` whose earlier try closed
+    the batch answers True, as that try would have.
 
     Raises:
         BatchNotFound: no such batch.
     """
+    return _close(db, batch_id, Tries())
+
+
+@transactional
+def _close(tr: Transaction, batch_id: str, tries: Tries) -> bool:
+    tries.first()
     record = _load(tr, batch_id)
     if not record["op"]:
-        return False
+        return tries.unsure.get(batch_id) == "closed"
     closed = {**record, "op": False}
     tr.set(BATCHES.pack((batch_id,)), pack_value(closed))
     give_back_open_slot(tr, batch_id, closed, now_ms())
+    tries.did({batch_id: "closed"})
     return True
 
 

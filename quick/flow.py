@@ -152,7 +152,7 @@ def _waiting(tr: Transaction, job_id: str, queue: str, now: int) -> Job | None:
         job = load_job(tr, queue_keys(queue), job_id)
     except CorruptValue:
         return None  # quarantined by whoever claims it; a new window starts
-    if job is None or job.state is not JobState.SCHEDULED or job.vis_ms <= now:
+    if job is None or job.state is not JobState.SCHEDULED or job.vis_ms <= now or job.attempt:
         return None
     return job
 
