@@ -7,8 +7,9 @@ stores a job visible ``seconds`` later and names it at ``("deb", queue, k)``. Ev
 enqueue while that job is still waiting (scheduled, not yet visible) replaces its
 payload (and topic and priority) and returns its id, so only the last payload runs,
 once, when the window ends. The window is fixed from its first enqueue (a stream of
-enqueues cannot postpone the job forever). Once the job is visible, leased or finished,
-the next enqueue starts a new window with a new job. The enqueue reads the named job's
+enqueues cannot postpone the job forever). Once the job is visible or has been claimed
+(even if snoozed or released back since) or finished, the next enqueue starts a new window
+with a new job. The enqueue reads the named job's
 record serializably, so an enqueue racing the claim of that job conflicts with it and,
 retried, starts the next window instead of changing a job already running. A retry
 after ``commit_unknown_result`` finds its own job named and writes the same payload
@@ -147,12 +148,14 @@ def _debounce(tr: Transaction, prepared: _Prepared, key: str, window: int, tries
 
 
 def _waiting(tr: Transaction, job_id: str, queue: str, now: int) -> Job | None:
-    """The debounced job still waiting for its window to end, or None."""
+    """The debounced job still waiting for its window to end, or None: once a claim has
+    held it (it carries a lease token, even when snoozed or released back), it started,
+    and a new payload goes to a new job."""
     try:
         job = load_job(tr, queue_keys(queue), job_id)
     except CorruptValue:
         return None  # quarantined by whoever claims it; a new window starts
-    if job is None or job.state is not JobState.SCHEDULED or job.vis_ms <= now or job.attempt:
+    if job is None or job.state is not JobState.SCHEDULED or job.vis_ms <= now or job.token:
         return None
     return job
 

@@ -157,3 +157,14 @@ def test_flow_throttle_retried_after_a_committed_try_counts_once(
     after = quick.enqueue(exact_db, queue, "work", 2, throttle=(1, 3600), key="k")
     assert after.outcome == "delayed"
     assert len(quick.list_jobs(exact_db, queue)) == 2
+
+
+def test_flow_debounce_never_hands_a_payload_to_a_started_job(db: Database, queue: str) -> None:
+    first = quick.enqueue(db, queue, "work", "first", debounce=60, key="k")
+    later = quick.jobs.now_ms() + 61_000
+    (claim,) = quick.claim(db, queue, "w", now_ms=later)
+    quick.snooze(db, claim, 3600)  # back to scheduled, in the future, attempt refunded
+    second = quick.enqueue(db, queue, "work", "second", debounce=60, key="k")
+    assert second != first
+    payloads = {job.id: job.payload for job in quick.list_jobs(db, queue)}
+    assert payloads == {first: "first", second: "second"}
