@@ -32,6 +32,10 @@ key (after the root ``("qk",)``)                   value
 ``("id", job_id)``                                 job directory: queue, and the outcome once
                                                    finished (kept for the retention window)
 ``("done", done_ms, job_id)``                      empty; finished jobs by time, for purging
+``("res", job_id)``                                a finished job's result (what its handler
+                                                   returned) or discard reason; written only
+                                                   when there is one, cleared with the job's
+                                                   tombstone
 ``("cron", name)``                                 cron schedule: expression, target, next run
 ``("lim", queue)``                                 queue limits (``queue`` ``"*"``: the default
                                                    of queues without their own): ``mr`` most
@@ -112,8 +116,8 @@ name       meaning                                                 records
 ``det``    details of a journal event (a map with long,            journal
            self-describing names)
 ``df``     the workflow definition: a list of step definitions     run
-``e``      error text (a job's or step's last error; why a dead    job, dead letter, step
-           letter died)
+``e``      error text (a job's or step's last error; why a dead    job, result, dead letter,
+           letter died; why a job was discarded)                   step
 ``es``     when the queue became empty, ms (None while it has      pointer
            jobs)
 ``ev``     kind of a journal event, e.g. ``step_succeeded``        journal
@@ -158,6 +162,7 @@ name       meaning                                                 records
 ``rs``     run status: a RunStatus value                           run
 ``rt``     id of the ``retry_run`` call last applied (a retried    run
            call is a no-op)
+``rv``     what a job's handler returned (its result)              result
 ``s``      job state: a JobState value (a directory entry's is     job, directory,
            the final one, or ``waiting``)                          member
 ``sk``     step key                                                step job x, step def,
@@ -176,8 +181,8 @@ name       meaning                                                 records
 ``w``      workflow name                                           step job x, run
 ``wc``     runs counted per window: ``[[window start ms, count],   throttle
            ...]``
-``why``    why it ended, in words (a failed run; a skipped or      directory, run, step
-           cancelled step; a job discarded for its dependency)
+``why``    why it ended, in words (a failed run; a skipped or      run, step
+           cancelled step)
 ``x``      extension data, a map (None: a plain job)               job
 ``xk``     kind of a workflow job that is no step: ``hook``        hook job x
 =========  ======================================================  ==========================
@@ -190,11 +195,13 @@ job          t p pr v s a m c o k e u x b dn             ``("q", queue, "j", job
                                                          migrating
 step job x   mod ri sk w dep to                          ``x`` of a workflow step's job
 hook job x   mod xk                                      ``x`` of a workflow hook's job
-directory    q s at k why                                ``("id", job_id)``: ``q`` while the job
-                                                         lives (``s`` ``waiting`` while held
-                                                         for dependencies); ``s``, ``at``,
-                                                         ``k`` once finished, and ``why``
-                                                         when it never ran
+directory    q s at k                                    ``("id", job_id)``: ``q`` while the job
+                                                         lives (and ``s`` ``waiting`` while
+                                                         held for dependencies); ``s``,
+                                                         ``at``, ``k`` once finished
+result       rv e                                        ``("res", job_id)``: ``rv`` of a
+                                                         completed job, ``e`` of a discarded
+                                                         one
 dead letter  jr raw e at                                 ``("dl", queue, job_id)``: ``jr`` or,
                                                          for an undecodable job or one too
                                                          large to wrap, ``raw`` (or, past
@@ -239,6 +246,7 @@ __all__ = [
     "DEAD_LETTERS",
     "JOB_DIRECTORY",
     "FINISHED",
+    "RESULTS",
     "CRON",
     "CRON_DUE",
     "LIMITS",
@@ -278,6 +286,7 @@ WAKE = ROOT.pack(("wake",))
 DEAD_LETTERS = ROOT["dl"]
 JOB_DIRECTORY = ROOT["id"]
 FINISHED = ROOT["done"]
+RESULTS = ROOT["res"]
 CRON = ROOT["cron"]
 CRON_DUE = ROOT["cron_at"]
 LIMITS = ROOT["lim"]
@@ -316,7 +325,9 @@ FIELDS: dict[str, str] = {
     "dep": "outputs of the step's dependencies, by step key",
     "det": "details of a journal event (a map with long, self-describing names)",
     "df": "the workflow definition: a list of step definitions",
-    "e": "error text (a job's or step's last error; why a dead letter died)",
+    "e": (
+        "error text (a job's or step's last error; why a dead letter died; why a job was discarded)"
+    ),
     "es": "when the queue became empty, ms (None while it has jobs)",
     "ev": "kind of a journal event, e.g. ``step_succeeded``",
     "ex": "when the lease expires, ms",
@@ -350,6 +361,7 @@ FIELDS: dict[str, str] = {
     "ri": "run id",
     "rs": "run status: a RunStatus value",
     "rt": "id of the ``retry_run`` call last applied (a retried call is a no-op)",
+    "rv": "what a job's handler returned (its result)",
     "s": "job state: a JobState value (a directory entry's is the final one, or ``waiting``)",
     "sk": "step key",
     "sl": "seconds a sleep step sleeps",
@@ -364,10 +376,7 @@ FIELDS: dict[str, str] = {
     "v": "visible from, ms (a leased job: its lease expiry)",
     "w": "workflow name",
     "wc": "runs counted per window: ``[[window start ms, count], ...]``",
-    "why": (
-        "why it ended, in words (a failed run; a skipped or cancelled step; a job "
-        "discarded for its dependency)"
-    ),
+    "why": "why it ended, in words (a failed run; a skipped or cancelled step)",
     "x": "extension data, a map (None: a plain job)",
     "xk": "kind of a workflow job that is no step: ``hook``",
 }
@@ -377,7 +386,8 @@ RECORDS: dict[str, tuple[str, ...]] = {
     "job": ("t", "p", "pr", "v", "s", "a", "m", "c", "o", "k", "e", "u", "x", "b", "dn"),
     "step job x": ("mod", "ri", "sk", "w", "dep", "to"),
     "hook job x": ("mod", "xk"),
-    "directory": ("q", "s", "at", "k", "why"),
+    "directory": ("q", "s", "at", "k"),
+    "result": ("rv", "e"),
     "dead letter": ("jr", "raw", "e", "at"),
     "pointer": ("v", "es"),
     "queue lease": ("o", "ex", "rc"),
@@ -502,6 +512,7 @@ SHAPES: tuple[Shape, ...] = (
     Shape("dl/{queue}/{job_id}", "dead letter"),
     Shape("id/{job_id}", "job directory"),
     Shape("done/{done_ms}/{job_id}", "finished job"),
+    Shape("res/{job_id}", "job result"),
     Shape("cron/{name}", "cron schedule"),
     Shape("cron_at/{next_ms}/{name}", "cron schedule due"),
     Shape("lim/{queue}", "queue limits"),

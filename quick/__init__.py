@@ -31,13 +31,19 @@ from quick.enqueue_options import enqueue
 from quick.enqueueing import enqueue_many
 from quick.errors import (
     BatchNotFound,
+    CorruptResult,
     Discard,
     InvalidArgument,
     InvalidPayload,
+    JobCancelled,
+    JobDeadLettered,
+    JobDiscarded,
     JobNotFound,
     JobRunning,
     LeaseLost,
     QueueMoved,
+    ResultTimeout,
+    ResultUnavailable,
     Snooze,
 )
 from quick.inspection import (
@@ -64,6 +70,7 @@ from quick.migration import MigrationReport, Refusal, migrate
 from quick.operations import cancel, purge_dead, purge_finished, requeue_dead
 from quick.outcomes import Outcome, run_claim
 from quick.pointers import collect_empty_pointer
+from quick.results import result
 
 
 def __getattr__(name: str) -> object:
@@ -81,6 +88,7 @@ __all__ = [
     "BatchNotFound",
     "BatchStatus",
     "Claim",
+    "CorruptResult",
     "Database",
     "DeadLetter",
     "Discard",
@@ -89,7 +97,10 @@ __all__ = [
     "InvalidPayload",
     "InvalidURL",
     "Job",
+    "JobCancelled",
     "JobConfig",
+    "JobDeadLettered",
+    "JobDiscarded",
     "JobNotFound",
     "JobRunning",
     "JobState",
@@ -101,6 +112,8 @@ __all__ = [
     "QuickError",
     "QueueMoved",
     "Refusal",
+    "ResultTimeout",
+    "ResultUnavailable",
     "Schedule",
     "Snooze",
     "StorageError",
@@ -139,6 +152,7 @@ __all__ = [
     "release",
     "remove_schedule",
     "requeue_dead",
+    "result",
     "run_claim",
     "schedule",
     "set_queue_limits",

@@ -30,8 +30,8 @@ Callbacks: ``on_success`` fires when every member completed; ``on_failure`` when
 batch is done and some member was dead-lettered, discarded or cancelled; ``on_complete``
 when every member settled, whatever the outcome. A callback job's payload is
 ``{"batch_id": ..., "counts": {...}, "payload": <the callback's own payload>}``; the
-members' states and results are paged with :func:`batch_results` (a 10,000-member
-batch's results cannot fit one value).
+members' states and results (job results, :mod:`quick.results`) are paged with
+:func:`batch_results`: a 10,000-member batch's results cannot fit one value.
 
 Not counted: a member whose record no longer decodes (quarantined by its key; its
 batch stays unfinished), and a member moved away by ``quick migrate``. A dead member
@@ -46,7 +46,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from keyspace.codec import CorruptValue, pack_value, unpack_value
-from keyspace.layout import BATCH_COUNTS, BATCH_MEMBERS, BATCHES, JOB_DIRECTORY, describe
+from keyspace.layout import (
+    BATCH_COUNTS,
+    BATCH_MEMBERS,
+    BATCHES,
+    JOB_DIRECTORY,
+    RESULTS,
+    describe,
+)
 from keyspace.protocol import Database, ReadView, Transaction
 from keyspace.retry import Tries, transactional
 from quick.counters import encode_count
@@ -60,6 +67,7 @@ from quick.followers import (
     load_batch,
 )
 from quick.jobs import DEFAULT_PRIORITY, now_ms
+from quick.results import decode_result
 from quick.validation import check_name, check_positive_ms
 
 __all__ = [
@@ -128,10 +136,15 @@ class BatchStatus:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MemberResult:
-    """One member of a batch: its state (``pending`` until it settles)."""
+    """One member of a batch: its state (``pending`` until it settles), what its handler
+    returned (``result``, for a completed member; None when it returned None, or once
+    the finished job's tombstone and result were purged), and a discarded member's
+    ``reason``."""
 
     job_id: str
     state: str
+    result: Any = None
+    reason: str | None = None
 
 
 def _spec(field: str, item: Any, allowed: set[str]) -> dict[str, Any]:
@@ -365,7 +378,9 @@ def batch_status(tr: Transaction, batch_id: str) -> BatchStatus:
 def batch_results(
     tr: Transaction, batch_id: str, *, after: str | None = None, limit: int = 1000
 ) -> list[MemberResult]:
-    """One page of a batch's members, by job id, after ``after``: each one's state.
+    """One page of a batch's members, by job id, after ``after``: each one's state and
+    result (job results, :mod:`quick.results`), read in two round trips. Pass the last
+    job id of a page as ``after`` for the next; a 10,000-member batch is ten pages.
 
     Raises:
         BatchNotFound: no such batch. InvalidArgument: a limit that is not a positive integer.
@@ -375,11 +390,32 @@ def batch_results(
     begin, end = BATCH_MEMBERS.range((batch_id,))
     if after is not None:
         begin = BATCH_MEMBERS.pack((batch_id, after)) + b"\x00"
+    rows = tr.snapshot.get_range(begin, end, limit=limit)
+    ids = [BATCH_MEMBERS.unpack(key)[1] for key, _ in rows]
+    results = tr.get_many([RESULTS.pack((job_id,)) for job_id in ids], snapshot=True)
     page = []
-    for key, value in tr.snapshot.get_range(begin, end, limit=limit):
-        job_id = BATCH_MEMBERS.unpack(key)[1]
-        page.append(MemberResult(job_id=job_id, state=_member_state(key, value)))
+    for job_id, (key, value), data in zip(ids, rows, results, strict=True):
+        record = _result(job_id, data)
+        page.append(
+            MemberResult(
+                job_id=job_id,
+                state=_member_state(key, value),
+                result=record.get("rv"),
+                reason=record.get("e"),
+            )
+        )
     return page
+
+
+def _result(job_id: str, data: bytes | None) -> dict[str, Any]:
+    """A member's result record ({} when none, or when it does not decode: logged)."""
+    if data is None:
+        return {}
+    try:
+        return decode_result(data)
+    except CorruptValue as error:
+        log.warning("%s: %s", describe(RESULTS.pack((job_id,))), error)
+        return {}
 
 
 def _member_state(key: bytes, value: bytes) -> str:

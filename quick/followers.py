@@ -31,6 +31,7 @@ from keyspace.layout import (
     FINISHED,
     HELD,
     JOB_DIRECTORY,
+    RESULTS,
     describe,
 )
 from keyspace.protocol import ReadView, Transaction
@@ -226,9 +227,12 @@ def said(state: str) -> str:
 
 
 def discard_unrun(tr: Transaction, job: Job, why: str, now: int) -> None:
-    """Finish a job that never reached its queue as discarded, saying why."""
-    tr.set(JOB_DIRECTORY.pack((job.id,)), tombstone(job.queue, "discarded", now, None, why=why))
+    """Finish a job that never reached its queue as discarded, with ``why`` as its
+    reason (the result record a discarded job keeps: ``quick.result`` raises
+    ``JobDiscarded`` with it)."""
+    tr.set(JOB_DIRECTORY.pack((job.id,)), tombstone(job.queue, "discarded", now, None))
     tr.set(FINISHED.pack((now, job.id)), b"")
+    tr.set(RESULTS.pack((job.id,)), pack_value({"e": why}))
 
 
 def _dependency_finished(tr: Transaction, job_id: str, state: str, now: int) -> None:

@@ -28,9 +28,10 @@ def _app(calls: list[tuple[str, Any]]) -> quick.App:
     app = quick.App()
 
     @app.job("work")
-    def work(payload: Any, meta: quick.Meta) -> None:
+    def work(payload: Any, meta: quick.Meta) -> Any:
         if payload == "drop":
             raise quick.Discard("dropped on purpose")
+        return {"double": payload * 2}
 
     for kind in ("success", "complete", "failure"):
         app.job(f"on-{kind}")(_recorder(calls, kind))
@@ -70,6 +71,8 @@ def test_batches_all_completed_fires_success_and_complete_once(db: Database, que
     assert [r.state for r in results] == ["completed"] * 3
     rest = quick.batch_results(db, batch, after=results[-1].job_id)
     assert len(rest) == 2
+    doubled = sorted(r.result["double"] for r in results + rest)
+    assert doubled == [0, 2, 4, 6, 8]
 
 
 def test_batches_a_discarded_member_fires_failure_not_success(db: Database, queue: str) -> None:
@@ -79,8 +82,9 @@ def test_batches_a_discarded_member_fires_failure_not_success(db: Database, queu
     assert sorted(kind for kind, _ in calls) == ["complete", "failure"]
     status = quick.batch_status(db, batch)
     assert (status.completed, status.discarded) == (1, 1)
-    states = sorted(r.state for r in quick.batch_results(db, batch))
-    assert states == ["completed", "discarded"]
+    members = {r.state: r for r in quick.batch_results(db, batch)}
+    assert members["completed"].result == {"double": 2}
+    assert members["discarded"].reason == "dropped on purpose"
 
 
 def test_batches_open_batch_fires_only_after_close(db: Database, queue: str) -> None:

@@ -9,8 +9,6 @@ from typing import Any
 import pytest
 
 import quick
-from keyspace.codec import unpack_value
-from keyspace.layout import JOB_DIRECTORY
 from keyspace.protocol import Database
 from keyspace.subspace import Subspace
 from quick import JobState
@@ -36,7 +34,9 @@ def _app(ran: list[Any]) -> quick.App:
 
 
 def _why(db: Database, job_id: str) -> str:
-    return str(unpack_value(db.transact(lambda tr: tr.get(JOB_DIRECTORY.pack((job_id,)))))["why"])
+    with pytest.raises(quick.JobDiscarded) as discarded:
+        quick.result(db, job_id, timeout=0)
+    return discarded.value.reason
 
 
 def test_dependencies_job_runs_after_all_of_them(db: Database, queue: str) -> None:
@@ -45,6 +45,8 @@ def test_dependencies_job_runs_after_all_of_them(db: Database, queue: str) -> No
     b = quick.enqueue(db, f"{queue}-other", "work", "b")  # across queues
     c = quick.enqueue(db, queue, "work", "c", depends_on=[a, b])
     assert quick.job_state(db, c) is JobState.WAITING
+    with pytest.raises(quick.ResultTimeout):
+        quick.result(db, c, timeout=0)  # waiting is pending, not finished
     assert [job.id for job in quick.list_jobs(db, queue)] == [a]
     drain(db, _app(ran), queue_id=queue)
     assert ran == ["a"]
