@@ -50,6 +50,7 @@ __all__ = [
     "give_back_open_slot",
     "decode_held",
     "discard_unrun",
+    "cancel_held",
 ]
 
 log = logging.getLogger("quick.store")
@@ -273,3 +274,25 @@ def _one_done(tr: Transaction, waiting: str, ident: str, final: str, now: int) -
     new.add(tr, released, released.to_value())
     new.flush(tr)
     return False
+
+
+def cancel_held(tr: Transaction, job_id: str, now: int) -> bool:
+    """Cancel a job waiting for its dependencies (``quick.cancel``): it finishes as
+    cancelled and the jobs waiting for it hear so. Its entries under its dependencies
+    stay; their settlements find no held job and skip them. False when its held record
+    is missing or does not decode (logged by its key)."""
+    key = HELD.pack((job_id,))
+    held = decode_held(key, tr.get(key))
+    if held is None:
+        return False
+    try:
+        job = Job.from_value(held["q"], job_id, held["jr"])
+    except CorruptValue as error:
+        log.warning("held job record that does not decode %s: %s", describe(key), error)
+        return False
+    tr.clear(key)
+    tr.set(JOB_DIRECTORY.pack((job_id,)), tombstone(job.queue, "cancelled", now, None))
+    tr.set(FINISHED.pack((now, job_id)), b"")
+    if job.has_dependents:
+        _dependency_finished(tr, job_id, JobState.CANCELLED.value, now)
+    return True

@@ -115,3 +115,40 @@ def test_dependencies_enqueue_racing_the_settlement_conflicts(
     assert quick.job_state(db, b) is JobState.READY
     drain(db, _app(ran))
     assert ran == ["b"]
+
+
+def test_dependencies_cancelling_a_waiting_job_fails_its_dependents(
+    db: Database, queue: str
+) -> None:
+    ran: list[Any] = []
+    a = quick.enqueue(db, queue, "work", "a")
+    b = quick.enqueue(db, queue, "work", "b", depends_on=[a])
+    c = quick.enqueue(db, queue, "work", "c", depends_on=[b])
+    assert quick.cancel(db, b) is True
+    assert quick.cancel(db, b) is True  # cancelled already
+    assert quick.job_state(db, b) is JobState.CANCELLED
+    assert quick.job_state(db, c) is JobState.DISCARDED
+    assert _why(db, c) == f"dependency {b} was cancelled"
+    drain(db, _app(ran))
+    assert ran == ["a"]
+
+
+def test_dependencies_last_two_settling_concurrently_release_once(
+    exact_db: Database, queue: str
+) -> None:
+    db = exact_db
+    ran: list[Any] = []
+    a = quick.enqueue(db, queue, "work", "a")
+    b = quick.enqueue(db, queue, "work", "b")
+    c = quick.enqueue(db, queue, "work", "c", depends_on=[a, b])
+    one, two = quick.claim(db, queue, "w", limit=2)
+    tr1, tr2 = db.create_transaction(), db.create_transaction()
+    assert quick.complete(tr1, one)
+    assert quick.complete(tr2, two)
+    assert commits(tr1)
+    assert quick.job_state(db, c) is JobState.WAITING
+    assert not commits(tr2)  # both rewrote c's held record: the second conflicts
+    assert quick.complete(db, two)
+    assert quick.job_state(db, c) is JobState.READY
+    drain(db, _app(ran))
+    assert ran == ["c"]
