@@ -102,6 +102,8 @@ def test_flow_throttle_counts_each_job_once_under_retries(db: Database, queue: s
         ({"debounce": math.nan, "key": "k"}, "debounce"),
         ({"debounce": math.inf, "key": "k"}, "debounce"),
         ({"debounce": "1", "key": "k"}, "debounce"),
+        ({"debounce": 1e300, "key": "k"}, "debounce"),
+        ({"throttle": (True, 1), "key": "k"}, "throttle"),
         ({"debounce": 1}, "key"),
         ({"key": "k"}, "key"),
         ({"debounce": 1, "key": "k", "delay": 5}, "debounce"),
