@@ -248,18 +248,26 @@ def _dependency_finished(tr: Transaction, job_id: str, state: str, now: int) -> 
                 work.append((waiting, JobState.DISCARDED.value))
 
 
+def _held(tr: Transaction, job_id: str) -> tuple[bytes, dict[str, Any], Job] | None:
+    """A held job's key, record and job (None when missing or undecodable: logged)."""
+    key = HELD.pack((job_id,))
+    held = decode_held(key, tr.get(key))
+    if held is None:
+        return None
+    try:
+        return key, held, Job.from_value(held["q"], job_id, held["jr"])
+    except CorruptValue as error:
+        log.warning("held job record that does not decode %s: %s", describe(key), error)
+        return None
+
+
 def _one_done(tr: Transaction, waiting: str, ident: str, final: str, now: int) -> bool:
     """Count dependency ``ident`` (finished as ``final``) done for held job ``waiting``;
     True when that discarded it and jobs wait for it in turn."""
-    key = HELD.pack((waiting,))
-    held = decode_held(key, tr.get(key))
-    if held is None:
+    found = _held(tr, waiting)
+    if found is None:
         return False
-    try:
-        job = Job.from_value(held["q"], waiting, held["jr"])
-    except CorruptValue as error:
-        log.warning("held job record that does not decode %s: %s", describe(key), error)
-        return False
+    key, held, job = found
     if final in _FAILED and held["od"] == "discard":
         tr.clear(key)
         discard_unrun(tr, job, f"dependency {ident} was {said(final)}", now)
@@ -281,15 +289,10 @@ def cancel_held(tr: Transaction, job_id: str, now: int) -> bool:
     cancelled and the jobs waiting for it hear so. Its entries under its dependencies
     stay; their settlements find no held job and skip them. False when its held record
     is missing or does not decode (logged by its key)."""
-    key = HELD.pack((job_id,))
-    held = decode_held(key, tr.get(key))
-    if held is None:
+    found = _held(tr, job_id)
+    if found is None:
         return False
-    try:
-        job = Job.from_value(held["q"], job_id, held["jr"])
-    except CorruptValue as error:
-        log.warning("held job record that does not decode %s: %s", describe(key), error)
-        return False
+    key, _, job = found
     tr.clear(key)
     tr.set(JOB_DIRECTORY.pack((job_id,)), tombstone(job.queue, "cancelled", now, None))
     tr.set(FINISHED.pack((now, job_id)), b"")
