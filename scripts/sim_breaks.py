@@ -22,6 +22,7 @@ import quick.flow
 import quick.followers
 import quick.leases
 import quick.records
+from keyspace.layout import queue_keys
 from quick.counters import Tally
 from quick.fencing import Standing, Status
 from quick.jobs import JobState
@@ -199,7 +200,7 @@ def _debounce_ignores_start(undo: Undo) -> None:
     """A debounce hands its payload to the key's job even after that job has started."""
 
     def waiting(tr: Any, job_id: str, queue: str, now: int) -> Any:
-        return quick.records.load_job(tr, quick.records.queue_keys(queue), job_id)
+        return quick.records.load_job(tr, queue_keys(queue), job_id)
 
     swap(quick.flow, "_waiting", waiting, undo)
 
