@@ -172,6 +172,8 @@ name       meaning                                                 records
 ``st``     when the step was first claimed, ms                     step
 ``t``      topic                                                   job, cron, step def,
                                                                    callback
+``tc``     W3C trace context it was made in: ``{"traceparent":     job, run
+           ..., "tracestate": ...}`` (omitted: none)
 ``tk``     tokens left in a rate bucket (float)                    rate
 ``to``     handler timeout, seconds (None: the handler's own)      step job x, step def
 ``tz``     time zone of a cron expression                          cron
@@ -190,7 +192,7 @@ name       meaning                                                 records
 ===========  ==========================================  ========================================
 record       fields                                      stored at
 ===========  ==========================================  ========================================
-job          t p pr v s a m c o k e u x b dn             ``("q", queue, "j", job_id)``, and
+job          t p pr v s a m c o k e u x tc b dn          ``("q", queue, "j", job_id)``, and
                                                          ``("mig", queue, job_id)`` while
                                                          migrating
 step job x   mod ri sk w dep to                          ``x`` of a workflow step's job
@@ -215,7 +217,7 @@ limits       mr mps                                      ``("lim", queue)``
 rate         tk at                                       ``("rate", queue)``
 moved        url at                                      ``("moved", queue)``
 mig lease    o ex                                        ``("ml", queue)``
-run          w rs q i df c f ik h why rt                 ``("wf", "run", run_id)``
+run          w rs q i df c f ik h why rt tc              ``("wf", "run", run_id)``
 step def     sk kd af t m to sl pr                       each item of a run's ``df``
 step         ss a ra m j n st f out e why g gi aw        ``("wf", "step", run_id, step)``
 journal      ev at sk det                                ``("wf", "j", run_id, versionstamp)``
@@ -368,6 +370,8 @@ FIELDS: dict[str, str] = {
     "ss": "step status: a StepStatus value",
     "st": "when the step was first claimed, ms",
     "t": "topic",
+    "tc": 'W3C trace context it was made in: ``{"traceparent": ..., "tracestate": ...}`` '
+    "(omitted: none)",
     "tk": "tokens left in a rate bucket (float)",
     "to": "handler timeout, seconds (None: the handler's own)",
     "tz": "time zone of a cron expression",
@@ -383,7 +387,7 @@ FIELDS: dict[str, str] = {
 
 #: The fields of each kind of stored record, in the order written.
 RECORDS: dict[str, tuple[str, ...]] = {
-    "job": ("t", "p", "pr", "v", "s", "a", "m", "c", "o", "k", "e", "u", "x", "b", "dn"),
+    "job": ("t", "p", "pr", "v", "s", "a", "m", "c", "o", "k", "e", "u", "x", "tc", "b", "dn"),
     "step job x": ("mod", "ri", "sk", "w", "dep", "to"),
     "hook job x": ("mod", "xk"),
     "directory": ("q", "s", "at", "k"),
@@ -396,7 +400,7 @@ RECORDS: dict[str, tuple[str, ...]] = {
     "rate": ("tk", "at"),
     "moved": ("url", "at"),
     "mig lease": ("o", "ex"),
-    "run": ("w", "rs", "q", "i", "df", "c", "f", "ik", "h", "why", "rt"),
+    "run": ("w", "rs", "q", "i", "df", "c", "f", "ik", "h", "why", "rt", "tc"),
     "step def": ("sk", "kd", "af", "t", "m", "to", "sl", "pr"),
     "step": ("ss", "a", "ra", "m", "j", "n", "st", "f", "out", "e", "why", "g", "gi", "aw"),
     "journal": ("ev", "at", "sk", "det"),
@@ -418,12 +422,15 @@ class QueueKeys:
 
     def __init__(self, queue: str) -> None:
         self.queue = queue
-        self.space = QUEUES[queue]
-        self._jobs = self.space["j"]
-        self._ready = self.space["r"]
-        self._sched = self.space["s"]
-        self._counters = self.space["n"]
-        self._unique = self.space["u"]
+        self.space = space = QUEUES[queue]
+        raw = space.raw
+        # The tags packed once (_TAGS), not per queue: a store of many one-job queues
+        # makes these for nearly every job it runs.
+        self._jobs = Subspace.packed(("j",), raw + _TAGS["j"])
+        self._ready = Subspace.packed(("r",), raw + _TAGS["r"])
+        self._sched = Subspace.packed(("s",), raw + _TAGS["s"])
+        self._counters = Subspace.packed(("n",), raw + _TAGS["n"])
+        self._unique = Subspace.packed(("u",), raw + _TAGS["u"])
 
     def job(self, job_id: str) -> bytes:
         return self._jobs.pack((job_id,))
@@ -453,7 +460,7 @@ class QueueKeys:
         return vis_ms, job_id
 
     def counter(self, state: str) -> bytes:
-        return _counter_key(self._counters.raw, state)
+        return self._counters.raw + _STATE_TAGS[state]
 
     def counters_range(self) -> tuple[bytes, bytes]:
         return self._counters.range()
@@ -462,9 +469,16 @@ class QueueKeys:
         return self._unique.pack((unique_key,))
 
 
-@functools.lru_cache(maxsize=16384)
-def _counter_key(prefix: bytes, state: str) -> bytes:
-    return Subspace((state,), prefix).raw
+class _PackedTags(dict[str, bytes]):
+    """Tags (and counted state names) packed once, on first use."""
+
+    def __missing__(self, tag: str) -> bytes:
+        packed = self[tag] = Subspace((tag,)).raw
+        return packed
+
+
+_TAGS = _PackedTags()
+_STATE_TAGS = _PackedTags()
 
 
 @functools.lru_cache(maxsize=4096)

@@ -2,8 +2,10 @@
 
 A handler takes ``(payload, meta)``, or ``(tr, payload, meta)`` to have its writes
 committed in the same transaction as the job's completion (exactly-once effects for
-data in the store). ``meta`` carries topic, queue_id, job_id, attempt (1-based) and
-the lease deadline.
+data in the store); a handler with keyword-only parameters takes its job's arguments
+(``def send(*, to: str)``) and is enqueued through itself (:mod:`quick.typed`).
+``meta`` carries topic, queue_id, job_id, attempt (1-based), the lease deadline and
+the trace context the job was enqueued in.
 """
 
 from __future__ import annotations
@@ -11,16 +13,21 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast, overload
 
 from keyspace.protocol import Database, Transaction
 from quick.enqueue_options import enqueue
 from quick.errors import InvalidArgument
 from quick.jobs import DEFAULT_PRIORITY
 from quick.retrying import Backoff
+from quick.tracecontext import TraceContext
+from quick.typed import JobHandler, Shape, adapt, check_stored_arguments, shape_of
 from quick.validation import check_max_attempts, check_name, check_priority
 
-__all__ = ["App", "JobConfig", "Meta", "Backoff"]
+__all__ = ["App", "JobConfig", "Meta", "Backoff", "Register"]
+
+A = ParamSpec("A")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,6 +42,8 @@ class Meta:
     owner: str = ""
     #: What a job extension adds; for a workflow step, a ``workflow.StepContext``.
     context: Any = None
+    #: The W3C trace context the job was enqueued in (``traceparent``, ``tracestate``).
+    trace: TraceContext | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,6 +66,32 @@ class JobConfig:
         return self.is_async or self.timeout is not None
 
 
+Legacy = TypeVar("Legacy", bound=Callable[[Any, Meta], Any])
+LegacyInTransaction = TypeVar("LegacyInTransaction", bound=Callable[[Transaction, Any, Meta], Any])
+
+
+class Register(Protocol):
+    """What ``@app.job(topic, ...)`` applies to a handler: a ``(payload, meta)`` or
+    ``(tr, payload, meta)`` handler comes back unchanged; one with keyword-only
+    parameters (after ``meta`` or ``tr, meta``, if it takes them) as a typed
+    :class:`~quick.typed.JobHandler` (``A``: its keyword parameters)."""
+
+    @overload
+    def __call__(self, handler: LegacyInTransaction, /) -> LegacyInTransaction: ...
+    @overload
+    def __call__(self, handler: Legacy, /) -> Legacy: ...
+    @overload
+    def __call__(
+        self, handler: Callable[Concatenate[Transaction, Meta, A], R], /
+    ) -> JobHandler[Concatenate[Transaction, Meta, A], A, R]: ...
+    @overload
+    def __call__(
+        self, handler: Callable[Concatenate[Meta, A], R], /
+    ) -> JobHandler[Concatenate[Meta, A], A, R]: ...
+    @overload
+    def __call__(self, handler: Callable[A, R], /) -> JobHandler[A, A, R]: ...
+
+
 def _takes_transaction(handler: Callable[..., Any]) -> bool:
     params = [
         p
@@ -71,6 +106,8 @@ class App:
 
     def __init__(self) -> None:
         self._jobs: dict[str, JobConfig] = {}
+        #: Typed handlers' signatures, by topic: enqueueing by topic checks them too.
+        self._shapes: dict[str, Shape] = {}
 
     def job(
         self,
@@ -80,8 +117,12 @@ class App:
         max_attempts: int | None = None,
         timeout: float | None = None,
         backoff: Backoff | None = None,
-    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    ) -> Register:
         """Register the decorated function as the handler of ``topic``.
+
+        A handler with keyword-only parameters comes back as a :class:`quick.JobHandler`
+        (``send.enqueue(db, queue_id, to=...)``, typed by its parameters); any other
+        comes back unchanged (see :mod:`quick.typed` for the rule).
 
         Args:
             topic: the topic it handles.
@@ -98,22 +139,26 @@ class App:
         if isinstance(backoff, tuple) and (len(backoff) != 2 or min(backoff) <= 0):
             raise InvalidArgument("backoff", "must be (base_seconds, max_seconds), both positive")
 
-        def register(handler: Callable[..., Any]) -> Callable[..., Any]:
+        def register(handler: Callable[..., Any]) -> Any:
             if topic in self._jobs:
                 raise InvalidArgument("topic", f"{topic!r} already has a handler")
+            shape = shape_of(topic, handler)
             self._jobs[topic] = JobConfig(
                 topic=topic,
-                handler=handler,
+                handler=handler if shape is None else adapt(topic, handler, shape),
                 priority=priority,
                 max_attempts=max_attempts,
                 timeout=timeout,
                 backoff=backoff,
-                transactional=_takes_transaction(handler),
+                transactional=_takes_transaction(handler) if shape is None else shape.transactional,
                 is_async=inspect.iscoroutinefunction(handler),
             )
-            return handler
+            if shape is None:
+                return handler
+            self._shapes[topic] = shape
+            return JobHandler(self, topic, handler, shape)
 
-        return register
+        return cast(Register, register)
 
     def config(self, topic: str) -> JobConfig | None:
         """The handler registered for ``topic``, if any."""
@@ -131,13 +176,17 @@ class App:
         payload: Any,
         **options: Any,
     ) -> Any:
-        """``quick.enqueue`` with this app's defaults; refuses topics it has no handler for.
+        """``quick.enqueue`` with this app's defaults; refuses topics it has no handler for,
+        and a payload that does not fit a typed handler's arguments.
 
         Returns the job id, or a :class:`quick.flow.Throttled` when ``throttle`` is given.
         """
         config = self._jobs.get(topic)
         if config is None:
             raise InvalidArgument("topic", f"no handler is registered for {topic!r}")
+        shape = self._shapes.get(topic)
+        if shape is not None:
+            check_stored_arguments(topic, shape, payload)
         options.setdefault("priority", config.priority)
         options.setdefault("max_attempts", config.max_attempts)
         return enqueue(db_or_tr, queue_id, topic, payload, **options)

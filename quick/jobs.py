@@ -18,6 +18,7 @@ from typing import Any
 
 from keyspace.codec import CorruptValue, pack_value, unpack_value
 from keyspace.layout import QueueKeys
+from quick.tracecontext import TraceContext, check_trace
 
 __all__ = [
     "JobState",
@@ -100,6 +101,8 @@ class Job:
     unique_key: str | None = None
     #: Data for a job extension (see :mod:`quick.extensions`), e.g. a workflow step's run.
     extension: dict[str, Any] | None = None
+    #: The W3C trace context it was enqueued in (:mod:`quick.tracecontext`), if any.
+    trace: TraceContext | None = None
     #: The batch this job is a member of (:mod:`quick.batches`); stored only when set.
     batch: str | None = None
     #: Other jobs wait for this one (:mod:`quick.dependencies`); stored only when true.
@@ -107,7 +110,7 @@ class Job:
 
     def to_value(self) -> bytes:
         """The stored form (TypeError when the payload is not msgpack-encodable)."""
-        record = {
+        record: dict[str, Any] = {
             "t": self.topic,
             "p": self.payload,
             "pr": self.priority,
@@ -122,6 +125,8 @@ class Job:
             "u": self.unique_key,
             "x": self.extension,
         }
+        if self.trace:  # omitted when absent: old records decode, untraced ones stay small
+            record["tc"] = self.trace
         if self.batch is not None:
             record["b"] = self.batch
         if self.has_dependents:
@@ -159,6 +164,7 @@ class Job:
                 last_error=record["e"],
                 unique_key=record["u"],
                 extension=record.get("x"),
+                trace=check_trace(record.get("tc")),
                 batch=batch,
                 has_dependents=dependents,
             )
@@ -197,6 +203,7 @@ class Claim:
     max_attempts: int | None = None
     enqueued_ms: int = 0
     extension: dict[str, Any] | None = None
+    trace: TraceContext | None = None
 
     @classmethod
     def of(cls, job: Job) -> Claim:
@@ -215,6 +222,7 @@ class Claim:
             max_attempts=job.max_attempts,
             enqueued_ms=job.created_ms,
             extension=job.extension,
+            trace=job.trace,
         )
 
     def __post_init__(self) -> None:

@@ -218,6 +218,7 @@ def make_runnable(run: Run, key: str) -> None:
             delay=spec.seconds,
             now=run.now,
             extension=item.to_record(),
+            trace=run.record.trace,
         )
     else:
         assert spec.topic is not None
@@ -238,6 +239,7 @@ def make_runnable(run: Run, key: str) -> None:
             max_attempts=attempts,
             now=run.now,
             extension=item.to_record(),
+            trace=run.record.trace,
         )
     # The job id is new in every try of this body, so no earlier try can hold it: the
     # directory lookup a retried enqueue needs is skipped (first_try).

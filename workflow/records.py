@@ -22,6 +22,7 @@ from keyspace.codec import CorruptValue, pack_value, unpack_value
 from keyspace.layout import WF_BY_STATUS, WF_RUNS, WF_STEPS
 from keyspace.protocol import ReadView, Transaction
 from quick.corruption import UNREADABLE, CorruptRecord
+from quick.tracecontext import TraceContext, check_trace
 from workflow.definition import Definition
 from workflow.errors import CorruptRun, RunNotFound
 
@@ -115,6 +116,7 @@ _RUN_TYPES: dict[str, tuple[type, ...]] = {
     "h": (list, _NONE),
     "why": _MAYBE_TEXT,
     "rt": _MAYBE_TEXT,
+    "tc": (dict, _NONE),
 }
 _RUN_REQUIRED = ("w", "rs", "q", "i", "df", "c")
 
@@ -139,6 +141,8 @@ class RunRecord:
     reason: str | None = None
     #: The id of the ``retry_run`` call last applied.
     retry_id: str | None = None
+    #: The W3C trace context the run started in; its steps' items carry it.
+    trace: TraceContext | None = None
 
     def to_value(self) -> bytes:
         """The stored form (TypeError when the input is not msgpack-encodable)."""
@@ -157,6 +161,8 @@ class RunRecord:
             record["why"] = self.reason
         if self.retry_id is not None:
             record["rt"] = self.retry_id
+        if self.trace:
+            record["tc"] = self.trace
         return pack_value(record)
 
     @classmethod
@@ -180,6 +186,7 @@ class RunRecord:
             hooks=tuple(hooks),
             reason=record.get("why"),
             retry_id=record.get("rt"),
+            trace=_trace(what, record.get("tc")),
         )
 
     def decode_definition(self) -> Definition:
@@ -193,6 +200,13 @@ class RunRecord:
 
     def evolve(self, **changes: Any) -> RunRecord:
         return dataclasses.replace(self, **changes)
+
+
+def _trace(what: str, value: Any) -> TraceContext | None:
+    try:
+        return check_trace(value)
+    except ValueError as error:
+        raise CorruptValue(f"{what} is malformed: {error}") from None
 
 
 #: The type of each step field (``out`` and ``g``, an output and a payload, may be anything).

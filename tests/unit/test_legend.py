@@ -240,10 +240,13 @@ def test_records_written_by_the_code_have_the_legend_fields() -> None:
     job = Job(
         id="j", queue="q", topic="t", payload=None, priority=1, vis_ms=0, state=JobState.READY
     )
-    optional = ("b", "dn")  # stored only when set
+    optional = ("tc", "b", "dn")  # stored only when set
     assert tuple(unpack_value(job.to_value())) == RECORDS["job"][: -len(optional)]
-    grouped = job.evolve(batch="b1", has_dependents=True)
-    assert tuple(unpack_value(grouped.to_value())) == RECORDS["job"]
+    full = job.evolve(
+        trace={"traceparent": f"00-{'1' * 32}-{'2' * 16}-01"}, batch="b1", has_dependents=True
+    )
+    assert tuple(unpack_value(full.to_value())) == RECORDS["job"]
+    assert "tc" not in unpack_value(job.to_value())  # omitted when there is none
     assert tuple(unpack_value(tombstone("q", "completed", 1, "token"))) == RECORDS["directory"]
     spec = StepSpec(key="a", kind=StepKind.TASK, topic="t")
     assert tuple(spec.to_record()) == RECORDS["step def"]

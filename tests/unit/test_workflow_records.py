@@ -38,6 +38,7 @@ def full_run(**changes: Any) -> RunRecord:
         hooks=("run_finished",),
         reason="step 'a' failed: boom",
         retry_id="retry-1",
+        trace={"traceparent": f"00-{'a' * 32}-{'b' * 16}-01", "tracestate": "k=v"},
     )
     return run.evolve(**changes)
 
@@ -206,6 +207,9 @@ def test_step_record_that_is_no_map_is_corrupt(data: bytes) -> None:
         {"h": [1]},
         {"why": 3},
         {"rt": b"id"},
+        {"tc": "00-abc"},
+        {"tc": {"traceparent": "00-abc"}},
+        {"tc": {"traceparent": f"00-{'a' * 32}-{'b' * 16}-01", "tracestate": "\n"}},
     ],
     ids=repr,
 )
