@@ -74,6 +74,19 @@ key (after the root ``("qk",)``)                   value
 ``("ml", queue)``                                  migration lease: the ``quick migrate`` pass
                                                    moving the queue in or out (owner, expiry);
                                                    held in both stores, one pass at a time
+``("b", batch_id)``                                batch: callbacks' queue, whether still open,
+                                                   the callback jobs to enqueue
+``("bn", batch_id, name)``                         little-endian int64 counter of a batch (atomic
+                                                   add): ``total``, ``left`` (members unsettled,
+                                                   plus one while open), and one per outcome
+``("bm", batch_id, job_id)``                       empty while the member is pending; then a
+                                                   record of the state it finished in
+``("dep", job_id, dependent_id)``                  empty; ``dependent_id`` waits for ``job_id``
+``("hold", job_id)``                               a job waiting for its dependencies: its
+                                                   record, queue, dependencies left, mode
+``("deb", queue, key)``                            job id of the job debounced under ``key``
+``("thr", key, window_ms)``                        the windows of throttle ``key`` (of that
+                                                   length) and their counts
 =================================================  ===============================================
 
 :func:`describe` turns any stored key into one readable line, for ``quick inspect
@@ -103,10 +116,15 @@ name       meaning                                                 records
 ``ak``     token of the activation that last fired the schedule    cron
 ``at``     when the record's event happened, ms (finished,         directory, dead letter,
            buried, refilled, moved, appended)                      rate, moved, journal
+``b``      id of the batch the job is a member of (omitted: none)  job
+``cb``     callback jobs by kind (``success``, ``complete``,       batch
+           ``failure``), each a callback record
+``dn``     true when other jobs wait for this one (omitted:        job
+           none do)
 ``aw``     true once an external step is waiting for its signal    step
 ``br``     branches of a branch step: name -> the keys of          step def
            the steps it runs
-``c``      when created, ms                                        job, run
+``c``      when created, ms                                        job, run, batch
 ``cd``     a child step's workflow definition, resolved when       step def
            the parent run started
 ``ch``     id of the child run that stands for a child step        step
@@ -131,13 +149,16 @@ name       meaning                                                 records
 ``ik``     idempotency key the run was started with (None: none)   run
 ``in``     the run's input, carried by a map instance's job        step job x
 ``j``      id of the job that currently stands for the step        step
-``jr``     the buried job's record, encoded (a job record)         dead letter
+``ji``     id chosen for a job enqueued later (a callback)         callback
+``jr``     a job's record, encoded (buried, or held back)          dead letter, hold
 ``lk``     limit keys the job counts against (keyed limits)        job
+``lw``     dependencies still to complete                          hold
 ``k``      lease token of a claim (a job's current lease; the      job, directory
            lease that finished it)
 ``kd``     step kind: ``task``, ``external``, ``sleep``, ``map``,  step def
            ``branch`` or ``child``
-``m``      attempt limit (None: the handler's or default one)      job, step def, step
+``m``      attempt limit (None: the handler's or default one)      job, step def, step,
+                                                                   callback
 ``mb``     encoded bytes of a map step's instance outputs          step
 ``md``     instances of a map step that succeeded                  step
 ``mn``     instances of a map step (None until its list is         step
@@ -152,15 +173,18 @@ name       meaning                                                 records
            job's due or retry time)
 ``o``      owner: the consumer (or migration pass) holding the     job, queue lease,
            lease                                                   mig lease
+``od``     on a dependency's failure: ``discard`` or ``run``       hold
+``op``     true while the batch is open to new members             batch
 ``out``    a step's output                                         step
 ``ov``     key of the step whose list output a map step maps       step def
-``p``      payload                                                 job, cron
+``p``      payload                                                 job, cron, callback
 ``pa``     parent of a child run: ``[run_id, step]``               run
 ``pn``     true when a branch left the step out (skipped;          step
            the run goes on)
-``pr``     priority (lower runs first)                             job, step def
+``pr``     priority (lower runs first)                             job, step def, callback
 ``q``      queue id (a child step's: its run's queue)              directory, cron, run,
-                                                                   step def
+                                                                   step def, batch,
+                                                                   callback, hold
 ``ra``     claims counted toward the step's attempt limit (a run   step
            retry resets them)
 ``raw``    the undecodable job record, as stored                   dead letter
@@ -171,14 +195,15 @@ name       meaning                                                 records
 ``rt``     id of the ``retry_run`` call last applied (a retried    run
            call is a no-op)
 ``rv``     what a job's handler returned (its result)              result
-``s``      job state: a JobState value (a directory entry's is     job, directory
-           the final one)
+``s``      job state: a JobState value (a directory entry's is     job, directory,
+           the final one, or ``waiting``)                          member
 ``sk``     step key                                                step job x, map job x,
                                                                    step def, journal
 ``sl``     seconds a sleep step sleeps                             step def
 ``ss``     step status: a StepStatus value                         step
 ``st``     when the step was first claimed, ms                     step
-``t``      topic                                                   job, cron, step def
+``t``      topic                                                   job, cron, step def,
+                                                                   callback
 ``tc``     W3C trace context it was made in: ``{"traceparent":     job, run
            ..., "tracestate": ...}`` (omitted: none)
 ``tk``     tokens left in a rate bucket (float)                    rate
@@ -189,6 +214,8 @@ name       meaning                                                 records
 ``v``      visible from, ms (a leased job: its lease expiry)       job, pointer
 ``w``      workflow name                                           step job x, map job x,
                                                                    run
+``wc``     runs counted per window: ``[[window start ms, count],   throttle
+           ...]``
 ``why``    why it ended, in words (a failed run; a skipped or      run, step
            cancelled step)
 ``x``      extension data, a map (None: a plain job)               job
@@ -199,15 +226,16 @@ name       meaning                                                 records
 ===========  ==========================================  ========================================
 record       fields                                      stored at
 ===========  ==========================================  ========================================
-job          t p pr v s a m c o k e u x lk tc            ``("q", queue, "j", job_id)``, and
+job          t p pr v s a m c o k e u x lk tc b dn       ``("q", queue, "j", job_id)``, and
                                                          ``("mig", queue, job_id)`` while
                                                          migrating
 step job x   mod ri sk w dep to mx in                    ``x`` of a workflow step's job
 hook job x   mod xk                                      ``x`` of a workflow hook's job
 map job x    mod xk ri sk w mx                           ``x`` of a map step's pager job
 directory    q s at k                                    ``("id", job_id)``: ``q`` while the job
-                                                         lives; ``s``, ``at``, ``k`` once
-                                                         finished
+                                                         lives (and ``s`` ``waiting`` while
+                                                         held for dependencies); ``s``,
+                                                         ``at``, ``k`` once finished
 result       rv e                                        ``("res", job_id)``: ``rv`` of a
                                                          completed job, ``e`` of a discarded
                                                          one
@@ -232,6 +260,11 @@ step         ss a ra m j n st f out e why ch mn md mb    ``("wf", "step", run_id
              g gi aw pn                                  ``("wf", "mi", run_id, step, index)``
                                                          for a map instance
 journal      ev at sk det                                ``("wf", "j", run_id, versionstamp)``
+batch        q op c cb                                   ``("b", batch_id)``
+callback     ji q t p pr m                               each value of a batch's ``cb``
+member       s                                           ``("bm", batch_id, job_id)`` once settled
+hold         jr q lw od                                  ``("hold", job_id)``
+throttle     wc                                          ``("thr", key, window_ms)``
 ===========  ==========================================  ========================================
 """
 
@@ -274,6 +307,13 @@ __all__ = [
     "MIGRATING_DEAD",
     "MIGRATION_LEASES",
     "STORE_ID",
+    "BATCHES",
+    "BATCH_COUNTS",
+    "BATCH_MEMBERS",
+    "DEPENDENTS",
+    "HELD",
+    "DEBOUNCE",
+    "THROTTLE",
     "QueueKeys",
     "queue_keys",
     "Shape",
@@ -313,6 +353,13 @@ MIGRATING = ROOT["mig"]
 MIGRATING_DEAD = ROOT["migd"]
 MIGRATION_LEASES = ROOT["ml"]
 STORE_ID = ROOT.pack(("meta", "id"))
+BATCHES = ROOT["b"]
+BATCH_COUNTS = ROOT["bn"]
+BATCH_MEMBERS = ROOT["bm"]
+DEPENDENTS = ROOT["dep"]
+HELD = ROOT["hold"]
+DEBOUNCE = ROOT["deb"]
+THROTTLE = ROOT["thr"]
 
 #: Every field name used in a stored record, with its one meaning (the legend above).
 FIELDS: dict[str, str] = {
@@ -320,6 +367,9 @@ FIELDS: dict[str, str] = {
     "af": "keys of the steps this step runs after",
     "ak": "token of the activation that last fired the schedule",
     "at": "when the record's event happened, ms (finished, buried, refilled, moved, appended)",
+    "b": "id of the batch the job is a member of (omitted: none)",
+    "cb": "callback jobs by kind (``success``, ``complete``, ``failure``), each a callback record",
+    "dn": "true when other jobs wait for this one (omitted: none do)",
     "aw": "true once an external step is waiting for its signal",
     "br": "branches of a branch step: name -> the keys of the steps it runs",
     "c": "when created, ms",
@@ -344,8 +394,10 @@ FIELDS: dict[str, str] = {
     "ik": "idempotency key the run was started with (None: none)",
     "in": "the run's input, carried by a map instance's job",
     "j": "id of the job that currently stands for the step",
-    "jr": "the buried job's record, encoded (a job record)",
+    "ji": "id chosen for a job enqueued later (a callback)",
+    "jr": "a job's record, encoded (buried, or held back)",
     "lk": "limit keys the job counts against (keyed limits)",
+    "lw": "dependencies still to complete",
     "k": "lease token of a claim (a job's current lease; the lease that finished it)",
     "kd": "step kind: ``task``, ``external``, ``sleep``, ``map``, ``branch`` or ``child``",
     "m": "attempt limit (None: the handler's or default one)",
@@ -358,6 +410,8 @@ FIELDS: dict[str, str] = {
     "mx": "index of a map instance (its item in the list); a map pager's next index",
     "n": "when next due, ms (a schedule's next tick; a step job's due or retry time)",
     "o": "owner: the consumer (or migration pass) holding the lease",
+    "od": "on a dependency's failure: ``discard`` or ``run``",
+    "op": "true while the batch is open to new members",
     "out": "a step's output",
     "ov": "key of the step whose list output a map step maps",
     "p": "payload",
@@ -372,7 +426,7 @@ FIELDS: dict[str, str] = {
     "rs": "run status: a RunStatus value",
     "rt": "id of the ``retry_run`` call last applied (a retried call is a no-op)",
     "rv": "what a job's handler returned (its result)",
-    "s": "job state: a JobState value (a directory entry's is the final one)",
+    "s": "job state: a JobState value (a directory entry's is the final one, or ``waiting``)",
     "sk": "step key",
     "sl": "seconds a sleep step sleeps",
     "ss": "step status: a StepStatus value",
@@ -387,6 +441,7 @@ FIELDS: dict[str, str] = {
     "url": "URL of the store a queue moved to",
     "v": "visible from, ms (a leased job: its lease expiry)",
     "w": "workflow name",
+    "wc": "runs counted per window: ``[[window start ms, count], ...]``",
     "why": "why it ended, in words (a failed run; a skipped or cancelled step)",
     "x": "extension data, a map (None: a plain job)",
     "xk": "kind of a workflow job that is no step: ``hook`` or ``map`` (a map's pager)",
@@ -394,7 +449,25 @@ FIELDS: dict[str, str] = {
 
 #: The fields of each kind of stored record, in the order written.
 RECORDS: dict[str, tuple[str, ...]] = {
-    "job": ("t", "p", "pr", "v", "s", "a", "m", "c", "o", "k", "e", "u", "x", "lk", "tc"),
+    "job": (
+        "t",
+        "p",
+        "pr",
+        "v",
+        "s",
+        "a",
+        "m",
+        "c",
+        "o",
+        "k",
+        "e",
+        "u",
+        "x",
+        "lk",
+        "tc",
+        "b",
+        "dn",
+    ),
     "step job x": ("mod", "ri", "sk", "w", "dep", "to", "mx", "in"),
     "hook job x": ("mod", "xk"),
     "map job x": ("mod", "xk", "ri", "sk", "w", "mx"),
@@ -416,6 +489,11 @@ RECORDS: dict[str, tuple[str, ...]] = {
         *("ch", "mn", "md", "mb", "g", "gi", "aw", "pn"),
     ),
     "journal": ("ev", "at", "sk", "det"),
+    "batch": ("q", "op", "c", "cb"),
+    "callback": ("ji", "q", "t", "p", "pr", "m"),
+    "member": ("s",),
+    "hold": ("jr", "q", "lw", "od"),
+    "throttle": ("wc",),
 }
 
 
@@ -553,6 +631,13 @@ SHAPES: tuple[Shape, ...] = (
     Shape("mig/{queue}/{job_id}", "job being migrated in"),
     Shape("migd/{queue}/{job_id}", "dead letter being migrated in"),
     Shape("ml/{queue}", "migration lease"),
+    Shape("b/{batch_id}", "batch"),
+    Shape("bn/{batch_id}/{name}", "batch counter"),
+    Shape("bm/{batch_id}/{job_id}", "batch member"),
+    Shape("dep/{job_id}/{dependent_id}", "dependent job"),
+    Shape("hold/{job_id}", "job waiting for dependencies"),
+    Shape("deb/{queue}/{key}", "debounce key"),
+    Shape("thr/{key}/{window_ms}", "throttle windows"),
 )
 
 

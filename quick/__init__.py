@@ -16,10 +16,21 @@ from keyspace import (
 )
 from keyspace.protocol import Database, Transaction
 from quick.app import App, JobConfig, Meta
+from quick.batches import (
+    BatchStatus,
+    add_to_batch,
+    batch_results,
+    batch_status,
+    close_batch,
+    enqueue_batch,
+    list_batches,
+)
 from quick.claiming import claim
 from quick.cron import Schedule, activate_due, list_schedules, remove_schedule, schedule
-from quick.enqueueing import enqueue, enqueue_many
+from quick.enqueue_options import enqueue
+from quick.enqueueing import enqueue_many
 from quick.errors import (
+    BatchNotFound,
     CorruptResult,
     Discard,
     InvalidArgument,
@@ -82,6 +93,8 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "Transaction",
     "App",
+    "BatchNotFound",
+    "BatchStatus",
     "Claim",
     "CorruptResult",
     "Database",
@@ -116,6 +129,12 @@ __all__ = [
     "StorageError",
     "StoreFull",
     "activate_due",
+    "add_to_batch",
+    "batch_results",
+    "batch_status",
+    "close_batch",
+    "enqueue_batch",
+    "list_batches",
     "aio",
     "cancel",
     "claim",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast, overload
 
 from keyspace.protocol import Database, Transaction
-from quick.enqueueing import enqueue
+from quick.enqueue_options import enqueue
 from quick.errors import InvalidArgument
 from quick.jobs import DEFAULT_PRIORITY
 from quick.key_limits import check_limit_keys
@@ -183,10 +183,13 @@ class App:
         topic: str,
         payload: Any,
         **options: Any,
-    ) -> str:
+    ) -> Any:
         """``quick.enqueue`` with this app's defaults (the topic's limit keys joined to any
         given); refuses topics it has no handler for, and a payload that does not fit a
-        typed handler's arguments."""
+        typed handler's arguments.
+
+        Returns the job id, or a :class:`quick.flow.Throttled` when ``throttle`` is given.
+        """
         config = self._jobs.get(topic)
         if config is None:
             raise InvalidArgument("topic", f"no handler is registered for {topic!r}")

@@ -47,6 +47,7 @@ from quick import pointers, queue_leases
 from quick.counters import Tally
 from quick.errors import InvalidArgument
 from quick.extensions import resolve
+from quick.followers import job_finished
 from quick.jobs import DEFAULT_LEASE_MS, Claim, Job, JobState, now_ms
 from quick.limits import Limiter
 from quick.records import (
@@ -139,6 +140,8 @@ def _lease_one(
             f"over the {VALUE_LIMIT}-byte value limit"
         )
         bury_job(tr, keys, job, reason, now, tally)
+        if job.batch is not None or job.has_dependents:
+            job_finished(tr, job, JobState.DEAD, now)
         return None
     budget.left -= store_job(tr, keys, job, leased, tally, value=value)
     claim = Claim.of(leased)

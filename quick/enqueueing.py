@@ -103,6 +103,7 @@ def prepare(
     extension: dict[str, Any] | None = None,
     limit_keys: Any = None,
     trace: TraceContext | None = None,
+    batch: str | None = None,
 ) -> _Prepared:
     """Validate and encode one job; raises before anything is written.
 
@@ -110,6 +111,7 @@ def prepare(
     the queue, such as workflows, pass it here rather than through ``enqueue``.
     ``trace`` is the trace context to record (a workflow run's); by default the active
     span's, if the process uses OpenTelemetry (:mod:`quick.tracecontext`).
+    ``batch`` is the id of the batch the job joins (:mod:`quick.batches`).
     """
     queue = check_name("queue_id", queue_id)
     name = check_name("topic", topic)
@@ -133,6 +135,7 @@ def prepare(
         extension=extension,
         limit_keys=check_limit_keys(limit_keys),
         trace=current_trace() if trace is None else trace,
+        batch=batch,
     )
     try:
         value = job.to_value()

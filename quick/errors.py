@@ -16,6 +16,7 @@ __all__ = [
     "InvalidPayload",
     "LeaseLost",
     "JobNotFound",
+    "BatchNotFound",
     "JobRunning",
     "QueueMoved",
     "ResultUnavailable",
@@ -62,6 +63,14 @@ class JobNotFound(QuickError, LookupError):
     def __init__(self, job_id: str, detail: str = "") -> None:
         self.job_id = job_id
         super().__init__(f"no job {job_id!r}" + (f" ({detail})" if detail else ""))
+
+
+class BatchNotFound(InvalidArgument, LookupError):
+    """No batch with that id (``field`` is ``"batch_id"``); nothing was written."""
+
+    def __init__(self, batch_id: str) -> None:
+        self.batch_id = batch_id
+        super().__init__("batch_id", f"no batch {batch_id!r}")
 
 
 class JobRunning(QuickError):

@@ -54,6 +54,9 @@ class JobState(StrEnum):
     CANCELLED = "cancelled"
     #: Moved to another store by ``quick migrate`` (a tombstone on the source only).
     MOVED = "moved"
+    #: Held back until its dependencies complete (:mod:`quick.dependencies`); not yet
+    #: on its queue.
+    WAITING = "waiting"
 
 
 #: States with a per-queue atomic counter.
@@ -102,6 +105,10 @@ class Job:
     limit_keys: tuple[str, ...] = ()
     #: The W3C trace context it was enqueued in (:mod:`quick.tracecontext`), if any.
     trace: TraceContext | None = None
+    #: The batch this job is a member of (:mod:`quick.batches`); stored only when set.
+    batch: str | None = None
+    #: Other jobs wait for this one (:mod:`quick.dependencies`); stored only when true.
+    has_dependents: bool = False
 
     def to_value(self) -> bytes:
         """The stored form (TypeError when the payload is not msgpack-encodable)."""
@@ -124,6 +131,10 @@ class Job:
             record["lk"] = list(self.limit_keys)
         if self.trace:  # omitted when absent: old records decode, untraced ones stay small
             record["tc"] = self.trace
+        if self.batch is not None:
+            record["b"] = self.batch
+        if self.has_dependents:
+            record["dn"] = True
         return pack_value(record)
 
     @classmethod
@@ -145,6 +156,9 @@ class Job:
                 isinstance(key, str) for key in limit_keys
             ):
                 raise TypeError(f"field 'lk' is {limit_keys!r}")
+            batch, dependents = record.get("b"), record.get("dn", False)
+            if not isinstance(batch, str | None) or not isinstance(dependents, bool):
+                raise TypeError(f"field 'b' or 'dn' is {batch!r}, {dependents!r}")
             return cls(
                 id=job_id,
                 queue=queue,
@@ -163,6 +177,8 @@ class Job:
                 extension=record.get("x"),
                 limit_keys=tuple(limit_keys) if limit_keys else (),
                 trace=check_trace(record.get("tc")),
+                batch=batch,
+                has_dependents=dependents,
             )
         except (KeyError, TypeError, ValueError) as error:
             raise CorruptValue(f"job record {job_id!r} is malformed: {error!r}") from error

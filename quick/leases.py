@@ -23,13 +23,13 @@ from typing import Any
 
 from keyspace.protocol import Database, Transaction
 from keyspace.retry import transactional
-from quick import records
+from quick import followers, records
 from quick.claiming import resolve_now
 from quick.counters import Tally
 from quick.errors import LeaseLost
 from quick.extensions import JobExtension
 from quick.fencing import Standing, standing, standings
-from quick.jobs import DEFAULT_LEASE_MS, Claim
+from quick.jobs import DEFAULT_LEASE_MS, Claim, JobState
 from quick.results import encode_result
 from quick.retrying import DEFAULT_BASE_DELAY_MS, DEFAULT_MAX_DELAY_MS, attempt_limit, backoff_ms
 from quick.settlement import Act, Action, Ending, Hook, Outcome, Status
@@ -57,6 +57,9 @@ __all__ = [
 
 
 # -- the three steps ---------------------------------------------------------------------
+
+#: The acts that end a job: its batch and the jobs waiting for it hear of them.
+_ENDS = (Act.FINISH, Act.BURY)
 
 
 def decide(
@@ -96,6 +99,8 @@ def apply(
         assert extension is not None
         extension.on_succeeded(tr, claim, output, now)
     job = records.apply(tr, found.keys, found.job, action, now, vis_ms, error, tally, result)
+    if (job.batch is not None or job.has_dependents) and action.act in _ENDS:
+        followers.job_finished(tr, job, action.state or JobState.DEAD, now)
     if hook is Hook.RETRYING or hook is Hook.FAILED:
         assert extension is not None
         retry_at = vis_ms if hook is Hook.RETRYING else None

@@ -15,6 +15,7 @@ from quick import counters, throughput
 from quick.corruption import CorruptRecord
 from quick.enqueueing import directory_entry, prepare, store_new
 from quick.errors import InvalidArgument, JobNotFound, JobRunning
+from quick.followers import cancel_held, job_finished
 from quick.inspection import decode_dead_letter, scan_dead
 from quick.jobs import Job, JobState, now_ms
 from quick.records import finish_job
@@ -162,6 +163,8 @@ def _cancel(tr: Transaction, job_id: str, now: int) -> bool:
     entry = directory_entry(tr, job_id)
     if entry is None:
         return False
+    if entry.get("s") == JobState.WAITING.value:
+        return cancel_held(tr, job_id, now)
     if "s" in entry:
         return bool(entry["s"] == JobState.CANCELLED.value)
     keys = queue_keys(entry["q"])
@@ -172,12 +175,14 @@ def _cancel(tr: Transaction, job_id: str, now: int) -> bool:
     if job.state is JobState.LEASED and job.vis_ms > now:
         raise JobRunning(job_id)
     finish_job(tr, keys, job, JobState.CANCELLED, now)
+    if job.batch is not None or job.has_dependents:
+        job_finished(tr, job, JobState.CANCELLED, now)
     return True
 
 
 def cancel(db_or_tr: Database | Transaction, job_id: str) -> bool:
-    """Remove a job that is not running; True if it is (now) cancelled, False if it is
-    unknown or finished otherwise.
+    """Remove a job that is not running (or one waiting for its dependencies); True if it
+    is (now) cancelled, False if it is unknown or finished otherwise.
 
     Raises:
         JobRunning: the job holds a live lease.

@@ -206,7 +206,7 @@ def _verdict(tr: Transaction, job_id: str, entry_data: bytes | None, record: byt
     if not isinstance(entry, dict) or not isinstance(entry.get("q"), str):
         raise _corrupt(job_id, entry_key, f"not a job directory entry: {entry!r:.200}")
     state = entry.get("s")
-    if state is None:
+    if state is None or state == JobState.WAITING.value:  # waiting: held for dependencies
         return PENDING
     if state == JobState.COMPLETED.value:
         return _record(job_id, record).get("rv")

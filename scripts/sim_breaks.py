@@ -18,9 +18,12 @@ from typing import Any
 
 import quick.claiming
 import quick.fencing
+import quick.flow
+import quick.followers
 import quick.key_limits
 import quick.leases
 import quick.records
+from keyspace.layout import queue_keys
 from quick.counters import Tally
 from quick.fencing import Standing, Status
 from quick.jobs import JobState
@@ -230,6 +233,37 @@ def _finish_keeps_key_count(undo: Undo) -> None:
     swap(quick.key_limits, "moved", moved, undo)
 
 
+def _batch_counts_put_backs(undo: Undo) -> None:
+    """A member put back (a failure retried, a snooze, a release) is counted in its batch
+    as if it had settled, so the batch's callbacks fire before its members are done."""
+    swap(quick.leases, "_ENDS", (Act.FINISH, Act.BURY, Act.PUT_BACK), undo)
+
+
+def _release_on_first_dependency(undo: Undo) -> None:
+    """A waiting job is released when the first of its dependencies completes."""
+    real = quick.followers.decode_held
+
+    def decode_held(key: bytes, data: bytes | None) -> Any:
+        held = real(key, data)
+        return None if held is None else {**held, "lw": 1}
+
+    rebind(real, decode_held, undo)
+
+
+def _debounce_ignores_start(undo: Undo) -> None:
+    """A debounce hands its payload to the key's job even after that job has started."""
+
+    def waiting(tr: Any, job_id: str, queue: str, now: int) -> Any:
+        return quick.records.load_job(tr, queue_keys(queue), job_id)
+
+    swap(quick.flow, "_waiting", waiting, undo)
+
+
+def _throttle_forgets_windows(undo: Undo) -> None:
+    """A throttle never reads what it counted: every job fits its window."""
+    swap(quick.flow, "_counts", lambda key, data, current: {}, undo)
+
+
 @dataclass(frozen=True)
 class Break:
     """One deliberate breakage: its name, what it does, and how to apply it."""
@@ -259,6 +293,10 @@ BREAKS: dict[str, Break] = {
         Break("cancel-spares-children", _cancel_spares_children),
         Break("key-limits-ignored", _key_limits_ignored),
         Break("finish-keeps-key-count", _finish_keeps_key_count),
+        Break("batch-counts-put-backs", _batch_counts_put_backs),
+        Break("release-on-first-dependency", _release_on_first_dependency),
+        Break("debounce-ignores-start", _debounce_ignores_start),
+        Break("throttle-forgets-windows", _throttle_forgets_windows),
     )
 }
 

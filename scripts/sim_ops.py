@@ -162,7 +162,7 @@ class Operations:
         spec["unique_key"] = None
 
         def order(tr: Any) -> str:
-            job_id = quick.enqueue(tr, **spec)
+            job_id: str = quick.enqueue(tr, **spec)
             tr.set(APP.pack(("order", job_id)), b"1")
             return job_id
 

@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sim_breaks import BREAKS, applied, rebind, swap
+from sim_groups import GroupModel, GroupOperations
 from sim_keys import KeyLimitsSim
 from sim_ops import CONSUMERS, PENDING, ModelJob, Operations
 from sim_store import Snapshot, check_store, read_store
@@ -55,6 +56,7 @@ from sim_workflows import Workflows
 import keyspace.retry
 import quick
 import quick.claiming
+import quick.enqueueing
 import quick.jobs
 import workflow.engine
 from quick.app import JobConfig
@@ -93,10 +95,13 @@ class Result:
 
 @contextlib.contextmanager
 def _simulated_world(clock: Callable[[], int], rng: random.Random) -> Iterator[None]:
-    """Rebind quick's wall clock to ``clock``, its lease tokens to ``rng``, and the retry
-    loop's sleep to nothing; seed the global ``random`` (retry jitter, backoff) from ``rng``."""
+    """Rebind quick's wall clock to ``clock``, its lease tokens and job ids to ``rng``, and
+    the retry loop's sleep to nothing; seed the global ``random`` (retry jitter, backoff)
+    from ``rng``."""
     undo: list[tuple[Any, str, Any]] = []
     rebind(quick.jobs.now_ms, clock, undo)
+    # Ids quick makes itself (a debounced job's, a batch's and its callbacks'), from the seed.
+    rebind(quick.enqueueing.new_job_id, lambda: f"{rng.getrandbits(128):032x}", undo)
     tokens = SimpleNamespace(uuid4=lambda: uuid.UUID(int=rng.getrandbits(128), version=4))
     swap(quick.claiming, "uuid", tokens, undo)
     swap(workflow.engine, "uuid", tokens, undo)
@@ -111,9 +116,10 @@ def _simulated_world(clock: Callable[[], int], rng: random.Random) -> Iterator[N
             setattr(module, attr, value)
 
 
-class Simulation(Operations):
+class Simulation(GroupOperations, Operations):
     """One seed: a store, a clock, a model, and the operations that drive them
-    (:class:`sim_ops.Operations`)."""
+    (:class:`sim_ops.Operations`, and :class:`sim_groups.GroupOperations` for batches,
+    dependencies, debounce and throttle)."""
 
     def __init__(self, seed: int, path: Path, steps: int) -> None:
         self.seed = seed
@@ -131,6 +137,7 @@ class Simulation(Operations):
         self.ids = 0
         self.wf = Workflows(self.db, self.rng, lambda: self.now)
         self.keyed = KeyLimitsSim(self.db, self.rng, lambda: self.now)
+        self.group = GroupModel()
         self.ops: list[tuple[int, Callable[[], str]]] = [
             (10, self.enqueue),
             (4, self.enqueue_many),
@@ -156,6 +163,11 @@ class Simulation(Operations):
             (5, self.advance),
             (2, self.jump),
             (2, self.set_key_limits),
+            (3, self.batch),
+            (2, self.batch_more),
+            (3, self.depend),
+            (2, self.debounce),
+            (2, self.throttle),
         ]
         self.weights = [w for w, _ in self.ops]
 
@@ -199,8 +211,10 @@ class Simulation(Operations):
     def check(self) -> list[str]:
         """The store's invariants and the model's, on one snapshot."""
         snap = read_store(self.db)
+        groups = self.follow(snap)  # before the job model: it adopts callback jobs
         return (
             check_store(snap, self.now)
+            + groups
             + self.check_model(snap)
             + self.wf.check()
             + self.keyed.check(snap.jobs, snap.key_running)

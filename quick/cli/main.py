@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import click
 
 import keyspace
+from quick.cli.batches import batches
 from quick.cli.common import DB_HELP, Settings, add_db_option
 from quick.cli.cron import cron
 from quick.cli.dashboard import dashboard
@@ -53,6 +54,7 @@ for _command in (
     dashboard,
     migrate_command,
     limits,
+    batches,
 ):
     cli.add_command(_command)
 

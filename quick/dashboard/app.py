@@ -18,6 +18,7 @@ from werkzeug.wrappers.response import Response
 from keyspace.errors import EngineUnavailable, StorageError
 from keyspace.protocol import Database
 from quick.dashboard.actions import actions
+from quick.dashboard.batch_pages import batch_pages
 from quick.dashboard.explore import explore
 from quick.dashboard.pages import pages
 from quick.dashboard.state import State
@@ -147,6 +148,7 @@ def create_app(
     app.register_blueprint(pages)
     app.register_blueprint(actions)
     app.register_blueprint(explore)
+    app.register_blueprint(batch_pages)
     app.jinja_env.filters.update(when=when, age=age, pretty=pretty)
     app.jinja_env.globals.update(allow_actions=allow_actions, store_url=db.url)
 

@@ -28,7 +28,8 @@ def test_simulation_300_seeds_show_no_violation() -> None:
     assert summary.steps == 300 * STEPS
     assert sum(summary.faults.values()) > 0, "no fault was injected"
     kinds = ("claim", "claim_round", "settle_batch", "crash", "requeue_dead", "activate_cron")
-    for op in (*kinds, "wf_start", "wf_work", "wf_steer"):
+    groups = ("batch", "batch_more", "depend", "debounce", "throttle")
+    for op in (*kinds, "wf_start", "wf_work", "wf_steer", *groups):
         assert summary.ops[op] > 0, f"no {op} ran"
 
 
