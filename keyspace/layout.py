@@ -90,6 +90,8 @@ name       meaning                                                 records
 ``aw``     true once an external step is waiting for its signal    step
 ``c``      when created, ms                                        job, run
 ``cr``     cron expression                                         cron
+``cx``     cancel requested while leased (``quick.cancel``;        job
+           absent: not)
 ``dep``    outputs of the step's dependencies, by step key         step job x
 ``det``    details of a journal event (a map with long,            journal
            self-describing names)
@@ -123,6 +125,8 @@ name       meaning                                                 records
            lease                                                   mig lease
 ``out``    a step's output                                         step
 ``p``      payload                                                 job, cron
+``pg``     progress of a running job: ``[fraction 0..1, text,      job
+           when recorded ms]``
 ``pr``     priority (lower runs first)                             job, step def
 ``q``      queue id                                                directory, cron, run
 ``ra``     claims counted toward the step's attempt limit (a run   step
@@ -158,7 +162,7 @@ name       meaning                                                 records
 ===========  ==========================================  ========================================
 record       fields                                      stored at
 ===========  ==========================================  ========================================
-job          t p pr v s a m c o k e u x                  ``("q", queue, "j", job_id)``, and
+job          t p pr v s a m c o k e u x cx pg            ``("q", queue, "j", job_id)``, and
                                                          ``("mig", queue, job_id)`` while
                                                          migrating
 step job x   mod ri sk w dep to                          ``x`` of a workflow step's job
@@ -267,6 +271,7 @@ FIELDS: dict[str, str] = {
     "df": "the workflow definition: a list of step definitions",
     "e": "error text (a job's or step's last error; why a dead letter died)",
     "es": "when the queue became empty, ms (None while it has jobs)",
+    "cx": "cancel requested while leased (``quick.cancel``; absent: not)",
     "ev": "kind of a journal event, e.g. ``step_succeeded``",
     "ex": "when the lease expires, ms",
     "f": "when finished, ms (None until then)",
@@ -287,6 +292,7 @@ FIELDS: dict[str, str] = {
     "o": "owner: the consumer (or migration pass) holding the lease",
     "out": "a step's output",
     "p": "payload",
+    "pg": "progress of a running job: ``[fraction 0..1, text, when recorded ms]``",
     "pr": "priority (lower runs first)",
     "q": "queue id",
     "ra": "claims counted toward the step's attempt limit (a run retry resets them)",
@@ -315,7 +321,7 @@ FIELDS: dict[str, str] = {
 
 #: The fields of each kind of stored record, in the order written.
 RECORDS: dict[str, tuple[str, ...]] = {
-    "job": ("t", "p", "pr", "v", "s", "a", "m", "c", "o", "k", "e", "u", "x"),
+    "job": ("t", "p", "pr", "v", "s", "a", "m", "c", "o", "k", "e", "u", "x", "cx", "pg"),
     "step job x": ("mod", "ri", "sk", "w", "dep", "to"),
     "hook job x": ("mod", "xk"),
     "directory": ("q", "s", "at", "k"),

@@ -3,24 +3,32 @@
 A handler takes ``(payload, meta)``, or ``(tr, payload, meta)`` to have its writes
 committed in the same transaction as the job's completion (exactly-once effects for
 data in the store). ``meta`` carries topic, queue_id, job_id, attempt (1-based) and
-the lease deadline.
+the lease deadline, tells whether the job was cancelled while it runs
+(:meth:`Meta.cancelled`) and records its progress (:meth:`Meta.progress`).
+
+The loop rule: an ``async def`` handler runs on asyncio unless it is registered with
+``loop="trio"``; a plain ``def`` handler runs in a thread and takes no ``loop``.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from keyspace.protocol import Database, Transaction
 from quick.enqueueing import enqueue
 from quick.errors import InvalidArgument
 from quick.jobs import DEFAULT_PRIORITY
+from quick.progress import JobSignals
 from quick.retrying import Backoff
 from quick.validation import check_max_attempts, check_name, check_priority
 
-__all__ = ["App", "JobConfig", "Meta", "Backoff"]
+__all__ = ["App", "JobConfig", "Meta", "Backoff", "LOOPS"]
+
+#: The event loops an ``async def`` handler may run on; the first is the default.
+LOOPS = ("asyncio", "trio")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,6 +43,30 @@ class Meta:
     owner: str = ""
     #: What a job extension adds; for a workflow step, a ``workflow.StepContext``.
     context: Any = None
+    #: What the worker and the handler tell each other while it runs (cancel, progress).
+    signals: JobSignals = field(default_factory=JobSignals, repr=False, compare=False)
+
+    def cancelled(self) -> bool:
+        """Whether ``quick.cancel`` asked this job to stop; a sync handler checks it
+        and returns early (what it returns then is discarded: the job ends cancelled).
+
+        The worker's lease keeper brings the news with its next renewal of the lease
+        (within a third of the lease). An async handler is cancelled instead.
+        """
+        return self.signals.cancelled
+
+    def progress(self, fraction: float, text: str = "") -> None:
+        """Record how far the job has come: ``fraction`` from 0 to 1, and a short ``text``.
+
+        Cheap and non-blocking: the worker's lease keeper writes the latest value with
+        its next renewal (within a third of the lease), in the job's record, where
+        ``quick.get_job`` and the dashboard read it; calls in between overwrite it.
+
+        Raises:
+            InvalidArgument: ``fraction`` is not a finite number in 0..1, or ``text``
+                is not a string of at most ``quick.progress.MAX_PROGRESS_TEXT`` bytes.
+        """
+        self.signals.record(fraction, text)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,12 +81,21 @@ class JobConfig:
     backoff: Backoff | None = None
     transactional: bool = False
     is_async: bool = False
+    #: The event loop of an ``async def`` handler (one of :data:`LOOPS`); None for a
+    #: plain ``def`` one.
+    loop: str | None = None
 
     @property
     def runs_in_trio(self) -> bool:
-        """Whether its attempts run under trio (:mod:`quick.trio_handlers`): an ``async
-        def`` handler, or one with a timeout; others run in a consumer's thread lanes."""
+        """Whether its attempts are driven from trio (:mod:`quick.trio_handlers`): an
+        ``async def`` handler (an asyncio one through the consumer's asyncio loop), or
+        one with a timeout; others run in a consumer's thread lanes."""
         return self.is_async or self.timeout is not None
+
+    @property
+    def on_asyncio(self) -> bool:
+        """Whether it is an ``async def`` handler that runs on asyncio."""
+        return self.is_async and self.loop == "asyncio"
 
 
 def _takes_transaction(handler: Callable[..., Any]) -> bool:
@@ -80,6 +121,7 @@ class App:
         max_attempts: int | None = None,
         timeout: float | None = None,
         backoff: Backoff | None = None,
+        loop: str | None = None,
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Register the decorated function as the handler of ``topic``.
 
@@ -89,6 +131,12 @@ class App:
             max_attempts: attempts before dead-lettering (default 5).
             timeout: seconds an attempt may run before it counts as failed.
             backoff: ``(base_seconds, max_seconds)`` or ``attempt -> seconds``.
+            loop: for an ``async def`` handler, ``"asyncio"`` (the default) or
+                ``"trio"``, the event loop it runs on.
+
+        Raises:
+            InvalidArgument: a bad option (``loop`` not one of :data:`LOOPS`, or given
+                for a plain ``def`` handler), or ``topic`` already has a handler.
         """
         check_name("topic", topic)
         check_priority(priority)
@@ -97,10 +145,17 @@ class App:
             raise InvalidArgument("timeout", f"must be positive seconds, not {timeout!r}")
         if isinstance(backoff, tuple) and (len(backoff) != 2 or min(backoff) <= 0):
             raise InvalidArgument("backoff", "must be (base_seconds, max_seconds), both positive")
+        if loop is not None and loop not in LOOPS:
+            raise InvalidArgument("loop", f"must be one of {', '.join(LOOPS)}, not {loop!r}")
 
         def register(handler: Callable[..., Any]) -> Callable[..., Any]:
             if topic in self._jobs:
                 raise InvalidArgument("topic", f"{topic!r} already has a handler")
+            is_async = inspect.iscoroutinefunction(handler)
+            if loop is not None and not is_async:
+                raise InvalidArgument(
+                    "loop", f"applies to async def handlers; {topic!r} has a plain def one"
+                )
             self._jobs[topic] = JobConfig(
                 topic=topic,
                 handler=handler,
@@ -109,7 +164,8 @@ class App:
                 timeout=timeout,
                 backoff=backoff,
                 transactional=_takes_transaction(handler),
-                is_async=inspect.iscoroutinefunction(handler),
+                is_async=is_async,
+                loop=(loop or LOOPS[0]) if is_async else None,
             )
             return handler
 

@@ -17,6 +17,7 @@ __all__ = [
     "LeaseLost",
     "JobNotFound",
     "JobRunning",
+    "JobCancelled",
     "QueueMoved",
     "Snooze",
     "Discard",
@@ -64,6 +65,15 @@ class JobRunning(QuickError):
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
         super().__init__(f"job {job_id!r} is running; it can only be cancelled when not leased")
+
+
+class JobCancelled(QuickError):
+    """``quick.cancel`` stopped the job while it was leased: the attempt that was running
+    (or about to start) ends cancelled, and the job is not retried."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id!r} was cancelled while it ran")
 
 
 class QueueMoved(QuickError):

@@ -18,6 +18,7 @@ from typing import Any
 
 from keyspace.codec import CorruptValue, pack_value, unpack_value
 from keyspace.layout import QueueKeys
+from quick.progress import Progress
 
 __all__ = [
     "JobState",
@@ -97,26 +98,37 @@ class Job:
     unique_key: str | None = None
     #: Data for a job extension (see :mod:`quick.extensions`), e.g. a workflow step's run.
     extension: dict[str, Any] | None = None
+    #: ``quick.cancel`` asked the running job to stop (set only on a leased job).
+    cancel_requested: bool = False
+    #: What its running handler last recorded (written by the worker's lease keeper).
+    progress: Progress | None = None
 
     def to_value(self) -> bytes:
-        """The stored form (TypeError when the payload is not msgpack-encodable)."""
-        return pack_value(
-            {
-                "t": self.topic,
-                "p": self.payload,
-                "pr": self.priority,
-                "v": self.vis_ms,
-                "s": self.state.value,
-                "a": self.attempt,
-                "m": self.max_attempts,
-                "c": self.created_ms,
-                "o": self.owner,
-                "k": self.token,
-                "e": self.last_error,
-                "u": self.unique_key,
-                "x": self.extension,
-            }
-        )
+        """The stored form (TypeError when the payload is not msgpack-encodable).
+
+        ``cx`` (the cancel mark) and ``pg`` (progress) are left out unless set, so a
+        record that uses neither is as small as before they existed.
+        """
+        record = {
+            "t": self.topic,
+            "p": self.payload,
+            "pr": self.priority,
+            "v": self.vis_ms,
+            "s": self.state.value,
+            "a": self.attempt,
+            "m": self.max_attempts,
+            "c": self.created_ms,
+            "o": self.owner,
+            "k": self.token,
+            "e": self.last_error,
+            "u": self.unique_key,
+            "x": self.extension,
+        }
+        if self.cancel_requested:
+            record["cx"] = True
+        if self.progress is not None:
+            record["pg"] = self.progress.to_stored()
+        return pack_value(record)
 
     @classmethod
     def from_value(cls, queue: str, job_id: str, data: bytes) -> Job:
@@ -130,6 +142,11 @@ class Job:
                 value = record[name] if name != "x" else record.get(name)
                 if not isinstance(value, kinds) or isinstance(value, bool):
                     raise TypeError(f"field {name!r} is {value!r}")
+            cancel = record.get("cx", False)
+            if not isinstance(cancel, bool):
+                raise TypeError(f"field 'cx' is {cancel!r}")
+            stored_progress = record.get("pg")
+            progress = None if stored_progress is None else Progress.from_stored(stored_progress)
             return cls(
                 id=job_id,
                 queue=queue,
@@ -146,6 +163,8 @@ class Job:
                 last_error=record["e"],
                 unique_key=record["u"],
                 extension=record.get("x"),
+                cancel_requested=cancel,
+                progress=progress,
             )
         except (KeyError, TypeError, ValueError) as error:
             raise CorruptValue(f"job record {job_id!r} is malformed: {error!r}") from error
@@ -182,6 +201,9 @@ class Claim:
     max_attempts: int | None = None
     enqueued_ms: int = 0
     extension: dict[str, Any] | None = None
+    #: ``quick.cancel`` asked the job to stop: a runtime holding this claim stops its
+    #: handler (or never starts it), and settling it finishes the job as cancelled.
+    cancel_requested: bool = False
 
     @classmethod
     def of(cls, job: Job) -> Claim:
@@ -200,6 +222,7 @@ class Claim:
             max_attempts=job.max_attempts,
             enqueued_ms=job.created_ms,
             extension=job.extension,
+            cancel_requested=job.cancel_requested,
         )
 
     def __post_init__(self) -> None:

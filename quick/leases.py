@@ -30,6 +30,7 @@ from quick.errors import LeaseLost
 from quick.extensions import JobExtension
 from quick.fencing import Standing, standing, standings
 from quick.jobs import DEFAULT_LEASE_MS, Claim
+from quick.progress import Progress
 from quick.retrying import DEFAULT_BASE_DELAY_MS, DEFAULT_MAX_DELAY_MS, attempt_limit, backoff_ms
 from quick.settlement import Act, Action, Ending, Hook, Outcome, Status
 from quick.settlement import decide as decide_row
@@ -38,6 +39,7 @@ from quick.validation import check_claim, check_delay_ms, check_positive_ms
 __all__ = [
     "standing",
     "decide",
+    "cancelling",
     "apply",
     "lost",
     "heartbeat",
@@ -62,8 +64,16 @@ def decide(
     claim: Claim, found: Standing, ending: Ending, *, extended: bool = False, limit: int = 0
 ) -> Action:
     """What ``claim``, standing at ``found``, does for an attempt that ended as ``ending``
-    (``limit``: the job's attempt limit, which tells a last failure from a retry)."""
-    return decide_row(found.status, found.outcome, ending, extended, claim.attempt, limit)
+    (``limit``: the job's attempt limit, which tells a last failure from a retry; a
+    held job's cancel mark makes it a cancellation)."""
+    return decide_row(
+        found.status, found.outcome, ending, extended, claim.attempt, limit, cancelling(found)
+    )
+
+
+def cancelling(found: Standing) -> bool:
+    """Whether the job ``found`` holds carries the cancel mark (``quick.cancel``)."""
+    return found.job is not None and found.job.cancel_requested
 
 
 def apply(
@@ -78,6 +88,7 @@ def apply(
     extension: JobExtension | None = None,
     output: Any = None,
     limit: int = 0,
+    progress: Progress | None = None,
 ) -> Claim | None:
     """Write ``action`` (decided for a held claim) to the job's records, then tell the
     job's ``extension`` what happened (the one place extensions hear of a settlement);
@@ -85,14 +96,15 @@ def apply(
 
     ``vis_ms`` is when a job put back becomes visible (or a renewed lease's expiry),
     ``error`` the attempt's error text, ``output`` a success's return value, ``limit``
-    the job's attempt limit (the extension records them).
+    the job's attempt limit (the extension records them); ``progress`` the handler's
+    latest, written by a renewal.
     """
     assert found.job is not None
     hook = action.hook if extension is not None else None
     if hook is Hook.SUCCEEDED:
         assert extension is not None
         extension.on_succeeded(tr, claim, output, now)
-    job = records.apply(tr, found.keys, found.job, action, now, vis_ms, error, tally)
+    job = records.apply(tr, found.keys, found.job, action, now, vis_ms, error, tally, progress)
     if hook is Hook.RETRYING or hook is Hook.FAILED:
         assert extension is not None
         retry_at = vis_ms if hook is Hook.RETRYING else None
@@ -169,20 +181,28 @@ def heartbeat(
 
 
 def heartbeat_all(
-    tr: Transaction, claims: Sequence[Claim], lease_ms: int, now: int
+    tr: Transaction,
+    claims: Sequence[Claim],
+    lease_ms: int,
+    now: int,
+    progress: Sequence[Progress | None] | None = None,
 ) -> list[Claim | Outcome]:
-    """Extend every held claim's lease in one transaction (a consumer's lease keeper).
+    """Extend every held claim's lease in one transaction (a consumer's lease keeper),
+    writing with it each one's ``progress`` (aligned with ``claims``; None: unchanged).
 
-    Returns, per claim, the renewed claim, or ``Outcome.LEASE_LOST`` when it is lost,
-    or how this claim already settled the job (its worker is about to report it).
+    Returns, per claim, the renewed claim (``cancel_requested`` set when ``quick.cancel``
+    asked its job to stop), or ``Outcome.LEASE_LOST`` when it is lost, or how this
+    claim already settled the job (its worker is about to report it;
+    ``Outcome.CANCELLED`` when the job was cancelled meanwhile).
     """
     out: list[Claim | Outcome] = []
-    for claim, found in zip(claims, standings(tr, claims), strict=True):
+    for i, (claim, found) in enumerate(zip(claims, standings(tr, claims), strict=True)):
         action = decide(claim, found, Ending.RENEW)
         if action.act is not Act.RENEW:
             out.append(action.outcome)
             continue
-        renewed = apply(tr, claim, found, action, now, vis_ms=now + lease_ms)
+        latest = None if progress is None else progress[i]
+        renewed = apply(tr, claim, found, action, now, vis_ms=now + lease_ms, progress=latest)
         assert renewed is not None
         out.append(renewed)
     return out

@@ -30,7 +30,7 @@ def timed(payload: Any, meta: quick.Meta) -> None:
     _record(meta, start, time.time())
 
 
-@app.job("stuck")
+@app.job("stuck", loop="trio")
 async def stuck(payload: Any, meta: quick.Meta) -> None:
     # async, so both stuck jobs start at once (blocking handlers share a lane thread)
     start = time.time()

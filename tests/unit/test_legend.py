@@ -13,6 +13,7 @@ from keyspace import layout
 from keyspace.codec import unpack_value
 from keyspace.layout import FIELDS, RECORDS
 from quick.jobs import Job, JobState
+from quick.progress import Progress
 from quick.records import tombstone
 from workflow.definition import StepKind, StepSpec
 
@@ -220,7 +221,10 @@ def test_records_written_by_the_code_have_the_legend_fields() -> None:
     job = Job(
         id="j", queue="q", topic="t", payload=None, priority=1, vis_ms=0, state=JobState.READY
     )
-    assert tuple(unpack_value(job.to_value())) == RECORDS["job"]
+    # ``cx`` and ``pg`` are written only when set: a plain job's record leaves them out.
+    assert tuple(unpack_value(job.to_value())) == RECORDS["job"][:-2]
+    marked = job.evolve(cancel_requested=True, progress=Progress(fraction=0.5, text="half"))
+    assert tuple(unpack_value(marked.to_value())) == RECORDS["job"]
     assert tuple(unpack_value(tombstone("q", "completed", 1, "token"))) == RECORDS["directory"]
     spec = StepSpec(key="a", kind=StepKind.TASK, topic="t")
     assert tuple(spec.to_record()) == RECORDS["step def"]
