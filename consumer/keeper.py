@@ -133,8 +133,6 @@ class LeaseKeeper:
                         held.signals.written(unwritten[0])
                     if answer.cancel_requested and not held.signals.cancelled:
                         held.cancel()
-                elif answer is Outcome.CANCELLED and held.claim.job_id in self.held:
-                    held.cancel()  # cancelled after its lease ran out: already finished
                 elif answer is Outcome.LEASE_LOST and held.claim.job_id in self.held:
                     held.lost = True
                     if held.scope is not None:

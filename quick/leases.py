@@ -192,8 +192,7 @@ def heartbeat_all(
 
     Returns, per claim, the renewed claim (``cancel_requested`` set when ``quick.cancel``
     asked its job to stop), or ``Outcome.LEASE_LOST`` when it is lost, or how this
-    claim already settled the job (its worker is about to report it;
-    ``Outcome.CANCELLED`` when the job was cancelled meanwhile).
+    claim already settled the job (its worker is about to report it).
     """
     out: list[Claim | Outcome] = []
     for i, (claim, found) in enumerate(zip(claims, standings(tr, claims), strict=True)):

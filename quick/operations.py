@@ -174,7 +174,8 @@ def _cancel(tr: Transaction, job_id: str, now: int, stop_running: bool) -> bool:
             raise JobRunning(job_id)
         request_cancel(tr, keys, job)
         return True
-    finish_job(tr, keys, job, JobState.CANCELLED, now)
+    # No claim's token on the tombstone: no claim finished it (see quick.settlement).
+    finish_job(tr, keys, job.evolve(token=None), JobState.CANCELLED, now)
     return True
 
 

@@ -107,6 +107,8 @@ def _ending(attempt: Attempt, extended: bool) -> tuple[Ending, str | None]:
         return Ending.NO_HANDLER, describe_error(LookupError(reason)) if extended else reason
     if error is None:
         return Ending.SUCCEEDED, None
+    if isinstance(error, JobCancelled):
+        return Ending.CANCELLED, CANCELLED_ERROR
     if isinstance(error, Snooze):
         return Ending.SNOOZED, None
     if isinstance(error, Discard):

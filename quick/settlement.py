@@ -187,8 +187,9 @@ HELD: dict[tuple[Ending, bool], Action] = {
 
 
 def _done(answers: dict[Outcome, Outcome]) -> dict[Outcome, Action]:
-    """Rows of :data:`ALREADY`; every ending of a job this claim saw cancelled answers
-    as the cancel did (the job ended cancelled, whatever its handler then did)."""
+    """Rows of :data:`ALREADY`. Every row also answers a job this claim finished as
+    cancelled (its cancel mark turned whatever it asked into a cancellation, so a retry
+    of the same call, asking the same, answers as that commit did)."""
     rows = {earlier: Action(Act.DONE, answer) for earlier, answer in answers.items()}
     rows[Outcome.CANCELLED] = Action(Act.DONE, Outcome.CANCELLED)
     return rows
@@ -231,9 +232,9 @@ ALREADY: dict[tuple[Ending, bool], dict[Outcome, Action]] = {
 LOST = Action(Act.LOST, Outcome.LEASE_LOST)
 
 #: The outcome a job's tombstone records, by the state it finished in, when this claim
-#: finished it (moved jobs were finished by an operator, not by a claim; a cancelled
-#: job carrying the claim's token was cancelled while the claim held it, or after it
-#: put the job back: either way that claim's job ended cancelled).
+#: finished it (moved jobs were finished by an operator, not by a claim). A job that
+#: ``quick.cancel`` finished itself leaves no token on its tombstone, so a cancelled one
+#: carrying the claim's token is one this claim finished, under the cancel mark.
 _FINISHED_AS = {
     JobState.COMPLETED.value: Outcome.COMPLETED,
     JobState.DISCARDED.value: Outcome.DISCARDED,

@@ -124,7 +124,7 @@ def test_settlement_settled_claim_row(
     action = decide(
         Status.SETTLED, earlier, ending, extended=extended, attempt=attempt, limit=limit
     )
-    if earlier is Oc.CANCELLED:  # the job ended cancelled: every ending answers so
+    if earlier is Oc.CANCELLED:  # this claim finished it cancelled: a retry answers so
         assert (action.act, action.outcome) == (Act.DONE, Oc.CANCELLED)
     elif earlier in answers:
         assert action.act is Act.DONE
