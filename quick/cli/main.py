@@ -17,6 +17,7 @@ from quick.cli.job import cancel, job
 from quick.cli.limits import limits
 from quick.cli.migrate import migrate_command
 from quick.cli.queue import enqueue, jobs, queues
+from quick.cli.results import result_command
 from quick.cli.runs import runs, signal_step
 from quick.cli.worker import worker
 
@@ -46,6 +47,7 @@ for _command in (
     jobs,
     job,
     cancel,
+    result_command,
     dlq,
     cron,
     demo,
