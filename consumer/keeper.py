@@ -21,6 +21,12 @@ as cancelled), and a claim whose handler recorded progress since the last renewa
 progress written into its record by the same write. Nothing of this costs anything
 while no job is cancelled and no handler records progress.
 
+So that a cancel need not wait for the next renewal (up to two thirds of the lease),
+the keeper also watches the store's cancel counter, which ``quick.cancel`` bumps when
+it marks a running job: when it moves, one read-only transaction per page of held
+claims looks for marks (:meth:`LeaseKeeper.watch_cancels`). That is one watch per
+consumer, and a read per cancel, never a transaction per job.
+
 A renewal the store does not answer (an outage, a full disk) ends nothing: the keeper
 retries it with backoff (:class:`consumer.resilience.Patience`), never waiting longer
 than its interval, each try with the time of that try, so claims stay held for as long
@@ -34,16 +40,18 @@ renewal running in its thread is abandoned (see :mod:`consumer.bridge`).
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Iterable
 
 import trio
 
 from consumer.bridge import Bridge
 from consumer.resilience import Patience
-from keyspace.protocol import Database
+from keyspace.protocol import Database, Watch
+from keyspace.retry import watch_retry_pause
 from quick.app import JobConfig
 from quick.jobs import Claim, now_ms
-from quick.leases import heartbeat_all
+from quick.leases import cancel_marks, heartbeat_all, watch_cancels
 from quick.progress import JobSignals, Progress
 from quick.settlement import Outcome
 
@@ -107,6 +115,37 @@ class LeaseKeeper:
             await trio.sleep(interval)
             await self.patience.retry("lease renewal", self._renew_now, cap=interval)
 
+    async def watch_cancels(self) -> None:
+        """Look for cancel marks on held claims whenever ``quick.cancel`` marks a running
+        job, until cancelled. The watch is armed before each look, so a cancel between
+        a look and the next wait fires it; a failed watch is retried after a pause."""
+        failures = 0
+        looked = False
+        while True:
+            watch = await self.patience.retry("cancel watch", self.bridge.call_db, _arm)
+            if watch is None:  # given up: the consumer is stopping
+                return
+            try:
+                if looked:
+                    await self.patience.retry("cancel check", self.check_cancels)
+                looked = True
+                await trio.to_thread.run_sync(watch.wait, None, abandon_on_cancel=True)
+            finally:
+                watch.cancel()
+            failures = failures + 1 if watch.failed else 0
+            await trio.sleep(watch_retry_pause(failures, random.random()))
+
+    async def check_cancels(self) -> None:
+        """Signal every held claim whose job carries the cancel mark (reads only)."""
+        looking = [h for h in self.held.values() if not h.lost and not h.signals.cancelled]
+        for start in range(0, len(looking), RENEW_PAGE):
+            page = looking[start : start + RENEW_PAGE]
+            claims = [h.claim for h in page]
+            marks = await self.bridge.call_db(_marks, claims)
+            for held, marked in zip(page, marks, strict=True):
+                if marked and held.claim.job_id in self.held:
+                    held.cancel()
+
     async def _renew_now(self) -> None:
         await self.renew(now_ms())
 
@@ -137,6 +176,14 @@ class LeaseKeeper:
                     held.lost = True
                     if held.scope is not None:
                         held.scope.cancel()
+
+
+def _arm(db: Database) -> Watch:
+    return db.transact(watch_cancels)
+
+
+def _marks(db: Database, claims: list[Claim]) -> list[bool]:
+    return db.transact(cancel_marks, claims)
 
 
 def _renew(

@@ -178,6 +178,7 @@ class Consumer:
                 # and records every attempt the runners finished.
                 self._runners.start(outer, nursery, config.concurrency)
                 nursery.start_soon(self.keeper.run)
+                nursery.start_soon(self.keeper.watch_cancels)
                 nursery.start_soon(self._watch_stalls)
                 self._lanes.start(nursery, config.concurrency)
                 if config.cron:

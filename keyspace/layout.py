@@ -20,6 +20,9 @@ key (after the root ``("qk",)``)                   value
 ``("wake",)``                                      little-endian counter, bumped whenever the
                                                    pointer index gains earlier work; idle
                                                    consumers watch it
+``("cancels",)``                                   little-endian counter, bumped whenever
+                                                   ``quick.cancel`` marks a running job;
+                                                   every consumer's lease keeper watches it
 ``("ql", queue)``                                  queue lease: owner, lease expiry
 ``("q", queue, "j", job_id)``                      job record: topic, payload, priority, state,
                                                    attempt, lease owner/token/expiry, last error
@@ -214,6 +217,7 @@ __all__ = [
     "POINTERS",
     "QUEUE_LEASES",
     "WAKE",
+    "CANCELS",
     "DEAD_LETTERS",
     "JOB_DIRECTORY",
     "FINISHED",
@@ -247,6 +251,7 @@ POINTER_INDEX = ROOT["ix"]
 POINTERS = ROOT["ptr"]
 QUEUE_LEASES = ROOT["ql"]
 WAKE = ROOT.pack(("wake",))
+CANCELS = ROOT.pack(("cancels",))
 DEAD_LETTERS = ROOT["dl"]
 JOB_DIRECTORY = ROOT["id"]
 FINISHED = ROOT["done"]
@@ -450,6 +455,7 @@ SHAPES: tuple[Shape, ...] = (
     Shape("ptr/{queue}", "queue pointer"),
     Shape("ql/{queue}", "queue lease"),
     Shape("wake", "wake-up counter"),
+    Shape("cancels", "running-job cancel counter"),
     Shape("q/{queue}/j/{job_id}", "job"),
     Shape("q/{queue}/r/{priority}/{vis_ms}/{job_id}", "ready job"),
     Shape("q/{queue}/s/{vis_ms}/{job_id}", "scheduled or leased job"),

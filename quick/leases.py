@@ -21,7 +21,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from keyspace.protocol import Database, Transaction
+from keyspace.layout import CANCELS
+from keyspace.protocol import Database, Transaction, Watch
 from keyspace.retry import transactional
 from quick import records
 from quick.claiming import resolve_now
@@ -55,6 +56,8 @@ __all__ = [
     "dead_letter",
     "release_all",
     "heartbeat_all",
+    "cancel_marks",
+    "watch_cancels",
 ]
 
 
@@ -410,3 +413,17 @@ def release_all(tr: Transaction, claims: Sequence[Claim], now: int) -> int:
         released += 1
     tally.flush(tr)
     return released
+
+
+# -- cancel marks ---------------------------------------------------------------------
+
+
+def cancel_marks(tr: Transaction, claims: Sequence[Claim]) -> list[bool]:
+    """For each claim, whether ``quick.cancel`` marked its job while the claim holds it
+    (reads only: two round trips however many claims)."""
+    return [found.status is Status.HELD and cancelling(found) for found in standings(tr, claims)]
+
+
+def watch_cancels(tr: Transaction) -> Watch:
+    """A watch that fires when ``quick.cancel`` next marks a running job (any job)."""
+    return tr.watch(CANCELS)

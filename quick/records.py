@@ -14,9 +14,11 @@ transaction.
 from __future__ import annotations
 
 import logging
+import struct
 
 from keyspace.codec import pack_value
 from keyspace.layout import (
+    CANCELS,
     DEAD_LETTERS,
     FINISHED,
     JOB_DIRECTORY,
@@ -53,6 +55,8 @@ __all__ = [
 
 
 log = logging.getLogger("quick.store")
+
+_ONE = struct.pack("<q", 1)
 
 
 def load_job(tr: Transaction, keys: QueueKeys, job_id: str) -> Job | None:
@@ -231,9 +235,12 @@ def finish_job(
 
 
 def request_cancel(tr: Transaction, keys: QueueKeys, job: Job) -> None:
-    """Put the cancel mark on leased ``job``: its holder finishes it as cancelled."""
+    """Put the cancel mark on leased ``job``: its holder finishes it as cancelled. The
+    cancel counter, which every consumer's lease keeper watches, is bumped (an atomic
+    add: concurrent cancels do not conflict), so the holder looks at once."""
     if not job.cancel_requested:
         store_job(tr, keys, job, job.evolve(cancel_requested=True))
+        tr.add(CANCELS, _ONE)
 
 
 def bury_job(

@@ -268,3 +268,37 @@ def test_progress_unused_costs_no_transaction(db: Database, tag: str) -> None:
     assert (stored.progress.fraction, stored.progress.text) == (1.0, "done")
     trio.run(keeper.renew, now_ms())
     assert calls == ["_renew"]  # written once
+
+
+def test_cancel_running_reaches_the_keeper_through_its_watch_not_the_next_renewal(
+    db: Database, tag: str
+) -> None:
+    app = quick.App()
+    started = threading.Event()
+    seen: list[str] = []
+
+    @app.job("slow")
+    async def slow(payload: Any, meta: quick.Meta) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+
+    job = quick.enqueue(db, f"{tag}-q", "slow", None)
+
+    async def main() -> Consumer:
+        # A 30 s lease: the first renewal that would read the mark comes after 20 s.
+        consumer = Consumer(db, app, _config(lease_ms=30_000))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(consumer.run)
+            await until(started.is_set, 30.0)
+            quick.cancel(db, job)
+            await until(lambda: consumer.outcomes["cancelled"] == 1, 15.0)
+            consumer.stop()
+        return consumer
+
+    trio.run(main)
+    assert seen == ["cancelled"]
+    assert quick.job_state(db, job) is quick.JobState.CANCELLED
