@@ -50,8 +50,8 @@ class Meta:
         """Whether ``quick.cancel`` asked this job to stop; a sync handler checks it
         and returns early (what it returns then is discarded: the job ends cancelled).
 
-        The worker's lease keeper brings the news with its next renewal of the lease
-        (within a third of the lease). An async handler is cancelled instead.
+        The worker's lease keeper brings the news as soon as it is told (it watches
+        for cancels). An async handler is cancelled instead.
         """
         return self.signals.cancelled
 

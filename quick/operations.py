@@ -183,11 +183,12 @@ def cancel(db_or_tr: Database | Transaction, job_id: str) -> bool:
     """Cancel a job; True if it is cancelled (or will be, once its handler stops), False
     if it is unknown or finished otherwise.
 
-    A waiting job is removed at once. A running one (leased) gets the cancel mark: the
-    worker's lease keeper finds it with its next renewal and stops the handler (an
-    async one is cancelled; a sync one sees ``meta.cancelled()``), and whatever the
-    handler then does, its attempt ends the job as cancelled, never retried. Its
-    ``job_state`` stays ``leased`` until then. Joins the caller's transaction if given one.
+    A waiting job is removed at once. A running one (leased) gets the cancel mark, and
+    the cancel counter every worker's lease keeper watches is bumped: its holder finds
+    the mark and stops the handler (an async one is cancelled; a sync one sees
+    ``meta.cancelled()``), and whatever the handler then does, its attempt ends the job
+    as cancelled, never retried. Its ``job_state`` stays ``leased`` until then. Joins
+    the caller's transaction if given one.
     """
     return _cancel(db_or_tr, job_id, now_ms(), True)
 

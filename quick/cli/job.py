@@ -67,7 +67,7 @@ def job(ctx: click.Context, job_id: str, as_json: bool) -> None:
 @click.pass_context
 def cancel(ctx: click.Context, job_id: str) -> None:
     """Cancel JOB_ID: a waiting job is removed; a running one is stopped by its worker
-    (within a third of its lease) and ends cancelled, never retried."""
+    and ends cancelled, never retried."""
     with open_store(ctx) as db:
         if not quick.cancel(db, job_id):
             raise NotFound(f"no job {job_id!r} to cancel (unknown, or finished otherwise)")
