@@ -3,8 +3,6 @@ server on 127.0.0.1, and ``quick.cancel`` stopping a running asyncio job."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,31 +10,15 @@ import pytest
 
 import quick
 from tests.acceptance.processes import record_lines, start_worker, stop_worker, wait_until
+from tests.asyncio_helpers import EchoServer
 
 APP = "tests.acceptance.asyncio_app:app"
 
 
 @pytest.fixture
 def echo_port() -> Iterator[int]:
-    """An asyncio TCP server in a thread: answers each line upper-cased."""
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write((await reader.readline()).upper())
-        await writer.drain()
-        writer.close()
-
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    started = asyncio.run_coroutine_threadsafe(asyncio.start_server(answer, "127.0.0.1", 0), loop)
-    server = started.result(10)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+    with EchoServer() as server:
+        yield server.port
 
 
 def test_worker_asyncio_handlers_talk_to_a_server_and_a_running_one_is_cancelled(

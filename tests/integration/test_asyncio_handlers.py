@@ -22,47 +22,13 @@ from consumer.runtime import Consumer, ConsumerConfig
 from keyspace.protocol import Database
 from quick.jobs import now_ms
 from quick.testing import drain
+from tests.asyncio_helpers import EchoServer, register_waiter
 from tests.waiting import until
 
 
 @pytest.fixture
 def tag() -> str:
     return uuid.uuid4().hex[:8]
-
-
-class EchoServer:
-    """An asyncio TCP server on 127.0.0.1, in a thread of its own: it answers each line
-    with the line upper-cased, and counts the connections it served."""
-
-    def __init__(self) -> None:
-        self.port = 0
-        self.served = 0
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._server: asyncio.Server | None = None
-
-    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        line = await reader.readline()
-        writer.write(line.upper())
-        await writer.drain()
-        writer.close()
-        self.served += 1
-
-    def __enter__(self) -> EchoServer:
-        self._thread.start()
-        started = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._answer, "127.0.0.1", 0), self._loop
-        )
-        self._server = started.result(10)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
 
 
 @pytest.fixture
@@ -139,17 +105,7 @@ def test_asyncio_handler_lease_loss_cancels_it(db: Database, tag: str) -> None:
     app = quick.App()
     started = threading.Event()
     seen: list[str] = []
-
-    @app.job("slow")
-    async def slow(payload: Any, meta: quick.Meta) -> None:
-        started.set()
-        try:
-            await asyncio.sleep(30)
-        except asyncio.CancelledError:
-            seen.append("cancelled")
-            raise
-        seen.append("finished")
-
+    register_waiter(app, "slow", started, seen)
     queue = f"{tag}-q"
     job = quick.enqueue(db, queue, "slow", None)
     thief: list[quick.Claim] = []

@@ -8,7 +8,6 @@ short (600 ms: the keeper renews every 200 ms), so the news arrives quickly.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 import uuid
@@ -23,6 +22,7 @@ from consumer.runtime import Consumer, ConsumerConfig
 from keyspace.protocol import Database
 from quick.jobs import now_ms
 from quick.progress import Progress
+from tests.asyncio_helpers import register_waiter
 from tests.waiting import until
 
 LEASE_MS = 600
@@ -66,28 +66,7 @@ def test_cancel_running_async_handler_is_cancelled_and_ends_cancelled(
     started = threading.Event()
     seen: list[str] = []
 
-    if loop == "asyncio":
-
-        @app.job("slow")
-        async def slow_asyncio(payload: Any, meta: quick.Meta) -> None:
-            started.set()
-            try:
-                await asyncio.sleep(60)
-            except asyncio.CancelledError:
-                seen.append("cancelled")
-                raise
-
-    else:
-
-        @app.job("slow", loop="trio")
-        async def slow_trio(payload: Any, meta: quick.Meta) -> None:
-            started.set()
-            try:
-                await trio.sleep(60)
-            except trio.Cancelled:
-                seen.append("cancelled")
-                raise
-
+    register_waiter(app, "slow", started, seen, loop=loop)
     began = time.monotonic()
     consumer, job, answered = _cancel_while_running(db, app, f"{tag}-q", "slow", started)
     assert answered is True
@@ -276,16 +255,7 @@ def test_cancel_running_reaches_the_keeper_through_its_watch_not_the_next_renewa
     app = quick.App()
     started = threading.Event()
     seen: list[str] = []
-
-    @app.job("slow")
-    async def slow(payload: Any, meta: quick.Meta) -> None:
-        started.set()
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            seen.append("cancelled")
-            raise
-
+    register_waiter(app, "slow", started, seen)
     job = quick.enqueue(db, f"{tag}-q", "slow", None)
 
     async def main() -> Consumer:
