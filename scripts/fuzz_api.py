@@ -4,9 +4,9 @@ call must not have written to the store.
 Usage: ``python scripts/fuzz_api.py --cases N --seed S [--show K] [--only NAME ...]``
 
 Each case calls one public function of :mod:`quick` (enqueue, enqueue_many, claim,
-complete, fail, snooze, release, discard, dead_letter, heartbeat, cancel,
-requeue_dead, schedule, remove_schedule, set_queue_limits, get_job, job_state, list_jobs,
-purge_dead, result)
+complete, fail, snooze, release, discard, dead_letter, heartbeat, cancel (of waiting and
+running jobs), requeue_dead, schedule, remove_schedule, set_queue_limits, get_job, job_state,
+list_jobs, purge_dead, result, ``meta.progress`` and ``App.job``'s options, ``loop`` included)
 with random arguments, many hostile: wrong types, huge ints, NaN and infinities,
 odd unicode and lone surrogates, nested and oversize payloads (near the 100,000-byte
 value limit), bad queue names, claims that were forged or already settled. A case
@@ -209,7 +209,40 @@ _settle("heartbeat", lambda r: ((), _options(r, ["lease_ms", "now_ms"])))
 @_case("cancel")
 def _cancel(db: Database, rng: random.Random) -> Callable[[], Any]:
     job_id = rng.choice([_text(rng), quick.enqueue(db, "q", "t", None)])
+    if rng.random() < 0.3:  # a running job: it gets the cancel mark
+        job_id = quick.enqueue(db, "q", "t", None)
+        quick.claim(db, "q", "fuzz", limit=1000)
     return lambda: quick.cancel(db, job_id)
+
+
+#: Hostile progress: out of range, not finite, not numbers, texts too long or not text.
+PROGRESS = [-1, 1.5, math.nan, math.inf, -math.inf, True, "0.5", None, 10**400, [0.5]]
+
+
+@_case("progress")
+def _progress(db: Database, rng: random.Random) -> Callable[[], Any]:
+    quick.enqueue(db, "q", "t", None)
+    claims = quick.claim(db, "q", "fuzz")
+    claim = claims[0] if claims else None
+    signals = quick.progress.JobSignals()
+    fraction = rng.choice([*PROGRESS, rng.random(), 0, 1])
+    text = rng.choice([_text(rng), "x" * 201, "\ud800", b"bytes", 7, ""])
+
+    def call() -> None:
+        if claim is not None:
+            quick.outcomes.meta_for(claim, signals).progress(fraction, text)  # type: ignore[arg-type]
+
+    return call
+
+
+@_case("app_job")
+def _app_job(db: Database, rng: random.Random) -> Callable[[], Any]:
+    loop = rng.choice(["asyncio", "trio", "curio", "", None, 3, "TRIO", _text(rng)])
+    timeout = rng.choice([None, 1, 0, -1, math.nan, math.inf])
+
+    async def handler(payload: Any, meta: quick.Meta) -> None: ...
+
+    return lambda: quick.App().job(_text(rng), loop=loop, timeout=timeout)(handler)
 
 
 @_case("requeue_dead")
