@@ -272,3 +272,29 @@ def test_cancel_running_reaches_the_keeper_through_its_watch_not_the_next_renewa
     trio.run(main)
     assert seen == ["cancelled"]
     assert quick.job_state(db, job) is quick.JobState.CANCELLED
+
+
+def test_cancel_running_workflow_step_fails_its_run_instead_of_leaving_it_waiting(
+    db: Database, tag: str
+) -> None:
+    import workflow
+    from quick.outcomes import CANCELLED_ERROR
+    from quick.testing import drain
+
+    app = quick.App()
+    ran: list[int] = []
+
+    @app.job("self-cancelling")
+    def step(payload: Any, meta: quick.Meta) -> str:
+        ran.append(meta.attempt)
+        assert quick.cancel(db, meta.job_id) is True  # while it runs: marked
+        return "discarded"
+
+    wf = workflow.Workflow(f"cancel-{tag}").step("a", topic="self-cancelling", max_attempts=3)
+    queue = f"{tag}-wf"
+    run_id = workflow.start_run(db, wf, None, queue_id=queue)
+    assert drain(db, app, queue_id=queue) == {"cancelled": 1}
+    view = workflow.inspect_run(db, run_id)
+    assert ran == [1]  # not retried
+    assert view.status == "failed"
+    assert view.steps["a"].error == CANCELLED_ERROR
