@@ -75,7 +75,6 @@ class Runners:
 
     Args:
         db: the store the handlers' transactions run on.
-        asyncio_loop: where asyncio handlers run (the consumer's).
         bridge: the consumer's bridge, through which the committer records attempts.
         slots: the consumer's ``concurrency`` slots, shared with the lanes.
         stopping: set when the consumer stops; runners then take no new claim.
@@ -83,6 +82,7 @@ class Runners:
         patience: how settlements wait out a store that does not answer.
         start_margin_ms: a claim starts only with more of its lease left than this
             (:func:`consumer.lanes.may_start`); one with less is dropped unstarted.
+        asyncio_loop: where asyncio handlers run (the consumer's; a new one if None).
     """
 
     def __init__(
