@@ -50,7 +50,10 @@ class ConsumerConfig:
     lease_ms: int = DEFAULT_LEASE_MS
     owner: str = field(default_factory=lambda: f"consumer-{uuid.uuid4().hex[:8]}")
     max_idle: float = 1.0
-    scan_limit: int = 100
+    #: Pointer-index entries one claim round reads (keys only, snapshot): a round takes
+    #: one contiguous window of them, so a page ten batches long keeps consumers that
+    #: scan the same page apart (see :func:`quick.claiming.claim_round`).
+    scan_limit: int = 2000
     grace: float = 30.0
     cron: bool = True
     keep_finished_ms: int | None = FINISHED_RETENTION_MS

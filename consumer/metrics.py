@@ -14,6 +14,10 @@ metric                                 type       meaning
 ``quick_queue_depth{queue,state}``     gauge      the deepest queues' counts (see below)
 ``quick_queues_depth{state}``          gauge      counts summed over every queue read
 ``quick_queues_with_work``             gauge      queues the last refresh read
+``quick_transaction_retries_total``    counter    tries the process's retry loops retried,
+``{code}``                                        by FoundationDB error code (1020 conflict)
+``quick_claim_rounds_total``           counter    claim rounds this consumer committed
+``quick_claim_round_tries_total``      counter    tries of them (a try more per retry)
 =====================================  =========  ==========================================
 
 The job path only increments counters and observes the histogram. Queue depth is read
@@ -34,11 +38,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 import quick
 from keyspace.protocol import Database
+from keyspace.retry import retry_counts
 from quick.counters import queue_depth
 from quick.jobs import COUNTED_STATES
 from quick.outcomes import Outcome
@@ -91,6 +96,20 @@ class _DepthCollector(Collector):
         yield from (per_queue, overall, seen)
 
 
+class _RetryCollector(Collector):
+    """Exports :func:`keyspace.retry.retry_counts`: the process's retried tries by error code."""
+
+    def collect(self) -> Iterator[Metric]:
+        retried = CounterMetricFamily(
+            "quick_transaction_retries",
+            "Transaction tries retried by this process, by FoundationDB error code.",
+            labels=["code"],
+        )
+        for code, count in sorted(retry_counts().items()):
+            retried.add_metric([str(code)], count)
+        yield retried
+
+
 class ConsumerMetrics:
     """One consumer's metrics; pass it to :class:`consumer.runtime.Consumer`.
 
@@ -137,8 +156,17 @@ class ConsumerMetrics:
         self.running = Gauge(
             "quick_jobs_running", "Jobs leased and not yet settled.", registry=self.registry
         )
+        self.claim_rounds = Counter(
+            "quick_claim_rounds", "Claim rounds this consumer committed.", registry=self.registry
+        )
+        self.claim_round_tries = Counter(
+            "quick_claim_round_tries",
+            "Tries of this consumer's claim rounds (one more per retried try).",
+            registry=self.registry,
+        )
         self._depth = _DepthCollector()
         self.registry.register(self._depth)
+        self.registry.register(_RetryCollector())
 
     def job_settled(self, topic: str, outcome: Outcome, duration: float) -> None:
         """Count one attempt's end (the job path: increments only)."""

@@ -54,6 +54,7 @@ from quick.outcomes import (
     settle_batch,
     with_result,
 )
+from quick.tracecontext import ainvoke
 from quick.trio_handlers import call_handler, within_timeout
 
 __all__ = ["Runners"]
@@ -199,7 +200,9 @@ class Runners:
                 self.db.transact, run_transactional, config, claim, meta, abandon_on_cancel=True
             )
         if config.on_asyncio:
-            return await self.asyncio_loop.run(config.handler, claim.payload, meta)
+            # ainvoke runs on the loop, so the attempt's span (if traced) is the
+            # asyncio task's: the handler's own spans become its children.
+            return await self.asyncio_loop.run(ainvoke, config.handler, meta, claim.payload, meta)
         return await call_handler(config, claim.payload, meta)
 
     async def _commit(self, receive: trio.MemoryReceiveChannel[_Pending]) -> None:

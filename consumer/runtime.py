@@ -264,6 +264,7 @@ class Consumer:
         rng = random.Random(seed)
 
         def body(tr: Transaction) -> ClaimRound:
+            tries.first()  # counts the tries, for the metrics
             rng.seed(seed)
             return claim_round(
                 tr,
@@ -277,7 +278,11 @@ class Consumer:
                 rng=rng,
             )
 
-        return self.db.transact(body)
+        found = self.db.transact(body)
+        if self.metrics is not None:
+            self.metrics.claim_rounds.inc()
+            self.metrics.claim_round_tries.inc(max(1, tries.runs))
+        return found
 
     def _dispatch(self, claims: list[Claim]) -> None:
         held = [Held(claim, job_config(self.app, claim)) for claim in claims]

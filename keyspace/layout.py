@@ -52,6 +52,8 @@ key (after the root ``("qk",)``)                   value
 ``("wf", "step", run_id, step)``                   step state: status, attempts, job, output,
                                                    error, signal
 ``("wf", "j", run_id, versionstamp)``              journal event of the run, in commit order
+``("wf", "mi", run_id, step, index)``              map instance state (a step record): status,
+                                                   attempts, job, output, error
 ``("wf", "idem", workflow, key)``                  run id started with this idempotency key
 ``("wf", "ix", status, workflow, run_id)``         empty; runs by status, for listing
 ``("moved", queue)``                               the queue moved to another store: its
@@ -95,8 +97,14 @@ name       meaning                                                 records
 ``at``     when the record's event happened, ms (finished,         directory, dead letter,
            buried, refilled, moved, appended)                      rate, moved, journal
 ``aw``     true once an external step is waiting for its signal    step
+``br``     branches of a branch step: name -> the keys of          step def
+           the steps it runs
 ``c``      when created, ms                                        job, run
+``cd``     a child step's workflow definition, resolved when       step def
+           the parent run started
+``ch``     id of the child run that stands for a child step        step
 ``cr``     cron expression                                         cron
+``cw``     name of a child step's workflow                         step def
 ``cx``     cancel requested while leased (``quick.cancel``;        job
            absent: not)
 ``dep``    outputs of the step's dependencies, by step key         step job x
@@ -116,65 +124,83 @@ name       meaning                                                 records
 ``h``      hook kinds the run's workflow had when the run started  run
 ``i``      the run's input (every step handler's payload)          run
 ``ik``     idempotency key the run was started with (None: none)   run
+``in``     the run's input, carried by a map instance's job        step job x
 ``j``      id of the job that currently stands for the step        step
 ``jr``     the buried job's record, encoded (a job record)         dead letter
 ``k``      lease token of a claim (a job's current lease; the      job, directory
            lease that finished it)
-``kd``     step kind: ``task``, ``external`` or ``sleep``          step def
+``kd``     step kind: ``task``, ``external``, ``sleep``, ``map``,  step def
+           ``branch`` or ``child``
 ``m``      attempt limit (None: the handler's or default one)      job, step def, step
-``mod``    module owning a job's extension data (see               step job x, hook job x
-           quick.extensions)
+``mb``     encoded bytes of a map step's instance outputs          step
+``md``     instances of a map step that succeeded                  step
+``mn``     instances of a map step (None until its list is         step
+           known)
+``mod``    module owning a job's extension data (see               step job x, hook job x,
+           quick.extensions)                                       map job x
 ``mps``    most jobs started per second (None: no limit)           limits
 ``mr``     most jobs leased at once (None: no limit)               limits
+``mx``     index of a map instance (its item in the list); a       step job x, map job x
+           map pager's next index
 ``n``      when next due, ms (a schedule's next tick; a step       cron, step
            job's due or retry time)
 ``o``      owner: the consumer (or migration pass) holding the     job, queue lease,
            lease                                                   mig lease
 ``out``    a step's output                                         step
+``ov``     key of the step whose list output a map step maps       step def
 ``p``      payload                                                 job, cron
+``pa``     parent of a child run: ``[run_id, step]``               run
 ``pg``     progress of a running job: ``[fraction 0..1, text,      job
            when recorded ms]``
+``pn``     true when a branch left the step out (skipped;          step
+           the run goes on)
 ``pr``     priority (lower runs first)                             job, step def
-``q``      queue id                                                directory, cron, run
+``q``      queue id (a child step's: its run's queue)              directory, cron, run,
+                                                                   step def
 ``ra``     claims counted toward the step's attempt limit (a run   step
            retry resets them)
 ``raw``    the undecodable job record, as stored                   dead letter
 ``rc``     recent claims, newest first: ``[[token, [job ids]],     queue lease
            ...]``
-``ri``     run id                                                  step job x
+``ri``     run id                                                  step job x, map job x
 ``rs``     run status: a RunStatus value                           run
 ``rt``     id of the ``retry_run`` call last applied (a retried    run
            call is a no-op)
 ``rv``     what a job's handler returned (its result)              result
 ``s``      job state: a JobState value (a directory entry's is     job, directory
            the final one)
-``sk``     step key                                                step job x, step def,
-                                                                   journal
+``sk``     step key                                                step job x, map job x,
+                                                                   step def, journal
 ``sl``     seconds a sleep step sleeps                             step def
 ``ss``     step status: a StepStatus value                         step
 ``st``     when the step was first claimed, ms                     step
 ``t``      topic                                                   job, cron, step def
+``tc``     W3C trace context it was made in: ``{"traceparent":     job, run
+           ..., "tracestate": ...}`` (omitted: none)
 ``tk``     tokens left in a rate bucket (float)                    rate
 ``to``     handler timeout, seconds (None: the handler's own)      step job x, step def
 ``tz``     time zone of a cron expression                          cron
 ``u``      unique key (None: none)                                 job
 ``url``    URL of the store a queue moved to                       moved
 ``v``      visible from, ms (a leased job: its lease expiry)       job, pointer
-``w``      workflow name                                           step job x, run
+``w``      workflow name                                           step job x, map job x,
+                                                                   run
 ``why``    why it ended, in words (a failed run; a skipped or      run, step
            cancelled step)
 ``x``      extension data, a map (None: a plain job)               job
-``xk``     kind of a workflow job that is no step: ``hook``        hook job x
+``xk``     kind of a workflow job that is no step: ``hook`` or     hook job x, map job x
+           ``map`` (a map's pager)
 =========  ======================================================  ==========================
 
 ===========  ==========================================  ========================================
 record       fields                                      stored at
 ===========  ==========================================  ========================================
-job          t p pr v s a m c o k e u x cx pg            ``("q", queue, "j", job_id)``, and
+job          t p pr v s a m c o k e u x tc cx pg         ``("q", queue, "j", job_id)``, and
                                                          ``("mig", queue, job_id)`` while
                                                          migrating
-step job x   mod ri sk w dep to                          ``x`` of a workflow step's job
+step job x   mod ri sk w dep to mx in                    ``x`` of a workflow step's job
 hook job x   mod xk                                      ``x`` of a workflow hook's job
+map job x    mod xk ri sk w mx                           ``x`` of a map step's pager job
 directory    q s at k                                    ``("id", job_id)``: ``q`` while the job
                                                          lives; ``s``, ``at``, ``k`` once
                                                          finished
@@ -194,9 +220,11 @@ limits       mr mps                                      ``("lim", queue)``
 rate         tk at                                       ``("rate", queue)``
 moved        url at                                      ``("moved", queue)``
 mig lease    o ex                                        ``("ml", queue)``
-run          w rs q i df c f ik h why rt                 ``("wf", "run", run_id)``
-step def     sk kd af t m to sl pr                       each item of a run's ``df``
-step         ss a ra m j n st f out e why g gi aw        ``("wf", "step", run_id, step)``
+run          w rs q i df c f ik h why rt pa tc           ``("wf", "run", run_id)``
+step def     sk kd af t m to sl pr ov br cw cd q         each item of a run's ``df``
+step         ss a ra m j n st f out e why ch mn md mb    ``("wf", "step", run_id, step)``, and
+             g gi aw pn                                  ``("wf", "mi", run_id, step, index)``
+                                                         for a map instance
 journal      ev at sk det                                ``("wf", "j", run_id, versionstamp)``
 ===========  ==========================================  ========================================
 """
@@ -231,6 +259,7 @@ __all__ = [
     "WF_JOURNAL",
     "WF_IDEMPOTENCY",
     "WF_BY_STATUS",
+    "WF_INSTANCES",
     "MOVED",
     "MIGRATING",
     "MIGRATING_DEAD",
@@ -266,6 +295,7 @@ WF_STEPS = ROOT["wf"]["step"]
 WF_JOURNAL = ROOT["wf"]["j"]
 WF_IDEMPOTENCY = ROOT["wf"]["idem"]
 WF_BY_STATUS = ROOT["wf"]["ix"]
+WF_INSTANCES = ROOT["wf"]["mi"]
 MOVED = ROOT["moved"]
 MIGRATING = ROOT["mig"]
 MIGRATING_DEAD = ROOT["migd"]
@@ -279,8 +309,12 @@ FIELDS: dict[str, str] = {
     "ak": "token of the activation that last fired the schedule",
     "at": "when the record's event happened, ms (finished, buried, refilled, moved, appended)",
     "aw": "true once an external step is waiting for its signal",
+    "br": "branches of a branch step: name -> the keys of the steps it runs",
     "c": "when created, ms",
+    "cd": "a child step's workflow definition, resolved when the parent run started",
+    "ch": "id of the child run that stands for a child step",
     "cr": "cron expression",
+    "cw": "name of a child step's workflow",
     "dep": "outputs of the step's dependencies, by step key",
     "det": "details of a journal event (a map with long, self-describing names)",
     "df": "the workflow definition: a list of step definitions",
@@ -297,21 +331,29 @@ FIELDS: dict[str, str] = {
     "h": "hook kinds the run's workflow had when the run started",
     "i": "the run's input (every step handler's payload)",
     "ik": "idempotency key the run was started with (None: none)",
+    "in": "the run's input, carried by a map instance's job",
     "j": "id of the job that currently stands for the step",
     "jr": "the buried job's record, encoded (a job record)",
     "k": "lease token of a claim (a job's current lease; the lease that finished it)",
-    "kd": "step kind: ``task``, ``external`` or ``sleep``",
+    "kd": "step kind: ``task``, ``external``, ``sleep``, ``map``, ``branch`` or ``child``",
     "m": "attempt limit (None: the handler's or default one)",
+    "mb": "encoded bytes of a map step's instance outputs",
+    "md": "instances of a map step that succeeded",
+    "mn": "instances of a map step (None until its list is known)",
     "mod": "module owning a job's extension data (see quick.extensions)",
     "mps": "most jobs started per second (None: no limit)",
     "mr": "most jobs leased at once (None: no limit)",
+    "mx": "index of a map instance (its item in the list); a map pager's next index",
     "n": "when next due, ms (a schedule's next tick; a step job's due or retry time)",
     "o": "owner: the consumer (or migration pass) holding the lease",
     "out": "a step's output",
+    "ov": "key of the step whose list output a map step maps",
     "p": "payload",
+    "pa": "parent of a child run: ``[run_id, step]``",
     "pg": "progress of a running job: ``[fraction 0..1, text, when recorded ms]``",
+    "pn": "true when a branch left the step out (skipped; the run goes on)",
     "pr": "priority (lower runs first)",
-    "q": "queue id",
+    "q": "queue id (a child step's: its run's queue)",
     "ra": "claims counted toward the step's attempt limit (a run retry resets them)",
     "raw": "the undecodable job record, as stored",
     "rc": "recent claims, newest first: ``[[token, [job ids]], ...]``",
@@ -325,6 +367,8 @@ FIELDS: dict[str, str] = {
     "ss": "step status: a StepStatus value",
     "st": "when the step was first claimed, ms",
     "t": "topic",
+    "tc": 'W3C trace context it was made in: ``{"traceparent": ..., "tracestate": ...}`` '
+    "(omitted: none)",
     "tk": "tokens left in a rate bucket (float)",
     "to": "handler timeout, seconds (None: the handler's own)",
     "tz": "time zone of a cron expression",
@@ -334,14 +378,15 @@ FIELDS: dict[str, str] = {
     "w": "workflow name",
     "why": "why it ended, in words (a failed run; a skipped or cancelled step)",
     "x": "extension data, a map (None: a plain job)",
-    "xk": "kind of a workflow job that is no step: ``hook``",
+    "xk": "kind of a workflow job that is no step: ``hook`` or ``map`` (a map's pager)",
 }
 
 #: The fields of each kind of stored record, in the order written.
 RECORDS: dict[str, tuple[str, ...]] = {
-    "job": ("t", "p", "pr", "v", "s", "a", "m", "c", "o", "k", "e", "u", "x", "cx", "pg"),
-    "step job x": ("mod", "ri", "sk", "w", "dep", "to"),
+    "job": ("t", "p", "pr", "v", "s", "a", "m", "c", "o", "k", "e", "u", "x", "tc", "cx", "pg"),
+    "step job x": ("mod", "ri", "sk", "w", "dep", "to", "mx", "in"),
     "hook job x": ("mod", "xk"),
+    "map job x": ("mod", "xk", "ri", "sk", "w", "mx"),
     "directory": ("q", "s", "at", "k"),
     "result": ("rv", "e"),
     "dead letter": ("jr", "raw", "e", "at"),
@@ -352,9 +397,12 @@ RECORDS: dict[str, tuple[str, ...]] = {
     "rate": ("tk", "at"),
     "moved": ("url", "at"),
     "mig lease": ("o", "ex"),
-    "run": ("w", "rs", "q", "i", "df", "c", "f", "ik", "h", "why", "rt"),
-    "step def": ("sk", "kd", "af", "t", "m", "to", "sl", "pr"),
-    "step": ("ss", "a", "ra", "m", "j", "n", "st", "f", "out", "e", "why", "g", "gi", "aw"),
+    "run": ("w", "rs", "q", "i", "df", "c", "f", "ik", "h", "why", "rt", "pa", "tc"),
+    "step def": ("sk", "kd", "af", "t", "m", "to", "sl", "pr", "ov", "br", "cw", "cd", "q"),
+    "step": (
+        *("ss", "a", "ra", "m", "j", "n", "st", "f", "out", "e", "why"),
+        *("ch", "mn", "md", "mb", "g", "gi", "aw", "pn"),
+    ),
     "journal": ("ev", "at", "sk", "det"),
 }
 
@@ -369,12 +417,15 @@ class QueueKeys:
 
     def __init__(self, queue: str) -> None:
         self.queue = queue
-        self.space = QUEUES[queue]
-        self._jobs = self.space["j"]
-        self._ready = self.space["r"]
-        self._sched = self.space["s"]
-        self._counters = self.space["n"]
-        self._unique = self.space["u"]
+        self.space = space = QUEUES[queue]
+        raw = space.raw
+        # The tags packed once (_TAGS), not per queue: a store of many one-job queues
+        # makes these for nearly every job it runs.
+        self._jobs = Subspace.packed(("j",), raw + _TAGS["j"])
+        self._ready = Subspace.packed(("r",), raw + _TAGS["r"])
+        self._sched = Subspace.packed(("s",), raw + _TAGS["s"])
+        self._counters = Subspace.packed(("n",), raw + _TAGS["n"])
+        self._unique = Subspace.packed(("u",), raw + _TAGS["u"])
 
     def job(self, job_id: str) -> bytes:
         return self._jobs.pack((job_id,))
@@ -404,7 +455,7 @@ class QueueKeys:
         return vis_ms, job_id
 
     def counter(self, state: str) -> bytes:
-        return _counter_key(self._counters.raw, state)
+        return self._counters.raw + _STATE_TAGS[state]
 
     def counters_range(self) -> tuple[bytes, bytes]:
         return self._counters.range()
@@ -413,9 +464,16 @@ class QueueKeys:
         return self._unique.pack((unique_key,))
 
 
-@functools.lru_cache(maxsize=16384)
-def _counter_key(prefix: bytes, state: str) -> bytes:
-    return Subspace((state,), prefix).raw
+class _PackedTags(dict[str, bytes]):
+    """Tags (and counted state names) packed once, on first use."""
+
+    def __missing__(self, tag: str) -> bytes:
+        packed = self[tag] = Subspace((tag,)).raw
+        return packed
+
+
+_TAGS = _PackedTags()
+_STATE_TAGS = _PackedTags()
 
 
 @functools.lru_cache(maxsize=4096)
@@ -471,6 +529,7 @@ SHAPES: tuple[Shape, ...] = (
     Shape("rate/{queue}", "queue rate bucket"),
     Shape("wf/run/{run_id}", "workflow run"),
     Shape("wf/step/{run_id}/{step}", "workflow step"),
+    Shape("wf/mi/{run_id}/{step}/{index}", "workflow map instance"),
     Shape("wf/j/{run_id}/{versionstamp}", "workflow journal event"),
     Shape("wf/idem/{workflow}/{key}", "workflow idempotency key"),
     Shape("wf/ix/{status}/{workflow}/{run_id}", "workflow run by status"),

@@ -48,20 +48,51 @@ def _pack_plain(items: tuple[Any, ...]) -> bytes | None:
     """The tuple encoding of text and non-negative integers (below 2**64), written out here
     because every key quick touches is made of them and ``fdb.tuple`` is general and slow;
     None for any other item, which ``fdb.tuple`` then packs. Same bytes either way."""
-    out = []
+    out = b""
     for item in items:
         kind = type(item)
         if kind is str:
-            out.append(b"\x02" + item.encode().replace(b"\x00", b"\x00\xff") + b"\x00")
+            data = item.encode()
+            if b"\x00" in data:
+                data = data.replace(b"\x00", b"\x00\xff")
+            out += b"\x02" + data + b"\x00"
         elif kind is int and 0 <= item < _INT_CEILING:
             size = (item.bit_length() + 7) // 8
-            out.append(bytes((0x14 + size,)) + item.to_bytes(size, "big"))
+            out += _INT_CODES[size] + item.to_bytes(size, "big")
         else:
             return None
-    return b"".join(out)
+    return out
+
+
+def _unpack_plain(data: bytes) -> tuple[Any, ...] | None:
+    """The inverse of :func:`_pack_plain` for keys of text (without NUL) and non-negative
+    integers; None for anything else, which ``fdbtuple.unpack`` then decodes (or rejects)."""
+    out: list[Any] = []
+    at, size = 0, len(data)
+    try:
+        while at < size:
+            code = data[at]
+            if code == 0x02:
+                end = data.index(b"\x00", at + 1)
+                if end + 1 < size and data[end + 1] == 0xFF:
+                    return None  # an escaped NUL inside the text
+                out.append(data[at + 1 : end].decode())
+                at = end + 1
+            elif 0x14 <= code <= 0x1C:
+                stop = at + 1 + code - 0x14
+                if stop > size:
+                    return None
+                out.append(int.from_bytes(data[at + 1 : stop], "big"))
+                at = stop
+            else:
+                return None
+    except ValueError:  # no terminator, or text that is not UTF-8
+        return None
+    return tuple(out)
 
 
 _INT_CEILING = 1 << 64
+_INT_CODES = [bytes((0x14 + size,)) for size in range(9)]
 
 
 def pack(items: tuple[Any, ...], prefix: bytes = b"") -> bytes:
@@ -91,6 +122,15 @@ class Subspace:
     def __getitem__(self, item: Any) -> Subspace:
         return Subspace((item,), self.raw)
 
+    @classmethod
+    def packed(cls, prefix: tuple[Any, ...], raw: bytes) -> Subspace:
+        """The subspace whose whole packed prefix ``raw`` (``prefix`` packed after its
+        parent's) is already known: no packing, for subspaces made per queue."""
+        made = cls.__new__(cls)
+        made.prefix = prefix
+        made.raw = raw
+        return made
+
     def pack(self, items: tuple[Any, ...] = ()) -> bytes:
         """The key for ``items`` under this prefix."""
         return pack(items, self.raw)
@@ -103,7 +143,9 @@ class Subspace:
         """The tuple after this prefix; ValueError when ``key`` is not under it."""
         if not key.startswith(self.raw):
             raise ValueError("key is not in this subspace")
-        return tuple(fdbtuple.unpack(key[len(self.raw) :]))
+        data = key[len(self.raw) :]
+        plain = _unpack_plain(data)
+        return plain if plain is not None else tuple(fdbtuple.unpack(data))
 
     def contains(self, key: bytes) -> bool:
         return key.startswith(self.raw)

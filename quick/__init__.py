@@ -60,6 +60,7 @@ from quick.operations import cancel, purge_dead, purge_finished, requeue_dead
 from quick.outcomes import Outcome, run_claim
 from quick.pointers import collect_empty_pointer
 from quick.results import result
+from quick.typed import JobHandler
 
 
 def __getattr__(name: str) -> object:
@@ -86,6 +87,7 @@ __all__ = [
     "Job",
     "JobCancelled",
     "JobConfig",
+    "JobHandler",
     "JobDeadLettered",
     "JobDiscarded",
     "JobNotFound",

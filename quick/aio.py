@@ -19,13 +19,19 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from collections.abc import Iterable
+from typing import Any
 
 import quick
 from keyspace.protocol import Database
 from keyspace.retry import watch_retry_pause
-from quick.aio_transaction import AsyncReads, AsyncTransaction, check_database, transact
+from quick.aio_transaction import (
+    AsyncReads,
+    AsyncTransaction,
+    check_database,
+    run_joined,
+    transact,
+)
 from quick.aio_waiting import await_watch, blocking, sleep
 from quick.enqueueing import JobSpec
 from quick.errors import InvalidArgument, ResultTimeout
@@ -44,22 +50,6 @@ __all__ = [
     "run_joined",
     "transact",
 ]
-
-T = TypeVar("T")
-
-
-def run_joined(
-    db_or_tr: Database | AsyncTransaction, fn: Callable[..., T], *args: Any, **kwargs: Any
-) -> Awaitable[T]:
-    """``fn(db_or_tr, ...)`` for a sync transactional ``fn``, off the loop, to await: on
-    a database it runs (and retries) on its own; on an async transaction it joins it.
-
-    Raises:
-        InvalidArgument: ``db_or_tr`` is neither (checked before anything is written).
-    """
-    if isinstance(db_or_tr, AsyncTransaction):
-        return db_or_tr.call(fn, *args, **kwargs)
-    return blocking(fn, check_database(db_or_tr, "db_or_tr"), *args, **kwargs)
 
 
 async def enqueue(

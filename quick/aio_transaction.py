@@ -28,17 +28,27 @@ by one thread at a time: do not await two of its calls concurrently.
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import inspect
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from keyspace.errors import StorageError
 from keyspace.protocol import WRITE_METHODS, Database, KeyValue, ReadView, Transaction
 from keyspace.retry import is_database
-from quick.aio_waiting import await_future, run_blocking
+from quick.aio_waiting import await_future, blocking, run_blocking
 from quick.errors import InvalidArgument
 
-__all__ = ["AsyncReads", "AsyncTransaction", "BindingFutures", "transact", "check_database"]
+__all__ = [
+    "AsyncReads",
+    "AsyncTransaction",
+    "BindingFutures",
+    "transact",
+    "check_database",
+    "run_joined",
+]
 
 T = TypeVar("T")
 
@@ -161,6 +171,25 @@ def check_database(db: Any, field: str = "db") -> Database:
             field, f"must be a database (quick.open(url)), not {type(db).__name__}"
         )
     return db  # type: ignore[no-any-return]
+
+
+def run_joined(
+    db_or_tr: Database | AsyncTransaction, fn: Callable[..., T], *args: Any, **kwargs: Any
+) -> Awaitable[T]:
+    """``fn(db_or_tr, ...)`` for a sync transactional ``fn``, off the loop, to await: on
+    a database it runs (and retries) on its own; on an async transaction it joins it.
+
+    The caller's context variables go with the call when the process uses OpenTelemetry,
+    so an enqueue records the span active on the caller's loop (:mod:`quick.tracecontext`).
+
+    Raises:
+        InvalidArgument: ``db_or_tr`` is neither (checked before anything is written).
+    """
+    if "opentelemetry" in sys.modules:
+        fn = functools.partial(contextvars.copy_context().run, fn)
+    if isinstance(db_or_tr, AsyncTransaction):
+        return db_or_tr.call(fn, *args, **kwargs)
+    return blocking(fn, check_database(db_or_tr, "db_or_tr"), *args, **kwargs)
 
 
 async def transact(db: Database, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:

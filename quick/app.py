@@ -2,9 +2,11 @@
 
 A handler takes ``(payload, meta)``, or ``(tr, payload, meta)`` to have its writes
 committed in the same transaction as the job's completion (exactly-once effects for
-data in the store). ``meta`` carries topic, queue_id, job_id, attempt (1-based) and
-the lease deadline, tells whether the job was cancelled while it runs
-(:meth:`Meta.cancelled`) and records its progress (:meth:`Meta.progress`).
+data in the store); a handler with keyword-only parameters takes its job's arguments
+(``def send(*, to: str)``) and is enqueued through itself (:mod:`quick.typed`).
+``meta`` carries topic, queue_id, job_id, attempt (1-based), the lease deadline and
+the trace context the job was enqueued in, tells whether the job was cancelled while
+it runs (:meth:`Meta.cancelled`) and records its progress (:meth:`Meta.progress`).
 
 The loop rule: an ``async def`` handler runs on asyncio unless it is registered with
 ``loop="trio"``; a plain ``def`` handler runs in a thread and takes no ``loop``.
@@ -15,7 +17,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, cast, overload
 
 from keyspace.protocol import Database, Transaction
 from quick.enqueueing import enqueue
@@ -23,12 +25,17 @@ from quick.errors import InvalidArgument
 from quick.jobs import DEFAULT_PRIORITY
 from quick.progress import JobSignals
 from quick.retrying import Backoff
+from quick.tracecontext import TraceContext
+from quick.typed import JobHandler, Shape, adapt, check_stored_arguments, shape_of
 from quick.validation import check_max_attempts, check_name, check_priority
 
-__all__ = ["App", "JobConfig", "Meta", "Backoff", "LOOPS"]
+__all__ = ["App", "JobConfig", "Meta", "Backoff", "Register", "LOOPS"]
 
 #: The event loops an ``async def`` handler may run on; the first is the default.
 LOOPS = ("asyncio", "trio")
+
+A = ParamSpec("A")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,6 +50,8 @@ class Meta:
     owner: str = ""
     #: What a job extension adds; for a workflow step, a ``workflow.StepContext``.
     context: Any = None
+    #: The W3C trace context the job was enqueued in (``traceparent``, ``tracestate``).
+    trace: TraceContext | None = None
     #: What the worker and the handler tell each other while it runs (cancel, progress).
     signals: JobSignals = field(default_factory=JobSignals, repr=False, compare=False)
 
@@ -98,6 +107,32 @@ class JobConfig:
         return self.is_async and self.loop == "asyncio"
 
 
+Legacy = TypeVar("Legacy", bound=Callable[[Any, Meta], Any])
+LegacyInTransaction = TypeVar("LegacyInTransaction", bound=Callable[[Transaction, Any, Meta], Any])
+
+
+class Register(Protocol):
+    """What ``@app.job(topic, ...)`` applies to a handler: a ``(payload, meta)`` or
+    ``(tr, payload, meta)`` handler comes back unchanged; one with keyword-only
+    parameters (after ``meta`` or ``tr, meta``, if it takes them) as a typed
+    :class:`~quick.typed.JobHandler` (``A``: its keyword parameters)."""
+
+    @overload
+    def __call__(self, handler: LegacyInTransaction, /) -> LegacyInTransaction: ...
+    @overload
+    def __call__(self, handler: Legacy, /) -> Legacy: ...
+    @overload
+    def __call__(
+        self, handler: Callable[Concatenate[Transaction, Meta, A], R], /
+    ) -> JobHandler[Concatenate[Transaction, Meta, A], A, R]: ...
+    @overload
+    def __call__(
+        self, handler: Callable[Concatenate[Meta, A], R], /
+    ) -> JobHandler[Concatenate[Meta, A], A, R]: ...
+    @overload
+    def __call__(self, handler: Callable[A, R], /) -> JobHandler[A, A, R]: ...
+
+
 def _takes_transaction(handler: Callable[..., Any]) -> bool:
     params = [
         p
@@ -112,6 +147,8 @@ class App:
 
     def __init__(self) -> None:
         self._jobs: dict[str, JobConfig] = {}
+        #: Typed handlers' signatures, by topic: enqueueing by topic checks them too.
+        self._shapes: dict[str, Shape] = {}
 
     def job(
         self,
@@ -122,8 +159,12 @@ class App:
         timeout: float | None = None,
         backoff: Backoff | None = None,
         loop: str | None = None,
-    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    ) -> Register:
         """Register the decorated function as the handler of ``topic``.
+
+        A handler with keyword-only parameters comes back as a :class:`quick.JobHandler`
+        (``send.enqueue(db, queue_id, to=...)``, typed by its parameters); any other
+        comes back unchanged (see :mod:`quick.typed` for the rule).
 
         Args:
             topic: the topic it handles.
@@ -148,7 +189,7 @@ class App:
         if loop is not None and loop not in LOOPS:
             raise InvalidArgument("loop", f"must be one of {', '.join(LOOPS)}, not {loop!r}")
 
-        def register(handler: Callable[..., Any]) -> Callable[..., Any]:
+        def register(handler: Callable[..., Any]) -> Any:
             if topic in self._jobs:
                 raise InvalidArgument("topic", f"{topic!r} already has a handler")
             is_async = inspect.iscoroutinefunction(handler)
@@ -156,20 +197,24 @@ class App:
                 raise InvalidArgument(
                     "loop", f"applies to async def handlers; {topic!r} has a plain def one"
                 )
+            shape = shape_of(topic, handler)
             self._jobs[topic] = JobConfig(
                 topic=topic,
-                handler=handler,
+                handler=handler if shape is None else adapt(topic, handler, shape),
                 priority=priority,
                 max_attempts=max_attempts,
                 timeout=timeout,
                 backoff=backoff,
-                transactional=_takes_transaction(handler),
+                transactional=_takes_transaction(handler) if shape is None else shape.transactional,
                 is_async=is_async,
                 loop=(loop or LOOPS[0]) if is_async else None,
             )
-            return handler
+            if shape is None:
+                return handler
+            self._shapes[topic] = shape
+            return JobHandler(self, topic, handler, shape)
 
-        return register
+        return cast(Register, register)
 
     def config(self, topic: str) -> JobConfig | None:
         """The handler registered for ``topic``, if any."""
@@ -187,10 +232,14 @@ class App:
         payload: Any,
         **options: Any,
     ) -> str:
-        """``quick.enqueue`` with this app's defaults; refuses topics it has no handler for."""
+        """``quick.enqueue`` with this app's defaults; refuses topics it has no handler for,
+        and a payload that does not fit a typed handler's arguments."""
         config = self._jobs.get(topic)
         if config is None:
             raise InvalidArgument("topic", f"no handler is registered for {topic!r}")
+        shape = self._shapes.get(topic)
+        if shape is not None:
+            check_stored_arguments(topic, shape, payload)
         options.setdefault("priority", config.priority)
         options.setdefault("max_attempts", config.max_attempts)
         return enqueue(db_or_tr, queue_id, topic, payload, **options)

@@ -17,9 +17,12 @@ When nothing is due the same snapshot arms a watch on the wake key.
 
 A leased job moves to the scheduled index at its lease expiry, so a crashed
 consumer's jobs become visible again by themselves. Every claim carries a fresh
-token (made before the retry loop) and the last few claims' tokens and job ids are
-kept on the queue lease record, so a claim retried after ``commit_unknown_result``
-returns the jobs its committed try leased instead of stranding them.
+token (made before the retry loop), and a claim retried after ``commit_unknown_result``
+returns the jobs its committed try leased instead of stranding them: :func:`claim`
+keeps the last few claims' tokens and job ids on the queue lease record; a claim
+round keeps the job ids its tries leased in its :class:`~keyspace.retry.Tries` (made
+before the loop too), which spares it a write per queue, and takes back those that
+still carry its token.
 
 Limits: a claim stops promoting and leasing once it has rewritten
 :data:`CLAIM_BYTE_BUDGET` bytes of records (FoundationDB counts every byte written in
@@ -29,13 +32,14 @@ outgrow the value limit is dead-lettered, never left to block its queue.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from keyspace.codec import CorruptValue
-from keyspace.layout import POINTERS, QUEUE_LEASES, WAKE, QueueKeys, queue_keys
+from keyspace.layout import POINTER_INDEX, POINTERS, QUEUE_LEASES, WAKE, QueueKeys, queue_keys
 from keyspace.limits import VALUE_LIMIT
 from keyspace.protocol import Database, Transaction, Watch
 from keyspace.retry import Tries, transactional
@@ -73,7 +77,7 @@ PROMOTE_BATCH = 256
 #: under FoundationDB's advice of 1 MB per transaction, and far under its 10 MB limit.
 CLAIM_BYTE_BUDGET = 1_000_000
 #: The most queues one claim round leases from.
-MAX_QUEUES_PER_ROUND = 64
+MAX_QUEUES_PER_ROUND = 256
 
 
 class _Budget:
@@ -85,16 +89,17 @@ class _Budget:
 
 def _promote(
     tr: Transaction, keys: QueueKeys, now: int, tally: Tally | None, budget: _Budget
-) -> None:
-    """Move due scheduled jobs and expired leases into the ready index."""
+) -> bool:
+    """Move due scheduled jobs and expired leases into the ready index; False when none
+    was due."""
     rows = tr.get_range(*keys.scheduled_range(now), limit=PROMOTE_BATCH)
     if not rows:
-        return
+        return False
     entries = _valid_entries(tr, rows, keys.unpack_scheduled)
     records = tr.get_many([keys.job(job_id) for _, job_id in entries])
     for (key, job_id), data in zip(entries, records, strict=True):
         if budget.left <= 0:
-            return
+            break
         try:
             job = None if data is None else Job.from_value(keys.queue, job_id, data)
         except CorruptValue as error:
@@ -104,6 +109,7 @@ def _promote(
             repair_entry(tr, keys, job, key, JobState.SCHEDULED, tally)
             continue
         budget.left -= store_job(tr, keys, job, job.evolve(state=JobState.READY), tally)
+    return True
 
 
 def _lease_one(
@@ -153,9 +159,15 @@ def claim_jobs(
     tally: Tally | None = None,
     budget: Any = None,
     limiter: Limiter | None = None,
+    tries: Tries | None = None,
 ) -> list[Claim]:
     """Lease up to ``limit`` of the best visible jobs of ``queue`` (the second claim step),
-    fewer when the queue's limits (:mod:`quick.limits`) say so."""
+    fewer when the queue's limits (:mod:`quick.limits`) say so.
+
+    The claim is remembered on the queue lease record, for a retry after an unknown
+    commit result to find; given ``tries`` (a claim round's), only in ``tries`` instead,
+    which spares the round a write per queue.
+    """
     keys = queue_keys(queue)
     lease = queue_leases.queue_lease(tr, queue)
     earlier = queue_leases.claimed_by(lease, token)
@@ -164,13 +176,19 @@ def claim_jobs(
     own_tally = tally is None
     tally = Tally() if tally is None else tally
     budget = _Budget() if budget is None else budget
-    _promote(tr, keys, now, tally, budget)
-    gate = (limiter or Limiter()).gate(tr, queue, now, tally)
+    look = _look(tr, keys, limit)
+    # Promote only when the look did not reach the scheduled index (the ready one had
+    # more than a batch) or found a due entry there: a queue of one ready job costs one read.
+    due = look.scheduled == pointers.UNREAD or (
+        look.scheduled is not None and look.scheduled <= now
+    )
+    if due and _promote(tr, keys, now, tally, budget):
+        look = _look(tr, keys, limit)
+    gate = (limiter or Limiter()).gate(tr, queue, now, tally)  # after promotion: it counts leases
     if gate is not None:
         limit = min(limit, gate.room)
     claimed: list[Claim] = []
-    rows = tr.get_range(*keys.ready_range(), limit=limit + 1)
-    entries = _valid_entries(tr, rows[:limit], keys.unpack_ready)
+    entries = _valid_entries(tr, look.ready[:limit], keys.unpack_ready)
     records = tr.get_many([keys.job(job_id) for _, job_id in entries])
     stopped_early = repaired = False
     for (key, job_id), data in zip(entries, records, strict=True):
@@ -194,19 +212,71 @@ def claim_jobs(
             claimed.append(got)
     if own_tally:
         tally.flush(tr)
-    ready_left = len(rows) > limit or stopped_early
+    ready_left = len(look.ready) > limit or stopped_early
     wait_ms = gate.spend(tr, len(claimed)) if gate is not None else None
     if wait_ms is not None and ready_left:
         pointers.defer(tr, queue, now + wait_ms)  # capped: scanners move on until then
         kept = True
+    elif repaired:  # a repair may have written an entry back: look again
+        kept = pointers.refresh(tr, keys, now, ready_left=True if ready_left else None)
     else:
-        # The range read saw the whole ready index (ready_left False) and took every entry
-        # in it, so none is left, unless a repair just wrote one back: then look again.
-        known = True if ready_left else None if repaired else False
-        kept = pointers.refresh(tr, keys, now, ready_left=known)
-    if kept:
+        # The read saw the whole ready index (unless ready_left) and, past it, the first
+        # scheduled entry; the jobs just leased joined the scheduled index at their expiry.
+        soonest = look.scheduled
+        draining = False
+        if any(c.extension is not None for c in claimed):
+            soonest = pointers.UNREAD  # its hook may have written to the queue: read again
+        elif claimed and soonest != pointers.UNREAD:
+            leased = min(c.lease_until_ms for c in claimed)
+            draining = soonest is None and not ready_left
+            soonest = leased if soonest is None else min(soonest, leased)
+        kept = pointers.refresh(
+            tr, keys, now, ready_left=ready_left, scheduled=soonest, draining=draining
+        )
+    if tries is not None:
+        tries.leased.update((c.job_id, queue) for c in claimed)
+    elif kept:
         queue_leases.remember_claim(tr, queue, lease, owner, token, [c.job_id for c in claimed])
     return claimed
+
+
+@dataclass(slots=True)
+class _Look:
+    """What one read of a queue's job indexes saw: the first ready entries and, when they
+    were all of them, the visibility of the first scheduled entry (None: there is none;
+    :data:`quick.pointers.UNREAD`: the read stopped before it)."""
+
+    ready: list[tuple[bytes, bytes]]
+    scheduled: int | None  # pointers.UNREAD when not reached
+
+
+def _look(tr: Transaction, keys: QueueKeys, limit: int) -> _Look:
+    """Read up to ``limit + 1`` ready entries of ``keys.queue`` and, when fewer, the first
+    scheduled entry after them, in one range read (the ready index sorts just before
+    the scheduled index).
+
+    The read is a snapshot read with the read conflict added by hand, so that it covers
+    what a serializable read of the ready index (up to ``limit + 1`` entries) and of the
+    first scheduled entry would: a producer or settlement writing past that first
+    scheduled entry does not conflict with the claim.
+    """
+    begin, ready_end = keys.ready_range()
+    sched_begin, end = keys.scheduled_range()
+    rows = tr.snapshot.get_range(begin, end, limit=limit + 1)
+    ready = [row for row in rows if row[0] < ready_end]
+    first = next((key for key, _ in rows if key >= sched_begin), None)
+    scheduled: int | None = pointers.UNREAD
+    if first is not None:
+        covered = first + b"\x00"
+        # An entry that does not unpack stays UNREAD: pointers.refresh reads it again.
+        with contextlib.suppress(ValueError):
+            scheduled = _unpack(keys.unpack_scheduled, first)[0]
+    elif len(rows) > limit:
+        covered = rows[-1][0] + b"\x00"
+    else:
+        covered, scheduled = end, None
+    tr.add_read_conflict_range(begin, covered)
+    return _Look(ready, scheduled)
 
 
 def _valid_entries(
@@ -341,41 +411,43 @@ def claim_round(
 ) -> ClaimRound:
     """Claim up to ``limit`` jobs across the due queues, in ``tr``; see the module docstring.
 
-    Queues are taken in random order from one page of the pointer index (resuming
-    after ``cursor``); each gives at most ``limit`` divided by the number of queues
-    sampled (at least one job), so a deep queue fills a batch alone and many small
-    queues share one. Queues whose short lease another consumer holds are skipped.
+    Queues are taken from one page of ``scan_limit`` pointer-index entries (resuming
+    after ``cursor``): one run of up to ``limit`` neighbouring entries, drawn at random
+    among the runs the page splits into, so consumers on one page rarely share a queue.
+    Each queue gives at most ``limit`` divided by the number of queues taken (at least
+    one job), so a deep queue fills a batch alone and many small queues share one.
+    Queues whose short lease another consumer holds are skipped.
     """
-    if tries.touched:
+    if tries.leased:
         again = _claimed_before(tr, tries)
         if again:
             return ClaimRound(again, len(again), cursor)
     rng = rng or random.Random()
-    bad: list[bytes] = []
-    due = pointers.scan(tr.snapshot, now, after=cursor, limit=scan_limit, bad=bad)
+    due = _scan_due(tr, now, cursor, scan_limit)
     if not due and cursor is not None:
         cursor = None
-        due = pointers.scan(tr.snapshot, now, limit=scan_limit, bad=bad)
-    for key in bad:
-        tr.clear(key)
-    next_cursor = due[-1][0] if len(due) == scan_limit else None
+        due = _scan_due(tr, now, None, scan_limit)
+    next_cursor = due[-1] if len(due) == scan_limit else None
     if not due:
         idle = (tr.watch(WAKE), pointers.next_visible(tr.snapshot)) if watch else None
         return ClaimRound([], 0, None, idle)
-    queues = [queue for _, queue in due]
-    picked = rng.sample(queues, min(len(queues), limit, MAX_QUEUES_PER_ROUND))
-    share = max(1, limit // len(picked))
+    window = _window(due, min(limit, MAX_QUEUES_PER_ROUND), rng)
+    picked = _queues(tr, window)
+    if not picked:
+        return ClaimRound([], len(due), next_cursor)
+    queues = [queue for _, queue in picked]
+    share = max(1, limit // len(queues))
     # Every picked queue's lease and pointer in one round trip (snapshot: each is read
     # again serializably, from the transaction's read cache, only if its queue is visited).
     tr.get_many(
-        [QUEUE_LEASES.pack((q,)) for q in picked] + [POINTERS.pack((q,)) for q in picked],
+        [QUEUE_LEASES.pack((q,)) for q in queues] + [POINTERS.pack((q,)) for q in queues],
         snapshot=True,
     )
     claims: list[Claim] = []
     tally = Tally()
     budget = _Budget()
     limiter = Limiter()
-    for queue in picked:
+    for queue in queues:
         room = min(share, limit - len(claims))
         if room <= 0 or budget.left <= 0:
             break
@@ -394,20 +466,57 @@ def claim_round(
                 tally=tally,
                 budget=budget,
                 limiter=limiter,
+                tries=tries,
             )
         )
     tally.flush(tr)
-    for key, queue in due:
+    for key, queue in picked:
         if queue in tries.touched:
             pointers.drop_stray(tr, key, queue)
     return ClaimRound(claims, len(due), next_cursor)
 
 
+def _scan_due(tr: Transaction, now: int, cursor: bytes | None, limit: int) -> list[bytes]:
+    """Keys of up to ``limit`` due pointer-index entries after ``cursor`` (snapshot reads)."""
+    begin, _ = POINTER_INDEX.range()
+    if cursor is not None:
+        begin = max(begin, cursor + b"\x00")
+    end = POINTER_INDEX.pack((now + 1,))
+    return [key for key, _ in tr.snapshot.get_range(begin, end, limit=limit)]
+
+
+def _window(due: list[bytes], size: int, rng: random.Random) -> list[bytes]:
+    """One of the ``size``-long runs ``due`` splits into, at random.
+
+    Consumers reading the same page of the pointer index then claim from different
+    runs (disjoint unless they draw the same one), where random samples of one page
+    would share queues and conflict; a run of neighbouring entries also keeps a round's
+    reads together in the store.
+    """
+    runs = max(1, len(due) // size)
+    start = rng.randrange(runs) * size
+    return due[start : start + size]
+
+
+def _queues(tr: Transaction, keys: list[bytes]) -> list[tuple[bytes, str]]:
+    """``(index key, queue)`` of ``keys``; keys that do not unpack are cleared (and named)."""
+    out = []
+    for key in keys:
+        entry = pointers.unpack_index(key)
+        if entry is None:
+            tr.clear(key)
+        else:
+            out.append((key, entry[1]))
+    return out
+
+
 def _claimed_before(tr: Transaction, tries: Tries) -> list[Claim]:
-    """The claims an earlier, committed try of this round made (none if it did not commit)."""
+    """The claims an earlier, committed try of this round made (none if it did not commit):
+    of the jobs any try leased, those that still carry the round's token, leased."""
     out: list[Claim] = []
-    for queue in sorted(tries.touched):
-        job_ids = queue_leases.claimed_by(queue_leases.queue_lease(tr, queue), tries.token)
-        if job_ids is not None:
-            out.extend(_reclaimed(tr, queue_keys(queue), job_ids, tries.token))
+    by_queue: dict[str, list[str]] = {}
+    for job_id, queue in sorted(tries.leased.items()):
+        by_queue.setdefault(queue, []).append(job_id)
+    for queue, job_ids in sorted(by_queue.items()):
+        out.extend(_reclaimed(tr, queue_keys(queue), job_ids, tries.token))
     return out

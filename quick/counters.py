@@ -20,6 +20,7 @@ __all__ = [
     "WORK_STATES",
     "Tally",
     "bump",
+    "clear_zeros",
     "decode_count",
     "encode_count",
     "move",
@@ -59,6 +60,17 @@ def bump(tr: Transaction, keys: QueueKeys, state: JobState, delta: int = 1) -> N
     """Add ``delta`` to the queue's count of ``state``."""
     param = _ONE if delta == 1 else _MINUS_ONE if delta == -1 else encode_count(delta)
     tr.add(keys.counter(state.value), param)
+
+
+_ZERO = encode_count(0)
+
+
+def clear_zeros(tr: Transaction, keys: QueueKeys) -> None:
+    """Clear each counter of the queue that is zero when this commits (FoundationDB's
+    compare-and-clear: an atomic op, no read, no conflict), so an emptied queue leaves no
+    counter behind; a count that is not zero by then (a job enqueued meanwhile) stays."""
+    for state in COUNTED_STATES:
+        tr.compare_and_clear(keys.counter(state.value), _ZERO)
 
 
 def move(tr: Transaction, keys: QueueKeys, old: JobState | None, new: JobState | None) -> None:

@@ -33,6 +33,7 @@ from keyspace.retry import Tries, transactional
 from quick.errors import InvalidArgument, InvalidPayload, QueueMoved
 from quick.jobs import DEFAULT_PRIORITY, Job, JobState, now_ms
 from quick.records import JOB_RECORD_HEADROOM, MAX_JOB_RECORD_BYTES, NewJobs
+from quick.tracecontext import TraceContext, current_trace
 from quick.validation import (
     check_max_attempts,
     check_name,
@@ -99,11 +100,14 @@ def prepare(
     unique_key: Any = None,
     now: int | None = None,
     extension: dict[str, Any] | None = None,
+    trace: TraceContext | None = None,
 ) -> _Prepared:
     """Validate and encode one job; raises before anything is written.
 
     ``extension`` is data for a job extension (:mod:`quick.extensions`); layers above
     the queue, such as workflows, pass it here rather than through ``enqueue``.
+    ``trace`` is the trace context to record (a workflow run's); by default the active
+    span's, if the process uses OpenTelemetry (:mod:`quick.tracecontext`).
     """
     queue = check_name("queue_id", queue_id)
     name = check_name("topic", topic)
@@ -125,6 +129,7 @@ def prepare(
         created_ms=current,
         unique_key=unique,
         extension=extension,
+        trace=current_trace() if trace is None else trace,
     )
     try:
         value = job.to_value()

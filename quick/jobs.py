@@ -19,6 +19,7 @@ from typing import Any
 from keyspace.codec import CorruptValue, pack_value, unpack_value
 from keyspace.layout import QueueKeys
 from quick.progress import Progress
+from quick.tracecontext import TraceContext, check_trace
 
 __all__ = [
     "JobState",
@@ -102,14 +103,16 @@ class Job:
     cancel_requested: bool = False
     #: What its running handler last recorded (written by the worker's lease keeper).
     progress: Progress | None = None
+    #: The W3C trace context it was enqueued in (:mod:`quick.tracecontext`), if any.
+    trace: TraceContext | None = None
 
     def to_value(self) -> bytes:
         """The stored form (TypeError when the payload is not msgpack-encodable).
 
-        ``cx`` (the cancel mark) and ``pg`` (progress) are left out unless set, so a
-        record that uses neither is as small as before they existed.
+        ``cx`` (the cancel mark), ``pg`` (progress) and ``tc`` (trace context) are left
+        out unless set, so a record that uses none is as small as before they existed.
         """
-        record = {
+        record: dict[str, Any] = {
             "t": self.topic,
             "p": self.payload,
             "pr": self.priority,
@@ -124,6 +127,8 @@ class Job:
             "u": self.unique_key,
             "x": self.extension,
         }
+        if self.trace:  # omitted when absent: old records decode, untraced ones stay small
+            record["tc"] = self.trace
         if self.cancel_requested:
             record["cx"] = True
         if self.progress is not None:
@@ -165,6 +170,7 @@ class Job:
                 extension=record.get("x"),
                 cancel_requested=cancel,
                 progress=progress,
+                trace=check_trace(record.get("tc")),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise CorruptValue(f"job record {job_id!r} is malformed: {error!r}") from error
@@ -204,6 +210,7 @@ class Claim:
     #: ``quick.cancel`` asked the job to stop: a runtime holding this claim stops its
     #: handler (or never starts it), and settling it finishes the job as cancelled.
     cancel_requested: bool = False
+    trace: TraceContext | None = None
 
     @classmethod
     def of(cls, job: Job) -> Claim:
@@ -223,6 +230,7 @@ class Claim:
             enqueued_ms=job.created_ms,
             extension=job.extension,
             cancel_requested=job.cancel_requested,
+            trace=job.trace,
         )
 
     def __post_init__(self) -> None:

@@ -39,6 +39,7 @@ from quick.results import encode_result
 from quick.retrying import attempt_limit, retry_delay_ms
 from quick.settlement import Act, Ending, Outcome
 from quick.settlement import decide as decide_row
+from quick.tracecontext import invoke
 
 __all__ = [
     "Outcome",
@@ -125,6 +126,7 @@ def meta_for(claim: Claim, signals: JobSignals | None = None) -> Meta:
         owner=claim.owner,
         context=None if extension is None else extension.context(claim),
         signals=JobSignals() if signals is None else signals,
+        trace=claim.trace,
     )
 
 
@@ -304,7 +306,7 @@ def run_transactional(tr: Transaction, config: JobConfig, claim: Claim, meta: Me
         raise JobCancelled(claim.job_id)  # nothing runs; settling it records the cancel
     if action.act is Act.DONE:
         return None
-    output = config.handler(tr, claim.payload, meta)
+    output = invoke(config.handler, meta, tr, claim.payload, meta)
     if isinstance(extension, Refused):
         raise extension.error
     record = encode_result(output)  # one that cannot be stored fails the attempt
@@ -313,7 +315,7 @@ def run_transactional(tr: Transaction, config: JobConfig, claim: Claim, meta: Me
 
 
 def _call(config: JobConfig, payload: Any, meta: Meta) -> Any:
-    return config.handler(payload, meta)
+    return invoke(config.handler, meta, payload, meta)
 
 
 def run_attempt(

@@ -49,10 +49,12 @@ from keyspace.layout import (
     queue_keys,
 )
 from keyspace.protocol import ReadView, Transaction
+from quick import counters
 
 __all__ = [
     "REWRITE_THRESHOLD_MS",
     "EMPTY_GRACE_MS",
+    "UNREAD",
     "ensure_visible",
     "defer",
     "refresh",
@@ -70,6 +72,8 @@ __all__ = [
 
 #: A producer moves the pointer earlier only when it is later than its job by more than this.
 REWRITE_THRESHOLD_MS = 250
+#: ``scheduled`` of :func:`refresh` when the caller has not read the scheduled index.
+UNREAD = -1
 #: How long a drained queue keeps its pointer before collection.
 EMPTY_GRACE_MS = 30_000
 
@@ -183,13 +187,20 @@ def refresh(
     grace_ms: int = EMPTY_GRACE_MS,
     *,
     ready_left: bool | None = None,
+    scheduled: int | None = UNREAD,
+    draining: bool = False,
 ) -> bool:
     """Point the queue at its true earliest visibility after a claim (consumer side).
 
     Deletes the pointer instead when the queue has been empty for ``grace_ms``.
     ``ready_left`` is what the caller already knows of the ready index from its own
     serializable read in this transaction (ready jobs remain / none remain), saving a
-    read; None reads it.
+    read; None reads it. ``scheduled`` likewise: the first scheduled entry's ``vis_ms``
+    as this transaction now stands (None: the index is empty), :data:`UNREAD` to read it.
+    ``draining``: the only scheduled entries are of jobs this transaction just leased, so
+    the queue is empty once they settle; the pointer is marked empty from now, and the
+    visit at their lease expiry collects it if it is still empty then (one visit fewer
+    for a one-job queue; the marking counts only while both indexes are empty).
     Returns False when the queue no longer has a pointer.
     """
     queue = keys.queue
@@ -200,11 +211,14 @@ def refresh(
         if pointer is None or pointer["v"] > now:
             _move(tr, queue, pointer, now, None)
         return True
-    first = _first(tr, keys.scheduled_range())
-    if first is not None:
-        vis_ms, _ = keys.unpack_scheduled(first)
-        if pointer is None or pointer["v"] != vis_ms:
-            _move(tr, queue, pointer, vis_ms, None)
+    if scheduled == UNREAD:
+        first = _first(tr, keys.scheduled_range())
+        scheduled = None if first is None else keys.unpack_scheduled(first)[0]
+    if scheduled is not None:
+        vis_ms = scheduled
+        since = now if draining else None
+        if pointer is None or pointer["v"] != vis_ms or pointer["es"] != since:
+            _move(tr, queue, pointer, vis_ms, since)
         return True
     if pointer is None:
         if corrupt:
@@ -216,13 +230,23 @@ def refresh(
     if pointer["es"] + grace_ms <= now:
         _delete(tr, queue, pointer)
         return False
+    _wait_out(tr, queue, pointer, grace_ms)
     return True
+
+
+def _wait_out(tr: Transaction, queue: str, pointer: dict[str, Any], grace_ms: int) -> None:
+    """Point an empty queue's pointer at the end of its grace, when it is due earlier (it
+    was marked empty by the claim that drained it), so scanners skip it until then."""
+    until = pointer["es"] + grace_ms
+    if pointer["v"] < until:
+        _move(tr, queue, pointer, until, pointer["es"])
 
 
 def _delete(tr: Transaction, queue: str, pointer: dict[str, Any]) -> None:
     tr.clear(POINTER_INDEX.pack((pointer["v"], queue)))
     tr.clear(POINTERS.pack((queue,)))
     tr.clear(QUEUE_LEASES.pack((queue,)))
+    counters.clear_zeros(tr, queue_keys(queue))
 
 
 def collect_empty_pointer(
@@ -242,6 +266,7 @@ def collect_empty_pointer(
         _move(tr, queue, pointer, now + grace_ms, now)
         return False
     if pointer["es"] + grace_ms > now:
+        _wait_out(tr, queue, pointer, grace_ms)
         return False
     _delete(tr, queue, pointer)
     return True

@@ -8,7 +8,12 @@ A job that completes with a result other than None gets a result record at
 the job directory. A discarded job's record holds its reason instead. A None result
 writes nothing, so a job without a result costs what it did before. The record is
 cleared with the tombstone (:func:`quick.operations.purge_finished`, the consumer's
-``--keep-finished``), so a result lives exactly as long as the tombstone does.
+``--keep-finished``), so a result lives exactly as long as the tombstone does, and moves
+with it (``quick migrate``). The record is a key of its own, not a field of the tombstone,
+because fencing, purging and migration read tombstones by the page: up to 100 kB of
+result in each would make those reads (and a purge's 1,000-row transaction) heavy. A batch
+of large results settles in several commits (:data:`quick.outcomes.RESULT_BYTES_PER_COMMIT`)
+so none nears the 10 MB transaction limit.
 
 :func:`result` reads the tombstone and the result record in one round trip. While the
 job is not finished it watches the job's directory entry, which every way a job ends
@@ -27,9 +32,11 @@ import contextlib
 import logging
 import random
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Final
 
 from keyspace.codec import CorruptValue, pack_value, unpack_value
+from keyspace.errors import QuickError
 from keyspace.layout import DEAD_LETTERS, JOB_DIRECTORY, MOVED, RESULTS, describe
 from keyspace.limits import VALUE_LIMIT
 from keyspace.protocol import Database, Transaction, Watch
@@ -55,6 +62,7 @@ __all__ = [
     "decode_result",
     "check_timeout",
     "look",
+    "look_many",
     "look_or_watch",
     "result",
 ]
@@ -67,8 +75,18 @@ MAX_RESULT_BYTES = VALUE_LIMIT
 #: The longest timeout :func:`result` accepts: about 100 years, in seconds.
 MAX_TIMEOUT = 100 * 365 * 86_400
 
+
+class _Pending:
+    """The type of :data:`PENDING`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "PENDING"
+
+
 #: What :func:`look` answers for a job that has not finished yet.
-PENDING: Any = type("Pending", (), {"__repr__": lambda self: "PENDING"})()
+PENDING: Final = _Pending()
 
 UNKNOWN = "never enqueued in this store, or finished and purged after its retention"
 
@@ -155,8 +173,30 @@ def look(tr: Transaction, job_id: str) -> Any:
         QueueMoved: its queue moved to another store (``quick migrate``); ask there.
         CorruptResult: its tombstone or result record does not decode (named by key).
     """
+    entry, record = tr.get_many([JOB_DIRECTORY.pack((job_id,)), RESULTS.pack((job_id,))])
+    return _verdict(tr, job_id, entry, record)
+
+
+def look_many(tr: Transaction, job_ids: Sequence[str]) -> list[Any]:
+    """:func:`look` for many jobs in one round trip (and one per dead-lettered job):
+    per job, its result, :data:`PENDING`, or the error :func:`look` would raise, returned
+    (a :class:`~keyspace.QuickError`), so one job's fate does not hide the others'."""
+    keys = [
+        k for job_id in job_ids for k in (JOB_DIRECTORY.pack((job_id,)), RESULTS.pack((job_id,)))
+    ]
+    found = tr.get_many(keys)
+    out: list[Any] = []
+    for i, job_id in enumerate(job_ids):
+        try:
+            out.append(_verdict(tr, job_id, found[2 * i], found[2 * i + 1]))
+        except QuickError as error:
+            out.append(error)
+    return out
+
+
+def _verdict(tr: Transaction, job_id: str, entry_data: bytes | None, record: bytes | None) -> Any:
+    """:func:`look`'s answer, given the job's directory entry and result record."""
     entry_key = JOB_DIRECTORY.pack((job_id,))
-    entry_data, result_data = tr.get_many([entry_key, RESULTS.pack((job_id,))])
     if entry_data is None:
         raise JobNotFound(job_id, UNKNOWN)
     try:
@@ -169,12 +209,12 @@ def look(tr: Transaction, job_id: str) -> Any:
     if state is None:
         return PENDING
     if state == JobState.COMPLETED.value:
-        return _record(job_id, result_data).get("rv")
+        return _record(job_id, record).get("rv")
     queue = entry["q"]
     if state == JobState.DEAD.value:
         raise JobDeadLettered(job_id, _dead_error(tr, queue, job_id))
     if state == JobState.DISCARDED.value:
-        raise JobDiscarded(job_id, _record(job_id, result_data).get("e", ""))
+        raise JobDiscarded(job_id, _record(job_id, record).get("e", ""))
     if state == JobState.CANCELLED.value:
         raise JobCancelled(job_id)
     if state == JobState.MOVED.value:

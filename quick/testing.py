@@ -38,6 +38,7 @@ from quick.claiming import claim, claim_round
 from quick.inspection import list_jobs, list_queues
 from quick.jobs import Claim, Job, now_ms
 from quick.outcomes import Attempt, Outcome, job_config, run_attempt, settle_batch
+from quick.tracecontext import ainvoke
 
 __all__ = [
     "DB_ENV",
@@ -181,12 +182,12 @@ def _run_in_trio(config: JobConfig, payload: Any, meta: Meta) -> Any:
 
 async def _on_asyncio(config: JobConfig, payload: Any, meta: Meta) -> Any:
     if not config.timeout:
-        return await config.handler(payload, meta)
+        return await ainvoke(config.handler, meta, payload, meta)
     import asyncio
 
     try:
         async with asyncio.timeout(config.timeout):
-            return await config.handler(payload, meta)
+            return await ainvoke(config.handler, meta, payload, meta)
     except TimeoutError:
         raise TimeoutError(f"timed out after {config.timeout} s") from None
 

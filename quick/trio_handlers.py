@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import trio
 
 from quick.app import JobConfig, Meta
+from quick.tracecontext import ainvoke, invoke
 
 __all__ = ["within_timeout", "call_handler"]
 
@@ -39,5 +40,7 @@ async def call_handler(config: JobConfig, payload: Any, meta: Meta) -> Any:
     """A plain handler's call: awaited when ``async def``, else run in a thread, which
     is abandoned (left to finish on its own) when the call is cancelled."""
     if config.is_async:
-        return await config.handler(payload, meta)
-    return await trio.to_thread.run_sync(config.handler, payload, meta, abandon_on_cancel=True)
+        return await ainvoke(config.handler, meta, payload, meta)
+    return await trio.to_thread.run_sync(
+        invoke, config.handler, meta, payload, meta, abandon_on_cancel=True
+    )

@@ -5,8 +5,13 @@ Usage: ``python scripts/fuzz_api.py --cases N --seed S [--show K] [--only NAME .
 
 Each case calls one public function of :mod:`quick` (enqueue, enqueue_many, claim,
 complete, fail, snooze, release, discard, dead_letter, heartbeat, cancel (of waiting and
-running jobs), requeue_dead, schedule, remove_schedule, set_queue_limits, get_job, job_state,
-list_jobs, purge_dead, result, ``meta.progress`` and ``App.job``'s options, ``loop`` included)
+running jobs), requeue_dead, schedule, remove_schedule, set_queue_limits, get_job,
+job_state, list_jobs, purge_dead, result, ``meta.progress``, ``App.job``'s options with
+``loop``), an async twin of :mod:`quick.aio` (``aio.enqueue``, ``aio.enqueue_many``,
+``aio.job_state``, ``aio.cancel``, ``aio.transact``; each run under asyncio or trio at
+random), or a typed call (``typed``: ``enqueue``, ``aenqueue``, ``using`` and ``spec`` of
+handlers with keyword-only parameters, and enqueueing their topics through the app;
+``typed_run``: running stored payloads that do not fit the handler)
 with random arguments, many hostile: wrong types, huge ints, NaN and infinities,
 odd unicode and lone surrogates, nested and oversize payloads (near the 100,000-byte
 value limit), bad queue names, claims that were forged or already settled. A case
@@ -20,6 +25,7 @@ Exit status: 0 when no case failed, 1 otherwise (failures grouped by type and pl
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import math
 import random
@@ -34,8 +40,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import trio
+
 import quick
+import quick.aio
 from keyspace.protocol import Database
+from quick.testing import drain
 
 CLEAN = (quick.QuickError, ValueError, TypeError)
 QUEUES = ["q", "q2", "tenant-1"]
@@ -140,19 +150,47 @@ def _options(rng: random.Random, names: list[str]) -> dict[str, Any]:
     }
 
 
-@_case("enqueue")
-def _enqueue(db: Database, rng: random.Random) -> Callable[[], Any]:
+Arguments = tuple[tuple[Any, ...], dict[str, Any]]
+
+
+def _twins(name: str, arguments: Callable[[Database, random.Random], Arguments]) -> None:
+    """Register ``name`` (``quick.NAME``) and ``aio.NAME`` (its async twin, awaited under
+    asyncio or trio at random) on the same random ``(args, kwargs)``."""
+
+    def sync(db: Database, rng: random.Random) -> Callable[[], Any]:
+        args, opts = arguments(db, rng)
+        return lambda: getattr(quick, name)(db, *args, **opts)
+
+    def awaited(db: Database, rng: random.Random) -> Callable[[], Any]:
+        args, opts = arguments(db, rng)
+        return _awaiting(rng, lambda: getattr(quick.aio, name)(db, *args, **opts))
+
+    _case(name)(sync)
+    _case(f"aio.{name}")(awaited)
+
+
+def _awaiting(rng: random.Random, make: Callable[[], Any]) -> Callable[[], Any]:
+    """A call that awaits ``make()`` on a fresh asyncio or trio loop."""
+
+    async def main() -> Any:
+        return await make()
+
+    if rng.random() < 0.5:
+        return lambda: asyncio.run(main())
+    return lambda: trio.run(main)
+
+
+def _enqueue(db: Database, rng: random.Random) -> Arguments:
     args = (rng.choice(QUEUES) if rng.random() < 0.5 else _text(rng), _text(rng), _payload(rng))
     opts = _options(rng, ["priority", "delay", "at", "max_attempts"])
     if rng.random() < 0.3:
         opts["job_id"] = _text(rng)
     if rng.random() < 0.2:
         opts["unique_key"] = _text(rng)
-    return lambda: quick.enqueue(db, *args, **opts)
+    return args, opts
 
 
-@_case("enqueue_many")
-def _enqueue_many(db: Database, rng: random.Random) -> Callable[[], Any]:
+def _enqueue_many(db: Database, rng: random.Random) -> Arguments:
     jobs: Any = [
         {
             "queue_id": rng.choice(QUEUES),
@@ -164,7 +202,47 @@ def _enqueue_many(db: Database, rng: random.Random) -> Callable[[], Any]:
     ]
     if rng.random() < 0.2:
         jobs = rng.choice([None, 5, "jobs", [None], [{"queue_id": "q"}], [{"bogus": 1}]])
-    return lambda: quick.enqueue_many(db, jobs)
+    return (jobs,), {}
+
+
+def _job_id(db: Database, rng: random.Random) -> Arguments:
+    return (rng.choice([_text(rng), quick.enqueue(db, "q", "t", None)]),), {}
+
+
+_twins("enqueue", _enqueue)
+_twins("enqueue_many", _enqueue_many)
+
+
+def _cancel_id(db: Database, rng: random.Random) -> Arguments:
+    if rng.random() < 0.3:  # a running job: it gets the cancel mark
+        job_id = quick.enqueue(db, "q", "t", None)
+        quick.claim(db, "q", "fuzz", limit=1000)
+        return (job_id,), {}
+    return _job_id(db, rng)
+
+
+_twins("cancel", _cancel_id)
+_twins("job_state", _job_id)
+
+
+@_case("aio.transact")
+def _transact(db: Database, rng: random.Random) -> Callable[[], Any]:
+    """An async transaction that writes its own key and enqueues hostile jobs: refused, it
+    must leave nothing behind (its key included)."""
+    args, opts = _enqueue(db, rng)
+    key = b"fuzz/" + rng.randbytes(4)
+    how = rng.choice(["enqueue", "enqueue_many", "raise", "not async", "not callable"])
+
+    async def body(tr: quick.aio.AsyncTransaction) -> Any:
+        tr.set(key, b"x")
+        if how == "enqueue":
+            return await quick.aio.enqueue(tr, *args, **opts)
+        if how == "enqueue_many":
+            return await quick.aio.enqueue_many(tr, *_enqueue_many(db, rng)[0])
+        raise ValueError("the caller's own refusal")
+
+    fn: Any = {"not async": lambda tr: None, "not callable": 5}.get(how, body)
+    return _awaiting(rng, lambda: quick.aio.transact(db, fn))
 
 
 @_case("claim")
@@ -204,15 +282,6 @@ _settle("release", lambda r: ((), _options(r, ["now_ms"])))
 _settle("discard", lambda r: ((_text(r),), {}))
 _settle("dead_letter", lambda r: ((_text(r),), _options(r, ["now_ms"])))
 _settle("heartbeat", lambda r: ((), _options(r, ["lease_ms", "now_ms"])))
-
-
-@_case("cancel")
-def _cancel(db: Database, rng: random.Random) -> Callable[[], Any]:
-    job_id = rng.choice([_text(rng), quick.enqueue(db, "q", "t", None)])
-    if rng.random() < 0.3:  # a running job: it gets the cancel mark
-        job_id = quick.enqueue(db, "q", "t", None)
-        quick.claim(db, "q", "fuzz", limit=1000)
-    return lambda: quick.cancel(db, job_id)
 
 
 #: Hostile progress: out of range, not finite, not numbers, texts too long or not text.
@@ -324,6 +393,71 @@ def _read(db: Database, rng: random.Random) -> Callable[[], Any]:
         limit = _number(rng)
         return lambda: quick.list_jobs(db, value, limit=limit)
     return lambda: quick.purge_dead(db, value, _text(rng))
+
+
+TYPED = quick.App()
+TYPED_QUEUE = "typed-q"
+
+
+@TYPED.job("typed:send")
+def _send(*, to: str, n: int = 0) -> None:
+    pass
+
+
+@TYPED.job("typed:book")
+def _book(tr: quick.Transaction, meta: quick.Meta, *, amount: int) -> None:
+    tr.set(b"fuzz-book/" + meta.job_id.encode(), str(amount).encode())
+
+
+@TYPED.job("typed:any")
+async def _any(**arguments: Any) -> None:
+    pass
+
+
+TYPED_HANDLERS: list[Any] = [_send, _book, _any]
+
+
+def _arguments(rng: random.Random) -> dict[Any, Any]:
+    """Keyword arguments: right for one of the handlers half the time, else anything."""
+    if rng.random() < 0.5:
+        return rng.choice([{"to": _text(rng)}, {"to": "a", "n": _number(rng)}, {"amount": 1}])
+    names = ["to", "n", "amount", "tr", "meta", "payload", "é\u0301", "\ud800", "", 1]
+    return {rng.choice(names): _payload(rng) for _ in range(rng.randrange(4))}
+
+
+@_case("typed")
+def _typed(db: Database, rng: random.Random) -> Callable[[], Any]:
+    """A typed call with hostile arguments and options, through each of its entry points."""
+    handler = rng.choice(TYPED_HANDLERS)
+    queue = rng.choice([TYPED_QUEUE, *QUEUES]) if rng.random() < 0.8 else _text(rng)
+    args = () if rng.random() < 0.9 else (_payload(rng),)
+    kwargs = _arguments(rng)
+    options = _options(rng, ["priority", "delay", "max_attempts"])
+    if rng.random() < 0.2:
+        options["job_id"] = _text(rng)
+    how = rng.choice(["enqueue", "aenqueue", "spec", "by topic"])
+
+    def target() -> Any:
+        return handler.using(**options) if options else handler
+
+    if how == "enqueue":
+        return lambda: target().enqueue(db, queue, *args, **kwargs)
+    if how == "aenqueue":
+        return _awaiting(rng, lambda: target().aenqueue(db, queue, *args, **kwargs))
+    if how == "spec":
+        return lambda: quick.enqueue_many(db, [target().spec(queue, *args, **kwargs)])
+    payload = kwargs if rng.random() < 0.7 else _payload(rng)
+    return lambda: TYPED.enqueue(db, queue, handler.topic, payload)
+
+
+@_case("typed_run")
+def _typed_run(db: Database, rng: random.Random) -> Callable[[], Any]:
+    """A stored payload that need not fit its typed handler (enqueued by topic, unchecked):
+    running it fails or completes the attempt, and never raises out of the run."""
+    handler = rng.choice(TYPED_HANDLERS)
+    payload = _arguments(rng) if rng.random() < 0.7 else _payload(rng)
+    quick.enqueue(db, TYPED_QUEUE, handler.topic, payload, max_attempts=1)
+    return lambda: drain(db, TYPED, queue_id=TYPED_QUEUE)
 
 
 @dataclasses.dataclass

@@ -176,6 +176,37 @@ def _claim_forgets_tries(undo: Undo) -> None:
     swap(quick.claiming, "_claimed_before", claimed_before, undo)
 
 
+def _map_succeeds_early(undo: Undo) -> None:
+    """A map step succeeds one instance early: the next-to-last success completes it."""
+    import workflow.engine
+    import workflow.mapping
+    import workflow.steps
+
+    real = workflow.mapping.instance_succeeded
+
+    def instance_succeeded(run: Any, instance: Any, output: Any) -> None:
+        real(run, instance, output)
+        step = run.step(instance.key)
+        if step.status.value == "running" and step.count and step.done == step.count - 1:
+            workflow.engine.succeed(run, step, None)
+
+    swap(workflow.steps, "instance_succeeded", instance_succeeded, undo)
+
+
+def _branch_runs_every_path(undo: Undo) -> None:
+    """A branch step's choice leaves no step out: every branch runs."""
+    import workflow.engine
+
+    swap(workflow.engine, "unchosen", lambda branches, chosen: [], undo)
+
+
+def _cancel_spares_children(undo: Undo) -> None:
+    """Ending a run (cancelled, or failed) leaves its running child runs running."""
+    import workflow.engine
+
+    swap(workflow.engine, "cancel", lambda run: False, undo)
+
+
 @dataclass(frozen=True)
 class Break:
     """One deliberate breakage: its name, what it does, and how to apply it."""
@@ -200,6 +231,9 @@ BREAKS: dict[str, Break] = {
         Break("finish-keeps-unique", _finish_keeps_unique),
         Break("complete-not-idempotent", _complete_not_idempotent),
         Break("claim-forgets-tries", _claim_forgets_tries),
+        Break("map-succeeds-early", _map_succeeds_early),
+        Break("branch-runs-every-path", _branch_runs_every_path),
+        Break("cancel-spares-children", _cancel_spares_children),
     )
 }
 

@@ -1,16 +1,18 @@
 """Workflows: DAGs of steps on leased queue items, with a durable journal and signals.
 
-Define a workflow with :class:`Workflow`, start runs with :func:`start_run` (it joins
-the caller's transaction), and let ordinary consumers run the steps: each runnable
+Define a workflow with :class:`Workflow` (task, external, sleep, map, branch and child
+steps), start runs with :func:`start_run` (it joins the caller's transaction), await
+one with :func:`result`, and let ordinary consumers run the steps: each runnable
 step is a queue item whose completion, output, journal event and successors commit
 in one transaction. Read runs with :func:`inspect_run`, :func:`explain_run` and
 :func:`list_runs`; steer them with :func:`signal`, :func:`cancel_run`,
 :func:`pause_run`, :func:`resume_run` and :func:`retry_run`.
 """
 
-from workflow.definition import StepKind, StepSpec, Workflow
+from workflow.definition import MAP_LIMIT, StepKind, StepSpec, Workflow, register
 from workflow.errors import (
     BlankStepKey,
+    ChildCycle,
     CorruptRun,
     CycleError,
     DefinitionError,
@@ -18,23 +20,30 @@ from workflow.errors import (
     InvalidRunState,
     InvalidSignal,
     InvalidStepOption,
+    ResultTimeout,
+    RunFailed,
     RunNotFound,
     UnknownDependency,
     UnknownTopic,
+    UnknownWorkflow,
     WorkflowError,
 )
 from workflow.hooks import HookEvent
 from workflow.journal import Event
+from workflow.mapping import MapOutputs, map_outputs
 from workflow.records import RunStatus, StepStatus
+from workflow.results import result
 from workflow.starting import start_run
 from workflow.steering import cancel_run, pause_run, resume_run, retry_run, signal
 from workflow.steps import StepContext
 from workflow.views import (
     Explanation,
+    InstanceView,
     RunSummary,
     RunView,
     StepView,
     explain_run,
+    inspect_instances,
     inspect_run,
     list_runs,
 )
@@ -50,7 +59,9 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "MAP_LIMIT",
     "BlankStepKey",
+    "ChildCycle",
     "CorruptRun",
     "CycleError",
     "DefinitionError",
@@ -58,9 +69,13 @@ __all__ = [
     "Event",
     "Explanation",
     "HookEvent",
+    "InstanceView",
     "InvalidRunState",
     "InvalidSignal",
     "InvalidStepOption",
+    "MapOutputs",
+    "ResultTimeout",
+    "RunFailed",
     "RunNotFound",
     "RunStatus",
     "RunSummary",
@@ -72,14 +87,19 @@ __all__ = [
     "StepView",
     "UnknownDependency",
     "UnknownTopic",
+    "UnknownWorkflow",
     "Workflow",
     "WorkflowError",
     "aio",
     "cancel_run",
     "explain_run",
+    "inspect_instances",
     "inspect_run",
     "list_runs",
+    "map_outputs",
     "pause_run",
+    "register",
+    "result",
     "resume_run",
     "retry_run",
     "signal",

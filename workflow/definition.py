@@ -9,24 +9,36 @@ form (:meth:`Workflow.to_record`) travels with each run, so consumers need no co
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from quick.jobs import DEFAULT_PRIORITY
+from quick.validation import check_name
 from workflow import hooks
 from workflow.errors import (
     BlankStepKey,
+    ChildCycle,
     CycleError,
     DefinitionError,
     DuplicateStep,
     InvalidStepOption,
     UnknownDependency,
     UnknownTopic,
+    UnknownWorkflow,
 )
 
-__all__ = ["Workflow", "StepKind", "StepSpec", "Definition"]
+__all__ = [
+    "Workflow",
+    "StepKind",
+    "StepSpec",
+    "Definition",
+    "MAP_LIMIT",
+    "register",
+    "descendants",
+]
 
 
 class StepKind(StrEnum):
@@ -35,6 +47,13 @@ class StepKind(StrEnum):
     TASK = "task"  # runs the handler of its topic as a leased queue item
     EXTERNAL = "external"  # waits for a signal
     SLEEP = "sleep"  # a durable timer: a delayed queue item that holds no worker
+    MAP = "map"  # one task instance per item of a predecessor's list output
+    BRANCH = "branch"  # a task whose output names which declared branch of steps runs
+    CHILD = "child"  # starts a run of another workflow and completes with its result
+
+
+#: Most instances one map step runs (a longer list fails the step, naming its length).
+MAP_LIMIT = 10_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,9 +68,19 @@ class StepSpec:
     timeout: float | None = None
     seconds: float | None = None
     priority: int = DEFAULT_PRIORITY
+    #: A map step: the step whose list output it maps.
+    over: str | None = None
+    #: A branch step: its branches, each the steps that run only when it is chosen.
+    branches: Mapping[str, tuple[str, ...]] | None = None
+    #: A child step: the child workflow's name, its stored definition (resolved when
+    #: the parent run starts, so the child runs the code the parent started with), and
+    #: the queue its run goes on (None: the parent's).
+    child: str | None = None
+    child_definition: list[Any] | None = None
+    queue: str | None = None
 
     def to_record(self) -> dict[str, Any]:
-        return {
+        record: dict[str, Any] = {
             "sk": self.key,
             "kd": self.kind.value,
             "af": list(self.after),
@@ -61,9 +90,19 @@ class StepSpec:
             "sl": self.seconds,
             "pr": self.priority,
         }
+        optional = {
+            "ov": self.over,
+            "br": None if self.branches is None else {k: list(v) for k, v in self.branches.items()},
+            "cw": self.child,
+            "cd": self.child_definition,
+            "q": self.queue,
+        }
+        record.update((name, value) for name, value in optional.items() if value is not None)
+        return record
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> StepSpec:
+        branches = record.get("br")
         return cls(
             key=record["sk"],
             kind=StepKind(record["kd"]),
@@ -73,6 +112,11 @@ class StepSpec:
             timeout=record["to"],
             seconds=record["sl"],
             priority=record["pr"],
+            over=record.get("ov"),
+            branches=None if branches is None else {k: tuple(v) for k, v in branches.items()},
+            child=record.get("cw"),
+            child_definition=record.get("cd"),
+            queue=record.get("q"),
         )
 
 
@@ -109,6 +153,19 @@ class Definition:
         return cls.of(name, (StepSpec.from_record(item) for item in record))
 
 
+@dataclass(frozen=True, slots=True)
+class StepOptions:
+    """The options of a step that runs handlers, checked."""
+
+    topic: str | None
+    max_attempts: int | None
+    timeout: float | None
+    priority: int
+
+    def as_kwargs(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
 def _positive(workflow: str, step: str, option: str, value: Any) -> None:
     if value is None:
         return
@@ -128,6 +185,8 @@ class Workflow:
             raise DefinitionError(repr(name), "a workflow needs a non-blank name")
         self.name = name
         self._steps: list[StepSpec] = []
+        #: Child workflows given as objects, by step key (others are looked up by name).
+        self._children: dict[str, Workflow] = {}
 
     # -- building ----------------------------------------------------------------------
 
@@ -146,7 +205,115 @@ class Workflow:
         The handler gets the run's input as its payload and its dependencies' outputs
         in ``meta.context.results``; its return value becomes the step's output.
         """
-        if not isinstance(topic, str) or not topic.strip():
+        options = self._task_options(key, topic, max_attempts, timeout, priority)
+        return self._add(key, StepKind.TASK, after, **options)
+
+    def map(
+        self,
+        key: str,
+        *,
+        topic: str,
+        over: str,
+        after: Iterable[str] = (),
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+        priority: int = DEFAULT_PRIORITY,
+    ) -> Workflow:
+        """One instance of ``topic``'s handler per item of step ``over``'s list output.
+
+        Each instance gets its item as its payload (the run's input is
+        ``meta.context.input``) and retries on its own; a step after the map receives
+        the instances' outputs, in item order, in ``meta.context.results[key]`` (a
+        :class:`workflow.MapOutputs` to read page by page when they are too large to
+        travel inline). An empty list succeeds at once; a list of more than
+        :data:`MAP_LIMIT` items, or an output that is no list, fails the step.
+        """
+        options = self._task_options(key, topic, max_attempts, timeout, priority)
+        if not isinstance(over, str) or not over.strip():
+            raise InvalidStepOption(self.name, str(key), "over", over, "must be a step key")
+        if isinstance(after, str):
+            after = [after]
+        return self._add(key, StepKind.MAP, [over, *after], over=over, **options)
+
+    def branch(
+        self,
+        key: str,
+        *,
+        topic: str,
+        branches: Mapping[str, Iterable[str]],
+        after: Iterable[str] = (),
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+        priority: int = DEFAULT_PRIORITY,
+    ) -> Workflow:
+        """A step whose handler returns the name of the branch that runs next.
+
+        ``branches`` maps each name to the steps that run only when it is chosen (each
+        must come after this step); the others are skipped with the reason, and a step
+        after several branches waits only for the chosen one. Returning an undeclared
+        name fails the step.
+        """
+        options = self._task_options(key, topic, max_attempts, timeout, priority)
+        if not isinstance(branches, Mapping) or not branches:
+            raise InvalidStepOption(
+                self.name, str(key), "branches", branches, "must map branch names to step keys"
+            )
+        declared: dict[str, tuple[str, ...]] = {}
+        for name, keys in branches.items():
+            if not isinstance(name, str) or not name.strip():
+                raise InvalidStepOption(
+                    self.name, str(key), "branches", name, "names must be non-blank strings"
+                )
+            listed = [keys] if isinstance(keys, str) else list(keys)
+            for listed_key in listed:
+                if not isinstance(listed_key, str) or not listed_key.strip():
+                    raise BlankStepKey(self.name, listed_key)
+            declared[name] = tuple(dict.fromkeys(listed))
+        return self._add(key, StepKind.BRANCH, after, branches=declared, **options)
+
+    def child(
+        self,
+        key: str,
+        *,
+        workflow: str | Workflow,
+        after: Iterable[str] = (),
+        queue_id: str | None = None,
+        max_attempts: int | None = None,
+    ) -> Workflow:
+        """A step that starts a run of ``workflow`` and completes with its result.
+
+        ``workflow`` is a :class:`Workflow` or the name of one passed to
+        :func:`workflow.register`; its definition is resolved when the parent run starts
+        and stored with it. The child's input is its dependency's output (a dict by
+        step key for several; the parent's input for none); it runs on ``queue_id``
+        (None: the parent's queue). A failed or cancelled child fails the step once
+        ``max_attempts`` child runs (default 1) have; cancelling the parent cancels it.
+        """
+        if isinstance(workflow, Workflow):
+            name = workflow.name
+        elif isinstance(workflow, str) and workflow.strip():
+            name = workflow
+        else:
+            raise InvalidStepOption(
+                self.name, str(key), "workflow", workflow, "must be a Workflow or its name"
+            )
+        check_name("queue_id", queue_id, optional=True)
+        options = self._task_options(key, None, max_attempts, None, DEFAULT_PRIORITY)
+        self._add(key, StepKind.CHILD, after, child=name, queue=queue_id, **options)
+        if isinstance(workflow, Workflow):
+            self._children[key] = workflow
+        return self
+
+    def _task_options(
+        self,
+        key: Any,
+        topic: str | None,
+        max_attempts: int | None,
+        timeout: float | None,
+        priority: int,
+    ) -> dict[str, Any]:
+        """The checked options of a step that runs handlers (InvalidStepOption if not)."""
+        if topic is not None and (not isinstance(topic, str) or not topic.strip()):
             raise InvalidStepOption(self.name, str(key), "topic", topic, "must be a topic name")
         if max_attempts is not None and (
             isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1
@@ -161,15 +328,7 @@ class Workflow:
             raise InvalidStepOption(
                 self.name, str(key), "priority", priority, "must fit in 64 bits"
             )
-        return self._add(
-            key,
-            StepKind.TASK,
-            after,
-            topic=topic,
-            max_attempts=max_attempts,
-            timeout=timeout,
-            priority=priority,
-        )
+        return StepOptions(topic, max_attempts, timeout, priority).as_kwargs()
 
     def external(self, key: str, *, after: Iterable[str] = ()) -> Workflow:
         """A step completed by :func:`workflow.signal`; the signal's payload is its output."""
@@ -220,10 +379,18 @@ class Workflow:
     def validate(self, app: Any = None) -> Definition:
         """Check the whole graph (and, given the app, that every topic has a handler).
 
+        Child workflows are resolved (by object, else by registered name) and their
+        definitions stored in their steps, recursively.
+
         Raises:
             DefinitionError: the subclass names the problem: no steps, an unknown
-                dependency, a cycle (naming its steps), or an unknown topic.
+                dependency, a cycle (naming its steps), an unknown topic, a branch
+                naming a step that does not follow it, an unregistered child workflow,
+                or a chain of child runs that would start itself.
         """
+        return self._validate(app, (self.name,))
+
+    def _validate(self, app: Any, chain: tuple[str, ...]) -> Definition:
         if not self._steps:
             raise DefinitionError(self.name, "a workflow needs at least one step")
         keys = {spec.key for spec in self._steps}
@@ -238,10 +405,59 @@ class Workflow:
             for spec in self._steps:
                 if spec.topic is not None and app.config(spec.topic) is None:
                     raise UnknownTopic(self.name, spec.key, spec.topic)
-        return Definition.of(self.name, self._steps)
+        steps = [self._resolve(spec, app, chain) for spec in self._steps]
+        definition = Definition.of(self.name, steps)
+        for spec in steps:
+            for name, listed in (spec.branches or {}).items():
+                below = descendants(definition, spec.key)
+                for key in listed:
+                    if key not in below:
+                        raise InvalidStepOption(
+                            self.name,
+                            spec.key,
+                            "branches",
+                            key,
+                            f"branch {name!r} must list steps that run after {spec.key!r}",
+                        )
+        return definition
+
+    def _resolve(self, spec: StepSpec, app: Any, chain: tuple[str, ...]) -> StepSpec:
+        """``spec`` with its child workflow's definition, when it is a child step."""
+        if spec.child is None:
+            return spec
+        target = self._children.get(spec.key) or _REGISTRY.get(spec.child)
+        if target is None:
+            raise UnknownWorkflow(self.name, spec.key, spec.child)
+        if target.name in chain:
+            raise ChildCycle(self.name, [*chain, target.name])
+        resolved = target._validate(app, (*chain, target.name))
+        return dataclasses.replace(spec, child_definition=resolved.to_record())
 
     def __repr__(self) -> str:
         return f"Workflow({self.name!r}, steps={[spec.key for spec in self._steps]})"
+
+
+_REGISTRY: dict[str, Workflow] = {}
+
+
+def register(wf: Workflow) -> Workflow:
+    """Make ``wf`` the workflow child steps naming ``wf.name`` start (in this process)."""
+    if not isinstance(wf, Workflow):
+        raise TypeError(f"register takes a Workflow, not {type(wf).__name__}")
+    _REGISTRY[wf.name] = wf
+    return wf
+
+
+def descendants(definition: Definition, key: str) -> set[str]:
+    """Every step that runs after ``key``, directly or not."""
+    found: set[str] = set()
+    todo = list(definition.successors[key])
+    while todo:
+        current = todo.pop()
+        if current not in found:
+            found.add(current)
+            todo.extend(definition.successors[current])
+    return found
 
 
 def find_cycle(after: Mapping[str, Iterable[str]]) -> list[str]:

@@ -36,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from keyspace.codec import pack_value
@@ -50,7 +50,7 @@ from quick.operations import cancel_waiting as cancel_job
 from quick.retrying import attempt_limit
 from workflow import hooks
 from workflow import journal as events
-from workflow.definition import Definition, StepKind
+from workflow.definition import Definition, StepKind, descendants
 from workflow.errors import InvalidRunState
 from workflow.hook_jobs import enqueue_hook
 from workflow.items import SLEEP_TOPIC, StepItem
@@ -64,7 +64,9 @@ from workflow.records import (
     corrupt_run,
     read_run,
     read_step,
+    readiness,
     set_run_status,
+    settled,
     write_step,
 )
 
@@ -78,6 +80,13 @@ __all__ = [
     "hold",
     "end_unfinished",
     "fail_run",
+    "prune",
+    "finish_if_done",
+    "unchosen",
+    "cancel",
+    "STARTS",
+    "WITHDRAWS",
+    "CHILD_ENDED",
 ]
 
 
@@ -98,6 +107,15 @@ def check_storable(field: str, value: Any) -> None:
 
 
 # -- one run's state within one transaction ---------------------------------------------------
+
+
+#: How steps of the kinds whose modules build on this one (map: :mod:`workflow.mapping`,
+#: child: :mod:`workflow.children`) start once runnable, and are withdrawn when their
+#: run pauses or ends (False: it runs on, fenced); those modules fill these in.
+STARTS: dict[StepKind, Callable[[Run, StepRecord], None]] = {}
+WITHDRAWS: dict[StepKind, Callable[[Run, StepRecord], bool]] = {}
+#: Called, in the same transaction, with each run that ends and has a parent run.
+CHILD_ENDED: list[Callable[[Run], None]] = []
 
 
 #: Decoded definitions by run id: a run's definition never changes (retry_run keeps it),
@@ -146,6 +164,9 @@ class Run:
         if status in TERMINAL_RUN:
             record = record.evolve(finished_ms=self.now)
         self.record = set_run_status(self.tr, record, status)
+        if status in TERMINAL_RUN and record.parent is not None:
+            for ended in CHILD_ENDED:
+                ended(self)
 
     def steer(self, status: RunStatus, action: str) -> bool:
         """An operator's move to ``status``: False when the run is there already (so a
@@ -200,6 +221,10 @@ def make_runnable(run: Run, key: str) -> None:
     if step.status != StepStatus.WAITING:
         return
     spec = run.definition.steps[key]
+    start = STARTS.get(spec.kind)
+    if start is not None:
+        start(run, step)
+        return
     if spec.kind is StepKind.EXTERNAL:
         if step.signalled:
             succeed(run, step, step.signal)
@@ -218,6 +243,7 @@ def make_runnable(run: Run, key: str) -> None:
             delay=spec.seconds,
             now=run.now,
             extension=item.to_record(),
+            trace=run.record.trace,
         )
     else:
         assert spec.topic is not None
@@ -238,6 +264,7 @@ def make_runnable(run: Run, key: str) -> None:
             max_attempts=attempts,
             now=run.now,
             extension=item.to_record(),
+            trace=run.record.trace,
         )
     # The job id is new in every try of this body, so no earlier try can hold it: the
     # directory lookup a retried enqueue needs is skipped (first_try).
@@ -247,14 +274,40 @@ def make_runnable(run: Run, key: str) -> None:
 
 
 def schedule_ready(run: Run, keys: Iterable[str]) -> None:
-    """Make runnable each of ``keys`` whose dependencies have all succeeded (their
-    records and their dependencies' are read in one round trip first)."""
+    """Make runnable each of ``keys`` whose dependencies have all settled, and skip
+    those a branch left without any (their records and their dependencies' are read in
+    one round trip first); see :func:`workflow.records.readiness`."""
     keys = list(keys)
     run.prefetch([*keys, *(dep for key in keys for dep in run.definition.steps[key].after)])
     for key in keys:
         after = run.definition.steps[key].after
-        if all(run.step(dep).status == StepStatus.SUCCEEDED for dep in after):
+        decision = readiness(run.step(dep) for dep in after)
+        if decision == "run":
             make_runnable(run, key)
+        elif decision == "prune":
+            prune(run, key, "every step it runs after was skipped by a branch")
+
+
+def prune(run: Run, key: str, reason: str) -> None:
+    """Skip waiting step ``key``, which a branch left out, and what only it leads to."""
+    step = run.step(key)
+    if step.status != StepStatus.WAITING:
+        return
+    run.save(
+        step.evolve(status=StepStatus.SKIPPED, pruned=True, reason=reason, finished_ms=run.now)
+    )
+    run.journal.append(events.STEP_SKIPPED, key, reason=reason)
+    schedule_ready(run, run.definition.successors[key])
+
+
+def finish_if_done(run: Run, just: str | None = None) -> None:
+    """Succeed the run when every final step has settled (``just`` settled now)."""
+    if run.status in TERMINAL_RUN:
+        return
+    if all(settled(run.step(s)) for s in run.definition.sinks if s != just):
+        run.set_status(RunStatus.SUCCEEDED)
+        run.journal.append(events.RUN_SUCCEEDED)
+        run.hook(hooks.RUN_FINISHED, RunStatus.SUCCEEDED.value)
 
 
 def succeed(run: Run, step: StepRecord, output: Any) -> None:
@@ -272,28 +325,28 @@ def succeed(run: Run, step: StepRecord, output: Any) -> None:
     )
     run.journal.append(events.STEP_SUCCEEDED, key, output=output)
     run.hook(hooks.STEP_SUCCEEDED, StepStatus.SUCCEEDED.value, key, output=output)
+    branches = run.definition.steps[key].branches
+    left_out = [] if branches is None else unchosen(branches, output)
+    for other in left_out:
+        prune(run, other, f"branch step {key!r} chose {output!r}")
     schedule_ready(run, successors)
-    sinks = run.definition.sinks
-    finished = key in sinks and run.status not in TERMINAL_RUN
-    if finished and all(run.step(s).status == StepStatus.SUCCEEDED for s in sinks if s != key):
-        run.set_status(RunStatus.SUCCEEDED)
-        run.journal.append(events.RUN_SUCCEEDED)
-        run.hook(hooks.RUN_FINISHED, RunStatus.SUCCEEDED.value)
+    if key in run.definition.sinks or left_out:
+        finish_if_done(run, key)
 
 
-def _descendants(definition: Definition, key: str) -> set[str]:
-    found: set[str] = set()
-    todo = list(definition.successors[key])
-    while todo:
-        current = todo.pop()
-        if current not in found:
-            found.add(current)
-            todo.extend(definition.successors[current])
-    return found
+def unchosen(branches: Mapping[str, Iterable[str]], chosen: str) -> list[str]:
+    """The steps of the branches not ``chosen`` that ``chosen``'s branch does not list."""
+    keep = set(branches[chosen])
+    return [k for name, keys in branches.items() if name != chosen for k in keys if k not in keep]
 
 
 def _withdraw(run: Run, step: StepRecord) -> bool:
-    """Remove the step's queued item; False when it is running (then it is fenced)."""
+    """Remove the step's queued item; False when it is running (then it is fenced). A
+    map's first page of instances is withdrawn now and the rest by its pager, a child
+    step's run is cancelled with it."""
+    withdraw = WITHDRAWS.get(run.definition.steps[step.key].kind)
+    if withdraw is not None:
+        return withdraw(run, step)
     if step.job_id is None or step.status != StepStatus.SCHEDULED:
         return bool(step.status != StepStatus.RUNNING)
     try:
@@ -331,7 +384,9 @@ def fail_run(run: Run, step: StepRecord, error: str) -> None:
     run.journal.append(events.STEP_FAILED, key, error=error, attempt=step.attempts)
     run.hook(hooks.STEP_FAILED, StepStatus.FAILED.value, key, error=error)
     run.set_status(RunStatus.FAILED, reason=f"step {key!r} failed: {error}")
-    downstream = _descendants(run.definition, key)
+    if run.definition.steps[key].kind is StepKind.MAP:
+        _withdraw(run, step)  # its instances still queued
+    downstream = descendants(run.definition, key)
 
     def reason(other: str) -> str:
         if other in downstream:
@@ -341,3 +396,14 @@ def fail_run(run: Run, step: StepRecord, error: str) -> None:
     end_unfinished(run, StepStatus.SKIPPED, reason)
     run.journal.append(events.RUN_FAILED, key, error=error)
     run.hook(hooks.RUN_FINISHED, RunStatus.FAILED.value, key, error=error)
+
+
+def cancel(run: Run) -> bool:
+    """Cancel ``run`` (and its child runs): False when it had ended already."""
+    if run.status in TERMINAL_RUN:
+        return False
+    run.set_status(RunStatus.CANCELLED)
+    end_unfinished(run, StepStatus.CANCELLED, lambda key: "the run was cancelled")
+    run.journal.append(events.RUN_CANCELLED)
+    run.hook(hooks.RUN_FINISHED, RunStatus.CANCELLED.value)
+    return True

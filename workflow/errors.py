@@ -19,7 +19,11 @@ __all__ = [
     "CycleError",
     "InvalidStepOption",
     "UnknownTopic",
+    "UnknownWorkflow",
+    "ChildCycle",
     "RunNotFound",
+    "RunFailed",
+    "ResultTimeout",
     "CorruptRun",
     "InvalidRunState",
     "InvalidSignal",
@@ -91,6 +95,28 @@ class UnknownTopic(DefinitionError):
         self.topic = topic
 
 
+class UnknownWorkflow(DefinitionError):
+    """A child step names a workflow that is neither given nor registered."""
+
+    def __init__(self, workflow: str, step: str, child: str) -> None:
+        super().__init__(
+            workflow,
+            f"step {step!r}: child workflow {child!r} is not registered "
+            "(pass the Workflow, or workflow.register it first)",
+        )
+        self.step = step
+        self.child = child
+
+
+class ChildCycle(DefinitionError):
+    """Child steps would make a run start itself, directly or not; ``chain`` names it."""
+
+    def __init__(self, workflow: str, chain: Sequence[str]) -> None:
+        path = " -> ".join(chain)
+        super().__init__(workflow, f"child runs would start themselves: {path}")
+        self.chain = list(chain)
+
+
 class RunNotFound(WorkflowError, LookupError):
     """No run has this id."""
 
@@ -129,3 +155,29 @@ class InvalidSignal(WorkflowError):
         self.run_id = run_id
         self.step = step
         self.reason = reason
+
+
+class RunFailed(WorkflowError):
+    """The awaited run failed (``step`` and ``error`` name where and why) or was
+    cancelled (``status`` says which; ``step`` None)."""
+
+    def __init__(self, run_id: str, status: str, step: str | None, error: str | None) -> None:
+        if step is None:
+            message = f"run {run_id!r} {status}"
+        else:
+            message = f"run {run_id!r} {status} at step {step!r}: {error}"
+        super().__init__(message)
+        self.run_id = run_id
+        self.status = status
+        self.step = step
+        self.error = error
+
+
+class ResultTimeout(WorkflowError, TimeoutError):
+    """The awaited run had not ended when the timeout passed."""
+
+    def __init__(self, run_id: str, status: str, timeout: float) -> None:
+        super().__init__(f"run {run_id!r} is still {status} after {timeout} s")
+        self.run_id = run_id
+        self.status = status
+        self.timeout = timeout

@@ -43,5 +43,7 @@ def enqueue_hook(
     event = hooks.HookEvent(
         kind=kind, workflow=run.workflow, run_id=run.id, status=status, step=step, **fields
     )
-    job = prepare(run.queue, HOOK_TOPIC, event.to_payload(), now=now, extension=hook_item())
+    job = prepare(
+        run.queue, HOOK_TOPIC, event.to_payload(), now=now, extension=hook_item(), trace=run.trace
+    )
     store_new(tr, job, first_try=True)  # a fresh id in every try: nothing can hold it

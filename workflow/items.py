@@ -15,7 +15,18 @@ from typing import Any
 from keyspace.codec import CorruptValue
 from quick.extensions import MODULE_FIELD
 
-__all__ = ["MODULE", "SLEEP_TOPIC", "HOOK_TOPIC", "HOOK_ITEM", "StepItem", "hook_item", "is_hook"]
+__all__ = [
+    "MODULE",
+    "SLEEP_TOPIC",
+    "HOOK_TOPIC",
+    "HOOK_ITEM",
+    "MAP_TOPIC",
+    "MAP_ITEM",
+    "StepItem",
+    "hook_item",
+    "is_hook",
+    "is_pager",
+]
 
 #: The module name stored in step items' extension data (see :mod:`quick.extensions`).
 MODULE = "workflow"
@@ -25,6 +36,10 @@ SLEEP_TOPIC = "workflow.sleep"
 HOOK_TOPIC = "workflow.hook"
 #: The ``xk`` value that marks a hook item.
 HOOK_ITEM = "hook"
+#: The topic of a map's pager item (handled by the workflow itself).
+MAP_TOPIC = "workflow.map"
+#: The ``xk`` value that marks a map's pager item.
+MAP_ITEM = "map"
 
 
 def hook_item() -> dict[str, Any]:
@@ -35,6 +50,11 @@ def hook_item() -> dict[str, Any]:
 def is_hook(data: Mapping[str, Any] | None) -> bool:
     """Whether ``data`` (a job's extension data) marks a hook item."""
     return data is not None and data.get("xk") == HOOK_ITEM
+
+
+def is_pager(data: Mapping[str, Any] | None) -> bool:
+    """Whether ``data`` (a job's extension data) marks a map's pager item."""
+    return data is not None and data.get("xk") == MAP_ITEM
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,6 +68,10 @@ class StepItem:
     results: dict[str, Any] | None = None
     #: The step's handler timeout, seconds (None: the handler's own).
     timeout: float | None = None
+    #: A map instance's index; a map pager's next index.
+    index: int | None = None
+    #: A map instance's copy of the run's input.
+    input: Any = None
 
     def to_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -58,6 +82,8 @@ class StepItem:
         }
         if self.results is not None:
             record.update(dep=self.results, to=self.timeout)
+        if self.index is not None:
+            record.update(mx=self.index, **{"in": self.input})
         return record
 
     @classmethod
@@ -72,12 +98,18 @@ class StepItem:
                 workflow=data["w"],
                 results=dict(data["dep"]) if "dep" in data else None,
                 timeout=data.get("to"),
+                index=data.get("mx"),
+                input=data.get("in"),
             )
             texts = (item.run_id, item.step, item.workflow)
             if not all(isinstance(text, str) for text in texts):
                 raise TypeError(f"run, step and workflow must be texts: {texts!r}")
             if item.timeout is not None and not isinstance(item.timeout, int | float):
                 raise TypeError(f"timeout is {item.timeout!r}")
+            if item.index is not None and (
+                not isinstance(item.index, int) or isinstance(item.index, bool)
+            ):
+                raise TypeError(f"index is {item.index!r}")
         except (KeyError, TypeError, ValueError) as error:
             raise CorruptValue(f"step item data is malformed: {error!r}") from error
         return item

@@ -43,6 +43,12 @@ RUN_RETRIED = "run_retried"
 RUN_SUCCEEDED = "run_succeeded"
 RUN_FAILED = "run_failed"
 RUN_CANCELLED = "run_cancelled"
+#: A map step knew its list: ``count`` instances (the step runs until they all settle).
+MAP_EXPANDED = "map_expanded"
+#: One instance of a map step failed an attempt and retries (``index``, ``error``).
+INSTANCE_RETRYING = "instance_retrying"
+#: One instance of a map step failed for good (``index``, ``error``): the map fails.
+INSTANCE_FAILED = "instance_failed"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -159,6 +165,7 @@ _STEP_STATUS = {
     STEP_SKIPPED: StepStatus.SKIPPED,
     STEP_CANCELLED: StepStatus.CANCELLED,
     STEP_HELD: StepStatus.WAITING,
+    MAP_EXPANDED: StepStatus.RUNNING,
 }
 #: The status each run event leaves its run in.
 _RUN_STATUS = {
@@ -199,6 +206,8 @@ def _apply(step: StepFacts, event: Event) -> None:
         step.signalled = True
         return
     step.status = _STEP_STATUS.get(event.kind, step.status)
+    if event.kind == MAP_EXPANDED and step.started_ms is None:
+        step.started_ms = event.at_ms
     if event.kind == STEP_SCHEDULED:
         step.scheduled_ms = event.at_ms
         step.due_ms = details.get("due_ms")

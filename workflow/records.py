@@ -14,14 +14,16 @@ transition rewrites only what its step has.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from keyspace.codec import CorruptValue, pack_value, unpack_value
-from keyspace.layout import WF_BY_STATUS, WF_RUNS, WF_STEPS
+from keyspace.layout import WF_BY_STATUS, WF_INSTANCES, WF_RUNS, WF_STEPS
 from keyspace.protocol import ReadView, Transaction
 from quick.corruption import UNREADABLE, CorruptRecord
+from quick.tracecontext import TraceContext, check_trace
 from workflow.definition import Definition
 from workflow.errors import CorruptRun, RunNotFound
 
@@ -40,6 +42,10 @@ __all__ = [
     "read_step",
     "read_steps",
     "write_step",
+    "read_instance",
+    "settled",
+    "readiness",
+    "read_instances",
 ]
 
 
@@ -65,6 +71,29 @@ TERMINAL_RUN = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCE
 FINISHED_STEP = frozenset(
     {StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED}
 )
+
+
+def settled(step: StepRecord) -> bool:
+    """Whether a step counts as done for what follows it: it succeeded, or a branch
+    left it out."""
+    return step.status == StepStatus.SUCCEEDED or (
+        step.pruned and step.status == StepStatus.SKIPPED
+    )
+
+
+def readiness(dependencies: Iterable[StepRecord]) -> str:
+    """What a waiting step does given its dependencies' records (pure): ``"run"`` when
+    each is settled and at least one succeeded (or it has none), ``"prune"`` when a
+    branch left out every one, ``"wait"`` otherwise. Stops at the first dependency not
+    settled (so a lazy iterable reads no further, as a join's completion should)."""
+    pruned = found = 0
+    for dependency in dependencies:
+        if not settled(dependency):
+            return "wait"
+        found += 1
+        pruned += dependency.pruned
+    return "prune" if found and pruned == found else "run"
+
 
 _NONE = type(None)
 _ANY = (object,)
@@ -115,6 +144,8 @@ _RUN_TYPES: dict[str, tuple[type, ...]] = {
     "h": (list, _NONE),
     "why": _MAYBE_TEXT,
     "rt": _MAYBE_TEXT,
+    "pa": (list, _NONE),
+    "tc": (dict, _NONE),
 }
 _RUN_REQUIRED = ("w", "rs", "q", "i", "df", "c")
 
@@ -139,6 +170,10 @@ class RunRecord:
     reason: str | None = None
     #: The id of the ``retry_run`` call last applied.
     retry_id: str | None = None
+    #: A child run: the parent run's id and the child step's key.
+    parent: tuple[str, str] | None = None
+    #: The W3C trace context the run started in; its steps' items carry it.
+    trace: TraceContext | None = None
 
     def to_value(self) -> bytes:
         """The stored form (TypeError when the input is not msgpack-encodable)."""
@@ -157,6 +192,10 @@ class RunRecord:
             record["why"] = self.reason
         if self.retry_id is not None:
             record["rt"] = self.retry_id
+        if self.parent is not None:
+            record["pa"] = list(self.parent)
+        if self.trace:
+            record["tc"] = self.trace
         return pack_value(record)
 
     @classmethod
@@ -167,6 +206,11 @@ class RunRecord:
         hooks = record.get("h") or ()
         if not all(isinstance(kind, str) for kind in hooks):
             raise CorruptValue(f"{what} is malformed: field 'h' is {hooks!r}")
+        parent = record.get("pa")
+        if parent is not None and (
+            len(parent) != 2 or not all(isinstance(part, str) for part in parent)
+        ):
+            raise CorruptValue(f"{what} is malformed: field 'pa' is {parent!r}")
         return cls(
             id=run_id,
             workflow=record["w"],
@@ -180,6 +224,8 @@ class RunRecord:
             hooks=tuple(hooks),
             reason=record.get("why"),
             retry_id=record.get("rt"),
+            parent=None if parent is None else (parent[0], parent[1]),
+            trace=_trace(what, record.get("tc")),
         )
 
     def decode_definition(self) -> Definition:
@@ -193,6 +239,13 @@ class RunRecord:
 
     def evolve(self, **changes: Any) -> RunRecord:
         return dataclasses.replace(self, **changes)
+
+
+def _trace(what: str, value: Any) -> TraceContext | None:
+    try:
+        return check_trace(value)
+    except ValueError as error:
+        raise CorruptValue(f"{what} is malformed: {error}") from None
 
 
 #: The type of each step field (``out`` and ``g``, an output and a payload, may be anything).
@@ -211,6 +264,11 @@ _STEP_TYPES: dict[str, tuple[type, ...]] = {
     "g": _ANY,
     "gi": _MAYBE_TEXT,
     "aw": (bool,),
+    "pn": (bool,),
+    "ch": _MAYBE_TEXT,
+    "mn": _MAYBE_INT,
+    "md": _INT,
+    "mb": _INT,
 }
 _STEP_REQUIRED = ("ss",)
 
@@ -246,6 +304,17 @@ class StepRecord:
     signal_id: str | None = None
     #: True once an external step is waiting for its signal.
     awaiting: bool = False
+    #: True when a branch left the step out (skipped, but the run goes on without it).
+    pruned: bool = False
+    #: A child step: the id of the child run that stands for it now.
+    child_run: str | None = None
+    #: A map step: how many instances it has (None until its list is known), how many
+    #: succeeded, and the encoded size of their outputs.
+    count: int | None = None
+    done: int = 0
+    out_bytes: int = 0
+    #: A map instance's index (in its key, not its value; None for a step).
+    index: int | None = None
 
     @classmethod
     def waiting(cls, run_id: str, key: str) -> StepRecord:
@@ -265,6 +334,10 @@ class StepRecord:
             "out": self.output,
             "e": self.error,
             "why": self.reason,
+            "ch": self.child_run,
+            "mn": self.count,
+            "md": self.done or None,
+            "mb": self.out_bytes or None,
         }
         record.update((name, value) for name, value in optional.items() if value is not None)
         if self.signalled:
@@ -272,12 +345,16 @@ class StepRecord:
             record["gi"] = self.signal_id
         if self.awaiting:
             record["aw"] = True
+        if self.pruned:
+            record["pn"] = True
         return pack_value(record)
 
     @classmethod
-    def from_value(cls, run_id: str, key: str, data: bytes) -> StepRecord:
-        """Decode a stored step; CorruptValue naming the step when it is not one."""
+    def from_value(cls, run_id: str, key: str, data: bytes, index: int | None = None) -> StepRecord:
+        """Decode a stored step (or map instance); CorruptValue naming it when it is not one."""
         what = f"step record {key!r} of run {run_id!r}"
+        if index is not None:
+            what = f"instance {index} of step {key!r} of run {run_id!r}"
         record = _checked(what, data, _STEP_TYPES, _STEP_REQUIRED)
         return cls(
             run_id=run_id,
@@ -297,6 +374,12 @@ class StepRecord:
             signal=record.get("g"),
             signal_id=record.get("gi"),
             awaiting=record.get("aw", False),
+            pruned=record.get("pn", False),
+            child_run=record.get("ch"),
+            count=record.get("mn"),
+            done=record.get("md", 0),
+            out_bytes=record.get("mb", 0),
+            index=index,
         )
 
     def evolve(self, **changes: Any) -> StepRecord:
@@ -360,12 +443,45 @@ def read_steps(view: ReadView, run_id: str) -> dict[str, StepRecord]:
     return out
 
 
-def _decode_step(run_id: str, step: str, key: bytes, data: bytes) -> StepRecord:
+def _decode_step(
+    run_id: str, step: str, key: bytes, data: bytes, index: int | None = None
+) -> StepRecord:
     try:
-        return StepRecord.from_value(run_id, step, data)
+        return StepRecord.from_value(run_id, step, data, index)
     except UNREADABLE as error:
         raise corrupt_run(run_id, key, error) from None
 
 
 def write_step(tr: Transaction, step: StepRecord) -> None:
-    tr.set(WF_STEPS.pack((step.run_id, step.key)), step.to_value())
+    if step.index is not None:
+        tr.set(WF_INSTANCES.pack((step.run_id, step.key, step.index)), step.to_value())
+    else:
+        tr.set(WF_STEPS.pack((step.run_id, step.key)), step.to_value())
+
+
+def read_instance(view: ReadView, run_id: str, step: str, index: int) -> StepRecord:
+    """Instance ``index`` of map step ``step`` (waiting when none is stored)."""
+    key = WF_INSTANCES.pack((run_id, step, index))
+    data = view.get(key)
+    if data is None:
+        return StepRecord(run_id=run_id, key=step, index=index)
+    return _decode_step(run_id, step, key, data, index)
+
+
+def read_instances(
+    view: ReadView, run_id: str, step: str, start: int = 0, stop: int | None = None
+) -> list[StepRecord]:
+    """The stored instances of map step ``step`` with ``start <= index < stop``, in
+    index order (``stop`` None: to the last; an instance never scheduled has no record)."""
+    begin = WF_INSTANCES.pack((run_id, step, start))
+    if stop is None:
+        _, end = WF_INSTANCES.range((run_id, step))
+    else:
+        end = WF_INSTANCES.pack((run_id, step, stop))
+    out = []
+    for key, value in view.get_range(begin, end):
+        index = WF_INSTANCES.unpack(key)[2]
+        if not isinstance(index, int):
+            raise corrupt_run(run_id, key, ValueError(f"instance index {index!r}"))
+        out.append(_decode_step(run_id, step, key, value, index))
+    return out

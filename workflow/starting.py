@@ -10,6 +10,7 @@ from keyspace.protocol import Database, Transaction
 from keyspace.retry import transactional
 from quick.errors import InvalidArgument
 from quick.jobs import now_ms
+from quick.tracecontext import current_trace
 from quick.validation import check_name
 from workflow import hooks
 from workflow import journal as events
@@ -60,6 +61,7 @@ def start_run(
         created_ms=0,
         idempotency_key=idempotency_key,
         hooks=tuple(hooks.kinds_for(wf.name)),
+        trace=current_trace(),
     )
     size = len(record.to_value())
     if size > VALUE_LIMIT:

@@ -12,19 +12,19 @@ from typing import Any
 from keyspace.protocol import Database, Transaction
 from keyspace.retry import transactional
 from quick.jobs import now_ms
-from workflow import hooks
 from workflow import journal as events
 from workflow.definition import StepKind
 from workflow.engine import (
     Run,
+    cancel,
     check_storable,
-    end_unfinished,
     hold,
     new_id,
     schedule_ready,
     succeed,
 )
 from workflow.errors import InvalidRunState, InvalidSignal
+from workflow.mapping import page
 from workflow.records import FINISHED_STEP, TERMINAL_RUN, RunStatus, StepRecord, StepStatus
 
 __all__ = ["signal", "cancel_run", "pause_run", "resume_run", "retry_run"]
@@ -77,11 +77,11 @@ def cancel_run(tr: Transaction, run_id: str) -> None:
         RunNotFound; InvalidRunState when the run has succeeded or failed.
     """
     run = Run(tr, run_id, now_ms())
-    if not run.steer(RunStatus.CANCELLED, "cancel"):
+    if run.status is RunStatus.CANCELLED:
         return
-    end_unfinished(run, StepStatus.CANCELLED, lambda key: "the run was cancelled")
-    run.journal.append(events.RUN_CANCELLED)
-    run.hook(hooks.RUN_FINISHED, RunStatus.CANCELLED.value)
+    if run.status in TERMINAL_RUN:
+        raise InvalidRunState(run_id, run.status.value, "cancel")
+    cancel(run)
 
 
 @transactional
@@ -100,8 +100,10 @@ def pause_run(tr: Transaction, run_id: str) -> None:
     run.prefetch_items(run.definition.steps)
     for key, spec in run.definition.steps.items():
         step = run.step(key)
-        if spec.kind is StepKind.TASK and step.status == StepStatus.SCHEDULED:
+        if spec.kind in (StepKind.TASK, StepKind.BRANCH) and step.status == StepStatus.SCHEDULED:
             hold(run, step)
+        elif spec.kind is StepKind.MAP and step.status == StepStatus.RUNNING:
+            page(run, key, 0)  # holds its queued instances: a page now, a pager for the rest
 
 
 @transactional
@@ -116,6 +118,9 @@ def resume_run(tr: Transaction, run_id: str) -> None:
         return
     run.journal.append(events.RUN_RESUMED)
     schedule_ready(run, run.definition.steps)
+    for key, spec in run.definition.steps.items():
+        if spec.kind is StepKind.MAP and run.step(key).status == StepStatus.RUNNING:
+            page(run, key, 0)  # schedules its held instances: a page now, a pager for the rest
 
 
 def retry_run(db: Database | Transaction, run_id: str) -> None:
@@ -140,8 +145,13 @@ def _retry(tr: Transaction, run_id: str, retry_id: str) -> None:
     for key in run.definition.steps:
         step = run.step(key)
         if step.status in (StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED):
+            if step.pruned:
+                continue  # left out by a branch that still stands
             fresh = StepRecord.waiting(run_id, key).evolve(
                 attempts=step.attempts,
+                # a map keeps what its instances that succeeded did (they are not rerun)
+                done=step.done,
+                out_bytes=step.out_bytes,
                 # a signal that arrived early still counts
                 signalled=step.signalled,
                 signal=step.signal,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from keyspace.codec import CorruptValue
-from keyspace.layout import WF_RUNS, WF_STEPS
+from keyspace.layout import WF_INSTANCES, WF_RUNS, WF_STEPS
 from keyspace.protocol import Transaction
 from quick import extensions
 from quick.app import JobConfig
@@ -21,8 +21,22 @@ from quick.jobs import Claim
 from workflow import journal as events
 from workflow.engine import Run, check_storable, fail_run, hold, succeed
 from workflow.hook_jobs import HOOK_CONFIG
-from workflow.items import MODULE, SLEEP_TOPIC, StepItem, is_hook
-from workflow.records import FINISHED_STEP, TERMINAL_RUN, RunStatus, StepRecord, StepStatus
+from workflow.items import MAP_TOPIC, MODULE, SLEEP_TOPIC, StepItem, is_hook, is_pager
+from workflow.mapping import (
+    as_outputs,
+    enqueue_pager,
+    instance_failed,
+    instance_succeeded,
+    page,
+)
+from workflow.records import (
+    FINISHED_STEP,
+    TERMINAL_RUN,
+    RunStatus,
+    StepRecord,
+    StepStatus,
+    read_instance,
+)
 
 __all__ = ["StepContext", "StepExtension"]
 
@@ -34,8 +48,13 @@ class StepContext:
     run_id: str
     workflow: str
     step: str
-    #: The outputs of the step's dependencies, by step key.
+    #: The outputs of the step's dependencies, by step key (a map's: a list, or a
+    #: :class:`workflow.MapOutputs` when they are too large to travel inline).
     results: dict[str, Any]
+    #: The run's input (a step's payload too; a map instance's payload is its item).
+    input: Any = None
+    #: A map instance's index in the list it maps (None: not an instance).
+    index: int | None = None
 
 
 def _sleep_done(payload: Any, meta: Any) -> None:
@@ -43,6 +62,16 @@ def _sleep_done(payload: Any, meta: Any) -> None:
 
 
 _SLEEP_CONFIG = JobConfig(topic=SLEEP_TOPIC, handler=_sleep_done)
+#: A map's pager item: its settlement does the work (:func:`workflow.mapping.page`).
+_PAGER_CONFIG = JobConfig(topic=MAP_TOPIC, handler=_sleep_done, max_attempts=10)
+
+
+def _release(run: Run, key: str, index: int, job_id: str) -> None:
+    """An instance whose run ended while its job was out: it counts as not run, so a
+    ``retry_run`` runs it again (its map's count of successes never included it)."""
+    instance = read_instance(run.tr, run.id, key, index)
+    if instance.job_id == job_id and instance.status not in FINISHED_STEP:
+        run.save(instance.evolve(status=StepStatus.SKIPPED, job_id=None, reason="the run ended"))
 
 
 class StepExtension:
@@ -51,6 +80,8 @@ class StepExtension:
     def job_config(self, claim: Claim, registered: JobConfig | None) -> JobConfig | None:
         if is_hook(claim.extension):
             return HOOK_CONFIG
+        if is_pager(claim.extension):
+            return _PAGER_CONFIG
         if claim.topic == SLEEP_TOPIC:
             return _SLEEP_CONFIG
         if registered is None:
@@ -62,29 +93,40 @@ class StepExtension:
         return registered if timeout is None else dataclasses.replace(registered, timeout=timeout)
 
     def context(self, claim: Claim) -> StepContext | None:
-        if is_hook(claim.extension):
+        if is_hook(claim.extension) or is_pager(claim.extension):
             return None
         item = StepItem.from_record(claim.extension)
+        results = {key: as_outputs(value) for key, value in (item.results or {}).items()}
         return StepContext(
             run_id=item.run_id,
             workflow=item.workflow,
             step=item.step,
-            results=dict(item.results or {}),
+            results=results,
+            input=claim.payload if item.index is None else item.input,
+            index=item.index,
         )
 
     def _fenced(self, tr: Transaction, claim: Claim, now: int) -> tuple[Run, StepRecord] | None:
-        """The run and step this item still stands for; None when it is stale or a hook."""
-        if is_hook(claim.extension):
+        """The run and step (or map instance) this item still stands for; None when it
+        is stale, a hook or a pager."""
+        if is_hook(claim.extension) or is_pager(claim.extension):
             return None
         item = StepItem.from_record(claim.extension)
         # The run and the step, in one round trip (each read below still adds its conflict).
-        tr.get_many(
-            [WF_RUNS.pack((item.run_id,)), WF_STEPS.pack((item.run_id, item.step))], snapshot=True
-        )
+        keys = [WF_RUNS.pack((item.run_id,)), WF_STEPS.pack((item.run_id, item.step))]
+        if item.index is not None:
+            keys.append(WF_INSTANCES.pack((item.run_id, item.step, item.index)))
+        tr.get_many(keys, snapshot=True)
         run = Run(tr, item.run_id, now)
         if run.status in TERMINAL_RUN:
+            if item.index is not None:
+                _release(run, item.step, item.index, claim.job_id)
             return None
         step = run.step(item.step)
+        if item.index is not None:
+            if step.status != StepStatus.RUNNING:
+                return None
+            step = read_instance(tr, item.run_id, item.step, item.index)
         if step.job_id != claim.job_id or step.status in FINISHED_STEP:
             return None
         return run, step
@@ -102,15 +144,32 @@ class StepExtension:
                 started_ms=now if step.started_ms is None else step.started_ms,
             )
         )
-        run.journal.append(events.STEP_CLAIMED, step.key, attempt=claim.attempt, owner=claim.owner)
+        if step.index is None:  # an instance's claims are counted in its record only
+            run.journal.append(
+                events.STEP_CLAIMED, step.key, attempt=claim.attempt, owner=claim.owner
+            )
 
     def on_succeeded(self, tr: Transaction, claim: Claim, output: Any, now: int) -> None:
+        if is_pager(claim.extension):
+            pager = StepItem.from_record(claim.extension)
+            page(Run(tr, pager.run_id, now), pager.step, pager.index or 0)
+            return
         if claim.topic == SLEEP_TOPIC:
             output = None
         check_storable("output", output)
         fenced = self._fenced(tr, claim, now)
-        if fenced is not None:
-            succeed(*fenced, output)
+        if fenced is None:
+            return
+        run, step = fenced
+        if step.index is not None:
+            instance_succeeded(run, step, output)
+            return
+        branches = run.definition.steps[step.key].branches
+        if branches is not None and (not isinstance(output, str) or output not in branches):
+            names = ", ".join(repr(name) for name in branches)
+            fail_run(run, step, f"returned {output!r}, which is not a declared branch ({names})")
+            return
+        succeed(run, step, output)
 
     def on_failed(
         self,
@@ -126,21 +185,29 @@ class StepExtension:
             return
         run, step = fenced
         if retry_at_ms is None:
-            fail_run(run, step, error)
+            if step.index is not None:
+                instance_failed(run, step, error)
+            else:
+                fail_run(run, step, error)
             return
         step = step.evolve(
             status=StepStatus.SCHEDULED, error=error, due_ms=retry_at_ms, max_attempts=max_attempts
         )
         run.save(step)
+        kind = events.STEP_RETRYING if step.index is None else events.INSTANCE_RETRYING
         run.journal.append(
-            events.STEP_RETRYING,
+            kind,
             step.key,
             error=error,
             attempt=claim.attempt,
             retry_at_ms=retry_at_ms,
+            **({} if step.index is None else {"index": step.index}),
         )
         if run.status is RunStatus.PAUSED:
-            hold(run, step)
+            if step.index is None:
+                hold(run, step)
+            else:
+                enqueue_pager(run, step.key, step.index)
 
 
 extensions.register(MODULE, StepExtension())

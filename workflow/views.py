@@ -8,6 +8,7 @@ view into the reasons a run is where it is and what an operator can do next.
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,10 +20,19 @@ from quick.inspection import Listing
 from workflow import journal as events
 from workflow.definition import StepKind
 from workflow.errors import CorruptRun
-from workflow.records import RunStatus, corrupt_run, decode_run, read_run
+from workflow.records import (
+    RunStatus,
+    corrupt_run,
+    decode_run,
+    read_instances,
+    read_run,
+    read_step,
+)
 
 __all__ = [
     "StepView",
+    "InstanceView",
+    "inspect_instances",
     "RunView",
     "RunSummary",
     "Explanation",
@@ -55,6 +65,22 @@ class StepView:
     error: str | None
     reason: str | None
     signalled: bool
+    #: A map step: its instances by status ("waiting" counts those not scheduled yet);
+    #: None before its list is known, and for other kinds.
+    instances: dict[str, int] | None = None
+    #: A child step: the child run that stands for it (None: none yet, or no child step).
+    child_run: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstanceView:
+    """One instance of a map step: its item's index, status, attempts, output, error."""
+
+    index: int
+    status: str
+    attempts: int
+    output: Any
+    error: str | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,10 +124,20 @@ class Explanation:
     retries: dict[str, int]
     failed: dict[str, str]
     next_actions: list[str]
+    #: Map steps under way: a line of counts each.
+    maps: dict[str, str] = field(default_factory=dict)
+    #: Child steps under way: their child run's explanation each.
+    children: dict[str, Explanation] = field(default_factory=dict)
 
     def __str__(self) -> str:
         lines = [f"run {self.run_id} is {self.status}: {self.summary}"]
-        lines += [f"  running: step {key!r}" for key in self.running]
+        lines += [f"  running: step {key!r}" for key in self.running if key not in self.maps]
+        lines += [f"  map step {key!r}: {counts}" for key, counts in self.maps.items()]
+        for key, child in self.children.items():
+            lines.append(
+                f"  step {key!r} is waiting for child run {child.run_id}, itself {child.status}: "
+                f"{child.summary}"
+            )
         lines += [f"  waiting for signal on step {key!r}" for key in self.awaiting_signal]
         lines += [f"  timer {key!r} fires at {_when(at)}" for key, at in self.timers.items()]
         lines += [f"  step {key!r} retries at {_when(at)}" for key, at in self.retries.items()]
@@ -114,6 +150,17 @@ class Explanation:
 
 def _when(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).isoformat(timespec="seconds")
+
+
+def _instances(view: ReadView, run_id: str, key: str) -> dict[str, int] | None:
+    step = read_step(view, run_id, key)
+    if step.count is None:
+        return None
+    rows = read_instances(view, run_id, key)
+    counts = Counter(row.status.value for row in rows)
+    if step.count > len(rows):
+        counts["waiting"] += step.count - len(rows)
+    return dict(counts)
 
 
 def _read(view: ReadView, run_id: str) -> RunView:
@@ -142,6 +189,10 @@ def _read(view: ReadView, run_id: str) -> RunView:
             error=fact.error,
             reason=fact.reason,
             signalled=fact.signalled,
+            instances=_instances(view, run_id, key) if spec.kind is StepKind.MAP else None,
+            child_run=read_step(view, run_id, key).child_run
+            if spec.kind is StepKind.CHILD
+            else None,
         )
     return RunView(
         run_id=run_id,
@@ -168,13 +219,84 @@ def inspect_run(db: Database | Transaction, run_id: str) -> RunView:
     return db.transact(lambda tr: _read(tr.snapshot, run_id))
 
 
+def inspect_instances(
+    db: Database | Transaction, run_id: str, step: str, *, start: int = 0, limit: int = 100
+) -> list[InstanceView]:
+    """Instances of map step ``step`` from index ``start`` (at most ``limit``; one
+    snapshot), each as :class:`InstanceView`; instances not scheduled yet are waiting.
+
+    Raises:
+        RunNotFound; CorruptRun naming an instance record that does not decode.
+    """
+
+    def body(tr: Transaction) -> list[InstanceView]:
+        view = tr.snapshot
+        count = read_step(view, run_id, step).count
+        read_run(view, run_id)
+        if count is None:
+            return []
+        stop = min(count, start + limit)
+        rows = {row.index: row for row in read_instances(view, run_id, step, start, stop=stop)}
+        out = []
+        for index in range(start, stop):
+            row = rows.get(index)
+            out.append(
+                InstanceView(
+                    index=index,
+                    status=row.status.value if row else "waiting",
+                    attempts=row.attempts if row else 0,
+                    output=row.output if row else None,
+                    error=row.error if row else None,
+                )
+            )
+        return out
+
+    if isinstance(db, Transaction):
+        return body(db)
+    return db.transact(body)
+
+
 def explain_run(db: Database | Transaction, run_id: str) -> Explanation:
-    """Why the run is where it is, and what an operator can do next (one snapshot)."""
-    return explain(inspect_run(db, run_id))
+    """Why the run is where it is, and what an operator can do next (one snapshot),
+    following running child steps down their chain of child runs."""
+
+    def body(tr: Transaction) -> Explanation:
+        return _explain_chain(tr, run_id, depth=0)
+
+    if isinstance(db, Transaction):
+        return body(db)
+    return db.transact(body)
 
 
-def explain(run: RunView) -> Explanation:
-    """The explanation of an inspected run (pure)."""
+#: How deep :func:`explain_run` follows child runs (definitions cannot nest in a cycle).
+CHAIN_DEPTH = 16
+
+
+def _explain_chain(tr: Transaction, run_id: str, depth: int) -> Explanation:
+    view = _read(tr.snapshot, run_id)
+    children = {}
+    if depth < CHAIN_DEPTH:
+        for key, step in view.steps.items():
+            if step.child_run is not None and step.status == "running":
+                children[key] = _explain_chain(tr, step.child_run, depth + 1)
+    return explain(view, children)
+
+
+def _map_line(counts: Mapping[str, int]) -> str:
+    total = sum(counts.values())
+    rest = ", ".join(
+        f"{n} {status}" for status, n in sorted(counts.items()) if status != "succeeded"
+    )
+    line = f"{counts.get('succeeded', 0)} of {total} instances succeeded"
+    return f"{line} ({rest})" if rest else line
+
+
+#: The error a step records when the worker that claimed it had no handler for its topic.
+NO_HANDLER = "no handler is registered"
+
+
+def explain(run: RunView, children: Mapping[str, Explanation] | None = None) -> Explanation:
+    """The explanation of an inspected run (pure), given its running child steps'."""
     running, queued, awaiting = [], [], []
     timers: dict[str, int] = {}
     retries: dict[str, int] = {}
@@ -194,6 +316,17 @@ def explain(run: RunView) -> Explanation:
                 awaiting.append(key)
         elif step.status == "failed":
             failed[key] = step.error or "unknown error"
+            if NO_HANDLER in failed[key]:
+                failed[key] = (
+                    f"no worker that claimed it has a handler for its topic {step.topic!r} "
+                    f"(removed by a redeploy? runs keep the definition they started with): "
+                    f"{failed[key]}"
+                )
+    maps = {
+        key: _map_line(step.instances)
+        for key, step in run.steps.items()
+        if step.instances is not None and step.status == "running"
+    }
     status = run.status
     actions: list[str] = []
     if status == RunStatus.SUCCEEDED:
@@ -204,11 +337,20 @@ def explain(run: RunView) -> Explanation:
         summary = "; ".join(f"step {k!r} failed after its attempts ran out" for k in failed)
         summary = summary or "a step failed"
         actions.append(f"`quick runs retry {run.run_id}` re-runs the failed and skipped steps")
+        for key in failed:
+            topic = run.steps[key].topic
+            if NO_HANDLER in failed[key] and topic is not None:
+                actions.append(f"deploy a worker with a handler for {topic!r}, then retry")
     elif status == RunStatus.PAUSED:
         summary = "it is paused; no new step starts until it is resumed"
         actions.append(f"`quick runs resume {run.run_id}`")
     else:
         parts = []
+        if children:
+            parts += [
+                f"waiting for child run {child.run_id} (step {key!r}), itself {child.summary}"
+                for key, child in children.items()
+            ]
         if running:
             parts.append(f"{len(running)} step(s) running")
         if awaiting:
@@ -237,6 +379,8 @@ def explain(run: RunView) -> Explanation:
         retries=retries,
         failed=failed,
         next_actions=actions,
+        maps=maps,
+        children=dict(children or {}),
     )
 
 

@@ -15,6 +15,8 @@ corrupt run and names it on stderr, as ``queues`` and ``dlq list`` do.
 from __future__ import annotations
 
 import codecs
+import dataclasses
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -94,6 +96,14 @@ def _step_facts(step: StepView, run: RunView) -> list[str]:
     if step.status == "scheduled" and step.due_ms is not None:
         label = "fires" if step.kind == "sleep" else "retries" if step.error else "due"
         facts.append(f"{label} {when(step.due_ms)}")
+    if step.instances is not None:
+        total = sum(step.instances.values())
+        facts.append(f"{step.instances.get('succeeded', 0)}/{total} instances succeeded")
+        facts += [
+            f"{n} {status}" for status, n in sorted(step.instances.items()) if status != "succeeded"
+        ]
+    if step.child_run is not None:
+        facts.append(f"child run {step.child_run}")
     if step.kind == "external" and step.status == "waiting":
         ready = all(run.steps[dep].status == "succeeded" for dep in step.after)
         if step.signalled:
@@ -170,6 +180,8 @@ def _run_json(run: RunView) -> dict[str, Any]:
                 "error": step.error,
                 "reason": step.reason,
                 "signalled": step.signalled,
+                "instances": step.instances,
+                "child_run": step.child_run,
             }
             for step in run.steps.values()
         ],
@@ -240,18 +252,39 @@ def runs_list(
 @click.argument("run_id", type=ID)
 @click.option("--json", "as_json", is_flag=True, help="Print the run, its steps and journal.")
 @click.option("--ascii", "ascii_only", is_flag=True, help="Plain ASCII status symbols.")
+@click.option(
+    "--instances",
+    "expand",
+    type=ID,
+    help="Expand this map step: list its instances (100 from --start).",
+)
+@click.option("--start", default=0, type=click.IntRange(min=0), help="First instance to list.")
 @click.pass_context
-def runs_show(ctx: click.Context, run_id: str, as_json: bool, ascii_only: bool) -> None:
+def runs_show(
+    ctx: click.Context, run_id: str, as_json: bool, ascii_only: bool, expand: str | None, start: int
+) -> None:
     """Draw RUN_ID's steps layer by layer, each with its state.
 
     Each step's state has a symbol; when stdout is not UTF-8 (or with --ascii) they are
     plain ASCII: + succeeded, x failed, > running, ~ scheduled, . waiting, - skipped,
-    / cancelled.
+    / cancelled. A map step is one line with its instances' counts (--instances KEY
+    lists them); a child step names its child run.
     """
-    from workflow import inspect_run
+    from workflow import inspect_instances, inspect_run
 
     with _store(ctx) as db:
         run = inspect_run(db, run_id)
+        if expand is not None:
+            if expand not in run.steps or run.steps[expand].kind != "map":
+                raise UsageProblem(f"--instances {expand!r}: run {run_id} has no such map step")
+            rows = inspect_instances(db, run_id, expand, start=start, limit=100)
+            if as_json:
+                echo_json([dataclasses.asdict(row) for row in rows])
+                return
+            for row in rows:
+                note = row.error or json.dumps(row.output, default=str)
+                click.echo(f"{row.index:>6}  {row.status:<9} {row.attempts} attempt(s)  {note}")
+            return
     if as_json:
         echo_json(_run_json(run))
         return
@@ -265,8 +298,6 @@ def runs_show(ctx: click.Context, run_id: str, as_json: bool, ascii_only: bool) 
 @click.pass_context
 def runs_explain(ctx: click.Context, run_id: str, as_json: bool) -> None:
     """Why RUN_ID is where it is, and what can be done next."""
-    import dataclasses
-
     from workflow import explain_run
 
     with _store(ctx) as db:

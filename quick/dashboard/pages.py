@@ -30,7 +30,7 @@ from quick.jobs import JobState
 from quick.results import PENDING, look
 from workflow.errors import CorruptRun, RunNotFound
 from workflow.records import RunStatus
-from workflow.views import explain, inspect_run, page_runs
+from workflow.views import explain_run, inspect_instances, inspect_run, page_runs
 
 __all__ = ["pages"]
 
@@ -201,11 +201,26 @@ def run() -> str:
         {key: step.after for key, step in steps.items()},
         {key: step.status for key, step in steps.items()},
     )
+    # A map is one node with its counts; ?instances=KEY expands it (a page of instances).
+    counts = {
+        key: f"{(step.instances or {}).get('succeeded', 0)}/{sum(step.instances.values())}"
+        for key, step in steps.items()
+        if step.instances is not None
+    }
+    expanded = request.args.get("instances")
+    instances = None
+    if expanded in counts:
+        start = request.args.get("start", "0")
+        first = int(start) if start.isdigit() else 0
+        instances = inspect_instances(state().db, run_id, expanded, start=first, limit=100)
     return render_template(
         "run.html",
         run=view,
-        explanation=explain(view),
+        explanation=explain_run(state().db, run_id),
         drawing=drawing,
         box_w=BOX_W,
         box_h=BOX_H,
+        counts=counts,
+        expanded=expanded,
+        instances=instances,
     )

@@ -38,3 +38,27 @@ def test_api_fuzz_set_queue_limits_refuses_huge_tiny_and_odd_limits(tmp_path: Pa
     assert not failures, "\n".join(str(f) for f in failures[:5])
     assert outcomes["set_queue_limits ok"] > 0
     assert outcomes["set_queue_limits refused"] > 0
+
+
+#: The entry points issue 18 added: the async twins and typed calls.
+NEW_ENTRY_POINTS = [
+    "aio.enqueue",
+    "aio.enqueue_many",
+    "aio.job_state",
+    "aio.cancel",
+    "aio.transact",
+    "typed",
+    "typed_run",
+]
+
+
+def test_api_fuzz_async_twins_and_typed_calls_refuse_cleanly(tmp_path: Path) -> None:
+    """The async API (under asyncio and trio) and typed calls: only clean refusals, none
+    after writing (an async transaction's own key included), and stored payloads that do
+    not fit a typed handler fail their attempt rather than raise out of the run."""
+    failures, outcomes = _fuzz_module().fuzz(600, 24, tmp_path, only=NEW_ENTRY_POINTS)
+    assert not failures, "\n".join(str(f) for f in failures[:5])
+    for name in NEW_ENTRY_POINTS:
+        assert outcomes[f"{name} ok"] > 0, (name, outcomes)
+        if name != "typed_run":
+            assert outcomes[f"{name} refused"] > 0, (name, outcomes)

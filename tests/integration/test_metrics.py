@@ -170,3 +170,28 @@ def test_metrics_runtime_without_metrics_does_not_import_prometheus() -> None:
     code = "import json, sys; import consumer.runtime; print(json.dumps(sorted(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, text=True)
     assert "prometheus_client" not in json.loads(out.stdout)
+
+
+def test_metrics_count_retries_by_error_code(db: Database) -> None:
+    """A claim of a conflicting transaction shows as one more 1020 retry in the export."""
+    metrics = ConsumerMetrics(depth_interval=None)
+    key = b"\x15\x01retry-test"
+    before = _scrape(metrics).get(
+        ("quick_transaction_retries_total", frozenset({("code", "1020")})), 0
+    )
+    tries = 0
+
+    def body(tr: Any) -> None:
+        nonlocal tries
+        tries += 1
+        tr.get(key)
+        if tries == 1:
+            other = db.create_transaction()
+            other.set(key, b"theirs")
+            other.commit()  # lands between this try's read and its commit: a conflict
+        tr.set(key, b"ours")
+
+    db.transact(body)
+    after = _scrape(metrics)[("quick_transaction_retries_total", frozenset({("code", "1020")}))]
+    assert tries == 2
+    assert after == before + 1

@@ -18,7 +18,7 @@ from keyspace.limits import VALUE_LIMIT
 from keyspace.protocol import Database, Transaction
 from keyspace.subspace import Subspace
 from quick.outcomes import RESULT_BYTES_PER_COMMIT, Attempt, settle_batch
-from quick.results import MAX_RESULT_BYTES
+from quick.results import MAX_RESULT_BYTES, PENDING, look_many
 from quick.testing import drain
 
 
@@ -342,3 +342,17 @@ def test_result_of_a_job_whose_queue_moved_names_the_move(
     (claim,) = quick.claim(dest, "t1", "w")
     quick.complete(dest, claim, result="there")
     assert quick.result(dest, job_id) == "there"
+
+
+def test_look_many_answers_each_job_in_one_call(db: Database, space: Subspace, queue: str) -> None:
+    app = make_app(space)
+    done = quick.enqueue(db, queue, "add", [1, 1])
+    broken = quick.enqueue(db, queue, "broken", "x")
+    drain(db, app)
+    pending = quick.enqueue(db, queue, "add", [0, 0], delay=3600)
+    found = db.transact(look_many, [done, broken, pending, "nope"])
+    assert found[0] == {"sum": 2, "by": done}
+    assert isinstance(found[1], quick.JobDeadLettered)
+    assert found[1].error == "ValueError: broken x"
+    assert found[2] is PENDING
+    assert isinstance(found[3], quick.JobNotFound)

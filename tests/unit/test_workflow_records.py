@@ -38,6 +38,8 @@ def full_run(**changes: Any) -> RunRecord:
         hooks=("run_finished",),
         reason="step 'a' failed: boom",
         retry_id="retry-1",
+        trace={"traceparent": f"00-{'a' * 32}-{'b' * 16}-01", "tracestate": "k=v"},
+        parent=("r0", "child"),
     )
     return run.evolve(**changes)
 
@@ -62,6 +64,11 @@ def full_step(**changes: Any) -> StepRecord:
         signal=[1, "x"],
         signal_id="sig-1",
         awaiting=True,
+        pruned=True,
+        child_run="r2",
+        count=3,
+        done=2,
+        out_bytes=40,
     )
     return step.evolve(**changes)
 
@@ -88,7 +95,10 @@ def _with(value: bytes, **fields: Any) -> bytes:
 
 @pytest.mark.parametrize(
     "run",
-    [full_run(), full_run(finished_ms=None, idempotency_key=None, hooks=(), reason=None)],
+    [
+        full_run(),
+        full_run(finished_ms=None, idempotency_key=None, hooks=(), reason=None, parent=None),
+    ],
     ids=["full", "minimal"],
 )
 def test_run_record_round_trips(run: RunRecord) -> None:
@@ -114,7 +124,7 @@ def test_workflow_records_write_their_legend_fields_in_legend_order() -> None:
     assert tuple(_stored(full_step().to_value())) == RECORDS["step"]
     event = Event(kind="step_claimed", at_ms=1, step="a", details={"attempt": 1})
     assert tuple(_stored(event.to_value())) == RECORDS["journal"]
-    item = StepItem(run_id="r1", step="a", workflow="wf", results={}, timeout=None)
+    item = StepItem(run_id="r1", step="a", workflow="wf", results={}, index=0, input=None)
     assert tuple(item.to_record()) == RECORDS["step job x"]
     assert tuple(hook_item()) == RECORDS["hook job x"]
 
@@ -206,6 +216,9 @@ def test_step_record_that_is_no_map_is_corrupt(data: bytes) -> None:
         {"h": [1]},
         {"why": 3},
         {"rt": b"id"},
+        {"tc": "00-abc"},
+        {"tc": {"traceparent": "00-abc"}},
+        {"tc": {"traceparent": f"00-{'a' * 32}-{'b' * 16}-01", "tracestate": "\n"}},
     ],
     ids=repr,
 )

@@ -105,14 +105,23 @@ def check_run(db: Database, run_id: str) -> RunView:
     positions = [event.position for event in view.journal]
     assert positions == sorted(positions)
     assert len(set(positions)) == len(positions)
-    # Causal order: nothing is scheduled or awaited before its dependencies succeeded.
+    # Skipped means never run: no step skipped since the last retry was claimed after.
+    skipped: set[str] = set()
+    for event in view.journal:
+        if event.kind == events.RUN_RETRIED:
+            skipped -= set(event.details["steps"])
+        elif event.kind == events.STEP_SKIPPED:
+            skipped.add(str(event.step))
+        elif event.kind in (events.STEP_SCHEDULED, events.STEP_CLAIMED, events.STEP_SUCCEEDED):
+            assert event.step not in skipped, (event, skipped)
+    # Causal order: nothing is scheduled or awaited before its dependencies settled.
     done: set[str] = set()
     for event in view.journal:
         if event.kind == events.RUN_RETRIED:
             done -= set(event.details["steps"])
-        elif event.kind == events.STEP_SUCCEEDED:
+        elif event.kind in (events.STEP_SUCCEEDED, events.STEP_SKIPPED):
             assert event.step is not None
-            done.add(event.step)
+            done.add(event.step)  # a step a branch left out settles what follows it
         elif event.kind in (events.STEP_SCHEDULED, events.STEP_AWAITING):
             assert event.step is not None
             assert set(view.steps[event.step].after) <= done, (event, done)

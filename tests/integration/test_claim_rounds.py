@@ -1,0 +1,127 @@
+"""The consumer's claim round over many one-job queues: retry after an unknown commit
+result, runs of neighbouring pointers, and the pointer of a queue a round drains."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import quick
+from keyspace.layout import POINTER_INDEX, POINTERS, QUEUE_LEASES, QUEUES
+from keyspace.protocol import Database
+from keyspace.retry import Tries
+from quick import pointers
+from quick.claiming import ClaimRound, claim_round
+
+NOW = 1_900_000_000_000
+LEASE_MS = 30_000
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    with quick.open(f"sqlite:///{tmp_path / 'r.db'}") as opened:
+        yield opened
+
+
+def _tenants(db: Database, count: int) -> None:
+    quick.enqueue_many(
+        db,
+        [{"queue_id": f"t{i:04d}", "topic": "t", "payload": i} for i in range(count)],
+    )
+
+
+def _round(
+    db: Database, tries: Tries, *, limit: int, seed: int = 0, owner: str = "c1"
+) -> ClaimRound:
+    tr = db.create_transaction()
+    found = claim_round(
+        tr, owner, NOW, limit=limit, lease_ms=LEASE_MS, tries=tries, rng=random.Random(seed),
+        scan_limit=1000, watch=False,
+    )  # fmt: skip
+    tr.commit()
+    return found
+
+
+def test_claim_round_retried_after_a_committed_try_returns_its_claims(db: Database) -> None:
+    """A try that committed but whose result was unknown: the retry hands back the same
+    jobs and leases no more."""
+    _tenants(db, 30)
+    tries = Tries()
+    first = _round(db, tries, limit=10)
+    again = _round(db, tries, limit=10)  # the retry loop's next try, with the same Tries
+    assert sorted(c.job_id for c in again.claims) == sorted(c.job_id for c in first.claims)
+    assert len(first.claims) == 10
+    rest = _round(db, Tries(), limit=100)
+    assert len(rest.claims) == 20  # the retry leased nothing more
+
+
+def test_claim_round_retried_after_a_try_that_did_not_commit_claims_afresh(db: Database) -> None:
+    _tenants(db, 30)
+    tries = Tries()
+    tr = db.create_transaction()
+    lost = claim_round(
+        tr, "c1", NOW, limit=10, lease_ms=LEASE_MS, tries=tries, rng=random.Random(0), watch=False
+    )
+    tr.cancel()  # this try never commits
+    found = _round(db, tries, limit=10)
+    assert len(lost.claims) == 10
+    assert len(found.claims) == 10
+
+
+def test_claim_round_writes_no_queue_lease(db: Database) -> None:
+    """A round remembers its claims in its Tries, not on a queue lease record per queue."""
+    _tenants(db, 5)
+    _round(db, Tries(), limit=10)
+    tr = db.create_transaction()
+    assert tr.get_range(*QUEUE_LEASES.range()) == []
+
+
+def test_claim_rounds_on_one_page_take_disjoint_runs(db: Database) -> None:
+    """Two consumers reading the same page draw different runs of it: no shared queue."""
+    _tenants(db, 100)
+    tr_a, tr_b = db.create_transaction(), db.create_transaction()
+    picks = []
+    for tr, seed, owner in ((tr_a, 1, "a"), (tr_b, 2, "b")):
+        rng = random.Random(seed)
+        found = claim_round(
+            tr, owner, NOW, limit=25, lease_ms=LEASE_MS, tries=Tries(), rng=rng, watch=False
+        )
+        picks.append({c.queue_id for c in found.claims})
+    assert len(picks[0]) == len(picks[1]) == 25
+    assert not picks[0] & picks[1]
+    tr_a.commit()
+    tr_b.commit()  # disjoint queues: no conflict
+
+
+def test_claim_round_moves_a_drained_queues_pointer_to_its_lease_expiry(db: Database) -> None:
+    _tenants(db, 3)
+    found = _round(db, Tries(), limit=10)
+    assert len(found.claims) == 3
+    tr = db.create_transaction()
+    for claim in found.claims:
+        pointer = pointers.read_pointer(tr, claim.queue_id)
+        assert pointer is not None
+        assert pointer["v"] == claim.lease_until_ms == NOW + LEASE_MS
+
+
+def test_drained_one_job_queues_leave_no_key_once_collected(db: Database) -> None:
+    """Claimed, completed, then visited once at the lease expiry: pointer, index entry,
+    queue lease and the zeroed counters are all gone (the claim marked the queue empty;
+    compare-and-clear takes the counters)."""
+    _tenants(db, 20)
+    found = _round(db, Tries(), limit=100)
+    for claim in found.claims:
+        quick.complete(db, claim)
+    later = NOW + LEASE_MS + pointers.EMPTY_GRACE_MS
+    tr = db.create_transaction()
+    collected = claim_round(
+        tr, "c1", later, limit=100, lease_ms=LEASE_MS, tries=Tries(), watch=False
+    )
+    tr.commit()
+    assert collected.claims == []
+    tr = db.create_transaction()
+    for prefix in (QUEUES, POINTERS, POINTER_INDEX, QUEUE_LEASES):
+        assert tr.get_range(*prefix.range()) == [], prefix
