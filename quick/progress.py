@@ -66,8 +66,8 @@ def check_progress(fraction: Any, text: Any) -> tuple[float, str]:
     if (
         not isinstance(fraction, int | float)
         or isinstance(fraction, bool)
+        or not 0 <= fraction <= 1  # before isfinite: NaN fails it, a huge int cannot overflow
         or not math.isfinite(fraction)
-        or not 0 <= fraction <= 1
     ):
         raise InvalidArgument("fraction", f"must be a finite number from 0 to 1, not {fraction!r}")
     if not isinstance(text, str):

@@ -22,6 +22,7 @@ from quick.progress import MAX_PROGRESS_TEXT, JobSignals, Progress
         (True, "", "fraction"),
         ("0.5", "", "fraction"),
         (None, "", "fraction"),
+        (10**400, "", "fraction"),
         (0.5, None, "text"),
         (0.5, b"bytes", "text"),
         (0.5, "x" * (MAX_PROGRESS_TEXT + 1), "text"),
