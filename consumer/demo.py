@@ -47,28 +47,28 @@ def build_app(result: DemoResult, run_tag: str) -> quick.App:
     def started(payload: dict[str, Any]) -> None:
         result.latencies_ms.append(time.time() * 1000 - payload["enqueued_ms"])
 
-    @app.job("demo.email")
+    @app.job("demo.email", loop="trio")
     async def email(payload: dict[str, Any], meta: quick.Meta) -> None:
         started(payload)
         result.by_topic["demo.email"] += 1
 
-    @app.job("demo.report", priority=10)
+    @app.job("demo.report", priority=10, loop="trio")
     async def report(payload: dict[str, Any], meta: quick.Meta) -> None:
         started(payload)
         await trio.sleep(0.005)
         result.by_topic["demo.report"] += 1
 
-    @app.job("demo.flaky", max_attempts=3, backoff=(0.2, 0.5))
+    @app.job("demo.flaky", max_attempts=3, backoff=(0.2, 0.5), loop="trio")
     async def flaky(payload: dict[str, Any], meta: quick.Meta) -> None:
         if meta.attempt == 1:
             raise ConnectionError("upstream timed out (first attempt always fails)")
         result.by_topic["demo.flaky"] += 1
 
-    @app.job("demo.delayed")
+    @app.job("demo.delayed", loop="trio")
     async def delayed(payload: dict[str, Any], meta: quick.Meta) -> None:
         result.by_topic["demo.delayed"] += 1
 
-    @app.job("demo.poison", max_attempts=2, backoff=(0.2, 0.2))
+    @app.job("demo.poison", max_attempts=2, backoff=(0.2, 0.2), loop="trio")
     async def poison(payload: dict[str, Any], meta: quick.Meta) -> None:
         raise ValueError(f"malformed invoice {payload['n']} ({run_tag})")
 

@@ -180,7 +180,7 @@ def run_slice(
 
 def _run(db: Database, held: Held) -> Attempt | Outcome:
     """Run one claim's handler; the attempt to record, or the outcome when already recorded."""
-    return run_attempt(db, held.claim, held.config)
+    return run_attempt(db, held.claim, held.config, signals=held.signals)
 
 
 class Lanes:

@@ -4,8 +4,10 @@ Theory of operation
 -------------------
 Claims whose handler is ``async def`` or has a ``timeout`` wait in :attr:`Runners.queue`.
 ``concurrency`` runner tasks take them one at a time, each holding one of the consumer's
-slots (shared with the lanes) while its handler runs in trio under a cancel scope (a
-plain ``def`` handler with a timeout runs in a thread, abandoned when it times out). A
+slots (shared with the lanes) while its handler runs under a cancel scope: a trio
+handler in trio, an asyncio one on the consumer's asyncio loop
+(:mod:`consumer.asyncio_loop`, awaited from trio), a plain ``def`` handler with a
+timeout in a thread, abandoned when it times out. A
 finished attempt goes to one **group committer** through a memory channel; it records
 every attempt waiting in one transaction (:func:`quick.outcomes.settle_batch`), and
 while one batch commits the next gathers. A transactional handler that succeeded has
@@ -16,7 +18,9 @@ commits (:mod:`consumer.resilience`), and given up only when the consumer is kil
 its grace period has passed: those jobs run again once their leases expire.
 
 Cancellation: a lost lease cancels the handler's scope (the keeper sets ``held.scope``'s
-cancel); the attempt is reported as ``lease_lost`` and recorded nowhere. The committer is
+cancel); the attempt is reported as ``lease_lost`` and recorded nowhere. A job cancelled
+by ``quick.cancel`` is cancelled the same way (or not started), and its attempt is
+recorded with :class:`quick.JobCancelled`, which ends the job as cancelled. The committer is
 shielded and ends only when every runner has closed its end of the channel, so an
 attempt that finished is never left unrecorded, even when the consumer is cancelled.
 """
@@ -33,13 +37,14 @@ from typing import Any
 
 import trio
 
+from consumer.asyncio_loop import AsyncioLoop
 from consumer.bridge import Bridge
 from consumer.keeper import Held
 from consumer.lanes import Finished, HandlerClock, may_start
 from consumer.resilience import Patience
 from keyspace.errors import QuickError
 from keyspace.protocol import Database
-from quick.errors import LeaseLost
+from quick.errors import JobCancelled, LeaseLost
 from quick.jobs import now_ms
 from quick.outcomes import (
     Attempt,
@@ -49,6 +54,7 @@ from quick.outcomes import (
     settle_batch,
     with_result,
 )
+from quick.tracecontext import ainvoke
 from quick.trio_handlers import call_handler, within_timeout
 
 __all__ = ["Runners"]
@@ -77,6 +83,7 @@ class Runners:
         patience: how settlements wait out a store that does not answer.
         start_margin_ms: a claim starts only with more of its lease left than this
             (:func:`consumer.lanes.may_start`); one with less is dropped unstarted.
+        asyncio_loop: where asyncio handlers run (the consumer's; a new one if None).
     """
 
     def __init__(
@@ -89,8 +96,10 @@ class Runners:
         start_margin_ms: int = 0,
         *,
         patience: Patience | None = None,
+        asyncio_loop: AsyncioLoop | None = None,
     ) -> None:
         self.db = db
+        self.asyncio_loop = asyncio_loop or AsyncioLoop()
         self.patience = patience or Patience()
         self.bridge = bridge
         self.queue: deque[Held] = deque()
@@ -158,6 +167,8 @@ class Runners:
         with trio.CancelScope() as scope:
             held.scope = scope
             try:
+                if held.signals.cancelled:
+                    raise JobCancelled(claim.job_id)  # cancelled before it started
                 output = await within_timeout(config, lambda: self._invoke(held))
             except LeaseLost:
                 held.lost = True
@@ -167,6 +178,8 @@ class Runners:
                 clock.since = None
         held.scope = None
         duration = time.perf_counter() - started
+        if held.signals.cancelled and not held.lost:
+            error = JobCancelled(claim.job_id)  # whatever it did: the job ends cancelled
         if held.lost:
             self._report([Finished(held, Outcome.LEASE_LOST, duration)])
             return
@@ -181,11 +194,15 @@ class Runners:
         """Run the handler; return what it returned (a workflow step's output)."""
         config, claim = held.config, held.claim
         assert config is not None
-        meta = meta_for(claim)
+        meta = meta_for(claim, held.signals)
         if config.transactional and not config.is_async:
             return await trio.to_thread.run_sync(
                 self.db.transact, run_transactional, config, claim, meta, abandon_on_cancel=True
             )
+        if config.on_asyncio:
+            # ainvoke runs on the loop, so the attempt's span (if traced) is the
+            # asyncio task's: the handler's own spans become its children.
+            return await self.asyncio_loop.run(ainvoke, config.handler, meta, claim.payload, meta)
         return await call_handler(config, claim.payload, meta)
 
     async def _commit(self, receive: trio.MemoryReceiveChannel[_Pending]) -> None:

@@ -17,9 +17,11 @@ Theory of operation
 * Claims of plain ``def`` and transactional handlers go to the **lanes**
   (:mod:`consumer.lanes`): runs of handlers in a thread, recorded in one transaction
   from that thread. ``async def`` handlers, and handlers with a ``timeout``, go to the
-  **async runners** (:mod:`consumer.runners`), which run each in trio under a cancel
-  scope and hand the attempt to one **group committer** that records every attempt
-  waiting in one transaction. Lanes and runners share ``concurrency`` slots.
+  **async runners** (:mod:`consumer.runners`), which run each under a cancel scope (in
+  trio, or for an asyncio handler on the consumer's asyncio loop,
+  :mod:`consumer.asyncio_loop`) and hand the attempt to one **group committer** that
+  records every attempt waiting in one transaction. Lanes and runners share
+  ``concurrency`` slots.
 * The **lease keeper** (:mod:`consumer.keeper`) renews every claim held, in one
   transaction per page, and marks (and cancels) the ones another consumer took.
 * The **stall watch** counts the slots held by long handlers: it replaces a stalled
@@ -49,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 import quick
+from consumer.asyncio_loop import AsyncioLoop
 from consumer.bridge import Bridge
 from consumer.config import (
     BUSY_BACKOFF,
@@ -125,6 +128,8 @@ class Consumer:
         self._stalled = 0
         self._capacity = trio.Event()
         self._stopping = trio.Event()
+        #: Where asyncio handlers run: a loop in a thread of its own, started on first use.
+        self.asyncio_loop = AsyncioLoop()
         self._runners = Runners(
             db,
             self.bridge,
@@ -133,6 +138,7 @@ class Consumer:
             self._report,
             self.config.start_margin_ms,
             patience=self.patience,
+            asyncio_loop=self.asyncio_loop,
         )
         self._cancel_scope: trio.CancelScope | None = None
         self._watch: Watch | None = None
@@ -165,13 +171,14 @@ class Consumer:
         config = self.config
         self._token = trio.lowlevel.current_trio_token()
         self._flags.on_low_water = self._notify_capacity_threadsafe
-        with trio.CancelScope() as scope:
+        with trio.CancelScope() as scope, self.asyncio_loop:
             self._cancel_scope = scope
             async with trio.open_nursery() as outer, trio.open_nursery() as nursery:
                 # The runners' group committer lives in ``outer``: it outlives ``nursery``
                 # and records every attempt the runners finished.
                 self._runners.start(outer, nursery, config.concurrency)
                 nursery.start_soon(self.keeper.run)
+                nursery.start_soon(self.keeper.watch_cancels)
                 nursery.start_soon(self._watch_stalls)
                 self._lanes.start(nursery, config.concurrency)
                 if config.cron:

@@ -20,6 +20,9 @@ key (after the root ``("qk",)``)                   value
 ``("wake",)``                                      little-endian counter, bumped whenever the
                                                    pointer index gains earlier work; idle
                                                    consumers watch it
+``("cancels",)``                                   little-endian counter, bumped whenever
+                                                   ``quick.cancel`` marks a running job;
+                                                   every consumer's lease keeper watches it
 ``("ql", queue)``                                  queue lease: owner, lease expiry
 ``("q", queue, "j", job_id)``                      job record: topic, payload, priority, state,
                                                    attempt, lease owner/token/expiry, last error
@@ -130,6 +133,8 @@ name       meaning                                                 records
 ``ch``     id of the child run that stands for a child step        step
 ``cr``     cron expression                                         cron
 ``cw``     name of a child step's workflow                         step def
+``cx``     cancel requested while leased (``quick.cancel``;        job
+           absent: not)
 ``dep``    outputs of the step's dependencies, by step key         step job x
 ``det``    details of a journal event (a map with long,            journal
            self-describing names)
@@ -179,6 +184,8 @@ name       meaning                                                 records
 ``ov``     key of the step whose list output a map step maps       step def
 ``p``      payload                                                 job, cron, callback
 ``pa``     parent of a child run: ``[run_id, step]``               run
+``pg``     progress of a running job: ``[fraction 0..1, text,      job
+           when recorded ms]``
 ``pn``     true when a branch left the step out (skipped;          step
            the run goes on)
 ``pr``     priority (lower runs first)                             job, step def, callback
@@ -227,7 +234,7 @@ name       meaning                                                 records
 record       fields                                      stored at
 ===========  ==========================================  ========================================
 job          t p pr v s a m c o k e u x lk tc b dn       ``("q", queue, "j", job_id)``, and
-                                                         ``("mig", queue, job_id)`` while
+             cx pg                                       ``("mig", queue, job_id)`` while
                                                          migrating
 step job x   mod ri sk w dep to mx in                    ``x`` of a workflow step's job
 hook job x   mod xk                                      ``x`` of a workflow hook's job
@@ -284,6 +291,7 @@ __all__ = [
     "POINTERS",
     "QUEUE_LEASES",
     "WAKE",
+    "CANCELS",
     "DEAD_LETTERS",
     "JOB_DIRECTORY",
     "FINISHED",
@@ -329,6 +337,7 @@ POINTER_INDEX = ROOT["ix"]
 POINTERS = ROOT["ptr"]
 QUEUE_LEASES = ROOT["ql"]
 WAKE = ROOT.pack(("wake",))
+CANCELS = ROOT.pack(("cancels",))
 DEAD_LETTERS = ROOT["dl"]
 JOB_DIRECTORY = ROOT["id"]
 FINISHED = ROOT["done"]
@@ -384,6 +393,7 @@ FIELDS: dict[str, str] = {
         "error text (a job's or step's last error; why a dead letter died; why a job was discarded)"
     ),
     "es": "when the queue became empty, ms (None while it has jobs)",
+    "cx": "cancel requested while leased (``quick.cancel``; absent: not)",
     "ev": "kind of a journal event, e.g. ``step_succeeded``",
     "ex": "when the lease expires, ms",
     "f": "when finished, ms (None until then)",
@@ -416,6 +426,7 @@ FIELDS: dict[str, str] = {
     "ov": "key of the step whose list output a map step maps",
     "p": "payload",
     "pa": "parent of a child run: ``[run_id, step]``",
+    "pg": "progress of a running job: ``[fraction 0..1, text, when recorded ms]``",
     "pn": "true when a branch left the step out (skipped; the run goes on)",
     "pr": "priority (lower runs first)",
     "q": "queue id (a child step's: its run's queue)",
@@ -467,6 +478,8 @@ RECORDS: dict[str, tuple[str, ...]] = {
         "tc",
         "b",
         "dn",
+        "cx",
+        "pg",
     ),
     "step job x": ("mod", "ri", "sk", "w", "dep", "to", "mx", "in"),
     "hook job x": ("mod", "xk"),
@@ -603,6 +616,7 @@ SHAPES: tuple[Shape, ...] = (
     Shape("ptr/{queue}", "queue pointer"),
     Shape("ql/{queue}", "queue lease"),
     Shape("wake", "wake-up counter"),
+    Shape("cancels", "running-job cancel counter"),
     Shape("q/{queue}/j/{job_id}", "job"),
     Shape("q/{queue}/r/{priority}/{vis_ms}/{job_id}", "ready job"),
     Shape("q/{queue}/s/{vis_ms}/{job_id}", "scheduled or leased job"),

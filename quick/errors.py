@@ -118,7 +118,8 @@ class JobDiscarded(ResultUnavailable):
 
 
 class JobCancelled(ResultUnavailable):
-    """The job was cancelled before it ran to completion."""
+    """The job was cancelled before it ran to completion (:func:`quick.result` raises it;
+    a consumer records an attempt that ``quick.cancel`` stopped with it)."""
 
     def __init__(self, job_id: str) -> None:
         super().__init__(job_id, f"job {job_id!r} was cancelled")

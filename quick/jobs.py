@@ -18,6 +18,7 @@ from typing import Any
 
 from keyspace.codec import CorruptValue, pack_value, unpack_value
 from keyspace.layout import QueueKeys
+from quick.progress import Progress
 from quick.tracecontext import TraceContext, check_trace
 
 __all__ = [
@@ -103,6 +104,10 @@ class Job:
     extension: dict[str, Any] | None = None
     #: Keyed limits the job counts against (:mod:`quick.key_limits`); stored only when set.
     limit_keys: tuple[str, ...] = ()
+    #: ``quick.cancel`` asked the running job to stop (set only on a leased job).
+    cancel_requested: bool = False
+    #: What its running handler last recorded (written by the worker's lease keeper).
+    progress: Progress | None = None
     #: The W3C trace context it was enqueued in (:mod:`quick.tracecontext`), if any.
     trace: TraceContext | None = None
     #: The batch this job is a member of (:mod:`quick.batches`); stored only when set.
@@ -111,7 +116,11 @@ class Job:
     has_dependents: bool = False
 
     def to_value(self) -> bytes:
-        """The stored form (TypeError when the payload is not msgpack-encodable)."""
+        """The stored form (TypeError when the payload is not msgpack-encodable).
+
+        ``cx`` (the cancel mark), ``pg`` (progress) and ``tc`` (trace context) are left
+        out unless set, so a record that uses none is as small as before they existed.
+        """
         record: dict[str, Any] = {
             "t": self.topic,
             "p": self.payload,
@@ -135,6 +144,10 @@ class Job:
             record["b"] = self.batch
         if self.has_dependents:
             record["dn"] = True
+        if self.cancel_requested:
+            record["cx"] = True
+        if self.progress is not None:
+            record["pg"] = self.progress.to_stored()
         return pack_value(record)
 
     @classmethod
@@ -159,6 +172,11 @@ class Job:
             batch, dependents = record.get("b"), record.get("dn", False)
             if not isinstance(batch, str | None) or not isinstance(dependents, bool):
                 raise TypeError(f"field 'b' or 'dn' is {batch!r}, {dependents!r}")
+            cancel = record.get("cx", False)
+            if not isinstance(cancel, bool):
+                raise TypeError(f"field 'cx' is {cancel!r}")
+            stored_progress = record.get("pg")
+            progress = None if stored_progress is None else Progress.from_stored(stored_progress)
             return cls(
                 id=job_id,
                 queue=queue,
@@ -176,6 +194,8 @@ class Job:
                 unique_key=record["u"],
                 extension=record.get("x"),
                 limit_keys=tuple(limit_keys) if limit_keys else (),
+                cancel_requested=cancel,
+                progress=progress,
                 trace=check_trace(record.get("tc")),
                 batch=batch,
                 has_dependents=dependents,
@@ -215,6 +235,9 @@ class Claim:
     max_attempts: int | None = None
     enqueued_ms: int = 0
     extension: dict[str, Any] | None = None
+    #: ``quick.cancel`` asked the job to stop: a runtime holding this claim stops its
+    #: handler (or never starts it), and settling it finishes the job as cancelled.
+    cancel_requested: bool = False
     trace: TraceContext | None = None
 
     @classmethod
@@ -234,6 +257,7 @@ class Claim:
             max_attempts=job.max_attempts,
             enqueued_ms=job.created_ms,
             extension=job.extension,
+            cancel_requested=job.cancel_requested,
             trace=job.trace,
         )
 

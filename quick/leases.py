@@ -21,7 +21,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from keyspace.protocol import Database, Transaction
+from keyspace.layout import CANCELS
+from keyspace.protocol import Database, Transaction, Watch
 from keyspace.retry import transactional
 from quick import followers, records
 from quick.claiming import resolve_now
@@ -30,6 +31,7 @@ from quick.errors import LeaseLost
 from quick.extensions import JobExtension
 from quick.fencing import Standing, standing, standings
 from quick.jobs import DEFAULT_LEASE_MS, Claim, JobState
+from quick.progress import Progress
 from quick.results import encode_result
 from quick.retrying import DEFAULT_BASE_DELAY_MS, DEFAULT_MAX_DELAY_MS, attempt_limit, backoff_ms
 from quick.settlement import Act, Action, Ending, Hook, Outcome, Status
@@ -39,6 +41,7 @@ from quick.validation import check_claim, check_delay_ms, check_positive_ms
 __all__ = [
     "standing",
     "decide",
+    "cancelling",
     "apply",
     "lost",
     "heartbeat",
@@ -53,6 +56,8 @@ __all__ = [
     "dead_letter",
     "release_all",
     "heartbeat_all",
+    "cancel_marks",
+    "watch_cancels",
 ]
 
 
@@ -66,8 +71,16 @@ def decide(
     claim: Claim, found: Standing, ending: Ending, *, extended: bool = False, limit: int = 0
 ) -> Action:
     """What ``claim``, standing at ``found``, does for an attempt that ended as ``ending``
-    (``limit``: the job's attempt limit, which tells a last failure from a retry)."""
-    return decide_row(found.status, found.outcome, ending, extended, claim.attempt, limit)
+    (``limit``: the job's attempt limit, which tells a last failure from a retry; a
+    held job's cancel mark makes it a cancellation)."""
+    return decide_row(
+        found.status, found.outcome, ending, extended, claim.attempt, limit, cancelling(found)
+    )
+
+
+def cancelling(found: Standing) -> bool:
+    """Whether the job ``found`` holds carries the cancel mark (``quick.cancel``)."""
+    return found.job is not None and found.job.cancel_requested
 
 
 def apply(
@@ -83,6 +96,7 @@ def apply(
     output: Any = None,
     limit: int = 0,
     result: bytes | None = None,
+    progress: Progress | None = None,
 ) -> Claim | None:
     """Write ``action`` (decided for a held claim) to the job's records, then tell the
     job's ``extension`` what happened (the one place extensions hear of a settlement);
@@ -91,14 +105,17 @@ def apply(
     ``vis_ms`` is when a job put back becomes visible (or a renewed lease's expiry),
     ``error`` the attempt's error text, ``output`` a success's return value, ``limit``
     the job's attempt limit (the extension records them), ``result`` the success's
-    encoded result record (:func:`quick.results.encode_result`), stored with the job.
+    encoded result record (:func:`quick.results.encode_result`), stored with the job;
+    ``progress`` the handler's latest, written by a renewal.
     """
     assert found.job is not None
     hook = action.hook if extension is not None else None
     if hook is Hook.SUCCEEDED:
         assert extension is not None
         extension.on_succeeded(tr, claim, output, now)
-    job = records.apply(tr, found.keys, found.job, action, now, vis_ms, error, tally, result)
+    job = records.apply(
+        tr, found.keys, found.job, action, now, vis_ms, error, tally, result, progress
+    )
     if (job.batch is not None or job.has_dependents) and action.act in _ENDS:
         followers.job_finished(tr, job, action.state or JobState.DEAD, now)
     if hook is Hook.RETRYING or hook is Hook.FAILED:
@@ -178,20 +195,27 @@ def heartbeat(
 
 
 def heartbeat_all(
-    tr: Transaction, claims: Sequence[Claim], lease_ms: int, now: int
+    tr: Transaction,
+    claims: Sequence[Claim],
+    lease_ms: int,
+    now: int,
+    progress: Sequence[Progress | None] | None = None,
 ) -> list[Claim | Outcome]:
-    """Extend every held claim's lease in one transaction (a consumer's lease keeper).
+    """Extend every held claim's lease in one transaction (a consumer's lease keeper),
+    writing with it each one's ``progress`` (aligned with ``claims``; None: unchanged).
 
-    Returns, per claim, the renewed claim, or ``Outcome.LEASE_LOST`` when it is lost,
-    or how this claim already settled the job (its worker is about to report it).
+    Returns, per claim, the renewed claim (``cancel_requested`` set when ``quick.cancel``
+    asked its job to stop), or ``Outcome.LEASE_LOST`` when it is lost, or how this
+    claim already settled the job (its worker is about to report it).
     """
     out: list[Claim | Outcome] = []
-    for claim, found in zip(claims, standings(tr, claims), strict=True):
+    for i, (claim, found) in enumerate(zip(claims, standings(tr, claims), strict=True)):
         action = decide(claim, found, Ending.RENEW)
         if action.act is not Act.RENEW:
             out.append(action.outcome)
             continue
-        renewed = apply(tr, claim, found, action, now, vis_ms=now + lease_ms)
+        latest = None if progress is None else progress[i]
+        renewed = apply(tr, claim, found, action, now, vis_ms=now + lease_ms, progress=latest)
         assert renewed is not None
         out.append(renewed)
     return out
@@ -394,3 +418,17 @@ def release_all(tr: Transaction, claims: Sequence[Claim], now: int) -> int:
         released += 1
     tally.flush(tr)
     return released
+
+
+# -- cancel marks ---------------------------------------------------------------------
+
+
+def cancel_marks(tr: Transaction, claims: Sequence[Claim]) -> list[bool]:
+    """For each claim, whether ``quick.cancel`` marked its job while the claim holds it
+    (reads only: two round trips however many claims)."""
+    return [found.status is Status.HELD and cancelling(found) for found in standings(tr, claims)]
+
+
+def watch_cancels(tr: Transaction) -> Watch:
+    """A watch that fires when ``quick.cancel`` next marks a running job (any job)."""
+    return tr.watch(CANCELS)

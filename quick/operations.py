@@ -18,12 +18,13 @@ from quick.errors import InvalidArgument, JobNotFound, JobRunning
 from quick.followers import cancel_held, job_finished
 from quick.inspection import decode_dead_letter, scan_dead
 from quick.jobs import Job, JobState, now_ms
-from quick.records import finish_job
+from quick.records import finish_job, request_cancel
 
 __all__ = [
     "FINISHED_RETENTION_MS",
     "PURGE_BATCH",
     "cancel",
+    "cancel_waiting",
     "purge_all_dead",
     "purge_dead",
     "purge_finished",
@@ -159,7 +160,7 @@ def _purge_dead(tr: Transaction, queue_id: str | None, job_id: str | None, earli
 
 
 @transactional
-def _cancel(tr: Transaction, job_id: str, now: int) -> bool:
+def _cancel(tr: Transaction, job_id: str, now: int, stop_running: bool) -> bool:
     entry = directory_entry(tr, job_id)
     if entry is None:
         return False
@@ -173,21 +174,39 @@ def _cancel(tr: Transaction, job_id: str, now: int) -> bool:
         return False
     job = Job.from_value(entry["q"], job_id, data)
     if job.state is JobState.LEASED and job.vis_ms > now:
-        raise JobRunning(job_id)
-    finish_job(tr, keys, job, JobState.CANCELLED, now)
+        if not stop_running:
+            raise JobRunning(job_id)
+        request_cancel(tr, keys, job)
+        return True
+    # No claim's token on the tombstone: no claim finished it (see quick.settlement).
+    finish_job(tr, keys, job.evolve(token=None), JobState.CANCELLED, now)
     if job.batch is not None or job.has_dependents:
         job_finished(tr, job, JobState.CANCELLED, now)
     return True
 
 
 def cancel(db_or_tr: Database | Transaction, job_id: str) -> bool:
-    """Remove a job that is not running (or one waiting for its dependencies); True if it
-    is (now) cancelled, False if it is unknown or finished otherwise.
+    """Cancel a job; True if it is cancelled (or will be, once its handler stops), False
+    if it is unknown or finished otherwise.
+
+    A job not running (queued, scheduled, or waiting for its dependencies) is removed at
+    once. A running one (leased) gets the cancel mark, and the cancel counter every
+    worker's lease keeper watches is bumped: its holder finds the mark and stops the
+    handler (an async one is cancelled; a sync one sees ``meta.cancelled()``), and
+    whatever the handler then does, its attempt ends the job as cancelled, never retried.
+    Its ``job_state`` stays ``leased`` until then. Joins the caller's transaction if
+    given one.
+    """
+    return _cancel(db_or_tr, job_id, now_ms(), True)
+
+
+def cancel_waiting(db_or_tr: Database | Transaction, job_id: str) -> bool:
+    """:func:`cancel` for a job that is not running only (what a workflow withdraws).
 
     Raises:
-        JobRunning: the job holds a live lease.
+        JobRunning: the job holds a live lease; nothing changed.
     """
-    return _cancel(db_or_tr, job_id, now_ms())
+    return _cancel(db_or_tr, job_id, now_ms(), False)
 
 
 @transactional

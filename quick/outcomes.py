@@ -29,11 +29,12 @@ from keyspace.errors import QuickError, StorageError
 from keyspace.protocol import Database, Transaction
 from quick.app import App, JobConfig, Meta
 from quick.counters import Tally
-from quick.errors import Discard, LeaseLost, Snooze
+from quick.errors import Discard, JobCancelled, LeaseLost, Snooze
 from quick.extensions import Refused, resolve
 from quick.fencing import Standing, standing, standings
 from quick.jobs import Claim, now_ms
-from quick.leases import apply, decide, lost
+from quick.leases import apply, cancelling, decide, lost
+from quick.progress import JobSignals
 from quick.results import encode_result
 from quick.retrying import attempt_limit, retry_delay_ms
 from quick.settlement import Act, Ending, Outcome
@@ -53,12 +54,16 @@ __all__ = [
     "run_attempt",
     "with_result",
     "RESULT_BYTES_PER_COMMIT",
+    "CANCELLED_ERROR",
 ]
 
 #: Most result bytes one settlement transaction writes: a batch of large results is
 #: split so that each commit stays well under the 10 MB transaction limit (a result
 #: record is at most 100 kB, so a batch of 200 could otherwise reach 20 MB).
 RESULT_BYTES_PER_COMMIT = 2_000_000
+
+#: The error a job cancelled while it ran records (an extension hears it as the failure).
+CANCELLED_ERROR = "cancelled while running (quick.cancel)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +114,8 @@ def job_config(app: App, claim: Claim) -> JobConfig | None:
     return registered if extension is None else extension.job_config(claim, registered)
 
 
-def meta_for(claim: Claim) -> Meta:
+def meta_for(claim: Claim, signals: JobSignals | None = None) -> Meta:
+    """The ``meta`` a handler of ``claim`` gets; ``signals`` is shared with the worker."""
     extension = resolve(claim.extension) if claim.extension is not None else None
     return Meta(
         topic=claim.topic,
@@ -119,6 +125,7 @@ def meta_for(claim: Claim) -> Meta:
         lease_deadline_ms=claim.lease_until_ms,
         owner=claim.owner,
         context=None if extension is None else extension.context(claim),
+        signals=JobSignals() if signals is None else signals,
         trace=claim.trace,
     )
 
@@ -136,6 +143,8 @@ def _ending(attempt: Attempt, extended: bool) -> tuple[Ending, str | None]:
         return Ending.NO_HANDLER, describe_error(LookupError(reason)) if extended else reason
     if error is None:
         return Ending.SUCCEEDED, None
+    if isinstance(error, JobCancelled):
+        return Ending.CANCELLED, CANCELLED_ERROR
     if isinstance(error, Snooze):
         return Ending.SNOOZED, None
     if isinstance(error, Discard):
@@ -159,9 +168,17 @@ def _settle_in(
     if ending is not Ending.SUCCEEDED:
         limit = attempt_limit(claim.max_attempts, config.max_attempts if config else None)
     action = decide_row(
-        found.status, found.outcome, ending, extension is not None, claim.attempt, limit
+        found.status,
+        found.outcome,
+        ending,
+        extension is not None,
+        claim.attempt,
+        limit,
+        cancelling(found),
     )
     act = action.act
+    if action.outcome is Outcome.CANCELLED:
+        error = CANCELLED_ERROR
     if act is Act.LOST or act is Act.DONE:
         return action.outcome
     vis = 0
@@ -275,6 +292,7 @@ def run_transactional(tr: Transaction, config: JobConfig, claim: Claim, meta: Me
 
     Raises:
         LeaseLost: the claim no longer holds the job; nothing ran.
+        JobCancelled: the job carries the cancel mark; nothing ran.
         InvalidPayload / InvalidArgument: the output cannot be stored as the job's
             result, or the job's extension cannot store it (or cannot be loaded);
             raised inside ``tr``, so nothing commits.
@@ -284,6 +302,8 @@ def run_transactional(tr: Transaction, config: JobConfig, claim: Claim, meta: Me
     action = decide(claim, found, Ending.SUCCEEDED, extended=extension is not None)
     if action.act is Act.LOST:
         raise lost(claim, found)
+    if action.outcome is Outcome.CANCELLED:
+        raise JobCancelled(claim.job_id)  # nothing runs; settling it records the cancel
     if action.act is Act.DONE:
         return None
     output = invoke(config.handler, meta, tr, claim.payload, meta)
@@ -303,17 +323,22 @@ def run_attempt(
     claim: Claim,
     config: JobConfig | None,
     call: Callable[[JobConfig, Any, Meta], Any] = _call,
+    signals: JobSignals | None = None,
 ) -> Attempt | Outcome:
     """Run one claim's handler in this thread: the attempt to record (with
     :func:`settle_batch`), or the outcome when it is recorded already (a transactional
     handler completes its job itself; a lost lease records nothing).
 
     ``call`` runs a plain handler (``consumer.lanes`` calls it directly;
-    ``quick.testing`` runs async ones under trio).
+    ``quick.testing`` runs async ones under trio); ``signals`` is what the handler's
+    ``meta`` shares with the worker (cancellation, progress). A job cancelled before
+    it starts does not start: its attempt ends with :class:`JobCancelled`.
     """
     if config is None:
         return Attempt(claim, None)  # settles as "no handler"
-    meta = meta_for(claim)
+    if claim.cancel_requested or (signals is not None and signals.cancelled):
+        return Attempt(claim, config, JobCancelled(claim.job_id))
+    meta = meta_for(claim, signals)
     try:
         if config.transactional:
             db.transact(run_transactional, config, claim, meta)

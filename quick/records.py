@@ -14,9 +14,11 @@ transaction.
 from __future__ import annotations
 
 import logging
+import struct
 
 from keyspace.codec import pack_value
 from keyspace.layout import (
+    CANCELS,
     DEAD_LETTERS,
     FINISHED,
     JOB_DIRECTORY,
@@ -30,6 +32,7 @@ from keyspace.protocol import Transaction
 from quick import counters, key_limits, pointers, throughput
 from quick.counters import Tally
 from quick.jobs import Job, JobState
+from quick.progress import Progress
 from quick.settlement import Act, Action
 
 __all__ = [
@@ -41,6 +44,7 @@ __all__ = [
     "apply",
     "store_job",
     "finish_job",
+    "request_cancel",
     "bury_job",
     "bury_corrupt",
     "repair_entry",
@@ -51,6 +55,8 @@ __all__ = [
 
 
 log = logging.getLogger("quick.store")
+
+_ONE = struct.pack("<q", 1)
 
 
 def load_job(tr: Transaction, keys: QueueKeys, job_id: str) -> Job | None:
@@ -147,13 +153,15 @@ def apply(
     error: str | None = None,
     tally: Tally | None = None,
     result: bytes | None = None,
+    progress: Progress | None = None,
 ) -> Job:
     """Write ``action`` (one that changes the store) to held ``job``; return the job as
     stored after it (a finished or buried job as it was last).
 
     ``vis_ms`` is when a job put back becomes visible, or a renewed lease's expiry;
     ``error`` is the attempt's error (or discard reason), cut to :data:`MAX_ERROR_BYTES`;
-    ``result`` the encoded result record of a success (:func:`quick.results.encode_result`).
+    ``result`` the encoded result record of a success (:func:`quick.results.encode_result`);
+    ``progress`` the handler's latest, carried by a renewal (None: unchanged).
     """
     act = action.act
     if act is Act.FINISH:
@@ -173,12 +181,17 @@ def apply(
             owner=None,
             attempt=job.attempt - 1 if action.refund else job.attempt,
             last_error=truncate_error(error or "") if action.records_error else job.last_error,
+            progress=None,  # the next attempt starts from nothing
         )
         store_job(tr, keys, job, back, tally)
         pointers.ensure_visible(tr, job.queue, vis_ms)
         return back
     if act is Act.RENEW:
-        renewed = job.evolve(state=JobState.LEASED, vis_ms=vis_ms)
+        renewed = job.evolve(
+            state=JobState.LEASED,
+            vis_ms=vis_ms,
+            progress=job.progress if progress is None else progress,
+        )
         store_job(tr, keys, job, renewed, tally)
         if renewed.vis_ms < job.vis_ms:
             pointers.ensure_visible(tr, job.queue, renewed.vis_ms)
@@ -224,6 +237,15 @@ def finish_job(
     elif outcome is JobState.DISCARDED and job.last_error:
         tr.set(RESULTS.pack((job.id,)), pack_value({"e": job.last_error}))
     throughput.count_finished(tr, job.queue, now, tally)
+
+
+def request_cancel(tr: Transaction, keys: QueueKeys, job: Job) -> None:
+    """Put the cancel mark on leased ``job``: its holder finishes it as cancelled. The
+    cancel counter, which every consumer's lease keeper watches, is bumped (an atomic
+    add: concurrent cancels do not conflict), so the holder looks at once."""
+    if not job.cancel_requested:
+        store_job(tr, keys, job, job.evolve(cancel_requested=True))
+        tr.add(CANCELS, _ONE)
 
 
 def bury_job(
@@ -338,10 +360,13 @@ MAX_ERROR_BYTES = 2_000
 #: attempt and visibility time: each from 1 byte to a uint64 (9)               16
 #: state name: ``"ready"`` to ``"scheduled"``                                   4
 #: last error: MAX_ERROR_BYTES (2,000), str16 header (3)                    2,003
+#: progress ``pg``: key (3), array header (1), float64 (9), a text of up to
+#: MAX_PROGRESS_TEXT (200) with its str8 header (2), the time (9); cancel
+#: mark ``cx``: key (3), true (1)                                              228
 #: the dead letter around the record: the error again (2,003), format
 #: byte and map header (2), keys ``job``/``error``/``at`` (13), bin32
 #: header (5), the time (9)                                                 2,032
-#: total                                                                    4,348
+#: total                                                                    4,576
 #: ======================================================================  =======
 #:
 #: Rounded up to 5,000, so a field added later still fits.

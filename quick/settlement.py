@@ -60,6 +60,9 @@ class Outcome(StrEnum):
     FAILED = "failed"
     #: An unstarted claim given back (a consumer stopping).
     RELEASED = "released"
+    #: ``quick.cancel`` stopped the job while this claim held it: it finished as
+    #: cancelled, whatever its handler did.
+    CANCELLED = "cancelled"
 
 
 class Status(Enum):
@@ -90,6 +93,10 @@ class Ending(Enum):
     RELEASED = "released"
     #: The holder extends its lease (a heartbeat).
     RENEW = "renew"
+    #: The job carries the cancel mark (``quick.cancel`` while it was leased): whatever
+    #: its handler did, it finishes as cancelled (:func:`decide` turns any other ending
+    #: of a marked job into this one).
+    CANCELLED = "cancelled"
 
 
 class Act(Enum):
@@ -145,6 +152,12 @@ _EXT_RETRY = Action(
 _EXT_FAIL = Action(
     Act.FINISH, Outcome.FAILED, JobState.DISCARDED, records_error=True, hook=Hook.FAILED
 )
+_CANCEL = Action(Act.FINISH, Outcome.CANCELLED, JobState.CANCELLED)
+#: A cancelled extension's job (a workflow step) ends its extension's way: as failed,
+#: so the run moves on instead of waiting for a step that will never report.
+_EXT_CANCEL = Action(
+    Act.FINISH, Outcome.CANCELLED, JobState.CANCELLED, records_error=True, hook=Hook.FAILED
+)
 
 #: What a claim that holds its job does, by (ending, whether the job has an extension).
 HELD: dict[tuple[Ending, bool], Action] = {
@@ -158,6 +171,7 @@ HELD: dict[tuple[Ending, bool], Action] = {
     (Ending.DEAD_LETTER, False): _BURY,
     (Ending.RELEASED, False): _RELEASE,
     (Ending.RENEW, False): _RENEW,
+    (Ending.CANCELLED, False): _CANCEL,
     (Ending.SUCCEEDED, True): _EXT_COMPLETE,
     (Ending.FAILED, True): _EXT_RETRY,
     (Ending.FAILED_LAST, True): _EXT_FAIL,
@@ -168,11 +182,17 @@ HELD: dict[tuple[Ending, bool], Action] = {
     (Ending.DEAD_LETTER, True): _BURY,
     (Ending.RELEASED, True): _RELEASE,
     (Ending.RENEW, True): _RENEW,
+    (Ending.CANCELLED, True): _EXT_CANCEL,
 }
 
 
 def _done(answers: dict[Outcome, Outcome]) -> dict[Outcome, Action]:
-    return {earlier: Action(Act.DONE, answer) for earlier, answer in answers.items()}
+    """Rows of :data:`ALREADY`. Every row also answers a job this claim finished as
+    cancelled (its cancel mark turned whatever it asked into a cancellation, so a retry
+    of the same call, asking the same, answers as that commit did)."""
+    rows = {earlier: Action(Act.DONE, answer) for earlier, answer in answers.items()}
+    rows[Outcome.CANCELLED] = Action(Act.DONE, Outcome.CANCELLED)
+    return rows
 
 
 _EVERY_EARLIER = (Outcome.COMPLETED, Outcome.DISCARDED, Outcome.DEAD_LETTERED, Outcome.REQUEUED)
@@ -204,17 +224,22 @@ ALREADY: dict[tuple[Ending, bool], dict[Outcome, Action]] = {
     (Ending.DEAD_LETTER, True): _done({Outcome.DEAD_LETTERED: Outcome.DEAD_LETTERED}),
     (Ending.RELEASED, True): _done({Outcome.REQUEUED: Outcome.RELEASED}),
     (Ending.RENEW, True): _done({earlier: earlier for earlier in _EVERY_EARLIER}),
+    (Ending.CANCELLED, False): _done({}),
+    (Ending.CANCELLED, True): _done({}),
 }
 
 #: The answer for a claim that no longer holds its job.
 LOST = Action(Act.LOST, Outcome.LEASE_LOST)
 
 #: The outcome a job's tombstone records, by the state it finished in, when this claim
-#: finished it (cancelled and moved jobs were finished by an operator, not by a claim).
+#: finished it (moved jobs were finished by an operator, not by a claim). A job that
+#: ``quick.cancel`` finished itself leaves no token on its tombstone, so a cancelled one
+#: carrying the claim's token is one this claim finished, under the cancel mark.
 _FINISHED_AS = {
     JobState.COMPLETED.value: Outcome.COMPLETED,
     JobState.DISCARDED.value: Outcome.DISCARDED,
     JobState.DEAD.value: Outcome.DEAD_LETTERED,
+    JobState.CANCELLED.value: Outcome.CANCELLED,
 }
 
 
@@ -235,6 +260,7 @@ def decide(
     extended: bool = False,
     attempt: int = 0,
     limit: int = 0,
+    cancelling: bool = False,
 ) -> Action:
     """The action for a claim standing at ``status`` whose attempt ended as ``ending``.
 
@@ -246,9 +272,13 @@ def decide(
         attempt: the attempt that ended (1-based); with ``limit``, it tells whether a
             failure was the last attempt.
         limit: the job's attempt limit (:func:`quick.retrying.attempt_limit`).
+        cancelling: the held job carries the cancel mark: any ending but a renewal
+            (the holder keeps it until its handler stops) finishes it as cancelled.
     """
     if ending is Ending.FAILED and is_last_attempt(attempt, limit):
         ending = Ending.FAILED_LAST
+    if cancelling and ending is not Ending.RENEW:
+        ending = Ending.CANCELLED
     if status is Status.HELD:
         return HELD[ending, extended]
     if status is Status.SETTLED and earlier is not None:

@@ -38,6 +38,7 @@ from quick.claiming import claim, claim_round
 from quick.inspection import list_jobs, list_queues
 from quick.jobs import Claim, Job, now_ms
 from quick.outcomes import Attempt, Outcome, job_config, run_attempt, settle_batch
+from quick.tracecontext import ainvoke
 
 __all__ = [
     "DB_ENV",
@@ -78,7 +79,8 @@ def drain(
     """Run every visible job (of ``queue_id``, else of every queue) until none is left.
 
     Jobs are claimed, run and settled as a worker would: transactional handlers inside
-    their completing transaction, async ones under ``trio.run``, handler timeouts
+    their completing transaction, async ones under ``asyncio.run`` or ``trio.run``
+    (by their ``loop``), handler timeouts
     enforced, failures retried by the handler's policy, workflow steps and hooks by
     their extension. Jobs enqueued by handlers run in the same call.
 
@@ -148,7 +150,11 @@ def _run_batch(db: Database, app: App, claims: list[Claim], clock: int) -> list[
     for held in claims:
         config = job_config(app, held)
         in_trio = config is not None and config.runs_in_trio
-        done = run_attempt(db, held, config, *([_run_in_trio] if in_trio else []))
+        done = (
+            run_attempt(db, held, config, _run_in_trio)
+            if in_trio
+            else run_attempt(db, held, config)
+        )
         if isinstance(done, Outcome):
             outcomes.append(done)
         else:
@@ -157,8 +163,13 @@ def _run_batch(db: Database, app: App, claims: list[Claim], clock: int) -> list[
 
 
 def _run_in_trio(config: JobConfig, payload: Any, meta: Meta) -> Any:
-    """An async handler (or one with a timeout) under ``trio.run``, timed out as a
-    consumer would: a ``TimeoutError`` after ``config.timeout`` seconds."""
+    """An async handler (or one with a timeout) under ``trio.run`` (an asyncio one under
+    ``asyncio.run``), timed out as a consumer would: a ``TimeoutError`` after
+    ``config.timeout`` seconds."""
+    if config.on_asyncio:
+        import asyncio  # only where an asyncio handler runs: importing quick loads none
+
+        return asyncio.run(_on_asyncio(config, payload, meta))
     import trio
 
     from quick.trio_handlers import call_handler, within_timeout
@@ -167,6 +178,18 @@ def _run_in_trio(config: JobConfig, payload: Any, meta: Meta) -> Any:
         return await within_timeout(config, lambda: call_handler(config, payload, meta))
 
     return trio.run(main)
+
+
+async def _on_asyncio(config: JobConfig, payload: Any, meta: Meta) -> Any:
+    if not config.timeout:
+        return await ainvoke(config.handler, meta, payload, meta)
+    import asyncio
+
+    try:
+        async with asyncio.timeout(config.timeout):
+            return await ainvoke(config.handler, meta, payload, meta)
+    except TimeoutError:
+        raise TimeoutError(f"timed out after {config.timeout} s") from None
 
 
 # -- looking at what was enqueued -----------------------------------------------------------

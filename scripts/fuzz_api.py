@@ -4,9 +4,10 @@ call must not have written to the store.
 Usage: ``python scripts/fuzz_api.py --cases N --seed S [--show K] [--only NAME ...]``
 
 Each case calls one public function of :mod:`quick` (enqueue, enqueue_many, claim,
-complete, fail, snooze, release, discard, dead_letter, heartbeat, cancel,
-requeue_dead, schedule, remove_schedule, set_queue_limits, get_job, job_state, list_jobs,
-purge_dead, result), an async twin of :mod:`quick.aio` (``aio.enqueue``, ``aio.enqueue_many``,
+complete, fail, snooze, release, discard, dead_letter, heartbeat, cancel (of waiting and
+running jobs), requeue_dead, schedule, remove_schedule, set_queue_limits, get_job,
+job_state, list_jobs, purge_dead, result, ``meta.progress``, ``App.job``'s options with
+``loop``), an async twin of :mod:`quick.aio` (``aio.enqueue``, ``aio.enqueue_many``,
 ``aio.job_state``, ``aio.cancel``, ``aio.transact``; each run under asyncio or trio at
 random), or a typed call (``typed``: ``enqueue``, ``aenqueue``, ``using`` and ``spec`` of
 handlers with keyword-only parameters, and enqueueing their topics through the app;
@@ -210,7 +211,17 @@ def _job_id(db: Database, rng: random.Random) -> Arguments:
 
 _twins("enqueue", _enqueue)
 _twins("enqueue_many", _enqueue_many)
-_twins("cancel", _job_id)
+
+
+def _cancel_id(db: Database, rng: random.Random) -> Arguments:
+    if rng.random() < 0.3:  # a running job: it gets the cancel mark
+        job_id = quick.enqueue(db, "q", "t", None)
+        quick.claim(db, "q", "fuzz", limit=1000)
+        return (job_id,), {}
+    return _job_id(db, rng)
+
+
+_twins("cancel", _cancel_id)
 _twins("job_state", _job_id)
 
 
@@ -271,6 +282,36 @@ _settle("release", lambda r: ((), _options(r, ["now_ms"])))
 _settle("discard", lambda r: ((_text(r),), {}))
 _settle("dead_letter", lambda r: ((_text(r),), _options(r, ["now_ms"])))
 _settle("heartbeat", lambda r: ((), _options(r, ["lease_ms", "now_ms"])))
+
+
+#: Hostile progress: out of range, not finite, not numbers, texts too long or not text.
+PROGRESS = [-1, 1.5, math.nan, math.inf, -math.inf, True, "0.5", None, 10**400, [0.5]]
+
+
+@_case("progress")
+def _progress(db: Database, rng: random.Random) -> Callable[[], Any]:
+    quick.enqueue(db, "q", "t", None)
+    claims = quick.claim(db, "q", "fuzz")
+    claim = claims[0] if claims else None
+    signals = quick.progress.JobSignals()
+    fraction = rng.choice([*PROGRESS, rng.random(), 0, 1])
+    text = rng.choice([_text(rng), "x" * 201, "\ud800", b"bytes", 7, ""])
+
+    def call() -> None:
+        if claim is not None:
+            quick.outcomes.meta_for(claim, signals).progress(fraction, text)  # type: ignore[arg-type]
+
+    return call
+
+
+@_case("app_job")
+def _app_job(db: Database, rng: random.Random) -> Callable[[], Any]:
+    loop = rng.choice(["asyncio", "trio", "curio", "", None, 3, "TRIO", _text(rng)])
+    timeout = rng.choice([None, 1, 0, -1, math.nan, math.inf])
+
+    async def handler(payload: Any, meta: quick.Meta) -> None: ...
+
+    return lambda: quick.App().job(_text(rng), loop=loop, timeout=timeout)(handler)
 
 
 @_case("requeue_dead")

@@ -49,6 +49,7 @@ class ModelJob:
     ordered: bool = False  # enqueued in a user transaction with an app order record
     effect: int = 0  # transactional completions the simulator saw commit
     token: str | None = None  # the newest lease token handed to the simulator
+    cancelling: bool = False  # cancelled while leased: whatever settles it, it ends cancelled
     result: Any = None  # what the completing call stored as the job's result
 
 
@@ -111,15 +112,17 @@ class Operations:
         if claim in self.held[consumer]:
             self.held[consumer].remove(claim)
 
-    def settled(self, claim: Claim, status: str) -> None:
-        """A settlement of ``claim`` committed: fenced, so only the newest claim may."""
+    def settled(self, claim: Claim, status: str, *, renewed: bool = False) -> None:
+        """A settlement of ``claim`` committed (or its lease was ``renewed``): fenced, so
+        only the newest claim may. A job cancelled while leased ends cancelled, however
+        its holder settles it."""
         model = self.jobs[claim.job_id]
         if model.token != claim.token or model.status != PENDING:
             self.problems.append(
                 f"a stale claim of job {claim.job_id} (token {claim.token[:8]}) settled it "
                 f"as {status}; the job is {model.status}, newest token {str(model.token)[:8]}"
             )
-        model.status = status
+        model.status = "cancelled" if model.cancelling and not renewed else status
 
     def job_spec(self) -> dict[str, Any]:
         job_id = self.new_id()
@@ -222,7 +225,9 @@ class Operations:
         except quick.LeaseLost:
             self.drop(consumer, claim)
             return f"{consumer} {claim.job_id}: lost"
-        self.settled(claim, PENDING)
+        self.settled(claim, PENDING, renewed=True)
+        if renewed.cancel_requested != self.jobs[claim.job_id].cancelling:
+            self.problems.append(f"a renewal of {claim.job_id} misses its cancel mark")
         self.held[consumer][self.held[consumer].index(claim)] = renewed
         return f"{consumer} {claim.job_id} until {renewed.lease_until_ms}"
 
@@ -276,7 +281,8 @@ class Operations:
         def act(claim: Claim) -> tuple[str, str]:
             delay = self.rng.choice((0, 300, 3_000))
             got = quick.fail(self.db, claim, "boom", delay_ms=delay, now_ms=self.now)
-            return (PENDING if got == "requeued" else "dead"), f"delay={delay}: {got}"
+            ends = {"requeued": PENDING, "dead_lettered": "dead"}.get(got, str(got))
+            return ends, f"delay={delay}: {got}"
 
         return self.settle_one(act)
 
@@ -314,10 +320,13 @@ class Operations:
             Outcome.SNOOZED: PENDING,
             Outcome.DEAD_LETTERED: "dead",
             Outcome.DISCARDED: "discarded",
+            Outcome.CANCELLED: "cancelled",
         }
         for attempt, outcome in zip(attempts, outcomes, strict=True):
             self.drop(consumer, attempt.claim)
             if outcome is not Outcome.LEASE_LOST:
+                if self.jobs[attempt.claim.job_id].cancelling != (outcome is Outcome.CANCELLED):
+                    self.problems.append(f"{attempt.claim.job_id} settled as {outcome.value}")
                 self.settled(attempt.claim, status[outcome])
                 if outcome is Outcome.COMPLETED:
                     self.jobs[attempt.claim.job_id].result = attempt.output
@@ -341,13 +350,14 @@ class Operations:
         if job_id is None:
             return "no job"
         model = self.jobs[job_id]
-        try:
-            cancelled = quick.cancel(self.db, job_id)
-        except quick.JobRunning:
-            return f"{job_id}: running"
-        if cancelled and model.status in (PENDING, "cancelled"):
+        cancelled = quick.cancel(self.db, job_id)
+        if cancelled and model.status == PENDING:
+            stored = quick.get_job(self.db, job_id)  # leased: marked, it ends when settled
+            if stored is not None and stored.cancel_requested:
+                model.cancelling = True
+                return f"{job_id} (running): marked"
             model.status = "cancelled"
-        elif cancelled or model.status == PENDING:
+        elif cancelled != (model.status in (PENDING, "cancelled")):
             self.problems.append(f"cancel({job_id}) answered {cancelled}; it was {model.status}")
         return f"{job_id} ({model.status}): {cancelled}"
 

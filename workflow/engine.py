@@ -46,7 +46,7 @@ from keyspace.protocol import Transaction
 from quick.corruption import UNREADABLE
 from quick.enqueueing import prepare, queue_reads, store_new
 from quick.errors import InvalidArgument, InvalidPayload, JobRunning
-from quick.operations import cancel as cancel_job
+from quick.operations import cancel_waiting as cancel_job
 from quick.retrying import attempt_limit
 from workflow import hooks
 from workflow import journal as events

@@ -14,6 +14,7 @@ from quick.cli.dashboard import dashboard
 from quick.cli.demo import demo
 from quick.cli.dlq import dlq
 from quick.cli.inspect import check, inspect
+from quick.cli.job import cancel, job
 from quick.cli.limits import limits
 from quick.cli.migrate import migrate_command
 from quick.cli.queue import enqueue, jobs, queues
@@ -45,6 +46,8 @@ for _command in (
     enqueue,
     queues,
     jobs,
+    job,
+    cancel,
     result_command,
     dlq,
     cron,

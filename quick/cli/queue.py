@@ -118,6 +118,7 @@ def jobs(ctx: click.Context, queue: str, limit: int, as_json: bool) -> None:
             "attempt": job.attempt,
             "owner": job.owner,
             "last_error": job.last_error,
+            "progress": None if job.progress is None else job.progress.fraction,
         }
         for job in found
     ]
@@ -131,5 +132,6 @@ def jobs(ctx: click.Context, queue: str, limit: int, as_json: bool) -> None:
         click.echo(
             f"{row['job_id']}  {row['state']:<9} {row['topic']:<20} prio {row['priority']:<5} "
             f"visible {when:<9} attempt {row['attempt']}"
+            + (f"  progress {row['progress']:.0%}" if row["progress"] is not None else "")
             + (f"  last error: {row['last_error']}" if row["last_error"] else "")
         )

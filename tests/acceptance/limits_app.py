@@ -39,7 +39,7 @@ def claimed(payload: Any, meta: quick.Meta) -> None:
     _record(meta, meta.lease_deadline_ms / 1000 - float(payload), time.time())
 
 
-@app.job("stuck")
+@app.job("stuck", loop="trio")
 async def stuck(payload: Any, meta: quick.Meta) -> None:
     # async, so both stuck jobs start at once (blocking handlers share a lane thread)
     start = time.time()

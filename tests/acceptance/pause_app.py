@@ -31,7 +31,7 @@ def sleep(payload: float, meta: quick.Meta) -> None:
     _record("end", meta.job_id)
 
 
-@app.job("sleep_async")
+@app.job("sleep_async", loop="trio")
 async def sleep_async(payload: float, meta: quick.Meta) -> None:
     _record("start", meta.job_id)
     await trio.sleep(payload)

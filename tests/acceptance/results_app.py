@@ -16,7 +16,7 @@ def add(payload: Any, meta: quick.Meta) -> Any:
     return {"sum": sum(payload), "job": meta.job_id}
 
 
-@app.job("async")
+@app.job("async", loop="trio")
 async def later(payload: Any, meta: quick.Meta) -> Any:
     await trio.sleep(0.01)
     return ["async", payload]

@@ -283,3 +283,23 @@ def test_dashboard_command_reports_a_port_in_use(tmp_path: Path) -> None:
         result = CliRunner().invoke(cli, ["--db", url, "dashboard", "--port", port])
     assert result.exit_code == 2
     assert f"cannot serve on 127.0.0.1:{port}" in result.output
+
+
+def test_dashboard_job_page_shows_a_running_jobs_progress_escaped_and_its_cancel(
+    store: Database,
+) -> None:
+    from quick.jobs import now_ms
+    from quick.leases import heartbeat_all
+    from quick.progress import Progress
+
+    job_id = quick.enqueue(store, "tenant-p", "report", None)
+    (claim,) = quick.claim(store, "tenant-p", "worker-1")
+    text = "<b>page</b> 3"
+    progress = Progress(fraction=0.3, text=text, at_ms=now_ms())
+    store.transact(heartbeat_all, [claim], 30_000, now_ms(), [progress])
+    quick.cancel(store, job_id)
+    html = _page(_client(store, allow_actions=False), f"/job?queue=tenant-p&id={job_id}")
+    assert '<progress max="1" value="0.3">' in html
+    assert "30% &lt;b&gt;page&lt;/b&gt; 3" in html
+    assert text not in html
+    assert "its worker stops it, then it ends cancelled" in html

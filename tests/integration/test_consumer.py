@@ -53,7 +53,7 @@ def _drain_every_kind(db: Database, space: Subspace, tag: str, per_topic: int) -
     def sync_handler(payload: Any, meta: quick.Meta) -> None:
         runs.append(meta.job_id)
 
-    @app.job("async")
+    @app.job("async", loop="trio")
     async def async_handler(payload: Any, meta: quick.Meta) -> None:
         await trio.sleep(0)
         runs.append(meta.job_id)
@@ -134,7 +134,7 @@ def test_consumer_lease_loss_cancels_the_handler(db: Database, tag: str) -> None
     app = quick.App()
     started, finished = trio.Event(), []
 
-    @app.job("slow")
+    @app.job("slow", loop="trio")
     async def slow(payload: Any, meta: quick.Meta) -> None:
         started.set()
         await trio.sleep(30)
@@ -177,7 +177,7 @@ def test_consumer_lease_loss_cancels_the_handler(db: Database, tag: str) -> None
 def test_consumer_timeout_counts_as_a_failed_attempt(db: Database, tag: str) -> None:
     app = quick.App()
 
-    @app.job("stuck", timeout=0.05, max_attempts=1)
+    @app.job("stuck", timeout=0.05, max_attempts=1, loop="trio")
     async def stuck(payload: Any, meta: quick.Meta) -> None:
         await trio.sleep(10)
 
@@ -202,7 +202,7 @@ def test_consumer_stop_lets_running_jobs_finish_and_leaves_the_rest(db: Database
     release = trio.Event()
     running = trio.Event()
 
-    @app.job("wait")
+    @app.job("wait", loop="trio")
     async def wait(payload: Any, meta: quick.Meta) -> None:
         running.set()
         await release.wait()
@@ -231,7 +231,7 @@ def test_consumer_stop_releases_claims_not_yet_started(db: Database, tag: str) -
     holder: list[Consumer] = []
     ran: list[str] = []
 
-    @app.job("first")
+    @app.job("first", loop="trio")
     async def first(payload: Any, meta: quick.Meta) -> None:
         # Stop while the rest of the claimed batch is still on its way to the workers:
         # those claims are never started and must be given back at once.

@@ -26,7 +26,7 @@ def test_consumer_outage_keeps_the_lease_of_a_running_job_and_records_it(
     app = quick.App()
     started = trio.Event()
 
-    @app.job("slow")
+    @app.job("slow", loop="trio")
     async def slow(payload: Any, meta: quick.Meta) -> None:
         started.set()
         await trio.sleep(5.0)  # through the whole outage and past the first lease

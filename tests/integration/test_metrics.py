@@ -100,7 +100,7 @@ def test_metrics_count_a_lost_lease(db: Database) -> None:
     app = quick.App()
     started = trio.Event()
 
-    @app.job("slow")
+    @app.job("slow", loop="trio")
     async def slow(payload: Any, meta: quick.Meta) -> None:
         started.set()
         await trio.sleep(30)

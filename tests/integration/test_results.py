@@ -43,7 +43,7 @@ def make_app(space: Subspace) -> quick.App:
     def nothing(payload: Any, meta: quick.Meta) -> None:
         return None
 
-    @app.job("async")
+    @app.job("async", loop="trio")
     async def in_trio(payload: Any, meta: quick.Meta) -> Any:
         await trio.sleep(0)
         return [payload, "async"]

@@ -135,7 +135,7 @@ def test_tracing_consumer_runs_each_handler_in_a_child_span_with_its_outcome(
     async def drop(payload: Any, meta: quick.Meta) -> None:
         raise quick.Discard("not wanted")
 
-    @app.job("slow", timeout=0.05, max_attempts=1)
+    @app.job("slow", timeout=0.05, max_attempts=1, loop="trio")
     async def slow(payload: Any, meta: quick.Meta) -> None:
         await trio.sleep(10)
 

@@ -13,6 +13,7 @@ from keyspace import layout
 from keyspace.codec import unpack_value
 from keyspace.layout import FIELDS, RECORDS
 from quick.jobs import Job, JobState
+from quick.progress import Progress
 from quick.records import tombstone
 from workflow.definition import StepKind, StepSpec
 
@@ -245,13 +246,15 @@ def test_records_written_by_the_code_have_the_legend_fields() -> None:
     job = Job(
         id="j", queue="q", topic="t", payload=None, priority=1, vis_ms=0, state=JobState.READY
     )
-    optional = ("lk", "tc", "b", "dn")  # stored only when set
+    optional = ("lk", "tc", "b", "dn", "cx", "pg")  # stored only when set
     assert tuple(unpack_value(job.to_value())) == RECORDS["job"][: -len(optional)]
     full = job.evolve(
         limit_keys=("k",),
         trace={"traceparent": f"00-{'1' * 32}-{'2' * 16}-01"},
         batch="b1",
         has_dependents=True,
+        cancel_requested=True,
+        progress=Progress(fraction=0.5, text="half"),
     )
     assert tuple(unpack_value(full.to_value())) == RECORDS["job"]
     assert tuple(unpack_value(tombstone("q", "completed", 1, "token"))) == RECORDS["directory"]

@@ -35,6 +35,7 @@ HELD_ROWS = [
     (E.DEAD_LETTER, False, Act.BURY, Oc.DEAD_LETTERED, None, False, False, None),
     (E.RELEASED, False, Act.PUT_BACK, Oc.RELEASED, S.READY, True, False, None),
     (E.RENEW, False, Act.RENEW, Oc.COMPLETED, None, False, False, None),
+    (E.CANCELLED, False, Act.FINISH, Oc.CANCELLED, S.CANCELLED, False, False, None),
     (E.SUCCEEDED, True, Act.FINISH, Oc.COMPLETED, S.COMPLETED, False, False, Hook.SUCCEEDED),
     (E.FAILED, True, Act.PUT_BACK, Oc.REQUEUED, S.SCHEDULED, False, True, Hook.RETRYING),
     (E.FAILED_LAST, True, Act.FINISH, Oc.FAILED, S.DISCARDED, False, True, Hook.FAILED),
@@ -45,6 +46,7 @@ HELD_ROWS = [
     (E.DEAD_LETTER, True, Act.BURY, Oc.DEAD_LETTERED, None, False, False, None),
     (E.RELEASED, True, Act.PUT_BACK, Oc.RELEASED, S.READY, True, False, None),
     (E.RENEW, True, Act.RENEW, Oc.COMPLETED, None, False, False, None),
+    (E.CANCELLED, True, Act.FINISH, Oc.CANCELLED, S.CANCELLED, False, True, Hook.FAILED),
 ]
 
 _ANY_EARLIER = {o: o for o in (Oc.COMPLETED, Oc.DISCARDED, Oc.DEAD_LETTERED, Oc.REQUEUED)}
@@ -62,6 +64,7 @@ ALREADY_ROWS = [
     (E.DEAD_LETTER, False, {Oc.DEAD_LETTERED: Oc.DEAD_LETTERED}),
     (E.RELEASED, False, {Oc.REQUEUED: Oc.RELEASED}),
     (E.RENEW, False, _ANY_EARLIER),
+    (E.CANCELLED, False, {}),
     (E.SUCCEEDED, True, {Oc.COMPLETED: Oc.COMPLETED}),
     (E.FAILED, True, {Oc.REQUEUED: Oc.REQUEUED}),
     (E.FAILED_LAST, True, {Oc.DISCARDED: Oc.FAILED}),
@@ -72,10 +75,11 @@ ALREADY_ROWS = [
     (E.DEAD_LETTER, True, {Oc.DEAD_LETTERED: Oc.DEAD_LETTERED}),
     (E.RELEASED, True, {Oc.REQUEUED: Oc.RELEASED}),
     (E.RENEW, True, _ANY_EARLIER),
+    (E.CANCELLED, True, {}),
 ]
 
 #: What a claim's earlier settlement can be, as fencing reads it.
-EARLIER = [Oc.COMPLETED, Oc.DISCARDED, Oc.DEAD_LETTERED, Oc.REQUEUED]
+EARLIER = [Oc.COMPLETED, Oc.DISCARDED, Oc.DEAD_LETTERED, Oc.REQUEUED, Oc.CANCELLED]
 
 
 def test_settlement_table_has_a_row_for_every_ending_and_kind_of_job() -> None:
@@ -120,7 +124,9 @@ def test_settlement_settled_claim_row(
     action = decide(
         Status.SETTLED, earlier, ending, extended=extended, attempt=attempt, limit=limit
     )
-    if earlier in answers:
+    if earlier is Oc.CANCELLED:  # this claim finished it cancelled: a retry answers so
+        assert (action.act, action.outcome) == (Act.DONE, Oc.CANCELLED)
+    elif earlier in answers:
         assert action.act is Act.DONE
         assert action.outcome is answers[earlier]
     else:
@@ -169,7 +175,7 @@ def test_settlement_only_a_failure_looks_at_the_attempt_limit() -> None:
         ("completed", Outcome.COMPLETED),
         ("discarded", Outcome.DISCARDED),
         ("dead", Outcome.DEAD_LETTERED),
-        ("cancelled", None),  # an operator finished it, not a claim
+        ("cancelled", Outcome.CANCELLED),  # cancelled while this claim held it
         ("moved", None),
         ("nonsense", None),
         (7, None),
@@ -179,3 +185,21 @@ def test_settlement_reads_a_tombstone_state_as_the_earlier_outcome(
     stored: object, outcome: Outcome | None
 ) -> None:
     assert earlier_outcome(stored) is outcome
+
+
+@pytest.mark.parametrize(("ending", "extended"), list(itertools.product(Ending, (False, True))))
+def test_settlement_cancel_mark_finishes_a_held_job_as_cancelled_whatever_it_asks(
+    ending: Ending, extended: bool
+) -> None:
+    action = decide(
+        Status.HELD, None, ending, extended=extended, attempt=1, limit=3, cancelling=True
+    )
+    if ending is Ending.RENEW:  # the holder keeps the job until its handler stops
+        assert action.act is Act.RENEW
+    else:
+        assert (action.act, action.outcome, action.state) == (
+            Act.FINISH,
+            Oc.CANCELLED,
+            S.CANCELLED,
+        )
+    assert decide(Status.LOST, None, ending, extended=extended, cancelling=True) is LOST

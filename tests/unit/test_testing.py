@@ -147,7 +147,7 @@ def test_drain_runs_async_transactional_and_unknown_topics(db: Database) -> None
     app = quick.App()
     ran: list[str] = []
 
-    @app.job("async")
+    @app.job("async", loop="trio")
     async def on_async(payload: Any, meta: quick.Meta) -> None:
         import trio
 
@@ -158,7 +158,7 @@ def test_drain_runs_async_transactional_and_unknown_topics(db: Database) -> None
     def on_tx(tr: Transaction, payload: Any, meta: quick.Meta) -> None:
         quick.enqueue(tr, "t2", "async", "from tx")  # a job enqueued by a handler runs too
 
-    @app.job("slow", timeout=0.05, max_attempts=1)
+    @app.job("slow", timeout=0.05, max_attempts=1, loop="trio")
     async def slow(payload: Any, meta: quick.Meta) -> None:
         import trio
 

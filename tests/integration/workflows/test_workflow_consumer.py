@@ -47,7 +47,7 @@ def test_workflow_consumer_runs_concurrent_diamonds_each_step_once(
 def test_workflow_consumer_enforces_the_step_timeout(db: Database, queue: str, tag: str) -> None:
     app = quick.App()
 
-    @app.job("stuck")  # no timeout of its own: the step's applies
+    @app.job("stuck", loop="trio")  # no timeout of its own: the step's applies
     async def stuck(payload: Any, meta: quick.Meta) -> None:
         await trio.sleep(30)
 

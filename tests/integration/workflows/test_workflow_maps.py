@@ -282,7 +282,7 @@ def test_workflow_map_instance_timeout_applies_to_each_instance(
     def emit(payload: Any, meta: quick.Meta) -> Any:
         return [0, 1, 2]
 
-    @app.job("slow", backoff=lambda attempt: 0)
+    @app.job("slow", backoff=lambda attempt: 0, loop="trio")
     async def slow(item: Any, meta: quick.Meta) -> Any:
         if item == 1:
             await trio.sleep(5)
