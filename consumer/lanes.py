@@ -51,7 +51,7 @@ from consumer.keeper import Held
 from consumer.resilience import Patience
 from keyspace.protocol import Database
 from quick.jobs import now_ms
-from quick.outcomes import Attempt, Outcome, run_attempt, settle_batch
+from quick.outcomes import Attempt, Outcome, run_attempt, settle_batch, with_result
 
 __all__ = [
     "Finished",
@@ -162,7 +162,7 @@ def run_slice(
         if isinstance(attempt, Outcome):
             finished.append(Finished(held, attempt, duration))
         else:
-            attempts.append(attempt)
+            attempts.append(with_result(attempt))  # an unstorable result fails it, reported
             ran.append((held, duration))
         if time.monotonic() > deadline:
             break

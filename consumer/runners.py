@@ -41,7 +41,14 @@ from keyspace.errors import QuickError
 from keyspace.protocol import Database
 from quick.errors import LeaseLost
 from quick.jobs import now_ms
-from quick.outcomes import Attempt, Outcome, meta_for, run_transactional, settle_batch
+from quick.outcomes import (
+    Attempt,
+    Outcome,
+    meta_for,
+    run_transactional,
+    settle_batch,
+    with_result,
+)
 from quick.trio_handlers import call_handler, within_timeout
 
 __all__ = ["Runners"]
@@ -166,7 +173,8 @@ class Runners:
         if config.transactional and error is None:
             self._report([Finished(held, Outcome.COMPLETED, duration)])
             return
-        pending = _Pending(held, Attempt(claim, config, error, output), duration)
+        # with_result: a result that cannot be stored fails here, so the report says why.
+        pending = _Pending(held, with_result(Attempt(claim, config, error, output)), duration)
         attempts.send_nowait(pending)
 
     async def _invoke(self, held: Held) -> Any:

@@ -32,6 +32,10 @@ key (after the root ``("qk",)``)                   value
 ``("id", job_id)``                                 job directory: queue, and the outcome once
                                                    finished (kept for the retention window)
 ``("done", done_ms, job_id)``                      empty; finished jobs by time, for purging
+``("res", job_id)``                                a finished job's result (what its handler
+                                                   returned) or discard reason; written only
+                                                   when there is one, cleared with the job's
+                                                   tombstone
 ``("cron", name)``                                 cron schedule: expression, target, next run
 ``("lim", queue)``                                 queue limits (``queue`` ``"*"``: the default
                                                    of queues without their own): ``mr`` most
@@ -102,8 +106,8 @@ name       meaning                                                 records
 ``det``    details of a journal event (a map with long,            journal
            self-describing names)
 ``df``     the workflow definition: a list of step definitions     run
-``e``      error text (a job's or step's last error; why a dead    job, dead letter, step
-           letter died)
+``e``      error text (a job's or step's last error; why a dead    job, result, dead letter,
+           letter died; why a job was discarded)                   step
 ``es``     when the queue became empty, ms (None while it has      pointer
            jobs)
 ``ev``     kind of a journal event, e.g. ``step_succeeded``        journal
@@ -155,6 +159,7 @@ name       meaning                                                 records
 ``rs``     run status: a RunStatus value                           run
 ``rt``     id of the ``retry_run`` call last applied (a retried    run
            call is a no-op)
+``rv``     what a job's handler returned (its result)              result
 ``s``      job state: a JobState value (a directory entry's is     job, directory
            the final one)
 ``sk``     step key                                                step job x, map job x,
@@ -190,6 +195,9 @@ map job x    mod xk ri sk w mx                           ``x`` of a map step's p
 directory    q s at k                                    ``("id", job_id)``: ``q`` while the job
                                                          lives; ``s``, ``at``, ``k`` once
                                                          finished
+result       rv e                                        ``("res", job_id)``: ``rv`` of a
+                                                         completed job, ``e`` of a discarded
+                                                         one
 dead letter  jr raw e at                                 ``("dl", queue, job_id)``: ``jr`` or,
                                                          for an undecodable job or one too
                                                          large to wrap, ``raw`` (or, past
@@ -231,6 +239,7 @@ __all__ = [
     "DEAD_LETTERS",
     "JOB_DIRECTORY",
     "FINISHED",
+    "RESULTS",
     "CRON",
     "CRON_DUE",
     "LIMITS",
@@ -264,6 +273,7 @@ WAKE = ROOT.pack(("wake",))
 DEAD_LETTERS = ROOT["dl"]
 JOB_DIRECTORY = ROOT["id"]
 FINISHED = ROOT["done"]
+RESULTS = ROOT["res"]
 CRON = ROOT["cron"]
 CRON_DUE = ROOT["cron_at"]
 LIMITS = ROOT["lim"]
@@ -297,7 +307,9 @@ FIELDS: dict[str, str] = {
     "dep": "outputs of the step's dependencies, by step key",
     "det": "details of a journal event (a map with long, self-describing names)",
     "df": "the workflow definition: a list of step definitions",
-    "e": "error text (a job's or step's last error; why a dead letter died)",
+    "e": (
+        "error text (a job's or step's last error; why a dead letter died; why a job was discarded)"
+    ),
     "es": "when the queue became empty, ms (None while it has jobs)",
     "ev": "kind of a journal event, e.g. ``step_succeeded``",
     "ex": "when the lease expires, ms",
@@ -335,6 +347,7 @@ FIELDS: dict[str, str] = {
     "ri": "run id",
     "rs": "run status: a RunStatus value",
     "rt": "id of the ``retry_run`` call last applied (a retried call is a no-op)",
+    "rv": "what a job's handler returned (its result)",
     "s": "job state: a JobState value (a directory entry's is the final one)",
     "sk": "step key",
     "sl": "seconds a sleep step sleeps",
@@ -360,6 +373,7 @@ RECORDS: dict[str, tuple[str, ...]] = {
     "hook job x": ("mod", "xk"),
     "map job x": ("mod", "xk", "ri", "sk", "w", "mx"),
     "directory": ("q", "s", "at", "k"),
+    "result": ("rv", "e"),
     "dead letter": ("jr", "raw", "e", "at"),
     "pointer": ("v", "es"),
     "queue lease": ("o", "ex", "rc"),
@@ -482,6 +496,7 @@ SHAPES: tuple[Shape, ...] = (
     Shape("dl/{queue}/{job_id}", "dead letter"),
     Shape("id/{job_id}", "job directory"),
     Shape("done/{done_ms}/{job_id}", "finished job"),
+    Shape("res/{job_id}", "job result"),
     Shape("cron/{name}", "cron schedule"),
     Shape("cron_at/{next_ms}/{name}", "cron schedule due"),
     Shape("lim/{queue}", "queue limits"),

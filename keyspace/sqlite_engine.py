@@ -161,8 +161,6 @@ class SqliteTransaction(AtomicMethods):
         self.db = db
         self._backoff: TransactionBackoff | None = None
         self._conn: sqlite3.Connection | None = None
-        self._reader = Reader(self, True)
-        self.snapshot = Reader(self, False)
         self._created = time.monotonic()
         #: Set by :meth:`cancel` (and by a failed :meth:`on_error`), cleared by :meth:`reset`.
         self._cancelled = False
@@ -181,6 +179,17 @@ class SqliteTransaction(AtomicMethods):
         #: read-your-writes cache keeps them: a second read of a key costs no query. The
         #: write buffer still answers first for keys this transaction wrote.
         self.read_cache: dict[bytes, bytes | None] = {}
+
+    # Readers are made per use rather than kept: a transaction that held them would be a
+    # reference cycle, freed only by the garbage collector instead of when dropped.
+    @property
+    def _reader(self) -> Reader:
+        return Reader(self, True)
+
+    @property
+    def snapshot(self) -> Reader:
+        """Reads that add no read-conflict ranges."""
+        return Reader(self, False)
 
     # -- snapshot management (used by keyspace.sqlite_reads) --------------------
 

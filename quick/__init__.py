@@ -20,13 +20,19 @@ from quick.claiming import claim
 from quick.cron import Schedule, activate_due, list_schedules, remove_schedule, schedule
 from quick.enqueueing import enqueue, enqueue_many
 from quick.errors import (
+    CorruptResult,
     Discard,
     InvalidArgument,
     InvalidPayload,
+    JobCancelled,
+    JobDeadLettered,
+    JobDiscarded,
     JobNotFound,
     JobRunning,
     LeaseLost,
     QueueMoved,
+    ResultTimeout,
+    ResultUnavailable,
     Snooze,
 )
 from quick.inspection import (
@@ -53,6 +59,7 @@ from quick.migration import MigrationReport, Refusal, migrate
 from quick.operations import cancel, purge_dead, purge_finished, requeue_dead
 from quick.outcomes import Outcome, run_claim
 from quick.pointers import collect_empty_pointer
+from quick.results import result
 
 
 def __getattr__(name: str) -> object:
@@ -68,6 +75,7 @@ __all__ = [
     "Transaction",
     "App",
     "Claim",
+    "CorruptResult",
     "Database",
     "DeadLetter",
     "Discard",
@@ -76,7 +84,10 @@ __all__ = [
     "InvalidPayload",
     "InvalidURL",
     "Job",
+    "JobCancelled",
     "JobConfig",
+    "JobDeadLettered",
+    "JobDiscarded",
     "JobNotFound",
     "JobRunning",
     "JobState",
@@ -88,6 +99,8 @@ __all__ = [
     "QuickError",
     "QueueMoved",
     "Refusal",
+    "ResultTimeout",
+    "ResultUnavailable",
     "Schedule",
     "Snooze",
     "StorageError",
@@ -120,6 +133,7 @@ __all__ = [
     "release",
     "remove_schedule",
     "requeue_dead",
+    "result",
     "run_claim",
     "schedule",
     "set_queue_limits",

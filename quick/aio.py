@@ -17,16 +17,20 @@ Bad arguments raise :class:`~quick.errors.InvalidArgument` before anything is wr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import quick
 from keyspace.protocol import Database
+from keyspace.retry import watch_retry_pause
 from quick.aio_transaction import AsyncReads, AsyncTransaction, check_database, transact
-from quick.aio_waiting import run_blocking
+from quick.aio_waiting import await_watch, blocking, sleep
 from quick.enqueueing import JobSpec
-from quick.errors import InvalidArgument
+from quick.errors import InvalidArgument, ResultTimeout
 from quick.jobs import DEFAULT_PRIORITY, JobState
+from quick.results import PENDING, check_timeout, look_or_watch
 from quick.validation import check_name
 
 __all__ = [
@@ -36,6 +40,7 @@ __all__ = [
     "enqueue",
     "enqueue_many",
     "job_state",
+    "result",
     "run_joined",
     "transact",
 ]
@@ -43,18 +48,18 @@ __all__ = [
 T = TypeVar("T")
 
 
-async def run_joined(
+def run_joined(
     db_or_tr: Database | AsyncTransaction, fn: Callable[..., T], *args: Any, **kwargs: Any
-) -> T:
-    """``fn(db_or_tr, ...)`` for a sync transactional ``fn``, off the loop: on a database
-    it runs (and retries) on its own; on an async transaction it joins it.
+) -> Awaitable[T]:
+    """``fn(db_or_tr, ...)`` for a sync transactional ``fn``, off the loop, to await: on
+    a database it runs (and retries) on its own; on an async transaction it joins it.
 
     Raises:
         InvalidArgument: ``db_or_tr`` is neither (checked before anything is written).
     """
     if isinstance(db_or_tr, AsyncTransaction):
-        return await db_or_tr.call(fn, *args, **kwargs)
-    return await run_blocking(fn, check_database(db_or_tr, "db_or_tr"), *args, **kwargs)
+        return db_or_tr.call(fn, *args, **kwargs)
+    return blocking(fn, check_database(db_or_tr, "db_or_tr"), *args, **kwargs)
 
 
 async def enqueue(
@@ -105,3 +110,35 @@ async def cancel(db_or_tr: Database | AsyncTransaction, job_id: str) -> bool:
     """:func:`quick.cancel`, awaited."""
     check_name("job_id", job_id)
     return await run_joined(db_or_tr, quick.cancel, job_id)
+
+
+async def result(db: Database, job_id: str, timeout: float | None = None) -> Any:
+    """:func:`quick.result`, awaited: the same value and errors.
+
+    Each look at the job runs in the bounded pool; waiting for it to finish is a
+    watch on its directory entry, awaited in a thread of its own
+    (:func:`quick.aio_waiting.await_watch`), so neither the loop nor the pool is held.
+
+    Cancellation: a cancelled caller cancels its watch and is released at once.
+    """
+    check_name("job_id", job_id)
+    wait = check_timeout(timeout)
+    check_database(db, "db")
+    deadline = None if wait is None else time.monotonic() + wait
+    failures = 0
+    while True:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        watching = remaining is None or remaining > 0
+        found, watch = await blocking(db.transact, look_or_watch, job_id, watching)
+        if watch is None:
+            if found is PENDING:
+                raise ResultTimeout(job_id, wait or 0.0)
+            return found
+        try:
+            await await_watch(watch, remaining)
+        finally:
+            watch.cancel()
+        failures = failures + 1 if watch.failed else 0
+        pause = watch_retry_pause(failures, random.random(), remaining)
+        if pause:
+            await sleep(pause)

@@ -52,6 +52,7 @@ from quick.inspection import decode_dead_letter
 from quick.jobs import COUNTED_STATES, Job, JobState, now_ms
 from quick.limits import DEFAULT_QUEUE, decode_bucket, decode_limits
 from quick.records import bury_corrupt
+from quick.results import decode_result
 
 __all__ = ["PAGE", "Problem", "Report", "check_deep", "walk"]
 
@@ -168,6 +169,9 @@ class _Model:
             if entry.get("s") not in (None, "dead"):
                 self.places[_text(f["job_id"])].append(("finished", key))
             self.directory[_text(f["job_id"])] = entry["q"]
+        elif head == "res":
+            _text(f["job_id"])
+            decode_result(value)
         elif head == "cron":
             decode_schedule(_text(f["name"]), value)
         elif head == "lim":

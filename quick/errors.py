@@ -18,6 +18,12 @@ __all__ = [
     "JobNotFound",
     "JobRunning",
     "QueueMoved",
+    "ResultUnavailable",
+    "JobDeadLettered",
+    "JobDiscarded",
+    "JobCancelled",
+    "ResultTimeout",
+    "CorruptResult",
     "Snooze",
     "Discard",
 ]
@@ -53,9 +59,9 @@ class LeaseLost(QuickError):
 class JobNotFound(QuickError, LookupError):
     """No job (or dead letter) with that id."""
 
-    def __init__(self, job_id: str) -> None:
+    def __init__(self, job_id: str, detail: str = "") -> None:
         self.job_id = job_id
-        super().__init__(f"no job {job_id!r}")
+        super().__init__(f"no job {job_id!r}" + (f" ({detail})" if detail else ""))
 
 
 class JobRunning(QuickError):
@@ -76,6 +82,57 @@ class QueueMoved(QuickError):
         self.queue = queue
         self.destination = destination
         super().__init__(f"queue {queue!r} moved to {destination}; enqueue there")
+
+
+class ResultUnavailable(QuickError):
+    """The job finished without a result (:func:`quick.result`); subclasses say how."""
+
+    def __init__(self, job_id: str, message: str) -> None:
+        self.job_id = job_id
+        super().__init__(message)
+
+
+class JobDeadLettered(ResultUnavailable):
+    """The job was dead-lettered; ``error`` is its last error."""
+
+    def __init__(self, job_id: str, error: str) -> None:
+        self.error = error
+        super().__init__(job_id, f"job {job_id!r} was dead-lettered: {error or '(no error text)'}")
+
+
+class JobDiscarded(ResultUnavailable):
+    """The job was discarded (``Discard``, or its extension gave it up); ``reason`` says why."""
+
+    def __init__(self, job_id: str, reason: str) -> None:
+        self.reason = reason
+        super().__init__(job_id, f"job {job_id!r} was discarded: {reason or '(no reason given)'}")
+
+
+class JobCancelled(ResultUnavailable):
+    """The job was cancelled before it ran to completion."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(job_id, f"job {job_id!r} was cancelled")
+
+
+class ResultTimeout(QuickError, TimeoutError):
+    """The job did not finish within ``timeout`` seconds; it may still finish later."""
+
+    def __init__(self, job_id: str, timeout: float) -> None:
+        self.job_id = job_id
+        self.timeout = timeout
+        waited = f"within {timeout} s" if timeout else "yet"
+        super().__init__(f"job {job_id!r} has not finished {waited}")
+
+
+class CorruptResult(QuickError):
+    """The stored result of a finished job does not decode; ``key`` names it."""
+
+    def __init__(self, job_id: str, key: str, problem: str) -> None:
+        self.job_id = job_id
+        self.key = key
+        self.problem = problem
+        super().__init__(f"the result of job {job_id!r} is corrupt ({key}): {problem}")
 
 
 class Snooze(Exception):

@@ -30,6 +30,7 @@ from quick.errors import LeaseLost
 from quick.extensions import JobExtension
 from quick.fencing import Standing, standing, standings
 from quick.jobs import DEFAULT_LEASE_MS, Claim
+from quick.results import encode_result
 from quick.retrying import DEFAULT_BASE_DELAY_MS, DEFAULT_MAX_DELAY_MS, attempt_limit, backoff_ms
 from quick.settlement import Act, Action, Ending, Hook, Outcome, Status
 from quick.settlement import decide as decide_row
@@ -78,6 +79,7 @@ def apply(
     extension: JobExtension | None = None,
     output: Any = None,
     limit: int = 0,
+    result: bytes | None = None,
 ) -> Claim | None:
     """Write ``action`` (decided for a held claim) to the job's records, then tell the
     job's ``extension`` what happened (the one place extensions hear of a settlement);
@@ -85,14 +87,15 @@ def apply(
 
     ``vis_ms`` is when a job put back becomes visible (or a renewed lease's expiry),
     ``error`` the attempt's error text, ``output`` a success's return value, ``limit``
-    the job's attempt limit (the extension records them).
+    the job's attempt limit (the extension records them), ``result`` the success's
+    encoded result record (:func:`quick.results.encode_result`), stored with the job.
     """
     assert found.job is not None
     hook = action.hook if extension is not None else None
     if hook is Hook.SUCCEEDED:
         assert extension is not None
         extension.on_succeeded(tr, claim, output, now)
-    job = records.apply(tr, found.keys, found.job, action, now, vis_ms, error, tally)
+    job = records.apply(tr, found.keys, found.job, action, now, vis_ms, error, tally, result)
     if hook is Hook.RETRYING or hook is Hook.FAILED:
         assert extension is not None
         retry_at = vis_ms if hook is Hook.RETRYING else None
@@ -123,6 +126,7 @@ def _settle(
     vis_ms: int = 0,
     error: str | None = None,
     limit: int = 0,
+    result: bytes | None = None,
 ) -> Action:
     """The three steps for one plain operation; LeaseLost (nothing written) when lost."""
     found = standing(tr, claim) if found is None else found
@@ -130,7 +134,7 @@ def _settle(
     if action.act is Act.LOST:
         raise lost(claim, found)
     if action.act is not Act.DONE:
-        apply(tr, claim, found, action, now, vis_ms=vis_ms, error=error, tally=tally)
+        apply(tr, claim, found, action, now, vis_ms, error, tally, result=result)
     return action
 
 
@@ -198,28 +202,40 @@ def complete_in(
     tally: Tally | None = None,
     *,
     found: Standing | None = None,
+    result: bytes | None = None,
 ) -> bool:
-    """Finish the claimed job as completed in ``tr``; False when this claim already had."""
-    action = _settle(tr, claim, Ending.SUCCEEDED, now, found=found, tally=tally)
+    """Finish the claimed job as completed in ``tr`` (with ``result``, an encoded result
+    record); False when this claim already had."""
+    action = _settle(tr, claim, Ending.SUCCEEDED, now, found=found, tally=tally, result=result)
     return action.act is not Act.DONE
 
 
 @transactional
-def _complete(tr: Transaction, claim: Claim, now: int) -> bool:
-    return complete_in(tr, claim, now)
+def _complete(tr: Transaction, claim: Claim, now: int, result: bytes | None) -> bool:
+    return complete_in(tr, claim, now, result=result)
 
 
-def complete(db_or_tr: Database | Transaction, claim: Claim, *, now_ms: int | None = None) -> bool:
+def complete(
+    db_or_tr: Database | Transaction,
+    claim: Claim,
+    *,
+    result: Any = None,
+    now_ms: int | None = None,
+) -> bool:
     """Mark the claimed job done and remove it; joins the caller's transaction if given one.
 
+    ``result`` is kept with the finished job for :func:`quick.result` (None: nothing).
     Returns True when this call completed the job, False when an earlier try of the
     same transaction already had (so a caller composing its own writes skips them).
 
     Raises:
+        InvalidPayload / InvalidArgument: ``result`` does not encode, or is too large
+            (nothing is written).
         LeaseLost: the job was claimed by someone else or is gone; nothing changed.
     """
     check_claim(claim)
-    return _complete(db_or_tr, claim, resolve_now(now_ms))
+    record = encode_result(result)
+    return _complete(db_or_tr, claim, resolve_now(now_ms), record)
 
 
 @transactional

@@ -6,7 +6,10 @@ the outcome, for :data:`~quick.operations.FINISHED_RETENTION_MS`, indexed by tim
 ``("done", done_ms, job_id)``. A queue moved without them would run a finished id
 again when its producer retries on the new store. So a pass copies the tombstones of
 the queues it took that are still within that retention, with their time index entry
-(so the destination purges them on the same schedule). The source keeps its own until
+(so the destination purges them on the same schedule) and their results (``("res",
+job_id)``, :mod:`quick.results`), so ``quick.result`` answers on the destination as it
+did on the source; a page of large results is written a few transactions at a time,
+under the transaction size limit. The source keeps its own until
 purged: they are harmless there (the queue is marked moved) and a copy loses nothing
 if the pass is killed.
 
@@ -20,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from keyspace.codec import CorruptValue, unpack_value
-from keyspace.layout import FINISHED, JOB_DIRECTORY
+from keyspace.layout import FINISHED, JOB_DIRECTORY, RESULTS
 from keyspace.protocol import Database, Transaction
 from keyspace.retry import Tries, transactional
 from quick.jobs import JobState
@@ -35,8 +38,11 @@ _MOVING_OUTCOMES = frozenset(
     state.value for state in (JobState.COMPLETED, JobState.DISCARDED, JobState.CANCELLED)
 )
 
-#: (done_ms, job id, stored directory entry)
-_Tombstone = tuple[int, str, bytes]
+#: (done_ms, job id, stored directory entry, stored result record or None)
+_Tombstone = tuple[int, str, bytes, bytes | None]
+
+#: Most result bytes one destination transaction writes (well under the 10 MB limit).
+_RESULT_BYTES_PER_WRITE = 2_000_000
 
 
 def move_tombstones(
@@ -49,8 +55,22 @@ def move_tombstones(
     end = FINISHED.range()[1]
     while begin is not None:
         found, begin = source.transact(_tombstone_page, queues, begin, end)
-        if found:
-            tally.tombstones += dest.transact(_put_tombstones, found, Tries())
+        for part in _parts(found):
+            tally.tombstones += dest.transact(_put_tombstones, part, Tries())
+
+
+def _parts(found: list[_Tombstone]) -> list[list[_Tombstone]]:
+    """``found`` cut into runs whose results add up to at most a write's share."""
+    parts: list[list[_Tombstone]] = []
+    size = _RESULT_BYTES_PER_WRITE + 1
+    for item in found:
+        grown = size + len(item[3] or b"")
+        if grown > _RESULT_BYTES_PER_WRITE and (not parts or parts[-1]):
+            parts.append([])
+            grown = len(item[3] or b"")
+        parts[-1].append(item)
+        size = grown
+    return parts
 
 
 def _tombstone_page(
@@ -67,11 +87,13 @@ def _tombstone_page(
         if isinstance(done_ms, int) and isinstance(job_id, str):
             listed.append((done_ms, job_id))
     entries = tr.get_many([JOB_DIRECTORY.pack((job_id,)) for _, job_id in listed], snapshot=True)
-    found = [
+    kept = [
         (done_ms, job_id, entry)
         for (done_ms, job_id), entry in zip(listed, entries, strict=True)
         if entry is not None and _finished_in(entry, queues)
     ]
+    results = tr.get_many([RESULTS.pack((job_id,)) for _, job_id, _ in kept], snapshot=True)
+    found = [(*item, result) for item, result in zip(kept, results, strict=True)]
     return found, more
 
 
@@ -92,13 +114,15 @@ def _finished_in(entry: bytes, queues: set[str]) -> bool:
 def _put_tombstones(tr: Transaction, found: Sequence[_Tombstone], earlier: Tries) -> int:
     """Write each tombstone whose id the destination does not know; how many (a retry
     that finds all written reports what its earlier try wrote)."""
-    there = tr.get_many([JOB_DIRECTORY.pack((job_id,)) for _, job_id, _ in found])
+    there = tr.get_many([JOB_DIRECTORY.pack((job_id,)) for _, job_id, _, _ in found])
     written = 0
-    for (done_ms, job_id, entry), existing in zip(found, there, strict=True):
+    for (done_ms, job_id, entry, result), existing in zip(found, there, strict=True):
         if existing is not None:
             continue  # the destination knows the id: its own job or tombstone wins
         tr.set(JOB_DIRECTORY.pack((job_id,)), entry)
         tr.set(FINISHED.pack((done_ms, job_id)), b"")
+        if result is not None:
+            tr.set(RESULTS.pack((job_id,)), result)
         written += 1
     if not written and earlier.found:
         return earlier.found

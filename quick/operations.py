@@ -8,7 +8,7 @@ from typing import Any
 
 from keyspace.codec import unpack_value
 from keyspace.errors import QuickError
-from keyspace.layout import DEAD_LETTERS, FINISHED, JOB_DIRECTORY, queue_keys
+from keyspace.layout import DEAD_LETTERS, FINISHED, JOB_DIRECTORY, RESULTS, queue_keys
 from keyspace.protocol import Database, Transaction
 from keyspace.retry import Tries, transactional
 from quick import counters
@@ -194,11 +194,13 @@ def _purge_finished(tr: Transaction, before: int, limit: int) -> int:
         tr.clear(key)
         if entry is not None and "s" in unpack_value(entry):
             tr.clear(directory)
+            tr.clear(RESULTS.pack(FINISHED.unpack(key)[1:]))  # the result goes with it
     return len(rows)
 
 
 def purge_finished(
     db: Database, *, older_than_ms: int = FINISHED_RETENTION_MS, limit: int = 1000
 ) -> int:
-    """Forget finished jobs' tombstones older than ``older_than_ms``; return how many."""
+    """Forget finished jobs' tombstones, and their results, older than ``older_than_ms``;
+    return how many."""
     return _purge_finished(db, now_ms() - older_than_ms, limit)

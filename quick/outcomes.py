@@ -21,8 +21,8 @@ the extension owns what happens next.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from keyspace.errors import QuickError, StorageError
@@ -34,6 +34,7 @@ from quick.extensions import Refused, resolve
 from quick.fencing import Standing, standing, standings
 from quick.jobs import Claim, now_ms
 from quick.leases import apply, decide, lost
+from quick.results import encode_result
 from quick.retrying import attempt_limit, retry_delay_ms
 from quick.settlement import Act, Ending, Outcome
 from quick.settlement import decide as decide_row
@@ -49,18 +50,51 @@ __all__ = [
     "job_config",
     "run_transactional",
     "run_attempt",
+    "with_result",
+    "RESULT_BYTES_PER_COMMIT",
 ]
+
+#: Most result bytes one settlement transaction writes: a batch of large results is
+#: split so that each commit stays well under the 10 MB transaction limit (a result
+#: record is at most 100 kB, so a batch of 200 could otherwise reach 20 MB).
+RESULT_BYTES_PER_COMMIT = 2_000_000
 
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
     """One finished attempt to record: the claim, its handler config, and how it ended
-    (``error`` None for a success returning ``output``)."""
+    (``error`` None for a success returning ``output``; ``result``, the output encoded
+    as a result record by :func:`with_result`)."""
 
     claim: Claim
     config: JobConfig | None
     error: BaseException | None = None
     output: Any = None
+    result: bytes | None = None
+
+
+def with_result(attempt: Attempt) -> Attempt:
+    """``attempt`` with its output encoded as the job's result record, before any
+    transaction; when the output cannot be stored (not msgpack, or too large) the
+    attempt fails with that error instead, as any handler error does."""
+    if attempt.error is not None or attempt.output is None or attempt.result is not None:
+        return attempt
+    try:
+        return replace(attempt, result=encode_result(attempt.output))
+    except QuickError as unstorable:
+        return Attempt(attempt.claim, attempt.config, unstorable)
+
+
+def _by_size(attempts: Sequence[Attempt]) -> Iterator[Sequence[Attempt]]:
+    """``attempts`` in runs whose results add up to at most :data:`RESULT_BYTES_PER_COMMIT`."""
+    start, size = 0, 0
+    for i, attempt in enumerate(attempts):
+        grown = size + (len(attempt.result) if attempt.result is not None else 0)
+        if grown > RESULT_BYTES_PER_COMMIT and i > start:
+            yield attempts[start:i]
+            start, grown = i, grown - size
+        size = grown
+    yield attempts[start:]
 
 
 def job_config(app: App, claim: Claim) -> JobConfig | None:
@@ -134,7 +168,8 @@ def _settle_in(
             vis = now + round(attempt.error.seconds * 1000)
         else:
             vis = now + retry_delay_ms(config.backoff if config else None, claim.attempt)
-    apply(tr, claim, found, action, now, vis, error, tally, extension, attempt.output, limit)
+    output, record = attempt.output, attempt.result
+    apply(tr, claim, found, action, now, vis, error, tally, extension, output, limit, record)
     return action.outcome
 
 
@@ -157,22 +192,31 @@ def _settle_all(
 def settle_batch(
     db: Database, attempts: Sequence[Attempt], *, now_ms: int | None = None
 ) -> list[Outcome]:
-    """Record many attempts in one transaction; their outcomes, in order.
+    """Record many attempts in one transaction (more when their results are large);
+    their outcomes, in order.
 
-    A lost lease loses only its own attempt. If any attempt cannot be recorded (an
-    extension refuses its output, say), nothing of the batch is written and each is
-    settled on its own, so that one fails alone. ``now_ms`` is the clock retries and
-    snoozes count from (the wall clock by default; :func:`quick.testing.drain` passes
-    its simulated one).
+    Each success's output is stored as its job's result (:func:`with_result`); one
+    that cannot be stored fails its attempt. A lost lease loses only its own attempt.
+    If any attempt cannot be recorded (an extension refuses its output, say), nothing
+    of the batch is written and each is settled on its own, so that one fails alone.
+    ``now_ms`` is the clock retries and snoozes count from (the wall clock by default;
+    :func:`quick.testing.drain` passes its simulated one).
     """
     if not attempts:
         return []
+    outcomes: list[Outcome] = []
+    for run in _by_size([with_result(attempt) for attempt in attempts]):
+        outcomes += _settle_run(db, run, now_ms)
+    return outcomes
+
+
+def _settle_run(db: Database, attempts: Sequence[Attempt], at_ms: int | None) -> list[Outcome]:
     try:
-        return db.transact(_settle_all, attempts, now_ms)
+        return db.transact(_settle_all, attempts, at_ms)
     except StorageError:
         raise
     except QuickError:
-        return [_settle_alone(db, attempt, now_ms) for attempt in attempts]
+        return [_settle_alone(db, attempt, at_ms) for attempt in attempts]
 
 
 def _settle_alone(db: Database, attempt: Attempt, at_ms: int | None = None) -> Outcome:
@@ -202,9 +246,10 @@ def settle(
 ) -> Outcome:
     """Record the outcome of an attempt that ended with ``error`` (None = success).
 
-    ``output`` is the handler's return value, kept by a job extension (workflow steps).
+    ``output`` is the handler's return value: the job's result (:func:`quick.result`),
+    and what a job extension (a workflow step) records.
     """
-    return _settle_alone(db, Attempt(claim, config, error, output))
+    return _settle_alone(db, with_result(Attempt(claim, config, error, output)))
 
 
 def run_claim(db: Database, app: App, claim: Claim) -> Outcome:
@@ -217,7 +262,7 @@ def run_claim(db: Database, app: App, claim: Claim) -> Outcome:
     if config is not None and config.is_async:
         raise TypeError(f"{claim.topic}: async handlers run in the consumer runtime")
     done = run_attempt(db, claim, config)
-    return done if isinstance(done, Outcome) else _settle_alone(db, done)
+    return done if isinstance(done, Outcome) else _settle_alone(db, with_result(done))
 
 
 def run_transactional(tr: Transaction, config: JobConfig, claim: Claim, meta: Meta) -> Any:
@@ -228,8 +273,9 @@ def run_transactional(tr: Transaction, config: JobConfig, claim: Claim, meta: Me
 
     Raises:
         LeaseLost: the claim no longer holds the job; nothing ran.
-        InvalidPayload / InvalidArgument: the job's extension cannot store the output
-            (or cannot be loaded); raised inside ``tr``, so nothing commits.
+        InvalidPayload / InvalidArgument: the output cannot be stored as the job's
+            result, or the job's extension cannot store it (or cannot be loaded);
+            raised inside ``tr``, so nothing commits.
     """
     found = standing(tr, claim)
     extension = resolve(claim.extension)
@@ -241,7 +287,8 @@ def run_transactional(tr: Transaction, config: JobConfig, claim: Claim, meta: Me
     output = config.handler(tr, claim.payload, meta)
     if isinstance(extension, Refused):
         raise extension.error
-    apply(tr, claim, found, action, now_ms(), extension=extension, output=output)
+    record = encode_result(output)  # one that cannot be stored fails the attempt
+    apply(tr, claim, found, action, now_ms(), extension=extension, output=output, result=record)
     return output
 
 

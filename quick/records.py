@@ -16,7 +16,15 @@ from __future__ import annotations
 import logging
 
 from keyspace.codec import pack_value
-from keyspace.layout import DEAD_LETTERS, FINISHED, JOB_DIRECTORY, QueueKeys, describe, queue_keys
+from keyspace.layout import (
+    DEAD_LETTERS,
+    FINISHED,
+    JOB_DIRECTORY,
+    RESULTS,
+    QueueKeys,
+    describe,
+    queue_keys,
+)
 from keyspace.limits import VALUE_LIMIT
 from keyspace.protocol import Transaction
 from quick import counters, pointers
@@ -136,19 +144,21 @@ def apply(
     vis_ms: int = 0,
     error: str | None = None,
     tally: Tally | None = None,
+    result: bytes | None = None,
 ) -> Job:
     """Write ``action`` (one that changes the store) to held ``job``; return the job as
     stored after it (a finished or buried job as it was last).
 
     ``vis_ms`` is when a job put back becomes visible, or a renewed lease's expiry;
-    ``error`` is the attempt's error (or discard reason), cut to :data:`MAX_ERROR_BYTES`.
+    ``error`` is the attempt's error (or discard reason), cut to :data:`MAX_ERROR_BYTES`;
+    ``result`` the encoded result record of a success (:func:`quick.results.encode_result`).
     """
     act = action.act
     if act is Act.FINISH:
         if action.records_error:
             job = job.evolve(last_error=truncate_error(error or "") or None)
         assert action.state is not None
-        finish_job(tr, keys, job, action.state, now, tally)
+        finish_job(tr, keys, job, action.state, now, tally, result=result)
         return job
     if act is Act.BURY:
         bury_job(tr, keys, job, truncate_error(error or ""), now, tally)
@@ -193,8 +203,11 @@ def finish_job(
     outcome: JobState,
     now: int,
     tally: Tally | None = None,
+    *,
+    result: bytes | None = None,
 ) -> None:
-    """Remove ``job`` and leave its tombstone in the job directory (purged later)."""
+    """Remove ``job`` and leave its tombstone in the job directory (purged later), with
+    its result record: ``result`` for a completed job, the reason of a discarded one."""
     _remove(tr, keys, job)
     if tally is None:
         counters.move(tr, keys, job.state, None)
@@ -202,6 +215,10 @@ def finish_job(
         tally.move(keys, job.state, None)
     tr.set(JOB_DIRECTORY.pack((job.id,)), tombstone(job.queue, outcome.value, now, job.token))
     tr.set(FINISHED.pack((now, job.id)), b"")
+    if outcome is JobState.COMPLETED and result is not None:
+        tr.set(RESULTS.pack((job.id,)), result)
+    elif outcome is JobState.DISCARDED and job.last_error:
+        tr.set(RESULTS.pack((job.id,)), pack_value({"e": job.last_error}))
 
 
 def bury_job(

@@ -8,6 +8,9 @@ Two measurements, in one run:
   its wake-ups: how long the loop was ever kept from running it. Full garbage
   collections stop every thread of a process alike, and 10,000 live tasks make them
   long, so the gap is also given less the collections' time (from ``gc.callbacks``).
+* **Floor** (asyncio): the same burst of tasks, each only hopping to a thread with
+  ``asyncio.to_thread`` and back: the longest gap any asyncio code with that many
+  tasks in flight sees, garbage collections included.
 * **Throughput**: rounds that alternate the sync path (``quick.enqueue`` in a loop,
   one thread) with the async one (``--batch`` concurrent ``quick.aio.enqueue`` calls,
   spawned with the loop's own task group: ``asyncio.TaskGroup`` or a trio nursery),
@@ -96,8 +99,19 @@ async def enqueue_one(db: quick.Database, n: int) -> None:
     await quick.aio.enqueue(db, f"tenant-{n % 50}", "bench", {"n": n})
 
 
+async def thread_hop(_: quick.Database, n: int) -> None:
+    """The floor: asyncio's own ``to_thread`` with no store call, one hop per task."""
+    await asyncio.to_thread(len, "")
+
+
 async def concurrent_enqueues(
-    backend: str, db: quick.Database, count: int, tick_ms: float, chunk: int, gc_clock: GcClock
+    backend: str,
+    db: quick.Database,
+    count: int,
+    tick_ms: float,
+    chunk: int,
+    gc_clock: GcClock,
+    call: Callable[[quick.Database, int], Awaitable[None]] = enqueue_one,
 ) -> tuple[float, float, float, float]:
     """(seconds, the longest gap, the longest gap less full collections, the p99 gap) in ms."""
     ticks: list[tuple[float, float]] = []
@@ -115,7 +129,7 @@ async def concurrent_enqueues(
     async def producers() -> float:
         await sleep(tick_ms / 1000)
         start = time.perf_counter()
-        await spawn_all(backend, count, lambda n: enqueue_one(db, n), chunk)
+        await spawn_all(backend, count, lambda n: call(db, n), chunk)
         finished[0] = True
         return time.perf_counter() - start
 
@@ -173,6 +187,23 @@ def main() -> None:
             f"gap {worst:.1f} ms ({worst_less_gc:.1f} ms less full garbage collections), "
             f"p99 {p99:.1f} ms"
         )
+        if args.backend == "asyncio":
+            _, worst, worst_less_gc, p99 = asyncio.run(
+                concurrent_enqueues(
+                    "asyncio",
+                    db,
+                    args.concurrent,
+                    args.tick_ms,
+                    args.spawn_chunk,
+                    gc_clock,
+                    thread_hop,
+                )
+            )
+            print(
+                f"floor, {args.concurrent} concurrent asyncio.to_thread hops (no store): "
+                f"longest gap {worst:.1f} ms ({worst_less_gc:.1f} ms less full garbage "
+                f"collections), p99 {p99:.1f} ms"
+            )
         sync_rates: list[float] = []
         async_rates: list[float] = []
         for round_ in range(args.rounds):

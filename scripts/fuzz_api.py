@@ -6,7 +6,7 @@ Usage: ``python scripts/fuzz_api.py --cases N --seed S [--show K] [--only NAME .
 Each case calls one public function of :mod:`quick` (enqueue, enqueue_many, claim,
 complete, fail, snooze, release, discard, dead_letter, heartbeat, cancel,
 requeue_dead, schedule, remove_schedule, set_queue_limits, get_job, job_state, list_jobs,
-purge_dead)
+purge_dead, result)
 with random arguments, many hostile: wrong types, huge ints, NaN and infinities,
 odd unicode and lone surrogates, nested and oversize payloads (near the 100,000-byte
 value limit), bad queue names, claims that were forged or already settled. A case
@@ -185,7 +185,13 @@ def _settle(
     _case(name)(build)
 
 
-_settle("complete", lambda r: ((), _options(r, ["now_ms"])))
+_settle(
+    "complete",
+    lambda r: (
+        (),
+        {**_options(r, ["now_ms"]), **({"result": _payload(r)} if r.random() < 0.5 else {})},
+    ),
+)
 _settle(
     "fail",
     lambda r: (
@@ -212,6 +218,28 @@ def _requeue(db: Database, rng: random.Random) -> Callable[[], Any]:
     job_id = rng.choice([d.job_id for d in dead] + [_text(rng)])
     queue = rng.choice(["q", _text(rng)])
     return lambda: db.transact(lambda tr: quick.requeue_dead(tr, queue, job_id))
+
+
+#: Timeouts for ``result``: hostile ones, and only short valid ones (a pending job is
+#: waited for until the timeout runs out).
+RESULT_TIMEOUTS = [0, 0.001, -1, -0.0, math.nan, math.inf, 10**400, "1", True, b"1", [0]]
+
+
+@_case("result")
+def _result(db: Database, rng: random.Random) -> Callable[[], Any]:
+    roll = rng.random()
+    if roll < 0.3:
+        job_id: Any = _text(rng)
+    else:  # a finished job (completed with a result, or failed), or one still pending
+        job_id = quick.enqueue(db, "q", "t", None)
+        if roll < 0.7:
+            for claim in quick.claim(db, "q", "fuzzer", limit=50):
+                if claim.job_id == job_id:
+                    quick.complete(db, claim, result=rng.choice([None, 1, "r", [1, {"a": b"x"}]]))
+                else:
+                    quick.release(db, claim)
+    timeout = rng.choice(RESULT_TIMEOUTS)
+    return lambda: quick.result(db, job_id, timeout=timeout)
 
 
 @_case("schedule")

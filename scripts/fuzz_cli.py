@@ -150,6 +150,14 @@ def _jobs(rng: random.Random) -> list[str]:
     return argv + (["--json"] if rng.random() < 0.5 else [])
 
 
+@_command("result")
+def _result(rng: random.Random) -> list[str]:
+    # Ids here are never pending ones (the CLI enqueues only fresh ids), so no wait hangs.
+    argv = ["result", _text(rng)]
+    _maybe(rng, "--timeout", NUMBERS, argv)
+    return argv + (["--json"] if rng.random() < 0.5 else [])
+
+
 @_command("dlq")
 def _dlq(rng: random.Random) -> list[str]:
     action = rng.choice(["list", "requeue", "purge"])

@@ -48,6 +48,7 @@ class ModelJob:
     ordered: bool = False  # enqueued in a user transaction with an app order record
     effect: int = 0  # transactional completions the simulator saw commit
     token: str | None = None  # the newest lease token handed to the simulator
+    result: Any = None  # what the completing call stored as the job's result
 
 
 class Operations:
@@ -235,23 +236,33 @@ class Operations:
         self.settled(claim, status)
         return f"{consumer} {claim.job_id} {what}"
 
+    def result_for(self, claim: Claim) -> Any:
+        """A result to complete ``claim`` with: none, or one the model can recognise."""
+        return self.rng.choice((None, f"r:{claim.job_id}", [claim.attempt, {"b": b"\x00"}]))
+
     def complete(self) -> str:
-        return self.settle_one(
-            lambda claim: ("completed", str(quick.complete(self.db, claim, now_ms=self.now)))
-        )
+        def act(claim: Claim) -> tuple[str, str]:
+            value = self.result_for(claim)
+            done = quick.complete(self.db, claim, result=value, now_ms=self.now)
+            self.jobs[claim.job_id].result = value
+            return "completed", f"{done} result={value!r}"
+
+        return self.settle_one(act)
 
     def complete_in_transaction(self) -> str:
         def act(claim: Claim) -> tuple[str, str]:
             effect = APP.pack(("fx", claim.job_id))
+            value = self.result_for(claim)
 
             def finish(tr: Any) -> bool:
-                done = quick.complete(tr, claim, now_ms=self.now)
+                done = quick.complete(tr, claim, result=value, now_ms=self.now)
                 if done:
                     tr.add(effect, _ONE)
                 return done
 
             self.db.transact(finish)
             self.jobs[claim.job_id].effect += 1
+            self.jobs[claim.job_id].result = value
             return "completed", "with an app effect"
 
         return self.settle_one(act)
@@ -288,7 +299,9 @@ class Operations:
         errors: tuple[BaseException | None, ...] = (
             None, None, RuntimeError("boom"), quick.Snooze(1), quick.Discard("no"),
         )  # fmt: skip
-        attempts = [Attempt(c, self.config, self.rng.choice(errors)) for c in batch]
+        attempts = [
+            Attempt(c, self.config, self.rng.choice(errors), self.result_for(c)) for c in batch
+        ]
         outcomes = settle_batch(self.db, attempts)
         status = {
             Outcome.COMPLETED: "completed",
@@ -301,6 +314,8 @@ class Operations:
             self.drop(consumer, attempt.claim)
             if outcome is not Outcome.LEASE_LOST:
                 self.settled(attempt.claim, status[outcome])
+                if outcome is Outcome.COMPLETED:
+                    self.jobs[attempt.claim.job_id].result = attempt.output
         crashed = self.rng.random() < 0.3
         if crashed:
             self.held[consumer] = []

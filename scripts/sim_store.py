@@ -30,6 +30,7 @@ from keyspace.protocol import Database
 from keyspace.subspace import Subspace
 from quick.jobs import COUNTED_STATES, Job, JobState
 from quick.pointers import REWRITE_THRESHOLD_MS
+from quick.results import decode_result
 
 __all__ = ["APP", "Snapshot", "read_store", "check_store"]
 
@@ -54,6 +55,8 @@ class Snapshot:
     directory: dict[str, dict[str, Any]] = field(default_factory=dict)
     orders: set[str] = field(default_factory=set)
     effects: dict[str, int] = field(default_factory=dict)
+    #: Job id -> its decoded result record (``("res", job_id)``).
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
     corrupt: list[str] = field(default_factory=list)
 
 
@@ -79,7 +82,7 @@ def read_store(db: Database) -> Snapshot:
 
 #: The subspaces the invariants read (workflow records, cron and the finished-jobs
 #: index are left out: the first are checked through the workflow views).
-_READ = ("ptr", "ix", "q", "dl", "id")
+_READ = ("ptr", "ix", "q", "dl", "id", "res")
 
 
 def _take(snap: Snapshot, items: tuple[Any, ...], value: bytes) -> None:
@@ -92,6 +95,11 @@ def _take(snap: Snapshot, items: tuple[Any, ...], value: bytes) -> None:
         snap.dead[items[2]] = items[1]
     elif tag == "id":
         snap.directory[items[1]] = dict(unpack_value(value))
+    elif tag == "res":
+        try:
+            snap.results[items[1]] = decode_result(value)
+        except Exception as error:  # the check reports it; it must not stop the read
+            snap.corrupt.append(f"result record {items[1]!r} does not decode: {error}")
     elif tag == "q":
         queue, kind = items[1], items[2]
         if kind == "j":
@@ -117,7 +125,20 @@ def check_store(snap: Snapshot, now: int) -> list[str]:
         *_check_counters(snap),
         *_check_places(snap),
         *_check_unique(snap),
+        *_check_results(snap),
     ]
+
+
+def _check_results(snap: Snapshot) -> list[str]:
+    """A result record only beside the tombstone of a job that completed (``rv``) or was
+    discarded (``e``): one that outlived its tombstone, or sits beside any other, is a leak."""
+    out = []
+    for job_id, record in sorted(snap.results.items()):
+        state = snap.directory.get(job_id, {}).get("s")
+        wanted = {"completed": "rv", "discarded": "e"}.get(str(state))
+        if wanted is None or set(record) != {wanted}:
+            out.append(f"result record {record!r:.80} of job {job_id} beside tombstone {state}")
+    return out
 
 
 def _check_pointers(snap: Snapshot, now: int) -> list[str]:

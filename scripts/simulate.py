@@ -217,6 +217,11 @@ class Simulation(Operations):
                     out.append(f"job {job_id} was purged but is still stored")
             elif job_id in snap.jobs or job_id in snap.dead or entry.get("s") != model.status:
                 out.append(f"job {job_id} is {model.status} in the model; directory says {entry}")
+            elif model.status == "completed" and snap.results.get(job_id, {}).get("rv") != (
+                model.result
+            ):
+                kept = snap.results.get(job_id)
+                out.append(f"job {job_id} completed with result {model.result!r}; stored {kept}")
             if snap.effects.get(job_id, 0) != model.effect:
                 out.append(
                     f"job {job_id}: its transactional effect was applied "

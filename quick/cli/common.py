@@ -9,6 +9,7 @@ Exit codes (the same for every command):
 3  the store cannot be opened or used (a storage problem: missing directory, not a
    database, no ``libfdb_c``, a transaction that failed)
 4  the named thing (job, dead letter, schedule, run) does not exist
+5  the wait ran out (``quick result --timeout``): the job has not finished yet
 == =====================================================================================
 
 quick's own errors become one of these with a message on stderr, never a traceback.
@@ -41,6 +42,7 @@ __all__ = [
     "MAX_DELAY_SECONDS",
     "NotFound",
     "Refused",
+    "TimedOut",
     "Settings",
     "Unavailable",
     "UsageProblem",
@@ -83,6 +85,12 @@ class NotFound(click.ClickException):
     """The named thing does not exist (exit code 4)."""
 
     exit_code = 4
+
+
+class TimedOut(click.ClickException):
+    """The wait ran out before the thing waited for happened (exit code 5)."""
+
+    exit_code = 5
 
 
 #: ``--db`` help, shared by the group and every subcommand.

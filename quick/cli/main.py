@@ -16,6 +16,7 @@ from quick.cli.inspect import check, inspect
 from quick.cli.limits import limits
 from quick.cli.migrate import migrate_command
 from quick.cli.queue import enqueue, jobs, queues
+from quick.cli.results import result_command
 from quick.cli.runs import runs, signal_step
 from quick.cli.worker import worker
 
@@ -43,6 +44,7 @@ for _command in (
     enqueue,
     queues,
     jobs,
+    result_command,
     dlq,
     cron,
     demo,

@@ -78,8 +78,9 @@ def load_app(spec: str) -> App:
     default=DEFAULTS.keep_finished_ms / 1000,
     show_default=True,
     type=click.FloatRange(0, 10 * 365 * 86_400),
-    help="Seconds a finished job's tombstone is kept (so enqueueing its id again adds "
-    "nothing) before the worker purges it; 0 purges as soon as possible.",
+    help="Seconds a finished job's tombstone and result are kept (so enqueueing its id "
+    "again adds nothing, and quick.result finds it) before the worker purges them; 0 "
+    "purges as soon as possible.",
 )
 @click.option(
     "--metrics-port",

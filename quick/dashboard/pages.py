@@ -11,12 +11,13 @@ from typing import Any
 
 from flask import Blueprint, abort, g, render_template, request
 
-from keyspace.layout import JOB_DIRECTORY, queue_keys
+from keyspace.layout import JOB_DIRECTORY, RESULTS, queue_keys
 from quick.corruption import CorruptRecord
 from quick.cron import scan_schedules
 from quick.dashboard.dag import BOX_H, BOX_W, layout
 from quick.dashboard.reads import FINISHED_CAP, QUEUE_WINDOW, decoded, read_overview
 from quick.dashboard.state import state
+from quick.errors import CorruptResult, ResultUnavailable
 from quick.inspection import (
     get_dead,
     get_job,
@@ -25,6 +26,8 @@ from quick.inspection import (
     scan_dead,
     scan_jobs,
 )
+from quick.jobs import JobState
+from quick.results import PENDING, look
 from workflow.errors import CorruptRun, RunNotFound
 from workflow.records import RunStatus
 from workflow.views import explain_run, inspect_instances, inspect_run, page_runs
@@ -109,6 +112,7 @@ def job() -> str:
         dead = None
     if found_state is None and record is None and dead is None and not problems:
         abort(404, f"no job {job_id!r} in queue {name!r} (finished jobs are kept for a day)")
+    result = _result(db, job_id, found_state, problems)
     return render_template(
         "job.html",
         queue=name,
@@ -117,7 +121,24 @@ def job() -> str:
         job=record,
         dead=dead,
         problems=problems,
+        result=result,
     )
+
+
+def _result(db: Any, job_id: str, found: Any, problems: list[CorruptRecord]) -> dict[str, Any]:
+    """A finished job's result (``value``) or why it has none (``reason``); {} otherwise."""
+    if found not in (JobState.COMPLETED, JobState.DISCARDED):
+        return {}
+    try:
+        value = db.transact(look, job_id)
+    except CorruptResult as error:
+        problems.append(CorruptRecord(key=RESULTS.pack((job_id,)), error=error.problem))
+        return {}
+    except ResultUnavailable as error:
+        return {"reason": str(error)}
+    except UNDECODABLE:
+        return {}  # the directory entry: named above already
+    return {} if value is PENDING else {"value": value}
 
 
 @pages.get("/dead")

@@ -53,3 +53,31 @@ async def test_aio_pool_hands_back_the_calls_exception() -> None:
 
     with pytest.raises(KeyError, match="from the worker"):
         await run_blocking(fail)
+
+
+async def test_aio_pool_skips_a_call_whose_caller_stopped_waiting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(aio_pool, "STALL_SECONDS", 60.0)  # no extra worker takes it meanwhile
+    release = threading.Event()
+    started = threading.Event()
+    ran: list[int] = []
+
+    def stuck() -> None:
+        started.set()
+        release.wait(30)
+
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(run_blocking, stuck)
+            while not started.is_set():
+                await anyio.sleep(0.01)
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await run_blocking(ran.append, 1)  # queued, then cancelled while queued
+            assert scope.cancelled_caught
+            release.set()
+        await run_blocking(ran.append, 2)  # runs after the cancelled one would have
+    finally:
+        release.set()
+    assert ran == [2]
