@@ -14,6 +14,7 @@ transition rewrites only what its step has.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -380,16 +381,41 @@ def read_run(view: ReadView, run_id: str) -> RunRecord:
     return decode_run(run_id, data)
 
 
+#: Decoded run records by (run id, stored bytes): a run's record changes only when its
+#: status does, yet every step's claim and settlement reads it, and decoding it (the
+#: definition and input included) was most of what loading a run cost. Keyed by the
+#: bytes, so a record rewritten in any way (a corrupt one too) is decoded afresh.
+_RUNS: dict[tuple[str, bytes], RunRecord] = {}
+#: Entries and bytes of records :data:`_RUNS` keeps at most (the oldest go first).
+_RUNS_KEPT = 4096
+_RUNS_BYTES = 16_000_000
+_runs_bytes = 0
+_runs_lock = threading.Lock()
+
+
 def decode_run(run_id: str, data: bytes) -> RunRecord:
     """The run record stored as ``data``.
 
     Raises:
         CorruptRun: naming the record's key, when ``data`` is not a run record.
     """
+    global _runs_bytes
+    found = _RUNS.get((run_id, data))
+    if found is not None:
+        return found
     try:
-        return RunRecord.from_value(run_id, data)
+        found = RunRecord.from_value(run_id, data)
     except UNREADABLE as error:
         raise corrupt_run(run_id, WF_RUNS.pack((run_id,)), error) from None
+    with _runs_lock:  # lanes are threads
+        while _RUNS and (len(_RUNS) >= _RUNS_KEPT or _runs_bytes + len(data) > _RUNS_BYTES):
+            oldest = next(iter(_RUNS))
+            del _RUNS[oldest]
+            _runs_bytes -= len(oldest[1])
+        if (run_id, data) not in _RUNS:
+            _RUNS[run_id, data] = found
+            _runs_bytes += len(data)
+    return found
 
 
 def corrupt_run(run_id: str, key: bytes, error: Exception) -> CorruptRun:
