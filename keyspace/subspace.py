@@ -87,7 +87,8 @@ def pack_with_versionstamp(items: tuple[Any, ...], prefix: bytes = b"") -> bytes
         if type(stamp) in _STAMPS and not stamp.is_complete():
             head = _pack_plain(items[:-1])
             if head is not None:
-                body = prefix + head + b"\x33" + _UNSET + stamp.user_version.to_bytes(2, "big")
+                order: int = stamp.user_version
+                body = prefix + head + b"\x33" + _UNSET + order.to_bytes(2, "big")
                 return body + struct.pack("<I", len(prefix) + len(head) + 1)
     return bytes(fdbtuple.pack_with_versionstamp(_portable(items), prefix=prefix))
 
