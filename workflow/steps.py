@@ -48,6 +48,7 @@ from workflow.records import (
     StepStatus,
     decode_run,
     read_instance,
+    read_step,
 )
 
 __all__ = ["StepContext", "StepExtension"]
@@ -160,9 +161,18 @@ class StepExtension:
         if more:
             tr.get_many(list(more), snapshot=True)
 
-    def _fenced(self, tr: Transaction, claim: Claim, now: int) -> tuple[Run, StepRecord] | None:
+    def _fenced(
+        self, tr: Transaction, claim: Claim, now: int, claiming: bool = False
+    ) -> tuple[Run, StepRecord] | None:
         """The run and step (or map instance) this item still stands for; None when it
-        is stale, a hook or a pager."""
+        is stale, a hook or a pager.
+
+        ``claiming``: a map instance's claim reads its map step without a conflict.
+        Every instance success rewrites the map step (its count), so a conflict there
+        would make each claim round of a map's instances retry behind each settlement.
+        The claim needs none: a map that ends meanwhile withdraws the instance's job or
+        writes its record, and the claim reads both serializably; an instance claimed
+        just as its map ends is fenced when it settles, as one claimed just before."""
         if is_hook(claim.extension) or is_pager(claim.extension):
             return None
         item = StepItem.from_record(claim.extension)
@@ -176,7 +186,10 @@ class StepExtension:
             if item.index is not None:
                 _release(run, item.step, item.index, claim.job_id)
             return None
-        step = run.step(item.step)
+        if item.index is not None and claiming:
+            step = read_step(tr.snapshot, item.run_id, item.step)
+        else:
+            step = run.step(item.step)
         if item.index is not None:
             if step.status != StepStatus.RUNNING:
                 return None
@@ -186,7 +199,7 @@ class StepExtension:
         return run, step
 
     def on_claimed(self, tr: Transaction, claim: Claim, now: int) -> None:
-        fenced = self._fenced(tr, claim, now)
+        fenced = self._fenced(tr, claim, now, claiming=True)
         if fenced is None:
             return
         run, step = fenced
