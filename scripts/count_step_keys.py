@@ -12,7 +12,8 @@ of the database that counts, per committed transaction, by the function it ran:
   distinct key once), and ``bytes``: keys plus values written.
 
 The same counts are taken for ``--runs`` runs of each shape of
-``scripts/bench_workflow.py`` (chain, fan-out, and a map of ``--map`` instances) and for
+``scripts/bench_workflow.py`` (chain, fan-out, and a map of ``--map`` instances: its
+workflows, with no-op handlers of the same topics here) and for
 as many plain jobs as those shapes have steps; each row is then divided by the steps
 (or jobs, or map instances) it drained. Run it from the repository root::
 
@@ -31,16 +32,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bench_workflow import chain, fanout, mapped
+
 import quick
 import workflow
-from keyspace.protocol import Database, Transaction
+from keyspace.protocol import WRITE_METHODS, Database, Transaction
 from keyspace.retry import run_transaction
 from quick.testing import drain
 
 T = TypeVar("T")
 STEP_TOPIC = "bench:step"
 JOB_TOPIC = "bench:job"
-STEPS = 10
+STEPS = 10  # as many as each run of bench_workflow's chain and fan-out has
 
 
 @dataclass(slots=True)
@@ -56,7 +59,7 @@ class Counts:
     bytes_written: int = 0
 
     def add(self, other: Counts) -> None:
-        for name in self.__slots__:  # type: ignore[attr-defined]
+        for name in self.__slots__:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
@@ -87,20 +90,9 @@ class _View:
         return self._view.get_range_startswith(prefix, **options)
 
 
-_WRITES = {
-    "set",
-    "set_versionstamped_key",
-    "set_versionstamped_value",
-    "add",
-    "bit_and",
-    "bit_or",
-    "bit_xor",
-    "max",
-    "min",
-    "byte_max",
-    "byte_min",
-    "compare_and_clear",
-}
+#: The write methods counted by :meth:`CountingTransaction.__getattr__` (conflict ranges
+#: are not writes; ``clear`` and ``clear_range`` are counted by their own methods).
+_WRITES = {name for name in WRITE_METHODS if not name.startswith(("add_write", "clear"))}
 
 
 class CountingTransaction(_View):
@@ -184,7 +176,7 @@ class CountingDatabase:
         counts.bytes_written += sum(done.written.values())
 
     def create_transaction(self) -> Transaction:
-        return CountingTransaction(self, self.inner.create_transaction())  # type: ignore[return-value]
+        return CountingTransaction(self, self.inner.create_transaction())
 
     def transact(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         name = getattr(fn, "__name__", "?")
@@ -230,27 +222,6 @@ def _app() -> quick.App:
     return app
 
 
-def _chain() -> workflow.Workflow:
-    wf = workflow.Workflow("count-chain")
-    for i in range(STEPS):
-        wf.step(f"s{i}", topic=STEP_TOPIC, after=[f"s{i - 1}"] if i else [])
-    return wf
-
-
-def _fanout() -> workflow.Workflow:
-    wf = workflow.Workflow("count-fanout").step("root", topic=STEP_TOPIC)
-    middle = [f"p{i}" for i in range(STEPS - 2)]
-    for key in middle:
-        wf.step(key, topic=STEP_TOPIC, after=["root"])
-    return wf.step("join", topic=STEP_TOPIC, after=middle)
-
-
-def _map() -> workflow.Workflow:
-    wf = workflow.Workflow("count-map").step("list", topic="bench:list")
-    wf.map("each", topic=STEP_TOPIC, over="list")
-    return wf.step("after", topic=STEP_TOPIC, after=["each"])
-
-
 def _measure(
     directory: Path, name: str, fill: Callable[[Database], int]
 ) -> tuple[int, dict[str, Counts]]:
@@ -258,7 +229,7 @@ def _measure(
     with quick.open(f"sqlite:///{directory / name}.db") as inner:
         units = fill(inner)
         db = CountingDatabase(inner)
-        drain(db, _app(), max_jobs=10**9)  # type: ignore[arg-type]
+        drain(db, _app(), max_jobs=10**9)
     return units, dict(db.counts)
 
 
@@ -310,11 +281,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(header)
         work: list[tuple[str, Callable[[Database], int], str]] = [
             ("plain jobs", _jobs(args.runs * STEPS), "job"),
-            ("chain", _runs(_chain, args.runs), "step"),
-            ("fan-out", _runs(_fanout, args.runs), "step"),
+            ("chain", _runs(chain, args.runs), "step"),
+            ("fan-out", _runs(fanout, args.runs), "step"),
         ]
         if args.map:
-            work.append(("map", _runs(_map, 1, args.map), "map instance"))
+            work.append(("map", _runs(mapped, 1, args.map), "map instance"))
         for label, fill, unit in work:
             units, counts = _measure(directory, label.replace(" ", "_"), fill)
             if unit == "map instance":
