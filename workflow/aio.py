@@ -5,8 +5,8 @@ The same sync functions run (:func:`workflow.start_run`, :func:`workflow.signal`
 looks of :func:`workflow.result`); only the waiting differs, as in :mod:`quick.aio`:
 given a database the whole call runs in the bounded pool, given a
 :class:`quick.aio.AsyncTransaction` it joins it. :func:`result` waits for its run's
-watch in a thread of the loop's own (not the pool's, which it would hold for the whole
-wait); cancelling the caller cancels the watch.
+watch as :func:`quick.aio.result` does (:func:`quick.aio_waiting.await_watch`: neither
+the loop nor the pool is held); cancelling the caller cancels the watch.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import random
 import time
 from typing import Any
 
-from keyspace.protocol import Database, Watch
+from keyspace.protocol import Database
 from keyspace.retry import watch_retry_pause
 from quick.aio import AsyncTransaction, run_joined
-from quick.aio_waiting import run_blocking
+from quick.aio_waiting import await_watch, run_blocking, sleep
 from quick.errors import InvalidArgument
 from quick.validation import check_name
 from workflow.definition import Workflow
@@ -79,37 +79,10 @@ async def result(db: Database, run_id: str, timeout: float | None = None) -> Any
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             if remaining == 0.0:
                 raise ResultTimeout(run_id, seen.status, timeout or 0.0)
-            await _wait(seen.watch, remaining)
+            await await_watch(seen.watch, remaining)
             failures = failures + 1 if seen.watch.failed else 0
         finally:
             seen.watch.cancel()
         pause = watch_retry_pause(failures, random.random(), remaining)
         if pause:
-            await _sleep(pause)
-
-
-async def _wait(watch: Watch, timeout: float | None) -> None:
-    """Block on ``watch`` in a thread of the running loop (asyncio's or trio's)."""
-    import asyncio
-
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        import trio
-
-        await trio.to_thread.run_sync(watch.wait, timeout, abandon_on_cancel=True)
-        return
-    await loop.run_in_executor(None, watch.wait, timeout)
-
-
-async def _sleep(seconds: float) -> None:
-    import asyncio
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        import trio
-
-        await trio.sleep(seconds)
-        return
-    await asyncio.sleep(seconds)
+            await sleep(pause)

@@ -24,9 +24,19 @@ from typing import Any
 from keyspace.codec import pack_value
 from keyspace.layout import WF_BY_STATUS
 from keyspace.limits import VALUE_LIMIT
-from workflow import hooks
+from workflow import engine, hooks
 from workflow import journal as events
-from workflow.engine import Run, fail_run, new_id, schedule_ready, succeed
+from workflow.definition import StepKind
+from workflow.engine import (
+    CHILD_ENDED,
+    STARTS,
+    WITHDRAWS,
+    Run,
+    fail_run,
+    new_id,
+    schedule_ready,
+    succeed,
+)
 from workflow.records import (
     TERMINAL_RUN,
     RunRecord,
@@ -125,6 +135,18 @@ def child_ended(child: Run) -> None:
         start_child(parent, step.evolve(error=error))
         return
     fail_run(parent, step, error)
+
+
+def _cancel_child(run: Run, step: StepRecord) -> bool:
+    """A child step's running child run is cancelled with its parent (and its own)."""
+    if step.child_run is not None and step.status == StepStatus.RUNNING:
+        engine.cancel(Run(run.tr, step.child_run, run.now))
+    return True
+
+
+STARTS[StepKind.CHILD] = start_child
+WITHDRAWS[StepKind.CHILD] = _cancel_child
+CHILD_ENDED.append(child_ended)
 
 
 def failed_step(tr: Any, run_id: str) -> tuple[str | None, str | None]:

@@ -36,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from keyspace.codec import pack_value
@@ -86,6 +86,9 @@ __all__ = [
     "finish_if_done",
     "unchosen",
     "cancel",
+    "STARTS",
+    "WITHDRAWS",
+    "CHILD_ENDED",
 ]
 
 
@@ -106,6 +109,15 @@ def check_storable(field: str, value: Any) -> None:
 
 
 # -- one run's state within one transaction ---------------------------------------------------
+
+
+#: How steps of the kinds whose modules build on this one (map: :mod:`workflow.mapping`,
+#: child: :mod:`workflow.children`) start once runnable, and are withdrawn when their
+#: run pauses or ends (False: it runs on, fenced); those modules fill these in.
+STARTS: dict[StepKind, Callable[[Run, StepRecord], None]] = {}
+WITHDRAWS: dict[StepKind, Callable[[Run, StepRecord], bool]] = {}
+#: Called, in the same transaction, with each run that ends and has a parent run.
+CHILD_ENDED: list[Callable[[Run], None]] = []
 
 
 #: Decoded definitions by the identity of the stored definition they came from (a
@@ -159,9 +171,8 @@ class Run:
             record = record.evolve(finished_ms=self.now)
         self.record = set_run_status(self.tr, record, status)
         if status in TERMINAL_RUN and record.parent is not None:
-            from workflow.children import child_ended  # children builds on this module
-
-            child_ended(self)
+            for ended in CHILD_ENDED:
+                ended(self)
 
     def steer(self, status: RunStatus, action: str) -> bool:
         """An operator's move to ``status``: False when the run is there already (so a
@@ -216,15 +227,9 @@ def make_runnable(run: Run, key: str) -> None:
     if step.status != StepStatus.WAITING:
         return
     spec = run.definition.steps[key]
-    if spec.kind is StepKind.MAP:
-        from workflow.mapping import start_map  # mapping builds on this module
-
-        start_map(run, step)
-        return
-    if spec.kind is StepKind.CHILD:
-        from workflow.children import start_child  # children builds on this module
-
-        start_child(run, step)
+    start = STARTS.get(spec.kind)
+    if start is not None:
+        start(run, step)
         return
     if spec.kind is StepKind.EXTERNAL:
         if step.signalled:
@@ -345,16 +350,9 @@ def _withdraw(run: Run, step: StepRecord) -> bool:
     """Remove the step's queued item; False when it is running (then it is fenced). A
     map's first page of instances is withdrawn now and the rest by its pager, a child
     step's run is cancelled with it."""
-    spec = run.definition.steps[step.key]
-    if spec.kind is StepKind.MAP and step.count is not None:
-        from workflow.mapping import page  # mapping builds on this module
-
-        page(run, step.key, 0)  # the first page now, a pager for the rest
-        return True
-    if spec.kind is StepKind.CHILD and step.child_run is not None:
-        if step.status == StepStatus.RUNNING:
-            cancel(Run(run.tr, step.child_run, run.now))
-        return True
+    withdraw = WITHDRAWS.get(run.definition.steps[step.key].kind)
+    if withdraw is not None:
+        return withdraw(run, step)
     if step.job_id is None or step.status != StepStatus.SCHEDULED:
         return bool(step.status != StepStatus.RUNNING)
     try:

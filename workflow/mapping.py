@@ -36,8 +36,8 @@ from keyspace.protocol import Database, ReadView, Transaction
 from quick.enqueueing import prepare, store_new
 from quick.retrying import attempt_limit
 from workflow import journal as events
-from workflow.definition import MAP_LIMIT
-from workflow.engine import Run, fail_run, succeed
+from workflow.definition import MAP_LIMIT, StepKind
+from workflow.engine import STARTS, WITHDRAWS, Run, fail_run, succeed
 from workflow.items import MAP_ITEM, MAP_TOPIC, StepItem
 from workflow.records import TERMINAL_RUN, RunStatus, StepRecord, StepStatus, read_instances
 
@@ -276,3 +276,15 @@ def instance_failed(run: Run, instance: StepRecord, error: str) -> None:
     run.journal.append(events.INSTANCE_FAILED, instance.key, index=instance.index, error=error)
     if run.status not in TERMINAL_RUN:
         fail_run(run, run.step(instance.key), f"instance {instance.index} failed: {error}")
+
+
+def _withdraw_map(run: Run, step: StepRecord) -> bool:
+    """A map's instances, when its run pauses or ends: the first page now, a pager for
+    the rest (each page does what the run's status then says)."""
+    if step.count is not None:
+        page(run, step.key, 0)
+    return True
+
+
+STARTS[StepKind.MAP] = start_map
+WITHDRAWS[StepKind.MAP] = _withdraw_map

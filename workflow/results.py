@@ -18,6 +18,7 @@ from keyspace.layout import WF_RUNS
 from keyspace.protocol import Database, Transaction, Watch
 from keyspace.retry import watch_retry_pause
 from quick.jobs import now_ms
+from quick.results import check_timeout
 from quick.validation import check_name
 from workflow.children import failed_step, run_output
 from workflow.engine import Run
@@ -99,11 +100,7 @@ def result(db: Database, run_id: str, timeout: float | None = None) -> Any:
 
 
 def deadline_of(timeout: float | None) -> float | None:
-    """The monotonic time ``timeout`` seconds from now (None: none); InvalidArgument if bad."""
-    from quick.errors import InvalidArgument
-
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
-        raise InvalidArgument("timeout", f"must be a number of seconds >= 0, not {timeout!r}")
-    return time.monotonic() + timeout
+    """The monotonic time ``timeout`` seconds from now (None: none); InvalidArgument if
+    ``timeout`` is not what :func:`quick.result` takes either."""
+    wait = check_timeout(timeout)
+    return None if wait is None else time.monotonic() + wait

@@ -15,7 +15,6 @@ from click.testing import CliRunner
 import quick
 import workflow
 from quick.cli import cli
-from quick.dashboard import create_app
 from quick.testing import drain
 
 app = quick.App()
@@ -99,6 +98,9 @@ def test_cli_runs_explain_follows_a_child_run(url: str, db: Any) -> None:
 def test_dashboard_run_page_shows_a_map_node_with_counts_expandable_to_instances(
     db: Any,
 ) -> None:
+    pytest.importorskip("flask", reason="the dashboard extra is not installed")
+    from quick.dashboard import create_app
+
     run_id = workflow.start_run(db, MAPPED, 6, queue_id="t")
     drain(db, app, queue_id="t")
     client = create_app(db, allow_actions=False).test_client()

@@ -10,7 +10,9 @@ import sys
 import tomllib
 from pathlib import Path
 
-from tests.extras import DASHBOARD_MODULES, DASHBOARD_REASON
+import pytest
+
+from tests.extras import DASHBOARD_MODULES, DASHBOARD_REASON, DJANGO_MODULES, DJANGO_REASON
 
 ROOT = Path(__file__).resolve().parents[2]
 #: A literal extras list in a pip install of the project: ``-e '.[test,dashboard]'``.
@@ -79,15 +81,25 @@ sys.exit(pytest.main(["--collect-only", "-q", "-rs", "-p", "no:cacheprovider", "
 """
 
 
-def test_packaging_suite_collects_without_the_dashboard_extra() -> None:
-    """With flask and its friends unimportable, collection succeeds and the modules that need
-    them are skipped, naming the extra."""
-    code = BLOCKED_COLLECTION.format(blocked=set(DASHBOARD_MODULES))
+@pytest.mark.parametrize(
+    ("modules", "reason", "needing"),
+    [
+        (DASHBOARD_MODULES, DASHBOARD_REASON, r"test_dashboard\w*\.py::"),
+        (DJANGO_MODULES, DJANGO_REASON, r"test_django\w*\.py::"),
+    ],
+    ids=["dashboard", "django"],
+)
+def test_packaging_suite_collects_without_an_extra(
+    modules: tuple[str, ...], reason: str, needing: str
+) -> None:
+    """With an extra's packages unimportable, collection succeeds and the modules that
+    need them are skipped, naming the extra."""
+    code = BLOCKED_COLLECTION.format(blocked=set(modules))
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = [line for line in result.stdout.splitlines() if line.startswith("SKIPPED")]
-    assert any(DASHBOARD_REASON in line for line in summary), result.stdout[-3000:]
+    assert any(reason in line for line in summary), result.stdout[-3000:]
     collected = result.stdout.split("short test summary")[0]
-    assert not re.search(r"test_dashboard\w*\.py::", collected), collected[-3000:]
+    assert not re.search(needing, collected), collected[-3000:]

@@ -12,6 +12,7 @@ import struct
 from typing import Any
 
 import pytest
+import trio
 
 import quick
 import workflow
@@ -253,3 +254,47 @@ def test_workflow_map_instance_out_when_the_run_failed_runs_again_after_retry_ru
     view = check_run(db, run_id)
     assert view.status == "succeeded"
     assert view.steps["t"].output == [0, 1]
+
+
+@pytest.mark.slow
+def test_workflow_map_of_the_most_instances_runs_in_pages(tmp_path: Any, tag: str) -> None:
+    """MAP_LIMIT instances: every transaction stays within the engine's limits (the
+    sqlite engine enforces FoundationDB's sizes), and the outputs arrive by reference."""
+    with quick.open(f"sqlite:///{tmp_path / 'big.db'}") as db:
+        maps = MapApp(Subspace(("app", tag)), db)
+        run_id = start_run(
+            db, mapper(tag), {"items": list(range(MAP_LIMIT)), "k": 0}, queue_id="big"
+        )
+        drain(db, maps.app, queue_id="big", max_jobs=2 * MAP_LIMIT)
+        view = inspect_run(db, run_id)
+        assert view.status == "succeeded"
+        assert view.steps["m"].instances == {"succeeded": MAP_LIMIT}
+        assert view.steps["t"].output == {"read": MAP_LIMIT}
+        assert [row[0] for row in maps.gathered] == list(range(MAP_LIMIT))
+
+
+def test_workflow_map_instance_timeout_applies_to_each_instance(
+    db: Database, queue: str, tag: str
+) -> None:
+    app = quick.App()
+
+    @app.job("emit")
+    def emit(payload: Any, meta: quick.Meta) -> Any:
+        return [0, 1, 2]
+
+    @app.job("slow", backoff=lambda attempt: 0)
+    async def slow(item: Any, meta: quick.Meta) -> Any:
+        if item == 1:
+            await trio.sleep(5)
+        return item
+
+    wf = Workflow(f"timeout-{tag}").step("s", topic="emit")
+    wf = wf.map("m", topic="slow", over="s", timeout=0.1, max_attempts=2)
+    run_id = start_run(db, wf, None, queue_id=queue)
+    drain(db, app, queue_id=queue)
+    view = check_run(db, run_id)
+    assert view.status == "failed"
+    assert view.steps["m"].error is not None
+    assert view.steps["m"].error.startswith("instance 1 failed")
+    (one,) = inspect_instances(db, run_id, "m", start=1, limit=1)
+    assert one.attempts == 2

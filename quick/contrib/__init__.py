@@ -1,0 +1,1 @@
+"""Integrations with frameworks, each an edge like the CLI: ``quick`` never imports them."""
