@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from keyspace.codec import pack_value
-from keyspace.layout import JOB_DIRECTORY, WF_RUNS, WF_STEPS, queue_keys
+from keyspace.layout import JOB_DIRECTORY, WF_RUNS, queue_keys
 from keyspace.limits import VALUE_LIMIT
 from keyspace.protocol import Transaction
 from quick.corruption import UNREADABLE
@@ -67,6 +67,7 @@ from workflow.records import (
     readiness,
     set_run_status,
     settled,
+    step_key,
     write_step,
 )
 
@@ -196,7 +197,7 @@ class Run:
         wanted = [key for key in dict.fromkeys(keys) if key not in self._fetched]
         if wanted:
             self._fetched.update(wanted)
-            step_keys = [WF_STEPS.pack((self.id, key)) for key in wanted]
+            step_keys = [step_key(self.id, key) for key in wanted]
             self.tr.get_many([*step_keys, *queue_reads(self.record.queue)], snapshot=True)
 
     def prefetch_items(self, keys: Iterable[str]) -> None:

@@ -14,6 +14,7 @@ transition rewrites only what its step has.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ __all__ = [
     "write_run",
     "set_run_status",
     "read_step",
+    "run_key",
+    "step_key",
     "read_steps",
     "write_step",
     "read_instance",
@@ -373,9 +376,21 @@ class StepRecord:
         return dataclasses.replace(self, **changes)
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def run_key(run_id: str) -> bytes:
+    """The key of a run's record (kept: every claim and settlement of its steps reads it)."""
+    return WF_RUNS.pack((run_id,))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def step_key(run_id: str, step: str) -> bytes:
+    """The key of a step's record (kept: each of its transitions reads and writes it)."""
+    return WF_STEPS.pack((run_id, step))
+
+
 def read_run(view: ReadView, run_id: str) -> RunRecord:
     """The run record; RunNotFound when there is none, CorruptRun when it is not a run."""
-    data = view.get(WF_RUNS.pack((run_id,)))
+    data = view.get(run_key(run_id))
     if data is None:
         raise RunNotFound(run_id)
     return decode_run(run_id, data)
@@ -439,7 +454,7 @@ def set_run_status(tr: Transaction, run: RunRecord, status: RunStatus) -> RunRec
 
 def read_step(view: ReadView, run_id: str, step: str) -> StepRecord:
     """The step's record (waiting when none is stored); CorruptRun when it does not decode."""
-    key = WF_STEPS.pack((run_id, step))
+    key = step_key(run_id, step)
     data = view.get(key)
     if data is None:
         return StepRecord.waiting(run_id, step)
@@ -468,7 +483,7 @@ def write_step(tr: Transaction, step: StepRecord) -> None:
     if step.index is not None:
         tr.set(WF_INSTANCES.pack((step.run_id, step.key, step.index)), step.to_value())
     else:
-        tr.set(WF_STEPS.pack((step.run_id, step.key)), step.to_value())
+        tr.set(step_key(step.run_id, step.key), step.to_value())
 
 
 def read_instance(view: ReadView, run_id: str, step: str, index: int) -> StepRecord:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from keyspace.codec import CorruptValue
-from keyspace.layout import WF_INSTANCES, WF_RUNS, WF_STEPS
+from keyspace.layout import WF_INSTANCES
 from keyspace.protocol import Transaction
 from quick import extensions
 from quick.app import JobConfig
@@ -49,6 +49,8 @@ from workflow.records import (
     decode_run,
     read_instance,
     read_step,
+    run_key,
+    step_key,
 )
 
 __all__ = ["StepContext", "StepExtension"]
@@ -135,7 +137,7 @@ class StepExtension:
             except CorruptValue:
                 continue  # its hooks name the bad data
             items.append(item)
-            keys += [WF_RUNS.pack((item.run_id,)), WF_STEPS.pack((item.run_id, item.step))]
+            keys += [run_key(item.run_id), step_key(item.run_id, item.step)]
             if item.index is not None:
                 keys.append(WF_INSTANCES.pack((item.run_id, item.step, item.index)))
         if not keys:
@@ -145,7 +147,7 @@ class StepExtension:
             return
         more: dict[bytes, None] = {}
         for item in items:
-            data = values.get(WF_RUNS.pack((item.run_id,)))
+            data = values.get(run_key(item.run_id))
             if data is None or item.index is not None:
                 continue
             try:
@@ -156,7 +158,7 @@ class StepExtension:
             if item.step not in definition.steps:
                 continue
             for key in succeed_reads(definition, item.step):
-                more[WF_STEPS.pack((item.run_id, key))] = None
+                more[step_key(item.run_id, key)] = None
             more.update(dict.fromkeys(queue_reads(record.queue)))
         if more:
             tr.get_many(list(more), snapshot=True)
@@ -177,7 +179,7 @@ class StepExtension:
             return None
         item = StepItem.from_record(claim.extension)
         # The run and the step, in one round trip (each read below still adds its conflict).
-        keys = [WF_RUNS.pack((item.run_id,)), WF_STEPS.pack((item.run_id, item.step))]
+        keys = [run_key(item.run_id), step_key(item.run_id, item.step)]
         if item.index is not None:
             keys.append(WF_INSTANCES.pack((item.run_id, item.step, item.index)))
         tr.get_many(keys, snapshot=True)
