@@ -93,6 +93,8 @@ def _unpack_plain(data: bytes) -> tuple[Any, ...] | None:
 
 _INT_CEILING = 1 << 64
 _INT_CODES = [bytes((0x14 + size,)) for size in range(9)]
+_UNSET = b"\xff" * 10
+_STAMPS = (fdbtuple.Versionstamp, Versionstamp)
 
 
 def pack(items: tuple[Any, ...], prefix: bytes = b"") -> bytes:
@@ -106,7 +108,19 @@ def pack(items: tuple[Any, ...], prefix: bytes = b"") -> bytes:
 
 
 def pack_with_versionstamp(items: tuple[Any, ...], prefix: bytes = b"") -> bytes:
-    """``fdb.tuple.pack_with_versionstamp`` that works without ``libfdb_c``."""
+    """``fdb.tuple.pack_with_versionstamp`` that works without ``libfdb_c``.
+
+    Keys ending in their one incomplete versionstamp after text and non-negative
+    integers (a journal's) are written out here, as :func:`_pack_plain` does; the same
+    bytes as ``fdb.tuple``'s, several times faster."""
+    if items:
+        stamp = items[-1]
+        if type(stamp) in _STAMPS and not stamp.is_complete():
+            head = _pack_plain(items[:-1])
+            if head is not None:
+                order: int = stamp.user_version
+                body = prefix + head + b"\x33" + _UNSET + order.to_bytes(2, "big")
+                return body + struct.pack("<I", len(prefix) + len(head) + 1)
     return bytes(fdbtuple.pack_with_versionstamp(_portable(items), prefix=prefix))
 
 

@@ -46,7 +46,7 @@ from keyspace.retry import Tries, transactional
 from quick import pointers, queue_leases
 from quick.counters import Tally
 from quick.errors import InvalidArgument
-from quick.extensions import resolve
+from quick.extensions import prefetch, resolve
 from quick.followers import job_finished
 from quick.jobs import DEFAULT_LEASE_MS, Claim, Job, JobState, now_ms
 from quick.limits import Limiter
@@ -144,10 +144,7 @@ def _lease_one(
             job_finished(tr, job, JobState.DEAD, now)
         return None
     budget.left -= store_job(tr, keys, job, leased, tally, value=value)
-    claim = Claim.of(leased)
-    if leased.extension is not None:
-        _notify_claimed(tr, claim, now)
-    return claim
+    return Claim.of(leased)
 
 
 def claim_jobs(
@@ -222,6 +219,7 @@ def claim_jobs(
         )  # fmt: skip
         if got is not None:
             claimed.append(got)
+    _notify_claimed(tr, claimed, now)
     if own_tally:
         tally.flush(tr)
     ready_left = len(look.ready) > limit or stopped_early
@@ -318,11 +316,17 @@ def _unpack(unpack: Any, key: bytes) -> tuple[Any, ...]:
     return fields
 
 
-def _notify_claimed(tr: Transaction, claim: Claim, now: int) -> None:
-    """Tell the job's extension it was leased (an unloadable one fails when the job settles)."""
-    extension = resolve(claim.extension)
-    if extension is not None:
-        extension.on_claimed(tr, claim, now)
+def _notify_claimed(tr: Transaction, claims: list[Claim], now: int) -> None:
+    """Tell each job's extension it was leased (an unloadable one fails when the job
+    settles), after letting the extensions read what they need for all of them at once."""
+    extended = [claim for claim in claims if claim.extension is not None]
+    if not extended:
+        return
+    prefetch(tr, extended, settling=False)
+    for claim in extended:
+        extension = resolve(claim.extension)
+        if extension is not None:
+            extension.on_claimed(tr, claim, now)
 
 
 def _reclaimed(tr: Transaction, keys: QueueKeys, job_ids: list[str], token: str) -> list[Claim]:

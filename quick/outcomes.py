@@ -30,7 +30,7 @@ from keyspace.protocol import Database, Transaction
 from quick.app import App, JobConfig, Meta
 from quick.counters import Tally
 from quick.errors import Discard, JobCancelled, LeaseLost, Snooze
-from quick.extensions import Refused, resolve
+from quick.extensions import Refused, prefetch, resolve
 from quick.fencing import Standing, standing, standings
 from quick.jobs import Claim, now_ms
 from quick.leases import apply, cancelling, decide, lost
@@ -198,7 +198,9 @@ def _settle_all(
     now = now_ms() if at_ms is None else at_ms
     tally = Tally()
     outcomes = []
-    found = standings(tr, [attempt.claim for attempt in attempts])
+    claims = [attempt.claim for attempt in attempts]
+    found = standings(tr, claims)
+    prefetch(tr, claims, settling=True)  # e.g. every workflow step's records at once
     for attempt, standing_now in zip(attempts, found, strict=True):
         try:
             outcomes.append(_settle_in(tr, attempt, now, tally, standing_now))

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from keyspace.codec import pack_value
-from keyspace.layout import JOB_DIRECTORY, WF_RUNS, WF_STEPS, queue_keys
+from keyspace.layout import JOB_DIRECTORY, WF_RUNS, queue_keys
 from keyspace.limits import VALUE_LIMIT
 from keyspace.protocol import Transaction
 from quick.corruption import UNREADABLE
@@ -67,11 +67,14 @@ from workflow.records import (
     readiness,
     set_run_status,
     settled,
+    step_key,
     write_step,
 )
 
 __all__ = [
     "Run",
+    "definition_of",
+    "succeed_reads",
     "new_id",
     "check_storable",
     "make_runnable",
@@ -118,24 +121,31 @@ WITHDRAWS: dict[StepKind, Callable[[Run, StepRecord], bool]] = {}
 CHILD_ENDED: list[Callable[[Run], None]] = []
 
 
-#: Decoded definitions by run id: a run's definition never changes (retry_run keeps it),
-#: and decoding it is most of what loading a run costs on every step claim and success.
-_DEFINITIONS: dict[str, Definition] = {}
+#: Decoded definitions by the identity of the stored definition they came from (a
+#: run record's ``definition`` list, with the list kept alive beside it so that its id
+#: cannot be reused). Records are decoded once per stored bytes
+#: (:func:`workflow.records.decode_run`), so every step of a run finds its definition
+#: here, and a record stored anew (a corrupt one too) brings a definition of its own.
+_DEFINITIONS: dict[int, tuple[list[Any], Definition]] = {}
 _DEFINITIONS_KEPT = 4096
-
-
 _DEFINITIONS_LOCK = threading.Lock()
 
 
-def _definition(record: RunRecord) -> Definition:
-    found = _DEFINITIONS.get(record.id)
-    if found is None:
-        found = record.decode_definition()
-        with _DEFINITIONS_LOCK:  # lanes are threads
-            if len(_DEFINITIONS) >= _DEFINITIONS_KEPT:
-                _DEFINITIONS.pop(next(iter(_DEFINITIONS)))  # the oldest entry
-            _DEFINITIONS[record.id] = found
-    return found
+def definition_of(record: RunRecord) -> Definition:
+    """The decoded definition of ``record``; CorruptRun naming the run when it does not decode."""
+    stored = record.definition
+    found = _DEFINITIONS.get(id(stored))
+    if found is not None and found[0] is stored:
+        return found[1]
+    try:
+        definition = record.decode_definition()
+    except UNREADABLE as error:
+        raise corrupt_run(record.id, WF_RUNS.pack((record.id,)), error) from None
+    with _DEFINITIONS_LOCK:  # lanes are threads
+        if len(_DEFINITIONS) >= _DEFINITIONS_KEPT:
+            _DEFINITIONS.pop(next(iter(_DEFINITIONS)))  # the oldest entry
+        _DEFINITIONS[id(stored)] = (stored, definition)
+    return definition
 
 
 class Run:
@@ -146,10 +156,7 @@ class Run:
         self.id = run_id
         self.now = now
         self.record = run if run is not None else read_run(tr, run_id)
-        try:
-            self.definition = _definition(self.record)
-        except UNREADABLE as error:
-            raise corrupt_run(run_id, WF_RUNS.pack((run_id,)), error) from None
+        self.definition = definition_of(self.record)
         self.journal = events.Journal(tr, run_id, now)
         self._fetched: set[str] = set()
 
@@ -190,7 +197,7 @@ class Run:
         wanted = [key for key in dict.fromkeys(keys) if key not in self._fetched]
         if wanted:
             self._fetched.update(wanted)
-            step_keys = [WF_STEPS.pack((self.id, key)) for key in wanted]
+            step_keys = [step_key(self.id, key) for key in wanted]
             self.tr.get_many([*step_keys, *queue_reads(self.record.queue)], snapshot=True)
 
     def prefetch_items(self, keys: Iterable[str]) -> None:
@@ -310,16 +317,18 @@ def finish_if_done(run: Run, just: str | None = None) -> None:
         run.hook(hooks.RUN_FINISHED, RunStatus.SUCCEEDED.value)
 
 
+def succeed_reads(definition: Definition, key: str) -> list[str]:
+    """The steps whose records the success of step ``key`` reads: its successors, their
+    dependencies, and the run's final steps."""
+    successors = definition.successors[key]
+    after = (dep for other in successors for dep in definition.steps[other].after)
+    return [*successors, *after, *definition.sinks]
+
+
 def succeed(run: Run, step: StepRecord, output: Any) -> None:
     key = step.key
     successors = run.definition.successors[key]
-    run.prefetch(
-        [
-            *successors,
-            *(dep for other in successors for dep in run.definition.steps[other].after),
-            *run.definition.sinks,
-        ]
-    )
+    run.prefetch(succeed_reads(run.definition, key))
     run.save(
         step.evolve(status=StepStatus.SUCCEEDED, output=output, finished_ms=run.now, error=None)
     )

@@ -14,6 +14,8 @@ transition rewrites only what its step has.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -40,6 +42,8 @@ __all__ = [
     "write_run",
     "set_run_status",
     "read_step",
+    "run_key",
+    "step_key",
     "read_steps",
     "write_step",
     "read_instance",
@@ -386,12 +390,36 @@ class StepRecord:
         return dataclasses.replace(self, **changes)
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def run_key(run_id: str) -> bytes:
+    """The key of a run's record (kept: every claim and settlement of its steps reads it)."""
+    return WF_RUNS.pack((run_id,))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def step_key(run_id: str, step: str) -> bytes:
+    """The key of a step's record (kept: each of its transitions reads and writes it)."""
+    return WF_STEPS.pack((run_id, step))
+
+
 def read_run(view: ReadView, run_id: str) -> RunRecord:
     """The run record; RunNotFound when there is none, CorruptRun when it is not a run."""
-    data = view.get(WF_RUNS.pack((run_id,)))
+    data = view.get(run_key(run_id))
     if data is None:
         raise RunNotFound(run_id)
     return decode_run(run_id, data)
+
+
+#: Decoded run records by (run id, stored bytes): a run's record changes only when its
+#: status does, yet every step's claim and settlement reads it, and decoding it (the
+#: definition and input included) was most of what loading a run cost. Keyed by the
+#: bytes, so a record rewritten in any way (a corrupt one too) is decoded afresh.
+_RUNS: dict[tuple[str, bytes], RunRecord] = {}
+#: Entries and bytes of records :data:`_RUNS` keeps at most (the oldest go first).
+_RUNS_KEPT = 4096
+_RUNS_BYTES = 16_000_000
+_runs_bytes = 0
+_runs_lock = threading.Lock()
 
 
 def decode_run(run_id: str, data: bytes) -> RunRecord:
@@ -400,10 +428,23 @@ def decode_run(run_id: str, data: bytes) -> RunRecord:
     Raises:
         CorruptRun: naming the record's key, when ``data`` is not a run record.
     """
+    global _runs_bytes
+    found = _RUNS.get((run_id, data))
+    if found is not None:
+        return found
     try:
-        return RunRecord.from_value(run_id, data)
+        found = RunRecord.from_value(run_id, data)
     except UNREADABLE as error:
         raise corrupt_run(run_id, WF_RUNS.pack((run_id,)), error) from None
+    with _runs_lock:  # lanes are threads
+        while _RUNS and (len(_RUNS) >= _RUNS_KEPT or _runs_bytes + len(data) > _RUNS_BYTES):
+            oldest = next(iter(_RUNS))
+            del _RUNS[oldest]
+            _runs_bytes -= len(oldest[1])
+        if (run_id, data) not in _RUNS:
+            _RUNS[run_id, data] = found
+            _runs_bytes += len(data)
+    return found
 
 
 def corrupt_run(run_id: str, key: bytes, error: Exception) -> CorruptRun:
@@ -427,7 +468,7 @@ def set_run_status(tr: Transaction, run: RunRecord, status: RunStatus) -> RunRec
 
 def read_step(view: ReadView, run_id: str, step: str) -> StepRecord:
     """The step's record (waiting when none is stored); CorruptRun when it does not decode."""
-    key = WF_STEPS.pack((run_id, step))
+    key = step_key(run_id, step)
     data = view.get(key)
     if data is None:
         return StepRecord.waiting(run_id, step)
@@ -456,7 +497,7 @@ def write_step(tr: Transaction, step: StepRecord) -> None:
     if step.index is not None:
         tr.set(WF_INSTANCES.pack((step.run_id, step.key, step.index)), step.to_value())
     else:
-        tr.set(WF_STEPS.pack((step.run_id, step.key)), step.to_value())
+        tr.set(step_key(step.run_id, step.key), step.to_value())
 
 
 def read_instance(view: ReadView, run_id: str, step: str, index: int) -> StepRecord:

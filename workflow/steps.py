@@ -9,17 +9,28 @@ no longer stands for its step (an old attempt, a cancelled or failed run) change
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from keyspace.codec import CorruptValue
-from keyspace.layout import WF_INSTANCES, WF_RUNS, WF_STEPS
+from keyspace.layout import WF_INSTANCES
 from keyspace.protocol import Transaction
 from quick import extensions
 from quick.app import JobConfig
+from quick.enqueueing import queue_reads
 from quick.jobs import Claim
 from workflow import journal as events
-from workflow.engine import Run, check_storable, fail_run, hold, succeed
+from workflow.engine import (
+    Run,
+    check_storable,
+    definition_of,
+    fail_run,
+    hold,
+    succeed,
+    succeed_reads,
+)
+from workflow.errors import CorruptRun
 from workflow.hook_jobs import HOOK_CONFIG
 from workflow.items import MAP_TOPIC, MODULE, SLEEP_TOPIC, StepItem, is_hook, is_pager
 from workflow.mapping import (
@@ -35,7 +46,11 @@ from workflow.records import (
     RunStatus,
     StepRecord,
     StepStatus,
+    decode_run,
     read_instance,
+    read_step,
+    run_key,
+    step_key,
 )
 
 __all__ = ["StepContext", "StepExtension"]
@@ -106,14 +121,65 @@ class StepExtension:
             index=item.index,
         )
 
-    def _fenced(self, tr: Transaction, claim: Claim, now: int) -> tuple[Run, StepRecord] | None:
+    def prefetch(self, tr: Transaction, claims: Sequence[Claim], *, settling: bool) -> None:
+        """Read what the hooks of ``claims`` will read, as snapshot reads (adding no
+        conflicts; each hook's own read adds its conflict from the transaction's cache):
+        every run and step record at once, then, when ``settling``, what each step's
+        success reads (its successors, their dependencies, the final steps, its queue's
+        keys for the next item). Two round trips for a whole batch, not a few per step."""
+        items: list[StepItem] = []
+        keys: list[bytes] = []
+        for claim in claims:
+            if is_hook(claim.extension) or is_pager(claim.extension):
+                continue
+            try:
+                item = StepItem.from_record(claim.extension)
+            except CorruptValue:
+                continue  # its hooks name the bad data
+            items.append(item)
+            keys += [run_key(item.run_id), step_key(item.run_id, item.step)]
+            if item.index is not None:
+                keys.append(WF_INSTANCES.pack((item.run_id, item.step, item.index)))
+        if not keys:
+            return
+        values = dict(zip(keys, tr.get_many(keys, snapshot=True), strict=True))
+        if not settling:
+            return
+        more: dict[bytes, None] = {}
+        for item in items:
+            data = values.get(run_key(item.run_id))
+            if data is None or item.index is not None:
+                continue
+            try:
+                record = decode_run(item.run_id, data)
+                definition = definition_of(record)
+            except CorruptRun:
+                continue  # the settlement names it
+            if item.step not in definition.steps:
+                continue
+            for key in succeed_reads(definition, item.step):
+                more[step_key(item.run_id, key)] = None
+            more.update(dict.fromkeys(queue_reads(record.queue)))
+        if more:
+            tr.get_many(list(more), snapshot=True)
+
+    def _fenced(
+        self, tr: Transaction, claim: Claim, now: int, claiming: bool = False
+    ) -> tuple[Run, StepRecord] | None:
         """The run and step (or map instance) this item still stands for; None when it
-        is stale, a hook or a pager."""
+        is stale, a hook or a pager.
+
+        ``claiming``: a map instance's claim reads its map step without a conflict.
+        Every instance success rewrites the map step (its count), so a conflict there
+        would make each claim round of a map's instances retry behind each settlement.
+        The claim needs none: a map that ends meanwhile withdraws the instance's job or
+        writes its record, and the claim reads both serializably; an instance claimed
+        just as its map ends is fenced when it settles, as one claimed just before."""
         if is_hook(claim.extension) or is_pager(claim.extension):
             return None
         item = StepItem.from_record(claim.extension)
         # The run and the step, in one round trip (each read below still adds its conflict).
-        keys = [WF_RUNS.pack((item.run_id,)), WF_STEPS.pack((item.run_id, item.step))]
+        keys = [run_key(item.run_id), step_key(item.run_id, item.step)]
         if item.index is not None:
             keys.append(WF_INSTANCES.pack((item.run_id, item.step, item.index)))
         tr.get_many(keys, snapshot=True)
@@ -122,7 +188,10 @@ class StepExtension:
             if item.index is not None:
                 _release(run, item.step, item.index, claim.job_id)
             return None
-        step = run.step(item.step)
+        if item.index is not None and claiming:
+            step = read_step(tr.snapshot, item.run_id, item.step)
+        else:
+            step = run.step(item.step)
         if item.index is not None:
             if step.status != StepStatus.RUNNING:
                 return None
@@ -132,7 +201,7 @@ class StepExtension:
         return run, step
 
     def on_claimed(self, tr: Transaction, claim: Claim, now: int) -> None:
-        fenced = self._fenced(tr, claim, now)
+        fenced = self._fenced(tr, claim, now, claiming=True)
         if fenced is None:
             return
         run, step = fenced

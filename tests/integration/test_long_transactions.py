@@ -19,6 +19,7 @@ import pytest
 import quick
 import workflow
 from quick import inspection
+from quick.outcomes import Attempt, job_config, run_attempt, settle_batch
 from tests.latency_probe import Probe, Try
 from tests.long_store import FAN, QUEUES, RUNS, SCHEDULES, app, build_store, run_all, start_fan
 
@@ -196,3 +197,25 @@ def test_failing_and_retrying_a_wide_run_are_short(store: Path, probe: Probe) ->
     _, tries = _measure(probe, lambda: workflow.retry_run(probe, run_id))
     assert workflow.inspect_run(probe, run_id).steps[step].status == "scheduled"
     _assert_short(tries, 6)
+
+
+def test_claiming_and_settling_a_batch_of_steps_reads_their_records_at_once(
+    store: Path, probe: Probe
+) -> None:
+    # A worker claims and settles steps of many runs together; each step's hooks read
+    # its run, its step and its successors. Those reads are made for the whole batch at
+    # once, so neither transaction's round trips grow with the batch.
+    pair = workflow.Workflow("pair").step("p", topic="work").step("q", topic="work", after=["p"])
+    with quick.open(f"sqlite:///{store}") as db:
+        runs = [workflow.start_run(db, pair, i, queue_id="batch") for i in range(FAN)]
+    claims, tries = _measure(probe, lambda: quick.claim(probe, "batch", "w", limit=FAN))
+    assert len(claims) == FAN
+    _assert_short(tries, 8)  # was 67: two per step
+    attempts = [run_attempt(probe, claim, job_config(app(), claim)) for claim in claims]
+    done = [attempt for attempt in attempts if isinstance(attempt, Attempt)]
+    outcomes, tries = _measure(probe, lambda: settle_batch(probe, done))
+    assert outcomes == [quick.Outcome.COMPLETED] * FAN
+    assert len(tries) == 1
+    _assert_short(tries, 4)  # was about two per step
+    view = workflow.inspect_run(probe, runs[-1])
+    assert (view.steps["p"].status, view.steps["q"].status) == ("succeeded", "scheduled")

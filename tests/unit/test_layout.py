@@ -82,3 +82,19 @@ def test_subspace_pack_writes_the_same_bytes_as_fdb_tuple(items: list[object]) -
     packed = Subspace(("qk",)).pack(tuple(items))
     assert packed == fdbtuple.pack(("qk", *items))
     assert tuple(fdbtuple.unpack(packed)) == ("qk", *items)
+
+
+@given(
+    st.lists(
+        st.one_of(st.text(), st.integers(min_value=-(2**70), max_value=2**70), st.none()),
+        max_size=4,
+    ),
+    st.integers(min_value=0, max_value=65535),
+)
+def test_subspace_versionstamp_template_is_fdb_tuples(items: list[object], order: int) -> None:
+    # Journal keys (text, then an incomplete versionstamp) are packed without fdb.tuple;
+    # the template, placeholder offset included, must be exactly fdb.tuple's.
+    stamp = Versionstamp(user_version=order)
+    template = Subspace(("wf", "j")).pack_with_versionstamp((*items, stamp))
+    expected = fdbtuple.pack_with_versionstamp(("wf", "j", *items, stamp))
+    assert template == expected
