@@ -198,7 +198,26 @@ class _Watch:
         self._cancelled = False
         self.failed = False
         self._ready = threading.Event()
-        future.on_ready(lambda _: self._ready.set())
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[], None]] = []
+        future.on_ready(self._fire)  # the binding's one callback; listeners fan out from it
+
+    def _fire(self, _: Any) -> None:
+        with self._lock:
+            self._ready.set()
+            listeners, self._listeners = self._listeners, []
+        for listener in listeners:
+            listener()
+
+    def on_ready(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once the watch fires, fails or is cancelled (on the binding's
+        network thread, or at once when it already has): an event loop waits on it
+        without holding a thread (:func:`quick.aio_waiting.await_watch`)."""
+        with self._lock:
+            if not self._ready.is_set():
+                self._listeners.append(callback)
+                return
+        callback()
 
     def wait(self, timeout: float | None = None) -> bool:
         if not self._ready.wait(timeout):

@@ -13,11 +13,12 @@ Three ways of waiting, and nothing else in :mod:`quick.aio` waits on the store:
   callback (``Future.on_ready``), which hands it to the loop with
   ``loop.call_soon_threadsafe`` (asyncio) or ``TrioToken.run_sync_soon`` (trio): no
   thread is held while the cluster answers.
-* :func:`await_watch` waits for a watch (:func:`quick.aio.result`): a wait can last
-  minutes, so it holds its own thread, blocked on the watch (the engine's condition
-  variable, or the binding future's event), never one of the pool's, which would
-  starve the calls queued behind it. Cancelling the caller cancels the watch, which
-  releases the thread at once.
+* :func:`await_watch` waits for a watch (:func:`quick.aio.result`). A FoundationDB
+  watch calls back when it fires, so the loop waits on that callback with no thread
+  held. The embedded engine's blocks on a condition variable: a wait can last minutes,
+  so it holds its own thread, never one of the pool's, which would starve the calls
+  queued behind it. Cancelling the caller cancels the watch, which releases its
+  thread at once.
 
 The running loop is found when a call is made (asyncio's running loop, else trio's),
 and each waits with that loop's own primitives: an asyncio future, a parked trio task.
@@ -182,7 +183,14 @@ async def await_future(future: Any) -> None:
 async def await_watch(watch: Watch, timeout: float | None) -> bool:
     """``watch.wait(timeout)`` without blocking the loop: True when it fired (or failed:
     see ``watch.failed``), False when ``timeout`` passed. A cancelled caller cancels
-    the watch (its thread returns at once) and is released at once."""
+    the watch (its thread returns at once) and is released at once.
+
+    A watch that calls back when it fires (``on_ready``: FoundationDB's, a binding
+    future) is awaited through that callback, with no thread held; others in a thread.
+    """
+    on_ready = getattr(watch, "on_ready", None)
+    if on_ready is not None:
+        return await _await_watch_callback(watch, on_ready, timeout)
     schedule, wake, done = _one_shot()
     fired = [False]
 
@@ -200,6 +208,46 @@ async def await_watch(watch: Watch, timeout: float | None) -> bool:
         watch.cancel()
         raise
     return fired[0]
+
+
+async def _await_watch_callback(
+    watch: Watch, on_ready: Callable[[Callable[[], None]], None], timeout: float | None
+) -> bool:
+    schedule, wake, done = _one_shot()
+
+    def ready() -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: no one waits
+            schedule(wake)
+
+    on_ready(ready)
+    try:
+        if not await _within(done, timeout):
+            return False
+    except BaseException:
+        watch.cancel()
+        raise
+    return watch.wait(1.0)  # it is ready: says at once whether it fired or failed
+
+
+async def _within(done: Any, timeout: float | None) -> bool:
+    """Await ``done``; False if ``timeout`` seconds pass first (None: no limit)."""
+    if timeout is None:
+        await done
+        return True
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        import trio
+
+        with trio.move_on_after(timeout):
+            await done
+            return True
+        return False
+    try:
+        await asyncio.wait_for(done, timeout)
+    except TimeoutError:
+        return False
+    return True
 
 
 async def sleep(seconds: float) -> None:

@@ -14,7 +14,7 @@ import anyio
 import pytest
 
 from keyspace.errors import StorageError
-from keyspace.fdb_engine import FdbTransaction
+from keyspace.fdb_engine import FdbTransaction, _Watch
 from quick import aio_pool, aio_waiting
 from quick.aio import AsyncTransaction
 
@@ -176,3 +176,28 @@ async def test_aio_fdb_cancelled_wait_cancels_the_future(no_pool: None) -> None:
     with anyio.move_on_after(0.05):
         await tr.get(b"k")
     assert binding.futures[0].cancelled
+
+
+@pytest.fixture
+def no_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a FoundationDB watch is awaited through its callback")
+
+    monkeypatch.setattr(aio_waiting, "threading", types.SimpleNamespace(Thread=refuse))
+
+
+async def test_aio_fdb_watch_is_awaited_through_its_callback(no_thread: None) -> None:
+    future = FakeFuture(delay=0.05)
+    watch = _Watch(FAKE_FDB, future)
+    assert await aio_waiting.await_watch(watch, 5.0) is True
+    assert not watch.failed
+    assert not future.waited_before_ready
+
+
+async def test_aio_fdb_watch_wait_times_out_and_a_failure_fires(no_thread: None) -> None:
+    slow = _Watch(FAKE_FDB, FakeFuture(delay=30.0))
+    assert await aio_waiting.await_watch(slow, 0.05) is False
+    slow.cancel()
+    failing = _Watch(FAKE_FDB, FakeFuture(error=1020, delay=0.01))
+    assert await aio_waiting.await_watch(failing, 5.0) is True
+    assert failing.failed
