@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 import simulate
 from sim_breaks import BREAKS
 
-STEPS = 40
+STEPS = 60
 
 
 def test_simulation_300_seeds_show_no_violation() -> None:
