@@ -95,6 +95,11 @@ class Shape:
 def shape_of(topic: str, handler: Callable[..., Any]) -> Shape | None:
     """The typed shape of ``handler``, or None for a ``(payload, meta)`` handler.
 
+    A typed handler has keyword-only parameters (its job's arguments) after nothing,
+    ``meta`` or ``tr, meta``. Two positional parameters whose first is not named ``tr``,
+    or three, followed only by keyword-only parameters with defaults, make a plain
+    handler with options of its own.
+
     Raises:
         InvalidArgument: a typed handler with more than two positional parameters, or
             with ``*args`` (a job's arguments are keywords).
@@ -106,6 +111,12 @@ def shape_of(topic: str, handler: Callable[..., Any]) -> Shape | None:
     varargs = inspect.Parameter.VAR_POSITIONAL in kinds
     if not keyword and (varargs or len(positional) > 1):
         return None  # (payload, meta), (tr, payload, meta), (*args), ...
+    plain_shape = len(positional) == 3 or (len(positional) == 2 and positional[0].name != "tr")
+    if plain_shape and all(p.default is not p.empty for p in keyword):
+        # (payload, meta, *, option=...) or (tr, payload, meta, *, option=...): a plain
+        # handler with keyword-only options of its own, not a typed one (whose first of
+        # two is tr), since nothing is left for a job's arguments to fill.
+        return None
     if varargs or len(positional) > 2:
         raise InvalidArgument(
             "handler",

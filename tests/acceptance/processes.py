@@ -53,8 +53,11 @@ def start_crashable_worker(url: str, out: Path, app: str) -> subprocess.Popen[by
 
 
 def record_lines(out: Path) -> list[list[str]]:
-    """The records the test apps appended to ``out``, each split into its fields."""
-    return [line.split() for line in out.read_text().splitlines()] if out.exists() else []
+    """The records the test apps appended to ``out``, each split into its fields (a last
+    line without its newline is still being written by another process: left out)."""
+    if not out.exists():
+        return []
+    return [line.split() for line in out.read_text().split("\n")[:-1]]
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, poll: float = 0.1) -> None:

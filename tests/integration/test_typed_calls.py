@@ -110,6 +110,19 @@ def test_typed_handler_is_still_the_plain_function() -> None:
     assert seen == [("send", "x", "y")]
 
 
+def test_plain_handler_with_keyword_only_options_of_its_own_is_not_typed(db: Database) -> None:
+    app = quick.App()
+    seen: list[Any] = []
+
+    def handler(payload: Any, meta: Meta, *, tag: str = "default") -> None:
+        seen.append((payload, tag))
+
+    assert app.job("plain")(handler) is handler  # not a JobHandler
+    quick.enqueue(db, "q", "plain", {"gift": True})
+    drain(db, app)
+    assert seen == [({"gift": True}, "default")]
+
+
 def test_typed_call_options_set_priority_delay_job_id_and_unique_key(db: Database) -> None:
     _, h = make_app([])
     send = h["send"]
