@@ -63,6 +63,9 @@ __all__ = [
     "QUEUE_LEASE_MS",
     "PROMOTE_BATCH",
     "CLAIM_BYTE_BUDGET",
+    "MAX_QUEUES_PER_ROUND",
+    "ROUND_SPREAD",
+    "ROUND_MIN_QUEUES",
     "claim",
     "claim_jobs",
     "ClaimRound",
@@ -264,9 +267,9 @@ def _look(tr: Transaction, keys: QueueKeys, limit: int) -> _Look:
     the scheduled index).
 
     The read is a snapshot read with the read conflict added by hand, so that it covers
-    what a serializable read of the ready index (up to ``limit + 1`` entries) and of the
-    first scheduled entry would: a producer or settlement writing past that first
-    scheduled entry does not conflict with the claim.
+    what a serializable read of the ready index (up to ``limit + 1`` entries) would, and
+    the scheduled index up to its first entry: a producer or settlement writing past that
+    entry, or settling the job it belongs to, does not conflict with the claim.
     """
     begin, ready_end = keys.ready_range()
     sched_begin, end = keys.scheduled_range()
@@ -275,7 +278,10 @@ def _look(tr: Transaction, keys: QueueKeys, limit: int) -> _Look:
     first = next((key for key, _ in rows if key >= sched_begin), None)
     scheduled: int | None = pointers.UNREAD
     if first is not None:
-        covered = first + b"\x00"
+        # Up to the first scheduled entry, not including it: its removal (a settled
+        # lease) only leaves the pointer early, which is allowed; an entry written
+        # before it would leave the pointer late, and conflicts.
+        covered = first
         # An entry that does not unpack stays UNREAD: pointers.refresh reads it again.
         with contextlib.suppress(ValueError):
             scheduled = _unpack(keys.unpack_scheduled, first)[0]
@@ -416,6 +422,7 @@ def claim_round(
     scan_limit: int = 100,
     rng: random.Random | None = None,
     watch: bool = True,
+    max_queues: int = MAX_QUEUES_PER_ROUND,
 ) -> ClaimRound:
     """Claim up to ``limit`` jobs across the due queues, in ``tr``; see the module docstring.
 
@@ -425,7 +432,9 @@ def claim_round(
     :data:`ROUND_SPREAD` (at least one job; a batch is shared among
     :data:`ROUND_MIN_QUEUES` at least), so a round over busy queues visits few of them
     and concurrent rounds rarely share one, while many one-job queues share a batch.
-    Queues whose short lease another consumer holds are skipped.
+    Queues whose short lease another consumer holds are skipped. A round visits at
+    most ``max_queues`` queues (capped at :data:`MAX_QUEUES_PER_ROUND`): a consumer
+    whose rounds conflict asks for fewer.
     """
     if tries.leased:
         again = _claimed_before(tr, tries)
@@ -442,21 +451,22 @@ def claim_round(
         return ClaimRound([], 0, None, idle)
     # Walk the page from a random entry (wrapping), a chunk of queues at a time, until
     # the batch is full: a round of deep queues visits a few, a round of one-job queues
-    # as many as its batch needs (up to MAX_QUEUES_PER_ROUND).
+    # as many as its batch needs (up to ``most``).
     start = rng.randrange(len(due))
     order = due[start:] + due[:start]
     planned = max(min(len(due), ROUND_MIN_QUEUES), len(due) // ROUND_SPREAD)
-    chunk = min(limit, MAX_QUEUES_PER_ROUND, planned)
+    most = max(1, min(max_queues, MAX_QUEUES_PER_ROUND))
+    chunk = min(limit, most, planned)
     share = max(1, limit // chunk)
     claims: list[Claim] = []
     tally = Tally()
     budget = _Budget()
     limiter = Limiter()
     visited: list[tuple[bytes, str]] = []
-    for at in range(0, min(len(order), MAX_QUEUES_PER_ROUND), chunk):
+    for at in range(0, min(len(order), most), chunk):
         if len(claims) >= limit or budget.left <= 0:
             break
-        picked = _queues(tr, order[at : min(at + chunk, MAX_QUEUES_PER_ROUND)])
+        picked = _queues(tr, order[at : min(at + chunk, most)])
         visited += picked
         queues = [queue for _, queue in picked]
         # The chunk's leases and pointers in one round trip (snapshot: each is read

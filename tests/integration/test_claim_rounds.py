@@ -153,3 +153,24 @@ def test_drained_one_job_queues_leave_no_key_once_collected(db: Database) -> Non
     tr = db.create_transaction()
     for prefix in (QUEUES, POINTERS, POINTER_INDEX, QUEUE_LEASES):
         assert tr.get_range(*prefix.range()) == [], prefix
+
+
+def test_claim_round_visits_at_most_max_queues(db: Database) -> None:
+    """A consumer whose rounds conflict asks for fewer queues: deep ones then fill the
+    batch from those few, one-job ones give only as many jobs."""
+    _deep_queues(db, 128, 8)
+    tr = db.create_transaction()
+    found = claim_round(
+        tr, "c1", NOW, limit=64, lease_ms=LEASE_MS, tries=Tries(), rng=random.Random(0),
+        watch=False, max_queues=1,
+    )  # fmt: skip
+    assert len(found.claims) == 8  # the one queue's whole depth
+    assert len({c.queue_id for c in found.claims}) == 1
+    tr.cancel()
+    _tenants(db, 100)
+    tr = db.create_transaction()
+    found = claim_round(
+        tr, "c1", NOW, limit=64, lease_ms=LEASE_MS, tries=Tries(), rng=random.Random(0),
+        watch=False, max_queues=3,
+    )  # fmt: skip
+    assert len({c.queue_id for c in found.claims}) == 3
