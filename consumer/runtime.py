@@ -124,8 +124,10 @@ class Consumer:
         )
         #: Stalled slots (lanes among them), as the stall watch last counted them.
         self._stalled = 0
-        #: The most queues the next claim round visits (see consumer.sizing.round_queues).
-        self._round_queues = MAX_QUEUES_PER_ROUND
+        #: The most queues the next claim round visits (see consumer.sizing.round_queues),
+        #: and whether no round has conflicted yet.
+        self._round_queues = 1
+        self._round_calm = True
         self._capacity = trio.Event()
         self._stopping = trio.Event()
         self._runners = Runners(
@@ -261,8 +263,9 @@ class Consumer:
 
         def body(tr: Transaction) -> ClaimRound:
             if not tries.first():  # a retry: visit fewer queues, elsewhere on the page
+                self._round_calm = False
                 self._round_queues = round_queues(
-                    self._round_queues, conflicted=True, most=MAX_QUEUES_PER_ROUND
+                    self._round_queues, conflicted=True, calm=False, most=MAX_QUEUES_PER_ROUND
                 )
             if self.metrics is not None:  # counted as it starts: a scrape sees a long retry
                 self.metrics.claim_round_tries.inc()
@@ -283,7 +286,10 @@ class Consumer:
         found = self.db.transact(body)
         if tries.runs == 1:
             self._round_queues = round_queues(
-                self._round_queues, conflicted=False, most=MAX_QUEUES_PER_ROUND
+                self._round_queues,
+                conflicted=False,
+                calm=self._round_calm,
+                most=MAX_QUEUES_PER_ROUND,
             )
         if self.metrics is not None:
             self.metrics.claim_rounds.inc()

@@ -17,9 +17,10 @@ not count: a slow store slows every job alike, and more lanes would not help.)
 * **Lanes** (:func:`lanes_wanted`). Sync handlers share one lane while a lane clears the
   backlog within a slice; before the handler time is known, and while a lane is
   stalled, every waiting claim gets its own lane (as far as there are slots).
-* **Queues per claim round** (:func:`round_queues`). A claim round that conflicted
-  with another consumer's is retried visiting half as many queues; each round that
-  commits at its first try lets the next visit 5% more. Consumers fighting over
+* **Queues per claim round** (:func:`round_queues`). A consumer's first round visits
+  one queue, and each round that commits at its first try lets the next visit twice as
+  many; a claim round that conflicted with another consumer's is retried visiting half
+  as many, and from then on a clean round lets the next visit only 5% more. Consumers fighting over
   few due queues then each take one or two (and rarely meet), while a lone consumer
   over many one-job queues keeps filling its batch from many.
 * **Hand-back.** Claims that still wait while every slot has been stalled for
@@ -117,16 +118,18 @@ def stalled(clocks: Iterable[HandlerClock], now: float) -> int:
 
 
 #: Growth of a consumer's queues per claim round after each round that committed at its
-#: first try. Halving on a conflict and growing by this settle where about
-#: ln(1.05) / (ln(1.05) + ln(2)) = 6.6% of tries conflict, when conflicts come from sharing
-#: queues; a faster growth settles higher (1.25: 24%).
+#: first try, once its rounds have conflicted. Halving on a conflict and growing by this
+#: settle where about ln(1.05) / (ln(1.05) + ln(2)) = 6.6% of tries conflict, when
+#: conflicts come from sharing queues; a faster growth settles higher (1.25: 24%).
 ROUND_GROWTH = 1.05
 
 
-def round_queues(current: int, *, conflicted: bool, most: int) -> int:
-    """The most queues the next claim round visits: half after a conflicted try,
-    :data:`ROUND_GROWTH` times more (at least one more) after a round that committed at
-    once, 1 to ``most``."""
+def round_queues(current: int, *, conflicted: bool, calm: bool, most: int) -> int:
+    """The most queues the next claim round visits, 1 to ``most``: half after a
+    conflicted try; after a round that committed at once, twice as many while ``calm``
+    (no round of this consumer has conflicted yet: a slow start, as TCP's) and
+    :data:`ROUND_GROWTH` times more (at least one more) after that."""
     if conflicted:
         return max(1, current // 2)
-    return min(most, max(current + 1, int(current * ROUND_GROWTH)))
+    grown = current * 2 if calm else max(current + 1, int(current * ROUND_GROWTH))
+    return min(most, grown)
