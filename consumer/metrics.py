@@ -17,7 +17,7 @@ metric                                 type       meaning
 ``quick_transaction_retries_total``    counter    tries the process's retry loops retried,
 ``{code}``                                        by FoundationDB error code (1020 conflict)
 ``quick_claim_rounds_total``           counter    claim rounds this consumer committed
-``quick_claim_round_tries_total``      counter    tries of them (a try more per retry)
+``quick_claim_round_tries_total``      counter    their tries, counted as each starts
 =====================================  =========  ==========================================
 
 The job path only increments counters and observes the histogram. Queue depth is read

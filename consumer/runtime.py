@@ -70,12 +70,13 @@ from consumer.sizing import (
     ClaimSize,
     claim_size,
     lanes_wanted,
+    round_queues,
     stalled,
 )
 from keyspace.protocol import Database, Transaction, Watch
 from keyspace.retry import Tries, watch_retry_pause
 from quick.app import App
-from quick.claiming import ClaimRound, claim_round
+from quick.claiming import MAX_QUEUES_PER_ROUND, ClaimRound, claim_round
 from quick.jobs import Claim, now_ms
 from quick.leases import release_all
 from quick.outcomes import Outcome, describe_error, job_config
@@ -126,6 +127,10 @@ class Consumer:
         )
         #: Stalled slots (lanes among them), as the stall watch last counted them.
         self._stalled = 0
+        #: The most queues the next claim round visits (see consumer.sizing.round_queues),
+        #: and whether no round has conflicted yet.
+        self._round_queues = 1
+        self._round_calm = True
         self._capacity = trio.Event()
         self._stopping = trio.Event()
         #: Where asyncio handlers run: a loop in a thread of its own, started on first use.
@@ -264,8 +269,14 @@ class Consumer:
         rng = random.Random(seed)
 
         def body(tr: Transaction) -> ClaimRound:
-            tries.first()  # counts the tries, for the metrics
-            rng.seed(seed)
+            if not tries.first():  # a retry: visit fewer queues, elsewhere on the page
+                self._round_calm = False
+                self._round_queues = round_queues(
+                    self._round_queues, conflicted=True, calm=False, most=MAX_QUEUES_PER_ROUND
+                )
+            if self.metrics is not None:  # counted as it starts: a scrape sees a long retry
+                self.metrics.claim_round_tries.inc()
+            rng.seed(seed + tries.runs)
             return claim_round(
                 tr,
                 config.owner,
@@ -276,12 +287,19 @@ class Consumer:
                 cursor=cursor,
                 scan_limit=config.scan_limit,
                 rng=rng,
+                max_queues=self._round_queues,
             )
 
         found = self.db.transact(body)
+        if tries.runs == 1:
+            self._round_queues = round_queues(
+                self._round_queues,
+                conflicted=False,
+                calm=self._round_calm,
+                most=MAX_QUEUES_PER_ROUND,
+            )
         if self.metrics is not None:
             self.metrics.claim_rounds.inc()
-            self.metrics.claim_round_tries.inc(max(1, tries.runs))
         return found
 
     def _dispatch(self, claims: list[Claim]) -> None:

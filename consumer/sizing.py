@@ -17,6 +17,12 @@ not count: a slow store slows every job alike, and more lanes would not help.)
 * **Lanes** (:func:`lanes_wanted`). Sync handlers share one lane while a lane clears the
   backlog within a slice; before the handler time is known, and while a lane is
   stalled, every waiting claim gets its own lane (as far as there are slots).
+* **Queues per claim round** (:func:`round_queues`). A consumer's first round visits
+  one queue, and each round that commits at its first try lets the next visit twice as
+  many; a claim round that conflicted with another consumer's is retried visiting half
+  as many, and from then on a clean round lets the next visit only 5% more. Consumers fighting over
+  few due queues then each take one or two (and rarely meet), while a lone consumer
+  over many one-job queues keeps filling its batch from many.
 * **Hand-back.** Claims that still wait while every slot has been stalled for
   :data:`HANDBACK_SECONDS` are given back (released, their attempts refunded), so an
   idle consumer takes them; this one claims nothing more until a slot frees.
@@ -37,6 +43,7 @@ __all__ = [
     "ClaimSize",
     "claim_size",
     "lanes_wanted",
+    "round_queues",
     "stalled",
 ]
 
@@ -108,3 +115,21 @@ def stalled(clocks: Iterable[HandlerClock], now: float) -> int:
         if since is not None and now - since > STALL_SECONDS:
             count += 1
     return count
+
+
+#: Growth of a consumer's queues per claim round after each round that committed at its
+#: first try, once its rounds have conflicted. Halving on a conflict and growing by this
+#: settle where about ln(1.05) / (ln(1.05) + ln(2)) = 6.6% of tries conflict, when
+#: conflicts come from sharing queues; a faster growth settles higher (1.25: 24%).
+ROUND_GROWTH = 1.05
+
+
+def round_queues(current: int, *, conflicted: bool, calm: bool, most: int) -> int:
+    """The most queues the next claim round visits, 1 to ``most``: half after a
+    conflicted try; after a round that committed at once, twice as many while ``calm``
+    (no round of this consumer has conflicted yet: a slow start, as TCP's) and
+    :data:`ROUND_GROWTH` times more (at least one more) after that."""
+    if conflicted:
+        return max(1, current // 2)
+    grown = current * 2 if calm else max(current + 1, int(current * ROUND_GROWTH))
+    return min(most, grown)

@@ -64,6 +64,9 @@ __all__ = [
     "QUEUE_LEASE_MS",
     "PROMOTE_BATCH",
     "CLAIM_BYTE_BUDGET",
+    "MAX_QUEUES_PER_ROUND",
+    "ROUND_SPREAD",
+    "ROUND_MIN_QUEUES",
     "claim",
     "claim_jobs",
     "ClaimRound",
@@ -79,6 +82,14 @@ PROMOTE_BATCH = 256
 CLAIM_BYTE_BUDGET = 1_000_000
 #: The most queues one claim round leases from.
 MAX_QUEUES_PER_ROUND = 256
+#: A claim round plans to take about 1/ROUND_SPREAD of a page's due queues, each giving
+#: up to ``limit`` over that many jobs: consumers scanning the same page (up to about
+#: this many at once) then rarely visit the same queue and conflict, while a page of
+#: 2,000 one-job queues still fills a batch of 200 (the walk goes on until it is full).
+ROUND_SPREAD = 64
+#: ...but at least this many queues when as many are due, so a batch is shared fairly
+#: among a few due queues (each gives at most ``limit // ROUND_MIN_QUEUES`` jobs).
+ROUND_MIN_QUEUES = 8
 
 
 class _Budget:
@@ -267,9 +278,9 @@ def _look(tr: Transaction, keys: QueueKeys, limit: int) -> _Look:
     the scheduled index).
 
     The read is a snapshot read with the read conflict added by hand, so that it covers
-    what a serializable read of the ready index (up to ``limit + 1`` entries) and of the
-    first scheduled entry would: a producer or settlement writing past that first
-    scheduled entry does not conflict with the claim.
+    what a serializable read of the ready index (up to ``limit + 1`` entries) would, and
+    the scheduled index up to its first entry: a producer or settlement writing past that
+    entry, or settling the job it belongs to, does not conflict with the claim.
     """
     begin, ready_end = keys.ready_range()
     sched_begin, end = keys.scheduled_range()
@@ -278,7 +289,10 @@ def _look(tr: Transaction, keys: QueueKeys, limit: int) -> _Look:
     first = next((key for key, _ in rows if key >= sched_begin), None)
     scheduled: int | None = pointers.UNREAD
     if first is not None:
-        covered = first + b"\x00"
+        # Up to the first scheduled entry, not including it: its removal (a settled
+        # lease) only leaves the pointer early, which is allowed; an entry written
+        # before it would leave the pointer late, and conflicts.
+        covered = first
         # An entry that does not unpack stays UNREAD: pointers.refresh reads it again.
         with contextlib.suppress(ValueError):
             scheduled = _unpack(keys.unpack_scheduled, first)[0]
@@ -425,15 +439,19 @@ def claim_round(
     scan_limit: int = 100,
     rng: random.Random | None = None,
     watch: bool = True,
+    max_queues: int = MAX_QUEUES_PER_ROUND,
 ) -> ClaimRound:
     """Claim up to ``limit`` jobs across the due queues, in ``tr``; see the module docstring.
 
     Queues are taken from one page of ``scan_limit`` pointer-index entries (resuming
-    after ``cursor``): one run of up to ``limit`` neighbouring entries, drawn at random
-    among the runs the page splits into, so consumers on one page rarely share a queue.
-    Each queue gives at most ``limit`` divided by the number of queues taken (at least
-    one job), so a deep queue fills a batch alone and many small queues share one.
-    Queues whose short lease another consumer holds are skipped.
+    after ``cursor``), walking on from a random entry until the batch is full. Each
+    queue gives at most ``limit`` over the page's due queues divided by
+    :data:`ROUND_SPREAD` (at least one job; a batch is shared among
+    :data:`ROUND_MIN_QUEUES` at least), so a round over busy queues visits few of them
+    and concurrent rounds rarely share one, while many one-job queues share a batch.
+    Queues whose short lease another consumer holds are skipped. A round visits at
+    most ``max_queues`` queues (capped at :data:`MAX_QUEUES_PER_ROUND`): a consumer
+    whose rounds conflict asks for fewer.
     """
     if tries.leased:
         again = _claimed_before(tr, tries)
@@ -448,46 +466,56 @@ def claim_round(
     if not due:
         idle = (tr.watch(WAKE), pointers.next_visible(tr.snapshot)) if watch else None
         return ClaimRound([], 0, None, idle)
-    window = _window(due, min(limit, MAX_QUEUES_PER_ROUND), rng)
-    picked = _queues(tr, window)
-    if not picked:
-        return ClaimRound([], len(due), next_cursor)
-    queues = [queue for _, queue in picked]
-    share = max(1, limit // len(queues))
-    # Every picked queue's lease and pointer in one round trip (snapshot: each is read
-    # again serializably, from the transaction's read cache, only if its queue is visited).
-    tr.get_many(
-        [QUEUE_LEASES.pack((q,)) for q in queues] + [POINTERS.pack((q,)) for q in queues],
-        snapshot=True,
-    )
+    # Walk the page from a random entry (wrapping), a chunk of queues at a time, until
+    # the batch is full: a round of deep queues visits a few, a round of one-job queues
+    # as many as its batch needs (up to ``most``).
+    start = rng.randrange(len(due))
+    order = due[start:] + due[:start]
+    planned = max(min(len(due), ROUND_MIN_QUEUES), len(due) // ROUND_SPREAD)
+    most = max(1, min(max_queues, MAX_QUEUES_PER_ROUND))
+    chunk = min(limit, most, planned)
+    share = max(1, limit // chunk)
     claims: list[Claim] = []
     tally = Tally()
     budget = _Budget()
     limiter = Limiter()
-    for queue in queues:
-        room = min(share, limit - len(claims))
-        if room <= 0 or budget.left <= 0:
+    visited: list[tuple[bytes, str]] = []
+    for at in range(0, min(len(order), most), chunk):
+        if len(claims) >= limit or budget.left <= 0:
             break
-        if queue_leases.leased_by_other(tr, queue, owner, now):
-            continue
-        tries.touched.add(queue)
-        claims.extend(
-            claim_jobs(
-                tr,
-                queue,
-                owner,
-                now,
-                room,
-                lease_ms,
-                tries.token,
-                tally=tally,
-                budget=budget,
-                limiter=limiter,
-                tries=tries,
-            )
+        picked = _queues(tr, order[at : min(at + chunk, most)])
+        visited += picked
+        queues = [queue for _, queue in picked]
+        # The chunk's leases and pointers in one round trip (snapshot: each is read
+        # again serializably, from the transaction's read cache, only if its queue is visited).
+        tr.get_many(
+            [QUEUE_LEASES.pack((q,)) for q in queues] + [POINTERS.pack((q,)) for q in queues],
+            snapshot=True,
         )
+        for queue in queues:
+            room = min(share, limit - len(claims))
+            if room <= 0 or budget.left <= 0:
+                break
+            if queue_leases.leased_by_other(tr, queue, owner, now):
+                continue
+            tries.touched.add(queue)
+            claims.extend(
+                claim_jobs(
+                    tr,
+                    queue,
+                    owner,
+                    now,
+                    room,
+                    lease_ms,
+                    tries.token,
+                    tally=tally,
+                    budget=budget,
+                    limiter=limiter,
+                    tries=tries,
+                )
+            )
     tally.flush(tr)
-    for key, queue in picked:
+    for key, queue in visited:
         if queue in tries.touched:
             pointers.drop_stray(tr, key, queue)
     return ClaimRound(claims, len(due), next_cursor)
@@ -500,19 +528,6 @@ def _scan_due(tr: Transaction, now: int, cursor: bytes | None, limit: int) -> li
         begin = max(begin, cursor + b"\x00")
     end = POINTER_INDEX.pack((now + 1,))
     return [key for key, _ in tr.snapshot.get_range(begin, end, limit=limit)]
-
-
-def _window(due: list[bytes], size: int, rng: random.Random) -> list[bytes]:
-    """One of the ``size``-long runs ``due`` splits into, at random.
-
-    Consumers reading the same page of the pointer index then claim from different
-    runs (disjoint unless they draw the same one), where random samples of one page
-    would share queues and conflict; a run of neighbouring entries also keeps a round's
-    reads together in the store.
-    """
-    runs = max(1, len(due) // size)
-    start = rng.randrange(runs) * size
-    return due[start : start + size]
 
 
 def _queues(tr: Transaction, keys: list[bytes]) -> list[tuple[bytes, str]]:

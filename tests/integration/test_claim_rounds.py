@@ -1,5 +1,5 @@
 """The consumer's claim round over many one-job queues: retry after an unknown commit
-result, runs of neighbouring pointers, and the pointer of a queue a round drains."""
+result, how many queues a round visits, and the pointer of a queue a round drains."""
 
 from __future__ import annotations
 
@@ -79,18 +79,46 @@ def test_claim_round_writes_no_queue_lease(db: Database) -> None:
     assert tr.get_range(*QUEUE_LEASES.range()) == []
 
 
-def test_claim_rounds_on_one_page_take_disjoint_runs(db: Database) -> None:
-    """Two consumers reading the same page draw different runs of it: no shared queue."""
+def _deep_queues(db: Database, queues: int, depth: int) -> None:
+    quick.enqueue_many(
+        db,
+        [
+            {"queue_id": f"d{i % queues:04d}", "topic": "t", "payload": i}
+            for i in range(queues * depth)
+        ],
+    )
+
+
+def test_claim_round_over_deep_queues_visits_few_of_them(db: Database) -> None:
+    """1,024 due queues of 8 jobs, a batch of 128: the round plans 1,024 / ROUND_SPREAD =
+    16 queues and takes 8 jobs from each, so concurrent rounds rarely meet on a queue."""
+    _deep_queues(db, 1024, 8)
+    found = _round(db, Tries(), limit=128)
+    assert len(found.claims) == 128
+    assert len({c.queue_id for c in found.claims}) == 16
+
+
+def test_claim_round_over_one_job_queues_fills_its_batch(db: Database) -> None:
+    """One-job queues give one job each: the round walks on until its batch is full."""
     _tenants(db, 100)
+    found = _round(db, Tries(), limit=25)
+    assert len(found.claims) == 25
+    assert len({c.queue_id for c in found.claims}) == 25
+
+
+def test_claim_rounds_from_different_entries_take_disjoint_queues(db: Database) -> None:
+    """Two consumers reading the same page walk on from different random entries: rounds
+    that share no queue both commit (no conflict)."""
+    _deep_queues(db, 128, 8)
     tr_a, tr_b = db.create_transaction(), db.create_transaction()
     picks = []
     for tr, seed, owner in ((tr_a, 1, "a"), (tr_b, 2, "b")):
         rng = random.Random(seed)
         found = claim_round(
-            tr, owner, NOW, limit=25, lease_ms=LEASE_MS, tries=Tries(), rng=rng, watch=False
+            tr, owner, NOW, limit=64, lease_ms=LEASE_MS, tries=Tries(), rng=rng, watch=False
         )
         picks.append({c.queue_id for c in found.claims})
-    assert len(picks[0]) == len(picks[1]) == 25
+    assert len(picks[0]) == len(picks[1]) == 8
     assert not picks[0] & picks[1]
     tr_a.commit()
     tr_b.commit()  # disjoint queues: no conflict
@@ -125,3 +153,24 @@ def test_drained_one_job_queues_leave_no_key_once_collected(db: Database) -> Non
     tr = db.create_transaction()
     for prefix in (QUEUES, POINTERS, POINTER_INDEX, QUEUE_LEASES):
         assert tr.get_range(*prefix.range()) == [], prefix
+
+
+def test_claim_round_visits_at_most_max_queues(db: Database) -> None:
+    """A consumer whose rounds conflict asks for fewer queues: deep ones then fill the
+    batch from those few, one-job ones give only as many jobs."""
+    _deep_queues(db, 128, 8)
+    tr = db.create_transaction()
+    found = claim_round(
+        tr, "c1", NOW, limit=64, lease_ms=LEASE_MS, tries=Tries(), rng=random.Random(0),
+        watch=False, max_queues=1,
+    )  # fmt: skip
+    assert len(found.claims) == 8  # the one queue's whole depth
+    assert len({c.queue_id for c in found.claims}) == 1
+    tr.cancel()
+    _tenants(db, 100)
+    tr = db.create_transaction()
+    found = claim_round(
+        tr, "c1", NOW, limit=64, lease_ms=LEASE_MS, tries=Tries(), rng=random.Random(0),
+        watch=False, max_queues=3,
+    )  # fmt: skip
+    assert len({c.queue_id for c in found.claims}) == 3
