@@ -34,3 +34,17 @@ def test_sqlite_watch_that_fails_says_so(tmp_path: Path) -> None:
     db.close()  # the watch's re-read now fails
     assert watch.wait(1.0) is True
     assert watch.failed is True
+
+
+def test_watch_recheck_spacing_is_eager_then_doubles_to_its_cap() -> None:
+    from keyspace import watches
+
+    eager = [watches.recheck_spacing(n) for n in range(watches.EAGER_RECHECKS)]
+    assert eager == [watches.MIN_RECHECK_SECONDS] * watches.EAGER_RECHECKS
+    later = [watches.recheck_spacing(watches.EAGER_RECHECKS + n) for n in range(3)]
+    assert later == [
+        watches.MIN_RECHECK_SECONDS * 2,
+        watches.MIN_RECHECK_SECONDS * 4,
+        watches.MIN_RECHECK_SECONDS * 8,
+    ]
+    assert watches.recheck_spacing(1_000) == watches.MAX_RECHECK_SECONDS
