@@ -122,7 +122,10 @@ def opening(path: str) -> Iterator[None]:
     """
     created = [name for name in (path, path + ".lock") if not os.path.exists(name)]
     if path in created:
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_MODE))
+        try:
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_MODE))
+        except FileExistsError:  # another process created it just now: theirs to clean up
+            created.remove(path)
     try:
         yield
     except (sqlite3.Error, OSError, StorageError) as error:

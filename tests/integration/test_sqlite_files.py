@@ -164,3 +164,25 @@ def test_sqlite_open_and_read_while_a_writer_holds_the_lock(tmp_path: Path) -> N
     finally:
         holder.kill()
         holder.communicate()
+
+
+def test_sqlite_store_created_by_another_process_meanwhile_opens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another process creates the file between this one's look and its create: this one
+    # opens the store instead of failing with "File exists".
+    path = tmp_path / "new.db"
+    real_exists = os.path.exists
+
+    def looked_before_the_other_created_it(name: object) -> bool:
+        if str(name) == str(path):
+            path.touch()
+            return False
+        return real_exists(name)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os.path, "exists", looked_before_the_other_created_it)
+    with keyspace.open(f"sqlite:///{path}") as db:
+        db.transact(lambda tr: tr.set(b"k", b"v"))
+    monkeypatch.undo()
+    with keyspace.open(f"sqlite:///{path}") as db:
+        assert db.transact(lambda tr: tr.get(b"k")) == b"v"
