@@ -52,7 +52,7 @@ class ConsumerConfig:
     max_idle: float = 1.0
     #: Pointer-index entries one claim round reads (keys only, snapshot): a round takes
     #: one contiguous window of them, so a page ten batches long keeps consumers that
-    #: scan the same page apart (see :func:`quick.claiming.claim_round`).
+    #: scan the same page apart (see :func:`quick.claim_rounds.claim_round`).
     scan_limit: int = 2000
     grace: float = 30.0
     cron: bool = True

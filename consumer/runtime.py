@@ -3,7 +3,7 @@ children of one trio nursery.
 
 Theory of operation
 -------------------
-* The **claimer** leases work in *claim rounds* (:func:`quick.claiming.claim_round`):
+* The **claimer** leases work in *claim rounds* (:func:`quick.claim_rounds.claim_round`):
   one transaction scans a page of the pointer index, picks due queues at random and
   leases a batch across them. It claims again as soon as fewer than one batch of
   claims is waiting, so the next batch is in flight while the last one runs. The
@@ -76,7 +76,7 @@ from consumer.sizing import (
 from keyspace.protocol import Database, Transaction, Watch
 from keyspace.retry import Tries, watch_retry_pause
 from quick.app import App
-from quick.claiming import MAX_QUEUES_PER_ROUND, ClaimRound, claim_round
+from quick.claim_rounds import MAX_QUEUES_PER_ROUND, ClaimRound, claim_round
 from quick.jobs import Claim, now_ms
 from quick.leases import release_all
 from quick.outcomes import Outcome, describe_error, job_config

@@ -1,4 +1,4 @@
-"""Leasing jobs: QuiCK's queue lease and job claim, and the consumer's batched claim round.
+"""Leasing jobs: QuiCK's queue lease and job claim (:func:`claim`, :func:`claim_jobs`).
 
 Theory of operation
 -------------------
@@ -7,7 +7,7 @@ own (so other consumers see the queue is taken and move on), then one transactio
 that promotes due scheduled jobs and expired leases into the ready index, leases the
 best ``limit`` ready jobs, refreshes the queue's pointer and releases the queue lease.
 
-:func:`claim_round` is the consumer's hot path: one transaction that scans the
+:func:`quick.claim_rounds.claim_round` is the consumer's hot path: one transaction that scans the
 pointer index (snapshot reads, so scanning adds no conflicts), picks due queues at
 random and claims from several of them, each as :func:`claim_jobs` would, skipping
 any queue whose short lease another consumer holds. A job's share of the claim cost
@@ -33,15 +33,14 @@ outgrow the value limit is dead-lettered, never left to block its queue.
 from __future__ import annotations
 
 import contextlib
-import random
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from keyspace.codec import CorruptValue
-from keyspace.layout import POINTER_INDEX, POINTERS, QUEUE_LEASES, WAKE, QueueKeys, queue_keys
+from keyspace.layout import QueueKeys, queue_keys
 from keyspace.limits import VALUE_LIMIT
-from keyspace.protocol import Database, Transaction, Watch
+from keyspace.protocol import Database, Transaction
 from keyspace.retry import Tries, transactional
 from quick import pointers, queue_leases
 from quick.counters import Tally
@@ -64,13 +63,8 @@ __all__ = [
     "QUEUE_LEASE_MS",
     "PROMOTE_BATCH",
     "CLAIM_BYTE_BUDGET",
-    "MAX_QUEUES_PER_ROUND",
-    "ROUND_SPREAD",
-    "ROUND_MIN_QUEUES",
     "claim",
     "claim_jobs",
-    "ClaimRound",
-    "claim_round",
     "resolve_now",
 ]
 
@@ -80,16 +74,6 @@ PROMOTE_BATCH = 256
 #: Record bytes one claim may rewrite (promotions and leases) before it stops: well
 #: under FoundationDB's advice of 1 MB per transaction, and far under its 10 MB limit.
 CLAIM_BYTE_BUDGET = 1_000_000
-#: The most queues one claim round leases from.
-MAX_QUEUES_PER_ROUND = 256
-#: A claim round plans to take about 1/ROUND_SPREAD of a page's due queues, each giving
-#: up to ``limit`` over that many jobs: consumers scanning the same page (up to about
-#: this many at once) then rarely visit the same queue and conflict, while a page of
-#: 2,000 one-job queues still fills a batch of 200 (the walk goes on until it is full).
-ROUND_SPREAD = 64
-#: ...but at least this many queues when as many are due, so a batch is shared fairly
-#: among a few due queues (each gives at most ``limit // ROUND_MIN_QUEUES`` jobs).
-ROUND_MIN_QUEUES = 8
 
 
 class _Budget:
@@ -410,145 +394,3 @@ def resolve_now(value: int | None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InvalidArgument("now_ms", f"must be milliseconds since the epoch, not {value!r}")
     return value
-
-
-# -- the consumer's claim round --------------------------------------------------------
-
-
-@dataclass(slots=True)
-class ClaimRound:
-    """What one claim round found: its claims, how many queues were due, where the next
-    scan resumes, and (when nothing was due) a watch on the wake key with the next
-    known visibility time."""
-
-    claims: list[Claim]
-    due: int
-    cursor: bytes | None
-    idle: tuple[Watch, int | None] | None = None
-
-
-def claim_round(
-    tr: Transaction,
-    owner: str,
-    now: int,
-    *,
-    limit: int,
-    lease_ms: int,
-    tries: Tries,
-    cursor: bytes | None = None,
-    scan_limit: int = 100,
-    rng: random.Random | None = None,
-    watch: bool = True,
-    max_queues: int = MAX_QUEUES_PER_ROUND,
-) -> ClaimRound:
-    """Claim up to ``limit`` jobs across the due queues, in ``tr``; see the module docstring.
-
-    Queues are taken from one page of ``scan_limit`` pointer-index entries (resuming
-    after ``cursor``), walking on from a random entry until the batch is full. Each
-    queue gives at most ``limit`` over the page's due queues divided by
-    :data:`ROUND_SPREAD` (at least one job; a batch is shared among
-    :data:`ROUND_MIN_QUEUES` at least), so a round over busy queues visits few of them
-    and concurrent rounds rarely share one, while many one-job queues share a batch.
-    Queues whose short lease another consumer holds are skipped. A round visits at
-    most ``max_queues`` queues (capped at :data:`MAX_QUEUES_PER_ROUND`): a consumer
-    whose rounds conflict asks for fewer.
-    """
-    if tries.leased:
-        again = _claimed_before(tr, tries)
-        if again:
-            return ClaimRound(again, len(again), cursor)
-    rng = rng or random.Random()
-    due = _scan_due(tr, now, cursor, scan_limit)
-    if not due and cursor is not None:
-        cursor = None
-        due = _scan_due(tr, now, None, scan_limit)
-    next_cursor = due[-1] if len(due) == scan_limit else None
-    if not due:
-        idle = (tr.watch(WAKE), pointers.next_visible(tr.snapshot)) if watch else None
-        return ClaimRound([], 0, None, idle)
-    # Walk the page from a random entry (wrapping), a chunk of queues at a time, until
-    # the batch is full: a round of deep queues visits a few, a round of one-job queues
-    # as many as its batch needs (up to ``most``).
-    start = rng.randrange(len(due))
-    order = due[start:] + due[:start]
-    planned = max(min(len(due), ROUND_MIN_QUEUES), len(due) // ROUND_SPREAD)
-    most = max(1, min(max_queues, MAX_QUEUES_PER_ROUND))
-    chunk = min(limit, most, planned)
-    share = max(1, limit // chunk)
-    claims: list[Claim] = []
-    tally = Tally()
-    budget = _Budget()
-    limiter = Limiter()
-    visited: list[tuple[bytes, str]] = []
-    for at in range(0, min(len(order), most), chunk):
-        if len(claims) >= limit or budget.left <= 0:
-            break
-        picked = _queues(tr, order[at : min(at + chunk, most)])
-        visited += picked
-        queues = [queue for _, queue in picked]
-        # The chunk's leases and pointers in one round trip (snapshot: each is read
-        # again serializably, from the transaction's read cache, only if its queue is visited).
-        tr.get_many(
-            [QUEUE_LEASES.pack((q,)) for q in queues] + [POINTERS.pack((q,)) for q in queues],
-            snapshot=True,
-        )
-        for queue in queues:
-            room = min(share, limit - len(claims))
-            if room <= 0 or budget.left <= 0:
-                break
-            if queue_leases.leased_by_other(tr, queue, owner, now):
-                continue
-            tries.touched.add(queue)
-            claims.extend(
-                claim_jobs(
-                    tr,
-                    queue,
-                    owner,
-                    now,
-                    room,
-                    lease_ms,
-                    tries.token,
-                    tally=tally,
-                    budget=budget,
-                    limiter=limiter,
-                    tries=tries,
-                )
-            )
-    tally.flush(tr)
-    for key, queue in visited:
-        if queue in tries.touched:
-            pointers.drop_stray(tr, key, queue)
-    return ClaimRound(claims, len(due), next_cursor)
-
-
-def _scan_due(tr: Transaction, now: int, cursor: bytes | None, limit: int) -> list[bytes]:
-    """Keys of up to ``limit`` due pointer-index entries after ``cursor`` (snapshot reads)."""
-    begin, _ = POINTER_INDEX.range()
-    if cursor is not None:
-        begin = max(begin, cursor + b"\x00")
-    end = POINTER_INDEX.pack((now + 1,))
-    return [key for key, _ in tr.snapshot.get_range(begin, end, limit=limit)]
-
-
-def _queues(tr: Transaction, keys: list[bytes]) -> list[tuple[bytes, str]]:
-    """``(index key, queue)`` of ``keys``; keys that do not unpack are cleared (and named)."""
-    out = []
-    for key in keys:
-        entry = pointers.unpack_index(key)
-        if entry is None:
-            tr.clear(key)
-        else:
-            out.append((key, entry[1]))
-    return out
-
-
-def _claimed_before(tr: Transaction, tries: Tries) -> list[Claim]:
-    """The claims an earlier, committed try of this round made (none if it did not commit):
-    of the jobs any try leased, those that still carry the round's token, leased."""
-    out: list[Claim] = []
-    by_queue: dict[str, list[str]] = {}
-    for job_id, queue in sorted(tries.leased.items()):
-        by_queue.setdefault(queue, []).append(job_id)
-    for queue, job_ids in sorted(by_queue.items()):
-        out.extend(_reclaimed(tr, queue_keys(queue), job_ids, tries.token))
-    return out

@@ -34,7 +34,8 @@ from keyspace.protocol import Database, Transaction
 from keyspace.retry import Tries
 from quick import pointers
 from quick.app import App, JobConfig, Meta
-from quick.claiming import claim, claim_round
+from quick.claim_rounds import claim_round
+from quick.claiming import claim
 from quick.inspection import list_jobs, list_queues
 from quick.jobs import Claim, Job, now_ms
 from quick.outcomes import Attempt, Outcome, job_config, run_attempt, settle_batch

@@ -1,7 +1,7 @@
 """Count, per job, the keys one job costs on each path: enqueue, claim round, settlement.
 
 Runs the consumer's own transactional functions (:func:`quick.enqueue_many`,
-:func:`quick.claiming.claim_round`, :func:`quick.outcomes.settle_batch`) on a fresh
+:func:`quick.claim_rounds.claim_round`, :func:`quick.outcomes.settle_batch`) on a fresh
 SQLite file, with the engine's reader and write buffer wrapped to count calls: point
 reads (keys), range reads (calls and rows), and writes (sets, clears, atomic ops), each
 divided by the jobs the path handled. ``deep``: N jobs in one queue; ``tenants``: one job
@@ -29,7 +29,7 @@ from keyspace import open as open_db
 from keyspace.retry import Tries
 from keyspace.ryw import WriteBuffer
 from keyspace.sqlite_reads import Reader
-from quick.claiming import claim_round
+from quick.claim_rounds import claim_round
 from quick.outcomes import Attempt, job_config, settle_batch
 
 COUNTED = ("point reads", "range reads", "range rows", "sets", "clears", "atomic ops", "commits")

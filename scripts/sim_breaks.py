@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-import quick.claiming
+import quick.claim_rounds
 import quick.fencing
 import quick.flow
 import quick.followers
@@ -177,7 +177,7 @@ def _claim_forgets_tries(undo: Undo) -> None:
     def claimed_before(tr: Any, tries: Any) -> list[Any]:
         return []
 
-    swap(quick.claiming, "_claimed_before", claimed_before, undo)
+    swap(quick.claim_rounds, "_claimed_before", claimed_before, undo)
 
 
 def _map_succeeds_early(undo: Undo) -> None:

@@ -27,7 +27,7 @@ import quick.checking
 from keyspace.protocol import Database
 from keyspace.retry import Tries
 from quick.app import JobConfig
-from quick.claiming import claim_round
+from quick.claim_rounds import claim_round
 from quick.jobs import Claim
 from quick.outcomes import Attempt, Outcome, settle_batch
 

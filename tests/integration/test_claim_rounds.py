@@ -14,7 +14,7 @@ from keyspace.layout import POINTER_INDEX, POINTERS, QUEUE_LEASES, QUEUES
 from keyspace.protocol import Database
 from keyspace.retry import Tries
 from quick import pointers
-from quick.claiming import ClaimRound, claim_round
+from quick.claim_rounds import ClaimRound, claim_round
 
 NOW = 1_900_000_000_000
 LEASE_MS = 30_000

@@ -15,7 +15,8 @@ from keyspace.codec import pack_value
 from keyspace.layout import KEY_LIMITS, KEY_RATES, KEY_RUNNING, queue_keys
 from keyspace.protocol import Database
 from keyspace.retry import Tries
-from quick.claiming import claim_jobs, claim_round
+from quick.claim_rounds import claim_round
+from quick.claiming import claim_jobs
 from quick.cli import cli
 from quick.jobs import JobState, now_ms
 from quick.key_limits import MAX_LIMIT_KEYS, key_running, park_ms

@@ -13,7 +13,7 @@ import quick
 from keyspace.protocol import Database
 from keyspace.retry import Tries
 from quick import pointers
-from quick.claiming import claim_round
+from quick.claim_rounds import claim_round
 from quick.cli import cli
 from quick.jobs import now_ms
 from quick.limits import FULL_RETRY_MS
