@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, overload
 
 import quick
 from keyspace.protocol import Database
@@ -35,6 +35,7 @@ from quick.aio_transaction import (
 from quick.aio_waiting import await_watch, blocking, sleep
 from quick.enqueueing import JobSpec
 from quick.errors import InvalidArgument, ResultTimeout
+from quick.flow import Throttled
 from quick.jobs import DEFAULT_PRIORITY, JobState
 from quick.results import PENDING, check_timeout, look_or_watch
 from quick.validation import check_name
@@ -52,6 +53,52 @@ __all__ = [
 ]
 
 
+@overload
+async def enqueue(
+    db_or_tr: Database | AsyncTransaction,
+    queue_id: str,
+    topic: str,
+    payload: Any,
+    *,
+    priority: int = ...,
+    delay: Any = ...,
+    at: Any = ...,
+    max_attempts: int | None = ...,
+    job_id: str | None = ...,
+    unique_key: str | None = ...,
+    limit_keys: list[str] | tuple[str, ...] | None = ...,
+    depends_on: Iterable[str] | None = ...,
+    if_dependency_fails: str = ...,
+    debounce: Any = ...,
+    throttle: None = ...,
+    key: str | None = ...,
+    when_throttled: str = ...,
+) -> str: ...
+
+
+@overload
+async def enqueue(
+    db_or_tr: Database | AsyncTransaction,
+    queue_id: str,
+    topic: str,
+    payload: Any,
+    *,
+    priority: int = ...,
+    delay: Any = ...,
+    at: Any = ...,
+    max_attempts: int | None = ...,
+    job_id: str | None = ...,
+    unique_key: str | None = ...,
+    limit_keys: list[str] | tuple[str, ...] | None = ...,
+    depends_on: Iterable[str] | None = ...,
+    if_dependency_fails: str = ...,
+    debounce: Any = ...,
+    throttle: tuple[int, Any],
+    key: str | None = ...,
+    when_throttled: str = ...,
+) -> Throttled: ...
+
+
 async def enqueue(
     db_or_tr: Database | AsyncTransaction,
     queue_id: str,
@@ -65,8 +112,18 @@ async def enqueue(
     job_id: str | None = None,
     unique_key: str | None = None,
     limit_keys: list[str] | tuple[str, ...] | None = None,
-) -> str:
-    """:func:`quick.enqueue`, awaited; see it for the arguments and errors."""
+    depends_on: Iterable[str] | None = None,
+    if_dependency_fails: str = "discard",
+    debounce: Any = None,
+    throttle: tuple[int, Any] | None = None,
+    key: str | None = None,
+    when_throttled: str = "delay",
+) -> str | Throttled:
+    """:func:`quick.enqueue`, awaited; see it for the arguments and errors (a
+    :class:`~quick.flow.Throttled` comes back when ``throttle`` is given). ``depends_on``
+    is read on the caller's loop first, so a generator is not consumed in a thread."""
+    if isinstance(depends_on, Iterable) and not isinstance(depends_on, str | bytes):
+        depends_on = list(depends_on)
     return await run_joined(
         db_or_tr,
         quick.enqueue,
@@ -80,6 +137,12 @@ async def enqueue(
         job_id=job_id,
         unique_key=unique_key,
         limit_keys=limit_keys,
+        depends_on=depends_on,
+        if_dependency_fails=if_dependency_fails,
+        debounce=debounce,
+        throttle=throttle,
+        key=key,
+        when_throttled=when_throttled,
     )
 
 

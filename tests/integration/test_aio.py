@@ -53,6 +53,36 @@ async def test_aio_enqueue_job_state_and_cancel(db: Database) -> None:
     assert await quick.aio.cancel(db, "no-such-job") is False
 
 
+async def test_aio_enqueue_takes_the_sync_options_that_relate_jobs(db: Database) -> None:
+    first = await quick.aio.enqueue(db, "tenant-9", "t", 1)
+    after = await quick.aio.enqueue(db, "tenant-9", "t", 2, depends_on=iter([first]))
+    assert await quick.aio.job_state(db, after) is quick.JobState.WAITING
+    debounced = {
+        await quick.aio.enqueue(db, "tenant-9", "t", n, debounce=60, key="d") for n in range(3)
+    }
+    assert len(debounced) == 1
+    assert payload(db, debounced.pop()) == 2
+    outcomes = [
+        await quick.aio.enqueue(
+            db, "tenant-9", "t", n, throttle=(1, 3600), key="k", when_throttled="drop"
+        )
+        for n in range(2)
+    ]
+    assert [o.outcome for o in outcomes] == ["enqueued", "dropped"]
+
+
+async def test_aio_enqueue_refuses_bad_relations_before_writing(db: Database) -> None:
+    for options in (
+        {"depends_on": 5},
+        {"depends_on": "job-a"},
+        {"debounce": 60},
+        {"throttle": (0, 60), "key": "k"},
+    ):
+        with pytest.raises(quick.InvalidArgument):
+            await quick.aio.enqueue(db, "tenant-10", "t", 0, **options)
+    assert counts(db, "tenant-10") == {}
+
+
 async def test_aio_enqueue_many_keeps_order(db: Database) -> None:
     specs = [{"queue_id": "tenant-2", "topic": "t", "payload": n} for n in range(5)]
     ids = await quick.aio.enqueue_many(db, specs)
