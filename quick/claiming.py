@@ -170,7 +170,9 @@ def claim_jobs(
     the claim adds their read conflict as its own read would.
     """
     keys = queue_keys(queue)
-    lease = queue_leases.queue_lease(tr, queue)
+    # A claim round (``tries``) has read the queue lease itself (it skips queues others
+    # hold) and never remembers its claims there: it need not read it again.
+    lease = None if tries is not None else queue_leases.queue_lease(tr, queue)
     earlier = queue_leases.claimed_by(lease, token)
     if earlier is not None:
         return _reclaimed(tr, keys, earlier, token)
