@@ -276,6 +276,12 @@ class FaultyTransaction(_FaultyReads):
         self.round_trip()
         return self._inner.get_many(keys, snapshot=snapshot)
 
+    def get_ranges(
+        self, ranges: Sequence[tuple[bytes, bytes, int]], *, snapshot: bool = False
+    ) -> list[list[KeyValue]]:
+        self.round_trip()
+        return self._inner.get_ranges(ranges, snapshot=snapshot)
+
     def get_read_version(self) -> int:
         self.round_trip()
         return self._inner.get_read_version()

@@ -156,6 +156,20 @@ class _Reads:
 
         return _wrap(self._fdb, run)
 
+    def get_ranges(self, ranges: Sequence[tuple[bytes, bytes, int]]) -> list[list[KeyValue]]:
+        """Issue every range read, then wait for each: one round trip for all of them (the
+        binding's range object sends its first request when made)."""
+        for begin, end, _ in ranges:
+            require_bytes("key", begin)
+            require_bytes("key", end)
+
+        def run() -> list[list[KeyValue]]:
+            mode = self._fdb.StreamingMode.want_all
+            pending = [self._view.get_range(b, e, n, False, mode) for b, e, n in ranges]
+            return [[(bytes(kv.key), bytes(kv.value)) for kv in rows] for rows in pending]
+
+        return _wrap(self._fdb, run)
+
     def get_range_startswith(
         self, prefix: bytes, *, limit: int = 0, reverse: bool = False
     ) -> list[KeyValue]:
@@ -271,6 +285,12 @@ class FdbTransaction(_Reads, AtomicMethods):
     def get_many(self, keys: Sequence[bytes], *, snapshot: bool = False) -> list[bytes | None]:
         """The values at ``keys``, all reads in flight at once."""
         return (self.snapshot if snapshot else self._reads).get_many(keys)
+
+    def get_ranges(
+        self, ranges: Sequence[tuple[bytes, bytes, int]], *, snapshot: bool = False
+    ) -> list[list[KeyValue]]:
+        """Forward range reads, all in flight at once."""
+        return (self.snapshot if snapshot else self._reads).get_ranges(ranges)
 
     def set(self, key: bytes, value: bytes) -> None:
         self._keyed_value("set", key, value)

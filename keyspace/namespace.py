@@ -113,6 +113,16 @@ class NamespacedTransaction(_Reads, AtomicMethods):
             check_point_key(key)
         return self._tr.get_many([self._prefix + key for key in keys], snapshot=snapshot)
 
+    def get_ranges(
+        self, ranges: Sequence[tuple[bytes, bytes, int]], *, snapshot: bool = False
+    ) -> list[list[KeyValue]]:
+        p = self._prefix
+        for begin, end, _ in ranges:
+            check_read_key(begin)
+            check_read_key(end)
+        found = self._tr.get_ranges([(p + b, p + e, n) for b, e, n in ranges], snapshot=snapshot)
+        return [self._rows(rows) for rows in found]
+
     def set(self, key: bytes, value: bytes) -> None:
         _write_key(key)
         self._tr.set(self._prefix + key, value)

@@ -164,6 +164,18 @@ class Transaction(ReadView, Protocol):
         """
         ...
 
+    def get_ranges(
+        self, ranges: Sequence[tuple[bytes, bytes, int]], *, snapshot: bool = False
+    ) -> list[list[KeyValue]]:
+        """Several forward range reads, ``(begin, end, limit)`` each, issued together: the
+        rows of each, in order, as :meth:`get_range` would return them.
+
+        One round trip however many ranges: FoundationDB issues every read before waiting
+        on any. Each range adds the read conflict its own ``get_range`` would (none when
+        ``snapshot``).
+        """
+        ...
+
     def set(self, key: bytes, value: bytes) -> None: ...
     def clear(self, key: bytes) -> None: ...
     def clear_range(self, begin: bytes, end: bytes) -> None: ...

@@ -272,6 +272,12 @@ class SqliteTransaction(AtomicMethods):
             return [reader.get(key) for key in keys]  # a point read pays its own round trip
         return reader.get_many(keys)
 
+    def get_ranges(
+        self, ranges: Sequence[tuple[bytes, bytes, int]], *, snapshot: bool = False
+    ) -> list[list[KeyValue]]:
+        """Forward range reads issued together (one statement); see the protocol."""
+        return (self.snapshot if snapshot else self._reader).get_ranges(ranges)
+
     def get_range(
         self, begin: bytes, end: bytes, *, limit: int = 0, reverse: bool = False
     ) -> list[KeyValue]:

@@ -22,12 +22,15 @@ from keyspace.protocol import KeyValue
 from keyspace.sqlite_files import storage_error
 from keyspace.sqlite_state import TransactionState
 
-__all__ = ["Reader", "key_after", "prefix_end", "fetch", "query", "scan", "stored"]
+__all__ = ["Reader", "key_after", "prefix_end", "fetch", "query", "query_many", "scan", "stored"]
 
 #: Rows per page of a range read the write buffer merges into.
 RANGE_PAGE = 256
 #: Keys per ``SELECT ... IN (...)`` (under SQLite's 999-variable floor).
 MANY_PAGE = 500
+#: Ranges per ``SELECT ... UNION ALL ...`` (three variables each, under SQLite's floors of
+#: 999 variables and 500 compound terms).
+RANGES_PAGE = 300
 #: SQLite's largest integer: a larger limit is no limit.
 _SQLITE_MAX_INT = 2**63 - 1
 
@@ -60,6 +63,29 @@ def query(
         f"SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k {order} LIMIT ?",
         (begin, end, min(limit, _SQLITE_MAX_INT) or -1),
     ).fetchall()
+
+
+def query_many(
+    conn: sqlite3.Connection, ranges: Sequence[tuple[bytes, bytes, int]]
+) -> list[list[KeyValue]]:
+    """Stored rows of each forward ``(begin, end, limit)`` range, one statement per page of
+    ranges (a ``UNION ALL`` of one limited subquery each)."""
+    out: list[list[KeyValue]] = []
+    for start in range(0, len(ranges), RANGES_PAGE):
+        page = ranges[start : start + RANGES_PAGE]
+        sql = " UNION ALL ".join(
+            f"SELECT {i}, k, v FROM (SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k LIMIT ?)"
+            for i in range(len(page))
+        )
+        params = [x for b, e, n in page for x in (b, e, min(n, _SQLITE_MAX_INT) or -1)]
+        rows: list[list[KeyValue]] = [[] for _ in page]
+        for i, key, value in conn.execute(sql, params):
+            rows[i].append((key, value))
+        for found in rows:
+            if len(found) > 1:
+                found.sort()  # each subquery is ordered; sorting keeps that explicit
+        out += rows
+    return out
 
 
 def scan(conn: sqlite3.Connection, begin: bytes, end: bytes, reverse: bool) -> Iterator[KeyValue]:
@@ -167,16 +193,54 @@ class Reader:
                 rows = query(conn, begin, end, limit, reverse)
         except sqlite3.Error as error:
             raise storage_error(tr.db.path, error, 1037) from error
-        # What the read covered: all of [begin, end), or up to the last row when limited.
+        self._covered(begin, end, limit, reverse, rows)
+        return rows
+
+    def get_ranges(self, ranges: Sequence[tuple[bytes, bytes, int]]) -> list[list[KeyValue]]:
+        """Forward range reads issued together: one SQL statement (and one round trip of
+        simulated latency) for the ranges the write buffer does not touch; those it does
+        are read one by one, merged with it."""
+        tr = self.tr
+        out: list[list[KeyValue]] = [[] for _ in ranges]
+        plain: list[int] = []
+        for i, (begin, end, limit) in enumerate(ranges):
+            check_range(begin, end)
+            if limit < 0:
+                raise StorageError(2006, "limit must not be negative")
+            if begin >= end:
+                continue
+            if tr.buffer.touches(begin, end):
+                out[i] = self.get_range(begin, end, limit=limit)
+            else:
+                plain.append(i)
+        if not plain:
+            return out
+        conn = tr.snapshot_conn()
+        tr.db.latency.wait(tr.db.latency.read)
+        try:
+            found = query_many(conn, [ranges[i] for i in plain])
+        except sqlite3.Error as error:
+            raise storage_error(tr.db.path, error, 1037) from error
+        for i, rows in zip(plain, found, strict=True):
+            begin, end, limit = ranges[i]
+            self._covered(begin, end, limit, False, rows)
+            out[i] = rows
+        return out
+
+    def _covered(
+        self, begin: bytes, end: bytes, limit: int, reverse: bool, rows: list[KeyValue]
+    ) -> None:
+        """Check and record what a range read covered: all of [begin, end), or up to the
+        last row when limited (a read conflict unless this is a snapshot reader)."""
         if limit and len(rows) >= limit:
             if reverse:
                 begin = rows[-1][0]
             else:
                 end = key_after(rows[-1][0])
+        tr = self.tr
         tr.buffer.check_readable(begin, end)
         if self.conflicts:
             tr.read_ranges.add(begin, end)
-        return rows
 
     def get_range_startswith(
         self, prefix: bytes, *, limit: int = 0, reverse: bool = False

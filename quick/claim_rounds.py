@@ -10,14 +10,15 @@ committed try leased (their ids are kept in the round's :class:`~keyspace.retry.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from dataclasses import dataclass
 
 from keyspace.layout import POINTER_INDEX, POINTERS, QUEUE_LEASES, WAKE, queue_keys
-from keyspace.protocol import Transaction, Watch
+from keyspace.protocol import KeyValue, Transaction, Watch
 from keyspace.retry import Tries
 from quick import pointers, queue_leases
-from quick.claiming import _Budget, _reclaimed, claim_jobs
+from quick.claiming import _Budget, _reclaimed, claim_jobs, look_range
 from quick.counters import Tally
 from quick.jobs import Claim
 from quick.limits import Limiter
@@ -119,6 +120,7 @@ def claim_round(
             [QUEUE_LEASES.pack((q,)) for q in queues] + [POINTERS.pack((q,)) for q in queues],
             snapshot=True,
         )
+        ahead = _read_ahead(tr, queues, owner, now, share) if len(queues) > 1 else {}
         for queue in queues:
             room = min(share, limit - len(claims))
             if room <= 0 or budget.left <= 0:
@@ -126,26 +128,75 @@ def claim_round(
             if queue_leases.leased_by_other(tr, queue, owner, now):
                 continue
             tries.touched.add(queue)
-            claims.extend(
-                claim_jobs(
-                    tr,
-                    queue,
-                    owner,
-                    now,
-                    room,
-                    lease_ms,
-                    tries.token,
-                    tally=tally,
-                    budget=budget,
-                    limiter=limiter,
-                    tries=tries,
-                )
+            rows = ahead.pop(queue, None)
+            got = claim_jobs(
+                tr,
+                queue,
+                owner,
+                now,
+                room,
+                lease_ms,
+                tries.token,
+                tally=tally,
+                budget=budget,
+                limiter=limiter,
+                tries=tries,
+                look_rows=rows,
             )
+            claims.extend(got)
+            if rows is not None and not _plain(got, rows, room, queue):
+                ahead.clear()  # it may have written to other queues: they read afresh
     tally.flush(tr)
     for key, queue in visited:
         if queue in tries.touched:
             pointers.drop_stray(tr, key, queue)
     return ClaimRound(claims, len(due), next_cursor)
+
+
+def _read_ahead(
+    tr: Transaction, queues: list[str], owner: str, now: int, share: int
+) -> dict[str, list[KeyValue]]:
+    """Read what claiming from ``queues`` (up to ``share`` jobs each) will read, issued
+    together instead of queue by queue: their job indexes (the range
+    :func:`~quick.claiming.look_range` names, for each queue no other consumer holds,
+    as the leases already read ahead say) and the records of the ready jobs those show;
+    the rows of each queue's index read, by queue.
+
+    All are snapshot reads, so reading ahead adds no conflict: each claim then reads its
+    job records again serializably (answered by the transaction's
+    read cache) and adds the conflict range of its index read by hand, exactly what it
+    would have read and covered on its own (see ``quick.claiming._look``). Each index
+    read is limited to ``share + 1`` rows, what a claim of ``share`` jobs reads, so a
+    deep queue among them costs no more than its claim; the job records read ahead are
+    those of at most ``share`` ready entries a queue.
+    """
+    free = [q for q in queues if not queue_leases.leased_by_other(tr.snapshot, q, owner, now)]
+    all_keys = [queue_keys(q) for q in free]
+    found = tr.get_ranges([look_range(keys, share) for keys in all_keys], snapshot=True)
+    jobs: list[bytes] = []
+    for keys, rows in zip(all_keys, found, strict=True):
+        ready_end = keys.ready_range()[1]
+        for key, _ in rows[:share]:
+            if key >= ready_end:
+                break
+            with contextlib.suppress(Exception):  # claim_jobs clears an entry that does not unpack
+                jobs.append(keys.job(keys.unpack_ready(key)[-1]))
+    if jobs:
+        tr.get_many(jobs, snapshot=True)
+    return dict(zip(free, found, strict=True))
+
+
+def _plain(claims: list[Claim], rows: list[KeyValue], room: int, queue: str) -> bool:
+    """Whether a claim from rows read ahead leased every ready job it saw (up to ``room``)
+    and no extension was told: then it wrote only to its own queue's keys (and counters),
+    and the other queues' rows read ahead are still current. Otherwise (a job buried,
+    parked, repaired; a limit; an extension's hook) it may have written elsewhere, for
+    instance enqueued a dead job's dependents, and the round reads the rest afresh."""
+    if any(claim.extension is not None for claim in claims):
+        return False
+    ready_end = queue_keys(queue).ready_range()[1]
+    seen = sum(1 for key, _ in rows[: room + 1] if key < ready_end)
+    return len(claims) == min(room, seen)
 
 
 def _scan_due(tr: Transaction, now: int, cursor: bytes | None, limit: int) -> list[bytes]:

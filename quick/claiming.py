@@ -40,7 +40,7 @@ from typing import Any
 from keyspace.codec import CorruptValue
 from keyspace.layout import QueueKeys, queue_keys
 from keyspace.limits import VALUE_LIMIT
-from keyspace.protocol import Database, Transaction
+from keyspace.protocol import Database, KeyValue, Transaction
 from keyspace.retry import Tries, transactional
 from quick import pointers, queue_leases
 from quick.counters import Tally
@@ -65,6 +65,7 @@ __all__ = [
     "CLAIM_BYTE_BUDGET",
     "claim",
     "claim_jobs",
+    "look_range",
     "resolve_now",
 ]
 
@@ -155,23 +156,30 @@ def claim_jobs(
     budget: Any = None,
     limiter: Limiter | None = None,
     tries: Tries | None = None,
+    look_rows: list[KeyValue] | None = None,
 ) -> list[Claim]:
     """Lease up to ``limit`` of the best visible jobs of ``queue`` (the second claim step),
     fewer when the queue's limits (:mod:`quick.limits`) say so.
 
     The claim is remembered on the queue lease record, for a retry after an unknown
     commit result to find; given ``tries`` (a claim round's), only in ``tries`` instead,
-    which spares the round a write per queue.
+    which spares the round a write per queue. ``look_rows``: the rows of
+    :func:`look_range` (with a limit of at least ``limit + 1``) that a caller claiming
+    from several queues read ahead for all of them at once, as snapshot reads, and that
+    are still current (this transaction wrote nothing to the queue's indexes since);
+    the claim adds their read conflict as its own read would.
     """
     keys = queue_keys(queue)
-    lease = queue_leases.queue_lease(tr, queue)
+    # A claim round (``tries``) has read the queue lease itself (it skips queues others
+    # hold) and never remembers its claims there: it need not read it again.
+    lease = None if tries is not None else queue_leases.queue_lease(tr, queue)
     earlier = queue_leases.claimed_by(lease, token)
     if earlier is not None:
         return _reclaimed(tr, keys, earlier, token)
     own_tally = tally is None
     tally = Tally() if tally is None else tally
     budget = _Budget() if budget is None else budget
-    look = _look(tr, keys, limit)
+    look = _look(tr, keys, limit, look_rows)
     # Promote only when the look did not reach the scheduled index (the ready one had
     # more than a batch) or found a due entry there: a queue of one ready job costs one read.
     due = look.scheduled == pointers.UNREAD or (
@@ -256,10 +264,22 @@ class _Look:
     scheduled: int | None  # pointers.UNREAD when not reached
 
 
-def _look(tr: Transaction, keys: QueueKeys, limit: int) -> _Look:
+def look_range(keys: QueueKeys, limit: int) -> tuple[bytes, bytes, int]:
+    """``(begin, end, row limit)`` of the one range read with which a claim of up to
+    ``limit`` jobs looks at ``keys.queue``: its ready index and, past it, its scheduled
+    index (see :func:`_look`)."""
+    begin, _ = keys.ready_range()
+    _, end = keys.scheduled_range()
+    return begin, end, limit + 1
+
+
+def _look(
+    tr: Transaction, keys: QueueKeys, limit: int, rows: list[KeyValue] | None = None
+) -> _Look:
     """Read up to ``limit + 1`` ready entries of ``keys.queue`` and, when fewer, the first
     scheduled entry after them, in one range read (the ready index sorts just before
-    the scheduled index).
+    the scheduled index); ``rows``: that read made ahead, perhaps with a larger limit
+    (cut to this one's, it is the same read).
 
     The read is a snapshot read with the read conflict added by hand, so that it covers
     what a serializable read of the ready index (up to ``limit + 1`` entries) would, and
@@ -268,7 +288,8 @@ def _look(tr: Transaction, keys: QueueKeys, limit: int) -> _Look:
     """
     begin, ready_end = keys.ready_range()
     sched_begin, end = keys.scheduled_range()
-    rows = tr.snapshot.get_range(begin, end, limit=limit + 1)
+    most = limit + 1  # as look_range says
+    rows = tr.snapshot.get_range(begin, end, limit=most) if rows is None else rows[:most]
     ready = [row for row in rows if row[0] < ready_end]
     first = next((key for key, _ in rows if key >= sched_begin), None)
     scheduled: int | None = pointers.UNREAD

@@ -101,7 +101,7 @@ def _held_by_other(lease: dict[str, Any] | None, owner: str, now: int) -> bool:
     return lease is not None and lease.get("ex", 0) > now and lease.get("o") != owner
 
 
-def leased_by_other(tr: Transaction, queue: str, owner: str, now: int) -> bool:
+def leased_by_other(tr: ReadView, queue: str, owner: str, now: int) -> bool:
     """Whether a consumer other than ``owner`` holds the queue's lease at ``now``."""
     return _held_by_other(queue_lease(tr, queue), owner, now)
 

@@ -3,7 +3,8 @@
 Runs the consumer's own transactional functions (:func:`quick.enqueue_many`,
 :func:`quick.claim_rounds.claim_round`, :func:`quick.outcomes.settle_batch`) on a fresh
 SQLite file, with the engine's reader and write buffer wrapped to count calls: point
-reads (keys), range reads (calls and rows), and writes (sets, clears, atomic ops), each
+reads (keys), range reads (calls, the ranges they read, which are several when issued
+together, and rows), and writes (sets, clears, atomic ops), each
 divided by the jobs the path handled. ``deep``: N jobs in one queue; ``tenants``: one job
 in each of N queues. A count is what the engine was asked (a read the transaction's
 read-your-writes cache answers still counts), so the figures compare code paths, not
@@ -32,7 +33,16 @@ from keyspace.sqlite_reads import Reader
 from quick.claim_rounds import claim_round
 from quick.outcomes import Attempt, job_config, settle_batch
 
-COUNTED = ("point reads", "range reads", "range rows", "sets", "clears", "atomic ops", "commits")
+COUNTED = (
+    "point reads",
+    "range reads",
+    "ranges",
+    "range rows",
+    "sets",
+    "clears",
+    "atomic ops",
+    "commits",
+)
 
 
 class Counts(collections.Counter[str]):
@@ -60,9 +70,14 @@ def _install() -> None:
     _wrap(Reader, "get_many", lambda c, a, r: c.update({"point reads": len(a[0])}))
 
     def ranged(c: Counts, a: tuple[Any, ...], r: Any) -> None:
-        c.update({"range reads": 1, "range rows": len(r)})
+        c.update({"range reads": 1, "ranges": 1, "range rows": len(r)})
 
     _wrap(Reader, "get_range", ranged)
+
+    def together(c: Counts, a: tuple[Any, ...], r: Any) -> None:
+        c.update({"range reads": 1, "ranges": len(r), "range rows": sum(map(len, r))})
+
+    _wrap(Reader, "get_ranges", together)
     _wrap(WriteBuffer, "set", lambda c, a, r: c.update({"sets": 1}))
     _wrap(WriteBuffer, "clear", lambda c, a, r: c.update({"clears": 1}))
     _wrap(WriteBuffer, "clear_range", lambda c, a, r: c.update({"clears": 1}))

@@ -107,6 +107,13 @@ class ProbeTransaction(_CountingReads):
         self.point_reads(keys)
         return self._inner.get_many(keys, snapshot=snapshot)
 
+    def get_ranges(
+        self, ranges: Sequence[tuple[bytes, bytes, int]], *, snapshot: bool = False
+    ) -> list[list[KeyValue]]:
+        if ranges:
+            self.range_read()  # issued together: one round trip
+        return self._inner.get_ranges(ranges, snapshot=snapshot)
+
     def set(self, key: bytes, value: bytes) -> None:
         self._known.add(key)
         self._inner.set(key, value)

@@ -49,6 +49,56 @@ def test_protocol_get_many_conflicts_unless_snapshot(exact_db: Database, space: 
     assert attempt(snapshot=False) is False
 
 
+# -- get_ranges -----------------------------------------------------------------------
+
+
+def test_protocol_get_ranges_reads_each_range_as_get_range_would(
+    db: Database, space: Subspace
+) -> None:
+    keys = [space.pack((group, i)) for group in "ab" for i in range(3)]
+    db.transact(lambda tr: [tr.set(key, b"%d" % n) for n, key in enumerate(keys)])
+    a, b = space.range(("a",)), space.range(("b",))
+
+    def body(tr: Transaction) -> list[list[tuple[bytes, bytes]]]:
+        tr.clear(keys[1])  # own writes are seen, in the range they fall in
+        tr.set(space.pack(("b", 9)), b"mine")
+        return tr.get_ranges([(*a, 0), (*b, 2), (*b, 0), (b[1], b[0], 0)])
+
+    whole_a, first_b, whole_b, empty = db.transact(body)
+    assert whole_a == [(keys[0], b"0"), (keys[2], b"2")]
+    assert first_b == [(keys[3], b"3"), (keys[4], b"4")]
+    mine = (space.pack(("b", 9)), b"mine")
+    assert whole_b == [(keys[3], b"3"), (keys[4], b"4"), (keys[5], b"5"), mine]
+    assert empty == []
+    assert db.transact(lambda tr: tr.get_ranges([])) == []
+    many = db.transact(lambda tr: tr.get_ranges([(*a, 1)] * 700, snapshot=True))
+    assert many == [[(keys[0], b"0")]] * 700  # more ranges than one statement holds
+
+
+def test_protocol_get_ranges_conflicts_on_what_each_read_covered_unless_snapshot(
+    exact_db: Database, space: Subspace
+) -> None:
+    """A limited range covers up to its last row: a write past it does not conflict, one
+    inside it does (and so does one into an empty range read whole); a snapshot read
+    conflicts with none."""
+
+    def attempt(tag: str, written: int | str, snapshot: bool) -> bool:
+        rows, empty = space.range((tag, "r")), space.range((tag, "x"))
+        exact_db.transact(lambda t: [t.set(space.pack((tag, "r", i)), b"") for i in (0, 1)])
+        tr = exact_db.create_transaction()
+        found = tr.get_ranges([(*rows, 1), (*empty, 0)], snapshot=snapshot)
+        assert [[key for key, _ in got] for got in found] == [[space.pack((tag, "r", 0))], []]
+        key = space.pack((tag, "x", 0)) if written == "x" else space.pack((tag, "r", written))
+        exact_db.transact(lambda t: t.set(key, b"theirs"))
+        tr.set(space.pack((tag, "mine")), b"mine")
+        return commits(tr)
+
+    assert attempt("inside", 0, snapshot=False) is False
+    assert attempt("empty", "x", snapshot=False) is False
+    assert attempt("past", 2, snapshot=False) is True
+    assert attempt("snapshot", 0, snapshot=True) is True
+
+
 # -- versions and versionstamps -------------------------------------------------------
 
 
