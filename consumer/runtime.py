@@ -268,6 +268,8 @@ class Consumer:
             if self.metrics is not None:
                 self.metrics.claims.inc(len(found.claims))
             self._dispatch(found.claims)
+        if woken is not None and woken.claims:
+            self._dispatch(woken.claims)  # claimed as the stop came: given back with the rest
 
     def _claim_round(self, limit: int, cursor: bytes | None, seed: float) -> ClaimRound:
         """One claim round in its own transaction (retried; see ``claim_round``'s ``tries``)."""

@@ -95,3 +95,49 @@ def test_idle_consumer_claims_in_the_thread_that_woke(tmp_path: Path, monkeypatc
 
     trio.run(main)
     db.close()
+
+
+class StoppingConsumer(Consumer):
+    """Stops itself while the claim round that follows a wake-up is still running."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.token: trio.lowlevel.TrioToken | None = None
+        self.stopped_during_claim = threading.Event()
+
+    def _claim_round(self, limit: int, cursor: bytes | None, seed: float) -> ClaimRound:
+        found = super()._claim_round(limit, cursor, seed)
+        if found.claims and self.token is not None:
+            self.token.run_sync_soon(self._stop_now)
+            self.stopped_during_claim.wait(5)
+        return found
+
+    def _stop_now(self) -> None:
+        self.stop()
+        self.stopped_during_claim.set()
+
+
+def test_a_claim_made_as_the_consumer_stops_is_given_back(tmp_path: Path) -> None:
+    db = keyspace.open(f"sqlite:///{tmp_path / 'q.db'}")
+    app = quick.App()
+    ran: list[Any] = []
+
+    @app.job("noop")
+    def noop(payload: Any, meta: quick.Meta) -> None:
+        ran.append(payload)
+
+    async def main() -> None:
+        consumer = StoppingConsumer(db, app, ConsumerConfig(concurrency=2, cron=False))
+        consumer.token = trio.lowlevel.current_trio_token()
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(consumer.run)
+                await trio.sleep(0.2)  # idle, waiting on its watch
+                quick.enqueue(db, "q", "noop", 1)
+        assert consumer.stopped_during_claim.is_set()
+
+    trio.run(main)
+    assert ran == []
+    counts = quick.queue_counts(db, "q")
+    assert (counts["ready"], counts["leased"]) == (1, 0)  # released, not held to expiry
+    db.close()
