@@ -227,30 +227,37 @@ class Consumer:
         cursor: bytes | None = None
         pause = 0.001
         rng = random.Random()
+        woken: ClaimRound | None = None  # the round an idle wait ran once woken
         while not self._stopping.is_set():
             size = self._claim_size()
             room = config.concurrency + 2 * size.limit - len(self.keeper)
-            if size.limit < 1 or room < max(1, size.low_water):
+            limit = min(size.limit, room)
+            found: ClaimRound | None
+            if woken is not None:
+                found, woken = woken, None
+            elif size.limit < 1 or room < max(1, size.low_water):
                 # Claim again once the slots can take more (see consumer.sizing) and a
                 # half batch fits: the next claim is in flight while this one runs.
                 self._flags.low_water = size.low_water
                 self._capacity = trio.Event()
                 await self._capacity.wait()
                 continue
-            found = await self.patience.retry(
-                "claim round",
-                self.bridge.run,
-                self._claim_round,
-                min(size.limit, room),
-                cursor,
-                rng.random(),
-                until=self._stopping,
-            )
+            else:
+                found = await self.patience.retry(
+                    "claim round",
+                    self.bridge.run,
+                    self._claim_round,
+                    limit,
+                    cursor,
+                    rng.random(),
+                    until=self._stopping,
+                )
             if found is None:
                 break  # stopping while the store did not answer
             cursor = found.cursor
             if found.idle is not None:
-                await self._idle(*found.idle)
+                # Nothing idles with claims held back: room only grows while idle.
+                woken = await self._idle(*found.idle, limit, cursor, rng.random())
                 continue
             if not found.claims:
                 with trio.move_on_after(pause):
@@ -261,6 +268,8 @@ class Consumer:
             if self.metrics is not None:
                 self.metrics.claims.inc(len(found.claims))
             self._dispatch(found.claims)
+        if woken is not None and woken.claims:
+            self._dispatch(woken.claims)  # claimed as the stop came: given back with the rest
 
     def _claim_round(self, limit: int, cursor: bytes | None, seed: float) -> ClaimRound:
         """One claim round in its own transaction (retried; see ``claim_round``'s ``tries``)."""
@@ -313,11 +322,17 @@ class Consumer:
         self._runners.wake()
         self._lanes.wake()
 
-    async def _idle(self, watch: Watch, next_ms: int | None) -> None:
-        """Sleep until a producer bumps the wake key, the next pointer is due, or ``max_idle``.
+    async def _idle(
+        self, watch: Watch, next_ms: int | None, limit: int, cursor: bytes | None, seed: float
+    ) -> ClaimRound | None:
+        """Sleep until a producer bumps the wake key, the next pointer is due, or ``max_idle``;
+        then run the next claim round (of up to ``limit`` claims) in the thread that waited
+        and return it, so a new job crosses no trio hop between the wake-up and its claim.
 
-        A failed watch returns at once; the pause after it grows with each failure in a
-        row (:func:`keyspace.retry.watch_retry_pause`), so a lasting failure does not turn
+        None when the round was not run here: stopping, a failed watch or a round that
+        failed (the claim loop then runs it with its usual retries). A failed watch
+        returns at once; the pause after it grows with each failure in a row
+        (:func:`keyspace.retry.watch_retry_pause`), so a lasting failure does not turn
         idling into back-to-back claim rounds.
         """
         timeout = self.config.max_idle
@@ -325,9 +340,18 @@ class Consumer:
             timeout = min(timeout, max(0.0, (next_ms - now_ms()) / 1000))
         self._watch = watch
         started = trio.current_time()
+        found: ClaimRound | None = None
         try:
             if not self._stopping.is_set():
-                await trio.to_thread.run_sync(watch.wait, timeout, abandon_on_cancel=True)
+                found = await trio.to_thread.run_sync(
+                    self._wait_then_claim,
+                    watch,
+                    timeout,
+                    limit,
+                    cursor,
+                    seed,
+                    abandon_on_cancel=True,
+                )
         finally:
             self._watch = None
             watch.cancel()
@@ -340,6 +364,20 @@ class Consumer:
             )
             with trio.move_on_after(pause):
                 await self._stopping.wait()
+        return found
+
+    def _wait_then_claim(
+        self, watch: Watch, timeout: float, limit: int, cursor: bytes | None, seed: float
+    ) -> ClaimRound | None:
+        """In a worker thread: wait on ``watch``, then run one claim round unless stopping
+        (``stop`` cancels the watch) or the watch failed; None when no round ran."""
+        watch.wait(timeout)
+        if watch.failed or self._flags.stopping:
+            return None
+        try:
+            return self._claim_round(limit, cursor, seed)
+        except quick.StorageError:
+            return None  # the claim loop runs the round again, through its patience
 
     def _notify_capacity(self) -> None:
         self._capacity.set()

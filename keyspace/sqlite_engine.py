@@ -58,7 +58,7 @@ from keyspace.ryw import RangeSet, WriteBuffer, versionstamp_range
 from keyspace.sqlite_commit import apply_commit, stamp
 from keyspace.sqlite_files import check_store_path, check_store_size, opening, storage_error
 from keyspace.sqlite_pool import SYNC_MODES, Pool, rollback
-from keyspace.sqlite_reads import Reader, key_after, prefix_end
+from keyspace.sqlite_reads import Reader, key_after, prefix_end, read_committed
 from keyspace.watches import FileWatch
 
 __all__ = ["SqliteDatabase", "SqliteTransaction"]
@@ -370,8 +370,7 @@ class SqliteTransaction(AtomicMethods):
         db = self.db
 
         def changed() -> bool:
-            current: bytes | None = db.transact(lambda tr: tr.snapshot.get(key))
-            return current != seen
+            return read_committed(db.pool, key) != seen
 
         return FileWatch(db.path + "-wal", changed)
 

@@ -20,9 +20,20 @@ from keyspace.errors import StorageError
 from keyspace.limits import SYSTEM_PREFIX, check_point_key, check_range, require_bytes
 from keyspace.protocol import KeyValue
 from keyspace.sqlite_files import storage_error
+from keyspace.sqlite_pool import Pool
 from keyspace.sqlite_state import TransactionState
 
-__all__ = ["Reader", "key_after", "prefix_end", "fetch", "query", "query_many", "scan", "stored"]
+__all__ = [
+    "Reader",
+    "key_after",
+    "prefix_end",
+    "fetch",
+    "query",
+    "query_many",
+    "read_committed",
+    "scan",
+    "stored",
+]
 
 #: Rows per page of a range read the write buffer merges into.
 RANGE_PAGE = 256
@@ -110,6 +121,23 @@ def stored(conn: sqlite3.Connection, keys: Sequence[bytes]) -> dict[bytes, bytes
         marks = ",".join("?" * len(page))
         found.update(conn.execute(f"SELECT k, v FROM kv WHERE k IN ({marks})", page).fetchall())
     return found
+
+
+def read_committed(pool: Pool, key: bytes) -> bytes | None:
+    """The value last committed at ``key``, in one statement outside any transaction.
+
+    A watch's re-read (:mod:`keyspace.watches`): it needs no read version, no conflict
+    range and no retry loop, and a transaction would cost it several statements more.
+    The rows are fetched to the end, so the statement's read snapshot ends with it.
+    """
+    conn = pool.acquire()
+    try:
+        rows = conn.execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchall()
+    except sqlite3.Error as error:
+        conn.close()
+        raise storage_error(pool.path, error, 1037) from error
+    pool.release(conn)
+    return rows[0][0] if rows else None
 
 
 class Reader:

@@ -228,9 +228,12 @@ def prefetch(tr: Transaction, batch: Iterable[_Prepared], *, first_try: bool = F
     adds its read conflict as before, so conflicts are unchanged.
     """
     keys: dict[bytes, None] = {}
+    queues: set[str] = set()
     for prepared in batch:
         job = prepared.job
-        keys.update(dict.fromkeys(queue_reads(job.queue)))
+        if job.queue not in queues:  # a batch is mostly one queue: its keys once
+            queues.add(job.queue)
+            keys.update(dict.fromkeys(queue_reads(job.queue)))
         if not (first_try and prepared.fresh_id):
             keys[JOB_DIRECTORY.pack((job.id,))] = None
         if job.unique_key is not None:

@@ -13,6 +13,7 @@ transaction.
 
 from __future__ import annotations
 
+import functools
 import logging
 import struct
 
@@ -106,6 +107,12 @@ def store_job(
     return len(value)
 
 
+@functools.lru_cache(maxsize=4096)
+def _pending_entry(queue: str) -> bytes:
+    """The job directory record of a new job of ``queue`` (the same bytes for each)."""
+    return pack_value({"q": queue})
+
+
 class NewJobs:
     """New jobs written in one transaction body (enqueue, migration): each record, index
     entry, unique-key reservation and directory entry as it is added, then one count
@@ -128,7 +135,7 @@ class NewJobs:
             tr.set(keys.unique(job.unique_key), job.id.encode())
         tr.set(keys.job(job.id), value)
         tr.set(job.index_key(keys), b"")
-        tr.set(JOB_DIRECTORY.pack((job.id,)), pack_value({"q": job.queue}))
+        tr.set(JOB_DIRECTORY.pack((job.id,)), _pending_entry(job.queue))
         counts, earliest = self._counts, self._earliest
         counts[job.queue, job.state] = counts.get((job.queue, job.state), 0) + 1
         earliest[job.queue] = min(job.vis_ms, earliest.get(job.queue, job.vis_ms))
