@@ -6,6 +6,13 @@ as :func:`quick.claiming.claim_jobs` does, skipping any queue whose short lease 
 consumer holds, until the batch is full; when nothing is due the same snapshot arms a
 watch on the wake key. A retry after ``commit_unknown_result`` takes back the jobs its
 committed try leased (their ids are kept in the round's :class:`~keyspace.retry.Tries`).
+
+A consumer whose rounds conflict with other consumers' (many consumers meeting on few
+due queues) first commits short queue leases on the queues its round will visit
+(:func:`lease_round`, QuiCK's order): concurrent rounds then see the leases and walk
+past those queues, so only the short lease transactions can meet, and the round that
+follows (``claim_round(..., leased=...)``) claims from its leased queues alone and
+releases their leases.
 """
 
 from __future__ import annotations
@@ -13,21 +20,25 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from keyspace.codec import CorruptValue
 from keyspace.layout import POINTER_INDEX, POINTERS, QUEUE_LEASES, WAKE, queue_keys
 from keyspace.protocol import Transaction, Watch
 from keyspace.retry import Tries
 from quick import pointers, queue_leases
-from quick.claiming import _Budget, _reclaimed, claim_jobs
+from quick.claiming import _Budget, claim_jobs
 from quick.counters import Tally
-from quick.jobs import Claim
+from quick.jobs import Claim, Job, JobState
 from quick.limits import Limiter
 
 __all__ = [
     "MAX_QUEUES_PER_ROUND",
     "ROUND_SPREAD",
     "ROUND_MIN_QUEUES",
+    "ROUND_LEASE_MS",
     "ClaimRound",
+    "RoundLease",
     "claim_round",
+    "lease_round",
 ]
 
 #: The most queues one claim round leases from.
@@ -40,6 +51,13 @@ ROUND_SPREAD = 64
 #: ...but at least this many queues when as many are due, so a batch is shared fairly
 #: among a few due queues (each gives at most ``limit // ROUND_MIN_QUEUES`` jobs).
 ROUND_MIN_QUEUES = 8
+#: How long a round's queue leases (:func:`lease_round`) keep other consumers off its
+#: queues unless its claim releases them first (as it does, milliseconds later): short,
+#: so a consumer that dies between the two transactions holds its queues only briefly.
+ROUND_LEASE_MS = 2_000
+#: A lease round looks at up to this many times the queues it wants, past those that
+#: other consumers hold.
+LEASE_LOOKAHEAD = 4
 
 
 @dataclass(slots=True)
@@ -49,6 +67,18 @@ class ClaimRound:
     known visibility time."""
 
     claims: list[Claim]
+    due: int
+    cursor: bytes | None
+    idle: tuple[Watch, int | None] | None = None
+
+
+@dataclass(slots=True)
+class RoundLease:
+    """The queues one :func:`lease_round` leased (``(index key, queue)``), how many queues
+    were due, where the next scan resumes, and (when nothing was due) a watch on the
+    wake key with the next known visibility time."""
+
+    queues: list[tuple[bytes, str]]
     due: int
     cursor: bytes | None
     idle: tuple[Watch, int | None] | None = None
@@ -67,6 +97,7 @@ def claim_round(
     rng: random.Random | None = None,
     watch: bool = True,
     max_queues: int = MAX_QUEUES_PER_ROUND,
+    leased: RoundLease | None = None,
 ) -> ClaimRound:
     """Claim up to ``limit`` jobs across the due queues, in ``tr``; see the module docstring.
 
@@ -145,7 +176,60 @@ def claim_round(
     for key, queue in visited:
         if queue in tries.touched:
             pointers.drop_stray(tr, key, queue)
+    if leased is not None:
+        for _, queue in leased.queues:
+            queue_leases.release_round_lease(tr, queue, owner)
+        return ClaimRound(claims, leased.due, next_cursor)
     return ClaimRound(claims, len(due), next_cursor)
+
+
+def lease_round(
+    tr: Transaction,
+    owner: str,
+    now: int,
+    *,
+    count: int,
+    cursor: bytes | None = None,
+    scan_limit: int = 100,
+    rng: random.Random | None = None,
+    watch: bool = True,
+    lease_ms: int = ROUND_LEASE_MS,
+) -> RoundLease:
+    """Lease up to ``count`` due queues for ``owner``'s next claim round, in ``tr``.
+
+    The page of the pointer index is scanned as :func:`claim_round` scans it and walked
+    from a random entry; queues whose lease another consumer holds are passed over
+    (looking at most :data:`LEASE_LOOKAHEAD` times ``count`` entries). The leases are read
+    as snapshots, each taken one's key added as a read conflict, so only two lease rounds
+    taking the same queue conflict, and such a transaction is short: a scan, one read of
+    the candidates' leases and a commit.
+    """
+    rng = rng or random.Random()
+    due = _scan_due(tr, now, cursor, scan_limit)
+    if not due and cursor is not None:
+        due = _scan_due(tr, now, None, scan_limit)
+    next_cursor = due[-1] if len(due) == scan_limit else None
+    if not due:
+        idle = (tr.watch(WAKE), pointers.next_visible(tr.snapshot)) if watch else None
+        return RoundLease([], 0, None, idle)
+    start = rng.randrange(len(due))
+    order = due[start:] + due[:start]
+    candidates = _queues(tr, order[: max(1, count) * LEASE_LOOKAHEAD])
+    keys = [QUEUE_LEASES.pack((queue,)) for _, queue in candidates]
+    tr.get_many(keys, snapshot=True)
+    taken: list[tuple[bytes, str]] = []
+    for (index_key, queue), lease_key in zip(candidates, keys, strict=True):
+        if len(taken) >= count:
+            break
+        lease = queue_leases.queue_lease(tr.snapshot, queue)
+        if queue_leases.held_by_other(lease, owner, now):
+            continue
+        tr.add_read_conflict_key(lease_key)
+        queue_leases.write_queue_lease(
+            tr, queue, {"rc": [], **(lease or {}), "o": owner, "ex": now + lease_ms}
+        )
+        taken.append((index_key, queue))
+    return RoundLease(taken, len(due), next_cursor)
 
 
 def _scan_due(tr: Transaction, now: int, cursor: bytes | None, limit: int) -> list[bytes]:
@@ -171,11 +255,22 @@ def _queues(tr: Transaction, keys: list[bytes]) -> list[tuple[bytes, str]]:
 
 def _claimed_before(tr: Transaction, tries: Tries) -> list[Claim]:
     """The claims an earlier, committed try of this round made (none if it did not commit):
-    of the jobs any try leased, those that still carry the round's token, leased."""
+    of the jobs any try leased, those that still carry the round's token, leased.
+
+    The records are read together as snapshots: after a conflict (the usual retry) the
+    jobs a failed try leased belong to the consumer that won them, and a serializable
+    read would make this retry conflict with that consumer's settlements as well.
+    """
+    leased = sorted(tries.leased.items())
+    records = tr.get_many(
+        [queue_keys(queue).job(job_id) for job_id, queue in leased], snapshot=True
+    )
     out: list[Claim] = []
-    by_queue: dict[str, list[str]] = {}
-    for job_id, queue in sorted(tries.leased.items()):
-        by_queue.setdefault(queue, []).append(job_id)
-    for queue, job_ids in sorted(by_queue.items()):
-        out.extend(_reclaimed(tr, queue_keys(queue), job_ids, tries.token))
+    for (job_id, queue), data in zip(leased, records, strict=True):
+        try:
+            job = None if data is None else Job.from_value(queue, job_id, data)
+        except CorruptValue:
+            continue
+        if job is not None and job.token == tries.token and job.state is JobState.LEASED:
+            out.append(Claim.of(job))
     return out

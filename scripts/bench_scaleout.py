@@ -18,9 +18,10 @@ worker --processes N --metrics-port P`` over ``--queues`` queues of no-op jobs
   the queues empty as they go, so the tail has few due queues.
 
 Reported per count: jobs/s, worker CPU ms per job (user + system of the supervisor and
-its consumers), the share of claim-round tries that conflicted (tries - rounds over
-tries: every retried claim try on the sqlite engine is a 1020 unless the retries line
-says otherwise), and the retries by code.
+its consumers), the claim transactions committed (claim rounds, and the queue-lease
+transactions a contended consumer commits before its rounds), the share of their tries
+that conflicted (tries - committed over tries: every retried claim try on the sqlite
+engine is a 1020 unless the retries line says otherwise), and the retries by code.
 
     .venv/bin/python scripts/bench_scaleout.py                       # busy, 1..16
     .venv/bin/python scripts/bench_scaleout.py --counts 1,2 --seconds 5
@@ -124,16 +125,24 @@ class _Producer:
         self.enqueued += count
 
 
-def _tally(scraped: list[dict[tuple[str, str], float]]) -> tuple[float, float, dict[str, float]]:
-    """Claim rounds, claim-round tries and retries by code, summed over the consumers."""
-    rounds = sum(s.get(("quick_claim_rounds_total", ""), 0) for s in scraped)
-    tries = sum(s.get(("quick_claim_round_tries_total", ""), 0) for s in scraped)
-    retries: dict[str, float] = {}
+#: The consumers' claim counters the figures are made of, by short name.
+COUNTERS = {
+    "rounds": "quick_claim_rounds_total",
+    "round_tries": "quick_claim_round_tries_total",
+    "leases": "quick_claim_leases_total",
+    "lease_tries": "quick_claim_lease_tries_total",
+}
+
+
+def _tally(scraped: list[dict[tuple[str, str], float]]) -> dict[str, float]:
+    """The claim counters (:data:`COUNTERS`) and the retries by code (``retry <code>``),
+    summed over the consumers."""
+    out = {short: sum(s.get((name, ""), 0) for s in scraped) for short, name in COUNTERS.items()}
     for s in scraped:
         for (name, code), value in s.items():
             if name == "quick_transaction_retries_total":
-                retries[code] = retries.get(code, 0) + value
-    return rounds, tries, retries
+                out[f"retry {code}"] = out.get(f"retry {code}", 0) + value
+    return out
 
 
 def _session_cpu(session: int) -> float:
@@ -151,20 +160,26 @@ def _session_cpu(session: int) -> float:
 
 
 def _figures(
-    processes: int, jobs: int, seconds: float, cpu: float, before: Any, after: Any
+    processes: int,
+    jobs: int,
+    seconds: float,
+    cpu: float,
+    before: dict[str, float],
+    after: dict[str, float],
 ) -> dict[str, Any]:
-    rounds, tries, retries = (
-        after[0] - before[0],
-        after[1] - before[1],
-        {code: n - before[2].get(code, 0) for code, n in after[2].items()},
-    )
+    got = {key: value - before.get(key, 0) for key, value in after.items()}
+    committed = got["rounds"] + got["leases"]
+    tries = got["round_tries"] + got["lease_tries"]
+    lease_tries = got["lease_tries"]
     return {
         "processes": processes,
         "jobs_per_s": jobs / seconds,
         "cpu_ms_per_job": cpu * 1000 / jobs,
-        "claim_rounds": rounds,
-        "conflict_share": (tries - rounds) / tries if tries else 0.0,
-        "retries": {code: n for code, n in retries.items() if n},
+        "claim_txns": committed,
+        "conflict_share": (tries - committed) / tries if tries else 0.0,
+        "lease_share": (lease_tries - got["leases"]) / lease_tries if lease_tries else 0.0,
+        "leases": got["leases"],
+        "retries": {k.split()[1]: n for k, n in got.items() if k.startswith("retry ") and n},
     }
 
 
@@ -242,7 +257,7 @@ def run_drain(processes: int, jobs: int, queues: int, latency: str, temp: Path) 
         jobs - 1,
         starts[-1] - starts[0],
         cpu * (jobs - 1) / jobs,
-        (0, 0, {}),
+        {},
         _tally(scraped),
     )
 
@@ -251,7 +266,9 @@ def _row(got: dict[str, Any]) -> str:
     codes = ", ".join(f"{code}: {int(n)}" for code, n in sorted(got["retries"].items()))
     return (
         f"| {got['processes']} | {got['jobs_per_s']:,.0f} | {got['cpu_ms_per_job']:.2f} | "
-        f"{got['claim_rounds']:,.0f} | {100 * got['conflict_share']:.1f}% | {codes or 'none'} |"
+        f"{got['claim_txns']:,.0f} ({got['leases']:,.0f}) | "
+        f"{100 * got['conflict_share']:.1f}% ({100 * got['lease_share']:.1f}%) | "
+        f"{codes or 'none'} |"
     )
 
 
@@ -276,7 +293,10 @@ def main() -> int:
             f"jobs each, {args.warmup:g} s warm-up, {args.seconds:g} s measured"
         )
     print(f"workers' URL: ?latency={args.latency}")
-    print("| processes | jobs/s | worker CPU ms/job | claim rounds | conflicted tries | retries |")
+    print(
+        "| processes | jobs/s | worker CPU ms/job | claim txns (leases) "
+        "| conflicted tries (of leases) | retries |"
+    )
     print("|--:|--:|--:|--:|--:|---|")
     try:
         for processes in counts:
