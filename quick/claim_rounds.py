@@ -110,28 +110,36 @@ def claim_round(
     Queues whose short lease another consumer holds are skipped. A round visits at
     most ``max_queues`` queues (capped at :data:`MAX_QUEUES_PER_ROUND`): a consumer
     whose rounds conflict asks for fewer.
+
+    Given ``leased`` (what a committed :func:`lease_round` of ``owner`` took), the round
+    scans nothing: it claims from those queues alone, sharing the batch among them, and
+    releases their leases.
     """
     if tries.leased:
         again = _claimed_before(tr, tries)
         if again:
             return ClaimRound(again, len(again), cursor)
-    rng = rng or random.Random()
-    due = _scan_due(tr, now, cursor, scan_limit)
-    if not due and cursor is not None:
-        cursor = None
-        due = _scan_due(tr, now, None, scan_limit)
-    next_cursor = due[-1] if len(due) == scan_limit else None
-    if not due:
-        idle = (tr.watch(WAKE), pointers.next_visible(tr.snapshot)) if watch else None
-        return ClaimRound([], 0, None, idle)
-    # Walk the page from a random entry (wrapping), a chunk of queues at a time, until
-    # the batch is full: a round of deep queues visits a few, a round of one-job queues
-    # as many as its batch needs (up to ``most``).
-    start = rng.randrange(len(due))
-    order = due[start:] + due[:start]
-    planned = max(min(len(due), ROUND_MIN_QUEUES), len(due) // ROUND_SPREAD)
-    most = max(1, min(max_queues, MAX_QUEUES_PER_ROUND))
-    chunk = min(limit, most, planned)
+    if leased is not None:
+        order = [key for key, _ in leased.queues]
+        due, next_cursor = order, leased.cursor
+        most = chunk = max(1, len(order))
+    else:
+        rng = rng or random.Random()
+        due = _scan_due(tr, now, cursor, scan_limit)
+        if not due and cursor is not None:
+            cursor = None
+            due = _scan_due(tr, now, None, scan_limit)
+        next_cursor = due[-1] if len(due) == scan_limit else None
+        if not due:
+            idle = (tr.watch(WAKE), pointers.next_visible(tr.snapshot)) if watch else None
+            return ClaimRound([], 0, None, idle)
+        # Walk the page from a random entry (wrapping), a chunk of queues at a time, until
+        # the batch is full: a round of deep queues visits a few, a round of one-job queues
+        # as many as its batch needs (up to ``most``).
+        start = rng.randrange(len(due))
+        order = due[start:] + due[:start]
+        most = max(1, min(max_queues, MAX_QUEUES_PER_ROUND))
+        chunk = min(limit, most, _planned(len(due)))
     share = max(1, limit // chunk)
     claims: list[Claim] = []
     tally = Tally()
@@ -198,7 +206,8 @@ def lease_round(
     """Lease up to ``count`` due queues for ``owner``'s next claim round, in ``tr``.
 
     The page of the pointer index is scanned as :func:`claim_round` scans it and walked
-    from a random entry; queues whose lease another consumer holds are passed over
+    from a random entry, for as many queues as a round would visit first (``count`` at
+    most); queues whose lease another consumer holds are passed over
     (looking at most :data:`LEASE_LOOKAHEAD` times ``count`` entries). The leases are read
     as snapshots, each taken one's key added as a read conflict, so only two lease rounds
     taking the same queue conflict, and such a transaction is short: a scan, one read of
@@ -214,7 +223,8 @@ def lease_round(
         return RoundLease([], 0, None, idle)
     start = rng.randrange(len(due))
     order = due[start:] + due[:start]
-    candidates = _queues(tr, order[: max(1, count) * LEASE_LOOKAHEAD])
+    count = max(1, min(count, _planned(len(due))))
+    candidates = _queues(tr, order[: count * LEASE_LOOKAHEAD])
     keys = [QUEUE_LEASES.pack((queue,)) for _, queue in candidates]
     tr.get_many(keys, snapshot=True)
     taken: list[tuple[bytes, str]] = []
@@ -230,6 +240,11 @@ def lease_round(
         )
         taken.append((index_key, queue))
     return RoundLease(taken, len(due), next_cursor)
+
+
+def _planned(due: int) -> int:
+    """How many queues a round plans to visit first when ``due`` queues are due."""
+    return max(min(due, ROUND_MIN_QUEUES), due // ROUND_SPREAD)
 
 
 def _scan_due(tr: Transaction, now: int, cursor: bytes | None, limit: int) -> list[bytes]:
