@@ -82,11 +82,7 @@ class RoundClaimer:
         rng: random.Random,
     ) -> RoundLease:
         """One try of the transaction that leases the next round's queues."""
-        if not tries.first():
-            self._conflicted()
-        if self.metrics is not None:  # counted as it starts: a scrape sees a long retry
-            self.metrics.claim_lease_tries.inc()
-        rng.seed(seed + tries.runs)
+        self._begin(tries, "claim_lease_tries", rng, seed)
         return lease_round(
             tr,
             self.config.owner,
@@ -108,11 +104,7 @@ class RoundClaimer:
         leased: RoundLease | None,
     ) -> ClaimRound:
         """One try of the claim round itself."""
-        if not tries.first():  # a retry: visit fewer queues, elsewhere on the page
-            self._conflicted()
-        if self.metrics is not None:  # counted as it starts: a scrape sees a long retry
-            self.metrics.claim_round_tries.inc()
-        rng.seed(seed + tries.runs)
+        self._begin(tries, "claim_round_tries", rng, seed)
         return claim_round(
             tr,
             self.config.owner,
@@ -126,6 +118,15 @@ class RoundClaimer:
             max_queues=self.queues,
             leased=leased,
         )
+
+    def _begin(self, tries: Tries, counter: str, rng: random.Random, seed: float) -> None:
+        """Start a try: a retry visits fewer queues, elsewhere on the page; the try is
+        counted (in the metric ``counter``) as it starts, so a scrape sees a long retry."""
+        if not tries.first():
+            self._conflicted()
+        if self.metrics is not None:
+            getattr(self.metrics, counter).inc()
+        rng.seed(seed + tries.runs)
 
     def _conflicted(self) -> None:
         """A try conflicted: the next rounds visit fewer queues and lease them first."""

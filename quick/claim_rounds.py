@@ -125,13 +125,8 @@ def claim_round(
         most = chunk = max(1, len(order))
     else:
         rng = rng or random.Random()
-        due = _scan_due(tr, now, cursor, scan_limit)
-        if not due and cursor is not None:
-            cursor = None
-            due = _scan_due(tr, now, None, scan_limit)
-        next_cursor = due[-1] if len(due) == scan_limit else None
+        due, next_cursor, idle = _due_page(tr, now, cursor, scan_limit, watch)
         if not due:
-            idle = (tr.watch(WAKE), pointers.next_visible(tr.snapshot)) if watch else None
             return ClaimRound([], 0, None, idle)
         # Walk the page from a random entry (wrapping), a chunk of queues at a time, until
         # the batch is full: a round of deep queues visits a few, a round of one-job queues
@@ -214,12 +209,8 @@ def lease_round(
     the candidates' leases and a commit.
     """
     rng = rng or random.Random()
-    due = _scan_due(tr, now, cursor, scan_limit)
-    if not due and cursor is not None:
-        due = _scan_due(tr, now, None, scan_limit)
-    next_cursor = due[-1] if len(due) == scan_limit else None
+    due, next_cursor, idle = _due_page(tr, now, cursor, scan_limit, watch)
     if not due:
-        idle = (tr.watch(WAKE), pointers.next_visible(tr.snapshot)) if watch else None
         return RoundLease([], 0, None, idle)
     start = rng.randrange(len(due))
     order = due[start:] + due[:start]
@@ -240,6 +231,22 @@ def lease_round(
         )
         taken.append((index_key, queue))
     return RoundLease(taken, len(due), next_cursor)
+
+
+def _due_page(
+    tr: Transaction, now: int, cursor: bytes | None, scan_limit: int, watch: bool
+) -> tuple[list[bytes], bytes | None, tuple[Watch, int | None] | None]:
+    """The page of due pointer-index keys after ``cursor`` (from the start when none is
+    there), where the next page starts, and (when none is due and ``watch``) a watch on
+    the wake key with the next known visibility time."""
+    due = _scan_due(tr, now, cursor, scan_limit)
+    if not due and cursor is not None:
+        due = _scan_due(tr, now, None, scan_limit)
+    next_cursor = due[-1] if len(due) == scan_limit else None
+    idle = None
+    if not due and watch:
+        idle = (tr.watch(WAKE), pointers.next_visible(tr.snapshot))
+    return due, next_cursor, idle
 
 
 def _planned(due: int) -> int:
