@@ -18,9 +18,6 @@ metric                                 type       meaning
 ``{code}``                                        by FoundationDB error code (1020 conflict)
 ``quick_claim_rounds_total``           counter    claim rounds this consumer committed
 ``quick_claim_round_tries_total``      counter    their tries, counted as each starts
-``quick_claim_leases_total``           counter    queue-lease transactions committed before
-                                                  claim rounds (while rounds conflict)
-``quick_claim_lease_tries_total``      counter    their tries, counted as each starts
 =====================================  =========  ==========================================
 
 The job path only increments counters and observes the histogram. Queue depth is read
@@ -165,16 +162,6 @@ class ConsumerMetrics:
         self.claim_round_tries = Counter(
             "quick_claim_round_tries",
             "Tries of this consumer's claim rounds (one more per retried try).",
-            registry=self.registry,
-        )
-        self.claim_leases = Counter(
-            "quick_claim_leases",
-            "Queue-lease transactions this consumer committed before claim rounds.",
-            registry=self.registry,
-        )
-        self.claim_lease_tries = Counter(
-            "quick_claim_lease_tries",
-            "Tries of this consumer's queue-lease transactions (one more per retried try).",
             registry=self.registry,
         )
         self._depth = _DepthCollector()

@@ -10,9 +10,7 @@ Theory of operation
   batch is sized to the work (:mod:`consumer.sizing`): up to ``batch_size``, about
   :data:`consumer.config.CLAIM_SECONDS` of work for the slots at the handlers' average
   time, and no more than the idle slots can start while handlers are slow or their time
-  is unknown, so slow jobs are not hoarded while another consumer is idle. While its
-  rounds conflict with other consumers', each is preceded by a short transaction that
-  leases its queues, so the others pass them over (:mod:`consumer.claimer`).
+  is unknown, so slow jobs are not hoarded while another consumer is idle.
   With nothing due it sleeps on a watch of the ``("wake",)`` key, which producers
   bump whenever a queue gains earlier work, until then or the next known visibility
   time (at most ``max_idle``); with due queues all leased by others it backs off briefly.
@@ -55,7 +53,6 @@ import trio
 import quick
 from consumer.asyncio_loop import AsyncioLoop
 from consumer.bridge import Bridge
-from consumer.claimer import RoundClaimer
 from consumer.config import (
     BUSY_BACKOFF,
     EWMA_WEIGHT,
@@ -73,12 +70,13 @@ from consumer.sizing import (
     ClaimSize,
     claim_size,
     lanes_wanted,
+    round_queues,
     stalled,
 )
-from keyspace.protocol import Database, Watch
-from keyspace.retry import watch_retry_pause
+from keyspace.protocol import Database, Transaction, Watch
+from keyspace.retry import Tries, watch_retry_pause
 from quick.app import App
-from quick.claim_rounds import ClaimRound
+from quick.claim_rounds import MAX_QUEUES_PER_ROUND, ClaimRound, claim_round
 from quick.jobs import Claim, now_ms
 from quick.leases import release_all
 from quick.outcomes import Outcome, describe_error, job_config
@@ -129,7 +127,10 @@ class Consumer:
         )
         #: Stalled slots (lanes among them), as the stall watch last counted them.
         self._stalled = 0
-        self._claimer = RoundClaimer(db, self.config, metrics)
+        #: The most queues the next claim round visits (see consumer.sizing.round_queues),
+        #: and whether no round has conflicted yet.
+        self._round_queues = 1
+        self._round_calm = True
         self._capacity = trio.Event()
         self._stopping = trio.Event()
         #: Where asyncio handlers run: a loop in a thread of its own, started on first use.
@@ -271,8 +272,44 @@ class Consumer:
             self._dispatch(woken.claims)  # claimed as the stop came: given back with the rest
 
     def _claim_round(self, limit: int, cursor: bytes | None, seed: float) -> ClaimRound:
-        """One claim round, blocking (:class:`consumer.claimer.RoundClaimer`)."""
-        return self._claimer.claim(limit, cursor, seed)
+        """One claim round in its own transaction (retried; see ``claim_round``'s ``tries``)."""
+        config = self.config
+        tries = Tries()
+        rng = random.Random(seed)
+
+        def body(tr: Transaction) -> ClaimRound:
+            if not tries.first():  # a retry: visit fewer queues, elsewhere on the page
+                self._round_calm = False
+                self._round_queues = round_queues(
+                    self._round_queues, conflicted=True, calm=False, most=MAX_QUEUES_PER_ROUND
+                )
+            if self.metrics is not None:  # counted as it starts: a scrape sees a long retry
+                self.metrics.claim_round_tries.inc()
+            rng.seed(seed + tries.runs)
+            return claim_round(
+                tr,
+                config.owner,
+                now_ms(),
+                limit=limit,
+                lease_ms=config.lease_ms,
+                tries=tries,
+                cursor=cursor,
+                scan_limit=config.scan_limit,
+                rng=rng,
+                max_queues=self._round_queues,
+            )
+
+        found = self.db.transact(body)
+        if tries.runs == 1:
+            self._round_queues = round_queues(
+                self._round_queues,
+                conflicted=False,
+                calm=self._round_calm,
+                most=MAX_QUEUES_PER_ROUND,
+            )
+        if self.metrics is not None:
+            self.metrics.claim_rounds.inc()
+        return found
 
     def _dispatch(self, claims: list[Claim]) -> None:
         held = [Held(claim, job_config(self.app, claim)) for claim in claims]

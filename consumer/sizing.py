@@ -23,11 +23,6 @@ not count: a slow store slows every job alike, and more lanes would not help.)
   as many, and from then on a clean round lets the next visit only 5% more. Consumers fighting over
   few due queues then each take one or two (and rarely meet), while a lone consumer
   over many one-job queues keeps filling its batch from many.
-* **Queue leases first** (:func:`lease_first`). For :data:`LEASE_ROUNDS` rounds after a
-  round conflicted, a consumer commits short queue leases on the queues its next round
-  visits before claiming from them (:func:`quick.claim_rounds.lease_round`, QuiCK's
-  order), so consumers meeting on few due queues pass each other's over instead of
-  conflicting; a consumer whose rounds stay clean saves that transaction.
 * **Hand-back.** Claims that still wait while every slot has been stalled for
   :data:`HANDBACK_SECONDS` are given back (released, their attempts refunded), so an
   idle consumer takes them; this one claims nothing more until a slot frees.
@@ -46,10 +41,8 @@ __all__ = [
     "HANDBACK_SECONDS",
     "STALL_SECONDS",
     "ClaimSize",
-    "LEASE_ROUNDS",
     "claim_size",
     "lanes_wanted",
-    "lease_first",
     "round_queues",
     "stalled",
 ]
@@ -140,14 +133,3 @@ def round_queues(current: int, *, conflicted: bool, calm: bool, most: int) -> in
         return max(1, current // 2)
     grown = current * 2 if calm else max(current + 1, int(current * ROUND_GROWTH))
     return min(most, grown)
-
-
-#: Rounds after a conflicted claim round (or lease round) during which a consumer leases
-#: its queues before claiming: long beside the few rounds a conflict costs.
-LEASE_ROUNDS = 64
-
-
-def lease_first(clean_rounds: int) -> bool:
-    """Whether the next claim round should lease its queues first, after ``clean_rounds``
-    rounds in a row that committed at their first try."""
-    return clean_rounds < LEASE_ROUNDS

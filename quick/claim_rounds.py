@@ -6,13 +6,6 @@ as :func:`quick.claiming.claim_jobs` does, skipping any queue whose short lease 
 consumer holds, until the batch is full; when nothing is due the same snapshot arms a
 watch on the wake key. A retry after ``commit_unknown_result`` takes back the jobs its
 committed try leased (their ids are kept in the round's :class:`~keyspace.retry.Tries`).
-
-A consumer whose rounds conflict with other consumers' (many consumers meeting on few
-due queues) first commits short queue leases on the queues its round will visit
-(:func:`lease_round`, QuiCK's order): concurrent rounds then see the leases and walk
-past those queues, so only the short lease transactions can meet, and the round that
-follows (``claim_round(..., leased=...)``) claims from its leased queues alone and
-releases their leases.
 """
 
 from __future__ import annotations
@@ -21,25 +14,21 @@ import contextlib
 import random
 from dataclasses import dataclass
 
-from keyspace.codec import CorruptValue
 from keyspace.layout import POINTER_INDEX, POINTERS, QUEUE_LEASES, WAKE, queue_keys
 from keyspace.protocol import KeyValue, Transaction, Watch
 from keyspace.retry import Tries
 from quick import pointers, queue_leases
-from quick.claiming import _Budget, claim_jobs, look_range
+from quick.claiming import _Budget, _reclaimed, claim_jobs, look_range
 from quick.counters import Tally
-from quick.jobs import Claim, Job, JobState
+from quick.jobs import Claim
 from quick.limits import Limiter
 
 __all__ = [
     "MAX_QUEUES_PER_ROUND",
     "ROUND_SPREAD",
     "ROUND_MIN_QUEUES",
-    "ROUND_LEASE_MS",
     "ClaimRound",
-    "RoundLease",
     "claim_round",
-    "lease_round",
 ]
 
 #: The most queues one claim round leases from.
@@ -52,13 +41,6 @@ ROUND_SPREAD = 64
 #: ...but at least this many queues when as many are due, so a batch is shared fairly
 #: among a few due queues (each gives at most ``limit // ROUND_MIN_QUEUES`` jobs).
 ROUND_MIN_QUEUES = 8
-#: How long a round's queue leases (:func:`lease_round`) keep other consumers off its
-#: queues unless its claim releases them first (as it does, milliseconds later): short,
-#: so a consumer that dies between the two transactions holds its queues only briefly.
-ROUND_LEASE_MS = 2_000
-#: A lease round looks at up to this many times the queues it wants, past those that
-#: other consumers hold.
-LEASE_LOOKAHEAD = 4
 
 
 @dataclass(slots=True)
@@ -68,18 +50,6 @@ class ClaimRound:
     known visibility time."""
 
     claims: list[Claim]
-    due: int
-    cursor: bytes | None
-    idle: tuple[Watch, int | None] | None = None
-
-
-@dataclass(slots=True)
-class RoundLease:
-    """The queues one :func:`lease_round` leased (``(index key, queue)``), how many queues
-    were due, where the next scan resumes, and (when nothing was due) a watch on the
-    wake key with the next known visibility time."""
-
-    queues: list[tuple[bytes, str]]
     due: int
     cursor: bytes | None
     idle: tuple[Watch, int | None] | None = None
@@ -98,7 +68,6 @@ def claim_round(
     rng: random.Random | None = None,
     watch: bool = True,
     max_queues: int = MAX_QUEUES_PER_ROUND,
-    leased: RoundLease | None = None,
 ) -> ClaimRound:
     """Claim up to ``limit`` jobs across the due queues, in ``tr``; see the module docstring.
 
@@ -111,31 +80,28 @@ def claim_round(
     Queues whose short lease another consumer holds are skipped. A round visits at
     most ``max_queues`` queues (capped at :data:`MAX_QUEUES_PER_ROUND`): a consumer
     whose rounds conflict asks for fewer.
-
-    Given ``leased`` (what a committed :func:`lease_round` of ``owner`` took), the round
-    scans nothing: it claims from those queues alone, sharing the batch among them, and
-    releases their leases.
     """
     if tries.leased:
         again = _claimed_before(tr, tries)
         if again:
             return ClaimRound(again, len(again), cursor)
-    if leased is not None:
-        order = [key for key, _ in leased.queues]
-        due, next_cursor = order, leased.cursor
-        most = chunk = max(1, len(order))
-    else:
-        rng = rng or random.Random()
-        due, next_cursor, idle = _due_page(tr, now, cursor, scan_limit, watch)
-        if not due:
-            return ClaimRound([], 0, None, idle)
-        # Walk the page from a random entry (wrapping), a chunk of queues at a time, until
-        # the batch is full: a round of deep queues visits a few, a round of one-job queues
-        # as many as its batch needs (up to ``most``).
-        start = rng.randrange(len(due))
-        order = due[start:] + due[:start]
-        most = max(1, min(max_queues, MAX_QUEUES_PER_ROUND))
-        chunk = min(limit, most, _planned(len(due)))
+    rng = rng or random.Random()
+    due = _scan_due(tr, now, cursor, scan_limit)
+    if not due and cursor is not None:
+        cursor = None
+        due = _scan_due(tr, now, None, scan_limit)
+    next_cursor = due[-1] if len(due) == scan_limit else None
+    if not due:
+        idle = (tr.watch(WAKE), pointers.next_visible(tr.snapshot)) if watch else None
+        return ClaimRound([], 0, None, idle)
+    # Walk the page from a random entry (wrapping), a chunk of queues at a time, until
+    # the batch is full: a round of deep queues visits a few, a round of one-job queues
+    # as many as its batch needs (up to ``most``).
+    start = rng.randrange(len(due))
+    order = due[start:] + due[:start]
+    planned = max(min(len(due), ROUND_MIN_QUEUES), len(due) // ROUND_SPREAD)
+    most = max(1, min(max_queues, MAX_QUEUES_PER_ROUND))
+    chunk = min(limit, most, planned)
     share = max(1, limit // chunk)
     claims: list[Claim] = []
     tally = Tally()
@@ -184,79 +150,7 @@ def claim_round(
     for key, queue in visited:
         if queue in tries.touched:
             pointers.drop_stray(tr, key, queue)
-    if leased is not None:
-        for _, queue in leased.queues:
-            queue_leases.release_round_lease(tr, queue, owner)
-        return ClaimRound(claims, leased.due, next_cursor)
     return ClaimRound(claims, len(due), next_cursor)
-
-
-def lease_round(
-    tr: Transaction,
-    owner: str,
-    now: int,
-    *,
-    count: int,
-    cursor: bytes | None = None,
-    scan_limit: int = 100,
-    rng: random.Random | None = None,
-    watch: bool = True,
-    lease_ms: int = ROUND_LEASE_MS,
-) -> RoundLease:
-    """Lease up to ``count`` due queues for ``owner``'s next claim round, in ``tr``.
-
-    The page of the pointer index is scanned as :func:`claim_round` scans it and walked
-    from a random entry, for as many queues as a round would visit first (``count`` at
-    most); queues whose lease another consumer holds are passed over
-    (looking at most :data:`LEASE_LOOKAHEAD` times ``count`` entries). The leases are read
-    as snapshots, each taken one's key added as a read conflict, so only two lease rounds
-    taking the same queue conflict, and such a transaction is short: a scan, one read of
-    the candidates' leases and a commit.
-    """
-    rng = rng or random.Random()
-    due, next_cursor, idle = _due_page(tr, now, cursor, scan_limit, watch)
-    if not due:
-        return RoundLease([], 0, None, idle)
-    start = rng.randrange(len(due))
-    order = due[start:] + due[:start]
-    count = max(1, min(count, _planned(len(due))))
-    candidates = _queues(tr, order[: count * LEASE_LOOKAHEAD])
-    keys = [QUEUE_LEASES.pack((queue,)) for _, queue in candidates]
-    tr.get_many(keys, snapshot=True)
-    taken: list[tuple[bytes, str]] = []
-    for (index_key, queue), lease_key in zip(candidates, keys, strict=True):
-        if len(taken) >= count:
-            break
-        lease = queue_leases.queue_lease(tr.snapshot, queue)
-        if queue_leases.held_by_other(lease, owner, now):
-            continue
-        tr.add_read_conflict_key(lease_key)
-        queue_leases.write_queue_lease(
-            tr, queue, {"rc": [], **(lease or {}), "o": owner, "ex": now + lease_ms}
-        )
-        taken.append((index_key, queue))
-    return RoundLease(taken, len(due), next_cursor)
-
-
-def _due_page(
-    tr: Transaction, now: int, cursor: bytes | None, scan_limit: int, watch: bool
-) -> tuple[list[bytes], bytes | None, tuple[Watch, int | None] | None]:
-    """The page of due pointer-index keys after ``cursor`` (from the start when none is
-    there), where the next page starts, and (when none is due and ``watch``) a watch on
-    the wake key with the next known visibility time."""
-    due = _scan_due(tr, now, cursor, scan_limit)
-    if not due and cursor is not None:
-        due = _scan_due(tr, now, None, scan_limit)
-    next_cursor = due[-1] if len(due) == scan_limit else None
-    idle = None
-    if not due and watch:
-        idle = (tr.watch(WAKE), pointers.next_visible(tr.snapshot))
-    return due, next_cursor, idle
-
-
-def _planned(due: int) -> int:
-    """How many queues a round plans to visit first when ``due`` queues are due."""
-    return max(min(due, ROUND_MIN_QUEUES), due // ROUND_SPREAD)
 
 
 def _read_ahead(
@@ -328,22 +222,11 @@ def _queues(tr: Transaction, keys: list[bytes]) -> list[tuple[bytes, str]]:
 
 def _claimed_before(tr: Transaction, tries: Tries) -> list[Claim]:
     """The claims an earlier, committed try of this round made (none if it did not commit):
-    of the jobs any try leased, those that still carry the round's token, leased.
-
-    The records are read together as snapshots: after a conflict (the usual retry) the
-    jobs a failed try leased belong to the consumer that won them, and a serializable
-    read would make this retry conflict with that consumer's settlements as well.
-    """
-    leased = sorted(tries.leased.items())
-    records = tr.get_many(
-        [queue_keys(queue).job(job_id) for job_id, queue in leased], snapshot=True
-    )
+    of the jobs any try leased, those that still carry the round's token, leased."""
     out: list[Claim] = []
-    for (job_id, queue), data in zip(leased, records, strict=True):
-        try:
-            job = None if data is None else Job.from_value(queue, job_id, data)
-        except CorruptValue:
-            continue
-        if job is not None and job.token == tries.token and job.state is JobState.LEASED:
-            out.append(Claim.of(job))
+    by_queue: dict[str, list[str]] = {}
+    for job_id, queue in sorted(tries.leased.items()):
+        by_queue.setdefault(queue, []).append(job_id)
+    for queue, job_ids in sorted(by_queue.items()):
+        out.extend(_reclaimed(tr, queue_keys(queue), job_ids, tries.token))
     return out

@@ -25,11 +25,9 @@ __all__ = [
     "RECENT_CLAIMS",
     "claimed_by",
     "decode_queue_lease",
-    "held_by_other",
     "lease_queue",
     "leased_by_other",
     "queue_lease",
-    "release_round_lease",
     "remember_claim",
     "write_queue_lease",
 ]
@@ -88,7 +86,7 @@ def lease_queue(tr: Transaction, queue: str, owner: str, now: int, lease_ms: int
     Also False when the queue's pointer is gone or no longer due (another consumer drained it).
     """
     lease = queue_lease(tr, queue)
-    if held_by_other(lease, owner, now):
+    if _held_by_other(lease, owner, now):
         return False
     pointer, corrupt = load_pointer(tr.snapshot, queue)
     if not corrupt and (pointer is None or pointer["v"] > now):
@@ -99,15 +97,13 @@ def lease_queue(tr: Transaction, queue: str, owner: str, now: int, lease_ms: int
     return True
 
 
-def held_by_other(lease: dict[str, Any] | None, owner: str, now: int) -> bool:
-    """Whether ``lease`` (a queue lease record, or None) is held at ``now`` by someone
-    other than ``owner``."""
+def _held_by_other(lease: dict[str, Any] | None, owner: str, now: int) -> bool:
     return lease is not None and lease.get("ex", 0) > now and lease.get("o") != owner
 
 
 def leased_by_other(tr: ReadView, queue: str, owner: str, now: int) -> bool:
     """Whether a consumer other than ``owner`` holds the queue's lease at ``now``."""
-    return held_by_other(queue_lease(tr, queue), owner, now)
+    return _held_by_other(queue_lease(tr, queue), owner, now)
 
 
 def claimed_by(lease: dict[str, Any] | None, token: str) -> list[str] | None:
@@ -133,16 +129,3 @@ def remember_claim(
     recent = list((lease or {}).get("rc") or [])
     record.update(o=owner, ex=0, rc=[[token, job_ids], *recent[: RECENT_CLAIMS - 1]])
     write_queue_lease(tr, queue, record)
-
-
-def release_round_lease(tr: Transaction, queue: str, owner: str) -> None:
-    """Give back the short lease ``owner`` took on ``queue`` before a claim round
-    (:func:`quick.claim_rounds.lease_round`): cleared, or kept with its expiry at 0 when it
-    remembers :func:`remember_claim`'s recent claims. Another owner's lease is left alone."""
-    lease = queue_lease(tr, queue)
-    if lease is None or lease.get("o") != owner:
-        return
-    if lease.get("rc"):
-        write_queue_lease(tr, queue, {**lease, "ex": 0})
-    else:
-        tr.clear(QUEUE_LEASES.pack((queue,)))

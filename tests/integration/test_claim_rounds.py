@@ -1,25 +1,20 @@
 """The consumer's claim round over many one-job queues: retry after an unknown commit
-result or a conflict, how many queues a round visits, the pointer of a queue a round
-drains, and the queue leases taken before a round while rounds conflict."""
+result, how many queues a round visits, and the pointer of a queue a round drains."""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import trio
 
 import quick
-from consumer.runtime import Consumer, ConsumerConfig
 from keyspace.layout import POINTER_INDEX, POINTERS, QUEUE_LEASES, QUEUES
 from keyspace.protocol import Database
 from keyspace.retry import Tries
 from quick import pointers
-from quick.claim_rounds import ClaimRound, claim_round, lease_round
-from tests.waiting import until
+from quick.claim_rounds import ClaimRound, claim_round
 
 NOW = 1_900_000_000_000
 LEASE_MS = 30_000
@@ -179,93 +174,3 @@ def test_claim_round_visits_at_most_max_queues(db: Database) -> None:
         watch=False, max_queues=3,
     )  # fmt: skip
     assert len({c.queue_id for c in found.claims}) == 3
-
-
-def test_claim_round_retried_after_a_conflict_ignores_the_winners_writes(db: Database) -> None:
-    """A try that conflicted leased jobs another consumer then won: the retry looks for
-    them (in case the try committed) without a conflict on them, so the winner renewing
-    or settling them does not make the retry conflict too."""
-    _tenants(db, 10)
-    tries = Tries()
-    tr = db.create_transaction()
-    lost = claim_round(
-        tr, "c1", NOW, limit=5, lease_ms=LEASE_MS, tries=tries, rng=random.Random(0), watch=False
-    )
-    tr.cancel()  # this try conflicted: nothing of it committed
-    won = [
-        claim
-        for queue in sorted({c.queue_id for c in lost.claims})
-        for claim in quick.claim(db, queue, "c2", lease_ms=LEASE_MS, now_ms=NOW)
-    ]
-    assert len(won) == 5
-    retry = db.create_transaction()
-    found = claim_round(
-        retry, "c1", NOW, limit=5, lease_ms=LEASE_MS, tries=tries, rng=random.Random(1),
-        scan_limit=1000, watch=False,
-    )  # fmt: skip
-    quick.heartbeat(db, won[0], lease_ms=LEASE_MS, now_ms=NOW + 1)  # the winner writes its job
-    retry.commit()  # no conflict with it
-    assert len(found.claims) == 5
-    assert not {c.job_id for c in found.claims} & {c.job_id for c in won}
-
-
-def test_consumer_round_retried_after_a_committed_unknown_result_keeps_its_claims(
-    tmp_path: Path,
-) -> None:
-    """On the fault-injecting engine half the commits report 1021, half of those after
-    committing: a claim round retried after one that committed hands its jobs on, so no
-    job waits for its 60 s lease to expire (the whole drain takes well under that)."""
-    url = f"sqlite:///{tmp_path / 'u.db'}?faults=commit_unknown_result:0.5&seed=3"
-    app = quick.App()
-    ran: list[str] = []
-
-    @app.job("t")
-    def handler(payload: Any, meta: quick.Meta) -> None:
-        ran.append(meta.job_id)
-
-    with quick.open(url) as faulty:
-        ids = [quick.enqueue(faulty, f"q{i % 20}", "t", i) for i in range(100)]
-
-        def drained() -> bool:
-            return all(quick.job_state(faulty, j) is quick.JobState.COMPLETED for j in ids)
-
-        async def main() -> None:
-            consumer = Consumer(
-                faulty, app, ConsumerConfig(concurrency=4, cron=False, lease_ms=60_000)
-            )
-            async with trio.open_nursery() as nursery:
-                await nursery.start(consumer.run)
-                await until(drained, 20.0)
-                consumer.stop()
-
-        trio.run(main)
-        assert getattr(faulty, "injected", {})[1021] > 10
-    assert set(ran) == set(ids)
-
-
-def test_lease_round_passes_over_queues_another_consumer_leased(db: Database) -> None:
-    """Two consumers walking the page from the same entry: the second's lease round
-    passes over the first's leased queues; each claims from its own queues alone and
-    gives their leases back."""
-    _deep_queues(db, 64, 4)
-    leases = {}
-    for owner in ("a", "b"):
-        tr = db.create_transaction()
-        leases[owner] = lease_round(
-            tr, owner, NOW, count=8, scan_limit=1000, rng=random.Random(0), watch=False
-        )
-        tr.commit()
-    taken = {owner: {q for _, q in lease.queues} for owner, lease in leases.items()}
-    assert len(taken["a"]) == len(taken["b"]) == 8
-    assert not taken["a"] & taken["b"]
-    tr = db.create_transaction()
-    found = claim_round(
-        tr, "a", NOW + 1, limit=64, lease_ms=LEASE_MS, tries=Tries(), watch=False,
-        leased=leases["a"],
-    )  # fmt: skip
-    tr.commit()
-    assert len(found.claims) == 32  # 4 from each of its 8 queues
-    assert {c.queue_id for c in found.claims} == taken["a"]
-    tr = db.create_transaction()
-    held = {QUEUE_LEASES.unpack(key)[0] for key, _ in tr.get_range(*QUEUE_LEASES.range())}
-    assert held == taken["b"]  # a's leases were given back, b's are still held

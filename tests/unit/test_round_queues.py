@@ -3,7 +3,7 @@ after rounds that commit at once (doubling until the first conflict)."""
 
 from __future__ import annotations
 
-from consumer.sizing import LEASE_ROUNDS, lease_first, round_queues
+from consumer.sizing import round_queues
 
 
 def test_round_queues_halves_after_a_conflict_down_to_one() -> None:
@@ -29,11 +29,3 @@ def test_round_queues_grow_slowly_after_a_conflict() -> None:
         current = round_queues(current, conflicted=False, calm=False, most=256)
         rounds += 1
     assert 60 < rounds < 120
-
-
-def test_lease_first_for_a_while_after_a_conflict() -> None:
-    """A consumer leases its queues first for LEASE_ROUNDS clean rounds after a conflict
-    (the count restarts at 0), and saves that transaction once its rounds stay clean."""
-    assert lease_first(0)
-    assert lease_first(LEASE_ROUNDS - 1)
-    assert not lease_first(LEASE_ROUNDS)
