@@ -19,7 +19,8 @@ WAL checkpoint with SQLite's ``freelist_count``. Before the big rounds, the same
 issue's 0.8x target, in the same sitting.
 
 ``--fill-only PATH`` fills a store at PATH and exits: the big store the operator tools
-(``quick queues``, ``quick check --deep``, the dashboard) are timed on.
+(``quick queues``, ``quick check --deep``, the dashboard) are timed on (``bench_tools.py``);
+``--filled PATH`` then drains it as round 1 (a copy of it: the file is changed and kept).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ APP = "bench_jobs:app"
 FILL_CHUNK = 1000  # jobs per enqueue_many transaction
 REFERENCE_QUEUES = 20_000  # the drain2_tenants shape of scripts/bench.py
 SAMPLE_EVERY = 1.0  # seconds between looks at the workers' /proc entries
+LOG_EVERY = 60.0  # seconds between progress lines (jobs run, each worker's RSS)
 COLLECT_POLL = 5.0  # seconds between looks at the pointers left after the drain
 #: Key shapes that belong to one queue (``keyspace.layout.SHAPES``' meanings).
 PER_QUEUE = (
@@ -120,8 +122,9 @@ class MemorySampler:
     """Samples the peak RSS (``VmHWM``) of a process tree every :data:`SAMPLE_EVERY` s, and
     the RSS each process had at the first and last look."""
 
-    def __init__(self, root: int) -> None:
+    def __init__(self, root: int, done: Callable[[], int]) -> None:
         self.root = root
+        self.done = done  # jobs run so far, for the log line every LOG_EVERY s
         self.peak_kb: dict[int, int] = {}
         self.first_kb: dict[int, int] = {}
         self.last_kb: dict[int, int] = {}
@@ -130,8 +133,17 @@ class MemorySampler:
         self._thread.start()
 
     def _run(self) -> None:
+        started = logged = time.monotonic()
         while not self._stop.is_set():
             self.sample()
+            if time.monotonic() - logged >= LOG_EVERY:
+                logged = time.monotonic()
+                rss = sorted(kb // 1024 for pid, kb in self.last_kb.items() if pid != self.root)
+                print(
+                    f"  +{logged - started:,.0f} s: {self.done():,} jobs run, "
+                    f"worker RSS {rss} MB, load {os.getloadavg()[0]:.1f}",
+                    flush=True,
+                )
             self._stop.wait(SAMPLE_EVERY)
 
     def sample(self) -> None:
@@ -221,7 +233,7 @@ def drain(
     )  # fmt: skip
     launched = time.time()
     workers = Workers(argv, RECORD_ENV, records.path, temp / "log")
-    memory = MemorySampler(workers.proc.pid)
+    memory = MemorySampler(workers.proc.pid, records.count)
     collected_s = None
     try:
         seen = records.wait_for(n, workers, timeout)
@@ -248,12 +260,16 @@ def drain(
     }
 
 
-def round_on(db: Database, path: Path, n: int, number: int, timeout: float) -> dict[str, Any]:
-    """Fill and drain ``n`` queues; what is left in the store and the file afterwards."""
-    filled = fill(db, n, offset=number * n)
-    print(f"round {number + 1}: filled {n:,} queues at {n / filled:,.0f} jobs/s", flush=True)
+def round_on(
+    db: Database, path: Path, n: int, number: int, timeout: float, *, prefilled: bool = False
+) -> dict[str, Any]:
+    """Fill (unless ``prefilled``) and drain ``n`` queues; what is left in the store and the
+    file afterwards."""
+    filled = None if prefilled else fill(db, n, offset=number * n)
+    if filled is not None:
+        print(f"round {number + 1}: filled {n:,} queues at {n / filled:,.0f} jobs/s", flush=True)
     result = drain(db, path, n, number * n, timeout, collect=True)
-    result["fill_jobs_per_s"] = n / filled
+    result["fill_jobs_per_s"] = None if filled is None else n / filled
     result["keys_left"] = keys_by_shape(db)
     result.update(file_figures(path))
     print(
@@ -288,6 +304,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=2, help="fill-and-drain rounds on one file")
     parser.add_argument("--no-reference", action="store_true", help="skip the 20,000-queue run")
     parser.add_argument("--fill-only", type=Path, metavar="PATH", help="fill PATH and exit")
+    parser.add_argument(
+        "--filled",
+        type=Path,
+        metavar="PATH",
+        help="round 1 drains this store, filled by --fill-only with as many --queues (kept)",
+    )
     parser.add_argument("--timeout", type=float, default=7200.0, help="seconds a drain may take")
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the results here")
     parser.add_argument("--dir", type=Path, default=None, help="parent of the temporary files")
@@ -312,10 +334,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.no_reference:
             results["reference"] = reference(args.dir, args.timeout)
         with fresh_directory("quick_tenants_", args.dir) as temp:
-            path = temp / "tenants.db"
+            path = args.filled or temp / "tenants.db"
             with quick.open(f"sqlite:///{path}") as db:
                 for number in range(args.rounds):
-                    results["rounds"].append(round_on(db, path, args.queues, number, args.timeout))
+                    prefilled = number == 0 and args.filled is not None
+                    results["rounds"].append(
+                        round_on(db, path, args.queues, number, args.timeout, prefilled=prefilled)
+                    )
                     print(f"load {os.getloadavg()}", flush=True)
     except BrokenRun as error:
         return report_broken(error)
@@ -343,7 +368,8 @@ def _report(results: dict[str, Any]) -> None:
         left = sum(v for k, v in r["keys_left"].items() if k in PER_QUEUE)
         ratio = f"{r['jobs_per_s'] / ref['jobs_per_s']:.2f}x" if ref else ""
         rows.append(
-            [f"{results['queues']:,} queues, round {number + 1}", f"{r['fill_jobs_per_s']:,.0f}",
+            [f"{results['queues']:,} queues, round {number + 1}",
+             "filled before" if r["fill_jobs_per_s"] is None else f"{r['fill_jobs_per_s']:,.0f}",
              f"{r['jobs_per_s']:,.0f}", ratio, f"{r['cpu_ms_per_job']:.2f}",
              f"{r['worker_peak_mb']:.0f}", f"{left:,}", f"{r['file_mb']:.1f}",
              f"{r['free_pages']:,}"]
