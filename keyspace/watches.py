@@ -54,6 +54,8 @@ MIN_RECHECK_SECONDS = 0.001
 EAGER_RECHECKS = 8
 #: The widest spacing between two re-reads of a watched key.
 MAX_RECHECK_SECONDS = 0.025
+#: Doublings past which the spacing is surely at its cap (2 ** 32 ms is far above it).
+MAX_DOUBLINGS = 32
 #: With inotify, a re-read this often anyway, in case a write went unreported.
 SAFETY_SECONDS = 1.0
 
@@ -143,7 +145,10 @@ def recheck_spacing(fruitless: int) -> float:
     """The least seconds between re-reads after ``fruitless`` re-reads found no change."""
     if fruitless < EAGER_RECHECKS:
         return MIN_RECHECK_SECONDS
-    return min(MIN_RECHECK_SECONDS * 2.0 ** (fruitless - EAGER_RECHECKS + 1), MAX_RECHECK_SECONDS)
+    # The exponent is capped: 2.0 ** 1024 overflows (OverflowError), and a watch of a key
+    # nobody writes (the cancel counter) passes a thousand fruitless re-reads in minutes.
+    doublings = min(fruitless - EAGER_RECHECKS + 1, MAX_DOUBLINGS)
+    return min(MIN_RECHECK_SECONDS * 2.0**doublings, MAX_RECHECK_SECONDS)
 
 
 class FileWatch:

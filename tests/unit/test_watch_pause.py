@@ -48,3 +48,13 @@ def test_watch_recheck_spacing_is_eager_then_doubles_to_its_cap() -> None:
         watches.MIN_RECHECK_SECONDS * 8,
     ]
     assert watches.recheck_spacing(1_000) == watches.MAX_RECHECK_SECONDS
+
+
+def test_watch_recheck_spacing_stays_at_its_cap_however_long_nothing_changes() -> None:
+    """A watch of a key nobody writes (the cancel counter) re-reads it for as long as a
+    worker lives: the spacing must not overflow (it raised OverflowError past ~1,030
+    fruitless re-reads, and the worker died every two minutes)."""
+    from keyspace import watches
+
+    for fruitless in (1_030, 1_100, 10**6, 10**12):
+        assert watches.recheck_spacing(fruitless) == watches.MAX_RECHECK_SECONDS
