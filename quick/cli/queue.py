@@ -93,26 +93,29 @@ def enqueue(
 @click.pass_context
 def queues(ctx: click.Context, limit: int, after: str | None, as_json: bool) -> None:
     """Queues with work, by name, and their job counts by state."""
-    rows: list[dict[str, Any]] = []
-    more = False
+    rows: list[dict[str, Any]] = []  # kept for --json and the page's end; printed rows are not
+    shown, last, more = 0, None, False
     with open_store(ctx) as db:
         page = QUEUE_PAGE if not limit else min(limit + 1, QUEUE_PAGE)
         for listing in queue_pages(db, after=after, page=page):
             warn_skipped(listing.skipped)
-            wanted = listing.items if not limit else listing.items[: limit + 1 - len(rows)]
-            if not as_json:
-                _print_queues(wanted[: limit - len(rows)] if limit else wanted, header=not rows)
-            rows += wanted
-            if limit and len(rows) > limit:
-                more = True
+            wanted = listing.items if not limit else listing.items[: limit + 1 - shown]
+            if limit and shown + len(wanted) > limit:
+                more, wanted = True, wanted[: limit - shown]
+            if as_json:
+                rows += wanted
+            else:
+                _print_queues(wanted, header=not shown)
+            shown += len(wanted)
+            last = wanted[-1]["queue"] if wanted else last
+            if more:
                 break
-    rows = rows[:limit] if limit else rows
     if as_json:
         echo_json(rows)
-    elif not rows:
+    elif not shown:
         click.echo("(no queues)")
     if more:
-        hint = f"more queues: quick queues --after {rows[-1]['queue']!r} (or --limit 0 for all)"
+        hint = f"more queues: quick queues --after {last!r} (or --limit 0 for all)"
         click.echo(hint, err=True)
 
 
