@@ -17,7 +17,7 @@ from keyspace import checkpoints
 from keyspace.protocol import Transaction
 
 #: Bytes of values to commit: several times the log size the test allows.
-TO_WRITE = 16_000_000
+TO_WRITE = 32_000_000
 
 
 def _overlapping_readers(path: Path, stop: threading.Event) -> list[threading.Thread]:
