@@ -8,7 +8,8 @@ runs a PASSIVE checkpoint (it never blocks readers or writers, and gives up a pa
 reader still needs until the next round) every :data:`INTERVAL` seconds while commits
 happen. SQLite's own automatic checkpoint stays on, at :data:`BACKSTOP_PAGES`, in case
 this thread falls behind; the log file is truncated back to :data:`TRUNCATE_BYTES`
-whenever a checkpoint finishes with nothing left in it.
+whenever a checkpoint finishes with nothing left in it. A log past :data:`RESTART_FRAMES`
+(readers never all idle at once) gets a RESTART checkpoint, which waits for them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sqlite3
 import threading
 from collections.abc import Callable
 
-__all__ = ["Checkpointer", "INTERVAL", "BACKSTOP_PAGES", "TRUNCATE_BYTES"]
+__all__ = ["Checkpointer", "INTERVAL", "BACKSTOP_PAGES", "RESTART_FRAMES", "TRUNCATE_BYTES"]
 
 #: Seconds between background checkpoints while there are commits to copy.
 INTERVAL = 0.2
@@ -27,6 +28,13 @@ INTERVAL = 0.2
 BACKSTOP_PAGES = 10_000
 #: Bytes the log file is cut back to after a complete checkpoint (``journal_size_limit``).
 TRUNCATE_BYTES = 16 * 1024 * 1024
+#: Frames in the log past which a RESTART checkpoint follows the PASSIVE one (about
+#: 256 MB). The log starts over only at a moment when no reader uses it; while some
+#: thread of some process always holds a read snapshot (two workers draining a million
+#: tenants) that moment never comes and the log grew past 1.6 GB. RESTART holds back
+#: writers until the readers of the moment finish (each lives at most 5 s; new ones read
+#: the database file), so the next commit starts the log over.
+RESTART_FRAMES = 65_536
 
 
 class Checkpointer:
@@ -50,7 +58,9 @@ class Checkpointer:
                 done = now
                 with contextlib.suppress(sqlite3.Error):  # busy or closing: try next round
                     conn = conn or self._connect()
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    (_, frames, _) = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if frames > RESTART_FRAMES:
+                        conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
         finally:
             if conn is not None:
                 conn.close()

@@ -594,10 +594,10 @@ class Shape:
 
     @property
     def parts(self) -> list[str]:
-        return self.pattern.split("/")
+        return list(_parts(self.pattern))
 
     def match(self, items: tuple[Any, ...]) -> dict[str, Any] | None:
-        parts = self.parts
+        parts = _parts(self.pattern)
         if len(parts) != len(items):
             return None
         fields: dict[str, Any] = {}
@@ -655,6 +655,24 @@ SHAPES: tuple[Shape, ...] = (
 )
 
 
+@functools.cache
+def _parts(pattern: str) -> tuple[str, ...]:
+    return tuple(pattern.split("/"))
+
+
+#: The shapes by (first tag, number of parts), in :data:`SHAPES` order: a deep check
+#: decodes every key of the store, and most shapes cannot match a given key.
+def _by_head() -> dict[tuple[str, int], tuple[Shape, ...]]:
+    found: dict[tuple[str, int], tuple[Shape, ...]] = {}
+    for shape in SHAPES:
+        parts = _parts(shape.pattern)
+        found[parts[0], len(parts)] = (*found.get((parts[0], len(parts)), ()), shape)
+    return found
+
+
+_BY_HEAD = _by_head()
+
+
 def decode(key: bytes) -> tuple[Shape | None, tuple[Any, ...] | None, dict[str, Any]]:
     """(shape, tuple after the root, fields) for ``key``; Nones where it does not parse."""
     if not ROOT.contains(key):
@@ -663,7 +681,8 @@ def decode(key: bytes) -> tuple[Shape | None, tuple[Any, ...] | None, dict[str, 
         items = ROOT.unpack(key)
     except ValueError:
         return None, None, {}
-    for shape in SHAPES:
+    head = items[0] if items and isinstance(items[0], str) else None
+    for shape in _BY_HEAD.get((head, len(items)), ()) if head is not None else ():
         fields = shape.match(items)
         if fields is not None:
             return shape, items, fields

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import struct
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +54,7 @@ from quick.limits import DEFAULT_QUEUE, decode_bucket, decode_limits
 from quick.records import bury_corrupt
 from quick.results import decode_result
 
-__all__ = ["PAGE", "Problem", "Report", "check_deep", "walk"]
+__all__ = ["PAGE", "Problem", "Progress", "Report", "check_deep", "walk"]
 
 #: Keys read per snapshot transaction of the walk.
 PAGE = 1000
@@ -125,10 +125,14 @@ class _Model:
         self.places: dict[str, list[tuple[str, bytes]]] = defaultdict(list)
         #: Job id -> the queue its directory entry names.
         self.directory: dict[str, str] = {}
-        #: (queue, job id, key) of every queue record, decoded or not.
+        #: (queue, job id, key) of the records of the queue being read, decoded or not.
         self.records: list[tuple[str, str, bytes]] = []
+        #: The pointer-index entries the walk saw of each queue found broken (for repair).
+        self.broken: dict[str, list[bytes]] = {}
         self.problems: list[Problem] = []
         self.keys = 0
+        self._current: str | None = None  # the queue whose ("q", queue, ...) keys are read
+        self._prefix = b""  # and the prefix of those keys
 
     def problem(self, key: bytes, kind: str, detail: str) -> None:
         self.problems.append(Problem(key, kind, detail))
@@ -136,6 +140,8 @@ class _Model:
     def add(self, key: bytes, value: bytes) -> None:
         self.keys += 1
         shape, _, fields = layout.decode(key)
+        if self._current is not None and not key.startswith(self._prefix):
+            self.finish_queue(self._current)
         if shape is None and POINTER_INDEX.contains(key):
             self.problem(key, "undecodable", "pointer-index key is not (vis_ms, queue)")
             return
@@ -189,7 +195,10 @@ class _Model:
             self._add_queue(pattern, key, value, f)
 
     def _add_queue(self, pattern: str, key: bytes, value: bytes, f: dict[str, Any]) -> None:
-        queue = self.queues[_text(f["queue"])]
+        name = _text(f["queue"])
+        if name != self._current:
+            self._current, self._prefix = name, layout.QUEUES.pack((name,))
+        queue = self.queues[name]
         kind = pattern.split("/")[2]
         if kind == "j":
             job_id = _text(f["job_id"])
@@ -207,6 +216,27 @@ class _Model:
             queue.entries[key] = _text(f["job_id"])
         elif kind == "n":
             queue.counters[_text(f["state"])] = decode_count(value)
+
+    def finish_queue(self, name: str) -> None:
+        """Check one queue whose keys have all been read, then forget its records.
+
+        Keys sort by tag, and ``dl``, ``id``, ``ix`` and ``ptr`` sort before ``q``: when the
+        walk leaves a queue's ``("q", queue, ...)`` keys it has read everything the queue's
+        checks need, so the store's records are never all held at once."""
+        if self._current == name:
+            self._current = None
+        q = self.queues.pop(name, None)
+        if q is None:
+            return
+        if _check_queue(name, q, self.problems) or q.corrupt:
+            self.broken[name] = q.index
+        self.problems += _directory_problems(self.directory, self.records)
+        self.records.clear()
+
+    def finish(self) -> None:
+        """Check the queues still unchecked (those with a pointer and no other key)."""
+        for name in list(self.queues):
+            self.finish_queue(name)
 
 
 def _text(value: Any) -> str:
@@ -252,32 +282,65 @@ def _check_queue(name: str, q: _Queue, problems: list[Problem]) -> bool:
     return len(problems) > before
 
 
-def check_deep(db: Database, *, repair: bool = False) -> Report:
-    """Walk the keyspace and report (and with ``repair``, fix) what is wrong; see module doc."""
+#: What :func:`check_deep` tells its ``progress`` callback after each page: keys read so
+#: far, and the last key read (where the walk is).
+Progress = Callable[[int, bytes], None]
+
+
+def check_deep(
+    db: Database,
+    *,
+    repair: bool = False,
+    progress: Progress | None = None,
+    found: Callable[[Problem], None] | None = None,
+) -> Report:
+    """Walk the keyspace and report (and with ``repair``, fix) what is wrong; see module doc.
+
+    Each queue is checked as soon as the walk has read its keys, and its records are then
+    dropped: memory grows with the job directory, not with every record. ``progress``
+    is called after every page of :data:`PAGE` keys; ``found`` with each problem as it is
+    found (before any repair), so a caller can show them while a large store is walked.
+    """
     model = _Model()
+    shown = 0
+
+    def tell() -> None:
+        nonlocal shown
+        if found is not None:
+            for problem in model.problems[shown:]:
+                found(problem)
+        shown = len(model.problems)
+
+    last = b""
     for key, value in walk(db, *layout.ROOT.range()):
         model.add(key, value)
-    problems = list(model.problems)
-    broken: set[str] = set()
-    for name, q in model.queues.items():
-        if _check_queue(name, q, problems) or q.corrupt:
-            broken.add(name)
+        last = key
+        if model.keys % PAGE == 0:
+            tell()
+            if progress is not None:
+                progress(model.keys, key)
+    model.finish()
     for job_id, places in model.places.items():
         if len(places) > 1:
             where = ", ".join(p for p, _ in places)
-            problems.append(Problem(places[0][1], "job in two places", f"{job_id!r}: {where}"))
-    problems += _directory_problems(model)
+            model.problem(places[0][1], "job in two places", f"{job_id!r}: {where}")
+    tell()
+    if progress is not None:
+        progress(model.keys, last)
+    problems = model.problems
     if not repair:
         return Report(model.keys, problems)
-    fixed = _repair(db, problems, broken, model)
+    fixed = _repair(db, problems, model.broken)
     return Report(model.keys, [_mark(p, fixed) for p in problems])
 
 
-def _directory_problems(model: _Model) -> list[Problem]:
+def _directory_problems(
+    directory: dict[str, str], records: list[tuple[str, str, bytes]]
+) -> list[Problem]:
     """A queue record whose job has no directory entry, or one naming another queue."""
     found = []
-    for queue, job_id, key in model.records:
-        named = model.directory.get(job_id)
+    for queue, job_id, key in records:
+        named = directory.get(job_id)
         if named is None:
             detail = f"job {job_id!r}: get_job, job_state and cancel cannot find it"
             found.append(Problem(key, "job without directory entry", detail))
@@ -293,24 +356,25 @@ def _mark(problem: Problem, fixed: set[bytes]) -> Problem:
     return Problem(problem.key, problem.kind, problem.detail, repaired=True)
 
 
-def _repair(db: Database, problems: list[Problem], broken: set[str], model: _Model) -> set[bytes]:
-    """Fix what can be fixed; the keys of the problems that were."""
+def _repair(db: Database, problems: list[Problem], broken: dict[str, list[bytes]]) -> set[bytes]:
+    """Fix what can be fixed (``broken``: each broken queue's pointer-index entries the
+    walk saw); the keys of the problems that were."""
     fixed: set[bytes] = set()
+    broken = dict(broken)
     for problem in problems:
         if problem.kind != "undecodable":
             continue
         shape, _, f = layout.decode(problem.key)
         head = None if shape is None else shape.pattern.split("/")[0]
         if head in ("q", "ptr", "ql") and isinstance(f.get("queue"), str):
-            broken.add(f["queue"])
+            broken.setdefault(f["queue"], [])
         elif head == "ix" or POINTER_INDEX.contains(
             problem.key
         ):  # a pointer-index key that names no queue: nothing to lose
             db.transact(lambda tr, key=problem.key: tr.clear(key))
             fixed.add(problem.key)
     for name in sorted(broken):
-        index = model.queues[name].index if name in model.queues else []
-        fixed |= db.transact(_repair_queue, name, index, now_ms())
+        fixed |= db.transact(_repair_queue, name, broken[name], now_ms())
     return fixed
 
 

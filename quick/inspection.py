@@ -22,7 +22,7 @@ the ``list_*`` functions are their good records alone.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -54,6 +54,7 @@ __all__ = [
     "job_state",
     "queue_counts",
     "list_queues",
+    "queue_pages",
     "list_jobs",
     "list_dead",
     "read_queues",
@@ -330,6 +331,23 @@ def read_all_queues(
     return Listing.of(
         read_pages(db_or_tr, lambda tr, begin: _queue_page(tr, begin, page), POINTERS.range()[0])
     )
+
+
+def queue_pages(
+    db: Database, *, after: str | None = None, page: int = QUEUE_PAGE
+) -> Iterator[Listing[dict[str, Any]]]:
+    """Every queue that has a pointer, by name (those after ``after``), a page of ``page``
+    queues at a time, each page read in its own transaction (as :func:`read_all_queues`
+    reads them) and yielded as soon as it is read: a caller shows the first queues of a
+    store of a million at once, and stops reading when it has enough."""
+    check_positive_ms("page", page)
+    cursor: bytes | None = (
+        POINTERS.range()[0] if after is None else POINTERS.pack((after,)) + b"\x00"
+    )
+    while cursor is not None:
+        found, last = db.transact(_queue_page, cursor, page)
+        yield Listing.of(found)
+        cursor = None if last is None else last + b"\x00"
 
 
 def list_queues(

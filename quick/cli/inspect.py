@@ -20,6 +20,8 @@ __all__ = ["check", "inspect"]
 
 #: Keys ``inspect keyspace`` reads per transaction (no transaction outlives 5 s).
 _PAGE = 500
+#: Seconds between a deep check's progress lines on stderr.
+PROGRESS_EVERY = 1.0
 
 
 @click.command()
@@ -64,10 +66,18 @@ def check(ctx: click.Context, as_json: bool, deep: bool, repair: bool) -> None:
 
 
 def _deep(ctx: click.Context, as_json: bool, repair: bool) -> None:
-    from quick.checking import check_deep
+    from quick.checking import Problem, check_deep
 
+    def show(p: Problem) -> None:
+        mark = "repaired  " if p.repaired else ""
+        click.echo(f"{mark}{p.kind}: {layout.describe(p.key)}: {p.detail}")
+
+    # Without --repair (and --json) each problem prints as the walk finds it.
+    streaming = not as_json and not repair
     with open_store(ctx) as db:
-        report = check_deep(db, repair=repair)
+        report = check_deep(
+            db, repair=repair, progress=_Progress(), found=show if streaming else None
+        )
     if as_json:
         click.echo(
             json.dumps(
@@ -80,13 +90,30 @@ def _deep(ctx: click.Context, as_json: bool, repair: bool) -> None:
             )
         )
     else:
-        for p in report.problems:
-            mark = "repaired  " if p.repaired else ""
-            click.echo(f"{mark}{p.kind}: {layout.describe(p.key)}: {p.detail}")
+        if not streaming:
+            for p in report.problems:
+                show(p)
         left = sum(not p.repaired for p in report.problems)
         click.echo(f"{report.keys} keys checked, {len(report.problems)} problems, {left} left")
     if not report.clean:
         raise SystemExit(1)
+
+
+class _Progress:
+    """Says on stderr, at most every :data:`PROGRESS_EVERY` seconds, how far a deep check's
+    walk has come (keys read, the rate, where it is)."""
+
+    def __init__(self) -> None:
+        self.started = self.said = time.monotonic()
+
+    def __call__(self, keys: int, at: bytes) -> None:
+        now = time.monotonic()
+        if now - self.said < PROGRESS_EVERY:
+            return
+        self.said = now
+        rate = keys / max(now - self.started, 1e-9)
+        where = layout.describe(at) if at else "the start"
+        click.echo(f"checked {keys:,} keys ({rate:,.0f}/s), at {where}", err=True)
 
 
 def _round_trip(db: Database) -> dict[str, Any]:

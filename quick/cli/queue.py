@@ -3,6 +3,8 @@ seeing what waits there."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 import quick
@@ -17,10 +19,14 @@ from quick.cli.common import (
     usage_problem,
     warn_skipped,
 )
-from quick.inspection import read_all_queues
+from quick.inspection import QUEUE_PAGE, queue_pages
 from quick.jobs import DEFAULT_PRIORITY, now_ms
 
 __all__ = ["enqueue", "queues", "jobs"]
+
+#: Queues ``quick queues`` shows unless told otherwise: a store of a million tenants
+#: answers at once, and ``--after`` pages on.
+DEFAULT_QUEUES = 1000
 
 
 @click.command()
@@ -75,21 +81,47 @@ def enqueue(
 
 
 @click.command()
+@click.option(
+    "--limit",
+    default=DEFAULT_QUEUES,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Most queues to show (0: every one, printed page by page as it is read).",
+)
+@click.option("--after", metavar="QUEUE", help="Start after this queue name (the next page).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-def queues(ctx: click.Context, as_json: bool) -> None:
-    """Queues with work, and their job counts by state."""
+def queues(ctx: click.Context, limit: int, after: str | None, as_json: bool) -> None:
+    """Queues with work, by name, and their job counts by state."""
+    rows: list[dict[str, Any]] = []  # kept for --json and the page's end; printed rows are not
+    shown, last, more = 0, None, False
     with open_store(ctx) as db:
-        listing = read_all_queues(db)
-    warn_skipped(listing.skipped)
-    rows = listing.items
+        page = QUEUE_PAGE if not limit else min(limit + 1, QUEUE_PAGE)
+        for listing in queue_pages(db, after=after, page=page):
+            warn_skipped(listing.skipped)
+            wanted = listing.items if not limit else listing.items[: limit + 1 - shown]
+            if limit and shown + len(wanted) > limit:
+                more, wanted = True, wanted[: limit - shown]
+            if as_json:
+                rows += wanted
+            else:
+                _print_queues(wanted, header=not shown)
+            shown += len(wanted)
+            last = wanted[-1]["queue"] if wanted else last
+            if more:
+                break
     if as_json:
         echo_json(rows)
-        return
-    if not rows:
+    elif not shown:
         click.echo("(no queues)")
-        return
-    click.echo(f"{'queue':<32} {'ready':>7} {'sched':>7} {'leased':>7} {'dead':>7}")
+    if more:
+        hint = f"more queues: quick queues --after {last!r} (or --limit 0 for all)"
+        click.echo(hint, err=True)
+
+
+def _print_queues(rows: list[dict[str, Any]], *, header: bool) -> None:
+    if header and rows:
+        click.echo(f"{'queue':<32} {'ready':>7} {'sched':>7} {'leased':>7} {'dead':>7}")
     for row in rows:
         c = row["counts"]
         click.echo(
