@@ -68,6 +68,7 @@ from consumer.sizing import (
     HANDBACK_SECONDS,
     STALL_SECONDS,
     ClaimSize,
+    backlog_cap,
     claim_size,
     lanes_wanted,
     round_queues,
@@ -149,6 +150,8 @@ class Consumer:
         self._watch: Watch | None = None
         self._watch_failures = 0
         self._handler_seconds: float | None = None
+        #: The most one claim brings while waiting claims start in time (sizing.backlog_cap).
+        self._batch_cap = self.config.batch_size
         self._token: trio.lowlevel.TrioToken | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -213,14 +216,30 @@ class Consumer:
 
     def _claim_size(self) -> ClaimSize:
         config = self.config
-        return claim_size(
-            batch_size=config.batch_size,
+        self._batch_cap, claim_now = backlog_cap(
+            self._batch_cap,
+            self._oldest_left_ms(),
+            config.lease_ms,
+            least=max(1, config.concurrency),
+            most=config.batch_size,
+        )
+        size = claim_size(
+            batch_size=self._batch_cap,
             concurrency=config.concurrency,
             running=self._slots.borrowed_tokens,
             stalled=self._stalled,
             waiting=len(self._lanes.queue) + len(self._runners.queue),
             handler_seconds=self._handler_seconds,
         )
+        return size if claim_now else ClaimSize(0, size.low_water)
+
+    def _oldest_left_ms(self) -> int | None:
+        """The lease left to the oldest claim still waiting to start (None: none waits)."""
+        heads = []
+        for waiting in (self._lanes.queue, self._runners.queue):
+            with contextlib.suppress(IndexError):  # a lane thread may take it meanwhile
+                heads.append(waiting[0].claim.lease_until_ms)
+        return min(heads) - now_ms() if heads else None
 
     async def _claim_loop(self) -> None:
         config = self.config

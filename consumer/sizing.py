@@ -23,6 +23,13 @@ not count: a slow store slows every job alike, and more lanes would not help.)
   as many, and from then on a clean round lets the next visit only 5% more. Consumers fighting over
   few due queues then each take one or two (and rarely meet), while a lone consumer
   over many one-job queues keeps filling its batch from many.
+* **Backlog by lease** (:func:`backlog_cap`). Fast handlers whose recording is slow (a
+  loaded store) drain a batch slower than their handler time says, and claims waiting
+  behind it then rely on the keeper alone; a claim that waited past a keeper interval
+  unrenewed may start with its lease nearly over and be taken again by another round
+  while it runs. So the most a claim brings is halved while the oldest waiting claim has
+  less than two thirds of its lease left (and nothing more is claimed until it starts),
+  and grows back by a quarter while the oldest has more than five sixths.
 * **Hand-back.** Claims that still wait while every slot has been stalled for
   :data:`HANDBACK_SECONDS` are given back (released, their attempts refunded), so an
   idle consumer takes them; this one claims nothing more until a slot frees.
@@ -41,6 +48,7 @@ __all__ = [
     "HANDBACK_SECONDS",
     "STALL_SECONDS",
     "ClaimSize",
+    "backlog_cap",
     "claim_size",
     "lanes_wanted",
     "round_queues",
@@ -93,6 +101,19 @@ def claim_size(
             return ClaimSize(limit if waiting <= low_water else 0, low_water)
     idle = concurrency - running - waiting
     return ClaimSize(max(0, min(batch_size, idle)), 0)
+
+
+def backlog_cap(
+    cap: int, oldest_left_ms: int | None, lease_ms: int, *, least: int, most: int
+) -> tuple[int, bool]:
+    """The most jobs the next claim may lease (from ``cap``, between ``least`` and
+    ``most``), and whether to claim now, given how much lease the oldest waiting claim
+    has left (None: none waits); see the module docstring."""
+    if oldest_left_ms is not None and oldest_left_ms < lease_ms * 2 // 3:
+        return max(least, cap // 2), False
+    if oldest_left_ms is None or oldest_left_ms > lease_ms * 5 // 6:
+        return min(most, max(cap + 1, cap * 5 // 4)), True
+    return cap, True
 
 
 def lanes_wanted(backlog: int, handler_seconds: float | None, stalled: int = 0) -> int:

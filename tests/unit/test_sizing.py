@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from consumer.sizing import ClaimSize, claim_size, lanes_wanted
+from consumer.sizing import ClaimSize, backlog_cap, claim_size, lanes_wanted
 
 
 def _size(**given: Any) -> ClaimSize:
@@ -33,6 +33,19 @@ def test_claim_size_of_fast_handlers_is_a_batch_claimed_again_at_half() -> None:
     assert _size(handler_seconds=0.001, waiting=100) == ClaimSize(200, 100)
     assert _size(handler_seconds=0.001, waiting=101) == ClaimSize(0, 100)
     assert _size(handler_seconds=0.05) == ClaimSize(16, 8)
+
+
+def test_backlog_cap_halves_and_holds_claims_while_the_oldest_waited_unrenewed() -> None:
+    # A 2-second lease: the keeper renews at a third; 1,300 ms left means it waited 700 ms.
+    assert backlog_cap(200, 1_300, 2_000, least=4, most=200) == (100, False)
+    assert backlog_cap(6, 100, 2_000, least=4, most=200) == (4, False)
+
+
+def test_backlog_cap_grows_back_while_waiting_claims_are_fresh() -> None:
+    assert backlog_cap(100, None, 2_000, least=4, most=200) == (125, True)
+    assert backlog_cap(4, 1_900, 2_000, least=4, most=200) == (5, True)
+    assert backlog_cap(190, None, 2_000, least=4, most=200) == (200, True)
+    assert backlog_cap(100, 1_500, 2_000, least=4, most=200) == (100, True)  # in between: kept
 
 
 def test_claim_size_of_fast_handlers_leaves_out_stalled_slots() -> None:
