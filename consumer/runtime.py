@@ -296,7 +296,7 @@ class Consumer:
         tries = Tries()
         rng = random.Random(seed)
 
-        def body(tr: Transaction) -> ClaimRound:
+        def body(tr: Transaction, tries: Tries) -> ClaimRound:
             if not tries.first():  # a retry: visit fewer queues, elsewhere on the page
                 self._round_calm = False
                 self._round_queues = round_queues(
@@ -318,7 +318,8 @@ class Consumer:
                 max_queues=self._round_queues,
             )
 
-        found = self.db.transact(body)
+        # ``tries`` as an argument, so the retry loop tells it of a commit result unknown.
+        found = self.db.transact(body, tries)
         if tries.runs == 1:
             self._round_queues = round_queues(
                 self._round_queues,

@@ -120,20 +120,20 @@ class Tries:
     * ``token``, made once per call and written by every try, lets a retry recognise
       what its own earlier tries wrote (a claim round's leases, cron's marks);
     * ``found`` is what the last try found (how many a purge deleted);
-    * ``touched`` gathers what every try worked on (the queues a claim round leased from),
-      ``leased`` what every try leased (a claim round's job ids, with their queues);
+    * ``touched`` gathers what every try worked on (the queues a claim round leased from);
     * ``unsure`` gathers what tries whose commit result was unknown wrote: the body says
-      what it wrote with :meth:`did`, and the retry loop keeps that when the try's
-      commit result is unknown (a ``Tries`` among the body's arguments is told).
+      what it wrote with :meth:`did` (or :meth:`did_more`, bit by bit), and the retry
+      loop keeps that when the try's commit result is unknown (a ``Tries`` among the
+      body's arguments is told). A try that conflicted committed nothing, so its retry
+      has nothing of it to look for.
     """
 
-    __slots__ = ("runs", "found", "touched", "leased", "unsure", "_token", "_doing")
+    __slots__ = ("runs", "found", "touched", "unsure", "_token", "_doing")
 
     def __init__(self, token: str | None = None) -> None:
         self.runs = 0
         self.found = 0
         self.touched: set[str] = set()
-        self.leased: dict[str, str] = {}
         self.unsure: dict[str, str] = {}
         self._token = token
         self._doing: dict[str, str] | None = None
@@ -156,6 +156,12 @@ class Tries:
         """Record what the running try wrote (kept in ``unsure`` if its commit result is
         unknown)."""
         self._doing = wrote
+
+    def did_more(self, wrote: dict[str, str]) -> None:
+        """Add to what the running try wrote (a claim round tells it queue by queue)."""
+        if self._doing is None:
+            self._doing = {}
+        self._doing.update(wrote)
 
     def commit_unknown(self) -> None:
         """The running try's commit result is unknown: keep what it said it wrote."""

@@ -5,7 +5,8 @@ adds no conflicts), walks it from a random entry and claims from each queue it v
 as :func:`quick.claiming.claim_jobs` does, skipping any queue whose short lease another
 consumer holds, until the batch is full; when nothing is due the same snapshot arms a
 watch on the wake key. A retry after ``commit_unknown_result`` takes back the jobs its
-committed try leased (their ids are kept in the round's :class:`~keyspace.retry.Tries`).
+committed try leased (their ids are kept in the round's :class:`~keyspace.retry.Tries`,
+which must be among the transaction's arguments for the retry loop to tell it).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def claim_round(
     most ``max_queues`` queues (capped at :data:`MAX_QUEUES_PER_ROUND`): a consumer
     whose rounds conflict asks for fewer.
     """
-    if tries.leased:
+    if tries.unsure:
         again = _claimed_before(tr, tries)
         if again:
             return ClaimRound(again, len(again), cursor)
@@ -222,10 +223,11 @@ def _queues(tr: Transaction, keys: list[bytes]) -> list[tuple[bytes, str]]:
 
 def _claimed_before(tr: Transaction, tries: Tries) -> list[Claim]:
     """The claims an earlier, committed try of this round made (none if it did not commit):
-    of the jobs any try leased, those that still carry the round's token, leased."""
+    of the jobs leased by tries whose commit result was unknown, those that still carry
+    the round's token, leased."""
     out: list[Claim] = []
     by_queue: dict[str, list[str]] = {}
-    for job_id, queue in sorted(tries.leased.items()):
+    for job_id, queue in sorted(tries.unsure.items()):
         by_queue.setdefault(queue, []).append(job_id)
     for queue, job_ids in sorted(by_queue.items()):
         out.extend(_reclaimed(tr, queue_keys(queue), job_ids, tries.token))

@@ -20,9 +20,12 @@ consumer's jobs become visible again by themselves. Every claim carries a fresh
 token (made before the retry loop), and a claim retried after ``commit_unknown_result``
 returns the jobs its committed try leased instead of stranding them: :func:`claim`
 keeps the last few claims' tokens and job ids on the queue lease record; a claim
-round keeps the job ids its tries leased in its :class:`~keyspace.retry.Tries` (made
-before the loop too), which spares it a write per queue, and takes back those that
-still carry its token.
+round tells its :class:`~keyspace.retry.Tries` (made before the loop too) the job ids
+each try leases, which spares it a write per queue; the retry loop keeps those of a try
+whose commit result is unknown, and the retry takes back those that still carry its
+token. A retry after a plain conflict reads none of them: that try committed nothing,
+and reading jobs another consumer won would only make the retry conflict with that
+consumer's renewals and settlements.
 
 Limits: a claim stops promoting and leasing once it has rewritten
 :data:`CLAIM_BYTE_BUDGET` bytes of records (FoundationDB counts every byte written in
@@ -248,7 +251,7 @@ def claim_jobs(
             tr, keys, now, ready_left=ready_left, scheduled=soonest, draining=draining
         )
     if tries is not None:
-        tries.leased.update((c.job_id, queue) for c in claimed)
+        tries.did_more({c.job_id: queue for c in claimed})
     elif kept:
         queue_leases.remember_claim(tr, queue, lease, owner, token, [c.job_id for c in claimed])
     return claimed

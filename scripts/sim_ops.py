@@ -207,10 +207,11 @@ class Operations:
         limit, lease_ms = self.rng.randint(1, 6), self.lease_ms()
         order = random.Random(self.rng.getrandbits(32))
         found = self.db.transact(
-            lambda tr: claim_round(
+            lambda tr, tries: claim_round(
                 tr, consumer, self.now, limit=limit, lease_ms=lease_ms, tries=tries,
                 rng=order, watch=False,
-            )
+            ),
+            tries,  # an argument, so the retry loop tells it of a commit result unknown
         )  # fmt: skip
         self.took(consumer, found.claims)
         return f"{consumer}: {[c.job_id for c in found.claims]}"

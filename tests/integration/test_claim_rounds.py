@@ -51,6 +51,7 @@ def test_claim_round_retried_after_a_committed_try_returns_its_claims(db: Databa
     _tenants(db, 30)
     tries = Tries()
     first = _round(db, tries, limit=10)
+    tries.commit_unknown()  # what the retry loop does on 1021
     again = _round(db, tries, limit=10)  # the retry loop's next try, with the same Tries
     assert sorted(c.job_id for c in again.claims) == sorted(c.job_id for c in first.claims)
     assert len(first.claims) == 10
@@ -69,6 +70,34 @@ def test_claim_round_retried_after_a_try_that_did_not_commit_claims_afresh(db: D
     found = _round(db, tries, limit=10)
     assert len(lost.claims) == 10
     assert len(found.claims) == 10
+
+
+def test_claim_round_retried_after_a_conflict_reads_none_of_that_tries_jobs(
+    db: Database,
+) -> None:
+    """A try that conflicted committed nothing: its jobs went to the consumer that won
+    them, and the retry must not read them, or that consumer settling them while the
+    retry runs makes the retry conflict again."""
+    _tenants(db, 30)
+    tries = Tries()
+    tr = db.create_transaction()
+    lost = claim_round(
+        tr, "c1", NOW, limit=10, lease_ms=LEASE_MS, tries=tries, rng=random.Random(0),
+        scan_limit=1000, watch=False,
+    )  # fmt: skip
+    tr.cancel()  # the try conflicted: the retry loop says nothing to ``tries``
+    won = _round(db, Tries(), limit=10, owner="c2")  # the same queues: the same jobs
+    assert {c.job_id for c in won.claims} == {c.job_id for c in lost.claims}
+    retry = db.create_transaction()
+    found = claim_round(
+        retry, "c1", NOW, limit=10, lease_ms=LEASE_MS, tries=tries, rng=random.Random(1),
+        scan_limit=1000, watch=False,
+    )  # fmt: skip
+    for claim in won.claims:  # c2 settles what it won while c1's retry is open
+        quick.complete(db, claim, now_ms=NOW + 1)
+    retry.commit()  # no conflict: the retry read none of c2's jobs
+    assert len(found.claims) == 10
+    assert not {c.job_id for c in found.claims} & {c.job_id for c in won.claims}
 
 
 def test_claim_round_writes_no_queue_lease(db: Database) -> None:

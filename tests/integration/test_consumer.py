@@ -263,3 +263,36 @@ def test_consumer_stop_releases_claims_not_yet_started(db: Database, tag: str) -
         (quick.JobState.READY, None, 0)
     }
     assert quick.job_state(db, ran[0]) is quick.JobState.COMPLETED
+
+
+def test_consumer_round_retried_after_an_unknown_commit_result_keeps_its_claims(
+    tmp_path: Path, tag: str
+) -> None:
+    """A claim round whose commit applied but reported 1021 hands its jobs to its retry:
+    with a lease longer than the test may take, a job left leased by such a try would
+    wait out its lease, and the drain would not finish."""
+    url = f"sqlite:///{tmp_path / 'k.db'}?faults=commit_unknown_result:0.6&seed=3"
+    app = quick.App()
+    ran: list[str] = []
+
+    @app.job("t")
+    def handler(payload: Any, meta: quick.Meta) -> None:
+        ran.append(meta.job_id)
+
+    with quick.open(url) as db:
+        every = [quick.enqueue(db, f"{tag}-{i % 20}", "t", i) for i in range(200)]
+
+        def settled() -> bool:
+            return all(quick.job_state(db, job) in FINISHED for job in every)
+
+        async def main() -> None:
+            config = ConsumerConfig(concurrency=8, lease_ms=600_000, cron=False)
+            consumer = Consumer(db, app, config)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(consumer.run)
+                await until(settled, 60.0)
+                consumer.stop()
+
+        trio.run(main)
+        assert _injected(db).get(1021, 0) >= 20
+    assert set(ran) == set(every)
