@@ -150,6 +150,7 @@ def run_slice(
         if len(waiting) == flags.low_water:
             flags.on_low_water()
         if not may_start(held, now_ms(), flags.start_margin_ms):
+            held.settled = True
             finished.append(Finished(held, Outcome.LEASE_LOST, 0.0, started=False))
             continue
         clock.since = time.monotonic()
@@ -160,6 +161,7 @@ def run_slice(
             clock.since = None
         duration = time.perf_counter() - started
         if isinstance(attempt, Outcome):
+            held.settled = True
             finished.append(Finished(held, attempt, duration))
         else:
             attempts.append(with_result(attempt))  # an unstorable result fails it, reported
@@ -174,6 +176,7 @@ def run_slice(
     if outcomes is None:  # given up (killed, or past the grace): the leases expire
         outcomes = [Outcome.LEASE_LOST] * len(attempts)
     for (held, duration), attempt, outcome in zip(ran, attempts, outcomes, strict=True):
+        held.settled = True  # at once: a renewal retrying now drops it (consumer.keeper)
         finished.append(Finished(held, outcome, duration, attempt.error))
     return finished
 
