@@ -74,13 +74,16 @@ SLICE_SECONDS = 0.02
 @dataclass(frozen=True, slots=True)
 class Finished:
     """One attempt's end, reported back to the consumer (``started`` False for a claim
-    dropped unstarted by :func:`may_start`)."""
+    dropped unstarted by :func:`may_start`). ``recording`` is the attempt's share of the
+    seconds its slot spent recording it with the others of its slice (0 where the slot
+    was free before the recording: the async runners' group committer)."""
 
     held: Held
     outcome: Outcome
     duration: float
     error: BaseException | None = None
     started: bool = True
+    recording: float = 0.0
 
 
 def may_start(held: Held, now: int, margin_ms: int) -> bool:
@@ -172,12 +175,14 @@ def run_slice(
         return []
     if waiting and not flags.stopping:
         flags.on_settling()
+    recording = time.perf_counter()
     outcomes = flags.patience.retry_blocking("recording attempts", settle_batch, db, attempts)
+    share = (time.perf_counter() - recording) / len(attempts) if attempts else 0.0
     if outcomes is None:  # given up (killed, or past the grace): the leases expire
         outcomes = [Outcome.LEASE_LOST] * len(attempts)
     for (held, duration), attempt, outcome in zip(ran, attempts, outcomes, strict=True):
         held.settled = True  # at once: a renewal retrying now drops it (consumer.keeper)
-        finished.append(Finished(held, outcome, duration, attempt.error))
+        finished.append(Finished(held, outcome, duration, attempt.error, recording=share))
     return finished
 
 
