@@ -498,7 +498,9 @@ class Consumer:
             self.outcomes[outcome.value] += 1
             claim = held.claim
             if metrics is not None:
-                metrics.job_settled(claim.topic, outcome, done.duration)
+                left = done.lease_left_ms
+                share = None if left is None else left / self.config.lease_ms
+                metrics.job_settled(claim.topic, outcome, done.duration, lease_left=share)
             if logging_info:
                 log.info(
                     "job %s",
