@@ -13,12 +13,13 @@ discarded (a thread cannot be interrupted). A claim found already settled by thi
 consumer is left alone: its worker is about to report it.
 
 A renewal conflicts (1020) whenever this consumer's own worker settles one of its claims
-between the renewal's reads and its commit, which under load is most renewals of fast
-jobs. Its retry therefore renews only what still needs it: a claim whose attempt was
-recorded meanwhile (:attr:`Held.settled`, set by the thread that recorded it, right after
-the commit) or that an earlier try found settled or lost is dropped, not read again;
-and each try renews from its own time (the first try's ``now`` plus the time spent
-since), so a renewal retried for a second still gives the full lease.
+between the renewal's reads and its commit: under load a third to a half of them, with
+fast jobs (docs/benchmarks.md, stop 25). Its retry therefore renews only what still
+needs it: a claim whose attempt was recorded meanwhile (:attr:`Held.settled`, set by the
+thread that recorded it, right after the commit) or that an earlier try found settled or
+lost is dropped, not read again; and each try renews from its own time (the first try's
+``now`` plus the time spent since), so a renewal retried for a second still gives the
+full lease.
 
 The renewal reads each job's record anyway, so it also carries what a running handler
 and ``quick.cancel`` tell each other, at no extra transaction: a job found with the
