@@ -12,6 +12,15 @@ cancelled through its scope, and a running sync handler finishes but its outcome
 discarded (a thread cannot be interrupted). A claim found already settled by this
 consumer is left alone: its worker is about to report it.
 
+A renewal conflicts (1020) whenever this consumer's own worker settles one of its claims
+between the renewal's reads and its commit: under load a third to a half of them, with
+fast jobs (docs/benchmarks.md, stop 25). Its retry therefore renews only what still
+needs it: a claim whose attempt was recorded meanwhile (:attr:`Held.settled`, set by the
+thread that recorded it, right after the commit) or that an earlier try found settled or
+lost is dropped, not read again; and each try renews from its own time (the first try's
+``now`` plus the time spent since), so a renewal retried for a second still gives the
+full lease.
+
 The renewal reads each job's record anyway, so it also carries what a running handler
 and ``quick.cancel`` tell each other, at no extra transaction: a job found with the
 cancel mark is signalled (:attr:`Held.signals`: ``meta.cancelled()`` turns true, and
@@ -41,13 +50,14 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Iterable
 
 import trio
 
 from consumer.bridge import Bridge
 from consumer.resilience import Patience
-from keyspace.protocol import Database, Watch
+from keyspace.protocol import Database, Transaction, Watch
 from keyspace.retry import watch_retry_pause
 from quick.app import JobConfig
 from quick.jobs import Claim, now_ms
@@ -67,13 +77,17 @@ RENEW_PAGE = 500
 class Held:
     """One claim this consumer holds: its current lease, its handler and its fate."""
 
-    __slots__ = ("claim", "config", "lost", "scope", "signals")
+    __slots__ = ("claim", "config", "lost", "scope", "settled", "signals")
 
     def __init__(self, claim: Claim, config: JobConfig | None) -> None:
         self.claim = claim
         self.config = config
         #: Set by the keeper when another consumer took the job or it vanished.
         self.lost = False
+        #: Set (from any thread) once nothing more is recorded for this claim: its attempt
+        #: was recorded (or given up), or it was dropped unstarted. Its lease is renewed
+        #: no more, and a renewal running meanwhile drops it when it retries.
+        self.settled = False
         #: The cancel scope of a running async handler, cancelled when the lease is lost
         #: or the job is cancelled.
         self.scope: trio.CancelScope | None = None
@@ -106,6 +120,7 @@ class LeaseKeeper:
             self.held[item.claim.job_id] = item
 
     def forget(self, held: Held) -> None:
+        held.settled = True
         self.held.pop(held.claim.job_id, None)
 
     async def run(self) -> None:
@@ -154,17 +169,17 @@ class LeaseKeeper:
         progress to write; signal the cancelled ones."""
         due = []
         for h in self.held.values():
-            if h.lost:
+            if h.lost or h.settled:
                 continue
             unwritten = h.signals.unwritten()
             if unwritten is not None or h.claim.lease_until_ms - now < self.lease_ms * 2 // 3:
                 due.append((h, unwritten))
         for start in range(0, len(due), RENEW_PAGE):
             page = due[start : start + RENEW_PAGE]
-            claims = [h.claim for h, _ in page]
+            helds = [h for h, _ in page]
             latest = [None if u is None else u[1] for _, u in page]
             progress = latest if any(latest) else None
-            answers = await self.bridge.call_db(_renew, claims, self.lease_ms, now, progress)
+            answers = await self.bridge.call_db(_renew, helds, self.lease_ms, now, progress)
             for (held, unwritten), answer in zip(page, answers, strict=True):
                 if isinstance(answer, Claim):
                     held.claim = answer
@@ -188,9 +203,34 @@ def _marks(db: Database, claims: list[Claim]) -> list[bool]:
 
 def _renew(
     db: Database,
-    claims: list[Claim],
+    page: list[Held],
     lease_ms: int,
     now: int,
     progress: list[Progress | None] | None,
-) -> list[Claim | Outcome]:
-    return db.transact(heartbeat_all, claims, lease_ms, now, progress)
+) -> list[Claim | Outcome | None]:
+    """Renew ``page`` in one transaction: per claim, the renewed claim, how it stands
+    when it is not held (:func:`quick.leases.heartbeat_all`), or None when it was
+    dropped before the try that committed (settled meanwhile by this consumer).
+
+    Retry semantics: each try renews only the claims still held and unsettled (see the
+    module docstring), from ``now`` plus the time the earlier tries took. A claim an
+    earlier try found not held keeps that answer: a claim never holds its job again.
+    """
+    started = time.monotonic()
+    known: dict[int, Outcome] = {}
+
+    def body(tr: Transaction) -> list[Claim | Outcome | None]:
+        at = now + round((time.monotonic() - started) * 1000)
+        todo = [i for i, h in enumerate(page) if i not in known and not (h.settled or h.lost)]
+        out: list[Claim | Outcome | None] = [known.get(i) for i in range(len(page))]
+        if not todo:
+            return out
+        claims = [page[i].claim for i in todo]
+        latest = None if progress is None else [progress[i] for i in todo]
+        for i, answer in zip(todo, heartbeat_all(tr, claims, lease_ms, at, latest), strict=True):
+            out[i] = answer
+            if not isinstance(answer, Claim):
+                known[i] = answer
+        return out
+
+    return db.transact(body)

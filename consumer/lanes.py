@@ -74,13 +74,19 @@ SLICE_SECONDS = 0.02
 @dataclass(frozen=True, slots=True)
 class Finished:
     """One attempt's end, reported back to the consumer (``started`` False for a claim
-    dropped unstarted by :func:`may_start`)."""
+    dropped unstarted by :func:`may_start`). ``recording`` is the attempt's share of the
+    seconds its slot spent recording it with the others of its slice (0 where the slot
+    was free before the recording: the async runners' group committer);
+    ``lease_left_ms`` how much of its lease the claim had left as its handler started
+    (None: not started)."""
 
     held: Held
     outcome: Outcome
     duration: float
     error: BaseException | None = None
     started: bool = True
+    recording: float = 0.0
+    lease_left_ms: int | None = None
 
 
 def may_start(held: Held, now: int, margin_ms: int) -> bool:
@@ -140,7 +146,7 @@ def run_slice(
     ``clock`` tells the consumer how long the handler in hand has run."""
     finished: list[Finished] = []
     attempts: list[Attempt] = []
-    ran: list[tuple[Held, float]] = []
+    ran: list[tuple[Held, float, int]] = []
     deadline = time.monotonic() + SLICE_SECONDS
     while not flags.stopping and len(attempts) < SETTLE_MAX:
         try:
@@ -149,9 +155,12 @@ def run_slice(
             break
         if len(waiting) == flags.low_water:
             flags.on_low_water()
-        if not may_start(held, now_ms(), flags.start_margin_ms):
+        now = now_ms()
+        if not may_start(held, now, flags.start_margin_ms):
+            held.settled = True
             finished.append(Finished(held, Outcome.LEASE_LOST, 0.0, started=False))
             continue
+        left = held.claim.lease_until_ms - now
         clock.since = time.monotonic()
         started = time.perf_counter()
         try:
@@ -160,21 +169,27 @@ def run_slice(
             clock.since = None
         duration = time.perf_counter() - started
         if isinstance(attempt, Outcome):
-            finished.append(Finished(held, attempt, duration))
+            held.settled = True
+            finished.append(Finished(held, attempt, duration, lease_left_ms=left))
         else:
             attempts.append(with_result(attempt))  # an unstorable result fails it, reported
-            ran.append((held, duration))
+            ran.append((held, duration, left))
         if time.monotonic() > deadline:
             break
     if flags.killed:
         return []
     if waiting and not flags.stopping:
         flags.on_settling()
+    recording = time.perf_counter()
     outcomes = flags.patience.retry_blocking("recording attempts", settle_batch, db, attempts)
+    share = (time.perf_counter() - recording) / len(attempts) if attempts else 0.0
     if outcomes is None:  # given up (killed, or past the grace): the leases expire
         outcomes = [Outcome.LEASE_LOST] * len(attempts)
-    for (held, duration), attempt, outcome in zip(ran, attempts, outcomes, strict=True):
-        finished.append(Finished(held, outcome, duration, attempt.error))
+    for (held, duration, left), attempt, outcome in zip(ran, attempts, outcomes, strict=True):
+        held.settled = True  # at once: a renewal retrying now drops it (consumer.keeper)
+        finished.append(
+            Finished(held, outcome, duration, attempt.error, recording=share, lease_left_ms=left)
+        )
     return finished
 
 

@@ -8,6 +8,8 @@ metric                                 type       meaning
 =====================================  =========  ==========================================
 ``quick_jobs_total{topic,outcome}``    counter    attempts that ended, by :class:`Outcome`
 ``quick_job_duration_seconds{topic}``  histogram  claim to settled, handler and settlement
+``quick_job_lease_left_ratio``         histogram  share of its lease a job had left as its
+                                                  handler started (see below)
 ``quick_lease_losses_total``           counter    jobs whose lease passed to another owner
 ``quick_claims_total``                 counter    jobs leased by this consumer
 ``quick_jobs_running``                 gauge      jobs leased and not yet settled
@@ -20,7 +22,13 @@ metric                                 type       meaning
 ``quick_claim_round_tries_total``      counter    their tries, counted as each starts
 =====================================  =========  ==========================================
 
-The job path only increments counters and observes the histogram. Queue depth is read
+The lease share left at a handler's start is the margin against a double run: a job
+whose lease runs out while its handler runs or its outcome is recorded can be claimed
+again by another consumer. With fast handlers most start above 5/6; many below 1/3 (the
+keeper renews at 2/3) say the claims wait too long behind slow recording, and a lease
+longer than the store's worst commit under load is the remedy.
+
+The job path only increments counters and observes the histograms. Queue depth is read
 apart from it, every ``depth_interval`` seconds, in one snapshot transaction
 (:func:`quick.list_queues`: the pointer index and each queue's atomic counters, no
 conflicts). With millions of tenants one label per queue would swamp Prometheus, so a
@@ -54,6 +62,9 @@ log = logging.getLogger("quick.consumer")
 
 #: Job durations from milliseconds to the default lease's multiples.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+#: Lease shares: 1/6 is the least a claim starts with (consumer.config.START_MARGIN),
+#: 2/3 where the keeper's renewal comes due, 5/6 where the backlog cap grows back.
+LEASE_LEFT_BUCKETS = (1 / 6, 0.3, 0.5, 2 / 3, 5 / 6, 1.0)
 QueueDepth = tuple[str, Mapping[str, int]]
 
 
@@ -145,6 +156,12 @@ class ConsumerMetrics:
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
+        self.lease_left = Histogram(
+            "quick_job_lease_left_ratio",
+            "Share of its lease a job had left as its handler started.",
+            buckets=LEASE_LEFT_BUCKETS,
+            registry=self.registry,
+        )
         self.lease_losses = Counter(
             "quick_lease_losses",
             "Jobs whose lease passed to another owner before they settled.",
@@ -168,10 +185,15 @@ class ConsumerMetrics:
         self.registry.register(self._depth)
         self.registry.register(_RetryCollector())
 
-    def job_settled(self, topic: str, outcome: Outcome, duration: float) -> None:
-        """Count one attempt's end (the job path: increments only)."""
+    def job_settled(
+        self, topic: str, outcome: Outcome, duration: float, *, lease_left: float | None = None
+    ) -> None:
+        """Count one attempt's end (the job path: increments only); ``lease_left`` is the
+        share of its lease it had left as its handler started (None: not started)."""
         self.jobs.labels(topic, outcome.value).inc()
         self.durations.labels(topic).observe(duration)
+        if lease_left is not None:
+            self.lease_left.observe(lease_left)
         if outcome is Outcome.LEASE_LOST:
             self.lease_losses.inc()
 

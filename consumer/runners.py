@@ -69,6 +69,7 @@ class _Pending:
     held: Held
     attempt: Attempt
     duration: float
+    lease_left_ms: int
 
 
 class Runners:
@@ -157,9 +158,11 @@ class Runners:
         config = held.config
         assert config is not None
         claim = held.claim
-        if not may_start(held, now_ms(), self._start_margin_ms):
+        now = now_ms()
+        if not may_start(held, now, self._start_margin_ms):
             self._report([Finished(held, Outcome.LEASE_LOST, 0.0, started=False)])
             return
+        left = claim.lease_until_ms - now
         started = time.perf_counter()
         error: BaseException | None = None
         output: Any = None
@@ -181,13 +184,14 @@ class Runners:
         if held.signals.cancelled and not held.lost:
             error = JobCancelled(claim.job_id)  # whatever it did: the job ends cancelled
         if held.lost:
-            self._report([Finished(held, Outcome.LEASE_LOST, duration)])
+            self._report([Finished(held, Outcome.LEASE_LOST, duration, lease_left_ms=left)])
             return
         if config.transactional and error is None:
-            self._report([Finished(held, Outcome.COMPLETED, duration)])
+            self._report([Finished(held, Outcome.COMPLETED, duration, lease_left_ms=left)])
             return
         # with_result: a result that cannot be stored fails here, so the report says why.
-        pending = _Pending(held, with_result(Attempt(claim, config, error, output)), duration)
+        attempt = with_result(Attempt(claim, config, error, output))
+        pending = _Pending(held, attempt, duration, left)
         attempts.send_nowait(pending)
 
     async def _invoke(self, held: Held) -> Any:
@@ -233,7 +237,13 @@ class Runners:
                         outcomes = [Outcome.LEASE_LOST] * len(batch)
                     self._report(
                         [
-                            Finished(p.held, outcome, p.duration, p.attempt.error)
+                            Finished(
+                                p.held,
+                                outcome,
+                                p.duration,
+                                p.attempt.error,
+                                lease_left_ms=p.lease_left_ms,
+                            )
                             for p, outcome in zip(batch, outcomes, strict=True)
                         ]
                     )

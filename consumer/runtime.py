@@ -10,7 +10,9 @@ Theory of operation
   batch is sized to the work (:mod:`consumer.sizing`): up to ``batch_size``, about
   :data:`consumer.config.CLAIM_SECONDS` of work for the slots at the handlers' average
   time, and no more than the idle slots can start while handlers are slow or their time
-  is unknown, so slow jobs are not hoarded while another consumer is idle.
+  is unknown, so slow jobs are not hoarded while another consumer is idle; nor more
+  than the slots start within a third of the lease, at what a job costs its slot with
+  its share of the recording (:func:`consumer.sizing.wait_budget`).
   With nothing due it sleeps on a watch of the ``("wake",)`` key, which producers
   bump whenever a queue gains earlier work, until then or the next known visibility
   time (at most ``max_idle``); with due queues all leased by others it backs off briefly.
@@ -73,6 +75,7 @@ from consumer.sizing import (
     lanes_wanted,
     round_queues,
     stalled,
+    wait_budget,
 )
 from keyspace.protocol import Database, Transaction, Watch
 from keyspace.retry import Tries, watch_retry_pause
@@ -150,6 +153,9 @@ class Consumer:
         self._watch: Watch | None = None
         self._watch_failures = 0
         self._handler_seconds: float | None = None
+        #: What a job costs its slot, handler and share of its recording (an average
+        #: like ``_handler_seconds``): how fast waiting claims start (sizing.wait_budget).
+        self._job_seconds: float | None = None
         #: The most one claim brings while waiting claims start in time (sizing.backlog_cap).
         self._batch_cap = self.config.batch_size
         self._token: trio.lowlevel.TrioToken | None = None
@@ -230,6 +236,11 @@ class Consumer:
             stalled=self._stalled,
             waiting=len(self._lanes.queue) + len(self._runners.queue),
             handler_seconds=self._handler_seconds,
+            most_waiting=wait_budget(
+                lease_ms=config.lease_ms,
+                job_seconds=self._job_seconds,
+                concurrency=config.concurrency,
+            ),
         )
         return size if claim_now else ClaimSize(0, size.low_water)
 
@@ -474,6 +485,7 @@ class Consumer:
         if not finished:
             return
         total = 0.0
+        recording = 0.0
         ran = 0
         metrics = self.metrics
         logging_info = log.isEnabledFor(logging.INFO)
@@ -482,11 +494,14 @@ class Consumer:
             self.keeper.forget(held)
             if done.started:
                 total += done.duration
+                recording += done.recording
                 ran += 1
             self.outcomes[outcome.value] += 1
             claim = held.claim
             if metrics is not None:
-                metrics.job_settled(claim.topic, outcome, done.duration)
+                left = done.lease_left_ms
+                share = None if left is None else left / self.config.lease_ms
+                metrics.job_settled(claim.topic, outcome, done.duration, lease_left=share)
             if logging_info:
                 log.info(
                     "job %s",
@@ -502,11 +517,8 @@ class Consumer:
                     },
                 )
         if ran:
-            mean = total / ran
-            previous = self._handler_seconds
-            self._handler_seconds = (
-                mean if previous is None else previous + EWMA_WEIGHT * (mean - previous)
-            )
+            self._handler_seconds = _average(self._handler_seconds, total / ran)
+            self._job_seconds = _average(self._job_seconds, (total + recording) / ran)
         self._capacity.set()
 
     # -- periodic chores (cron, queue depth, purge) ---------------------------------------------
@@ -533,3 +545,8 @@ class Consumer:
                 self.patience.succeeded(what)
             with trio.move_on_after(interval):
                 await self._stopping.wait()
+
+
+def _average(previous: float | None, mean: float) -> float:
+    """The running average (an EWMA of weight ``EWMA_WEIGHT``) after a report's ``mean``."""
+    return mean if previous is None else previous + EWMA_WEIGHT * (mean - previous)

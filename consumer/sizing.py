@@ -30,6 +30,17 @@ not count: a slow store slows every job alike, and more lanes would not help.)
   while it runs. So the most a claim brings is halved while the oldest waiting claim has
   less than two thirds of its lease left (and nothing more is claimed until it starts),
   and grows back by a quarter while the oldest has more than five sixths.
+* **Backlog by recording time** (:func:`wait_budget`, with ``claim_size``'s
+  ``most_waiting``). A claim's lease runs from the claim round, so the claims it brings
+  must start while most of it is left, behind the claims already waiting. A slot
+  spends on each job its handler's time *and* its share of the transaction that
+  records the slice (under load that share, not the handler, is most of it: a slice
+  of 20 jobs of 1 ms recorded in 150-600 ms). From the measured slot-seconds per job,
+  handler and recording together, the claims held unstarted are kept to what the slots
+  start within :data:`WAIT_SHARE` of the lease, so that a fast job starts before the
+  keeper's first renewal of it is due and never depends on a renewal (which conflicts
+  with the consumer's own settlements) to stay held. With the default 30 s lease this
+  holds only while a job costs its slot over 10 s / ``batch_size``.
 * **Hand-back.** Claims that still wait while every slot has been stalled for
   :data:`HANDBACK_SECONDS` are given back (released, their attempts refunded), so an
   idle consumer takes them; this one claims nothing more until a slot frees.
@@ -47,12 +58,14 @@ from consumer.lanes import SLICE_SECONDS, HandlerClock
 __all__ = [
     "HANDBACK_SECONDS",
     "STALL_SECONDS",
+    "WAIT_SHARE",
     "ClaimSize",
     "backlog_cap",
     "claim_size",
     "lanes_wanted",
     "round_queues",
     "stalled",
+    "wait_budget",
 ]
 
 #: A handler that has run this long stalls its slot: five slices, and short beside any
@@ -62,6 +75,10 @@ STALL_SECONDS = 0.1
 #: a job ending by then loses nothing, and the release and another consumer's claim
 #: cost a few milliseconds beside a wait of a slow job's length.
 HANDBACK_SECONDS = 0.5
+#: The most of its lease a claim should spend waiting to start: a third, when the
+#: keeper renews it first (it renews a lease with less than two thirds left), and when
+#: :func:`backlog_cap` starts to halve the claims.
+WAIT_SHARE = 1 / 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +98,7 @@ def claim_size(
     stalled: int,
     waiting: int,
     handler_seconds: float | None,
+    most_waiting: int | None = None,
 ) -> ClaimSize:
     """How many jobs the next claim should lease; see the module docstring.
 
@@ -91,14 +109,22 @@ def claim_size(
         stalled: slots whose current work has run past :data:`STALL_SECONDS`.
         waiting: claims held but not started.
         handler_seconds: the average handler time, None before any handler finished.
+        most_waiting: the most claims that should be held unstarted, the new ones
+            included (:func:`wait_budget`); None: no bound but ``batch_size``.
     """
     if handler_seconds is not None:
         per_slot = math.inf if handler_seconds <= 0 else CLAIM_SECONDS / handler_seconds
         if per_slot >= 1:
             unstalled = max(0, concurrency - stalled)
             limit = min(batch_size, math.ceil(unstalled * per_slot)) if unstalled else 0
+            if most_waiting is not None:
+                limit = min(limit, most_waiting)
             low_water = limit // 2
-            return ClaimSize(limit if waiting <= low_water else 0, low_water)
+            if waiting > low_water:
+                return ClaimSize(0, low_water)
+            if most_waiting is not None:
+                limit = min(limit, most_waiting - waiting)
+            return ClaimSize(limit, low_water)
     idle = concurrency - running - waiting
     return ClaimSize(max(0, min(batch_size, idle)), 0)
 
@@ -114,6 +140,20 @@ def backlog_cap(
     if oldest_left_ms is None or oldest_left_ms > lease_ms * 5 // 6:
         return min(most, max(cap + 1, cap * 5 // 4)), True
     return cap, True
+
+
+def wait_budget(*, lease_ms: int, job_seconds: float | None, concurrency: int) -> int | None:
+    """The most claims a consumer should hold unstarted so that the last of them starts
+    within :data:`WAIT_SHARE` of its lease, when each job costs a slot ``job_seconds``
+    (its handler and its share of the recording transaction, averaged) and
+    ``concurrency`` slots run them; at least one per slot. None while the cost is
+    unknown (no job has finished yet)."""
+    if job_seconds is None:
+        return None
+    if job_seconds <= 0:
+        return None
+    startable = concurrency * lease_ms * WAIT_SHARE / 1000 / job_seconds
+    return max(concurrency, math.floor(startable))
 
 
 def lanes_wanted(backlog: int, handler_seconds: float | None, stalled: int = 0) -> int:

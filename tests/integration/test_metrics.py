@@ -96,6 +96,34 @@ def test_metrics_count_jobs_by_topic_and_outcome(db: Database) -> None:
     assert tries == [1, 2]
 
 
+def test_metrics_observe_the_lease_left_as_each_handler_starts(db: Database) -> None:
+    app = quick.App()
+
+    @app.job("ok")
+    def ok(payload: Any, meta: quick.Meta) -> None:
+        pass
+
+    @app.job("later", loop="trio")
+    async def later(payload: Any, meta: quick.Meta) -> None:
+        pass
+
+    for i in range(3):
+        quick.enqueue(db, "tenant-a", "ok", i)
+    quick.enqueue(db, "tenant-a", "later", None)
+    metrics = ConsumerMetrics(depth_interval=None)
+    _drain(db, app, metrics, lambda c: sum(c.outcomes.values()) == 4)
+
+    samples = _scrape(metrics)
+    # 30 s leases, started at once: every job had nearly all of its lease left.
+    assert _value(samples, "quick_job_lease_left_ratio_count") == 4
+    assert _value(samples, "quick_job_lease_left_ratio_bucket", le="0.3") == 0
+    assert _value(samples, "quick_job_lease_left_ratio_bucket", le="0.8333333333333334") == 0
+    assert _value(samples, "quick_job_lease_left_ratio_bucket", le="1.0") == 4
+    total = _value(samples, "quick_job_lease_left_ratio_sum")
+    assert total is not None
+    assert 3.5 < total <= 4
+
+
 def test_metrics_count_a_lost_lease(db: Database) -> None:
     app = quick.App()
     started = trio.Event()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from consumer.sizing import ClaimSize, backlog_cap, claim_size, lanes_wanted
+from consumer.sizing import ClaimSize, backlog_cap, claim_size, lanes_wanted, wait_budget
 
 
 def _size(**given: Any) -> ClaimSize:
@@ -46,6 +46,34 @@ def test_backlog_cap_grows_back_while_waiting_claims_are_fresh() -> None:
     assert backlog_cap(4, 1_900, 2_000, least=4, most=200) == (5, True)
     assert backlog_cap(190, None, 2_000, least=4, most=200) == (200, True)
     assert backlog_cap(100, 1_500, 2_000, least=4, most=200) == (100, True)  # in between: kept
+
+
+def test_wait_budget_counts_the_recording_in_each_jobs_cost() -> None:
+    # 2 s leases, 4 slots: claims should start within 667 ms. A 1 ms handler whose slice
+    # of 20 is recorded in 150 ms costs its slot 8.5 ms: 313 start in time; at 600 ms a
+    # slice, 31 ms a job: 86.
+    assert wait_budget(lease_ms=2_000, job_seconds=0.0085, concurrency=4) == 313
+    assert wait_budget(lease_ms=2_000, job_seconds=0.031, concurrency=4) == 86
+    # The default 30 s lease: no bound below a batch unless a job costs 200 ms.
+    assert wait_budget(lease_ms=30_000, job_seconds=0.0085, concurrency=4) == 4705
+    assert wait_budget(lease_ms=30_000, job_seconds=0.2, concurrency=4) == 200
+
+
+def test_wait_budget_is_at_least_a_claim_per_slot_and_unknown_before_any_job() -> None:
+    assert wait_budget(lease_ms=2_000, job_seconds=5.0, concurrency=4) == 4
+    assert wait_budget(lease_ms=2_000, job_seconds=None, concurrency=4) is None
+    assert wait_budget(lease_ms=2_000, job_seconds=0.0, concurrency=4) is None
+
+
+def test_claim_size_keeps_the_claims_waiting_within_the_budget() -> None:
+    # Fast handlers would bring a batch of 200 at 100 left; 120 may wait at most.
+    assert _size(handler_seconds=0.001, most_waiting=120) == ClaimSize(120, 60)
+    assert _size(handler_seconds=0.001, most_waiting=120, waiting=60) == ClaimSize(60, 60)
+    assert _size(handler_seconds=0.001, most_waiting=120, waiting=61) == ClaimSize(0, 60)
+    assert _size(handler_seconds=0.001, most_waiting=500) == ClaimSize(200, 100)
+    # Slow or unknown handlers bring what the idle slots start now, as before.
+    assert _size(handler_seconds=3.0, most_waiting=2) == ClaimSize(8, 0)
+    assert _size(most_waiting=2) == ClaimSize(8, 0)
 
 
 def test_claim_size_of_fast_handlers_leaves_out_stalled_slots() -> None:
