@@ -134,6 +134,8 @@ class Consumer:
         self._round_calm = True
         self._capacity = trio.Event()
         self._stopping = trio.Event()
+        #: Set when claims are dispatched: wakes the stall watch of an idle consumer.
+        self._dispatched = trio.Event()
         #: Where asyncio handlers run: a loop in a thread of its own, started on first use.
         self.asyncio_loop = AsyncioLoop()
         self._runners = Runners(
@@ -162,6 +164,7 @@ class Consumer:
         self._stopping.set()
         self._flags.stopping = True
         self._capacity.set()
+        self._dispatched.set()
         self._wake_all()
         if self._watch is not None:
             self._watch.cancel()
@@ -340,6 +343,7 @@ class Consumer:
                 self._lanes.queue.append(item)
         self._runners.wake()
         self._lanes.wake()
+        self._dispatched.set()
 
     async def _idle(
         self, watch: Watch, next_ms: int | None, limit: int, cursor: bytes | None, seed: float
@@ -441,11 +445,17 @@ class Consumer:
         self._runners.wake_all()
 
     async def _watch_stalls(self) -> None:
-        """Count the stalled slots every half :data:`~consumer.sizing.STALL_SECONDS`; wake
+        """Count the stalled slots every half :data:`~consumer.sizing.STALL_SECONDS` while claims
+        are held (an idle consumer sleeps until the next dispatch); wake
         lanes to replace stalled ones, and give the waiting claims back once every slot
         has been stalled for :data:`~consumer.sizing.HANDBACK_SECONDS`."""
         blocked_since: float | None = None
         while not self._stopping.is_set():
+            if not len(self.keeper) and not self._stalled:
+                # Nothing held, nothing to count: sleep until a claim is dispatched rather
+                # than waking twenty times a second in an idle worker.
+                self._dispatched = trio.Event()
+                await self._dispatched.wait()
             await trio.sleep(STALL_SECONDS / 2)
             now = time.monotonic()
             before = self._stalled
