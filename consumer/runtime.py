@@ -14,6 +14,9 @@ Theory of operation
   With nothing due it sleeps on a watch of the ``("wake",)`` key, which producers
   bump whenever a queue gains earlier work, until then or the next known visibility
   time (at most ``max_idle``); with due queues all leased by others it backs off briefly.
+  Only the holder of the store's **wake baton** on this host watches (:mod:`consumer.baton`):
+  the others wait for the baton, and claim once their idle timeout passes anyway. A
+  consumer keeps the baton while it has room for claims and gives it up when full.
 * Claims of plain ``def`` and transactional handlers go to the **lanes**
   (:mod:`consumer.lanes`): runs of handlers in a thread, recorded in one transaction
   from that thread. ``async def`` handlers, and handlers with a ``timeout``, go to the
@@ -52,6 +55,7 @@ import trio
 
 import quick
 from consumer.asyncio_loop import AsyncioLoop
+from consumer.baton import Baton, baton_path
 from consumer.bridge import Bridge
 from consumer.config import (
     BUSY_BACKOFF,
@@ -74,6 +78,7 @@ from consumer.sizing import (
     round_queues,
     stalled,
 )
+from keyspace.identity import store_identity
 from keyspace.protocol import Database, Transaction, Watch
 from keyspace.retry import Tries, watch_retry_pause
 from quick.app import App
@@ -155,6 +160,9 @@ class Consumer:
         #: The most one claim brings while waiting claims start in time (sizing.backlog_cap).
         self._batch_cap = self.config.batch_size
         self._token: trio.lowlevel.TrioToken | None = None
+        #: Which idle consumer of the store on this host watches for work (consumer.baton);
+        #: until ``run`` opens it, none: this consumer watches.
+        self._baton = Baton(None)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -165,6 +173,7 @@ class Consumer:
         self._flags.stopping = True
         self._capacity.set()
         self._dispatched.set()
+        self._baton.close()
         self._wake_all()
         if self._watch is not None:
             self._watch.cancel()
@@ -202,12 +211,26 @@ class Consumer:
                 if config.keep_finished_ms is not None:
                     nursery.start_soon(self._every, PURGE_INTERVAL, "purge", self._purge)
                 task_status.started()
-                await self._claim_loop()
+                try:
+                    await self._open_baton()
+                    await self._claim_loop()
+                finally:
+                    self._baton.close()
                 await self._release_unstarted()
                 self._wake_all()
                 nursery.cancel_scope.deadline = trio.current_time() + config.grace
                 await self._drained()
                 nursery.cancel_scope.cancel()
+
+    async def _open_baton(self) -> None:
+        """Share the wake baton of this store's consumers on this host (consumer.baton)."""
+        if not self.config.wake_baton:
+            return
+        identity = await self.patience.retry(
+            "store identity", self.bridge.call_db, store_identity, until=self._stopping
+        )
+        if identity is not None and not self._stopping.is_set():
+            self._baton = Baton(baton_path(identity))
 
     async def _drained(self) -> None:
         """Wait until no claim is held (every running job settled)."""
@@ -260,6 +283,8 @@ class Consumer:
             elif size.limit < 1 or room < max(1, size.low_water):
                 # Claim again once the slots can take more (see consumer.sizing) and a
                 # half batch fits: the next claim is in flight while this one runs.
+                # Full: another idle consumer watches for work meanwhile.
+                self._baton.give_up()
                 self._flags.low_water = size.low_water
                 self._capacity = trio.Event()
                 await self._capacity.wait()
@@ -392,9 +417,14 @@ class Consumer:
     def _wait_then_claim(
         self, watch: Watch, timeout: float, limit: int, cursor: bytes | None, seed: float
     ) -> ClaimRound | None:
-        """In a worker thread: wait on ``watch``, then run one claim round unless stopping
-        (``stop`` cancels the watch) or the watch failed; None when no round ran."""
-        watch.wait(timeout)
+        """In a worker thread: wait for the wake baton, then (holding it) on ``watch``, then
+        run one claim round unless stopping (``stop`` cancels the watch and closes the
+        baton) or the watch failed; None when no round ran. Without the baton by
+        ``timeout`` the round runs anyway: the bounded poll of a consumer that does not
+        watch (see :mod:`consumer.baton`)."""
+        deadline = time.monotonic() + timeout
+        if self._baton.take(timeout):
+            watch.wait(max(0.0, deadline - time.monotonic()))
         if watch.failed or self._flags.stopping:
             return None
         try:

@@ -1,0 +1,107 @@
+"""Idle consumers of one store do not all wake for each new job (the wake baton).
+
+Two consumers share a file: one holds the baton and claims a stream of jobs one by one;
+the other runs only its bounded fallback rounds, not a round per job. A holder whose
+slots are full hands the baton on, so the other picks up new work at once rather than
+after its idle timeout.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import trio
+
+import keyspace
+import quick
+from consumer.runtime import Consumer, ConsumerConfig
+from quick.claim_rounds import ClaimRound
+
+
+class CountingConsumer(Consumer):
+    """Counts its claim rounds."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rounds = 0
+
+    def _claim_round(self, limit: int, cursor: bytes | None, seed: float) -> ClaimRound:
+        self.rounds += 1
+        return super()._claim_round(limit, cursor, seed)
+
+
+def test_idle_consumers_do_not_all_wake_for_each_job(tmp_path: Path) -> None:
+    db = keyspace.open(f"sqlite:///{tmp_path / 'q.db'}")
+    app = quick.App()
+    ran = threading.Semaphore(0)
+
+    @app.job("noop")
+    def noop(payload: Any, meta: quick.Meta) -> None:
+        ran.release()
+
+    jobs = 20
+
+    async def main() -> list[int]:
+        config = ConsumerConfig(concurrency=4, cron=False, max_idle=5.0)
+        consumers = [CountingConsumer(db, app, config) for _ in range(2)]
+        async with trio.open_nursery() as nursery:
+            for consumer in consumers:
+                await nursery.start(consumer.run)
+            await trio.sleep(0.3)  # both idle
+            before = [c.rounds for c in consumers]
+            with trio.fail_after(30):
+                for i in range(jobs):
+                    quick.enqueue(db, "q", "noop", i)
+                    await trio.to_thread.run_sync(ran.acquire)
+                    await trio.sleep(0.01)
+            rounds = [c.rounds - b for c, b in zip(consumers, before, strict=True)]
+            for consumer in consumers:
+                consumer.stop()
+        return rounds
+
+    rounds = trio.run(main)
+    db.close()
+    # The holder: a round that claims and one that re-arms its watch per job. The other
+    # would run one per job too if it woke; it runs none (its fallback is 5 s away).
+    assert min(rounds) <= 2, rounds
+    assert sum(rounds) <= 2 * jobs + 4, rounds
+
+
+def test_a_full_consumer_hands_the_baton_on(tmp_path: Path) -> None:
+    db = keyspace.open(f"sqlite:///{tmp_path / 'q.db'}")
+    app = quick.App()
+    release = threading.Event()
+    started: list[int] = []
+
+    @app.job("block")
+    def block(payload: Any, meta: quick.Meta) -> None:
+        started.append(payload)
+        release.wait(30)
+
+    async def main() -> None:
+        # A fallback round 30 s away: only the hand-off can start the second job in time.
+        config = ConsumerConfig(concurrency=1, batch_size=1, cron=False, max_idle=30.0)
+        consumers = [Consumer(db, app, config) for _ in range(2)]
+        try:
+            async with trio.open_nursery() as nursery:
+                for consumer in consumers:
+                    await nursery.start(consumer.run)
+                await trio.sleep(0.3)
+                with trio.fail_after(10):
+                    quick.enqueue(db, "q", "block", 1)
+                    while not started:
+                        await trio.sleep(0.01)
+                    quick.enqueue(db, "q2", "block", 2)
+                    while len(started) < 2:
+                        await trio.sleep(0.01)
+                release.set()
+                for consumer in consumers:
+                    consumer.stop()
+        finally:
+            release.set()
+
+    trio.run(main)
+    db.close()
+    assert sorted(started) == [1, 2]
