@@ -2,22 +2,26 @@
 
 Theory of operation
 -------------------
-Every enqueue bumps the store's wake key. If every idle consumer watched it, each new job
-would wake them all: with P worker processes, P claim rounds raced for one job, the
-losers conflicting or backing off behind the winner's queue lease. Instead the consumers
-of one store on one host pass a baton, an exclusive ``flock`` on a small file in the
-temporary directory named by the store's identity (:func:`keyspace.identity.store_identity`,
-hashed): an idle consumer that holds it waits on the wake watch and claims; one that does
-not waits for the baton, in a thread blocked in ``flock`` (no CPU at all), and runs a
-claim round anyway once its idle timeout (``max_idle``, or the next visibility time)
-passes, so a holder that is stopped or stuck delays work by that much at most.
+Every enqueue bumps the store's wake key. If every idle consumer claimed as soon as its
+watch of that key fired, each new job would set them all racing: with P worker
+processes, P claim rounds for one job, the losers conflicting or backing off behind the
+winner's queue lease. Instead the consumers of one store on one host pass a baton, an
+exclusive ``flock`` on a small file in the temporary directory named by the store's
+identity (:func:`keyspace.identity.store_identity`, hashed). Every idle consumer still
+watches, but only the holder claims at once when its watch fires; another waits up to
+:data:`FOLLOW_SECONDS` for the baton (a thread blocked in ``flock`` costs no CPU) and
+then claims anyway. So a healthy holder claims each job alone, and the others look at
+most once per :data:`FOLLOW_SECONDS` while jobs keep coming, finding nothing or what
+the holder left; a holder that is descheduled, stopped or stuck delays a job by that
+much at most.
 
 A consumer keeps the baton while it has room for more claims, so a stream of short jobs
-is picked up by one consumer with one claim round per wake-up, and gives it up when its
-slots are full or it stops (:meth:`Baton.give_up`): the next idle consumer, blocked in
-``flock``, takes over at once and looks for work (its watch, armed at its last claim
-round, has fired if anything was enqueued since). The kernel drops the lock of a process
-that dies, even by SIGKILL, so a crashed holder leaves nobody asleep.
+is picked up by one consumer, and gives it up when its slots are full or it stops
+(:meth:`Baton.give_up`): a consumer waiting for it (blocked in ``flock``) takes over at
+once. The kernel drops the lock of a process that dies, even by SIGKILL, so a crashed
+holder leaves nobody waiting longer than that. A child forked by a handler inherits the
+lock's file description; the lock then outlives its holder until the child exits, which
+costs the others only the delay above.
 
 Consumers on other hosts have batons of their own (one watcher per host). Without
 ``flock`` (not POSIX) or without a lock file to open, :meth:`Baton.take` always succeeds:
@@ -41,9 +45,15 @@ try:
 except ImportError:  # not POSIX: no baton, every consumer watches
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["Baton", "baton_path"]
+__all__ = ["FOLLOW_SECONDS", "Baton", "baton_path"]
 
 log = logging.getLogger("quick.consumer")
+
+#: How long a consumer without the baton waits for it after its watch fired before it
+#: claims anyway: the most a stalled or descheduled holder delays a job, and, while jobs
+#: keep coming, the least time between two claim rounds of a consumer without it (20 a
+#: second at most, against one per job). Far above a healthy holder's claim (a few ms).
+FOLLOW_SECONDS = 0.05
 
 
 def baton_path(identity: str) -> str:

@@ -14,9 +14,10 @@ Theory of operation
   With nothing due it sleeps on a watch of the ``("wake",)`` key, which producers
   bump whenever a queue gains earlier work, until then or the next known visibility
   time (at most ``max_idle``); with due queues all leased by others it backs off briefly.
-  Only the holder of the store's **wake baton** on this host watches (:mod:`consumer.baton`):
-  the others wait for the baton, and claim once their idle timeout passes anyway. A
-  consumer keeps the baton while it has room for claims and gives it up when full.
+  Only the holder of the store's **wake baton** on this host claims as soon as the watch
+  fires (:mod:`consumer.baton`); the others claim a little later, unless the baton
+  comes to them first. A consumer keeps the baton while it has room for claims and
+  gives it up when full.
 * Claims of plain ``def`` and transactional handlers go to the **lanes**
   (:mod:`consumer.lanes`): runs of handlers in a thread, recorded in one transaction
   from that thread. ``async def`` handlers, and handlers with a ``timeout``, go to the
@@ -55,7 +56,7 @@ import trio
 
 import quick
 from consumer.asyncio_loop import AsyncioLoop
-from consumer.baton import Baton, baton_path
+from consumer.baton import FOLLOW_SECONDS, Baton, baton_path
 from consumer.bridge import Bridge
 from consumer.config import (
     BUSY_BACKOFF,
@@ -417,14 +418,15 @@ class Consumer:
     def _wait_then_claim(
         self, watch: Watch, timeout: float, limit: int, cursor: bytes | None, seed: float
     ) -> ClaimRound | None:
-        """In a worker thread: wait for the wake baton, then (holding it) on ``watch``, then
-        run one claim round unless stopping (``stop`` cancels the watch and closes the
-        baton) or the watch failed; None when no round ran. Without the baton by
-        ``timeout`` the round runs anyway: the bounded poll of a consumer that does not
-        watch (see :mod:`consumer.baton`)."""
+        """In a worker thread: wait on ``watch``, then run one claim round unless stopping
+        (``stop`` cancels the watch and closes the baton) or the watch failed; None when
+        no round ran. The holder of the wake baton claims at once; another consumer waits
+        up to :data:`~consumer.baton.FOLLOW_SECONDS` more for the baton first, so it claims
+        only what the holder left (see :mod:`consumer.baton`)."""
         deadline = time.monotonic() + timeout
-        if self._baton.take(timeout):
-            watch.wait(max(0.0, deadline - time.monotonic()))
+        baton = self._baton
+        if watch.wait(timeout) and not baton.take(0):
+            baton.take(max(0.0, min(FOLLOW_SECONDS, deadline - time.monotonic())))
         if watch.failed or self._flags.stopping:
             return None
         try:

@@ -1,7 +1,7 @@
 """Idle consumers of one store do not all wake for each new job (the wake baton).
 
 Two consumers share a file: one holds the baton and claims a stream of jobs one by one;
-the other runs only its bounded fallback rounds, not a round per job. A holder whose
+the other does not claim when woken while the holder does. A holder whose
 slots are full hands the baton on, so the other picks up new work at once rather than
 after its idle timeout.
 """
@@ -12,10 +12,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 
 import keyspace
 import quick
+from consumer import runtime
 from consumer.runtime import Consumer, ConsumerConfig
 from quick.claim_rounds import ClaimRound
 
@@ -32,7 +34,11 @@ class CountingConsumer(Consumer):
         return super()._claim_round(limit, cursor, seed)
 
 
-def test_idle_consumers_do_not_all_wake_for_each_job(tmp_path: Path) -> None:
+def test_idle_consumers_do_not_all_wake_for_each_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without the baton a consumer waits this long before it claims: longer than the test.
+    monkeypatch.setattr(runtime, "FOLLOW_SECONDS", 30.0)
     db = keyspace.open(f"sqlite:///{tmp_path / 'q.db'}")
     app = quick.App()
     ran = threading.Semaphore(0)
@@ -64,12 +70,15 @@ def test_idle_consumers_do_not_all_wake_for_each_job(tmp_path: Path) -> None:
     rounds = trio.run(main)
     db.close()
     # The holder: a round that claims and one that re-arms its watch per job. The other
-    # would run one per job too if it woke; it runs none (its fallback is 5 s away).
+    # would run one per job too if it claimed when woken; it waits for the baton instead.
     assert min(rounds) <= 2, rounds
     assert sum(rounds) <= 2 * jobs + 4, rounds
 
 
-def test_a_full_consumer_hands_the_baton_on(tmp_path: Path) -> None:
+def test_a_full_consumer_hands_the_baton_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runtime, "FOLLOW_SECONDS", 30.0)
     db = keyspace.open(f"sqlite:///{tmp_path / 'q.db'}")
     app = quick.App()
     release = threading.Event()
@@ -81,7 +90,7 @@ def test_a_full_consumer_hands_the_baton_on(tmp_path: Path) -> None:
         release.wait(30)
 
     async def main() -> None:
-        # A fallback round 30 s away: only the hand-off can start the second job in time.
+        # Fallbacks 30 s away: only the hand-off can start the second job in time.
         config = ConsumerConfig(concurrency=1, batch_size=1, cron=False, max_idle=30.0)
         consumers = [Consumer(db, app, config) for _ in range(2)]
         try:
