@@ -227,9 +227,13 @@ class Consumer:
         """Share the wake baton of this store's consumers on this host (consumer.baton)."""
         if not self.config.wake_baton:
             return
-        identity = await self.patience.retry(
-            "store identity", self.bridge.call_db, store_identity, until=self._stopping
-        )
+        try:
+            identity = await self.patience.retry(
+                "store identity", self.bridge.call_db, store_identity, until=self._stopping
+            )
+        except quick.QuickError as error:  # no baton is no failure: every consumer claims
+            log.warning("no wake baton (%s): every idle consumer claims when woken", error)
+            return
         if identity is not None and not self._stopping.is_set():
             self._baton = Baton(baton_path(identity))
 

@@ -114,3 +114,33 @@ def test_a_full_consumer_hands_the_baton_on(
     trio.run(main)
     db.close()
     assert sorted(started) == [1, 2]
+
+
+def test_a_consumer_without_a_baton_still_claims(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(db: Any) -> str:
+        raise quick.QuickError("no identity today")
+
+    monkeypatch.setattr(runtime, "store_identity", broken)
+    db = keyspace.open(f"sqlite:///{tmp_path / 'q.db'}")
+    app = quick.App()
+    ran = threading.Event()
+
+    @app.job("noop")
+    def noop(payload: Any, meta: quick.Meta) -> None:
+        ran.set()
+
+    async def main() -> None:
+        consumer = Consumer(db, app, ConsumerConfig(cron=False))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(consumer.run)
+            await trio.sleep(0.2)
+            quick.enqueue(db, "q", "noop", None)
+            with trio.fail_after(10):
+                await trio.to_thread.run_sync(ran.wait, 10)
+            consumer.stop()
+
+    trio.run(main)
+    db.close()
+    assert ran.is_set()
