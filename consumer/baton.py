@@ -1,4 +1,4 @@
-"""The wake baton: of the idle consumers of one store on one host, one watches for new work.
+"""The wake baton: of the idle consumers of one store on one host, one claims at once when woken.
 
 Theory of operation
 -------------------
@@ -23,9 +23,9 @@ holder leaves nobody waiting longer than that. A child forked by a handler inher
 lock's file description; the lock then outlives its holder until the child exits, which
 costs the others only the delay above.
 
-Consumers on other hosts have batons of their own (one watcher per host). Without
+Consumers on other hosts have batons of their own (one holder per host). Without
 ``flock`` (not POSIX) or without a lock file to open, :meth:`Baton.take` always succeeds:
-every consumer watches, as before.
+every consumer claims at once, as before.
 
 Threads: :meth:`take` blocks (call it from a worker thread); :meth:`give_up` and
 :meth:`close` may be called from any thread and make a blocked :meth:`take` return
@@ -42,7 +42,7 @@ import threading
 
 try:
     import fcntl
-except ImportError:  # not POSIX: no baton, every consumer watches
+except ImportError:  # not POSIX: no baton, every consumer claims at once
     fcntl = None  # type: ignore[assignment]
 
 __all__ = ["FOLLOW_SECONDS", "Baton", "baton_path"]
@@ -79,7 +79,7 @@ class Baton:
             # Read-only is enough for flock, so a file another user created serves too.
             self._fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as error:
-            log.warning("no wake baton (%s): every idle consumer watches for work", error)
+            log.warning("no wake baton (%s): every idle consumer claims when woken", error)
 
     @property
     def held(self) -> bool:

@@ -58,7 +58,7 @@ class ConsumerConfig:
     cron: bool = True
     keep_finished_ms: int | None = FINISHED_RETENTION_MS
     #: Whether idle consumers of one store on one host pass the wake baton
-    #: (:mod:`consumer.baton`): one of them watches for new work, not all.
+    #: (:mod:`consumer.baton`): one of them claims new work when woken, not all at once.
     wake_baton: bool = True
 
     @property

@@ -161,8 +161,8 @@ class Consumer:
         #: The most one claim brings while waiting claims start in time (sizing.backlog_cap).
         self._batch_cap = self.config.batch_size
         self._token: trio.lowlevel.TrioToken | None = None
-        #: Which idle consumer of the store on this host watches for work (consumer.baton);
-        #: until ``run`` opens it, none: this consumer watches.
+        #: Which idle consumer of the store on this host claims at once when woken
+        #: (consumer.baton); until ``run`` opens it, none: this consumer does.
         self._baton = Baton(None)
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -288,7 +288,7 @@ class Consumer:
             elif size.limit < 1 or room < max(1, size.low_water):
                 # Claim again once the slots can take more (see consumer.sizing) and a
                 # half batch fits: the next claim is in flight while this one runs.
-                # Full: another idle consumer watches for work meanwhile.
+                # Full: another idle consumer claims new work at once meanwhile.
                 self._baton.give_up()
                 self._flags.low_water = size.low_water
                 self._capacity = trio.Event()
