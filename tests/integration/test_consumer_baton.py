@@ -1,4 +1,5 @@
-"""Idle consumers of one store do not all wake for each new job (the wake baton).
+"""Idle consumers: they do not all claim for each new job (the wake baton), and an idle
+one's stall watch sleeps until there is work.
 
 Two consumers share a file: one holds the baton and claims a stream of jobs one by one;
 the other does not claim when woken while the holder does. A holder whose
@@ -9,6 +10,7 @@ after its idle timeout.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,18 @@ import quick
 from consumer import runtime
 from consumer.runtime import Consumer, ConsumerConfig
 from quick.claim_rounds import ClaimRound
+
+
+def _signalling_app() -> tuple[quick.App, threading.Event]:
+    """An app whose ``noop`` job sets the event returned with it."""
+    app = quick.App()
+    ran = threading.Event()
+
+    @app.job("noop")
+    def noop(payload: Any, meta: quick.Meta) -> None:
+        ran.set()
+
+    return app, ran
 
 
 class CountingConsumer(Consumer):
@@ -116,6 +130,27 @@ def test_a_full_consumer_hands_the_baton_on(
     assert sorted(started) == [1, 2]
 
 
+async def _idle_then_one_job(
+    consumer: Consumer,
+    db: Any,
+    ran: threading.Event,
+    *,
+    before_job: Callable[[], None] = lambda: None,
+    linger: float = 0.0,
+) -> None:
+    """Run ``consumer`` idle for half a second, then one ``noop`` job; stop ``linger``
+    seconds after it ran."""
+    async with trio.open_nursery() as nursery:
+        await nursery.start(consumer.run)
+        await trio.sleep(0.5)
+        before_job()
+        quick.enqueue(db, "q", "noop", None)
+        with trio.fail_after(10):
+            await trio.to_thread.run_sync(ran.wait, 10)
+        await trio.sleep(linger)
+        consumer.stop()
+
+
 def test_a_consumer_without_a_baton_still_claims(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -124,23 +159,35 @@ def test_a_consumer_without_a_baton_still_claims(
 
     monkeypatch.setattr(runtime, "store_identity", broken)
     db = keyspace.open(f"sqlite:///{tmp_path / 'q.db'}")
-    app = quick.App()
-    ran = threading.Event()
+    app, ran = _signalling_app()
+    trio.run(_idle_then_one_job, Consumer(db, app, ConsumerConfig(cron=False)), db, ran)
+    db.close()
+    assert ran.is_set()
 
-    @app.job("noop")
-    def noop(payload: Any, meta: quick.Meta) -> None:
-        ran.set()
+
+def test_idle_consumer_stall_watch_sleeps_until_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It counted stalled slots twenty times a second whether or not anything was held.
+    counts: list[int] = []
+    real = runtime.stalled
+
+    def counted(*args: Any) -> int:
+        counts.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(runtime, "stalled", counted)
+    db = keyspace.open(f"sqlite:///{tmp_path / 'q.db'}")
+    app, ran = _signalling_app()
+    idle: list[int] = []
+    consumer = Consumer(db, app, ConsumerConfig(cron=False))
 
     async def main() -> None:
-        consumer = Consumer(db, app, ConsumerConfig(cron=False))
-        async with trio.open_nursery() as nursery:
-            await nursery.start(consumer.run)
-            await trio.sleep(0.2)
-            quick.enqueue(db, "q", "noop", None)
-            with trio.fail_after(10):
-                await trio.to_thread.run_sync(ran.wait, 10)
-            consumer.stop()
+        await _idle_then_one_job(
+            consumer, db, ran, before_job=lambda: idle.append(len(counts)), linger=0.3
+        )
 
     trio.run(main)
     db.close()
-    assert ran.is_set()
+    assert idle == [0]
+    assert len(counts) > 0  # the job woke it
