@@ -68,14 +68,17 @@ def run(processes: int, seconds: float) -> dict[str, Any]:
 
     def scrape_then_stop(self: benchlib.Workers) -> None:
         cpu["end"] = _tree_cpu(self.proc.pid)
-        for i in range(processes):
-            with urllib.request.urlopen(f"http://127.0.0.1:{port + i}/metrics", timeout=5) as r:
-                text = r.read().decode()
-            for family in text_string_to_metric_families(text):
-                for sample in family.samples:
-                    if sample.name in COUNTED:
-                        scraped[i, sample.name] = sample.value
-        stop_cleanly(self)
+        try:
+            for i in range(processes):
+                url = f"http://127.0.0.1:{port + i}/metrics"
+                with urllib.request.urlopen(url, timeout=5) as reply:
+                    text = reply.read().decode()
+                for family in text_string_to_metric_families(text):
+                    for sample in family.samples:
+                        if sample.name in COUNTED:
+                            scraped[i, sample.name] = sample.value
+        finally:  # a failed scrape must not leave the workers running
+            stop_cleanly(self)
 
     def sleep(duration: float) -> None:
         time.sleep(duration)
