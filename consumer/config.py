@@ -57,6 +57,9 @@ class ConsumerConfig:
     grace: float = 30.0
     cron: bool = True
     keep_finished_ms: int | None = FINISHED_RETENTION_MS
+    #: Whether idle consumers of one store on one host pass the wake baton
+    #: (:mod:`consumer.baton`): one of them claims new work when woken, not all at once.
+    wake_baton: bool = True
 
     @property
     def start_margin_ms(self) -> int:

@@ -16,6 +16,10 @@ Theory of operation
   With nothing due it sleeps on a watch of the ``("wake",)`` key, which producers
   bump whenever a queue gains earlier work, until then or the next known visibility
   time (at most ``max_idle``); with due queues all leased by others it backs off briefly.
+  Only the holder of the store's **wake baton** on this host claims as soon as the watch
+  fires (:mod:`consumer.baton`); the others claim a little later, unless the baton
+  comes to them first. A consumer keeps the baton while it has room for claims and
+  gives it up when full.
 * Claims of plain ``def`` and transactional handlers go to the **lanes**
   (:mod:`consumer.lanes`): runs of handlers in a thread, recorded in one transaction
   from that thread. ``async def`` handlers, and handlers with a ``timeout``, go to the
@@ -54,6 +58,7 @@ import trio
 
 import quick
 from consumer.asyncio_loop import AsyncioLoop
+from consumer.baton import FOLLOW_SECONDS, Baton, baton_path
 from consumer.bridge import Bridge
 from consumer.config import (
     BUSY_BACKOFF,
@@ -77,6 +82,7 @@ from consumer.sizing import (
     stalled,
     wait_budget,
 )
+from keyspace.identity import store_identity
 from keyspace.protocol import Database, Transaction, Watch
 from keyspace.retry import Tries, watch_retry_pause
 from quick.app import App
@@ -137,6 +143,8 @@ class Consumer:
         self._round_calm = True
         self._capacity = trio.Event()
         self._stopping = trio.Event()
+        #: Set when claims are dispatched: wakes the stall watch of an idle consumer.
+        self._dispatched = trio.Event()
         #: Where asyncio handlers run: a loop in a thread of its own, started on first use.
         self.asyncio_loop = AsyncioLoop()
         self._runners = Runners(
@@ -159,6 +167,9 @@ class Consumer:
         #: The most one claim brings while waiting claims start in time (sizing.backlog_cap).
         self._batch_cap = self.config.batch_size
         self._token: trio.lowlevel.TrioToken | None = None
+        #: Which idle consumer of the store on this host claims at once when woken
+        #: (consumer.baton); until ``run`` opens it, none: this consumer does.
+        self._baton = Baton(None)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -168,6 +179,8 @@ class Consumer:
         self._stopping.set()
         self._flags.stopping = True
         self._capacity.set()
+        self._dispatched.set()
+        self._baton.close()
         self._wake_all()
         if self._watch is not None:
             self._watch.cancel()
@@ -205,12 +218,30 @@ class Consumer:
                 if config.keep_finished_ms is not None:
                     nursery.start_soon(self._every, PURGE_INTERVAL, "purge", self._purge)
                 task_status.started()
-                await self._claim_loop()
+                try:
+                    await self._open_baton()
+                    await self._claim_loop()
+                finally:
+                    self._baton.close()
                 await self._release_unstarted()
                 self._wake_all()
                 nursery.cancel_scope.deadline = trio.current_time() + config.grace
                 await self._drained()
                 nursery.cancel_scope.cancel()
+
+    async def _open_baton(self) -> None:
+        """Share the wake baton of this store's consumers on this host (consumer.baton)."""
+        if not self.config.wake_baton:
+            return
+        try:
+            identity = await self.patience.retry(
+                "store identity", self.bridge.call_db, store_identity, until=self._stopping
+            )
+        except quick.QuickError as error:  # no baton is no failure: every consumer claims
+            log.warning("no wake baton (%s): every idle consumer claims when woken", error)
+            return
+        if identity is not None and not self._stopping.is_set():
+            self._baton = Baton(baton_path(identity))
 
     async def _drained(self) -> None:
         """Wait until no claim is held (every running job settled)."""
@@ -268,6 +299,8 @@ class Consumer:
             elif size.limit < 1 or room < max(1, size.low_water):
                 # Claim again once the slots can take more (see consumer.sizing) and a
                 # half batch fits: the next claim is in flight while this one runs.
+                # Full: another idle consumer claims new work at once meanwhile.
+                self._baton.give_up()
                 self._flags.low_water = size.low_water
                 self._capacity = trio.Event()
                 await self._capacity.wait()
@@ -352,6 +385,7 @@ class Consumer:
                 self._lanes.queue.append(item)
         self._runners.wake()
         self._lanes.wake()
+        self._dispatched.set()
 
     async def _idle(
         self, watch: Watch, next_ms: int | None, limit: int, cursor: bytes | None, seed: float
@@ -401,8 +435,14 @@ class Consumer:
         self, watch: Watch, timeout: float, limit: int, cursor: bytes | None, seed: float
     ) -> ClaimRound | None:
         """In a worker thread: wait on ``watch``, then run one claim round unless stopping
-        (``stop`` cancels the watch) or the watch failed; None when no round ran."""
-        watch.wait(timeout)
+        (``stop`` cancels the watch and closes the baton) or the watch failed; None when
+        no round ran. The holder of the wake baton claims at once; another consumer waits
+        up to :data:`~consumer.baton.FOLLOW_SECONDS` more for the baton first, so it claims
+        only what the holder left (see :mod:`consumer.baton`)."""
+        deadline = time.monotonic() + timeout
+        baton = self._baton
+        if watch.wait(timeout) and not baton.take(0):
+            baton.take(max(0.0, min(FOLLOW_SECONDS, deadline - time.monotonic())))
         if watch.failed or self._flags.stopping:
             return None
         try:
@@ -453,11 +493,17 @@ class Consumer:
         self._runners.wake_all()
 
     async def _watch_stalls(self) -> None:
-        """Count the stalled slots every half :data:`~consumer.sizing.STALL_SECONDS`; wake
+        """Count the stalled slots every half :data:`~consumer.sizing.STALL_SECONDS` while claims
+        are held (an idle consumer sleeps until the next dispatch); wake
         lanes to replace stalled ones, and give the waiting claims back once every slot
         has been stalled for :data:`~consumer.sizing.HANDBACK_SECONDS`."""
         blocked_since: float | None = None
         while not self._stopping.is_set():
+            if not len(self.keeper) and not self._stalled:
+                # Nothing held, nothing to count: sleep until a claim is dispatched rather
+                # than waking twenty times a second in an idle worker.
+                self._dispatched = trio.Event()
+                await self._dispatched.wait()
             await trio.sleep(STALL_SECONDS / 2)
             now = time.monotonic()
             before = self._stalled
