@@ -81,6 +81,11 @@ def claim_round(
     Queues whose short lease another consumer holds are skipped. A round visits at
     most ``max_queues`` queues (capped at :data:`MAX_QUEUES_PER_ROUND`): a consumer
     whose rounds conflict asks for fewer.
+
+    Retry semantics: run it with ``tries`` among the transaction's own arguments
+    (``db.transact(lambda tr, tries: claim_round(tr, ..., tries=tries), Tries())``), not
+    captured in a closure: only then does the retry loop tell it that a try's commit
+    result was unknown, and the retry take back the jobs that try leased.
     """
     if tries.unsure:
         again = _claimed_before(tr, tries)

@@ -124,11 +124,14 @@ def _claim(db: Database, queue_id: str | None, clock: int, limit: int) -> list[C
     :func:`quick.claim` on one queue."""
     if queue_id is not None:
         return claim(db, queue_id, OWNER, limit=limit, lease_ms=LEASE_MS, now_ms=clock)
-    tries = Tries()  # made before the retry loop, as the consumer does
+    # ``tries`` made before the retry loop and passed as an argument, as the consumer
+    # does, so the loop tells it of an unknown commit result and the retry takes back
+    # what a committed try leased.
     found = db.transact(
-        lambda tr: claim_round(
+        lambda tr, tries: claim_round(
             tr, OWNER, clock, limit=limit, lease_ms=LEASE_MS, tries=tries, watch=False
-        )
+        ),
+        Tries(),
     )
     return found.claims
 

@@ -31,9 +31,9 @@ def _fill(db: Database, queue: str, n: int, keys: list[str] | None = None) -> li
 
 
 def _round(db: Database, at: int, limit: int = 10) -> list[quick.Claim]:
-    tries = Tries()
     found = db.transact(
-        lambda tr: claim_round(tr, OWNER, at, limit=limit, lease_ms=30_000, tries=tries)
+        lambda tr, tries: claim_round(tr, OWNER, at, limit=limit, lease_ms=30_000, tries=tries),
+        Tries(),
     )
     return found.claims
 

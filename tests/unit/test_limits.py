@@ -110,9 +110,9 @@ def test_limits_capped_queue_leaves_the_scanners_alone_for_a_while(db: Database)
     now = now_ms()
 
     def round_at(at: int) -> list[str]:
-        tries = Tries()
         found = db.transact(
-            lambda tr: claim_round(tr, OWNER, at, limit=4, lease_ms=30_000, tries=tries)
+            lambda tr, tries: claim_round(tr, OWNER, at, limit=4, lease_ms=30_000, tries=tries),
+            Tries(),
         )
         return sorted(c.queue_id for c in found.claims)
 
