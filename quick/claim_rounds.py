@@ -14,7 +14,7 @@ import contextlib
 import random
 from dataclasses import dataclass
 
-from keyspace.layout import POINTER_INDEX, POINTERS, QUEUE_LEASES, WAKE, queue_keys
+from keyspace.layout import POINTER_INDEX, QUEUE_LEASES, WAKE, queue_keys
 from keyspace.protocol import KeyValue, Transaction, Watch
 from keyspace.retry import Tries
 from quick import pointers, queue_leases
@@ -117,7 +117,7 @@ def claim_round(
         # The chunk's leases and pointers in one round trip (snapshot: each is read
         # again serializably, from the transaction's read cache, only if its queue is visited).
         lease_keys = [QUEUE_LEASES.pack((q,)) for q in queues]
-        leases = tr.get_many(lease_keys + [POINTERS.pack((q,)) for q in queues], snapshot=True)
+        leases = tr.get_many(lease_keys + [pointers.pointer_key(q) for q in queues], snapshot=True)
         if len(queues) > 1:
             free = [
                 queue
