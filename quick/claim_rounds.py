@@ -117,11 +117,12 @@ def claim_round(
         # The chunk's leases and pointers in one round trip (snapshot: each is read
         # again serializably, from the transaction's read cache, only if its queue is visited).
         lease_keys = [QUEUE_LEASES.pack((q,)) for q in queues]
-        leases = tr.get_many(lease_keys + [pointers.pointer_key(q) for q in queues], snapshot=True)
+        found = tr.get_many(lease_keys + [pointers.pointer_key(q) for q in queues], snapshot=True)
         if len(queues) > 1:
+            leases = found[: len(queues)]  # the pointers are read only to warm the cache
             free = [
                 queue
-                for queue, key, data in zip(queues, lease_keys, leases, strict=False)
+                for queue, key, data in zip(queues, lease_keys, leases, strict=True)
                 if not queue_leases.held_by_other(key, data, owner, now)
             ]
             ahead = _read_ahead(tr, free, share)
