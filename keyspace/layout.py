@@ -516,7 +516,17 @@ class QueueKeys:
     Build them with :func:`queue_keys`, which caches one per queue name.
     """
 
-    __slots__ = ("queue", "space", "_jobs", "_ready", "_sched", "_counters", "_unique")
+    __slots__ = (
+        "queue",
+        "space",
+        "_jobs",
+        "_ready",
+        "_sched",
+        "_counters",
+        "_unique",
+        "_ready_range",
+        "_sched_range",
+    )
 
     def __init__(self, queue: str) -> None:
         self.queue = queue
@@ -525,10 +535,14 @@ class QueueKeys:
         # The tags packed once (_TAGS), not per queue: a store of many one-job queues
         # makes these for nearly every job it runs.
         self._jobs = Subspace.packed(("j",), raw + _TAGS["j"])
-        self._ready = Subspace.packed(("r",), raw + _TAGS["r"])
-        self._sched = Subspace.packed(("s",), raw + _TAGS["s"])
+        self._ready = ready = Subspace.packed(("r",), raw + _TAGS["r"])
+        self._sched = sched = Subspace.packed(("s",), raw + _TAGS["s"])
         self._counters = Subspace.packed(("n",), raw + _TAGS["n"])
         self._unique = Subspace.packed(("u",), raw + _TAGS["u"])
+        # Both index ranges, as Subspace.range() makes them: a claim of a one-job queue
+        # asks for them several times.
+        self._ready_range = (ready.raw + b"\x00", ready.raw + b"\xff")
+        self._sched_range = (sched.raw + b"\x00", sched.raw + b"\xff")
 
     def job(self, job_id: str) -> bytes:
         return self._jobs.pack((job_id,))
@@ -537,7 +551,7 @@ class QueueKeys:
         return self._ready.pack((priority, vis_ms, job_id))
 
     def ready_range(self) -> tuple[bytes, bytes]:
-        return self._ready.range()
+        return self._ready_range
 
     def unpack_ready(self, key: bytes) -> tuple[int, int, str]:
         priority, vis_ms, job_id = self._ready.unpack(key)
@@ -548,10 +562,9 @@ class QueueKeys:
 
     def scheduled_range(self, until_ms: int | None = None) -> tuple[bytes, bytes]:
         """Scheduled entries, or only those visible at or before ``until_ms``."""
-        begin, end = self._sched.range()
-        if until_ms is not None:
-            end = self._sched.pack((until_ms + 1,))
-        return begin, end
+        if until_ms is None:
+            return self._sched_range
+        return self._sched_range[0], self._sched.pack((until_ms + 1,))
 
     def unpack_scheduled(self, key: bytes) -> tuple[int, str]:
         vis_ms, job_id = self._sched.unpack(key)

@@ -175,7 +175,8 @@ class WriteBuffer:
     def atomic(self, op: AtomicOp, key: bytes, param: bytes) -> None:
         self.log.append(Mutation(MutationKind.ATOMIC, key, param, b"", op))
         self.size += len(key) + len(param)
-        entry = self._entry(key, self.cleared.contains(key))
+        cleared = self.cleared
+        entry = self._entry(key, cleared.contains(key) if cleared.begins else False)
         entry.ops.append((op, param))
 
     def set_versionstamped_key(self, template: bytes, value: bytes, unreadable: KeyRange) -> None:
@@ -218,11 +219,12 @@ class WriteBuffer:
 
     def lookup(self, key: bytes) -> tuple[bool, _Entry | None]:
         """(needs stored value, entry) for a point read of ``key``."""
-        if self.unreadable and self.unreadable.contains(key):
+        if self.unreadable.begins and self.unreadable.contains(key):
             raise StorageError(1036, "read of a key a pending versionstamped key may take")
         entry = self._entries.get(key)
         if entry is None:
-            return (not self.cleared.contains(key), None)
+            cleared = self.cleared
+            return (not (cleared.begins and cleared.contains(key)), None)
         if entry.unreadable:
             raise StorageError(1036, "read of a key with a pending versionstamped value")
         return (not entry.known, entry)

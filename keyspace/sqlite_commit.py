@@ -123,7 +123,7 @@ def apply(
             key = m.key
             if key in final:
                 current = final[key]
-            elif any(begin <= key < end for begin, end in cleared):
+            elif cleared and any(begin <= key < end for begin, end in cleared):
                 current = None
             else:
                 current = operands.get(key)

@@ -15,7 +15,7 @@ import contextlib
 import random
 from dataclasses import dataclass
 
-from keyspace.layout import POINTER_INDEX, POINTERS, QUEUE_LEASES, WAKE, queue_keys
+from keyspace.layout import POINTER_INDEX, QUEUE_LEASES, WAKE, queue_keys
 from keyspace.protocol import KeyValue, Transaction, Watch
 from keyspace.retry import Tries
 from quick import pointers, queue_leases
@@ -122,16 +122,23 @@ def claim_round(
         queues = [queue for _, queue in picked]
         # The chunk's leases and pointers in one round trip (snapshot: each is read
         # again serializably, from the transaction's read cache, only if its queue is visited).
-        tr.get_many(
-            [QUEUE_LEASES.pack((q,)) for q in queues] + [POINTERS.pack((q,)) for q in queues],
-            snapshot=True,
-        )
-        ahead = _read_ahead(tr, queues, owner, now, share) if len(queues) > 1 else {}
-        for queue in queues:
+        lease_keys = [QUEUE_LEASES.pack((q,)) for q in queues]
+        found = tr.get_many(lease_keys + [pointers.pointer_key(q) for q in queues], snapshot=True)
+        if len(queues) > 1:
+            leases = found[: len(queues)]  # the pointers are read only to warm the cache
+            free = [
+                queue
+                for queue, key, data in zip(queues, lease_keys, leases, strict=True)
+                if not queue_leases.held_by_other(key, data, owner, now)
+            ]
+            ahead = _read_ahead(tr, free, share)
+        else:
+            ahead = {}
+        for queue, lease_key in zip(queues, lease_keys, strict=True):
             room = min(share, limit - len(claims))
             if room <= 0 or budget.left <= 0:
                 break
-            if queue_leases.leased_by_other(tr, queue, owner, now):
+            if queue_leases.held_by_other(lease_key, tr.get(lease_key), owner, now):
                 continue
             tries.touched.add(queue)
             rows = ahead.pop(queue, None)
@@ -159,14 +166,12 @@ def claim_round(
     return ClaimRound(claims, len(due), next_cursor)
 
 
-def _read_ahead(
-    tr: Transaction, queues: list[str], owner: str, now: int, share: int
-) -> dict[str, list[KeyValue]]:
-    """Read what claiming from ``queues`` (up to ``share`` jobs each) will read, issued
+def _read_ahead(tr: Transaction, free: list[str], share: int) -> dict[str, list[KeyValue]]:
+    """Read what claiming from ``free`` (up to ``share`` jobs each) will read, issued
     together instead of queue by queue: their job indexes (the range
-    :func:`~quick.claiming.look_range` names, for each queue no other consumer holds,
-    as the leases already read ahead say) and the records of the ready jobs those show;
-    the rows of each queue's index read, by queue.
+    :func:`~quick.claiming.look_range` names; ``free`` are the queues no other consumer
+    holds, as the leases already read ahead say) and the records of the ready jobs
+    those show; the rows of each queue's index read, by queue.
 
     All are snapshot reads, so reading ahead adds no conflict: each claim then reads its
     job records again serializably (answered by the transaction's
@@ -176,7 +181,6 @@ def _read_ahead(
     deep queue among them costs no more than its claim; the job records read ahead are
     those of at most ``share`` ready entries a queue.
     """
-    free = [q for q in queues if not queue_leases.leased_by_other(tr.snapshot, q, owner, now)]
     all_keys = [queue_keys(q) for q in free]
     found = tr.get_ranges([look_range(keys, share) for keys in all_keys], snapshot=True)
     jobs: list[bytes] = []

@@ -116,6 +116,7 @@ def _lease_one(
     tr: Transaction,
     keys: QueueKeys,
     job: Job,
+    index: bytes,
     *,
     owner: str,
     token: str,
@@ -124,7 +125,8 @@ def _lease_one(
     tally: Tally | None,
     budget: _Budget,
 ) -> Claim | None:
-    """Lease ``job``; None (and the job dead-lettered) when its leased record cannot be stored."""
+    """Lease ``job``, whose ready-index entry is ``index``; None (and the job dead-lettered)
+    when its leased record cannot be stored."""
     leased = job.evolve(
         state=JobState.LEASED,
         vis_ms=now + lease_ms,
@@ -142,7 +144,7 @@ def _lease_one(
         if job.batch is not None or job.has_dependents:
             job_finished(tr, job, JobState.DEAD, now)
         return None
-    budget.left -= store_job(tr, keys, job, leased, tally, value=value)
+    budget.left -= store_job(tr, keys, job, leased, tally, value=value, old_index=index)
     return Claim.of(leased)
 
 
@@ -220,7 +222,7 @@ def claim_jobs(
                 parked.append(now + wait)
                 continue
         got = _lease_one(
-            tr, keys, job, owner=owner, token=token, now=now, lease_ms=lease_ms,
+            tr, keys, job, key, owner=owner, token=token, now=now, lease_ms=lease_ms,
             tally=tally, budget=budget,
         )  # fmt: skip
         if got is not None:

@@ -35,6 +35,7 @@ more than :data:`REWRITE_THRESHOLD_MS`.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -66,6 +67,7 @@ __all__ = [
     "drop_stray",
     "next_visible",
     "load_pointer",
+    "pointer_key",
     "warn_corrupt",
     "is_int",
 ]
@@ -81,6 +83,13 @@ EMPTY_GRACE_MS = 30_000
 _ONE = (1).to_bytes(8, "little")
 
 log = logging.getLogger("quick.store")
+
+
+@functools.lru_cache(maxsize=4096)
+def pointer_key(queue: str) -> bytes:
+    """The key of ``queue``'s pointer record (cached: a claim round reads it ahead, reads
+    it again and rewrites it, for each one-job queue it visits)."""
+    return POINTERS.pack((queue,))
 
 
 def is_int(value: Any) -> bool:
@@ -107,7 +116,7 @@ def warn_corrupt(key: bytes, error: Exception, action: str) -> None:
 
 def load_pointer(view: ReadView, queue: str) -> tuple[dict[str, Any] | None, bool]:
     """(pointer record or None, whether a corrupt record is stored in its place)."""
-    key = POINTERS.pack((queue,))
+    key = pointer_key(queue)
     data = view.get(key)
     if data is None:
         return None, False
@@ -156,7 +165,7 @@ def _move(
     if old is None or vis_ms < old["v"]:
         tr.add(WAKE, _ONE)
     tr.set(POINTER_INDEX.pack((vis_ms, queue)), b"")
-    tr.set(POINTERS.pack((queue,)), pack_value({"v": vis_ms, "es": empty_since}))
+    tr.set(pointer_key(queue), pack_value({"v": vis_ms, "es": empty_since}))
 
 
 def ensure_visible(tr: Transaction, queue: str, vis_ms: int) -> None:
@@ -222,7 +231,7 @@ def refresh(
         return True
     if pointer is None:
         if corrupt:
-            tr.clear(POINTERS.pack((queue,)))
+            tr.clear(pointer_key(queue))
         return False
     if pointer["es"] is None:
         _move(tr, queue, pointer, now + grace_ms, now)
@@ -244,7 +253,7 @@ def _wait_out(tr: Transaction, queue: str, pointer: dict[str, Any], grace_ms: in
 
 def _delete(tr: Transaction, queue: str, pointer: dict[str, Any]) -> None:
     tr.clear(POINTER_INDEX.pack((pointer["v"], queue)))
-    tr.clear(POINTERS.pack((queue,)))
+    tr.clear(pointer_key(queue))
     tr.clear(QUEUE_LEASES.pack((queue,)))
     counters.clear_zeros(tr, queue_keys(queue))
 

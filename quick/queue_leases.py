@@ -25,6 +25,7 @@ __all__ = [
     "RECENT_CLAIMS",
     "claimed_by",
     "decode_queue_lease",
+    "held_by_other",
     "lease_queue",
     "leased_by_other",
     "queue_lease",
@@ -65,7 +66,11 @@ def queue_lease(view: ReadView, queue: str) -> dict[str, Any] | None:
     written overwrites it.
     """
     key = QUEUE_LEASES.pack((queue,))
-    data = view.get(key)
+    return _decoded(key, view.get(key))
+
+
+def _decoded(key: bytes, data: bytes | None) -> dict[str, Any] | None:
+    """The queue lease record stored at ``key`` as ``data``; None when absent or corrupt."""
     if data is None:
         return None
     try:
@@ -104,6 +109,13 @@ def _held_by_other(lease: dict[str, Any] | None, owner: str, now: int) -> bool:
 def leased_by_other(tr: ReadView, queue: str, owner: str, now: int) -> bool:
     """Whether a consumer other than ``owner`` holds the queue's lease at ``now``."""
     return _held_by_other(queue_lease(tr, queue), owner, now)
+
+
+def held_by_other(key: bytes, data: bytes | None, owner: str, now: int) -> bool:
+    """:func:`leased_by_other` of a queue lease already read: ``data`` as stored at
+    ``key`` (None: absent; corrupt reads as absent). A claim round reads a chunk's leases
+    in one call and decides from the values."""
+    return data is not None and _held_by_other(_decoded(key, data), owner, now)
 
 
 def claimed_by(lease: dict[str, Any] | None, token: str) -> list[str] | None:

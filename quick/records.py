@@ -85,14 +85,17 @@ def store_job(
     tally: Tally | None = None,
     *,
     value: bytes | None = None,
+    old_index: bytes | None = None,
 ) -> int:
     """Write ``new`` (``value`` if already encoded), moving its index entry and count
-    from ``old``'s; return the record's size in bytes."""
+    from ``old``'s (``old_index``: that entry's key, when the caller has it); return the
+    record's size in bytes."""
     new_index = new.index_key(keys)
     if old is None:
         tr.set(new_index, b"")
     else:
-        old_index = old.index_key(keys)
+        if old_index is None:
+            old_index = old.index_key(keys)
         if old_index != new_index:
             tr.clear(old_index)
             tr.set(new_index, b"")

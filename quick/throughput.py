@@ -51,17 +51,25 @@ class MinuteCount:
 def count_finished(tr: Transaction, queue: str, now: int, tally: Tally | None = None) -> None:
     """Count one job of ``queue`` finished at ``now`` (called by the writer of job records;
     through ``tally`` when the caller batches counters)."""
-    for key in _minute_keys(now - now % MINUTE_MS, queue):
+    minute = now - now % MINUTE_MS
+    for key in (_minute_key(minute), _queue_minute_key(minute, queue)):
         if tally is None:
             add_count(tr, key, 1)
         else:
             tally.add(key, 1)
 
 
+@functools.lru_cache(maxsize=64)
+def _minute_key(minute: int) -> bytes:
+    """Every queue's counter of a minute (cached apart from the per-queue ones, which
+    miss their cache when more queues than it holds finish jobs within a minute)."""
+    return FINISHED_PER_MINUTE.pack((minute,))
+
+
 @functools.lru_cache(maxsize=4096)
-def _minute_keys(minute: int, queue: str) -> tuple[bytes, bytes]:
-    """The counters of a minute, every queue's and ``queue``'s (cached: packed per job)."""
-    return FINISHED_PER_MINUTE.pack((minute,)), FINISHED_PER_MINUTE.pack((minute, queue))
+def _queue_minute_key(minute: int, queue: str) -> bytes:
+    """``queue``'s counter of a minute (cached: packed per job)."""
+    return FINISHED_PER_MINUTE.pack((minute, queue))
 
 
 def finished_per_minute(

@@ -47,6 +47,15 @@ def test_subspace_range_holds_exactly_its_keys() -> None:
         space.unpack(Subspace(("b",)).pack((1,)))
 
 
+@given(st.text(min_size=1, max_size=20))
+def test_queue_keys_index_ranges_are_their_subspaces(queue: str) -> None:
+    keys = layout.queue_keys(queue)
+    ready, scheduled = layout.QUEUES[queue]["r"], layout.QUEUES[queue]["s"]
+    assert keys.ready_range() == ready.range()
+    assert keys.scheduled_range() == scheduled.range()
+    assert keys.scheduled_range(41) == (scheduled.range()[0], scheduled.pack((42,)))
+
+
 def test_subspace_packs_versionstamps_without_the_client_library() -> None:
     template = Subspace(("log",)).pack_with_versionstamp(("e", Versionstamp(user_version=7)))
     assert template[-4:] != b"\x00\x00\x00\x00"

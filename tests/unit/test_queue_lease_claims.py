@@ -3,6 +3,8 @@ after ``commit_unknown_result`` find the jobs its committed try leased."""
 
 from __future__ import annotations
 
+from keyspace.codec import pack_value
+from keyspace.layout import QUEUE_LEASES
 from keyspace.protocol import Database
 from quick import queue_leases
 from quick.queue_leases import RECENT_CLAIMS, claimed_by, leased_by_other, remember_claim
@@ -32,3 +34,17 @@ def test_queue_lease_held_by_another_until_it_expires(db: Database) -> None:
     assert db.transact(lambda tr: leased_by_other(tr, "q", "b", 5_999)) is True
     assert db.transact(lambda tr: leased_by_other(tr, "q", "a", 5_999)) is False
     assert db.transact(lambda tr: leased_by_other(tr, "q", "b", 6_000)) is False
+
+
+def test_queue_lease_held_by_other_decides_as_a_read_does(db: Database) -> None:
+    key = QUEUE_LEASES.pack(("q",))
+    held = pack_value({"o": "a", "ex": 6_000})
+    for data in (None, held, pack_value(["not", "a", "lease"]), b"\xff"):
+        if data is None:
+            db.transact(lambda tr: tr.clear(key))
+        else:
+            db.transact(lambda tr, data=data: tr.set(key, data))
+        for owner, now in (("a", 5_999), ("b", 5_999), ("b", 6_000)):
+            read = db.transact(lambda tr, o=owner, n=now: leased_by_other(tr, "q", o, n))
+            assert queue_leases.held_by_other(key, data, owner, now) is read
+    assert queue_leases.held_by_other(key, held, "b", 5_999) is True
