@@ -9,7 +9,10 @@ reader still needs until the next round) every :data:`INTERVAL` seconds while co
 happen. SQLite's own automatic checkpoint stays on, at :data:`BACKSTOP_PAGES`, in case
 this thread falls behind; the log file is truncated back to :data:`TRUNCATE_BYTES`
 whenever a checkpoint finishes with nothing left in it. A log past :data:`RESTART_FRAMES`
-(readers never all idle at once) gets a RESTART checkpoint, which waits for them.
+(readers never all idle at once) gets a RESTART checkpoint, which waits for them, and
+holds writers back while it does, for at most :data:`RESTART_WAIT_MS` (with the
+connections' 30 s busy timeout, a commit now and then stalled for 30 s behind it in
+``tests/integration/test_wal_restart.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,14 @@ import sqlite3
 import threading
 from collections.abc import Callable
 
-__all__ = ["Checkpointer", "INTERVAL", "BACKSTOP_PAGES", "RESTART_FRAMES", "TRUNCATE_BYTES"]
+__all__ = [
+    "Checkpointer",
+    "INTERVAL",
+    "BACKSTOP_PAGES",
+    "RESTART_FRAMES",
+    "RESTART_WAIT_MS",
+    "TRUNCATE_BYTES",
+]
 
 #: Seconds between background checkpoints while there are commits to copy.
 INTERVAL = 0.2
@@ -35,6 +45,10 @@ TRUNCATE_BYTES = 16 * 1024 * 1024
 #: writers until the readers of the moment finish (each lives at most 5 s; new ones read
 #: the database file), so the next commit starts the log over.
 RESTART_FRAMES = 65_536
+#: How long a RESTART checkpoint waits for the readers of the moment (writers wait
+#: meanwhile): a quick read transaction is over in milliseconds; one that is not makes
+#: the RESTART give up until the next round rather than stall every writer.
+RESTART_WAIT_MS = 200
 
 
 class Checkpointer:
@@ -60,10 +74,19 @@ class Checkpointer:
                     conn = conn or self._connect()
                     (_, frames, _) = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                     if frames > RESTART_FRAMES:
-                        conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+                        self._restart(conn)
         finally:
             if conn is not None:
                 conn.close()
+
+    def _restart(self, conn: sqlite3.Connection) -> None:
+        """A RESTART checkpoint that waits for the readers of the moment only briefly."""
+        (timeout,) = conn.execute("PRAGMA busy_timeout").fetchone()
+        conn.execute(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
+        try:
+            conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={timeout}")
 
     def close(self) -> None:
         """Stop the thread (it finishes a checkpoint in progress first)."""

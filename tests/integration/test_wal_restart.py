@@ -28,10 +28,13 @@ def _overlapping_readers(path: Path, stop: threading.Event) -> list[threading.Th
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         time.sleep(offset)
         while not stop.is_set():
-            conn.execute("BEGIN")
-            conn.execute("SELECT count(*) FROM kv").fetchone()
-            time.sleep(0.05)
-            conn.execute("COMMIT")
+            try:
+                conn.execute("BEGIN")
+                conn.execute("SELECT count(*) FROM kv").fetchone()
+                time.sleep(0.05)
+                conn.execute("COMMIT")
+            except sqlite3.OperationalError:  # busy as the log starts over: read again
+                conn.rollback()
         conn.close()
 
     return [threading.Thread(target=read, args=(offset,)) for offset in (0.0, 0.025)]
@@ -51,6 +54,7 @@ def test_wal_stops_growing_under_readers_that_never_pause(
             reader.start()
         try:
             written = 0
+            sizes: list[int] = []  # the log file's size after each commit
             while written * 20 * len(value) < TO_WRITE:
 
                 def body(tr: Transaction, n: int = written) -> None:
@@ -59,11 +63,17 @@ def test_wal_stops_growing_under_readers_that_never_pause(
 
                 db.transact(body)
                 written += 1
-            wal = Path(f"{path}-wal").stat().st_size
+                # A drain's commits come a few ms apart; back to back, an idle machine
+                # writes all of TO_WRITE within a few checkpoint rounds.
+                time.sleep(0.002)
+                sizes.append(Path(f"{path}-wal").stat().st_size)
         finally:
             stop.set()
             for reader in readers:
                 reader.join()
     # Each commit logs its pages and its conflict ranges: without the RESTART checkpoint
-    # the log grew to about 2.7 times TO_WRITE, never starting over.
-    assert wal < TO_WRITE, wal
+    # the log grew to about 2.7 times TO_WRITE, never starting over. With it the log
+    # starts over again and again (each time a RESTART checkpoint
+    # completes, its frames are written from the start of the file again), so the file
+    # never reaches that size.
+    assert max(sizes) < TO_WRITE, max(sizes)
