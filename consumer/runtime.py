@@ -3,7 +3,8 @@ children of one trio nursery.
 
 Theory of operation
 -------------------
-* The **claimer** leases work in *claim rounds* (:func:`quick.claim_rounds.claim_round`):
+* The **claimer** leases work in *claim rounds* (:func:`quick.claim_rounds.claim_round`,
+  each run and sized by :class:`consumer.claimer.RoundClaimer`):
   one transaction scans a page of the pointer index, picks due queues at random and
   leases a batch across them. It claims again as soon as fewer than one batch of
   claims is waiting, so the next batch is in flight while the last one runs. The
@@ -60,6 +61,7 @@ import quick
 from consumer.asyncio_loop import AsyncioLoop
 from consumer.baton import FOLLOW_SECONDS, Baton, baton_path
 from consumer.bridge import Bridge
+from consumer.claimer import RoundClaimer
 from consumer.config import (
     BUSY_BACKOFF,
     EWMA_WEIGHT,
@@ -78,15 +80,14 @@ from consumer.sizing import (
     backlog_cap,
     claim_size,
     lanes_wanted,
-    round_queues,
     stalled,
     wait_budget,
 )
 from keyspace.identity import store_identity
-from keyspace.protocol import Database, Transaction, Watch
-from keyspace.retry import Tries, watch_retry_pause
+from keyspace.protocol import Database, Watch
+from keyspace.retry import watch_retry_pause
 from quick.app import App
-from quick.claim_rounds import MAX_QUEUES_PER_ROUND, ClaimRound, claim_round
+from quick.claim_rounds import ClaimRound
 from quick.jobs import Claim, now_ms
 from quick.leases import release_all
 from quick.outcomes import Outcome, describe_error, job_config
@@ -137,10 +138,7 @@ class Consumer:
         )
         #: Stalled slots (lanes among them), as the stall watch last counted them.
         self._stalled = 0
-        #: The most queues the next claim round visits (see consumer.sizing.round_queues),
-        #: and whether no round has conflicted yet.
-        self._round_queues = 1
-        self._round_calm = True
+        self._rounds = RoundClaimer(db, self.config, metrics)
         self._capacity = trio.Event()
         self._stopping = trio.Event()
         #: Set when claims are dispatched: wakes the stall watch of an idle consumer.
@@ -335,45 +333,8 @@ class Consumer:
             self._dispatch(woken.claims)  # claimed as the stop came: given back with the rest
 
     def _claim_round(self, limit: int, cursor: bytes | None, seed: float) -> ClaimRound:
-        """One claim round in its own transaction (retried; see ``claim_round``'s ``tries``)."""
-        config = self.config
-        tries = Tries()
-        rng = random.Random(seed)
-
-        def body(tr: Transaction, tries: Tries) -> ClaimRound:
-            if not tries.first():  # a retry: visit fewer queues, elsewhere on the page
-                self._round_calm = False
-                self._round_queues = round_queues(
-                    self._round_queues, conflicted=True, calm=False, most=MAX_QUEUES_PER_ROUND
-                )
-            if self.metrics is not None:  # counted as it starts: a scrape sees a long retry
-                self.metrics.claim_round_tries.inc()
-            rng.seed(seed + tries.runs)
-            return claim_round(
-                tr,
-                config.owner,
-                now_ms(),
-                limit=limit,
-                lease_ms=config.lease_ms,
-                tries=tries,
-                cursor=cursor,
-                scan_limit=config.scan_limit,
-                rng=rng,
-                max_queues=self._round_queues,
-            )
-
-        # ``tries`` as an argument, so the retry loop tells it of a commit result unknown.
-        found = self.db.transact(body, tries)
-        if tries.runs == 1:
-            self._round_queues = round_queues(
-                self._round_queues,
-                conflicted=False,
-                calm=self._round_calm,
-                most=MAX_QUEUES_PER_ROUND,
-            )
-        if self.metrics is not None:
-            self.metrics.claim_rounds.inc()
-        return found
+        """One claim round in its own transaction (:meth:`RoundClaimer.claim`)."""
+        return self._rounds.claim(limit, cursor, seed)
 
     def _dispatch(self, claims: list[Claim]) -> None:
         held = [Held(claim, job_config(self.app, claim)) for claim in claims]
