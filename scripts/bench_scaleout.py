@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import socket
 import sys
 import time
@@ -61,8 +62,10 @@ TOP_UP = 50
 
 
 def _free_port_run(count: int) -> int:
-    """A port P with P..P+count-1 free on loopback (checked once, then used at once)."""
-    for base in range(19100, 60000, 97):
+    """A port P with P..P+count-1 free on loopback (checked once, then used at once: from
+    a random start, so two runs at once seldom pick the same ports between check and use)."""
+    start = random.randrange(19100, 50000)
+    for base in [*range(start, 60000, 97), *range(19100, start, 97)]:
         ok = True
         for port in range(base, base + count):
             with socket.socket() as s:
