@@ -10,7 +10,7 @@ after its idle timeout.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,20 @@ import keyspace
 import quick
 from consumer import runtime
 from consumer.runtime import Consumer, ConsumerConfig
+from keyspace.protocol import Database
 from quick.claim_rounds import ClaimRound
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    with keyspace.open(f"sqlite:///{tmp_path / 'q.db'}") as opened:
+        yield opened
+
+
+@pytest.fixture
+def no_follow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A consumer without the baton waits longer for it than any of these tests takes."""
+    monkeypatch.setattr(runtime, "FOLLOW_SECONDS", 30.0)
 
 
 def _signalling_app() -> tuple[quick.App, threading.Event]:
@@ -48,12 +61,7 @@ class CountingConsumer(Consumer):
         return super()._claim_round(limit, cursor, seed)
 
 
-def test_idle_consumers_do_not_all_wake_for_each_job(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Without the baton a consumer waits this long before it claims: longer than the test.
-    monkeypatch.setattr(runtime, "FOLLOW_SECONDS", 30.0)
-    db = keyspace.open(f"sqlite:///{tmp_path / 'q.db'}")
+def test_idle_consumers_do_not_all_wake_for_each_job(db: Database, no_follow: None) -> None:
     app = quick.App()
     ran = threading.Semaphore(0)
 
@@ -82,18 +90,13 @@ def test_idle_consumers_do_not_all_wake_for_each_job(
         return rounds
 
     rounds = trio.run(main)
-    db.close()
     # The holder: a round that claims and one that re-arms its watch per job. The other
     # would run one per job too if it claimed when woken; it waits for the baton instead.
     assert min(rounds) <= 2, rounds
     assert sum(rounds) <= 2 * jobs + 4, rounds
 
 
-def test_a_full_consumer_hands_the_baton_on(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(runtime, "FOLLOW_SECONDS", 30.0)
-    db = keyspace.open(f"sqlite:///{tmp_path / 'q.db'}")
+def test_a_full_consumer_hands_the_baton_on(db: Database, no_follow: None) -> None:
     app = quick.App()
     release = threading.Event()
     started: list[int] = []
@@ -126,7 +129,6 @@ def test_a_full_consumer_hands_the_baton_on(
             release.set()
 
     trio.run(main)
-    db.close()
     assert sorted(started) == [1, 2]
 
 
@@ -152,21 +154,19 @@ async def _idle_then_one_job(
 
 
 def test_a_consumer_without_a_baton_still_claims(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def broken(db: Any) -> str:
         raise quick.QuickError("no identity today")
 
     monkeypatch.setattr(runtime, "store_identity", broken)
-    db = keyspace.open(f"sqlite:///{tmp_path / 'q.db'}")
     app, ran = _signalling_app()
     trio.run(_idle_then_one_job, Consumer(db, app, ConsumerConfig(cron=False)), db, ran)
-    db.close()
     assert ran.is_set()
 
 
 def test_idle_consumer_stall_watch_sleeps_until_work(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # It counted stalled slots twenty times a second whether or not anything was held.
     counts: list[int] = []
@@ -177,7 +177,6 @@ def test_idle_consumer_stall_watch_sleeps_until_work(
         return real(*args)
 
     monkeypatch.setattr(runtime, "stalled", counted)
-    db = keyspace.open(f"sqlite:///{tmp_path / 'q.db'}")
     app, ran = _signalling_app()
     idle: list[int] = []
     consumer = Consumer(db, app, ConsumerConfig(cron=False))
@@ -188,6 +187,5 @@ def test_idle_consumer_stall_watch_sleeps_until_work(
         )
 
     trio.run(main)
-    db.close()
     assert idle == [0]
     assert len(counts) > 0  # the job woke it
